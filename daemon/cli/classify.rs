@@ -1,0 +1,203 @@
+//! `mfawatch classify [FILE...|-]`: label exported sign-ins without a server.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::classify::{Labels, Rules, VerdictLine, classify};
+use crate::deadletter::{DeadLetter, DeadLetterFile};
+use crate::decode::{DecodeError, Item, decode_message};
+use crate::source::{Position, RecordAt, files};
+
+#[derive(Debug, clap::Args)]
+pub struct ClassifyArgs {
+    /// Files to read (NDJSON, Event Hubs envelopes, Graph pages, Log Analytics
+    /// exports; gzip is fine). `-` or nothing reads stdin.
+    pub inputs: Vec<String>,
+    /// Print only a JSON summary: records, labels, skipped, malformed.
+    #[arg(long)]
+    pub summary: bool,
+    /// Append each malformed record (raw bytes, position, reason) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+    /// Take the legacy client list and risk threshold from this config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Add each record's source position (`file:line record N`) to its line.
+    #[arg(long)]
+    pub with_source: bool,
+}
+
+/// The `--summary` answer.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub inputs: Vec<String>,
+    pub messages: u64,
+    pub bytes: u64,
+    /// Sign-ins classified.
+    pub records: u64,
+    pub labels: BTreeMap<&'static str, u64>,
+    pub subjects: BTreeMap<&'static str, u64>,
+    pub categories: BTreeMap<&'static str, u64>,
+    pub mfa_failures: BTreeMap<&'static str, u64>,
+    pub legacy_clients: BTreeMap<String, u64>,
+    pub skipped: Counted<String>,
+    pub malformed: Counted<&'static str>,
+}
+
+/// A total and its breakdown.
+#[derive(Debug, Serialize)]
+pub struct Counted<K: Ord> {
+    pub total: u64,
+    pub by: BTreeMap<K, u64>,
+}
+
+impl<K: Ord> Default for Counted<K> {
+    fn default() -> Self {
+        Counted {
+            total: 0,
+            by: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord> Counted<K> {
+    fn add(&mut self, key: K) {
+        self.total += 1;
+        *self.by.entry(key).or_default() += 1;
+    }
+}
+
+/// Malformed records are reported on stderr up to this many; the rest are counted.
+const WARN_LIMIT: u64 = 20;
+
+pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
+    let rules = match &args.config {
+        Some(path) => crate::config::Config::load(path)?.rules(),
+        None => Rules::default(),
+    };
+    let inputs = if args.inputs.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        args.inputs.clone()
+    };
+    let mut dead_letters = match &args.dead_letter {
+        Some(path) => Some(
+            DeadLetterFile::open(path)
+                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut summary = Summary {
+        inputs: inputs.clone(),
+        ..Summary::default()
+    };
+    for (label, _) in Labels::ALL {
+        summary.labels.insert(label_name(label), 0);
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+
+    for input in &inputs {
+        let result = files::read_messages(input, |bytes, position| {
+            summary.messages += 1;
+            summary.bytes += bytes.len() as u64;
+            for (index, item) in decode_message(bytes).into_iter().enumerate() {
+                match item {
+                    Item::SignIn(record) => {
+                        let verdict = classify(&record, &rules);
+                        tally(&mut summary, &rules, &record.category, &verdict);
+                        if !args.summary {
+                            let mut line = VerdictLine::new(&record, &verdict);
+                            if args.with_source {
+                                line.source = Some(RecordAt { position, index }.to_string());
+                            }
+                            serde_json::to_writer(&mut out, &line)?;
+                            out.write_all(b"\n")?;
+                        }
+                    }
+                    Item::Skipped { category } => summary.skipped.add(category.into_owned()),
+                    Item::Malformed(malformed) => {
+                        summary.malformed.add(malformed.error.reason());
+                        let index = record_index(&malformed.error, index);
+                        if summary.malformed.total <= WARN_LIMIT {
+                            eprintln!("warning: {}: {}", where_(position, index), malformed.error);
+                        }
+                        if let Some(file) = &mut dead_letters {
+                            file.write(&DeadLetter::new(position, index, &malformed))?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        match result {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {input}"))),
+        }
+    }
+    if summary.malformed.total > WARN_LIMIT {
+        eprintln!(
+            "warning: {} malformed records in all ({} shown)",
+            summary.malformed.total, WARN_LIMIT
+        );
+    }
+    if let Some(file) = &mut dead_letters {
+        file.sync()
+            .with_context(|| format!("cannot write dead-letter file {}", file.path().display()))?;
+    }
+    if args.summary {
+        serde_json::to_writer_pretty(&mut out, &summary)?;
+        out.write_all(b"\n")?;
+    }
+    match out.flush() {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn tally(
+    summary: &mut Summary,
+    rules: &Rules,
+    category: &crate::decode::Category,
+    verdict: &crate::classify::Verdict<'_>,
+) {
+    summary.records += 1;
+    for name in verdict.labels.names() {
+        *summary.labels.entry(name).or_default() += 1;
+    }
+    *summary
+        .subjects
+        .entry(verdict.subject.as_str())
+        .or_default() += 1;
+    *summary.categories.entry(category.as_str()).or_default() += 1;
+    if let Some(f) = verdict.mfa_failure {
+        *summary.mfa_failures.entry(f.as_str()).or_default() += 1;
+    }
+    if let Some(i) = verdict.legacy_client {
+        *summary
+            .legacy_clients
+            .entry(rules.legacy_clients[i].clone())
+            .or_default() += 1;
+    }
+}
+
+fn label_name(label: Labels) -> &'static str {
+    label.names().next().unwrap_or("")
+}
+
+/// A syntax error concerns the whole message, anything else one record.
+pub fn record_index(error: &DecodeError, index: usize) -> Option<usize> {
+    (!matches!(error, DecodeError::Syntax(_))).then_some(index)
+}
+
+fn where_(position: &Position, index: Option<usize>) -> String {
+    match index {
+        Some(index) => RecordAt { position, index }.to_string(),
+        None => position.to_string(),
+    }
+}

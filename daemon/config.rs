@@ -1,0 +1,547 @@
+//! config: the TOML configuration, its defaults and its validation.
+//!
+//! Every field's doc comment is its user documentation; the annotated
+//! examples in `config/` follow it. Defaults are named functions in one place.
+//! Unknown keys are errors (serde's `deny_unknown_fields` names the key and
+//! lists what is allowed); [`Config::validate`] checks values and names the
+//! key of each problem. Secrets never live here: the config names the
+//! environment variable or systemd credential that holds them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{RiskLevel, Rules};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub classify: ClassifyConfig,
+    pub coverage: CoverageConfig,
+    pub checkpoint: CheckpointConfig,
+    pub dead_letter: DeadLetterConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+/// Where sign-ins are read from.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// How to connect: `none` (plaintext Kafka), `eventhubs` (Azure Event Hubs
+    /// Kafka endpoint: SASL_SSL, PLAIN, `$ConnectionString`), or `sasl` (generic
+    /// SASL, see `sasl_mechanism`).
+    pub auth: Auth,
+    /// Bootstrap servers, `host:port[,host:port]`. With `auth = "eventhubs"` it
+    /// defaults to `<eventhubs_namespace>.servicebus.windows.net:9093`.
+    pub brokers: Option<String>,
+    /// Event Hubs namespace name (`contoso-logs` for contoso-logs.servicebus.windows.net).
+    pub eventhubs_namespace: Option<String>,
+    /// Environment variable holding the Event Hubs connection string (auth = "eventhubs").
+    pub connection_string_env: String,
+    /// systemd credential holding the connection string (`LoadCredential=`), read
+    /// from `$CREDENTIALS_DIRECTORY/<name>`. Preferred over the environment when set.
+    pub connection_string_credential: Option<String>,
+    /// Topics (event hubs) to read. Entra's default hub names are
+    /// `insights-logs-signinlogs`, `insights-logs-noninteractiveusersigninlogs`,
+    /// `insights-logs-serviceprincipalsigninlogs`, `insights-logs-managedidentitysigninlogs`.
+    pub topics: Vec<String>,
+    /// Consumer group. For Event Hubs, create it on the hub first (or use `$Default`).
+    pub group_id: String,
+    /// Where a group without committed offsets starts: `earliest` or `latest`.
+    pub start: StartPosition,
+    /// SASL mechanism for `auth = "sasl"`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name for `auth = "sasl"`.
+    pub sasl_username: Option<String>,
+    /// Environment variable holding the SASL password for `auth = "sasl"`.
+    pub sasl_password_env: Option<String>,
+    /// Use TLS with `auth = "sasl"` (SASL_SSL instead of SASL_PLAINTEXT).
+    pub tls: bool,
+    /// CA bundle for TLS (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Upper bound on prefetched data held by the consumer, in KiB
+    /// (librdkafka `queued.max.messages.kbytes`). Bounds memory when far behind.
+    pub prefetch_kbytes: u32,
+    /// Raw librdkafka settings applied last, e.g. `{ "fetch.wait.max.ms" = "200" }`.
+    /// Secrets are refused here: use the `*_env` settings.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Auth {
+    None,
+    Eventhubs,
+    Sasl,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+}
+
+impl StartPosition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartPosition::Earliest => "earliest",
+            StartPosition::Latest => "latest",
+        }
+    }
+}
+
+/// How sign-ins are labelled (SIGNIN-SEMANTICS §4).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassifyConfig {
+    /// `clientAppUsed` values counted as legacy authentication (case-insensitive).
+    pub legacy_clients: Vec<String>,
+    /// Lowest Identity Protection risk level that makes a sign-in risky: `low`, `medium` or `high`.
+    pub risk_threshold: RiskLevel,
+}
+
+/// Per-user MFA coverage (SIGNIN-SEMANTICS §6).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoverageConfig {
+    /// Rolling window, in whole days (`"7d"`). Event time decides the window.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Count successful non-interactive user sign-ins too (as the Entra "MFA gaps" workbook can).
+    pub count_non_interactive: bool,
+    /// How long a user may stay registration_pending before being overdue.
+    #[serde(with = "humantime_serde")]
+    pub registration_grace: Duration,
+    /// Privileged accounts (admins): UPNs or object ids.
+    pub privileged: Vec<String>,
+    /// A file with more privileged UPNs / object ids, one per line (`#` comments).
+    /// Re-read on SIGHUP.
+    pub privileged_file: Option<PathBuf>,
+    /// Excluded (break-glass) accounts: never counted as uncovered; every sign-in is reported.
+    pub excluded: Vec<String>,
+}
+
+/// The delivery guarantee: state snapshots and offset commits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Directory for the state snapshot (and nothing else). Must be writable.
+    pub dir: PathBuf,
+    /// How often to checkpoint: make sinks durable, write the snapshot, commit offsets.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+/// Where malformed records go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterConfig {
+    /// Append dead letters to this file (one JSON line each).
+    pub file: Option<PathBuf>,
+    /// Produce dead letters to this Kafka topic on the source cluster.
+    pub topic: Option<String>,
+}
+
+/// The HTTP server: /metrics, /healthz, /readyz, /api/v1/...
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Loopback by default; the API shows user names.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `mfawatch=debug,rdkafka=warn`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+// Defaults, in one place.
+
+pub const DEFAULT_TOPICS: [&str; 4] = [
+    "insights-logs-signinlogs",
+    "insights-logs-noninteractiveusersigninlogs",
+    "insights-logs-serviceprincipalsigninlogs",
+    "insights-logs-managedidentitysigninlogs",
+];
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            auth: Auth::None,
+            brokers: None,
+            eventhubs_namespace: None,
+            connection_string_env: "MFAWATCH_EVENTHUBS_CONNECTION_STRING".into(),
+            connection_string_credential: None,
+            topics: DEFAULT_TOPICS.iter().map(|s| s.to_string()).collect(),
+            group_id: "mfawatch".into(),
+            start: StartPosition::Earliest,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password_env: None,
+            tls: false,
+            ca_file: None,
+            prefetch_kbytes: 32 * 1024,
+            librdkafka: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ClassifyConfig {
+    fn default() -> Self {
+        let rules = Rules::default();
+        ClassifyConfig {
+            legacy_clients: rules.legacy_clients,
+            risk_threshold: rules.risk_threshold,
+        }
+    }
+}
+
+impl Default for CoverageConfig {
+    fn default() -> Self {
+        CoverageConfig {
+            window: Duration::from_secs(7 * 86_400),
+            count_non_interactive: false,
+            registration_grace: Duration::from_secs(14 * 86_400),
+            privileged: Vec::new(),
+            privileged_file: None,
+            excluded: Vec::new(),
+        }
+    }
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            dir: PathBuf::from("/var/lib/mfawatch"),
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// librdkafka settings that carry secrets; refused in `[kafka.librdkafka]`.
+const SECRET_SETTINGS: [&str; 5] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+    "ssl.key.pem",
+];
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks values serde cannot: each error names its key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                message,
+            })
+        };
+        let k = &self.kafka;
+        if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+            return invalid(
+                "kafka.topics",
+                "list at least one topic; names cannot be empty".into(),
+            );
+        }
+        if k.group_id.trim().is_empty() {
+            return invalid("kafka.group_id", "cannot be empty".into());
+        }
+        match k.auth {
+            Auth::Eventhubs => {
+                if k.brokers.is_none()
+                    && k.eventhubs_namespace
+                        .as_deref()
+                        .is_none_or(|n| n.trim().is_empty())
+                {
+                    return invalid(
+                        "kafka.eventhubs_namespace",
+                        "set the namespace (or `kafka.brokers`) for auth = \"eventhubs\"".into(),
+                    );
+                }
+                if let Some(ns) = &k.eventhubs_namespace
+                    && (ns.contains('.') || ns.contains(':'))
+                {
+                    return invalid(
+                        "kafka.eventhubs_namespace",
+                        format!(
+                            "{ns:?}: give the namespace name only (\"contoso-logs\"), not a host name"
+                        ),
+                    );
+                }
+            }
+            Auth::Sasl => {
+                let mechanism = k.sasl_mechanism.as_deref().unwrap_or("");
+                if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism) {
+                    return invalid(
+                        "kafka.sasl_mechanism",
+                        format!("{mechanism:?}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                    );
+                }
+                if k.sasl_username.as_deref().is_none_or(str::is_empty) {
+                    return invalid("kafka.sasl_username", "required for auth = \"sasl\"".into());
+                }
+                if k.sasl_password_env.as_deref().is_none_or(str::is_empty) {
+                    return invalid(
+                        "kafka.sasl_password_env",
+                        "name the environment variable holding the password".into(),
+                    );
+                }
+            }
+            Auth::None => {}
+        }
+        if k.auth != Auth::Eventhubs && k.brokers.as_deref().is_some_and(|b| b.trim().is_empty()) {
+            return invalid("kafka.brokers", "cannot be empty".into());
+        }
+        if k.prefetch_kbytes < 1024 {
+            return invalid(
+                "kafka.prefetch_kbytes",
+                format!(
+                    "{}: at least 1024 (a message can be 1 MB)",
+                    k.prefetch_kbytes
+                ),
+            );
+        }
+        if let Some(key) = k
+            .librdkafka
+            .keys()
+            .find(|key| SECRET_SETTINGS.contains(&key.as_str()))
+        {
+            return invalid(
+                "kafka.librdkafka",
+                format!(
+                    "{key:?} is a secret: pass it through the environment (`sasl_password_env`), not the config file"
+                ),
+            );
+        }
+        if self
+            .classify
+            .legacy_clients
+            .iter()
+            .any(|c| c.trim().is_empty())
+        {
+            return invalid("classify.legacy_clients", "entries cannot be empty".into());
+        }
+        if !matches!(
+            self.classify.risk_threshold,
+            RiskLevel::Low | RiskLevel::Medium | RiskLevel::High
+        ) {
+            return invalid(
+                "classify.risk_threshold",
+                format!(
+                    "{:?}: use low, medium or high",
+                    self.classify.risk_threshold.as_str()
+                ),
+            );
+        }
+        let c = &self.coverage;
+        if c.window.as_secs() % 86_400 != 0
+            || c.window.as_secs() == 0
+            || c.window.as_secs() > 90 * 86_400
+        {
+            return invalid(
+                "coverage.window",
+                format!(
+                    "{}: use whole days from 1d to 90d",
+                    humantime::format_duration(c.window)
+                ),
+            );
+        }
+        if self.checkpoint.interval < Duration::from_millis(100) {
+            return invalid("checkpoint.interval", "at least 100ms".into());
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "http.listen",
+                format!("{:?}: use ip:port, e.g. 127.0.0.1:9464", self.http.listen),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid("log.level", format!("{:?}: {e}", self.log.level));
+        }
+        Ok(())
+    }
+
+    /// The classification rules this configuration asks for.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            legacy_clients: self.classify.legacy_clients.clone(),
+            risk_threshold: self.classify.risk_threshold,
+        }
+    }
+
+    /// Bootstrap servers, derived for Event Hubs.
+    pub fn brokers(&self) -> String {
+        match (&self.kafka.brokers, &self.kafka.eventhubs_namespace) {
+            (Some(b), _) => b.clone(),
+            (None, Some(ns)) if self.kafka.auth == Auth::Eventhubs => {
+                format!("{ns}.servicebus.windows.net:9093")
+            }
+            (None, _) => "localhost:9092".into(),
+        }
+    }
+
+    /// The effective configuration as TOML, for `check-config`. The file holds
+    /// no secrets, only where to find them; those names are shown, not values.
+    pub fn to_toml(&self) -> String {
+        let mut effective = self.clone();
+        effective.kafka.brokers = Some(self.brokers());
+        toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_contract_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.rules(), Rules::default());
+        assert_eq!(config.coverage.window, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.checkpoint.interval, Duration::from_secs(10));
+        assert_eq!(config.http.listen, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let err = parse("[coverage]\nwindw = \"7d\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("windw") && err.contains("window"), "{err}");
+        let err = parse("[kafak]\n").unwrap_err().to_string();
+        assert!(err.contains("kafak"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_is_allowed() {
+        let err = parse("[classify]\nrisk_threshold = \"extreme\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("risk_threshold") && err.contains("medium"),
+            "{err}"
+        );
+        let err = parse("[coverage]\nwindow = \"36h\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("coverage.window") && err.contains("whole days"),
+            "{err}"
+        );
+        let err = parse("[http]\nlisten = \"localhost\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.listen"), "{err}");
+        let err = parse("[kafka]\nauth = \"eventhubs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.eventhubs_namespace"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_refused_in_raw_librdkafka_settings() {
+        let err = parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("kafka.librdkafka") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn eventhubs_bootstrap_is_derived_from_the_namespace() {
+        let config =
+            parse("[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso-logs\"\n")
+                .unwrap();
+        assert_eq!(config.brokers(), "contoso-logs.servicebus.windows.net:9093");
+        assert!(
+            config
+                .to_toml()
+                .contains("contoso-logs.servicebus.windows.net:9093")
+        );
+    }
+
+    #[test]
+    fn the_example_configs_are_valid() {
+        for file in ["config/kafka.toml", "config/eventhubs.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+            Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! deadletter: records that could not be used, kept with why and where.
+//!
+//! Nothing malformed is dropped silently (SIGNIN-SEMANTICS §1): each one is
+//! counted by the caller and written here with its raw bytes, its source
+//! position and the reason. A dead letter is one JSON line.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::decode::Malformed;
+use crate::source::Position;
+
+/// One dead letter as written.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter<'a> {
+    /// `file:line` or `topic[partition]@offset`.
+    pub source: String,
+    /// Index of the record inside its message; absent when the whole message was unreadable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Bounded reason code (`missing_time`, `syntax`, ...).
+    pub reason: &'static str,
+    /// The full error message.
+    pub error: String,
+    /// The raw bytes, as text when they are UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Cow<'a, str>>,
+    /// The raw bytes in base64 when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_base64: Option<String>,
+    /// When mfawatch wrote it (RFC 3339).
+    pub written_at: String,
+}
+
+impl<'a> DeadLetter<'a> {
+    pub fn new(
+        position: &Position,
+        index: Option<usize>,
+        malformed: &Malformed<'a>,
+    ) -> DeadLetter<'a> {
+        let (raw, raw_base64) = match std::str::from_utf8(malformed.raw) {
+            Ok(text) => (Some(Cow::Borrowed(text)), None),
+            Err(_) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(malformed.raw)),
+            ),
+        };
+        DeadLetter {
+            source: position.to_string(),
+            index,
+            reason: malformed.error.reason(),
+            error: malformed.error.to_string(),
+            raw,
+            raw_base64,
+            written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// Appends dead letters to a file, one JSON line each.
+pub struct DeadLetterFile {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl DeadLetterFile {
+    pub fn open(path: &Path) -> io::Result<DeadLetterFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(DeadLetterFile {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, letter)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Makes everything written so far durable (before offsets are committed).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+}

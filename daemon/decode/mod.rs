@@ -1,0 +1,435 @@
+//! decode: bytes of one message → sign-in records (SIGNIN-SEMANTICS §1).
+//!
+//! Owns the four input shapes and their quirks, and the rule of what a record
+//! needs to be classified (category, time, outcome). It returns borrowed
+//! records; it never allocates for a string without escapes and never panics
+//! on input. A record it cannot use becomes a [`Malformed`] item carrying its
+//! raw bytes and the reason; the rest of the message is unaffected.
+//!
+//! Speed: a message is parsed once, typed, straight into [`fields::Fields`].
+//! Only when that parse fails is the message split into raw records and each
+//! parsed alone, so that one bad record costs only itself.
+
+pub mod fields;
+mod keys;
+pub mod time;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use fields::RawMessage;
+pub use fields::{AuthStep, EventTypes, Fields, ReportOnlyResult, Status, Str};
+
+/// The sign-in log categories of Entra diagnostic settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Category {
+    #[serde(rename = "SignInLogs")]
+    SignIn,
+    #[serde(rename = "NonInteractiveUserSignInLogs")]
+    NonInteractiveUser,
+    #[serde(rename = "ServicePrincipalSignInLogs")]
+    ServicePrincipal,
+    #[serde(rename = "MicrosoftServicePrincipalSignInLogs")]
+    MicrosoftServicePrincipal,
+    #[serde(rename = "ManagedIdentitySignInLogs")]
+    ManagedIdentity,
+    #[serde(rename = "ADFSSignInLogs")]
+    AdfsSignIn,
+}
+
+impl Category {
+    pub const ALL: [Category; 6] = [
+        Category::SignIn,
+        Category::NonInteractiveUser,
+        Category::ServicePrincipal,
+        Category::MicrosoftServicePrincipal,
+        Category::ManagedIdentity,
+        Category::AdfsSignIn,
+    ];
+
+    /// The diagnostic-setting category name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::SignIn => "SignInLogs",
+            Category::NonInteractiveUser => "NonInteractiveUserSignInLogs",
+            Category::ServicePrincipal => "ServicePrincipalSignInLogs",
+            Category::MicrosoftServicePrincipal => "MicrosoftServicePrincipalSignInLogs",
+            Category::ManagedIdentity => "ManagedIdentitySignInLogs",
+            Category::AdfsSignIn => "ADFSSignInLogs",
+        }
+    }
+
+    /// The Log Analytics table holding this category.
+    pub fn log_analytics_table(self) -> &'static str {
+        match self {
+            Category::SignIn => "SigninLogs",
+            Category::NonInteractiveUser => "AADNonInteractiveUserSignInLogs",
+            Category::ServicePrincipal => "AADServicePrincipalSignInLogs",
+            Category::MicrosoftServicePrincipal => "MicrosoftServicePrincipalSignInLogs",
+            Category::ManagedIdentity => "AADManagedIdentitySignInLogs",
+            Category::AdfsSignIn => "ADFSSignInLogs",
+        }
+    }
+
+    fn from_diagnostic(name: &str) -> Option<Category> {
+        let name = name.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+    }
+
+    fn from_log_analytics_type(name: &str) -> Option<Category> {
+        let name = name.trim();
+        Category::ALL
+            .into_iter()
+            .find(|c| c.log_analytics_table().eq_ignore_ascii_case(name))
+    }
+
+    /// Category of a Graph `signIn`, from `signInEventTypes`, else `isInteractive`
+    /// (default interactive: the Graph list returns interactive sign-ins unless filtered).
+    fn from_graph(types: Option<EventTypes>, is_interactive: Option<bool>) -> Category {
+        match types {
+            Some(t) if t.contains(EventTypes::INTERACTIVE_USER) => Category::SignIn,
+            Some(t) if t.contains(EventTypes::NON_INTERACTIVE_USER) => Category::NonInteractiveUser,
+            Some(t) if t.contains(EventTypes::SERVICE_PRINCIPAL) => Category::ServicePrincipal,
+            Some(t) if t.contains(EventTypes::MANAGED_IDENTITY) => Category::ManagedIdentity,
+            _ if is_interactive == Some(false) => Category::NonInteractiveUser,
+            _ => Category::SignIn,
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which of the four input shapes a record came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// Azure Monitor diagnostic-setting record (Event Hubs, exports): `properties{...}`.
+    Diagnostic,
+    /// Microsoft Graph `signIn`.
+    Graph,
+    /// Log Analytics row (`SigninLogs`, ...), PascalCase columns.
+    LogAnalytics,
+}
+
+/// A sign-in record ready to classify: shape resolved, required fields checked.
+#[derive(Debug, Clone)]
+pub struct SignIn<'a> {
+    pub shape: Shape,
+    pub category: Category,
+    pub time: DateTime<Utc>,
+    /// `status.errorCode`, else the numeric `resultType`. 0 is success.
+    pub outcome_code: i64,
+    /// The record's fields, `properties` merged with the top level.
+    pub fields: Fields<'a>,
+}
+
+impl SignIn<'_> {
+    /// The identity of the record for de-duplication (SIGNIN-SEMANTICS §5):
+    /// (category, id), else (category, correlationId, time, user).
+    pub fn dedup_key(&self) -> String {
+        let f = &self.fields;
+        match f.id.as_deref().filter(|id| !id.is_empty()) {
+            Some(id) => format!("{}/{}", self.category, id),
+            None => format!(
+                "{}/{}/{}/{}",
+                self.category,
+                f.correlation_id.as_deref().unwrap_or(""),
+                self.time.timestamp_micros(),
+                f.user_id
+                    .as_deref()
+                    .or(f.user_principal_name.as_deref())
+                    .unwrap_or("")
+            ),
+        }
+    }
+}
+
+/// Why a record (or a whole message) could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not valid JSON: {0}")]
+    Syntax(String),
+    #[error("record has a field of the wrong type: {0}")]
+    Field(String),
+    #[error("record has no category (diagnostic `category`, Log Analytics `Type`)")]
+    MissingCategory,
+    #[error(
+        "record has no time (`time`, `properties.createdDateTime`, `TimeGenerated` or Graph `createdDateTime`)"
+    )]
+    MissingTime,
+    #[error(
+        "time {0:?} is not a known format (ISO-8601, or US style like \"11/14/2025 1:48:53 AM\")"
+    )]
+    BadTime(String),
+    #[error("record has no outcome: no `status.errorCode` and no `resultType`")]
+    MissingOutcome,
+    #[error(
+        "outcome {0:?} is not a numeric error code (`status.errorCode` missing, `resultType` not numeric)"
+    )]
+    BadOutcome(String),
+}
+
+impl DecodeError {
+    /// A short, bounded reason, used as a metric label and in dead letters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Syntax(_) => "syntax",
+            DecodeError::Field(_) => "field_type",
+            DecodeError::MissingCategory => "missing_category",
+            DecodeError::MissingTime => "missing_time",
+            DecodeError::BadTime(_) => "bad_time",
+            DecodeError::MissingOutcome => "missing_outcome",
+            DecodeError::BadOutcome(_) => "bad_outcome",
+        }
+    }
+
+    pub const REASONS: [&'static str; 7] = [
+        "syntax",
+        "field_type",
+        "missing_category",
+        "missing_time",
+        "bad_time",
+        "missing_outcome",
+        "bad_outcome",
+    ];
+}
+
+/// A record (or message) that could not be used, with its raw bytes.
+#[derive(Debug, Clone)]
+pub struct Malformed<'a> {
+    pub raw: &'a [u8],
+    pub error: DecodeError,
+}
+
+/// One entry of a decoded message. Its index in the message is its position
+/// in the returned list.
+#[derive(Debug, Clone)]
+// A sign-in is the common case and is moved once, into the message's list;
+// boxing it would cost an allocation per record.
+#[allow(clippy::large_enum_variant)]
+pub enum Item<'a> {
+    SignIn(SignIn<'a>),
+    /// A record of another category (`AuditLogs`, `RiskyUsers`, ...).
+    Skipped {
+        category: Str<'a>,
+    },
+    Malformed(Malformed<'a>),
+}
+
+/// Decodes one message: an Event Hubs `{"records":[...]}` envelope, a Graph
+/// `{"value":[...]}` page, a JSON array of Log Analytics rows, or one record.
+pub fn decode_message(bytes: &[u8]) -> Vec<Item<'_>> {
+    let mut items = Vec::new();
+    match fields::parse_message(bytes, &mut |record| items.push(resolve_item(record))) {
+        Ok(None) => {
+            attach_raw_records(bytes, &mut items);
+            items
+        }
+        Ok(Some(record)) => vec![resolve_item(record).with_raw(bytes)],
+        Err(_) => decode_record_by_record(bytes),
+    }
+}
+
+/// The slow path: split the message into raw records and parse each alone.
+fn decode_record_by_record(bytes: &[u8]) -> Vec<Item<'_>> {
+    match serde_json::from_slice::<RawMessage>(bytes) {
+        Ok(RawMessage::Batch(raws)) => raws
+            .into_iter()
+            .map(|raw| decode_record(raw.get().as_bytes()))
+            .collect(),
+        Ok(RawMessage::Single) => vec![decode_record(bytes)],
+        Err(e) => vec![Item::Malformed(Malformed {
+            raw: bytes,
+            error: DecodeError::Syntax(e.to_string()),
+        })],
+    }
+}
+
+fn decode_record(raw: &[u8]) -> Item<'_> {
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    match fields::explaining_errors(|| serde_path_to_error::deserialize::<_, Fields>(&mut de)) {
+        Ok(fields) => resolve_item(fields).with_raw(raw),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let error = if inner.is_syntax() || inner.is_eof() {
+                DecodeError::Syntax(inner.to_string())
+            } else if path == "." {
+                DecodeError::Field(format!("the record itself: {inner}"))
+            } else {
+                DecodeError::Field(format!("`{path}`: {inner}"))
+            };
+            Item::Malformed(Malformed { raw, error })
+        }
+    }
+}
+
+/// A semantically malformed record in a well-formed batch needs its own raw
+/// bytes for the dead letter; they are found by splitting the message once.
+fn attach_raw_records<'a>(bytes: &'a [u8], items: &mut [Item<'a>]) {
+    if !items.iter().any(|i| matches!(i, Item::Malformed(_))) {
+        return;
+    }
+    if let Ok(RawMessage::Batch(raws)) = serde_json::from_slice::<RawMessage>(bytes) {
+        for (item, raw) in items.iter_mut().zip(raws) {
+            if let Item::Malformed(m) = item {
+                m.raw = raw.get().as_bytes();
+            }
+        }
+    }
+}
+
+impl<'a> Item<'a> {
+    fn with_raw(mut self, raw: &'a [u8]) -> Item<'a> {
+        if let Item::Malformed(m) = &mut self {
+            m.raw = raw;
+        }
+        self
+    }
+}
+
+fn resolve_item(fields: Fields<'_>) -> Item<'_> {
+    match resolve(fields) {
+        Ok(Resolved::SignIn(s)) => Item::SignIn(s),
+        Ok(Resolved::Skipped(category)) => Item::Skipped { category },
+        Err(error) => Item::Malformed(Malformed { raw: &[], error }),
+    }
+}
+
+#[allow(clippy::large_enum_variant)]
+enum Resolved<'a> {
+    SignIn(SignIn<'a>),
+    Skipped(Str<'a>),
+}
+
+/// Decides the shape and checks what a record needs to be classified.
+fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
+    let shape = if fields.has_properties {
+        Shape::Diagnostic
+    } else if fields.la_type.is_some() || fields.time_generated.is_some() {
+        Shape::LogAnalytics
+    } else if fields.category.is_some() || fields.time.is_some() {
+        Shape::Diagnostic
+    } else {
+        Shape::Graph
+    };
+    if shape == Shape::LogAnalytics {
+        fields.drop_python_nones();
+    }
+
+    let category = match shape {
+        Shape::Graph => Category::from_graph(fields.sign_in_event_types, fields.is_interactive),
+        Shape::LogAnalytics => {
+            let named = fields.la_type.as_ref().or(fields.category.as_ref());
+            let Some(name) = named else {
+                return Err(DecodeError::MissingCategory);
+            };
+            match Category::from_log_analytics_type(name)
+                .or_else(|| Category::from_diagnostic(name))
+            {
+                Some(c) => c,
+                None => return Ok(Resolved::Skipped(named.cloned().unwrap_or_default())),
+            }
+        }
+        Shape::Diagnostic => {
+            let Some(name) = fields.category.as_ref() else {
+                return Err(DecodeError::MissingCategory);
+            };
+            match Category::from_diagnostic(name) {
+                Some(c) => c,
+                None => return Ok(Resolved::Skipped(name.clone())),
+            }
+        }
+    };
+
+    let time_text = match shape {
+        Shape::Diagnostic => fields.time.as_ref().or(fields.created_date_time.as_ref()),
+        Shape::LogAnalytics => fields
+            .time_generated
+            .as_ref()
+            .or(fields.created_date_time.as_ref()),
+        Shape::Graph => fields.created_date_time.as_ref(),
+    };
+    let time_text = time_text
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(DecodeError::MissingTime)?;
+    let time = time::parse_event_time(time_text)
+        .ok_or_else(|| DecodeError::BadTime(time_text.to_string()))?;
+
+    let outcome_code = outcome_code(&fields)?;
+    Ok(Resolved::SignIn(SignIn {
+        shape,
+        category,
+        time,
+        outcome_code,
+        fields,
+    }))
+}
+
+/// `status.errorCode`, else a numeric `resultType` (SIGNIN-SEMANTICS §1).
+fn outcome_code(fields: &Fields<'_>) -> Result<i64, DecodeError> {
+    let status_code = fields
+        .status
+        .as_ref()
+        .and_then(|s| s.error_code.as_deref())
+        .filter(|c| !c.trim().is_empty());
+    if let Some(code) = status_code {
+        return parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string()));
+    }
+    match fields
+        .result_type
+        .as_deref()
+        .filter(|c| !c.trim().is_empty())
+    {
+        Some(code) => parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string())),
+        None => Err(DecodeError::MissingOutcome),
+    }
+}
+
+fn parse_code(text: &str) -> Option<i64> {
+    let text = text.trim();
+    text.parse::<i64>().ok().or_else(|| {
+        // "0.0" from pipelines that turn every number into a float.
+        text.parse::<f64>()
+            .ok()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
+}
+
+macro_rules! none_if_python_none {
+    ($self:ident; $($field:ident),* $(,)?) => {
+        $( if $self.$field.as_deref() == Some("None") { $self.$field = None; } )*
+    };
+}
+
+impl Fields<'_> {
+    /// `az monitor log-analytics query` prints a null cell as the text "None".
+    fn drop_python_nones(&mut self) {
+        none_if_python_none!(self;
+            category, time, result_type, la_type, time_generated, id, created_date_time,
+            correlation_id, user_principal_name, user_id, user_display_name, user_type,
+            app_display_name, app_id, resource_display_name, ip_address, caller_ip_address,
+            country, city, client_app_used, authentication_requirement, authentication_protocol,
+            risk_level_during_sign_in, risk_level_aggregated, risk_state, conditional_access_status,
+            service_principal_id, service_principal_name,
+        );
+    }
+}
+
+/// Lossless text of raw bytes for messages and dead letters.
+pub fn raw_text(raw: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(raw)
+}
+
+#[cfg(test)]
+mod tests;

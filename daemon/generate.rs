@@ -1,0 +1,1098 @@
+//! generate: a deterministic synthetic Entra tenant and its sign-in stream.
+//!
+//! Feeds tests, benchmarks and the demo. The same [`TenantSpec`] always gives
+//! the same bytes. Records have the shape and size of real diagnostic-setting
+//! records (the full property set, 0–40 applied Conditional Access policies on
+//! interactive sign-ins, so up to ~16 KB), the mix of a real tenant (mostly
+//! non-interactive user sign-ins, service principals, managed identities,
+//! legacy protocols, MFA denials, registration, risk) and the quirks of
+//! SIGNIN-SEMANTICS §1. Users have stable profiles, so coverage has an answer.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value, json};
+
+/// How messages are framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Event Hubs messages: `{"records":[...]}` with many records each.
+    Envelope,
+    /// One record per message (NDJSON).
+    Ndjson,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct TenantSpec {
+    pub users: u32,
+    pub records: u64,
+    pub days: u32,
+    pub seed: u64,
+    /// Sign-ins are spread over `days` ending here.
+    pub end: DateTime<Utc>,
+    pub format: Format,
+    /// Records per envelope message (the last may hold fewer).
+    pub records_per_message: u32,
+    /// Malformed records per 10,000 (missing time, non-numeric outcome, broken JSON).
+    pub malformed_per_10k: u32,
+}
+
+impl Default for TenantSpec {
+    fn default() -> Self {
+        TenantSpec {
+            users: 1_000,
+            records: 10_000,
+            days: 7,
+            seed: 1,
+            end: Utc.with_ymd_and_hms(2025, 6, 30, 0, 0, 0).unwrap(),
+            format: Format::Envelope,
+            records_per_message: 40,
+            malformed_per_10k: 0,
+        }
+    }
+}
+
+/// How a synthetic user signs in; decides their coverage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Every interactive sign-in does MFA.
+    AlwaysMfa,
+    /// MFA, with an occasional single-factor sign-in.
+    MostlyMfa,
+    /// Never does MFA.
+    SingleFactor,
+    /// MFA in the browser, but a mail client on IMAP/SMTP/ActiveSync too.
+    LegacyClient,
+    /// Hits "registration required" until they register, then MFA.
+    Registering,
+}
+
+/// A user of the synthetic tenant.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub upn: String,
+    pub display_name: String,
+    pub guest: bool,
+    pub admin: bool,
+    pub break_glass: bool,
+    pub profile: Profile,
+    /// `userPrincipalName` logged as a GUID (unresolved identity), with no `userId`.
+    pub unresolved: bool,
+}
+
+struct App {
+    id: &'static str,
+    name: &'static str,
+    resource: &'static str,
+    resource_id: &'static str,
+}
+
+const APPS: [App; 8] = [
+    App {
+        id: "4765445b-32c6-49b0-83e6-1d93765276ca",
+        name: "OfficeHome",
+        resource: "Microsoft Graph",
+        resource_id: "00000003-0000-0000-c000-000000000000",
+    },
+    App {
+        id: "d3590ed6-52b3-4102-aeff-aad2292ab01c",
+        name: "Microsoft Office",
+        resource: "Office 365 Exchange Online",
+        resource_id: "00000002-0000-0ff1-ce00-000000000000",
+    },
+    App {
+        id: "1fec8e78-bce4-4aaf-ab1b-5451cc387264",
+        name: "Microsoft Teams",
+        resource: "Microsoft Teams Services",
+        resource_id: "cc15fd57-2c6c-4117-a88c-83b1d56b4bbe",
+    },
+    App {
+        id: "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+        name: "Azure Portal",
+        resource: "Windows Azure Service Management API",
+        resource_id: "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    },
+    App {
+        id: "00000003-0000-0ff1-ce00-000000000000",
+        name: "Office 365 SharePoint Online",
+        resource: "Office 365 SharePoint Online",
+        resource_id: "00000003-0000-0ff1-ce00-000000000000",
+    },
+    App {
+        id: "27922004-5251-4030-b22d-91ecd9a37ea4",
+        name: "Outlook Mobile",
+        resource: "Office 365 Exchange Online",
+        resource_id: "00000002-0000-0ff1-ce00-000000000000",
+    },
+    App {
+        id: "04b07795-8ddb-461a-bbee-02f9e1bf7b46",
+        name: "Microsoft Azure CLI",
+        resource: "Windows Azure Service Management API",
+        resource_id: "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    },
+    App {
+        id: "ab9b8c07-8f02-4f72-87fa-80105867a763",
+        name: "OneDrive SyncEngine",
+        resource: "Office 365 SharePoint Online",
+        resource_id: "00000003-0000-0ff1-ce00-000000000000",
+    },
+];
+
+const LEGACY_CLIENTS: [&str; 6] = [
+    "IMAP4",
+    "Authenticated SMTP",
+    "Exchange ActiveSync",
+    "POP3",
+    "Other clients",
+    "Exchange Web Services",
+];
+const MFA_METHODS: [&str; 5] = [
+    "Mobile app notification",
+    "Text message",
+    "OATH verification code",
+    "FIDO2 security key",
+    "Windows Hello for Business",
+];
+const CITIES: [(&str, &str, &str, f64, f64); 6] = [
+    ("Seattle", "Washington", "US", 47.6062, -122.3321),
+    ("Dublin", "Dublin", "IE", 53.3498, -6.2603),
+    ("Berlin", "Berlin", "DE", 52.52, 13.405),
+    ("Bengaluru", "Karnataka", "IN", 12.9716, 77.5946),
+    ("Sao Paulo", "Sao Paulo", "BR", -23.5505, -46.6333),
+    ("Sydney", "New South Wales", "AU", -33.8688, 151.2093),
+];
+const FIRST: [&str; 16] = [
+    "ann", "bob", "chen", "dana", "eli", "fatima", "gus", "hana", "ivan", "jo", "kofi", "lena",
+    "mia", "noor", "omar", "pia",
+];
+const LAST: [&str; 16] = [
+    "adams", "baker", "costa", "diaz", "evans", "fischer", "garcia", "huang", "ito", "jensen",
+    "khan", "lopez", "muller", "nguyen", "okafor", "patel",
+];
+const TENANT_ID: &str = "8f1c3a52-5d2b-4c1e-9a7f-2e6b0d4c9a11";
+const DOMAIN: &str = "contoso.example";
+
+/// A Conditional Access policy of the synthetic tenant.
+struct Policy {
+    id: String,
+    name: String,
+    report_only: bool,
+    grant: &'static str,
+}
+
+/// The tenant: users, workloads and policies, all derived from the seed.
+pub struct Tenant {
+    pub users: Vec<User>,
+    service_principals: Vec<(String, String)>,
+    managed_identities: Vec<(String, String)>,
+    policies: Vec<Policy>,
+}
+
+impl Tenant {
+    pub fn new(spec: &TenantSpec) -> Tenant {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0x07e4_a4e7);
+        let count = spec.users.max(1);
+        let admins = (count / 200).max(3).min(count);
+        let users = (0..count)
+            .map(|i| {
+                let first = FIRST[rng.random_range(0..FIRST.len())];
+                let last = LAST[rng.random_range(0..LAST.len())];
+                let guest = i >= admins && rng.random_bool(0.08);
+                let break_glass = i >= admins && i < admins + 2 && count > admins + 10;
+                let admin = i < admins;
+                let upn = if break_glass {
+                    format!("breakglass{}@{DOMAIN}", i - admins + 1)
+                } else if guest {
+                    format!("{first}.{last}{i}_fabrikam.example#EXT#@{DOMAIN}")
+                } else if admin {
+                    format!("adm-{first}.{last}{i}@{DOMAIN}")
+                } else {
+                    format!("{first}.{last}{i}@{DOMAIN}")
+                };
+                let roll: f64 = rng.random();
+                let profile = match roll {
+                    r if r < 0.62 => Profile::AlwaysMfa,
+                    r if r < 0.80 => Profile::MostlyMfa,
+                    r if r < 0.89 => Profile::SingleFactor,
+                    r if r < 0.96 => Profile::LegacyClient,
+                    _ => Profile::Registering,
+                };
+                User {
+                    id: guid(&mut rng),
+                    display_name: format!("{} {}", capitalise(first), capitalise(last)),
+                    upn,
+                    guest,
+                    admin,
+                    break_glass,
+                    profile: if break_glass {
+                        Profile::SingleFactor
+                    } else {
+                        profile
+                    },
+                    unresolved: !admin && !break_glass && rng.random_bool(0.003),
+                }
+            })
+            .collect();
+        let service_principals = (0..(count / 50).max(4))
+            .map(|i| {
+                (
+                    guid(&mut rng),
+                    format!(
+                        "svc-{}-{i}",
+                        ["backup", "sync", "etl", "monitor", "deploy"][i as usize % 5]
+                    ),
+                )
+            })
+            .collect();
+        let managed_identities = (0..(count / 100).max(2))
+            .map(|i| (guid(&mut rng), format!("mi-func-app-{i}")))
+            .collect();
+        let mut policies = Vec::new();
+        for i in 0..40 {
+            let (name, report_only, grant) = match i {
+                0 => ("Require MFA for all users".to_string(), false, "Mfa"),
+                1 => ("Block legacy authentication".to_string(), false, "Block"),
+                2 => (
+                    "Block legacy authentication (report-only)".to_string(),
+                    true,
+                    "Block",
+                ),
+                3 => (
+                    "Require compliant device (report-only)".to_string(),
+                    true,
+                    "RequireCompliantDevice",
+                ),
+                4 => (
+                    "Require MFA for guests (report-only)".to_string(),
+                    true,
+                    "Mfa",
+                ),
+                5 => ("Require MFA for admins".to_string(), false, "Mfa"),
+                n => (
+                    format!("Baseline policy {n:02}"),
+                    n % 9 == 0,
+                    [
+                        "Mfa",
+                        "RequireCompliantDevice",
+                        "DomainJoinedDevice",
+                        "Block",
+                    ][n % 4],
+                ),
+            };
+            policies.push(Policy {
+                id: guid(&mut rng),
+                name: format!("CA{i:03}: {name}"),
+                report_only,
+                grant,
+            });
+        }
+        Tenant {
+            users,
+            service_principals,
+            managed_identities,
+            policies,
+        }
+    }
+}
+
+/// Streams the messages of a tenant. Each item is one message (one line).
+pub struct Generator {
+    spec: TenantSpec,
+    tenant: Tenant,
+    rng: ChaCha8Rng,
+    emitted: u64,
+    start: DateTime<Utc>,
+    step_micros: f64,
+    /// Users who registered MFA already (they stop failing with 50079).
+    registered: Vec<bool>,
+}
+
+impl Generator {
+    pub fn new(spec: TenantSpec) -> Generator {
+        let tenant = Tenant::new(&spec);
+        let span = Duration::days(spec.days.max(1) as i64);
+        let start = spec.end - span;
+        let step_micros =
+            span.num_microseconds().unwrap_or(i64::MAX) as f64 / spec.records.max(1) as f64;
+        let registered = vec![false; tenant.users.len()];
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(spec.seed),
+            spec,
+            tenant,
+            emitted: 0,
+            start,
+            step_micros,
+            registered,
+        }
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
+    }
+
+    /// Writes the next message into `out` (cleared first). False when done.
+    pub fn next_message(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let left = self.spec.records - self.emitted;
+        if left == 0 {
+            return false;
+        }
+        match self.spec.format {
+            Format::Ndjson => self.write_record(out),
+            Format::Envelope => {
+                let n = left.min(self.spec.records_per_message.max(1) as u64);
+                out.extend_from_slice(b"{\"records\":[");
+                for i in 0..n {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write_record(out);
+                }
+                out.extend_from_slice(b"]}");
+            }
+        }
+        true
+    }
+
+    fn write_record(&mut self, out: &mut Vec<u8>) {
+        let index = self.emitted;
+        self.emitted += 1;
+        let jitter = self.rng.random_range(-90_000_000i64..90_000_000);
+        let mut time =
+            self.start + Duration::microseconds((index as f64 * self.step_micros) as i64 + jitter);
+        if self.rng.random_bool(0.005) {
+            // Late arrival: Azure Monitor delivered this one hours behind.
+            time -= Duration::minutes(self.rng.random_range(30..360));
+        }
+        if self.spec.malformed_per_10k > 0
+            && self.rng.random_range(0..10_000) < self.spec.malformed_per_10k
+        {
+            self.write_malformed(out, time);
+            return;
+        }
+        let record = self.record(time);
+        serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
+    }
+
+    fn write_malformed(&mut self, out: &mut Vec<u8>, time: DateTime<Utc>) {
+        let record = self.record(time);
+        match self.rng.random_range(0..3) {
+            0 => {
+                // No time and no createdDateTime.
+                let mut record = record;
+                if let Value::Object(top) = &mut record {
+                    top.remove("time");
+                    top.remove("TIME");
+                    top.remove("Time");
+                    if let Some(Value::Object(p)) = top.get_mut("properties") {
+                        p.remove("createdDateTime");
+                    }
+                }
+                serde_json::to_writer(&mut *out, &record).expect("in memory");
+            }
+            1 => {
+                // A pipeline replaced the outcome with a word.
+                let mut record = record;
+                if let Value::Object(top) = &mut record {
+                    top.insert("resultType".into(), json!("Success"));
+                    if let Some(Value::Object(p)) = top.get_mut("properties") {
+                        p.remove("status");
+                    }
+                }
+                serde_json::to_writer(&mut *out, &record).expect("in memory");
+            }
+            _ => {
+                // A field of the wrong type inside an otherwise fine record.
+                let mut record = record;
+                if let Some(Value::Object(p)) = record.get_mut("properties") {
+                    p.insert("authenticationDetails".into(), json!(42));
+                }
+                serde_json::to_writer(&mut *out, &record).expect("in memory");
+            }
+        }
+    }
+
+    fn record(&mut self, time: DateTime<Utc>) -> Value {
+        let roll: f64 = self.rng.random();
+        match roll {
+            r if r < 0.22 => self.user_sign_in(time, true),
+            r if r < 0.76 => self.user_sign_in(time, false),
+            r if r < 0.89 => self.workload_sign_in(time, false),
+            r if r < 0.96 => self.workload_sign_in(time, true),
+            r if r < 0.995 => self.adfs_or_user(time),
+            _ => self.audit_log(time),
+        }
+    }
+
+    fn adfs_or_user(&mut self, time: DateTime<Utc>) -> Value {
+        let mut v = self.user_sign_in(time, true);
+        if self.rng.random_bool(0.3) {
+            v["category"] = json!("ADFSSignInLogs");
+            v["properties"]["tokenIssuerType"] = json!("ADFederationServices");
+            v["properties"]["tokenIssuerName"] = json!("adfs.contoso.example");
+        }
+        v
+    }
+
+    fn pick_user(&mut self) -> usize {
+        // A skewed choice: some users sign in far more than others.
+        let n = self.tenant.users.len();
+        let a = self.rng.random_range(0..n);
+        let b = self.rng.random_range(0..n);
+        let user = a.min(b);
+        // Break-glass accounts sign in rarely.
+        if self.tenant.users[user].break_glass && !self.rng.random_bool(0.05) {
+            return (user + 2) % n;
+        }
+        user
+    }
+
+    fn user_sign_in(&mut self, time: DateTime<Utc>, interactive: bool) -> Value {
+        let ui = self.pick_user();
+        let user = self.tenant.users[ui].clone();
+        let app = &APPS[self.rng.random_range(0..APPS.len())];
+        let id = guid(&mut self.rng);
+        let correlation = guid(&mut self.rng);
+        let city = CITIES[self.rng.random_range(0..CITIES.len())];
+        let ip = format!(
+            "{}.{}.{}.{}",
+            [20, 40, 52, 81, 145][ui % 5],
+            (ui / 7) % 250 + 1,
+            self.rng.random_range(0..250),
+            self.rng.random_range(1..250)
+        );
+
+        // The client: legacy users sometimes use their old mail client.
+        let legacy = match user.profile {
+            Profile::LegacyClient => self.rng.random_bool(0.35),
+            _ => self.rng.random_bool(0.004),
+        };
+        let client = if legacy {
+            LEGACY_CLIENTS[self.rng.random_range(0..LEGACY_CLIENTS.len())]
+        } else if self.rng.random_bool(0.55) {
+            "Mobile Apps and Desktop clients"
+        } else {
+            "Browser"
+        };
+
+        // Outcome and authentication.
+        let r: f64 = self.rng.random();
+        let needs_registration = user.profile == Profile::Registering && !self.registered[ui];
+        let (code, details): (i64, &str) = if needs_registration && interactive && r < 0.6 {
+            if r < 0.05 {
+                self.registered[ui] = true;
+            }
+            (if r < 0.3 { 50079 } else { 50072 }, "")
+        } else if r < 0.04 {
+            (50126, "")
+        } else if interactive && r < 0.055 {
+            (500121, "MFA denied; user declined the authentication")
+        } else if r < 0.075 {
+            (if interactive { 50074 } else { 50076 }, "")
+        } else if r < 0.085 {
+            (53003, "")
+        } else if r < 0.088 {
+            (50158, "")
+        } else if r < 0.090 {
+            (50078, "")
+        } else if r < 0.091 {
+            (530035, "")
+        } else {
+            (0, "")
+        };
+        let success = code == 0;
+        let mfa = success
+            && !legacy
+            && match user.profile {
+                Profile::AlwaysMfa => true,
+                Profile::MostlyMfa => self.rng.random_bool(0.93),
+                Profile::SingleFactor => false,
+                Profile::LegacyClient => self.rng.random_bool(0.9),
+                Profile::Registering => !needs_registration,
+            };
+        let method = MFA_METHODS[self.rng.random_range(0..MFA_METHODS.len())];
+        let mfa_spelling = if self.rng.random_bool(0.5) {
+            "Multifactor authentication"
+        } else {
+            "Multi-factor authentication"
+        };
+        let mut steps = vec![json!({
+            "authenticationStepDateTime": iso(time - Duration::seconds(20)),
+            "authenticationMethod": if interactive { "Password" } else { "Previously satisfied" },
+            "authenticationMethodDetail": if interactive { "Password Hash Sync" } else { "" },
+            "succeeded": code != 50126,
+            "authenticationStepResultDetail": if interactive { "Correct password" } else { "First factor requirement satisfied by claim in the token" },
+            "authenticationStepRequirement": "Primary authentication",
+            "StatusSequence": 0,
+            "RequestSequence": 0
+        })];
+        let mut additional = details.to_string();
+        if mfa {
+            if interactive {
+                steps.push(json!({
+                    "authenticationStepDateTime": iso(time - Duration::seconds(5)),
+                    "authenticationMethod": method,
+                    "authenticationMethodDetail": "",
+                    "succeeded": true,
+                    "authenticationStepResultDetail": "MFA successfully completed",
+                    "authenticationStepRequirement": mfa_spelling,
+                    "StatusSequence": 0,
+                    "RequestSequence": 1
+                }));
+            } else {
+                additional = "MFA requirement satisfied by claim in the token".into();
+                steps.push(json!({
+                    "authenticationStepDateTime": iso(time),
+                    "authenticationMethod": "Previously satisfied",
+                    "succeeded": true,
+                    "authenticationStepResultDetail": "MFA requirement satisfied by claim in the token",
+                    "authenticationStepRequirement": mfa_spelling,
+                    "StatusSequence": 0,
+                    "RequestSequence": 1
+                }));
+            }
+        } else if code == 500121 {
+            steps.push(json!({
+                "authenticationStepDateTime": iso(time),
+                "authenticationMethod": method,
+                "succeeded": false,
+                "authenticationStepResultDetail": "MFA denied; user declined the authentication",
+                "authenticationStepRequirement": mfa_spelling,
+                "StatusSequence": 0,
+                "RequestSequence": 1
+            }));
+        }
+
+        // Risk: a few risky sign-ins, some tenants' records show it hidden.
+        let rr: f64 = self.rng.random();
+        let (during, aggregated, state) = match rr {
+            r if r < 0.004 => ("high", "high", "atRisk"),
+            r if r < 0.012 => ("medium", "low", "atRisk"),
+            r if r < 0.03 => ("low", "low", "none"),
+            r if r < 0.032 => ("high", "high", "dismissed"),
+            r if r < 0.06 => ("hidden", "hidden", "none"),
+            _ => ("none", "none", "none"),
+        };
+
+        let policy_count = if interactive {
+            self.rng.random_range(0..=40)
+        } else {
+            self.rng.random_range(0..=8)
+        };
+        let policies = self.policies(policy_count, success, mfa, legacy, code);
+        let ca_status = if code == 53003 {
+            "failure"
+        } else if policies.iter().any(|p| p["result"] == "success") {
+            "success"
+        } else {
+            "notApplied"
+        };
+        let audiences = if self.rng.random_bool(0.5) {
+            json!([app.resource_id])
+        } else {
+            json!([{ "applicationId": app.resource_id }])
+        };
+
+        let requirement = if mfa {
+            "multiFactorAuthentication"
+        } else {
+            "singleFactorAuthentication"
+        };
+        let mut status = Map::new();
+        status.insert("errorCode".into(), json!(code));
+        if code != 0 {
+            status.insert("failureReason".into(), json!(failure_reason(code)));
+        }
+        if !additional.is_empty() {
+            status.insert("additionalDetails".into(), json!(additional));
+        }
+        let (upn, user_id) = if user.unresolved {
+            (user.id.clone(), Value::Null)
+        } else {
+            (user.upn.clone(), json!(user.id))
+        };
+
+        let os = ["Windows 10", "MacOs", "Ios", "Android"][ui % 4];
+        let requirement_policies = if mfa {
+            json!([{"requirementProvider": "multiConditionalAccess", "detail": "Conditional Access"}])
+        } else {
+            json!([])
+        };
+        let properties = json!({
+            "id": id,
+            "createdDateTime": iso_offset(time),
+            "userDisplayName": user.display_name,
+            "userPrincipalName": upn,
+            "userId": user_id,
+            "appId": app.id,
+            "appDisplayName": app.name,
+            "ipAddress": ip,
+            "status": Value::Object(status),
+            "clientAppUsed": client,
+            "userAgent": if legacy { "BAV2ROPC" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0" },
+            "deviceDetail": {"deviceId": "", "displayName": "", "operatingSystem": os, "browser": "Edge 131.0.0", "isCompliant": ui % 3 == 0, "isManaged": ui % 3 == 0, "trustType": ""},
+            "location": {"city": city.0, "state": city.1, "countryOrRegion": city.2, "geoCoordinates": {"latitude": city.3, "longitude": city.4}},
+            "mfaDetail": {},
+            "correlationId": correlation,
+            "conditionalAccessStatus": ca_status,
+            "appliedConditionalAccessPolicies": policies,
+            "authenticationContextClassReferences": [],
+            "originalRequestId": id,
+            "isInteractive": interactive,
+            "tokenIssuerName": "",
+            "tokenIssuerType": "AzureAD",
+            "authenticationProcessingDetails": [{"key": "Legacy TLS (TLS 1.0, 1.1, 3DES)", "value": "False"}, {"key": "Is CAE Token", "value": "False"}],
+            "networkLocationDetails": [],
+            "clientCredentialType": "none",
+            "processingTimeInMilliseconds": self.rng.random_range(20..900),
+            "riskDetail": if state == "dismissed" { "adminDismissedAllRiskForUser" } else { "none" },
+            "riskLevelAggregated": aggregated,
+            "riskLevelDuringSignIn": during,
+            "riskState": state,
+            "riskEventTypes": if state == "atRisk" { json!(["unfamiliarFeatures"]) } else { json!([]) },
+            "riskEventTypes_v2": if state == "atRisk" { json!(["unfamiliarFeatures", "anonymizedIPAddress"]) } else { json!([]) },
+            "resourceDisplayName": app.resource,
+            "resourceId": app.resource_id,
+            "resourceTenantId": TENANT_ID,
+            "homeTenantId": if user.guest { "3e1f0c2d-7b6a-4e5f-9d8c-1a2b3c4d5e6f" } else { TENANT_ID },
+            "homeTenantName": "",
+            "authenticationDetails": steps,
+            "authenticationRequirementPolicies": requirement_policies,
+            "authenticationRequirement": requirement,
+            "alternateSignInName": user.upn,
+            "signInIdentifier": user.upn,
+            "servicePrincipalId": "",
+            "userType": if user.guest { "Guest" } else { "Member" },
+            "flaggedForReview": false,
+            "isTenantRestricted": false,
+            "autonomousSystemNumber": 8075,
+            "crossTenantAccessType": if user.guest { "b2bCollaboration" } else { "none" },
+            "privateLinkDetails": {},
+            "ssoExtensionVersion": "",
+            "uniqueTokenIdentifier": short_token(&mut self.rng),
+            "authenticationStrengths": [],
+            "incomingTokenType": if interactive { "none" } else { "refreshToken" },
+            "authenticationProtocol": if legacy && self.rng.random_bool(0.5) { "ropc" } else { "none" },
+            "resourceServicePrincipalId": guid(&mut self.rng),
+            "rngcStatus": 0,
+            "signInTokenProtectionStatus": "none",
+            "tokenProtectionStatusDetails": {"signInSessionStatus": "unbound", "signInSessionStatusCode": 1002},
+            "originalTransferMethod": "none",
+            "isThroughGlobalSecureAccess": false,
+            "conditionalAccessAudiences": audiences,
+            "sessionLifetimePolicies": [],
+            "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+            "resourceOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
+        });
+        let category = if interactive {
+            "SignInLogs"
+        } else {
+            "NonInteractiveUserSignInLogs"
+        };
+        self.envelope(
+            time,
+            category,
+            code,
+            &correlation,
+            &ip,
+            &user.display_name,
+            properties,
+        )
+    }
+
+    fn workload_sign_in(&mut self, time: DateTime<Utc>, managed_identity: bool) -> Value {
+        let list = if managed_identity {
+            &self.tenant.managed_identities
+        } else {
+            &self.tenant.service_principals
+        };
+        let (sp_id, sp_name) = list[self.rng.random_range(0..list.len())].clone();
+        let app = &APPS[self.rng.random_range(0..APPS.len())];
+        let id = guid(&mut self.rng);
+        let correlation = guid(&mut self.rng);
+        let code = if self.rng.random_bool(0.03) {
+            7000215
+        } else {
+            0
+        };
+        let ip = format!(
+            "10.{}.{}.{}",
+            self.rng.random_range(0..250),
+            self.rng.random_range(0..250),
+            self.rng.random_range(1..250)
+        );
+        let mut status = Map::new();
+        status.insert("errorCode".into(), json!(code));
+        if code != 0 {
+            status.insert("failureReason".into(), json!(failure_reason(code)));
+        }
+        let properties = json!({
+            "id": id,
+            "createdDateTime": iso_offset(time),
+            "appId": guid(&mut self.rng),
+            "appDisplayName": sp_name,
+            "ipAddress": ip,
+            "status": Value::Object(status),
+            "correlationId": correlation,
+            "conditionalAccessStatus": "notApplied",
+            "appliedConditionalAccessPolicies": [],
+            "isInteractive": false,
+            "tokenIssuerType": "AzureAD",
+            "authenticationProcessingDetails": [{"key": "Azure AD App Authentication Library", "value": "Family: MSAL Library: MSAL.NET 4.61.3 Platform: .NET"}],
+            "clientCredentialType": if managed_identity { "managedIdentity" } else { "clientSecret" },
+            "processingTimeInMilliseconds": self.rng.random_range(5..120),
+            "riskDetail": "none",
+            "riskLevelAggregated": "none",
+            "riskLevelDuringSignIn": if self.rng.random_bool(0.01) { "medium" } else { "none" },
+            "riskState": "none",
+            "resourceDisplayName": app.resource,
+            "resourceId": app.resource_id,
+            "servicePrincipalId": sp_id,
+            "servicePrincipalName": sp_name,
+            "managedIdentityType": if managed_identity { "systemAssigned" } else { "none" },
+            "authenticationProtocol": "none",
+            "incomingTokenType": "none",
+            "uniqueTokenIdentifier": short_token(&mut self.rng),
+            "location": {"city": "Amsterdam", "state": "Noord-Holland", "countryOrRegion": "NL"}
+        });
+        let category = if managed_identity {
+            "ManagedIdentitySignInLogs"
+        } else {
+            "ServicePrincipalSignInLogs"
+        };
+        self.envelope(
+            time,
+            category,
+            code,
+            &correlation,
+            &ip,
+            &sp_name,
+            properties,
+        )
+    }
+
+    fn audit_log(&mut self, time: DateTime<Utc>) -> Value {
+        json!({
+            "time": iso(time),
+            "resourceId": format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam"),
+            "operationName": "Update user",
+            "category": "AuditLogs",
+            "tenantId": TENANT_ID,
+            "resultSignature": "None",
+            "correlationId": guid(&mut self.rng),
+            "Level": "Informational",
+            "properties": {"id": guid(&mut self.rng), "category": "UserManagement", "result": "success", "activityDisplayName": "Update user"}
+        })
+    }
+
+    /// The diagnostic-setting top level around `properties`, with §1's quirks.
+    #[allow(clippy::too_many_arguments)]
+    fn envelope(
+        &mut self,
+        time: DateTime<Utc>,
+        category: &str,
+        code: i64,
+        correlation: &str,
+        ip: &str,
+        identity: &str,
+        properties: Value,
+    ) -> Value {
+        let q: f64 = self.rng.random();
+        let time_text = match q {
+            q if q < 0.90 => iso(time),
+            q if q < 0.94 => time.to_rfc3339_opts(SecondsFormat::Micros, false),
+            q if q < 0.97 => time.format("%m/%d/%Y %-I:%M:%S %p").to_string(),
+            _ => time.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+        };
+        let level = match self.rng.random_range(0..3) {
+            0 => json!(4),
+            1 => json!("4"),
+            _ => json!("Informational"),
+        };
+        let result_type = if self.rng.random_bool(0.5) {
+            json!(code.to_string())
+        } else {
+            json!(code)
+        };
+        let duration = if self.rng.random_bool(0.5) {
+            json!(0)
+        } else {
+            json!("0")
+        };
+        let lower = self.rng.random_bool(0.02);
+        let key = |camel: &'static str| -> String {
+            if lower {
+                camel.to_ascii_lowercase()
+            } else {
+                camel.to_string()
+            }
+        };
+        let mut top = Map::new();
+        if !self.rng.random_bool(0.01) {
+            top.insert(key("time"), json!(time_text));
+        }
+        top.insert(
+            key("resourceId"),
+            json!(format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam")),
+        );
+        top.insert(key("operationName"), json!("Sign-in activity"));
+        top.insert(
+            key("operationVersion"),
+            if lower { json!(1) } else { json!("1.0") },
+        );
+        top.insert("category".into(), json!(category));
+        top.insert(key("tenantId"), json!(TENANT_ID));
+        top.insert(key("resultType"), result_type);
+        top.insert(
+            key("resultSignature"),
+            json!(if code == 0 { "SUCCESS" } else { "None" }),
+        );
+        if code != 0 {
+            top.insert(key("resultDescription"), json!(failure_reason(code)));
+        }
+        top.insert(key("durationMs"), duration);
+        top.insert(key("callerIpAddress"), json!(ip));
+        top.insert(key("correlationId"), json!(correlation));
+        top.insert(key("identity"), json!(identity));
+        top.insert("Level".into(), level);
+        top.insert(
+            key("location"),
+            properties["location"]["countryOrRegion"].clone(),
+        );
+        top.insert("properties".into(), properties);
+        Value::Object(top)
+    }
+
+    fn policies(
+        &mut self,
+        count: usize,
+        success: bool,
+        mfa: bool,
+        legacy: bool,
+        code: i64,
+    ) -> Vec<Value> {
+        let mut out = Vec::with_capacity(count);
+        for policy in self.tenant.policies.iter().take(count) {
+            let result = if policy.report_only {
+                match (policy.grant, legacy, mfa) {
+                    ("Block", true, _) => "reportOnlyFailure",
+                    ("Block", false, _) => "reportOnlyNotApplied",
+                    ("Mfa", _, true) => "reportOnlySuccess",
+                    ("Mfa", _, false) => "reportOnlyFailure",
+                    _ if success => "reportOnlySuccess",
+                    _ => "reportOnlyNotApplied",
+                }
+            } else if code == 53003 && policy.grant == "Block" {
+                "failure"
+            } else if policy.grant == "Mfa" && mfa {
+                "success"
+            } else if self.rng.random_bool(0.15) {
+                "notEnabled"
+            } else {
+                "notApplied"
+            };
+            out.push(json!({
+                "id": policy.id,
+                "displayName": policy.name,
+                "enforcedGrantControls": [policy.grant],
+                "enforcedSessionControls": [],
+                "result": result,
+                "conditionsSatisfied": if result == "notApplied" { 1 } else { 3 },
+                "conditionsNotSatisfied": if result == "notApplied" { 2 } else { 0 }
+            }));
+        }
+        out
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.next_message(&mut out).then_some(out)
+    }
+}
+
+fn failure_reason(code: i64) -> &'static str {
+    match code {
+        50126 => "Error validating credentials due to invalid username or password.",
+        500121 => "Authentication failed during strong authentication request.",
+        50074 | 50076 => {
+            "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource."
+        }
+        50072 | 50079 => "User needs to enroll for second factor authentication.",
+        53003 => "Access has been blocked by Conditional Access policies.",
+        50158 => "External security challenge was not satisfied.",
+        50078 => {
+            "Presented multi-factor authentication has expired due to policies configured by your administrator."
+        }
+        530035 => "Access has been blocked by security defaults.",
+        7000215 => "Invalid client secret provided.",
+        _ => "Other",
+    }
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    // Entra writes seven fractional digits.
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let _ = write!(s, ".{:07}Z", t.timestamp_subsec_nanos() / 100);
+    s
+}
+
+fn iso_offset(t: DateTime<Utc>) -> String {
+    let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let _ = write!(s, ".{:07}+00:00", t.timestamp_subsec_nanos() / 100);
+    s
+}
+
+fn guid(rng: &mut ChaCha8Rng) -> String {
+    let v: u128 = rng.random();
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn short_token(rng: &mut ChaCha8Rng) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..22)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Rules, classify};
+    use crate::decode::{Item, decode_message};
+
+    fn spec(records: u64, format: Format) -> TenantSpec {
+        TenantSpec {
+            users: 300,
+            records,
+            format,
+            ..TenantSpec::default()
+        }
+    }
+
+    #[test]
+    fn the_same_spec_gives_the_same_bytes() {
+        let a: Vec<Vec<u8>> = Generator::new(spec(500, Format::Envelope)).collect();
+        let b: Vec<Vec<u8>> = Generator::new(spec(500, Format::Envelope)).collect();
+        assert_eq!(a, b);
+        let c: Vec<Vec<u8>> = Generator::new(TenantSpec {
+            seed: 2,
+            ..spec(500, Format::Envelope)
+        })
+        .collect();
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn envelopes_hold_the_requested_number_of_records() {
+        let messages: Vec<Vec<u8>> = Generator::new(spec(100, Format::Envelope)).collect();
+        assert_eq!(messages.len(), 3);
+        let total: usize = messages.iter().map(|m| decode_message(m).len()).sum();
+        assert_eq!(total, 100);
+        let ndjson: Vec<Vec<u8>> = Generator::new(spec(100, Format::Ndjson)).collect();
+        assert_eq!(ndjson.len(), 100);
+    }
+
+    #[test]
+    fn a_generated_tenant_has_every_kind_of_sign_in_and_all_decode() {
+        let rules = Rules::default();
+        let mut seen = std::collections::BTreeMap::<String, u64>::new();
+        let mut biggest = 0;
+        for message in Generator::new(spec(20_000, Format::Ndjson)) {
+            biggest = biggest.max(message.len());
+            for item in decode_message(&message) {
+                match item {
+                    Item::SignIn(s) => {
+                        let v = classify(&s, &rules);
+                        *seen.entry(s.category.to_string()).or_default() += 1;
+                        for label in v.labels.names() {
+                            *seen.entry(label.to_string()).or_default() += 1;
+                        }
+                        if let Some(f) = v.mfa_failure {
+                            *seen.entry(f.as_str().to_string()).or_default() += 1;
+                        }
+                        if v.ropc {
+                            *seen.entry("ropc".into()).or_default() += 1;
+                        }
+                        if !v.report_only.is_empty() {
+                            *seen.entry("report_only".into()).or_default() += 1;
+                        }
+                    }
+                    Item::Skipped { .. } => *seen.entry("skipped".into()).or_default() += 1,
+                    Item::Malformed(m) => panic!("generator made a malformed record: {}", m.error),
+                }
+            }
+        }
+        for kind in [
+            "SignInLogs",
+            "NonInteractiveUserSignInLogs",
+            "ServicePrincipalSignInLogs",
+            "ManagedIdentitySignInLogs",
+            "ADFSSignInLogs",
+            "mfa_satisfied",
+            "single_factor",
+            "not_applicable",
+            "legacy_auth",
+            "risky",
+            "failed",
+            "denied",
+            "required",
+            "registration_required",
+            "ropc",
+            "report_only",
+            "skipped",
+        ] {
+            assert!(
+                seen.get(kind).copied().unwrap_or(0) > 0,
+                "no {kind} in {seen:?}"
+            );
+        }
+        assert!(
+            seen["NonInteractiveUserSignInLogs"] > seen["SignInLogs"],
+            "{seen:?}"
+        );
+        assert!(
+            biggest > 12_000 && biggest < 20_000,
+            "largest record {biggest} bytes"
+        );
+    }
+
+    #[test]
+    fn malformed_records_appear_at_the_requested_rate() {
+        let spec = TenantSpec {
+            malformed_per_10k: 100,
+            ..spec(5_000, Format::Ndjson)
+        };
+        let malformed = Generator::new(spec)
+            .flat_map(|m| {
+                decode_message(&m)
+                    .into_iter()
+                    .filter(|i| matches!(i, Item::Malformed(_)))
+                    .count()
+                    .checked_sub(0)
+            })
+            .sum::<usize>();
+        assert!((20..=90).contains(&malformed), "{malformed}");
+    }
+}

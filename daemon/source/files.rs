@@ -1,0 +1,262 @@
+//! Files and stdin: frames a file into messages.
+//!
+//! Sign-in exports come as NDJSON (one record or envelope per line), as one
+//! JSON document (a Graph page, a Log Analytics array, a pretty-printed
+//! record), or as several documents one after another; any of them may be
+//! gzip-compressed. NDJSON is streamed line by line; a document is read whole.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use serde_json::value::RawValue;
+
+use super::Position;
+
+/// What reading one input produced, besides its messages.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FileStats {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Opens `path` ("-" is stdin), unwrapping gzip when the bytes say so.
+pub fn open(path: &str) -> io::Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = if path == "-" {
+        Box::new(io::stdin().lock())
+    } else {
+        if Path::new(path).is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory",
+            ));
+        }
+        Box::new(File::open(path)?)
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, raw);
+    let head = reader.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(reader),
+        )))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// Reads every message of one input and hands each, with its position, to `each`.
+/// I/O errors (reading, or returned by `each`) end the read and are returned;
+/// bad JSON is not an error here.
+pub fn read_messages(
+    path: &str,
+    mut each: impl FnMut(&[u8], &Position) -> io::Result<()>,
+) -> io::Result<FileStats> {
+    let name: Arc<str> = if path == "-" {
+        Arc::from("<stdin>")
+    } else {
+        Arc::from(path)
+    };
+    let mut reader = open(path)?;
+    let mut stats = FileStats::default();
+    let mut line = Vec::with_capacity(64 * 1024);
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(stats);
+        }
+        number += 1;
+        stats.bytes += n as u64;
+        let content = trim_line(&line, number == 1);
+        if content.is_empty() {
+            continue;
+        }
+        if starts_document(content) {
+            // The rest of the input is one or more JSON documents.
+            let first_line = number;
+            let mut document = strip_bom(&line, number == 1).to_vec();
+            let before = document.len();
+            reader.read_to_end(&mut document)?;
+            stats.bytes += (document.len() - before) as u64;
+            stats.messages += each_document(&document, &name, first_line, &mut each)?;
+            return Ok(stats);
+        }
+        stats.messages += 1;
+        each(
+            content,
+            &Position::File {
+                path: name.clone(),
+                line: number,
+            },
+        )?;
+    }
+}
+
+/// A line opens a multi-line document when it is the start of a JSON array
+/// or an object that does not close on the same line.
+fn starts_document(line: &[u8]) -> bool {
+    match line.first() {
+        Some(b'[') => true,
+        Some(b'{') => {
+            matches!(serde_json::from_slice::<serde::de::IgnoredAny>(line), Err(e) if e.is_eof())
+        }
+        _ => false,
+    }
+}
+
+/// Splits concatenated JSON documents; each is one message at its first line.
+/// A syntax error makes the rest of the input one malformed message.
+fn each_document(
+    bytes: &[u8],
+    name: &Arc<str>,
+    first_line: u64,
+    each: &mut impl FnMut(&[u8], &Position) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<&RawValue>();
+    let mut start = 0;
+    let mut line = first_line;
+    let mut messages = 0;
+    loop {
+        let offset = stream.byte_offset();
+        match stream.next() {
+            None => return Ok(messages),
+            Some(Ok(raw)) => {
+                let text = raw.get().as_bytes();
+                let begin = text.as_ptr() as usize - bytes.as_ptr() as usize;
+                line += count_newlines(&bytes[start..begin]);
+                start = begin;
+                messages += 1;
+                each(
+                    text,
+                    &Position::File {
+                        path: name.clone(),
+                        line,
+                    },
+                )?;
+            }
+            Some(Err(_)) => {
+                let rest = trim_ascii(&bytes[offset..]);
+                let begin = rest.as_ptr() as usize - bytes.as_ptr() as usize;
+                line += count_newlines(&bytes[start..begin.max(start)]);
+                each(
+                    rest,
+                    &Position::File {
+                        path: name.clone(),
+                        line,
+                    },
+                )?;
+                return Ok(messages + 1);
+            }
+        }
+    }
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+}
+
+fn trim_line(line: &[u8], first: bool) -> &[u8] {
+    trim_ascii(strip_bom(line, first))
+}
+
+fn strip_bom(line: &[u8], first: bool) -> &[u8] {
+    if first {
+        line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
+    } else {
+        line
+    }
+}
+
+fn trim_ascii(bytes: &[u8]) -> &[u8] {
+    bytes.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn frames(content: &[u8]) -> Vec<(String, String)> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(content).unwrap();
+        let path = file.path().to_str().unwrap().to_owned();
+        let mut out = Vec::new();
+        read_messages(&path, |bytes, pos| {
+            let Position::File { line, .. } = pos else {
+                unreachable!()
+            };
+            out.push((
+                line.to_string(),
+                String::from_utf8_lossy(bytes).into_owned(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ndjson_lines_are_messages_numbered_by_line() {
+        let got = frames(b"{\"a\":1}\r\n\n{\"b\":2}\n{broken\n{\"c\":3}");
+        assert_eq!(
+            got,
+            pairs(&[
+                ("1", "{\"a\":1}"),
+                ("3", "{\"b\":2}"),
+                ("4", "{broken"),
+                ("5", "{\"c\":3}")
+            ])
+        );
+    }
+
+    #[test]
+    fn a_pretty_printed_document_is_one_message() {
+        let got = frames(b"\n{\n  \"value\": [\n    {\"a\": 1}\n  ]\n}\n");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, "2");
+        assert!(got[0].1.starts_with('{') && got[0].1.ends_with('}'));
+    }
+
+    #[test]
+    fn concatenated_documents_are_separate_messages_at_their_lines() {
+        let got = frames(b"[\n 1\n]\n{\n \"x\": 2\n}\n");
+        assert_eq!(got, pairs(&[("1", "[\n 1\n]"), ("4", "{\n \"x\": 2\n}")]));
+    }
+
+    #[test]
+    fn a_broken_document_becomes_one_message_with_the_rest() {
+        let got = frames(b"[1]\n[2,\n");
+        assert_eq!(got, pairs(&[("1", "[1]"), ("2", "[2,")]));
+    }
+
+    #[test]
+    fn gzip_input_is_unwrapped() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        let got = frames(&gz.finish().unwrap());
+        assert_eq!(got, pairs(&[("1", "{\"a\":1}"), ("2", "{\"b\":2}")]));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored() {
+        assert_eq!(
+            frames(b"\xef\xbb\xbf{\"a\":1}\n"),
+            pairs(&[("1", "{\"a\":1}")])
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        assert!(read_messages("/nonexistent/signins.json", |_, _| Ok(())).is_err());
+    }
+}

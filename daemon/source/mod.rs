@@ -1,0 +1,50 @@
+//! source: where messages come from, each with its position.
+//!
+//! A source yields raw message bytes and a [`Position`] that names where they
+//! came from (file and line, or topic, partition and offset). It never looks
+//! inside a message: that is decode's job.
+
+pub mod files;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a message came from. Shown in every error and dead letter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    File {
+        path: Arc<str>,
+        line: u64,
+    },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Position::File { path, line } => write!(f, "{path}:{line}"),
+            Position::Kafka {
+                topic,
+                partition,
+                offset,
+            } => write!(f, "{topic}[{partition}]@{offset}"),
+        }
+    }
+}
+
+/// A position plus the index of a record inside its message.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordAt<'a> {
+    pub position: &'a Position,
+    pub index: usize,
+}
+
+impl fmt::Display for RecordAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} record {}", self.position, self.index)
+    }
+}
