@@ -2,7 +2,10 @@
 //!
 //! Nothing malformed is dropped silently (SIGNIN-SEMANTICS §1): each one is
 //! counted by the caller and written here with its raw bytes, its source
-//! position and the reason. A dead letter is one JSON line.
+//! position and the reason. A dead letter is one JSON line, appended to a file
+//! and/or produced to a Kafka topic. `sync` makes them durable; the checkpoint
+//! calls it before committing offsets, so after a crash a dead letter may be
+//! written twice but never lost.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
@@ -90,5 +93,86 @@ impl DeadLetterFile {
     pub fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;
         self.out.get_ref().sync_data()
+    }
+}
+
+/// Produces dead letters to a Kafka topic (keyed by source position).
+pub struct DeadLetterTopic {
+    producer: rdkafka::producer::BaseProducer,
+    topic: String,
+}
+
+impl DeadLetterTopic {
+    pub fn new(producer: rdkafka::producer::BaseProducer, topic: &str) -> DeadLetterTopic {
+        DeadLetterTopic {
+            producer,
+            topic: topic.to_owned(),
+        }
+    }
+
+    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
+        use rdkafka::producer::BaseRecord;
+        let payload = serde_json::to_vec(letter)?;
+        let mut record = BaseRecord::to(&self.topic)
+            .key(&letter.source)
+            .payload(&payload);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    self.producer.poll(std::time::Duration::from_millis(100));
+                }
+                Err((e, _)) => {
+                    return Err(io::Error::other(format!(
+                        "dead-letter topic {}: {e}",
+                        self.topic
+                    )));
+                }
+            }
+        }
+        self.producer.poll(std::time::Duration::ZERO);
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        use rdkafka::producer::Producer;
+        self.producer
+            .flush(std::time::Duration::from_secs(30))
+            .map_err(|e| io::Error::other(format!("dead-letter topic {}: {e}", self.topic)))
+    }
+}
+
+/// Every configured dead-letter target.
+#[derive(Default)]
+pub struct DeadLetters {
+    pub file: Option<DeadLetterFile>,
+    pub topic: Option<DeadLetterTopic>,
+}
+
+impl DeadLetters {
+    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.write(letter)?;
+        }
+        if let Some(topic) = &mut self.topic {
+            topic.write(letter)?;
+        }
+        Ok(())
+    }
+
+    pub fn sync(&mut self) -> io::Result<()> {
+        if let Some(file) = &mut self.file {
+            file.sync()?;
+        }
+        if let Some(topic) = &mut self.topic {
+            topic.sync()?;
+        }
+        Ok(())
     }
 }

@@ -8,10 +8,15 @@
 // The generator builds realistic records with serde_json::json!, which nests deeply.
 #![recursion_limit = "256"]
 
+pub mod checkpoint;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod coverage;
 pub mod deadletter;
 pub mod decode;
 pub mod generate;
+pub mod http;
+pub mod metrics;
+pub mod pipeline;
 pub mod source;

@@ -20,6 +20,14 @@ enum Command {
     Classify(cli::classify::ClassifyArgs),
     /// Write a deterministic synthetic tenant's sign-in stream.
     Generate(cli::generate::GenerateArgs),
+    /// Run the daemon: consume Event Hubs / Kafka, keep coverage, serve metrics and the API.
+    Run(cli::run::RunArgs),
+    /// Run the same pipeline over files (backfill), then save the state.
+    Replay(cli::run::ReplayArgs),
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig(cli::run::CheckConfigArgs),
+    /// The real pipeline on a synthetic tenant through an in-process Kafka cluster.
+    Demo(cli::demo::DemoArgs),
     /// Run a benchmark and print its figures (use a release build).
     Bench(cli::bench::BenchArgs),
 }
@@ -29,6 +37,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Classify(args) => cli::classify::run(args),
         Command::Generate(args) => cli::generate::run(args),
+        Command::Run(args) => cli::run::run(args),
+        Command::Replay(args) => cli::run::replay(args),
+        Command::CheckConfig(args) => cli::run::check_config(args),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Bench(args) => cli::bench::run(args),
     };
     match result {

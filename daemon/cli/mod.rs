@@ -4,4 +4,6 @@
 
 pub mod bench;
 pub mod classify;
+pub mod demo;
 pub mod generate;
+pub mod run;

@@ -5,6 +5,7 @@
 //! inside a message: that is decode's job.
 
 pub mod files;
+pub mod kafka;
 
 use std::fmt;
 use std::sync::Arc;

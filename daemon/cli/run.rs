@@ -1,0 +1,295 @@
+//! `mfawatch run`, `replay` and `check-config`: the daemon and its backfill.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::SnapshotFile;
+use crate::config::{Config, LogFormat};
+use crate::coverage::{Accounts, Coverage, Policy};
+use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
+use crate::pipeline::{Pipeline, Shared};
+use crate::source::kafka::{self, Progress};
+use crate::source::{Position, files};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see config/ for annotated examples.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Configuration file (TOML): classification, coverage and state directory.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Files to replay (any input shape, gzip too); `-` is stdin.
+    #[arg(required = true)]
+    pub inputs: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// Configuration file to check.
+    pub config: PathBuf,
+}
+
+/// Starts logging as the configuration asks; `RUST_LOG` overrides the level.
+pub fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Privileged and excluded accounts from the configuration (and the privileged file).
+pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
+    let mut privileged: Vec<String> = config.coverage.privileged.clone();
+    if let Some(path) = &config.coverage.privileged_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read coverage.privileged_file {}", path.display()))?;
+        privileged.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
+                .filter(|l| !l.is_empty()),
+        );
+    }
+    Ok(Accounts::new(
+        privileged.iter().map(String::as_str),
+        config.coverage.excluded.iter().map(String::as_str),
+    ))
+}
+
+/// The state a run starts from: the snapshot's coverage and offsets, or empty.
+pub fn load_state(
+    config: &Config,
+) -> anyhow::Result<(
+    Coverage,
+    std::collections::BTreeMap<crate::checkpoint::Partition, i64>,
+)> {
+    let policy = Policy::from_config(&config.coverage);
+    let file = SnapshotFile::new(&config.checkpoint.dir);
+    match file.read()? {
+        None => {
+            tracing::info!(dir = %config.checkpoint.dir.display(), "no snapshot yet: starting from an empty state");
+            Ok((Coverage::new(policy), Default::default()))
+        }
+        Some(snapshot) => {
+            let coverage = Coverage::from_snapshot(policy, snapshot.coverage).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}; move it away to start afresh with the new coverage.window",
+                    file.path().display()
+                )
+            })?;
+            tracing::info!(
+                users = coverage.len(),
+                partitions = snapshot.offsets.len(),
+                "state loaded from snapshot"
+            );
+            Ok((coverage, snapshot.offsets))
+        }
+    }
+}
+
+fn dead_letters(config: &Config) -> anyhow::Result<DeadLetters> {
+    let mut sinks = DeadLetters::default();
+    if let Some(path) = &config.dead_letter.file {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        sinks.file = Some(
+            DeadLetterFile::open(path)
+                .with_context(|| format!("cannot open dead_letter.file {}", path.display()))?,
+        );
+    }
+    if let Some(topic) = &config.dead_letter.topic {
+        let producer = kafka::producer_config(config)?
+            .create()
+            .context("cannot create the dead-letter producer")?;
+        sinks.topic = Some(DeadLetterTopic::new(producer, topic));
+    }
+    Ok(sinks)
+}
+
+/// Everything a pipeline needs, built from the configuration.
+pub struct Prepared {
+    pub shared: Arc<Shared>,
+    pub progress: Arc<Mutex<Progress>>,
+}
+
+pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    let accounts = load_accounts(config)?;
+    let (coverage, offsets) = load_state(config)?;
+    let rules = config.rules();
+    let shared = Shared::new(coverage, accounts, &rules);
+    shared.health.state_loaded.store(true, Ordering::Relaxed);
+    let pipeline = Pipeline::new(
+        rules,
+        Policy::from_config(&config.coverage),
+        shared.clone(),
+        dead_letters(config)?,
+    );
+    let progress = Progress {
+        pipeline,
+        offsets,
+        snapshots: SnapshotFile::new(&config.checkpoint.dir),
+        last_checkpoint: Instant::now(),
+        poisoned: false,
+    };
+    Ok(Prepared {
+        shared,
+        progress: Arc::new(Mutex::new(progress)),
+    })
+}
+
+/// Runs the consumer on its own thread and the HTTP server on the runtime
+/// until SIGTERM/SIGINT (or the consumer stops); SIGHUP re-reads the
+/// privileged accounts.
+pub fn serve_and_consume(
+    config: Config,
+    prepared: Prepared,
+    stop_after: Option<std::time::Duration>,
+    before_start: impl FnOnce(&str),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let Prepared { shared, progress } = prepared;
+
+    let listener = runtime.block_on(crate::http::bind(&config.http.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /metrics /healthz /readyz /api/v1");
+    before_start(&format!("http://{addr}"));
+    let server = runtime.spawn(crate::http::serve(listener, shared.clone(), cancel.clone()));
+    runtime.spawn(signals(
+        config.clone(),
+        shared.clone(),
+        stop.clone(),
+        cancel.clone(),
+        stop_after,
+    ));
+
+    let consumer = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || kafka::consume(&config, progress, shared, &stop))?
+    };
+    let result = consumer
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
+    cancel.cancel();
+    let _ = runtime.block_on(server);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}
+
+async fn signals(
+    config: Config,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    stop_after: Option<std::time::Duration>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let deadline = async move {
+        match stop_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = cancel.cancelled() => return,
+            _ = hup.recv() => match load_accounts(&config) {
+                Ok(accounts) => {
+                    tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
+                    *shared.accounts.write().unwrap_or_else(|e| e.into_inner()) = accounts;
+                }
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
+            },
+        }
+    }
+    tracing::info!("stopping: checkpointing and leaving the consumer group");
+    shared.health.stopping.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    init_logging(&config);
+    let prepared = prepare(&config)?;
+    serve_and_consume(config, prepared, None, |_| {})
+}
+
+/// Backfill: the same pipeline over files, then one checkpoint.
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    init_logging(&config);
+    let prepared = prepare(&config)?;
+    let mut progress = prepared.progress.lock().unwrap_or_else(|e| e.into_inner());
+    for input in &args.inputs {
+        let mut failure = None;
+        let read = files::read_messages(input, |bytes, position: &Position| {
+            if let Err(e) = progress.pipeline.process(bytes, position) {
+                failure = Some(format!("{position}: {e}"));
+                return Err(std::io::Error::other("stopped"));
+            }
+            Ok(())
+        });
+        if let Some(failure) = failure {
+            anyhow::bail!("cannot keep the effects of {failure}; the state was not saved");
+        }
+        read.with_context(|| format!("cannot read {input}"))?;
+        tracing::info!(input, "replayed");
+    }
+    progress.checkpoint(None)?;
+    let summary = prepared.shared.coverage_summary();
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    Ok(())
+}
+
+pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    load_accounts(&config)?;
+    check_state_dir(&config.checkpoint.dir)?;
+    print!(
+        "# {}: valid. Effective configuration (secrets are never in this file; only where to find them):\n{}",
+        args.config.display(),
+        config.to_toml()
+    );
+    Ok(())
+}
+
+fn check_state_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        anyhow::bail!("checkpoint.dir {} is not a directory", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,1038 @@
+//! coverage: per-user MFA coverage over a rolling window (SIGNIN-SEMANTICS §6).
+//!
+//! Owns one compact entry per user key and answers, at any moment, who is
+//! covered, uncovered, never_mfa or inactive, who is registration_pending or
+//! overdue. It is fed `(record, verdict)` pairs and never does I/O; snapshots
+//! are plain data that the checkpoint stage writes.
+//!
+//! Event time, not arrival time, decides the window. Counts are kept per UTC
+//! day in a ring of `window_days` buckets per user; the window is the
+//! `window_days` whole days ending with the day of the newest event seen (the
+//! watermark), so replaying the same records in any order gives the same state.
+//! Records older than the window still update the "last seen" times but not
+//! the counts.
+//!
+//! Memory: entries live in flat vectors (struct of arrays), names in one string
+//! arena, apps and clients interned, and the index is a table of u32 entry
+//! numbers. About 140 bytes per user plus the strings (see `bench coverage`).
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+
+use chrono::{DateTime, Utc};
+use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{Labels, MfaFailure, Subject, Verdict};
+use crate::decode::SignIn;
+
+const DAY: i64 = 86_400;
+
+/// What the coverage stage is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub window_days: u16,
+    pub count_non_interactive: bool,
+    pub registration_grace_secs: i64,
+}
+
+impl Policy {
+    pub fn from_config(c: &crate::config::CoverageConfig) -> Policy {
+        Policy {
+            window_days: (c.window.as_secs() / DAY as u64).clamp(1, 90) as u16,
+            count_non_interactive: c.count_non_interactive,
+            registration_grace_secs: c.registration_grace.as_secs() as i64,
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::from_config(&crate::config::CoverageConfig::default())
+    }
+}
+
+/// Coverage state of a user over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Counted sign-ins in the window, all with MFA.
+    Covered,
+    /// At least one counted single-factor or legacy sign-in in the window.
+    Uncovered,
+    /// No counted sign-in in the window.
+    Inactive,
+    /// A configured break-glass account: never counted as uncovered.
+    Excluded,
+}
+
+impl State {
+    pub const ALL: [State; 4] = [
+        State::Covered,
+        State::Uncovered,
+        State::Inactive,
+        State::Excluded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Covered => "covered",
+            State::Uncovered => "uncovered",
+            State::Inactive => "inactive",
+            State::Excluded => "excluded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+/// `userType`, as far as the records tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum UserType {
+    Member,
+    Guest,
+    Unknown,
+}
+
+impl UserType {
+    pub const ALL: [UserType; 3] = [UserType::Member, UserType::Guest, UserType::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserType::Member => "member",
+            UserType::Guest => "guest",
+            UserType::Unknown => "unknown",
+        }
+    }
+
+    fn parse(text: Option<&str>) -> UserType {
+        match text.map(str::trim) {
+            Some(t) if t.eq_ignore_ascii_case("member") => UserType::Member,
+            Some(t) if t.eq_ignore_ascii_case("guest") => UserType::Guest,
+            _ => UserType::Unknown,
+        }
+    }
+
+    fn bits(self) -> u8 {
+        self as u8
+    }
+
+    fn from_bits(bits: u8) -> UserType {
+        match bits & 3 {
+            0 => UserType::Member,
+            1 => UserType::Guest,
+            _ => UserType::Unknown,
+        }
+    }
+}
+
+/// Sign-in counts of one day (saturating).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCounts {
+    pub counted: u16,
+    pub mfa: u16,
+    pub single_factor: u16,
+    pub legacy: u16,
+}
+
+/// Counts over the window, as reported.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub counted: u32,
+    pub mfa: u32,
+    pub single_factor: u32,
+    pub legacy: u32,
+}
+
+/// A reference into the string arena.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct StrRef {
+    offset: u32,
+    len: u32,
+}
+
+/// One user's compact entry. Times are Unix seconds (u32 lasts until 2106),
+/// 0 meaning never; `head_day` is the newest day (days since 1970) in the ring.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    /// Object id when the key is a GUID (the usual case).
+    id: [u8; 16],
+    /// The key text when it is not a GUID (a lower-cased UPN); empty otherwise.
+    key: StrRef,
+    upn: StrRef,
+    display_name: StrRef,
+    last_seen: u32,
+    last_mfa: u32,
+    last_single_factor: u32,
+    last_legacy: u32,
+    single_factor_app: u32,
+    legacy_app: u32,
+    single_factor_client: u16,
+    legacy_client: u16,
+    /// Earliest registration_required failure after the last MFA (exact when
+    /// a user's records arrive in time order), and the latest such failure.
+    registration_since: u32,
+    registration_last: u32,
+    /// Event time of the record the UPN and display name were taken from.
+    names_time: u32,
+    head_day: u16,
+    /// Bits 0-1 user type; bit 2 the key is a GUID.
+    flags: u8,
+}
+
+const FLAG_GUID: u8 = 4;
+
+/// A user key: an object id, or a lower-cased UPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key<'a> {
+    Guid([u8; 16]),
+    Text(&'a str),
+}
+
+impl<'a> Key<'a> {
+    fn of(text: &'a str) -> Key<'a> {
+        parse_guid(text).map_or(Key::Text(text), Key::Guid)
+    }
+
+    fn hash(&self, hasher: &hashbrown::DefaultHashBuilder) -> u64 {
+        match self {
+            Key::Guid(id) => hasher.hash_one(id),
+            Key::Text(text) => hasher.hash_one(text.as_bytes()),
+        }
+    }
+}
+
+/// What the coverage stage takes from one classified sign-in.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub key: &'a str,
+    pub upn: Option<&'a str>,
+    pub display_name: Option<&'a str>,
+    pub user_type: Option<&'a str>,
+    pub time: DateTime<Utc>,
+    pub counted: bool,
+    pub mfa: bool,
+    pub single_factor: bool,
+    pub legacy: bool,
+    pub registration_required: bool,
+    pub app: Option<&'a str>,
+    pub client_app: &'a str,
+}
+
+impl<'a> Observation<'a> {
+    /// The observation of a user sign-in, or `None` for workloads and records
+    /// that name no user.
+    pub fn of(
+        record: &'a SignIn<'a>,
+        verdict: &'a Verdict<'a>,
+        policy: &Policy,
+    ) -> Option<Observation<'a>> {
+        if verdict.subject != Subject::User {
+            return None;
+        }
+        let key = verdict.subject_key.as_deref()?;
+        let f = &record.fields;
+        let legacy = verdict.labels.contains(Labels::LEGACY_AUTH);
+        let counted =
+            verdict.success && (verdict.interactive || policy.count_non_interactive || legacy);
+        Some(Observation {
+            key,
+            upn: f.user_principal_name.as_deref(),
+            display_name: f.user_display_name.as_deref(),
+            user_type: f.user_type.as_deref(),
+            time: record.time,
+            counted,
+            mfa: counted && verdict.labels.contains(Labels::MFA_SATISFIED),
+            single_factor: counted && verdict.labels.contains(Labels::SINGLE_FACTOR),
+            legacy: counted && legacy,
+            registration_required: verdict.mfa_failure == Some(MfaFailure::RegistrationRequired),
+            app: f.app_display_name.as_deref(),
+            client_app: verdict.client_app,
+        })
+    }
+}
+
+/// Interns small repeated strings (app names, client names) as numbers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Interner {
+    names: Vec<String>,
+    #[serde(skip)]
+    index: std::collections::HashMap<String, u32>,
+}
+
+impl Interner {
+    /// Id of `name`; 0 is "none".
+    fn id(&mut self, name: Option<&str>) -> u32 {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return 0;
+        };
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        self.names.push(name.to_owned());
+        let id = self.names.len() as u32;
+        self.index.insert(name.to_owned(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> Option<&str> {
+        id.checked_sub(1)
+            .and_then(|i| self.names.get(i as usize))
+            .map(String::as_str)
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u32 + 1))
+            .collect();
+    }
+}
+
+/// The coverage of every user seen.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    policy: Policy,
+    entries: Vec<Entry>,
+    /// `window_days` buckets per entry, entry-major.
+    days: Vec<DayCounts>,
+    arena: String,
+    apps: Interner,
+    clients: Interner,
+    index: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// Newest event time seen (Unix seconds): the end of the window.
+    watermark: i64,
+    /// Records that fell before the window when they arrived.
+    late_records: u64,
+}
+
+/// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    privileged: HashSet<String>,
+    excluded: HashSet<String>,
+}
+
+impl Accounts {
+    pub fn new<'a>(
+        privileged: impl IntoIterator<Item = &'a str>,
+        excluded: impl IntoIterator<Item = &'a str>,
+    ) -> Accounts {
+        let norm = |s: &str| s.trim().to_ascii_lowercase();
+        Accounts {
+            privileged: privileged
+                .into_iter()
+                .map(norm)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            excluded: excluded
+                .into_iter()
+                .map(norm)
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
+    }
+
+    fn is(set: &HashSet<String>, key: &str, upn: &str) -> bool {
+        !set.is_empty()
+            && (set.contains(&key.to_ascii_lowercase()) || set.contains(&upn.to_ascii_lowercase()))
+    }
+
+    pub fn privileged(&self, key: &str, upn: &str) -> bool {
+        Accounts::is(&self.privileged, key, upn)
+    }
+
+    pub fn excluded(&self, key: &str, upn: &str) -> bool {
+        Accounts::is(&self.excluded, key, upn)
+    }
+
+    pub fn privileged_count(&self) -> usize {
+        self.privileged.len()
+    }
+}
+
+/// One user as the API shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub key: String,
+    pub upn: String,
+    pub display_name: Option<String>,
+    pub user_type: UserType,
+    pub state: State,
+    pub never_mfa: bool,
+    pub privileged: bool,
+    pub registration_pending: bool,
+    pub registration_overdue: bool,
+    pub registration_pending_since: Option<String>,
+    /// Counted sign-ins in the window.
+    pub counts: Counts,
+    pub last_seen: Option<String>,
+    pub last_mfa: Option<String>,
+    pub last_single_factor: Option<LastSignIn>,
+    pub last_legacy: Option<LastSignIn>,
+}
+
+/// The newest sign-in of a kind: when, to what, from which client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSignIn {
+    pub time: String,
+    pub app: Option<String>,
+    pub client: Option<String>,
+}
+
+/// Users per (state, user type, privileged), and the ratio. The window is the
+/// `window_days` UTC days ending with the newest sign-in seen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub window_days: u16,
+    pub window_start: Option<String>,
+    pub window_end: Option<String>,
+    pub users: u64,
+    pub states: std::collections::BTreeMap<&'static str, u64>,
+    pub never_mfa: u64,
+    pub registration_pending: u64,
+    pub registration_overdue: u64,
+    /// covered / (covered + uncovered); `None` when both are zero.
+    pub coverage_ratio: Option<f64>,
+    pub breakdown: Vec<Breakdown>,
+    pub late_records: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Breakdown {
+    pub user_type: UserType,
+    pub privileged: bool,
+    pub covered: u64,
+    pub uncovered: u64,
+    pub never_mfa: u64,
+    pub inactive: u64,
+    pub excluded: u64,
+    pub coverage_ratio: Option<f64>,
+}
+
+/// Filter for [`Coverage::users`].
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    pub state: Option<State>,
+    pub never_mfa: Option<bool>,
+    pub privileged: Option<bool>,
+    pub user_type: Option<UserType>,
+    pub registration_pending: Option<bool>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Coverage {
+    pub fn new(policy: Policy) -> Coverage {
+        Coverage {
+            policy,
+            entries: Vec::new(),
+            days: Vec::new(),
+            arena: String::new(),
+            apps: Interner::default(),
+            clients: Interner::default(),
+            index: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            watermark: 0,
+            late_records: 0,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        (self.watermark > 0)
+            .then(|| DateTime::from_timestamp(self.watermark, 0))
+            .flatten()
+    }
+
+    /// Records folded into the state after their day had left the window.
+    pub fn late_records(&self) -> u64 {
+        self.late_records
+    }
+
+    /// Folds one user sign-in into the state. The result does not depend on
+    /// the order records arrive in (see the module comment), so a replay after
+    /// a crash, interleaving partitions differently, ends in the same state.
+    pub fn observe(&mut self, o: &Observation<'_>) {
+        let t = o.time.timestamp();
+        if t <= 0 || t > u32::MAX as i64 {
+            return;
+        }
+        // A clock far in the future would empty everyone's window: cap how far
+        // ahead of the wall clock the watermark may move.
+        if t > self.watermark && t <= Utc::now().timestamp() + DAY {
+            self.watermark = t;
+        }
+        let t32 = t as u32;
+        let i = self.entry(o.key);
+        if t32 >= self.entries[i].names_time {
+            let upn = o.upn.filter(|u| !u.trim().is_empty()).unwrap_or(o.key);
+            self.set_str(i, |e| &mut e.upn, upn);
+            if let Some(name) = o.display_name.filter(|n| !n.is_empty()) {
+                self.set_str(i, |e| &mut e.display_name, name);
+            }
+            let user_type = UserType::parse(o.user_type);
+            let e = &mut self.entries[i];
+            e.names_time = t32;
+            if user_type != UserType::Unknown {
+                e.flags = (e.flags & !3) | user_type.bits();
+            }
+        }
+        if o.single_factor || o.legacy {
+            let app = self.apps.id(o.app);
+            let client = self.clients.id(Some(o.client_app)).min(u16::MAX as u32) as u16;
+            let (apps, clients) = (&self.apps, &self.clients);
+            // Same second: keep the greater (app, client) so that order never matters.
+            let newer = |t_old: u32, app_old: u32, client_old: u16| {
+                t32 > t_old
+                    || t32 == t_old
+                        && (apps.name(app), clients.name(client as u32))
+                            > (apps.name(app_old), clients.name(client_old as u32))
+            };
+            let e = &mut self.entries[i];
+            if o.single_factor
+                && newer(
+                    e.last_single_factor,
+                    e.single_factor_app,
+                    e.single_factor_client,
+                )
+            {
+                (
+                    e.last_single_factor,
+                    e.single_factor_app,
+                    e.single_factor_client,
+                ) = (t32, app, client);
+            }
+            if o.legacy && newer(e.last_legacy, e.legacy_app, e.legacy_client) {
+                (e.last_legacy, e.legacy_app, e.legacy_client) = (t32, app, client);
+            }
+        }
+        let e = &mut self.entries[i];
+        e.last_seen = e.last_seen.max(t32);
+        if o.mfa {
+            e.last_mfa = e.last_mfa.max(t32);
+        }
+        if o.registration_required && t32 > e.last_mfa {
+            e.registration_since = if e.registration_since > e.last_mfa {
+                e.registration_since.min(t32)
+            } else {
+                t32
+            };
+            e.registration_last = e.registration_last.max(t32);
+        }
+        if !o.counted {
+            return;
+        }
+        let w = self.policy.window_days as i64;
+        let day = t.div_euclid(DAY);
+        if day < self.watermark.div_euclid(DAY) - (w - 1) {
+            self.late_records += 1;
+            return;
+        }
+        // The entry's ring of day buckets.
+        let head = e.head_day as i64;
+        let ring = &mut self.days[i * w as usize..(i + 1) * w as usize];
+        if day > head {
+            for d in (head + 1).max(day - w + 1)..=day {
+                ring[d.rem_euclid(w) as usize] = DayCounts::default();
+            }
+            e.head_day = day as u16;
+        } else if day <= head - w {
+            self.late_records += 1;
+            return;
+        }
+        let bucket = &mut ring[day.rem_euclid(w) as usize];
+        bucket.counted = bucket.counted.saturating_add(1);
+        bucket.mfa = bucket.mfa.saturating_add(o.mfa as u16);
+        bucket.single_factor = bucket.single_factor.saturating_add(o.single_factor as u16);
+        bucket.legacy = bucket.legacy.saturating_add(o.legacy as u16);
+    }
+
+    /// Since when a user has been registration_pending, if they are: from the
+    /// first registration_required failure until an mfa_satisfied sign-in.
+    fn registration_pending_since(e: &Entry) -> Option<u32> {
+        let since = if e.registration_since > e.last_mfa {
+            e.registration_since
+        } else {
+            e.registration_last
+        };
+        (e.registration_last > e.last_mfa).then_some(since)
+    }
+
+    /// The entry for `key`, created when new.
+    fn entry(&mut self, key: &str) -> usize {
+        let key = Key::of(key);
+        let hash = key.hash(&self.hasher);
+        let (entries, arena) = (&self.entries, &self.arena);
+        let found = self
+            .index
+            .find(hash, |&i| key_matches(&entries[i as usize], arena, &key));
+        if let Some(&i) = found {
+            return i as usize;
+        }
+        let i = self.entries.len();
+        let mut entry = Entry::default();
+        match key {
+            Key::Guid(id) => {
+                entry.id = id;
+                entry.flags |= FLAG_GUID;
+            }
+            Key::Text(text) => entry.key = push_str(&mut self.arena, text),
+        }
+        entry.flags |= UserType::Unknown.bits();
+        self.entries.push(entry);
+        self.days.extend(std::iter::repeat_n(
+            DayCounts::default(),
+            self.policy.window_days as usize,
+        ));
+        let (entries, arena, hasher) = (&self.entries, &self.arena, &self.hasher);
+        self.index.insert_unique(hash, i as u32, |&j| {
+            entry_key(&entries[j as usize], arena).hash(hasher)
+        });
+        i
+    }
+
+    fn set_str(&mut self, i: usize, field: impl Fn(&mut Entry) -> &mut StrRef, value: &str) {
+        let current = *field(&mut self.entries[i]);
+        if get_str(&self.arena, current) != value {
+            *field(&mut self.entries[i]) = push_str(&mut self.arena, value);
+        }
+    }
+
+    /// The window: the `window_days` UTC days ending with the watermark's day.
+    fn window(&self) -> (i64, i64) {
+        let end_day = self.watermark.div_euclid(DAY);
+        (end_day - (self.policy.window_days as i64 - 1), end_day)
+    }
+
+    fn counts(&self, i: usize, (start_day, end_day): (i64, i64)) -> Counts {
+        let w = self.policy.window_days as i64;
+        let head = self.entries[i].head_day as i64;
+        let ring = &self.days[i * w as usize..(i + 1) * w as usize];
+        let mut c = Counts::default();
+        for day in start_day.max(head - w + 1)..=end_day.min(head) {
+            let b = ring[day.rem_euclid(w) as usize];
+            c.counted += b.counted as u32;
+            c.mfa += b.mfa as u32;
+            c.single_factor += b.single_factor as u32;
+            c.legacy += b.legacy as u32;
+        }
+        c
+    }
+
+    fn view_state(
+        &self,
+        i: usize,
+        window: (i64, i64),
+        accounts: &Accounts,
+    ) -> (State, bool, Counts) {
+        let e = &self.entries[i];
+        let counts = self.counts(i, window);
+        let key = entry_key(e, &self.arena).to_string();
+        let upn = get_str(&self.arena, e.upn);
+        if accounts.excluded(&key, upn) {
+            return (State::Excluded, false, counts);
+        }
+        let state = if counts.single_factor + counts.legacy > 0 {
+            State::Uncovered
+        } else if counts.counted > 0 {
+            State::Covered
+        } else {
+            State::Inactive
+        };
+        (state, state == State::Uncovered && counts.mfa == 0, counts)
+    }
+
+    /// The coverage summary.
+    pub fn summary(&self, accounts: &Accounts) -> Summary {
+        let now = self.watermark;
+        let window = self.window();
+        let mut cells: std::collections::BTreeMap<(UserType, bool), Breakdown> = Default::default();
+        let mut s = Summary {
+            window_days: self.policy.window_days,
+            users: self.entries.len() as u64,
+            ..Summary::default()
+        };
+        for state in State::ALL {
+            s.states.insert(state.as_str(), 0);
+        }
+        for i in 0..self.entries.len() {
+            let e = &self.entries[i];
+            let (state, never_mfa, _) = self.view_state(i, window, accounts);
+            let privileged = accounts.privileged(
+                &entry_key(e, &self.arena).to_string(),
+                get_str(&self.arena, e.upn),
+            );
+            let user_type = UserType::from_bits(e.flags);
+            *s.states.entry(state.as_str()).or_default() += 1;
+            let cell = cells
+                .entry((user_type, privileged))
+                .or_insert_with(|| Breakdown {
+                    user_type,
+                    privileged,
+                    covered: 0,
+                    uncovered: 0,
+                    never_mfa: 0,
+                    inactive: 0,
+                    excluded: 0,
+                    coverage_ratio: None,
+                });
+            match state {
+                State::Covered => cell.covered += 1,
+                State::Uncovered => cell.uncovered += 1,
+                State::Inactive => cell.inactive += 1,
+                State::Excluded => cell.excluded += 1,
+            }
+            if never_mfa {
+                s.never_mfa += 1;
+                cell.never_mfa += 1;
+            }
+            if let Some(since) = Coverage::registration_pending_since(e) {
+                s.registration_pending += 1;
+                if now - since as i64 > self.policy.registration_grace_secs {
+                    s.registration_overdue += 1;
+                }
+            }
+        }
+        s.coverage_ratio = ratio(s.states["covered"], s.states["uncovered"]);
+        s.breakdown = cells
+            .into_values()
+            .map(|mut b| {
+                b.coverage_ratio = ratio(b.covered, b.uncovered);
+                b
+            })
+            .collect();
+        if self.watermark > 0 {
+            s.window_start = Some(rfc3339(window.0 * DAY));
+            s.window_end = Some(rfc3339((window.1 + 1) * DAY - 1));
+        }
+        s.late_records = self.late_records;
+        s
+    }
+
+    fn view(&self, i: usize, accounts: &Accounts) -> UserView {
+        let e = &self.entries[i];
+        let (state, never_mfa, counts) = self.view_state(i, self.window(), accounts);
+        let key = entry_key(e, &self.arena).to_string();
+        let upn = get_str(&self.arena, e.upn).to_string();
+        let pending_since = Coverage::registration_pending_since(e);
+        let last = |t: u32, app: u32, client: u16| {
+            (t != 0).then(|| LastSignIn {
+                time: rfc3339(t as i64),
+                app: self.apps.name(app).map(str::to_owned),
+                client: self.clients.name(client as u32).map(str::to_owned),
+            })
+        };
+        UserView {
+            privileged: accounts.privileged(&key, &upn),
+            key,
+            upn,
+            display_name: Some(get_str(&self.arena, e.display_name))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            user_type: UserType::from_bits(e.flags),
+            state,
+            never_mfa,
+            registration_pending: pending_since.is_some(),
+            registration_overdue: pending_since
+                .is_some_and(|t| self.watermark - t as i64 > self.policy.registration_grace_secs),
+            registration_pending_since: pending_since.map(|t| rfc3339(t as i64)),
+            counts,
+            last_seen: (e.last_seen != 0).then(|| rfc3339(e.last_seen as i64)),
+            last_mfa: (e.last_mfa != 0).then(|| rfc3339(e.last_mfa as i64)),
+            last_single_factor: last(
+                e.last_single_factor,
+                e.single_factor_app,
+                e.single_factor_client,
+            ),
+            last_legacy: last(e.last_legacy, e.legacy_app, e.legacy_client),
+        }
+    }
+
+    /// Users matching `query`, most recent single-factor or legacy sign-in first.
+    pub fn users(&self, accounts: &Accounts, query: &UserQuery) -> (usize, Vec<UserView>) {
+        let mut matched: Vec<UserView> = (0..self.entries.len())
+            .map(|i| self.view(i, accounts))
+            .filter(|v| query.state.is_none_or(|s| v.state == s))
+            .filter(|v| query.never_mfa.is_none_or(|n| v.never_mfa == n))
+            .filter(|v| query.privileged.is_none_or(|p| v.privileged == p))
+            .filter(|v| query.user_type.is_none_or(|t| v.user_type == t))
+            .filter(|v| {
+                query
+                    .registration_pending
+                    .is_none_or(|p| v.registration_pending == p)
+            })
+            .collect();
+        let total = matched.len();
+        let newest_gap = |v: &UserView| {
+            let t = |l: &Option<LastSignIn>| l.as_ref().map(|l| l.time.clone()).unwrap_or_default();
+            t(&v.last_single_factor).max(t(&v.last_legacy))
+        };
+        matched.sort_by(|a, b| {
+            newest_gap(b)
+                .cmp(&newest_gap(a))
+                .then_with(|| a.upn.cmp(&b.upn))
+        });
+        let limit = if query.limit == 0 { 100 } else { query.limit };
+        (
+            total,
+            matched.into_iter().skip(query.offset).take(limit).collect(),
+        )
+    }
+
+    /// One user by object id or UPN (case-insensitive).
+    pub fn user(&self, accounts: &Accounts, id_or_upn: &str) -> Option<UserView> {
+        let wanted = id_or_upn.trim().to_ascii_lowercase();
+        let key = Key::of(&wanted);
+        let hash = key.hash(&self.hasher);
+        let by_key = self
+            .index
+            .find(hash, |&i| {
+                key_matches(&self.entries[i as usize], &self.arena, &key)
+            })
+            .map(|&i| i as usize);
+        let i = by_key.or_else(|| {
+            (0..self.entries.len())
+                .find(|&i| get_str(&self.arena, self.entries[i].upn).eq_ignore_ascii_case(&wanted))
+        })?;
+        Some(self.view(i, accounts))
+    }
+
+    /// Bytes held, for the memory benchmark: (structures, strings).
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        let structures = self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.days.capacity() * std::mem::size_of::<DayCounts>()
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1);
+        let strings = self.arena.capacity()
+            + self
+                .apps
+                .names
+                .iter()
+                .map(|n| n.capacity() * 2)
+                .sum::<usize>()
+            + self
+                .clients
+                .names
+                .iter()
+                .map(|n| n.capacity() * 2)
+                .sum::<usize>();
+        (structures, strings)
+    }
+
+    // ---- snapshots ----
+
+    /// The state as it is serialised, borrowed (no copy of a large state).
+    pub fn snapshot_ref(&self) -> CoverageSnapshotRef<'_> {
+        CoverageSnapshotRef {
+            window_days: self.policy.window_days,
+            entries: &self.entries,
+            days: &self.days,
+            arena: &self.arena,
+            apps: &self.apps,
+            clients: &self.clients,
+            watermark: self.watermark,
+            late_records: self.late_records,
+        }
+    }
+
+    pub fn to_snapshot(&self) -> CoverageSnapshot {
+        CoverageSnapshot {
+            window_days: self.policy.window_days,
+            entries: self.entries.clone(),
+            days: self.days.clone(),
+            arena: self.arena.clone(),
+            apps: self.apps.clone(),
+            clients: self.clients.clone(),
+            watermark: self.watermark,
+            late_records: self.late_records,
+        }
+    }
+
+    /// Rebuilds the state from a snapshot. A different window length cannot
+    /// reuse the day buckets; the caller must start afresh then.
+    pub fn from_snapshot(policy: Policy, s: CoverageSnapshot) -> Result<Coverage, String> {
+        if s.window_days != policy.window_days {
+            return Err(format!(
+                "the snapshot has a {}-day window, the configuration {} days",
+                s.window_days, policy.window_days
+            ));
+        }
+        if s.days.len() != s.entries.len() * s.window_days as usize {
+            return Err("the snapshot's day buckets do not match its users".into());
+        }
+        let mut c = Coverage {
+            policy,
+            entries: s.entries,
+            days: s.days,
+            arena: s.arena,
+            apps: s.apps,
+            clients: s.clients,
+            index: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            watermark: s.watermark,
+            late_records: s.late_records,
+        };
+        c.apps.rebuild_index();
+        c.clients.rebuild_index();
+        c.index.reserve(c.entries.len(), |_| 0);
+        for i in 0..c.entries.len() {
+            let hash = entry_key(&c.entries[i], &c.arena).hash(&c.hasher);
+            let (entries, arena, hasher) = (&c.entries, &c.arena, &c.hasher);
+            c.index.insert_unique(hash, i as u32, |&j| {
+                entry_key(&entries[j as usize], arena).hash(hasher)
+            });
+        }
+        Ok(c)
+    }
+}
+
+/// The serialisable form of [`Coverage`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoverageSnapshot {
+    window_days: u16,
+    entries: Vec<Entry>,
+    days: Vec<DayCounts>,
+    arena: String,
+    apps: Interner,
+    clients: Interner,
+    watermark: i64,
+    late_records: u64,
+}
+
+/// [`CoverageSnapshot`] borrowed; serialises to the same bytes.
+#[derive(Debug, Serialize)]
+pub struct CoverageSnapshotRef<'a> {
+    window_days: u16,
+    entries: &'a [Entry],
+    days: &'a [DayCounts],
+    arena: &'a str,
+    apps: &'a Interner,
+    clients: &'a Interner,
+    watermark: i64,
+    late_records: u64,
+}
+
+fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
+    let total = covered + uncovered;
+    (total > 0).then(|| covered as f64 / total as f64)
+}
+
+fn rfc3339(secs: i64) -> String {
+    DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn push_str(arena: &mut String, s: &str) -> StrRef {
+    let r = StrRef {
+        offset: arena.len() as u32,
+        len: s.len() as u32,
+    };
+    arena.push_str(s);
+    r
+}
+
+fn get_str(arena: &str, r: StrRef) -> &str {
+    arena
+        .get(r.offset as usize..(r.offset + r.len) as usize)
+        .unwrap_or("")
+}
+
+fn entry_key<'a>(e: &Entry, arena: &'a str) -> KeyText<'a> {
+    if e.flags & FLAG_GUID != 0 {
+        KeyText::Guid(e.id)
+    } else {
+        KeyText::Text(get_str(arena, e.key))
+    }
+}
+
+fn key_matches(e: &Entry, arena: &str, key: &Key<'_>) -> bool {
+    match (entry_key(e, arena), key) {
+        (KeyText::Guid(a), Key::Guid(b)) => a == *b,
+        (KeyText::Text(a), Key::Text(b)) => a == *b,
+        _ => false,
+    }
+}
+
+/// An entry's key, printable.
+enum KeyText<'a> {
+    Guid([u8; 16]),
+    Text(&'a str),
+}
+
+impl KeyText<'_> {
+    fn hash(&self, hasher: &hashbrown::DefaultHashBuilder) -> u64 {
+        match self {
+            KeyText::Guid(id) => Key::Guid(*id).hash(hasher),
+            KeyText::Text(t) => Key::Text(t).hash(hasher),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            KeyText::Guid(id) => write!(f, "{}", format_guid(id)),
+            KeyText::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+/// Parses a canonical GUID (`8-4-4-4-12` hex digits, any case).
+fn parse_guid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut n = 0;
+    let mut hi = None;
+    for &c in b {
+        if c == b'-' {
+            continue;
+        }
+        let v = (c as char).to_digit(16)? as u8;
+        match hi.take() {
+            None => hi = Some(v),
+            Some(h) => {
+                out[n] = h << 4 | v;
+                n += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn format_guid(id: &[u8; 16]) -> String {
+    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests;

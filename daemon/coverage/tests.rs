@@ -1,0 +1,297 @@
+//! SIGNIN-SEMANTICS §6, rule by rule.
+
+use super::*;
+use chrono::TimeZone;
+
+const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+const BOB: &str = "1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+
+fn at(day: u32, hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 6, day, hour, 0, 0).unwrap()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Mfa,
+    SingleFactor,
+    Legacy,
+    LegacyWithMfa,
+    Failed,
+    RegistrationRequired,
+}
+
+fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'static> {
+    let (counted, mfa, sf, legacy) = match kind {
+        Kind::Mfa => (true, true, false, false),
+        Kind::SingleFactor => (true, false, true, false),
+        Kind::Legacy => (true, false, true, true),
+        Kind::LegacyWithMfa => (true, true, false, true),
+        Kind::Failed | Kind::RegistrationRequired => (false, false, false, false),
+    };
+    Observation {
+        key,
+        upn: Some(if key == ANN {
+            "Ann@Contoso.example"
+        } else {
+            "bob@contoso.example"
+        }),
+        display_name: Some("Someone"),
+        user_type: Some("Member"),
+        time,
+        counted,
+        mfa,
+        single_factor: sf,
+        legacy,
+        registration_required: matches!(kind, Kind::RegistrationRequired),
+        app: Some("Office 365"),
+        client_app: if legacy { "IMAP4" } else { "Browser" },
+    }
+}
+
+fn state(c: &Coverage, key: &str) -> (State, bool) {
+    let v = c.user(&Accounts::default(), key).expect("user known");
+    (v.state, v.never_mfa)
+}
+
+#[test]
+fn all_counted_sign_ins_with_mfa_is_covered() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Mfa));
+    c.observe(&obs(ANN, at(11, 9), Kind::Mfa));
+    assert_eq!(state(&c, ANN), (State::Covered, false));
+}
+
+#[test]
+fn one_single_factor_sign_in_makes_a_user_uncovered() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Mfa));
+    c.observe(&obs(ANN, at(11, 9), Kind::SingleFactor));
+    assert_eq!(state(&c, ANN), (State::Uncovered, false));
+}
+
+#[test]
+fn uncovered_without_any_mfa_is_never_mfa() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(11, 9), Kind::SingleFactor));
+    assert_eq!(state(&c, ANN), (State::Uncovered, true));
+}
+
+#[test]
+fn a_legacy_sign_in_makes_a_user_uncovered_even_with_mfa() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Mfa));
+    c.observe(&obs(ANN, at(11, 9), Kind::LegacyWithMfa));
+    assert_eq!(state(&c, ANN), (State::Uncovered, false));
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    let last = v.last_legacy.unwrap();
+    assert_eq!(
+        (last.app.as_deref(), last.client.as_deref()),
+        (Some("Office 365"), Some("IMAP4"))
+    );
+}
+
+#[test]
+fn a_user_with_only_failures_is_inactive() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Failed));
+    assert_eq!(state(&c, ANN), (State::Inactive, false));
+}
+
+#[test]
+fn sign_ins_leave_the_window_after_window_days() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(1, 9), Kind::SingleFactor));
+    c.observe(&obs(BOB, at(7, 9), Kind::Mfa));
+    assert_eq!(
+        state(&c, ANN).0,
+        State::Uncovered,
+        "day 1 is inside a window ending on day 7"
+    );
+    c.observe(&obs(BOB, at(8, 0), Kind::Mfa));
+    assert_eq!(
+        state(&c, ANN).0,
+        State::Inactive,
+        "day 1 left the window when day 8 began"
+    );
+    assert_eq!(c.user(&Accounts::default(), BOB).unwrap().counts.counted, 2);
+}
+
+#[test]
+fn late_records_inside_the_window_count_and_older_ones_do_not() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(BOB, at(20, 9), Kind::Mfa));
+    c.observe(&obs(ANN, at(15, 9), Kind::SingleFactor)); // late but in the window
+    c.observe(&obs(ANN, at(2, 9), Kind::SingleFactor)); // before the window
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!(v.counts.single_factor, 1);
+    assert_eq!(v.state, State::Uncovered);
+    assert_eq!(c.late_records(), 1);
+}
+
+#[test]
+fn the_order_records_arrive_in_does_not_change_the_state() {
+    let records = [
+        obs(ANN, at(3, 9), Kind::SingleFactor),
+        obs(ANN, at(12, 9), Kind::Mfa),
+        obs(BOB, at(9, 9), Kind::RegistrationRequired),
+        obs(ANN, at(13, 9), Kind::Legacy),
+        obs(BOB, at(10, 9), Kind::Mfa),
+        obs(BOB, at(14, 9), Kind::SingleFactor),
+        obs(ANN, at(14, 9), Kind::Mfa),
+    ];
+    let run = |order: &[usize]| {
+        let mut c = Coverage::new(Policy::default());
+        for &i in order {
+            c.observe(&records[i]);
+        }
+        let (_, users) = c.users(&Accounts::default(), &UserQuery::default());
+        users
+    };
+    let forward = run(&[0, 1, 2, 3, 4, 5, 6]);
+    assert_eq!(forward, run(&[6, 5, 4, 3, 2, 1, 0]));
+    assert_eq!(forward, run(&[3, 0, 6, 2, 5, 1, 4]));
+}
+
+#[test]
+fn duplicates_cannot_change_a_state() {
+    let mut once = Coverage::new(Policy::default());
+    let mut twice = Coverage::new(Policy::default());
+    for o in [
+        obs(ANN, at(10, 9), Kind::Mfa),
+        obs(BOB, at(11, 9), Kind::SingleFactor),
+    ] {
+        once.observe(&o);
+        twice.observe(&o);
+        twice.observe(&o);
+    }
+    assert_eq!(
+        once.summary(&Accounts::default()).states,
+        twice.summary(&Accounts::default()).states
+    );
+}
+
+#[test]
+fn registration_pending_from_the_first_failure_until_mfa() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(1, 9), Kind::RegistrationRequired));
+    c.observe(&obs(ANN, at(2, 9), Kind::RegistrationRequired));
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    assert!(v.registration_pending && !v.registration_overdue);
+    assert_eq!(
+        v.registration_pending_since.as_deref(),
+        Some("2025-06-01T09:00:00Z")
+    );
+    c.observe(&obs(ANN, at(3, 9), Kind::Mfa));
+    assert!(
+        !c.user(&Accounts::default(), ANN)
+            .unwrap()
+            .registration_pending
+    );
+}
+
+#[test]
+fn registration_pending_longer_than_the_grace_is_overdue() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(1, 9), Kind::RegistrationRequired));
+    c.observe(&obs(BOB, at(16, 10), Kind::Mfa)); // the watermark moves 15 days on
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    assert!(v.registration_pending && v.registration_overdue);
+    let s = c.summary(&Accounts::default());
+    assert_eq!((s.registration_pending, s.registration_overdue), (1, 1));
+}
+
+#[test]
+fn excluded_accounts_are_never_uncovered() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::SingleFactor));
+    let accounts = Accounts::new([], ["ann@contoso.example"]);
+    assert_eq!(c.user(&accounts, ANN).unwrap().state, State::Excluded);
+    let s = c.summary(&accounts);
+    assert_eq!((s.states["excluded"], s.states["uncovered"]), (1, 0));
+    assert_eq!(s.coverage_ratio, None);
+}
+
+#[test]
+fn privileged_accounts_match_by_upn_or_object_id() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::SingleFactor));
+    c.observe(&obs(BOB, at(10, 9), Kind::Mfa));
+    let by_upn = Accounts::new(["ANN@contoso.example"], []);
+    let by_id = Accounts::new([BOB.to_uppercase().as_str()], []);
+    assert!(c.user(&by_upn, ANN).unwrap().privileged);
+    assert!(c.user(&by_id, BOB).unwrap().privileged);
+    let q = UserQuery {
+        state: Some(State::Uncovered),
+        privileged: Some(true),
+        ..UserQuery::default()
+    };
+    assert_eq!(c.users(&by_upn, &q).0, 1);
+}
+
+#[test]
+fn the_ratio_is_covered_over_covered_plus_uncovered_and_inactive_users_are_not_in_it() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::SingleFactor));
+    c.observe(&obs(BOB, at(10, 9), Kind::Mfa));
+    c.observe(&obs("c", at(10, 9), Kind::Mfa));
+    c.observe(&obs("d", at(10, 9), Kind::Failed));
+    let s = c.summary(&Accounts::default());
+    assert_eq!(s.coverage_ratio, Some(2.0 / 3.0));
+    assert_eq!(s.states["inactive"], 1);
+    let guests = s
+        .breakdown
+        .iter()
+        .filter(|b| b.user_type == UserType::Guest)
+        .count();
+    assert_eq!(guests, 0);
+}
+
+#[test]
+fn users_are_found_by_object_id_or_upn_in_any_case() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Mfa));
+    let a = Accounts::default();
+    assert!(c.user(&a, &ANN.to_uppercase()).is_some());
+    assert!(c.user(&a, "ann@contoso.EXAMPLE").is_some());
+    assert_eq!(c.user(&a, ANN).unwrap().upn, "Ann@Contoso.example");
+    assert!(c.user(&a, "nobody@contoso.example").is_none());
+}
+
+#[test]
+fn a_snapshot_restores_the_same_state() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::Legacy));
+    c.observe(&obs(BOB, at(11, 9), Kind::RegistrationRequired));
+    c.observe(&obs("upn-only@contoso.example", at(12, 9), Kind::Mfa));
+    let bytes = postcard::to_allocvec(&c.to_snapshot()).unwrap();
+    let restored =
+        Coverage::from_snapshot(Policy::default(), postcard::from_bytes(&bytes).unwrap()).unwrap();
+    let a = Accounts::default();
+    assert_eq!(
+        c.users(&a, &UserQuery::default()),
+        restored.users(&a, &UserQuery::default())
+    );
+    let mut restored = restored;
+    restored.observe(&obs(ANN, at(12, 10), Kind::Mfa));
+    assert_eq!(restored.len(), 3, "the index works after a restore");
+}
+
+#[test]
+fn a_snapshot_with_another_window_is_refused() {
+    let c = Coverage::new(Policy::default());
+    let other = Policy {
+        window_days: 30,
+        ..Policy::default()
+    };
+    assert!(Coverage::from_snapshot(other, c.to_snapshot()).is_err());
+}
+
+#[test]
+fn guids_round_trip() {
+    assert_eq!(
+        parse_guid(ANN).map(|g| format_guid(&g)).as_deref(),
+        Some(ANN)
+    );
+    assert_eq!(parse_guid("not-a-guid"), None);
+    assert_eq!(parse_guid("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fz"), None);
+}

@@ -1,0 +1,238 @@
+//! http: /metrics, /healthz, /readyz and the /api/v1 coverage API.
+//!
+//! Reads the shared state (coverage, metrics, health) and never writes it.
+//! Binds loopback by default: the API shows user names. No configuration and
+//! no secret is ever part of a response.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::coverage::{State as CoverageState, Summary, UserQuery, UserType};
+use crate::pipeline::Shared;
+
+/// What the handlers share.
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    /// The last summary and when it was made: a large state is summarised at
+    /// most once a second however often it is scraped.
+    summary: Arc<Mutex<Option<(Instant, Summary)>>>,
+}
+
+impl App {
+    async fn summary(&self) -> Summary {
+        let mut cached = self.summary.lock().await;
+        if let Some((at, summary)) = cached.as_ref()
+            && at.elapsed() < Duration::from_secs(1)
+        {
+            return summary.clone();
+        }
+        let shared = self.shared.clone();
+        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary())
+            .await
+            .unwrap_or_default();
+        *cached = Some((Instant::now(), summary.clone()));
+        summary
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let app = App {
+        shared,
+        summary: Arc::new(Mutex::new(None)),
+    };
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/coverage", get(coverage))
+        .route("/api/v1/users", get(users))
+        .route("/api/v1/users/{id}", get(user))
+        .with_state(app)
+}
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+/// Binds the configured address, with an error that says which and why.
+pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("http.listen {listen:?}: {e}"))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http.listen): {e}"))
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|covered|inactive|excluded&never_mfa=true&privileged=true&user_type=member|guest&registration_pending=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n",
+    )
+}
+
+async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    app.summary().await; // brings the coverage gauges up to date
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.shared.metrics.render(),
+    )
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    if app.shared.health.alive(60) {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline has not turned for 60 s\n",
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    match app.shared.health.not_ready() {
+        None => (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn coverage(State(app): State<App>) -> Json<Summary> {
+    Json(app.summary().await)
+}
+
+fn bad_request(param: &str, value: &str, allowed: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": format!("{param}={value:?}: use {allowed}")})),
+    )
+        .into_response()
+}
+
+fn parse_bool(param: &str, value: &str) -> Result<bool, Response> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(bad_request(param, value, "true or false")),
+    }
+}
+
+fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
+    let mut q = UserQuery {
+        limit: 100,
+        ..UserQuery::default()
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "state" if value == "never_mfa" => {
+                q.state = Some(CoverageState::Uncovered);
+                q.never_mfa = Some(true);
+            }
+            "state" => {
+                q.state = Some(CoverageState::parse(value).ok_or_else(|| {
+                    bad_request(
+                        key,
+                        value,
+                        "covered, uncovered, never_mfa, inactive or excluded",
+                    )
+                })?)
+            }
+            "never_mfa" => q.never_mfa = Some(parse_bool(key, value)?),
+            "privileged" => q.privileged = Some(parse_bool(key, value)?),
+            "registration_pending" => q.registration_pending = Some(parse_bool(key, value)?),
+            "user_type" => {
+                q.user_type = Some(
+                    UserType::ALL
+                        .into_iter()
+                        .find(|t| t.as_str().eq_ignore_ascii_case(value))
+                        .ok_or_else(|| bad_request(key, value, "member, guest or unknown"))?,
+                )
+            }
+            "limit" => {
+                q.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| (1..=10_000).contains(&n))
+                    .ok_or_else(|| bad_request(key, value, "1 to 10000"))?
+            }
+            "offset" => {
+                q.offset = value
+                    .parse()
+                    .map_err(|_| bad_request(key, value, "a number"))?
+            }
+            _ => {
+                return Err(bad_request(
+                    key,
+                    value,
+                    "state, never_mfa, privileged, registration_pending, user_type, limit, offset",
+                ));
+            }
+        }
+    }
+    Ok(q)
+}
+
+async fn users(State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Response {
+    let query = match user_query(&params) {
+        Ok(q) => q,
+        Err(bad) => return bad.into_response(),
+    };
+    let shared = app.shared.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let accounts = shared.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        let window = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let (total, users) = coverage.users(&accounts, &query);
+        json!({"window_end": window, "total": total, "offset": query.offset, "limit": query.limit, "users": users})
+    })
+    .await;
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
+    let shared = app.shared.clone();
+    let lookup = id.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let accounts = shared.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        coverage.user(&accounts, &lookup)
+    })
+    .await
+    .ok()
+    .flatten();
+    match found {
+        Some(user) => Json(user).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")}))).into_response(),
+    }
+}

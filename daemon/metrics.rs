@@ -1,0 +1,600 @@
+//! metrics: every Prometheus metric of mfawatch, defined once.
+//!
+//! Stages call small named functions (`sign_in`, `malformed`, `checkpoint`...)
+//! that say what happened; this module knows the names, labels and types. All
+//! label values are bounded: enums of the contract, the configured legacy
+//! client list, Conditional Access policy names (capped), topic/partition.
+//! No user, UPN, IP or record id ever becomes a label.
+//!
+//! Per-record counters are resolved to handles when the registry is built, so
+//! counting a sign-in is a few atomic increments with no label hashing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::classify::{
+    BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Subject, Verdict,
+};
+use crate::coverage::{State, Summary, UserType};
+use crate::decode::{Category, DecodeError};
+
+/// Non-sign-in categories named in metrics; anything else is `other`.
+const SKIPPED_CATEGORIES: [&str; 12] = [
+    "AuditLogs",
+    "ProvisioningLogs",
+    "RiskyUsers",
+    "UserRiskEvents",
+    "RiskyServicePrincipals",
+    "ServicePrincipalRiskEvents",
+    "NetworkAccessTrafficLogs",
+    "MicrosoftGraphActivityLogs",
+    "EnrichedOffice365AuditLogs",
+    "B2CRequestLogs",
+    "ADFSSignInLogs",
+    "ManagedIdentitySignInLogs",
+];
+
+/// At most this many Conditional Access policy names become label values.
+const MAX_POLICIES: usize = 200;
+
+/// How a sign-in authenticated, as a label.
+fn auth_label(v: &Verdict<'_>) -> usize {
+    if v.labels.contains(Labels::MFA_SATISFIED) {
+        0
+    } else if v.labels.contains(Labels::SINGLE_FACTOR) {
+        1
+    } else if v.labels.contains(Labels::NOT_APPLICABLE) {
+        2
+    } else {
+        3
+    }
+}
+const AUTH: [&str; 4] = ["mfa", "single_factor", "not_applicable", "none"];
+const OUTCOME: [&str; 2] = ["success", "failure"];
+
+pub struct Metrics {
+    registry: Registry,
+    /// [category][outcome][auth][client_class]
+    sign_ins: Vec<IntCounter>,
+    /// [legacy client][outcome]
+    legacy: Vec<IntCounter>,
+    legacy_clients: usize,
+    /// [risk level][mfa yes/no]
+    risky: Vec<IntCounter>,
+    risk_levels: Vec<IntCounter>,
+    mfa_failures: Vec<IntCounter>,
+    blocked: Vec<IntCounter>,
+    report_only: IntCounterVec,
+    report_only_policies: Mutex<HashMap<String, ()>>,
+    skipped: IntCounterVec,
+    decode_errors: Vec<IntCounter>,
+    dead_letters: IntCounter,
+    messages: IntCounter,
+    bytes: IntCounter,
+    records: IntCounter,
+    event_time_lag: Histogram,
+    users: IntGaugeVec,
+    never_mfa: IntGaugeVec,
+    registration: IntGaugeVec,
+    coverage_ratio: GaugeVec,
+    users_tracked: IntGauge,
+    late_records: IntGauge,
+    consumer_lag: IntGaugeVec,
+    kafka_errors: IntCounterVec,
+    checkpoint_time: Gauge,
+    checkpoint_duration: Histogram,
+    checkpoints: IntCounterVec,
+    ready: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("registered once");
+    v
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("registered once");
+    v
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
+impl Metrics {
+    pub fn new(rules: &Rules) -> Metrics {
+        let registry = Registry::new();
+        let sign_ins_vec = counter_vec(
+            &registry,
+            "mfawatch_signins_total",
+            "Sign-ins by category, outcome, authentication (mfa, single_factor, not_applicable, none = failed user sign-in) and client class.",
+            &["category", "outcome", "auth", "client_class"],
+        );
+        let mut sign_ins = Vec::new();
+        for c in Category::ALL {
+            for o in OUTCOME {
+                for a in AUTH {
+                    for k in ClientClass::ALL {
+                        sign_ins.push(sign_ins_vec.with_label_values(&[
+                            c.as_str(),
+                            o,
+                            a,
+                            k.as_str(),
+                        ]));
+                    }
+                }
+            }
+        }
+        let legacy_vec = counter_vec(
+            &registry,
+            "mfawatch_legacy_signins_total",
+            "Legacy-authentication sign-ins by protocol (clientAppUsed, from the configured list) and outcome.",
+            &["protocol", "outcome"],
+        );
+        let legacy = rules
+            .legacy_clients
+            .iter()
+            .flat_map(|p| OUTCOME.map(|o| legacy_vec.with_label_values(&[p.as_str(), o])))
+            .collect();
+        let risky_vec = counter_vec(
+            &registry,
+            "mfawatch_risky_signins_total",
+            "Risky sign-ins by risk level (the higher of during-sign-in and aggregated) and whether MFA was satisfied.",
+            &["level", "mfa"],
+        );
+        let risky = RiskLevel::ALL
+            .iter()
+            .flat_map(|l| ["yes", "no"].map(|m| risky_vec.with_label_values(&[l.as_str(), m])))
+            .collect();
+        let risk_vec = counter_vec(
+            &registry,
+            "mfawatch_signin_risk_levels_total",
+            "Sign-ins by risk level; `hidden` means the tenant lacks the licence that shows risk.",
+            &["level"],
+        );
+        let risk_levels = RiskLevel::ALL
+            .iter()
+            .map(|l| risk_vec.with_label_values(&[l.as_str()]))
+            .collect();
+        let failures_vec = counter_vec(
+            &registry,
+            "mfawatch_mfa_failures_total",
+            "Failed sign-ins with an MFA meaning, by reason.",
+            &["reason"],
+        );
+        let mfa_failures = MfaFailure::ALL
+            .iter()
+            .map(|f| failures_vec.with_label_values(&[f.as_str()]))
+            .collect();
+        let blocked_vec = counter_vec(
+            &registry,
+            "mfawatch_blocked_signins_total",
+            "Sign-ins blocked by Conditional Access (53003) or security defaults (530035).",
+            &["by"],
+        );
+        let blocked = [BlockedBy::ConditionalAccess, BlockedBy::SecurityDefaults]
+            .iter()
+            .map(|b| blocked_vec.with_label_values(&[b.as_str()]))
+            .collect();
+        let report_only = counter_vec(
+            &registry,
+            "mfawatch_report_only_results_total",
+            "What report-only Conditional Access policies would have done, by policy display name and result.",
+            &["policy", "result"],
+        );
+        let skipped = counter_vec(
+            &registry,
+            "mfawatch_skipped_records_total",
+            "Records of other categories (AuditLogs, RiskyUsers, ...) skipped, by category.",
+            &["category"],
+        );
+        let errors_vec = counter_vec(
+            &registry,
+            "mfawatch_decode_errors_total",
+            "Records (or whole messages) that could not be used, by reason. Each is dead-lettered.",
+            &["reason"],
+        );
+        let decode_errors = DecodeError::REASONS
+            .iter()
+            .map(|r| errors_vec.with_label_values(&[r]))
+            .collect();
+        let users = gauge_vec(
+            &registry,
+            "mfawatch_users",
+            "Users by coverage state over the window, user type and privileged.",
+            &["state", "user_type", "privileged"],
+        );
+        let never_mfa = gauge_vec(
+            &registry,
+            "mfawatch_users_never_mfa",
+            "Uncovered users with no MFA sign-in at all in the window.",
+            &["user_type", "privileged"],
+        );
+        let registration = gauge_vec(
+            &registry,
+            "mfawatch_users_registration_pending",
+            "Users who hit MFA registration required and have not done MFA since; overdue past the grace period.",
+            &["overdue"],
+        );
+        let coverage_ratio = GaugeVec::new(
+            Opts::new("mfawatch_mfa_coverage_ratio", "covered / (covered + uncovered) users over the window, by user type and privileged (all = every user)."),
+            &["user_type", "privileged"],
+        )
+        .expect("valid metric");
+        let coverage_ratio = register(&registry, coverage_ratio);
+        let consumer_lag = gauge_vec(
+            &registry,
+            "mfawatch_consumer_lag_messages",
+            "Messages between the consumer's position and the end of each partition.",
+            &["topic", "partition"],
+        );
+        let kafka_errors = counter_vec(
+            &registry,
+            "mfawatch_kafka_errors_total",
+            "librdkafka errors by kind.",
+            &["kind"],
+        );
+        let checkpoints = counter_vec(
+            &registry,
+            "mfawatch_checkpoints_total",
+            "Checkpoints by result.",
+            &["result"],
+        );
+        let time_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "mfawatch_event_time_lag_seconds",
+                "Time between a sign-in and mfawatch processing it.",
+            )
+            .buckets(vec![
+                1.0,
+                5.0,
+                15.0,
+                30.0,
+                60.0,
+                120.0,
+                300.0,
+                600.0,
+                1800.0,
+                3600.0,
+                6.0 * 3600.0,
+                86400.0,
+                7.0 * 86400.0,
+            ]),
+        )
+        .expect("valid metric");
+        let checkpoint_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "mfawatch_checkpoint_duration_seconds",
+                "How long checkpoints take (sinks durable, snapshot, commit).",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        Metrics {
+            sign_ins,
+            legacy,
+            legacy_clients: rules.legacy_clients.len(),
+            risky,
+            risk_levels,
+            mfa_failures,
+            blocked,
+            report_only,
+            report_only_policies: Mutex::new(HashMap::new()),
+            skipped,
+            decode_errors,
+            dead_letters: register(
+                &registry,
+                IntCounter::new("mfawatch_dead_letters_total", "Dead letters written.")
+                    .expect("valid"),
+            ),
+            messages: register(
+                &registry,
+                IntCounter::new(
+                    "mfawatch_messages_total",
+                    "Messages read (Kafka messages, file lines or documents).",
+                )
+                .expect("valid"),
+            ),
+            bytes: register(
+                &registry,
+                IntCounter::new("mfawatch_bytes_total", "Bytes of messages read.").expect("valid"),
+            ),
+            records: register(
+                &registry,
+                IntCounter::new(
+                    "mfawatch_records_total",
+                    "Records read, whatever became of them.",
+                )
+                .expect("valid"),
+            ),
+            event_time_lag: register(&registry, time_lag),
+            users,
+            never_mfa,
+            registration,
+            coverage_ratio,
+            users_tracked: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_users_tracked",
+                    "Users held in the coverage state.",
+                )
+                .expect("valid"),
+            ),
+            late_records: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_late_records",
+                    "Counted sign-ins that arrived after their day had left the window.",
+                )
+                .expect("valid"),
+            ),
+            consumer_lag,
+            kafka_errors,
+            checkpoint_time: register(
+                &registry,
+                Gauge::new(
+                    "mfawatch_last_checkpoint_timestamp_seconds",
+                    "When the last successful checkpoint finished (Unix time).",
+                )
+                .expect("valid"),
+            ),
+            checkpoint_duration: register(&registry, checkpoint_duration),
+            checkpoints,
+            ready: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_ready",
+                    "1 when the source is connected and the state loaded.",
+                )
+                .expect("valid"),
+            ),
+            registry,
+        }
+    }
+
+    /// A message was read.
+    pub fn message(&self, bytes: usize) {
+        self.messages.inc();
+        self.bytes.inc_by(bytes as u64);
+    }
+
+    /// A sign-in was classified.
+    pub fn sign_in(&self, category: Category, verdict: &Verdict<'_>, lag_seconds: f64) {
+        self.records.inc();
+        let outcome = usize::from(!verdict.success);
+        let class = ClientClass::ALL
+            .iter()
+            .position(|c| *c == verdict.client_class)
+            .unwrap_or(3);
+        let idx = ((category as usize * 2 + outcome) * AUTH.len() + auth_label(verdict))
+            * ClientClass::ALL.len()
+            + class;
+        self.sign_ins[idx].inc();
+        if let Some(i) = verdict.legacy_client.filter(|&i| i < self.legacy_clients) {
+            self.legacy[i * 2 + outcome].inc();
+        }
+        if verdict.subject == Subject::User || verdict.risk_level != RiskLevel::None {
+            self.risk_levels[verdict.risk_level as usize].inc();
+        }
+        if verdict.labels.contains(Labels::RISKY) {
+            let mfa = usize::from(!verdict.labels.contains(Labels::MFA_SATISFIED));
+            self.risky[verdict.risk_level as usize * 2 + mfa].inc();
+        }
+        if let Some(f) = verdict.mfa_failure {
+            self.mfa_failures[f as usize].inc();
+        }
+        if let Some(b) = verdict.blocked_by {
+            self.blocked[b as usize].inc();
+        }
+        for r in verdict.report_only {
+            let policy = self.policy_label(&r.policy);
+            self.report_only
+                .with_label_values(&[policy.as_str(), r.result.as_ref()])
+                .inc();
+        }
+        if lag_seconds.is_finite() && lag_seconds >= 0.0 {
+            self.event_time_lag.observe(lag_seconds);
+        }
+    }
+
+    /// Policy names are tenant-defined but few; past the cap they are `other`.
+    fn policy_label(&self, name: &str) -> String {
+        let mut seen = self
+            .report_only_policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if seen.contains_key(name) {
+            return name.to_owned();
+        }
+        if seen.len() < MAX_POLICIES {
+            seen.insert(name.to_owned(), ());
+            return name.to_owned();
+        }
+        "other".to_owned()
+    }
+
+    /// A record of another category was skipped.
+    pub fn skipped(&self, category: &str) {
+        self.records.inc();
+        let label = SKIPPED_CATEGORIES
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(category))
+            .copied()
+            .unwrap_or("other");
+        self.skipped.with_label_values(&[label]).inc();
+    }
+
+    /// A record or message could not be used.
+    pub fn malformed(&self, error: &DecodeError) {
+        self.records.inc();
+        let i = DecodeError::REASONS
+            .iter()
+            .position(|r| *r == error.reason())
+            .unwrap_or(0);
+        self.decode_errors[i].inc();
+    }
+
+    pub fn dead_letter(&self) {
+        self.dead_letters.inc();
+    }
+
+    /// The coverage gauges, from a fresh summary.
+    pub fn coverage(&self, summary: &Summary, users_tracked: usize) {
+        self.users.reset();
+        self.never_mfa.reset();
+        for b in &summary.breakdown {
+            let (t, p) = (
+                b.user_type.as_str(),
+                if b.privileged { "true" } else { "false" },
+            );
+            for (state, n) in [
+                (State::Covered, b.covered),
+                (State::Uncovered, b.uncovered),
+                (State::Inactive, b.inactive),
+                (State::Excluded, b.excluded),
+            ] {
+                self.users
+                    .with_label_values(&[state.as_str(), t, p])
+                    .set(n as i64);
+            }
+            self.never_mfa
+                .with_label_values(&[t, p])
+                .set(b.never_mfa as i64);
+            match b.coverage_ratio {
+                Some(r) => self.coverage_ratio.with_label_values(&[t, p]).set(r),
+                None => {
+                    let _ = self.coverage_ratio.remove_label_values(&[t, p]);
+                }
+            }
+        }
+        // Every combination is present, zero or not, so queries never see gaps.
+        for t in UserType::ALL {
+            for p in ["true", "false"] {
+                for state in State::ALL {
+                    let _ =
+                        self.users
+                            .get_metric_with_label_values(&[state.as_str(), t.as_str(), p]);
+                }
+                let _ = self
+                    .never_mfa
+                    .get_metric_with_label_values(&[t.as_str(), p]);
+            }
+        }
+        match summary.coverage_ratio {
+            Some(r) => self
+                .coverage_ratio
+                .with_label_values(&["all", "all"])
+                .set(r),
+            None => {
+                let _ = self.coverage_ratio.remove_label_values(&["all", "all"]);
+            }
+        }
+        self.registration
+            .with_label_values(&["false"])
+            .set((summary.registration_pending - summary.registration_overdue) as i64);
+        self.registration
+            .with_label_values(&["true"])
+            .set(summary.registration_overdue as i64);
+        self.users_tracked.set(users_tracked as i64);
+        self.late_records.set(summary.late_records as i64);
+    }
+
+    pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    /// A librdkafka error; `kind` is its bounded error-code name.
+    pub fn kafka_error(&self, kind: &str) {
+        self.kafka_errors.with_label_values(&[kind]).inc();
+    }
+
+    pub fn checkpoint_done(&self, seconds: f64) {
+        self.checkpoints.with_label_values(&["ok"]).inc();
+        self.checkpoint_duration.observe(seconds);
+        self.checkpoint_time
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    pub fn checkpoint_failed(&self) {
+        self.checkpoints.with_label_values(&["error"]).inc();
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to memory");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_handles_cover_every_label_combination_once() {
+        let m = Metrics::new(&Rules::default());
+        assert_eq!(
+            m.sign_ins.len(),
+            Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len()
+        );
+        let text = m.render();
+        assert!(text.contains("mfawatch_signins_total{auth=\"mfa\",category=\"SignInLogs\",client_class=\"browser\",outcome=\"success\"} 0"));
+        assert!(
+            text.contains(
+                "mfawatch_legacy_signins_total{outcome=\"failure\",protocol=\"IMAP4\"} 0"
+            )
+        );
+    }
+
+    #[test]
+    fn metric_names_follow_prometheus_conventions() {
+        let m = Metrics::new(&Rules::default());
+        for family in m.registry.gather() {
+            let name = family.name();
+            assert!(name.starts_with("mfawatch_"), "{name}");
+            let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
+            assert_eq!(counter, name.ends_with("_total"), "{name}");
+        }
+    }
+
+    #[test]
+    fn report_only_policy_labels_are_capped() {
+        let m = Metrics::new(&Rules::default());
+        for i in 0..MAX_POLICIES + 5 {
+            m.policy_label(&format!("policy {i}"));
+        }
+        assert_eq!(m.policy_label("one too many"), "other");
+        assert_eq!(m.policy_label("policy 3"), "policy 3");
+    }
+}

@@ -1,0 +1,509 @@
+//! Kafka and Azure Event Hubs (Kafka endpoint): messages with their position.
+//!
+//! One consumer in a consumer group, polled on the pipeline thread; every
+//! librdkafka callback (rebalance, statistics, errors) runs inside that poll,
+//! on that thread. Offsets are never committed by librdkafka: the checkpoint
+//! commits them after the snapshot holding them is durable, and a partition
+//! assigned to us starts from the snapshot's offset when it has one.
+//!
+//! Secrets (the Event Hubs connection string, SASL passwords) come from a
+//! systemd credential or the environment, go straight into librdkafka's
+//! configuration and are never logged, printed or put in an error.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+
+use super::Position;
+use crate::checkpoint::{Partition, SnapshotFile, SnapshotRef};
+use crate::config::{Auth, Config};
+use crate::pipeline::{Pipeline, Shared};
+
+/// A secret value: shows as `***` in every Debug and Display.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "systemd credential {name:?} is not available: {reason} (run under systemd with LoadCredential=, or set kafka.connection_string_env)"
+    )]
+    Credential { name: String, reason: String },
+    #[error("environment variable {0} is not set: it must hold the Event Hubs connection string")]
+    MissingEnv(String),
+    #[error(
+        "the Event Hubs connection string from {0} does not look like one (expected \"Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...\")"
+    )]
+    NotAConnectionString(String),
+    #[error("environment variable {0} is not set: it must hold the SASL password")]
+    MissingPassword(String),
+    #[error("cannot create the Kafka client: {0}")]
+    Client(KafkaError),
+    #[error("cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+}
+
+/// The Event Hubs connection string, from the systemd credential or the environment.
+pub fn eventhubs_connection_string(config: &Config) -> Result<Secret, SourceError> {
+    let k = &config.kafka;
+    let (value, from) = match &k.connection_string_credential {
+        Some(name) => {
+            let cred = |reason: String| SourceError::Credential {
+                name: name.clone(),
+                reason,
+            };
+            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                .ok_or_else(|| cred("CREDENTIALS_DIRECTORY is not set".into()))?;
+            let path = PathBuf::from(dir).join(name);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| cred(format!("cannot read {}: {e}", path.display())))?;
+            (text, format!("systemd credential {name:?}"))
+        }
+        None => {
+            let text = std::env::var(&k.connection_string_env)
+                .map_err(|_| SourceError::MissingEnv(k.connection_string_env.clone()))?;
+            (
+                text,
+                format!("environment variable {}", k.connection_string_env),
+            )
+        }
+    };
+    let value = value.trim().to_owned();
+    if !value.starts_with("Endpoint=sb://") || !value.contains("SharedAccessKey") {
+        return Err(SourceError::NotAConnectionString(from));
+    }
+    Ok(Secret(value))
+}
+
+/// Settings shared by the consumer and the dead-letter producer.
+pub fn client_config(config: &Config) -> Result<ClientConfig, SourceError> {
+    let k = &config.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", config.brokers());
+    c.set("client.id", concat!("mfawatch/", env!("CARGO_PKG_VERSION")));
+    c.set("socket.keepalive.enable", "true");
+    match k.auth {
+        Auth::None => {}
+        Auth::Eventhubs => {
+            let secret = eventhubs_connection_string(config)?;
+            c.set("security.protocol", "SASL_SSL");
+            c.set("sasl.mechanisms", "PLAIN");
+            c.set("sasl.username", "$ConnectionString");
+            c.set("sasl.password", secret.0);
+            // Microsoft's recommended client settings for Event Hubs: the
+            // service closes connections idle for 240 s.
+            c.set("metadata.max.age.ms", "180000");
+            c.set("connections.max.idle.ms", "180000");
+            c.set("socket.timeout.ms", "60000");
+        }
+        Auth::Sasl => {
+            let env = k.sasl_password_env.clone().unwrap_or_default();
+            let password =
+                std::env::var(&env).map_err(|_| SourceError::MissingPassword(env.clone()))?;
+            c.set(
+                "security.protocol",
+                if k.tls { "SASL_SSL" } else { "SASL_PLAINTEXT" },
+            );
+            c.set(
+                "sasl.mechanisms",
+                k.sasl_mechanism.clone().unwrap_or_default(),
+            );
+            c.set("sasl.username", k.sasl_username.clone().unwrap_or_default());
+            c.set("sasl.password", password);
+        }
+    }
+    if let Some(ca) = &k.ca_file {
+        c.set("ssl.ca.location", ca.to_string_lossy());
+    }
+    Ok(c)
+}
+
+fn apply_overrides(c: &mut ClientConfig, config: &Config) {
+    for (key, value) in &config.kafka.librdkafka {
+        c.set(key, value);
+    }
+}
+
+/// The consumer's settings: manual offsets, bounded prefetch, statistics.
+pub fn consumer_config(config: &Config) -> Result<ClientConfig, SourceError> {
+    let k = &config.kafka;
+    let mut c = client_config(config)?;
+    c.set("group.id", &k.group_id);
+    c.set("enable.auto.commit", "false");
+    c.set("enable.auto.offset.store", "false");
+    c.set("auto.offset.reset", k.start.as_str());
+    c.set("session.timeout.ms", "30000");
+    c.set("heartbeat.interval.ms", "3000");
+    c.set("max.poll.interval.ms", "300000");
+    // Prefetch: bounded so that a group 7 days behind does not fill memory.
+    c.set("queued.max.messages.kbytes", k.prefetch_kbytes.to_string());
+    c.set("queued.min.messages", "1000");
+    c.set(
+        "fetch.max.bytes",
+        (k.prefetch_kbytes.min(64 * 1024) as u64 * 1024 / 4)
+            .max(1 << 20)
+            .to_string(),
+    );
+    c.set("statistics.interval.ms", "5000");
+    c.set_log_level(RDKafkaLogLevel::Info);
+    apply_overrides(&mut c, config);
+    Ok(c)
+}
+
+/// The dead-letter producer's settings.
+pub fn producer_config(config: &Config) -> Result<ClientConfig, SourceError> {
+    let mut c = client_config(config)?;
+    c.set("request.timeout.ms", "60000");
+    c.set("message.timeout.ms", "300000");
+    c.set("compression.codec", "none");
+    apply_overrides(&mut c, config);
+    Ok(c)
+}
+
+/// What the pipeline thread has done and not yet made durable.
+pub struct Progress {
+    pub pipeline: Pipeline,
+    /// Next offset to read, per partition: from the snapshot, then advanced.
+    pub offsets: BTreeMap<Partition, i64>,
+    pub snapshots: SnapshotFile,
+    pub last_checkpoint: Instant,
+    /// Set when a message was only partly processed: the in-memory state is
+    /// then ahead of any offset, and must never be checkpointed.
+    pub poisoned: bool,
+}
+
+impl Progress {
+    /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
+    /// written atomically, then — only then — the offsets committed.
+    pub fn checkpoint(&mut self, consumer: Option<&BaseConsumer<Context>>) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.poisoned,
+            "not checkpointing: a message was only partly processed"
+        );
+        let started = Instant::now();
+        let shared = self.pipeline.shared().clone();
+        let result = self.write_snapshot();
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = result {
+            shared.metrics.checkpoint_failed();
+            return Err(e);
+        }
+        if let Some(consumer) = consumer {
+            commit_assigned(consumer, &self.offsets, &shared);
+        }
+        shared
+            .metrics
+            .checkpoint_done(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self) -> anyhow::Result<()> {
+        self.pipeline
+            .sync()
+            .map_err(|e| anyhow::anyhow!("cannot make dead letters durable: {e}"))?;
+        let shared = self.pipeline.shared().clone();
+        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        let bytes = self.snapshots.write(&SnapshotRef {
+            offsets: &self.offsets,
+            coverage: coverage.snapshot_ref(),
+            written_at: chrono::Utc::now().timestamp(),
+        })?;
+        tracing::debug!(
+            bytes,
+            users = coverage.len(),
+            partitions = self.offsets.len(),
+            "snapshot written"
+        );
+        Ok(())
+    }
+}
+
+/// Commits the offsets of the partitions we hold. A failed commit is only
+/// logged: the snapshot is authoritative and the next checkpoint retries.
+fn commit_assigned(
+    consumer: &BaseConsumer<Context>,
+    offsets: &BTreeMap<Partition, i64>,
+    shared: &Shared,
+) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let mut tpl = TopicPartitionList::new();
+    for e in assignment.elements() {
+        if let Some(&next) = offsets.get(&(e.topic().to_owned(), e.partition())) {
+            let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
+        }
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        shared.metrics.kafka_error("commit");
+        tracing::warn!(error = %e, "offset commit failed; the snapshot holds the offsets, the next checkpoint retries");
+    }
+}
+
+/// librdkafka callbacks.
+pub struct Context {
+    progress: Arc<Mutex<Progress>>,
+    shared: Arc<Shared>,
+}
+
+impl Context {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", facility = fac, "{message}")
+            }
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.shared
+            .health
+            .source_connected
+            .store(up, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .set_ready(self.shared.health.not_ready().is_none());
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                if partition >= 0 && p.desired && p.consumer_lag >= 0 {
+                    self.shared
+                        .metrics
+                        .consumer_lag(topic, partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = error
+            .rdkafka_error_code()
+            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        self.shared.metrics.kafka_error(&kind);
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown)
+        ) {
+            self.shared
+                .health
+                .source_connected
+                .store(false, Ordering::Relaxed);
+            self.shared.metrics.set_ready(false);
+        }
+        tracing::error!(error = %error, reason, "Kafka error");
+    }
+}
+
+impl ConsumerContext for Context {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Resume each partition from our own offsets, not the group's.
+                let progress = self.progress();
+                let mut resumed = Vec::new();
+                for e in tpl.elements() {
+                    if let Some(&next) =
+                        progress.offsets.get(&(e.topic().to_owned(), e.partition()))
+                    {
+                        resumed.push((e.topic().to_owned(), e.partition(), next));
+                    }
+                }
+                drop(progress);
+                for (topic, partition, next) in &resumed {
+                    let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*next));
+                }
+                tracing::info!(
+                    partitions = tpl.count(),
+                    from_snapshot = resumed.len(),
+                    "partitions assigned"
+                );
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot assign partitions");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Make everything done so far durable before giving partitions away.
+                if let Err(e) = self.progress().checkpoint(Some(consumer)) {
+                    tracing::error!(error = %e, "checkpoint on partition revoke failed");
+                }
+                for e in tpl.elements() {
+                    self.shared
+                        .metrics
+                        .forget_partition(e.topic(), e.partition());
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "cannot unassign partitions");
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Consumes until `stop` is set, checkpointing every `checkpoint.interval`
+/// and once more on the way out. Returns an error (without a checkpoint) when
+/// a message's effects could not be kept: the offsets then stay where the last
+/// durable snapshot put them.
+pub fn consume(
+    config: &Config,
+    progress: Arc<Mutex<Progress>>,
+    shared: Arc<Shared>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let context = Context {
+        progress: progress.clone(),
+        shared: shared.clone(),
+    };
+    let consumer: BaseConsumer<Context> = consumer_config(config)?
+        .create_with_context(context)
+        .map_err(SourceError::Client)?;
+    let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|source| SourceError::Subscribe {
+            topics: config.kafka.topics.clone(),
+            source,
+        })?;
+    tracing::info!(brokers = %config.brokers(), topics = ?config.kafka.topics, group = %config.kafka.group_id, "consuming");
+
+    let interval = config.checkpoint.interval;
+    let topics_by_name: BTreeMap<String, Arc<str>> = config
+        .kafka
+        .topics
+        .iter()
+        .map(|t| (t.clone(), Arc::from(t.as_str())))
+        .collect();
+    let result = loop {
+        shared.health.beat();
+        if stop.load(Ordering::Relaxed) {
+            break progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .checkpoint(Some(&consumer));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let topic = topics_by_name
+                    .get(message.topic())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(message.topic()));
+                let position = Position::Kafka {
+                    topic,
+                    partition: message.partition(),
+                    offset: message.offset(),
+                };
+                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(payload) = message.payload() {
+                    if let Err(e) = p.pipeline.process(payload, &position) {
+                        p.poisoned = true;
+                        break Err(anyhow::anyhow!(
+                            "cannot keep the effects of {position}: {e}; stopping without committing it"
+                        ));
+                    }
+                }
+                p.offsets.insert(
+                    (message.topic().to_owned(), message.partition()),
+                    message.offset() + 1,
+                );
+                shared
+                    .health
+                    .source_connected
+                    .store(true, Ordering::Relaxed);
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => {
+                // Errors also reach Context::error; librdkafka retries by itself.
+                tracing::debug!(error = %e, "poll error");
+            }
+            None => {}
+        }
+        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        if p.last_checkpoint.elapsed() >= interval {
+            if let Err(e) = p.checkpoint(Some(&consumer)) {
+                tracing::error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
+            }
+        }
+    };
+    shared.health.stopping.store(true, Ordering::Relaxed);
+    if result.is_ok() {
+        // Leave the group cleanly; a final revoke checkpoints again (cheap).
+        consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && consumer
+                .assignment()
+                .map(|a| a.count() > 0)
+                .unwrap_or(false)
+        {
+            consumer.poll(Duration::from_millis(100));
+        }
+    }
+    result
+}
