@@ -129,15 +129,20 @@ async fn coverage(State(app): State<App>) -> Json<Summary> {
     Json(app.summary().await)
 }
 
-fn bad_request(param: &str, value: &str, allowed: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"error": format!("{param}={value:?}: use {allowed}")})),
-    )
-        .into_response()
+/// A query parameter with a value the API does not take.
+struct BadParam(String);
+
+impl IntoResponse for BadParam {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, Json(json!({"error": self.0}))).into_response()
+    }
 }
 
-fn parse_bool(param: &str, value: &str) -> Result<bool, Response> {
+fn bad_request(param: &str, value: &str, allowed: &str) -> BadParam {
+    BadParam(format!("{param}={value:?}: use {allowed}"))
+}
+
+fn parse_bool(param: &str, value: &str) -> Result<bool, BadParam> {
     match value {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
