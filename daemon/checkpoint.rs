@@ -64,9 +64,7 @@ pub struct SnapshotFile {
 
 impl SnapshotFile {
     pub fn new(dir: &Path) -> SnapshotFile {
-        SnapshotFile {
-            dir: dir.to_owned(),
-        }
+        SnapshotFile { dir: dir.to_owned() }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -75,10 +73,7 @@ impl SnapshotFile {
 
     /// Writes `snapshot` atomically and durably; returns its size in bytes.
     pub fn write(&self, snapshot: &SnapshotRef<'_>) -> Result<u64, SnapshotError> {
-        let err = |source| SnapshotError::Write {
-            dir: self.dir.clone(),
-            source,
-        };
+        let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
         fs::create_dir_all(&self.dir).map_err(err)?;
         let payload = postcard::to_allocvec(snapshot).map_err(|e| err(io::Error::other(e)))?;
         let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
@@ -94,9 +89,7 @@ impl SnapshotFile {
             file.sync_all().map_err(err)?;
         }
         fs::rename(&tmp, self.path()).map_err(err)?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
         Ok(payload.len() as u64 + 24)
     }
 
@@ -108,34 +101,24 @@ impl SnapshotFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SnapshotError::Read { path, source }),
         };
-        let damaged = |reason: String| SnapshotError::Damaged {
-            path: path.clone(),
-            reason,
-        };
+        let damaged = |reason: String| SnapshotError::Damaged { path: path.clone(), reason };
         if bytes.len() < 24 || &bytes[..8] != MAGIC {
             return Err(damaged("not an mfawatch snapshot".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         if version != VERSION {
-            return Err(damaged(format!(
-                "format version {version}, this mfawatch reads {VERSION}"
-            )));
+            return Err(damaged(format!("format version {version}, this mfawatch reads {VERSION}")));
         }
         let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
         let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
         let payload = &bytes[24..];
         if payload.len() != len {
-            return Err(damaged(format!(
-                "{} payload bytes, header says {len}",
-                payload.len()
-            )));
+            return Err(damaged(format!("{} payload bytes, header says {len}", payload.len())));
         }
         if crc32fast::hash(payload) != crc {
             return Err(damaged("checksum mismatch".into()));
         }
-        postcard::from_bytes(payload)
-            .map(Some)
-            .map_err(|e| damaged(e.to_string()))
+        postcard::from_bytes(payload).map(Some).map_err(|e| damaged(e.to_string()))
     }
 }
 
@@ -148,12 +131,7 @@ mod tests {
         let mut offsets = BTreeMap::new();
         offsets.insert(("insights-logs-signinlogs".to_string(), 3), 1234);
         let coverage = Coverage::new(Policy::default());
-        file.write(&SnapshotRef {
-            offsets: &offsets,
-            coverage: coverage.snapshot_ref(),
-            written_at: 1,
-        })
-        .unwrap();
+        file.write(&SnapshotRef { offsets: &offsets, coverage: coverage.snapshot_ref(), written_at: 1 }).unwrap();
     }
 
     #[test]
@@ -163,10 +141,7 @@ mod tests {
         assert!(file.read().unwrap().is_none(), "no snapshot yet");
         write(&file);
         let back = file.read().unwrap().unwrap();
-        assert_eq!(
-            back.offsets[&("insights-logs-signinlogs".to_string(), 3)],
-            1234
-        );
+        assert_eq!(back.offsets[&("insights-logs-signinlogs".to_string(), 3)], 1234);
         assert!(!dir.path().join("state.snapshot.tmp").exists());
     }
 
@@ -180,17 +155,9 @@ mod tests {
         bytes[last] ^= 0xff;
         fs::write(file.path(), &bytes).unwrap();
         let err = file.read().unwrap_err().to_string();
-        assert!(
-            err.contains("state.snapshot") && err.contains("checksum"),
-            "{err}"
-        );
+        assert!(err.contains("state.snapshot") && err.contains("checksum"), "{err}");
         fs::write(file.path(), b"hello").unwrap();
-        assert!(
-            file.read()
-                .unwrap_err()
-                .to_string()
-                .contains("not an mfawatch snapshot")
-        );
+        assert!(file.read().unwrap_err().to_string().contains("not an mfawatch snapshot"));
     }
 
     #[test]

@@ -42,10 +42,7 @@ pub struct Rules {
 impl Default for Rules {
     fn default() -> Self {
         Rules {
-            legacy_clients: DEFAULT_LEGACY_CLIENTS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            legacy_clients: DEFAULT_LEGACY_CLIENTS.iter().map(|s| s.to_string()).collect(),
             risk_threshold: RiskLevel::Medium,
         }
     }
@@ -56,9 +53,7 @@ impl Rules {
     /// case-insensitively after trimming.
     pub fn legacy_client(&self, client_app: &str) -> Option<usize> {
         let client_app = client_app.trim();
-        self.legacy_clients
-            .iter()
-            .position(|l| l.trim().eq_ignore_ascii_case(client_app))
+        self.legacy_clients.iter().position(|l| l.trim().eq_ignore_ascii_case(client_app))
     }
 }
 
@@ -111,10 +106,7 @@ impl Labels {
     }
 
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Labels::ALL
-            .into_iter()
-            .filter(move |(l, _)| self.contains(*l))
-            .map(|(_, n)| n)
+        Labels::ALL.into_iter().filter(move |(l, _)| self.contains(*l)).map(|(_, n)| n)
     }
 }
 
@@ -135,12 +127,8 @@ pub enum ClientClass {
 }
 
 impl ClientClass {
-    pub const ALL: [ClientClass; 4] = [
-        ClientClass::Browser,
-        ClientClass::MobileDesktop,
-        ClientClass::Legacy,
-        ClientClass::Unknown,
-    ];
+    pub const ALL: [ClientClass; 4] =
+        [ClientClass::Browser, ClientClass::MobileDesktop, ClientClass::Legacy, ClientClass::Unknown];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -164,13 +152,8 @@ pub enum RiskLevel {
 }
 
 impl RiskLevel {
-    pub const ALL: [RiskLevel; 5] = [
-        RiskLevel::None,
-        RiskLevel::Low,
-        RiskLevel::Medium,
-        RiskLevel::High,
-        RiskLevel::Hidden,
-    ];
+    pub const ALL: [RiskLevel; 5] =
+        [RiskLevel::None, RiskLevel::Low, RiskLevel::Medium, RiskLevel::High, RiskLevel::Hidden];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -184,9 +167,7 @@ impl RiskLevel {
 
     fn parse(text: Option<&str>) -> Option<RiskLevel> {
         let text = text?.trim();
-        RiskLevel::ALL
-            .into_iter()
-            .find(|l| l.as_str().eq_ignore_ascii_case(text))
+        RiskLevel::ALL.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(text))
     }
 
     /// The higher of two reported levels; `hidden` only when neither shows a level.
@@ -194,9 +175,7 @@ impl RiskLevel {
         let shown = |l: Option<RiskLevel>| l.filter(|l| *l != RiskLevel::Hidden);
         match shown(a).max(shown(b)) {
             Some(level) => level,
-            None if a == Some(RiskLevel::Hidden) || b == Some(RiskLevel::Hidden) => {
-                RiskLevel::Hidden
-            }
+            None if a == Some(RiskLevel::Hidden) || b == Some(RiskLevel::Hidden) => RiskLevel::Hidden,
             None => RiskLevel::None,
         }
     }
@@ -261,12 +240,7 @@ pub enum CaStatus {
 }
 
 impl CaStatus {
-    pub const ALL: [CaStatus; 4] = [
-        CaStatus::Success,
-        CaStatus::Failure,
-        CaStatus::NotApplied,
-        CaStatus::Unknown,
-    ];
+    pub const ALL: [CaStatus; 4] = [CaStatus::Success, CaStatus::Failure, CaStatus::NotApplied, CaStatus::Unknown];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -345,18 +319,13 @@ const MFA_DONE_PHRASES: [(&str, bool); 6] = [
     ("MFA completed in Azure AD", false),
     ("MFA successfully completed", false),
     ("MFA requirement satisfied by strong authentication", false),
-    (
-        "MFA requirement satisfied by claim provided by external provider",
-        false,
-    ),
+    ("MFA requirement satisfied by claim provided by external provider", false),
 ];
 
 /// Entra writes this when a trusted IP (per-user MFA "trusted IPs") skipped
 /// MFA: the requirement existed but no second factor was presented.
-const MFA_SKIPPED_BY_LOCATION: [&str; 2] = [
-    "MFA requirement skipped due to IP address",
-    "MFA requirement skipped due to location",
-];
+const MFA_SKIPPED_BY_LOCATION: [&str; 2] =
+    ["MFA requirement skipped due to IP address", "MFA requirement skipped due to location"];
 
 /// Classifies one sign-in. Pure: same record and rules, same verdict.
 pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
@@ -369,11 +338,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
     if subject == Subject::User {
         if success {
             mfa_method = mfa_evidence(record);
-            labels.insert(if mfa_method.is_some() {
-                Labels::MFA_SATISFIED
-            } else {
-                Labels::SINGLE_FACTOR
-            });
+            labels.insert(if mfa_method.is_some() { Labels::MFA_SATISFIED } else { Labels::SINGLE_FACTOR });
         }
     } else {
         labels.insert(Labels::NOT_APPLICABLE);
@@ -390,9 +355,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
     let client_class = match client_app.trim() {
         _ if legacy_client.is_some() => ClientClass::Legacy,
         c if c.eq_ignore_ascii_case("Browser") => ClientClass::Browser,
-        c if c.eq_ignore_ascii_case("Mobile Apps and Desktop clients") => {
-            ClientClass::MobileDesktop
-        }
+        c if c.eq_ignore_ascii_case("Mobile Apps and Desktop clients") => ClientClass::MobileDesktop,
         _ => ClientClass::Unknown,
     };
 
@@ -404,16 +367,8 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
         labels.insert(Labels::RISKY);
     }
 
-    let details = f
-        .status
-        .as_ref()
-        .and_then(|s| s.additional_details.as_deref())
-        .unwrap_or("");
-    let mfa_failure = if success {
-        None
-    } else {
-        mfa_failure(record.outcome_code, details)
-    };
+    let details = f.status.as_ref().and_then(|s| s.additional_details.as_deref()).unwrap_or("");
+    let mfa_failure = if success { None } else { mfa_failure(record.outcome_code, details) };
     let blocked_by = match record.outcome_code {
         53003 => Some(BlockedBy::ConditionalAccess),
         530035 => Some(BlockedBy::SecurityDefaults),
@@ -429,10 +384,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
         client_class,
         client_app,
         legacy_client,
-        ropc: f
-            .authentication_protocol
-            .as_deref()
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("ropc")),
+        ropc: f.authentication_protocol.as_deref().is_some_and(|p| p.trim().eq_ignore_ascii_case("ropc")),
         risk_level,
         mfa_method,
         mfa_failure,
@@ -447,9 +399,7 @@ pub fn subject_of(category: Category) -> (Subject, bool) {
     match category {
         Category::SignIn | Category::AdfsSignIn => (Subject::User, true),
         Category::NonInteractiveUser => (Subject::User, false),
-        Category::ServicePrincipal | Category::MicrosoftServicePrincipal => {
-            (Subject::ServicePrincipal, false)
-        }
+        Category::ServicePrincipal | Category::MicrosoftServicePrincipal => (Subject::ServicePrincipal, false),
         Category::ManagedIdentity => (Subject::ManagedIdentity, false),
     }
 }
@@ -457,8 +407,7 @@ pub fn subject_of(category: Category) -> (Subject, bool) {
 /// §2: the user identity key.
 fn subject_key<'a>(record: &'a SignIn<'a>, subject: Subject) -> Option<Cow<'a, str>> {
     let f = &record.fields;
-    let present =
-        |s: &'a Option<Cow<'a, str>>| s.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let present = |s: &'a Option<Cow<'a, str>>| s.as_deref().map(str::trim).filter(|s| !s.is_empty());
     match subject {
         Subject::User => match present(&f.user_id) {
             Some(id) => Some(Cow::Borrowed(id)),
@@ -482,21 +431,14 @@ fn subject_key<'a>(record: &'a SignIn<'a>, subject: Subject) -> Option<Cow<'a, s
 fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
     let f = &record.fields;
     let steps = f.authentication_details.as_deref().unwrap_or(&[]);
-    let details = f
-        .status
-        .as_ref()
-        .and_then(|s| s.additional_details.as_deref())
-        .unwrap_or("");
+    let details = f.status.as_ref().and_then(|s| s.additional_details.as_deref()).unwrap_or("");
 
     // A succeeded step whose requirement names multi-factor authentication.
-    let mfa_step = steps.iter().find(|s| {
-        s.succeeded == Some(true) && s.step_requirement.as_deref().is_some_and(names_multifactor)
-    });
+    let mfa_step = steps
+        .iter()
+        .find(|s| s.succeeded == Some(true) && s.step_requirement.as_deref().is_some_and(names_multifactor));
     if let Some(step) = mfa_step {
-        return Some(method_of_step(
-            step.method.as_deref(),
-            step.result_detail.as_deref(),
-        ));
+        return Some(method_of_step(step.method.as_deref(), step.result_detail.as_deref()));
     }
 
     // A detail phrase saying the requirement was met.
@@ -504,11 +446,7 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
         .chain(steps.iter().filter_map(|s| s.result_detail.as_deref()))
         .find_map(mfa_done_phrase);
     if let Some(by_claim) = phrase {
-        return Some(if by_claim {
-            MfaMethod::PreviouslySatisfied
-        } else {
-            second_factor(steps)
-        });
+        return Some(if by_claim { MfaMethod::PreviouslySatisfied } else { second_factor(steps) });
     }
 
     // The requirement itself, unless a trusted location skipped it.
@@ -516,9 +454,7 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
         .authentication_requirement
         .as_deref()
         .is_some_and(|r| r.trim().eq_ignore_ascii_case("multiFactorAuthentication"));
-    let skipped = MFA_SKIPPED_BY_LOCATION
-        .iter()
-        .any(|p| starts_with_ignore_case(details.trim(), p));
+    let skipped = MFA_SKIPPED_BY_LOCATION.iter().any(|p| starts_with_ignore_case(details.trim(), p));
     if required && !skipped {
         return Some(second_factor(steps));
     }
@@ -534,10 +470,7 @@ fn names_multifactor(requirement: &str) -> bool {
 /// `Some(by_claim)` when the text says the MFA requirement was met.
 fn mfa_done_phrase(text: &str) -> Option<bool> {
     let text = text.trim();
-    MFA_DONE_PHRASES
-        .iter()
-        .find(|(p, _)| starts_with_ignore_case(text, p))
-        .map(|(_, by_claim)| *by_claim)
+    MFA_DONE_PHRASES.iter().find(|(p, _)| starts_with_ignore_case(text, p)).map(|(_, by_claim)| *by_claim)
 }
 
 fn method_of_step<'a>(method: Option<&'a str>, detail: Option<&'a str>) -> MfaMethod<'a> {
@@ -556,9 +489,7 @@ fn second_factor<'a>(steps: &'a [AuthStep<'a>]) -> MfaMethod<'a> {
         .iter()
         .filter(|s| s.succeeded == Some(true))
         .filter(|s| {
-            !s.step_requirement
-                .as_deref()
-                .is_some_and(|r| starts_with_ignore_case(r.trim(), "Primary authentication"))
+            !s.step_requirement.as_deref().is_some_and(|r| starts_with_ignore_case(r.trim(), "Primary authentication"))
         })
         .filter_map(|s| s.method.as_deref().map(str::trim))
         .find(|m| !m.is_empty() && !m.eq_ignore_ascii_case("Password"))
@@ -634,9 +565,7 @@ impl<'a> VerdictLine<'a> {
         VerdictLine {
             id: f.id.as_deref(),
             category: record.category,
-            time: record
-                .time
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            time: record.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
             user_key: verdict.subject_key.as_deref(),
             upn: f.user_principal_name.as_deref(),
             display_name: f.user_display_name.as_deref(),

@@ -52,6 +52,11 @@ pub struct KafkaConfig {
     pub topics: Vec<String>,
     /// Consumer group. For Event Hubs, create it on the hub first (or use `$Default`).
     pub group_id: String,
+    /// Static group membership (`group.instance.id`): a restarted daemon takes
+    /// its partitions back at once instead of waiting out the session timeout
+    /// of its previous life. Default `mfawatch@<hostname>`; give each instance
+    /// of a group its own; `""` turns static membership off.
+    pub group_instance_id: Option<String>,
     /// Where a group without committed offsets starts: `earliest` or `latest`.
     pub start: StartPosition,
     /// SASL mechanism for `auth = "sasl"`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
@@ -191,6 +196,7 @@ impl Default for KafkaConfig {
             connection_string_credential: None,
             topics: DEFAULT_TOPICS.iter().map(|s| s.to_string()).collect(),
             group_id: "mfawatch".into(),
+            group_instance_id: None,
             start: StartPosition::Earliest,
             sasl_mechanism: None,
             sasl_username: None,
@@ -206,10 +212,7 @@ impl Default for KafkaConfig {
 impl Default for ClassifyConfig {
     fn default() -> Self {
         let rules = Rules::default();
-        ClassifyConfig {
-            legacy_clients: rules.legacy_clients,
-            risk_threshold: rules.risk_threshold,
-        }
+        ClassifyConfig { legacy_clients: rules.legacy_clients, risk_threshold: rules.risk_threshold }
     }
 }
 
@@ -228,27 +231,19 @@ impl Default for CoverageConfig {
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
-        CheckpointConfig {
-            dir: PathBuf::from("/var/lib/mfawatch"),
-            interval: Duration::from_secs(10),
-        }
+        CheckpointConfig { dir: PathBuf::from("/var/lib/mfawatch"), interval: Duration::from_secs(10) }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            listen: "127.0.0.1:9464".into(),
-        }
+        HttpConfig { listen: "127.0.0.1:9464".into() }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".into(),
-        }
+        LogConfig { format: LogFormat::Text, level: "info".into() }
     }
 }
 
@@ -256,74 +251,46 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: `{key}`: {message}")]
-    Invalid {
-        path: PathBuf,
-        key: &'static str,
-        message: String,
-    },
+    Invalid { path: PathBuf, key: &'static str, message: String },
 }
 
 /// librdkafka settings that carry secrets; refused in `[kafka.librdkafka]`.
-const SECRET_SETTINGS: [&str; 5] = [
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "sasl.oauthbearer.client.secret",
-    "ssl.key.pem",
-];
+const SECRET_SETTINGS: [&str; 5] =
+    ["sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"];
 
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         config.validate(path)?;
         Ok(config)
     }
 
     /// Checks values serde cannot: each error names its key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                key,
-                message,
-            })
-        };
+        let invalid =
+            |key: &'static str, message: String| Err(ConfigError::Invalid { path: path.to_owned(), key, message });
         let k = &self.kafka;
         if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
-            return invalid(
-                "kafka.topics",
-                "list at least one topic; names cannot be empty".into(),
-            );
+            return invalid("kafka.topics", "list at least one topic; names cannot be empty".into());
         }
         if k.group_id.trim().is_empty() {
             return invalid("kafka.group_id", "cannot be empty".into());
         }
         match k.auth {
             Auth::Eventhubs => {
-                if k.brokers.is_none()
-                    && k.eventhubs_namespace
-                        .as_deref()
-                        .is_none_or(|n| n.trim().is_empty())
-                {
+                if k.brokers.is_none() && k.eventhubs_namespace.as_deref().is_none_or(|n| n.trim().is_empty()) {
                     return invalid(
                         "kafka.eventhubs_namespace",
                         "set the namespace (or `kafka.brokers`) for auth = \"eventhubs\"".into(),
@@ -334,9 +301,7 @@ impl Config {
                 {
                     return invalid(
                         "kafka.eventhubs_namespace",
-                        format!(
-                            "{ns:?}: give the namespace name only (\"contoso-logs\"), not a host name"
-                        ),
+                        format!("{ns:?}: give the namespace name only (\"contoso-logs\"), not a host name"),
                     );
                 }
             }
@@ -366,17 +331,10 @@ impl Config {
         if k.prefetch_kbytes < 1024 {
             return invalid(
                 "kafka.prefetch_kbytes",
-                format!(
-                    "{}: at least 1024 (a message can be 1 MB)",
-                    k.prefetch_kbytes
-                ),
+                format!("{}: at least 1024 (a message can be 1 MB)", k.prefetch_kbytes),
             );
         }
-        if let Some(key) = k
-            .librdkafka
-            .keys()
-            .find(|key| SECRET_SETTINGS.contains(&key.as_str()))
-        {
+        if let Some(key) = k.librdkafka.keys().find(|key| SECRET_SETTINGS.contains(&key.as_str())) {
             return invalid(
                 "kafka.librdkafka",
                 format!(
@@ -384,47 +342,27 @@ impl Config {
                 ),
             );
         }
-        if self
-            .classify
-            .legacy_clients
-            .iter()
-            .any(|c| c.trim().is_empty())
-        {
+        if self.classify.legacy_clients.iter().any(|c| c.trim().is_empty()) {
             return invalid("classify.legacy_clients", "entries cannot be empty".into());
         }
-        if !matches!(
-            self.classify.risk_threshold,
-            RiskLevel::Low | RiskLevel::Medium | RiskLevel::High
-        ) {
+        if !matches!(self.classify.risk_threshold, RiskLevel::Low | RiskLevel::Medium | RiskLevel::High) {
             return invalid(
                 "classify.risk_threshold",
-                format!(
-                    "{:?}: use low, medium or high",
-                    self.classify.risk_threshold.as_str()
-                ),
+                format!("{:?}: use low, medium or high", self.classify.risk_threshold.as_str()),
             );
         }
         let c = &self.coverage;
-        if c.window.as_secs() % 86_400 != 0
-            || c.window.as_secs() == 0
-            || c.window.as_secs() > 90 * 86_400
-        {
+        if c.window.as_secs() % 86_400 != 0 || c.window.as_secs() == 0 || c.window.as_secs() > 90 * 86_400 {
             return invalid(
                 "coverage.window",
-                format!(
-                    "{}: use whole days from 1d to 90d",
-                    humantime::format_duration(c.window)
-                ),
+                format!("{}: use whole days from 1d to 90d", humantime::format_duration(c.window)),
             );
         }
         if self.checkpoint.interval < Duration::from_millis(100) {
             return invalid("checkpoint.interval", "at least 100ms".into());
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
-            return invalid(
-                "http.listen",
-                format!("{:?}: use ip:port, e.g. 127.0.0.1:9464", self.http.listen),
-            );
+            return invalid("http.listen", format!("{:?}: use ip:port, e.g. 127.0.0.1:9464", self.http.listen));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", format!("{:?}: {e}", self.log.level));
@@ -434,9 +372,19 @@ impl Config {
 
     /// The classification rules this configuration asks for.
     pub fn rules(&self) -> Rules {
-        Rules {
-            legacy_clients: self.classify.legacy_clients.clone(),
-            risk_threshold: self.classify.risk_threshold,
+        Rules { legacy_clients: self.classify.legacy_clients.clone(), risk_threshold: self.classify.risk_threshold }
+    }
+
+    /// The static membership id, if any.
+    pub fn group_instance_id(&self) -> Option<String> {
+        match &self.kafka.group_instance_id {
+            Some(id) if id.trim().is_empty() => None,
+            Some(id) => Some(id.clone()),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let host = host.trim();
+                Some(format!("mfawatch@{}", if host.is_empty() { "localhost" } else { host }))
+            }
         }
     }
 
@@ -456,6 +404,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let mut effective = self.clone();
         effective.kafka.brokers = Some(self.brokers());
+        effective.kafka.group_instance_id = Some(self.group_instance_id().unwrap_or_default());
         toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 }
@@ -479,9 +428,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors_that_name_the_key() {
-        let err = parse("[coverage]\nwindw = \"7d\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[coverage]\nwindw = \"7d\"\n").unwrap_err().to_string();
         assert!(err.contains("windw") && err.contains("window"), "{err}");
         let err = parse("[kafak]\n").unwrap_err().to_string();
         assert!(err.contains("kafak"), "{err}");
@@ -489,52 +436,27 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_and_what_is_allowed() {
-        let err = parse("[classify]\nrisk_threshold = \"extreme\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("risk_threshold") && err.contains("medium"),
-            "{err}"
-        );
-        let err = parse("[coverage]\nwindow = \"36h\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("coverage.window") && err.contains("whole days"),
-            "{err}"
-        );
-        let err = parse("[http]\nlisten = \"localhost\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[classify]\nrisk_threshold = \"extreme\"\n").unwrap_err().to_string();
+        assert!(err.contains("risk_threshold") && err.contains("medium"), "{err}");
+        let err = parse("[coverage]\nwindow = \"36h\"\n").unwrap_err().to_string();
+        assert!(err.contains("coverage.window") && err.contains("whole days"), "{err}");
+        let err = parse("[http]\nlisten = \"localhost\"\n").unwrap_err().to_string();
         assert!(err.contains("http.listen"), "{err}");
-        let err = parse("[kafka]\nauth = \"eventhubs\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse("[kafka]\nauth = \"eventhubs\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.eventhubs_namespace"), "{err}");
     }
 
     #[test]
     fn secrets_are_refused_in_raw_librdkafka_settings() {
-        let err = parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("kafka.librdkafka") && !err.contains("hunter2"),
-            "{err}"
-        );
+        let err = parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap_err().to_string();
+        assert!(err.contains("kafka.librdkafka") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]
     fn eventhubs_bootstrap_is_derived_from_the_namespace() {
-        let config =
-            parse("[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso-logs\"\n")
-                .unwrap();
+        let config = parse("[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso-logs\"\n").unwrap();
         assert_eq!(config.brokers(), "contoso-logs.servicebus.windows.net:9093");
-        assert!(
-            config
-                .to_toml()
-                .contains("contoso-logs.servicebus.windows.net:9093")
-        );
+        assert!(config.to_toml().contains("contoso-logs.servicebus.windows.net:9093"));
     }
 
     #[test]

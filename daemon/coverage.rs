@@ -67,12 +67,7 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 4] = [
-        State::Covered,
-        State::Uncovered,
-        State::Inactive,
-        State::Excluded,
-    ];
+    pub const ALL: [State; 4] = [State::Covered, State::Uncovered, State::Inactive, State::Excluded];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,9 +79,7 @@ impl State {
     }
 
     pub fn parse(text: &str) -> Option<State> {
-        State::ALL
-            .into_iter()
-            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+        State::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -227,19 +220,14 @@ pub struct Observation<'a> {
 impl<'a> Observation<'a> {
     /// The observation of a user sign-in, or `None` for workloads and records
     /// that name no user.
-    pub fn of(
-        record: &'a SignIn<'a>,
-        verdict: &'a Verdict<'a>,
-        policy: &Policy,
-    ) -> Option<Observation<'a>> {
+    pub fn of(record: &'a SignIn<'a>, verdict: &'a Verdict<'a>, policy: &Policy) -> Option<Observation<'a>> {
         if verdict.subject != Subject::User {
             return None;
         }
         let key = verdict.subject_key.as_deref()?;
         let f = &record.fields;
         let legacy = verdict.labels.contains(Labels::LEGACY_AUTH);
-        let counted =
-            verdict.success && (verdict.interactive || policy.count_non_interactive || legacy);
+        let counted = verdict.success && (verdict.interactive || policy.count_non_interactive || legacy);
         Some(Observation {
             key,
             upn: f.user_principal_name.as_deref(),
@@ -281,18 +269,11 @@ impl Interner {
     }
 
     fn name(&self, id: u32) -> Option<&str> {
-        id.checked_sub(1)
-            .and_then(|i| self.names.get(i as usize))
-            .map(String::as_str)
+        id.checked_sub(1).and_then(|i| self.names.get(i as usize)).map(String::as_str)
     }
 
     fn rebuild_index(&mut self) {
-        self.index = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32 + 1))
-            .collect();
+        self.index = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32 + 1)).collect();
     }
 }
 
@@ -328,22 +309,13 @@ impl Accounts {
     ) -> Accounts {
         let norm = |s: &str| s.trim().to_ascii_lowercase();
         Accounts {
-            privileged: privileged
-                .into_iter()
-                .map(norm)
-                .filter(|s| !s.is_empty())
-                .collect(),
-            excluded: excluded
-                .into_iter()
-                .map(norm)
-                .filter(|s| !s.is_empty())
-                .collect(),
+            privileged: privileged.into_iter().map(norm).filter(|s| !s.is_empty()).collect(),
+            excluded: excluded.into_iter().map(norm).filter(|s| !s.is_empty()).collect(),
         }
     }
 
     fn is(set: &HashSet<String>, key: &str, upn: &str) -> bool {
-        !set.is_empty()
-            && (set.contains(&key.to_ascii_lowercase()) || set.contains(&upn.to_ascii_lowercase()))
+        !set.is_empty() && (set.contains(&key.to_ascii_lowercase()) || set.contains(&upn.to_ascii_lowercase()))
     }
 
     pub fn privileged(&self, key: &str, upn: &str) -> bool {
@@ -459,9 +431,7 @@ impl Coverage {
     }
 
     pub fn watermark(&self) -> Option<DateTime<Utc>> {
-        (self.watermark > 0)
-            .then(|| DateTime::from_timestamp(self.watermark, 0))
-            .flatten()
+        (self.watermark > 0).then(|| DateTime::from_timestamp(self.watermark, 0)).flatten()
     }
 
     /// Records folded into the state after their day had left the window.
@@ -509,18 +479,8 @@ impl Coverage {
                             > (apps.name(app_old), clients.name(client_old as u32))
             };
             let e = &mut self.entries[i];
-            if o.single_factor
-                && newer(
-                    e.last_single_factor,
-                    e.single_factor_app,
-                    e.single_factor_client,
-                )
-            {
-                (
-                    e.last_single_factor,
-                    e.single_factor_app,
-                    e.single_factor_client,
-                ) = (t32, app, client);
+            if o.single_factor && newer(e.last_single_factor, e.single_factor_app, e.single_factor_client) {
+                (e.last_single_factor, e.single_factor_app, e.single_factor_client) = (t32, app, client);
             }
             if o.legacy && newer(e.last_legacy, e.legacy_app, e.legacy_client) {
                 (e.last_legacy, e.legacy_app, e.legacy_client) = (t32, app, client);
@@ -532,11 +492,7 @@ impl Coverage {
             e.last_mfa = e.last_mfa.max(t32);
         }
         if o.registration_required && t32 > e.last_mfa {
-            e.registration_since = if e.registration_since > e.last_mfa {
-                e.registration_since.min(t32)
-            } else {
-                t32
-            };
+            e.registration_since = if e.registration_since > e.last_mfa { e.registration_since.min(t32) } else { t32 };
             e.registration_last = e.registration_last.max(t32);
         }
         if !o.counted {
@@ -570,11 +526,7 @@ impl Coverage {
     /// Since when a user has been registration_pending, if they are: from the
     /// first registration_required failure until an mfa_satisfied sign-in.
     fn registration_pending_since(e: &Entry) -> Option<u32> {
-        let since = if e.registration_since > e.last_mfa {
-            e.registration_since
-        } else {
-            e.registration_last
-        };
+        let since = if e.registration_since > e.last_mfa { e.registration_since } else { e.registration_last };
         (e.registration_last > e.last_mfa).then_some(since)
     }
 
@@ -583,9 +535,7 @@ impl Coverage {
         let key = Key::of(key);
         let hash = key.hash(&self.hasher);
         let (entries, arena) = (&self.entries, &self.arena);
-        let found = self
-            .index
-            .find(hash, |&i| key_matches(&entries[i as usize], arena, &key));
+        let found = self.index.find(hash, |&i| key_matches(&entries[i as usize], arena, &key));
         if let Some(&i) = found {
             return i as usize;
         }
@@ -600,14 +550,9 @@ impl Coverage {
         }
         entry.flags |= UserType::Unknown.bits();
         self.entries.push(entry);
-        self.days.extend(std::iter::repeat_n(
-            DayCounts::default(),
-            self.policy.window_days as usize,
-        ));
+        self.days.extend(std::iter::repeat_n(DayCounts::default(), self.policy.window_days as usize));
         let (entries, arena, hasher) = (&self.entries, &self.arena, &self.hasher);
-        self.index.insert_unique(hash, i as u32, |&j| {
-            entry_key(&entries[j as usize], arena).hash(hasher)
-        });
+        self.index.insert_unique(hash, i as u32, |&j| entry_key(&entries[j as usize], arena).hash(hasher));
         i
     }
 
@@ -639,12 +584,7 @@ impl Coverage {
         c
     }
 
-    fn view_state(
-        &self,
-        i: usize,
-        window: (i64, i64),
-        accounts: &Accounts,
-    ) -> (State, bool, Counts) {
+    fn view_state(&self, i: usize, window: (i64, i64), accounts: &Accounts) -> (State, bool, Counts) {
         let e = &self.entries[i];
         let counts = self.counts(i, window);
         let key = entry_key(e, &self.arena).to_string();
@@ -667,35 +607,27 @@ impl Coverage {
         let now = self.watermark;
         let window = self.window();
         let mut cells: std::collections::BTreeMap<(UserType, bool), Breakdown> = Default::default();
-        let mut s = Summary {
-            window_days: self.policy.window_days,
-            users: self.entries.len() as u64,
-            ..Summary::default()
-        };
+        let mut s =
+            Summary { window_days: self.policy.window_days, users: self.entries.len() as u64, ..Summary::default() };
         for state in State::ALL {
             s.states.insert(state.as_str(), 0);
         }
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             let (state, never_mfa, _) = self.view_state(i, window, accounts);
-            let privileged = accounts.privileged(
-                &entry_key(e, &self.arena).to_string(),
-                get_str(&self.arena, e.upn),
-            );
+            let privileged = accounts.privileged(&entry_key(e, &self.arena).to_string(), get_str(&self.arena, e.upn));
             let user_type = UserType::from_bits(e.flags);
             *s.states.entry(state.as_str()).or_default() += 1;
-            let cell = cells
-                .entry((user_type, privileged))
-                .or_insert_with(|| Breakdown {
-                    user_type,
-                    privileged,
-                    covered: 0,
-                    uncovered: 0,
-                    never_mfa: 0,
-                    inactive: 0,
-                    excluded: 0,
-                    coverage_ratio: None,
-                });
+            let cell = cells.entry((user_type, privileged)).or_insert_with(|| Breakdown {
+                user_type,
+                privileged,
+                covered: 0,
+                uncovered: 0,
+                never_mfa: 0,
+                inactive: 0,
+                excluded: 0,
+                coverage_ratio: None,
+            });
             match state {
                 State::Covered => cell.covered += 1,
                 State::Uncovered => cell.uncovered += 1,
@@ -746,9 +678,7 @@ impl Coverage {
             privileged: accounts.privileged(&key, &upn),
             key,
             upn,
-            display_name: Some(get_str(&self.arena, e.display_name))
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned),
+            display_name: Some(get_str(&self.arena, e.display_name)).filter(|s| !s.is_empty()).map(str::to_owned),
             user_type: UserType::from_bits(e.flags),
             state,
             never_mfa,
@@ -759,11 +689,7 @@ impl Coverage {
             counts,
             last_seen: (e.last_seen != 0).then(|| rfc3339(e.last_seen as i64)),
             last_mfa: (e.last_mfa != 0).then(|| rfc3339(e.last_mfa as i64)),
-            last_single_factor: last(
-                e.last_single_factor,
-                e.single_factor_app,
-                e.single_factor_client,
-            ),
+            last_single_factor: last(e.last_single_factor, e.single_factor_app, e.single_factor_client),
             last_legacy: last(e.last_legacy, e.legacy_app, e.legacy_client),
         }
     }
@@ -776,27 +702,16 @@ impl Coverage {
             .filter(|v| query.never_mfa.is_none_or(|n| v.never_mfa == n))
             .filter(|v| query.privileged.is_none_or(|p| v.privileged == p))
             .filter(|v| query.user_type.is_none_or(|t| v.user_type == t))
-            .filter(|v| {
-                query
-                    .registration_pending
-                    .is_none_or(|p| v.registration_pending == p)
-            })
+            .filter(|v| query.registration_pending.is_none_or(|p| v.registration_pending == p))
             .collect();
         let total = matched.len();
         let newest_gap = |v: &UserView| {
             let t = |l: &Option<LastSignIn>| l.as_ref().map(|l| l.time.clone()).unwrap_or_default();
             t(&v.last_single_factor).max(t(&v.last_legacy))
         };
-        matched.sort_by(|a, b| {
-            newest_gap(b)
-                .cmp(&newest_gap(a))
-                .then_with(|| a.upn.cmp(&b.upn))
-        });
+        matched.sort_by(|a, b| newest_gap(b).cmp(&newest_gap(a)).then_with(|| a.upn.cmp(&b.upn)));
         let limit = if query.limit == 0 { 100 } else { query.limit };
-        (
-            total,
-            matched.into_iter().skip(query.offset).take(limit).collect(),
-        )
+        (total, matched.into_iter().skip(query.offset).take(limit).collect())
     }
 
     /// One user by object id or UPN (case-insensitive).
@@ -804,15 +719,10 @@ impl Coverage {
         let wanted = id_or_upn.trim().to_ascii_lowercase();
         let key = Key::of(&wanted);
         let hash = key.hash(&self.hasher);
-        let by_key = self
-            .index
-            .find(hash, |&i| {
-                key_matches(&self.entries[i as usize], &self.arena, &key)
-            })
-            .map(|&i| i as usize);
+        let by_key =
+            self.index.find(hash, |&i| key_matches(&self.entries[i as usize], &self.arena, &key)).map(|&i| i as usize);
         let i = by_key.or_else(|| {
-            (0..self.entries.len())
-                .find(|&i| get_str(&self.arena, self.entries[i].upn).eq_ignore_ascii_case(&wanted))
+            (0..self.entries.len()).find(|&i| get_str(&self.arena, self.entries[i].upn).eq_ignore_ascii_case(&wanted))
         })?;
         Some(self.view(i, accounts))
     }
@@ -823,18 +733,8 @@ impl Coverage {
             + self.days.capacity() * std::mem::size_of::<DayCounts>()
             + self.index.capacity() * (std::mem::size_of::<u32>() + 1);
         let strings = self.arena.capacity()
-            + self
-                .apps
-                .names
-                .iter()
-                .map(|n| n.capacity() * 2)
-                .sum::<usize>()
-            + self
-                .clients
-                .names
-                .iter()
-                .map(|n| n.capacity() * 2)
-                .sum::<usize>();
+            + self.apps.names.iter().map(|n| n.capacity() * 2).sum::<usize>()
+            + self.clients.names.iter().map(|n| n.capacity() * 2).sum::<usize>();
         (structures, strings)
     }
 
@@ -897,9 +797,7 @@ impl Coverage {
         for i in 0..c.entries.len() {
             let hash = entry_key(&c.entries[i], &c.arena).hash(&c.hasher);
             let (entries, arena, hasher) = (&c.entries, &c.arena, &c.hasher);
-            c.index.insert_unique(hash, i as u32, |&j| {
-                entry_key(&entries[j as usize], arena).hash(hasher)
-            });
+            c.index.insert_unique(hash, i as u32, |&j| entry_key(&entries[j as usize], arena).hash(hasher));
         }
         Ok(c)
     }
@@ -937,32 +835,21 @@ fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
 }
 
 fn rfc3339(secs: i64) -> String {
-    DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    DateTime::from_timestamp(secs, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn push_str(arena: &mut String, s: &str) -> StrRef {
-    let r = StrRef {
-        offset: arena.len() as u32,
-        len: s.len() as u32,
-    };
+    let r = StrRef { offset: arena.len() as u32, len: s.len() as u32 };
     arena.push_str(s);
     r
 }
 
 fn get_str(arena: &str, r: StrRef) -> &str {
-    arena
-        .get(r.offset as usize..(r.offset + r.len) as usize)
-        .unwrap_or("")
+    arena.get(r.offset as usize..(r.offset + r.len) as usize).unwrap_or("")
 }
 
 fn entry_key<'a>(e: &Entry, arena: &'a str) -> KeyText<'a> {
-    if e.flags & FLAG_GUID != 0 {
-        KeyText::Guid(e.id)
-    } else {
-        KeyText::Text(get_str(arena, e.key))
-    }
+    if e.flags & FLAG_GUID != 0 { KeyText::Guid(e.id) } else { KeyText::Text(get_str(arena, e.key)) }
 }
 
 fn key_matches(e: &Entry, arena: &str, key: &Key<'_>) -> bool {
@@ -1024,14 +911,7 @@ fn parse_guid(text: &str) -> Option<[u8; 16]> {
 
 fn format_guid(id: &[u8; 16]) -> String {
     let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 #[cfg(test)]

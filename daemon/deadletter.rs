@@ -41,17 +41,10 @@ pub struct DeadLetter<'a> {
 }
 
 impl<'a> DeadLetter<'a> {
-    pub fn new(
-        position: &Position,
-        index: Option<usize>,
-        malformed: &Malformed<'a>,
-    ) -> DeadLetter<'a> {
+    pub fn new(position: &Position, index: Option<usize>, malformed: &Malformed<'a>) -> DeadLetter<'a> {
         let (raw, raw_base64) = match std::str::from_utf8(malformed.raw) {
             Ok(text) => (Some(Cow::Borrowed(text)), None),
-            Err(_) => (
-                None,
-                Some(base64::engine::general_purpose::STANDARD.encode(malformed.raw)),
-            ),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(malformed.raw))),
         };
         DeadLetter {
             source: position.to_string(),
@@ -72,12 +65,12 @@ pub struct DeadLetterFile {
 }
 
 impl DeadLetterFile {
+    /// Opens `path` for appending. A line cut short by a crash is removed:
+    /// its record was not checkpointed and will be written again whole.
     pub fn open(path: &Path) -> io::Result<DeadLetterFile> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(DeadLetterFile {
-            path: path.to_owned(),
-            out: BufWriter::new(file),
-        })
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        drop_partial_last_line(&mut file)?;
+        Ok(DeadLetterFile { path: path.to_owned(), out: BufWriter::new(file) })
     }
 
     pub fn path(&self) -> &Path {
@@ -96,6 +89,32 @@ impl DeadLetterFile {
     }
 }
 
+fn drop_partial_last_line(file: &mut File) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    // Look back for the last newline, a block at a time.
+    let mut end = len;
+    let mut block = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                file.set_len(keep)?;
+            }
+            return Ok(());
+        }
+        end = start;
+    }
+    file.set_len(0)
+}
+
 /// Produces dead letters to a Kafka topic (keyed by source position).
 pub struct DeadLetterTopic {
     producer: rdkafka::producer::BaseProducer,
@@ -104,35 +123,25 @@ pub struct DeadLetterTopic {
 
 impl DeadLetterTopic {
     pub fn new(producer: rdkafka::producer::BaseProducer, topic: &str) -> DeadLetterTopic {
-        DeadLetterTopic {
-            producer,
-            topic: topic.to_owned(),
-        }
+        DeadLetterTopic { producer, topic: topic.to_owned() }
     }
 
     pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
         use rdkafka::producer::BaseRecord;
         let payload = serde_json::to_vec(letter)?;
-        let mut record = BaseRecord::to(&self.topic)
-            .key(&letter.source)
-            .payload(&payload);
+        let mut record = BaseRecord::to(&self.topic).key(&letter.source).payload(&payload);
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
                 Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     r,
                 )) => {
                     record = r;
                     self.producer.poll(std::time::Duration::from_millis(100));
                 }
                 Err((e, _)) => {
-                    return Err(io::Error::other(format!(
-                        "dead-letter topic {}: {e}",
-                        self.topic
-                    )));
+                    return Err(io::Error::other(format!("dead-letter topic {}: {e}", self.topic)));
                 }
             }
         }
@@ -174,5 +183,35 @@ impl DeadLetters {
             topic.sync()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::DecodeError;
+
+    #[test]
+    fn a_line_cut_short_by_a_crash_is_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        let mut file = DeadLetterFile::open(&path).unwrap();
+        let malformed = Malformed { raw: b"x", error: DecodeError::MissingTime };
+        file.write(&DeadLetter::new(&Position::File { path: "f".into(), line: 1 }, Some(0), &malformed)).unwrap();
+        file.sync().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{text}");
+    }
+
+    #[test]
+    fn a_file_of_one_partial_line_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.ndjson");
+        std::fs::write(&path, "{\"c\":").unwrap();
+        DeadLetterFile::open(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 }

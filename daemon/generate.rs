@@ -142,14 +142,8 @@ const APPS: [App; 8] = [
     },
 ];
 
-const LEGACY_CLIENTS: [&str; 6] = [
-    "IMAP4",
-    "Authenticated SMTP",
-    "Exchange ActiveSync",
-    "POP3",
-    "Other clients",
-    "Exchange Web Services",
-];
+const LEGACY_CLIENTS: [&str; 6] =
+    ["IMAP4", "Authenticated SMTP", "Exchange ActiveSync", "POP3", "Other clients", "Exchange Web Services"];
 const MFA_METHODS: [&str; 5] = [
     "Mobile app notification",
     "Text message",
@@ -166,12 +160,12 @@ const CITIES: [(&str, &str, &str, f64, f64); 6] = [
     ("Sydney", "New South Wales", "AU", -33.8688, 151.2093),
 ];
 const FIRST: [&str; 16] = [
-    "ann", "bob", "chen", "dana", "eli", "fatima", "gus", "hana", "ivan", "jo", "kofi", "lena",
-    "mia", "noor", "omar", "pia",
+    "ann", "bob", "chen", "dana", "eli", "fatima", "gus", "hana", "ivan", "jo", "kofi", "lena", "mia", "noor", "omar",
+    "pia",
 ];
 const LAST: [&str; 16] = [
-    "adams", "baker", "costa", "diaz", "evans", "fischer", "garcia", "huang", "ito", "jensen",
-    "khan", "lopez", "muller", "nguyen", "okafor", "patel",
+    "adams", "baker", "costa", "diaz", "evans", "fischer", "garcia", "huang", "ito", "jensen", "khan", "lopez",
+    "muller", "nguyen", "okafor", "patel",
 ];
 const TENANT_ID: &str = "8f1c3a52-5d2b-4c1e-9a7f-2e6b0d4c9a11";
 const DOMAIN: &str = "contoso.example";
@@ -228,74 +222,36 @@ impl Tenant {
                     guest,
                     admin,
                     break_glass,
-                    profile: if break_glass {
-                        Profile::SingleFactor
-                    } else {
-                        profile
-                    },
+                    profile: if break_glass { Profile::SingleFactor } else { profile },
                     unresolved: !admin && !break_glass && rng.random_bool(0.003),
                 }
             })
             .collect();
         let service_principals = (0..(count / 50).max(4))
             .map(|i| {
-                (
-                    guid(&mut rng),
-                    format!(
-                        "svc-{}-{i}",
-                        ["backup", "sync", "etl", "monitor", "deploy"][i as usize % 5]
-                    ),
-                )
+                (guid(&mut rng), format!("svc-{}-{i}", ["backup", "sync", "etl", "monitor", "deploy"][i as usize % 5]))
             })
             .collect();
-        let managed_identities = (0..(count / 100).max(2))
-            .map(|i| (guid(&mut rng), format!("mi-func-app-{i}")))
-            .collect();
+        let managed_identities =
+            (0..(count / 100).max(2)).map(|i| (guid(&mut rng), format!("mi-func-app-{i}"))).collect();
         let mut policies = Vec::new();
         for i in 0..40 {
             let (name, report_only, grant) = match i {
                 0 => ("Require MFA for all users".to_string(), false, "Mfa"),
                 1 => ("Block legacy authentication".to_string(), false, "Block"),
-                2 => (
-                    "Block legacy authentication (report-only)".to_string(),
-                    true,
-                    "Block",
-                ),
-                3 => (
-                    "Require compliant device (report-only)".to_string(),
-                    true,
-                    "RequireCompliantDevice",
-                ),
-                4 => (
-                    "Require MFA for guests (report-only)".to_string(),
-                    true,
-                    "Mfa",
-                ),
+                2 => ("Block legacy authentication (report-only)".to_string(), true, "Block"),
+                3 => ("Require compliant device (report-only)".to_string(), true, "RequireCompliantDevice"),
+                4 => ("Require MFA for guests (report-only)".to_string(), true, "Mfa"),
                 5 => ("Require MFA for admins".to_string(), false, "Mfa"),
                 n => (
                     format!("Baseline policy {n:02}"),
                     n % 9 == 0,
-                    [
-                        "Mfa",
-                        "RequireCompliantDevice",
-                        "DomainJoinedDevice",
-                        "Block",
-                    ][n % 4],
+                    ["Mfa", "RequireCompliantDevice", "DomainJoinedDevice", "Block"][n % 4],
                 ),
             };
-            policies.push(Policy {
-                id: guid(&mut rng),
-                name: format!("CA{i:03}: {name}"),
-                report_only,
-                grant,
-            });
+            policies.push(Policy { id: guid(&mut rng), name: format!("CA{i:03}: {name}"), report_only, grant });
         }
-        Tenant {
-            users,
-            service_principals,
-            managed_identities,
-            policies,
-        }
+        Tenant { users, service_principals, managed_identities, policies }
     }
 }
 
@@ -316,8 +272,7 @@ impl Generator {
         let tenant = Tenant::new(&spec);
         let span = Duration::days(spec.days.max(1) as i64);
         let start = spec.end - span;
-        let step_micros =
-            span.num_microseconds().unwrap_or(i64::MAX) as f64 / spec.records.max(1) as f64;
+        let step_micros = span.num_microseconds().unwrap_or(i64::MAX) as f64 / spec.records.max(1) as f64;
         let registered = vec![false; tenant.users.len()];
         Generator {
             rng: ChaCha8Rng::seed_from_u64(spec.seed),
@@ -362,15 +317,12 @@ impl Generator {
         let index = self.emitted;
         self.emitted += 1;
         let jitter = self.rng.random_range(-90_000_000i64..90_000_000);
-        let mut time =
-            self.start + Duration::microseconds((index as f64 * self.step_micros) as i64 + jitter);
+        let mut time = self.start + Duration::microseconds((index as f64 * self.step_micros) as i64 + jitter);
         if self.rng.random_bool(0.005) {
             // Late arrival: Azure Monitor delivered this one hours behind.
             time -= Duration::minutes(self.rng.random_range(30..360));
         }
-        if self.spec.malformed_per_10k > 0
-            && self.rng.random_range(0..10_000) < self.spec.malformed_per_10k
-        {
+        if self.spec.malformed_per_10k > 0 && self.rng.random_range(0..10_000) < self.spec.malformed_per_10k {
             self.write_malformed(out, time);
             return;
         }
@@ -515,11 +467,8 @@ impl Generator {
                 Profile::Registering => !needs_registration,
             };
         let method = MFA_METHODS[self.rng.random_range(0..MFA_METHODS.len())];
-        let mfa_spelling = if self.rng.random_bool(0.5) {
-            "Multifactor authentication"
-        } else {
-            "Multi-factor authentication"
-        };
+        let mfa_spelling =
+            if self.rng.random_bool(0.5) { "Multifactor authentication" } else { "Multi-factor authentication" };
         let mut steps = vec![json!({
             "authenticationStepDateTime": iso(time - Duration::seconds(20)),
             "authenticationMethod": if interactive { "Password" } else { "Previously satisfied" },
@@ -578,11 +527,7 @@ impl Generator {
             _ => ("none", "none", "none"),
         };
 
-        let policy_count = if interactive {
-            self.rng.random_range(0..=40)
-        } else {
-            self.rng.random_range(0..=8)
-        };
+        let policy_count = if interactive { self.rng.random_range(0..=40) } else { self.rng.random_range(0..=8) };
         let policies = self.policies(policy_count, success, mfa, legacy, code);
         let ca_status = if code == 53003 {
             "failure"
@@ -597,11 +542,7 @@ impl Generator {
             json!([{ "applicationId": app.resource_id }])
         };
 
-        let requirement = if mfa {
-            "multiFactorAuthentication"
-        } else {
-            "singleFactorAuthentication"
-        };
+        let requirement = if mfa { "multiFactorAuthentication" } else { "singleFactorAuthentication" };
         let mut status = Map::new();
         status.insert("errorCode".into(), json!(code));
         if code != 0 {
@@ -610,11 +551,8 @@ impl Generator {
         if !additional.is_empty() {
             status.insert("additionalDetails".into(), json!(additional));
         }
-        let (upn, user_id) = if user.unresolved {
-            (user.id.clone(), Value::Null)
-        } else {
-            (user.upn.clone(), json!(user.id))
-        };
+        let (upn, user_id) =
+            if user.unresolved { (user.id.clone(), Value::Null) } else { (user.upn.clone(), json!(user.id)) };
 
         let os = ["Windows 10", "MacOs", "Ios", "Android"][ui % 4];
         let requirement_policies = if mfa {
@@ -688,37 +626,17 @@ impl Generator {
             "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
             "resourceOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
         });
-        let category = if interactive {
-            "SignInLogs"
-        } else {
-            "NonInteractiveUserSignInLogs"
-        };
-        self.envelope(
-            time,
-            category,
-            code,
-            &correlation,
-            &ip,
-            &user.display_name,
-            properties,
-        )
+        let category = if interactive { "SignInLogs" } else { "NonInteractiveUserSignInLogs" };
+        self.envelope(time, category, code, &correlation, &ip, &user.display_name, properties)
     }
 
     fn workload_sign_in(&mut self, time: DateTime<Utc>, managed_identity: bool) -> Value {
-        let list = if managed_identity {
-            &self.tenant.managed_identities
-        } else {
-            &self.tenant.service_principals
-        };
+        let list = if managed_identity { &self.tenant.managed_identities } else { &self.tenant.service_principals };
         let (sp_id, sp_name) = list[self.rng.random_range(0..list.len())].clone();
         let app = &APPS[self.rng.random_range(0..APPS.len())];
         let id = guid(&mut self.rng);
         let correlation = guid(&mut self.rng);
-        let code = if self.rng.random_bool(0.03) {
-            7000215
-        } else {
-            0
-        };
+        let code = if self.rng.random_bool(0.03) { 7000215 } else { 0 };
         let ip = format!(
             "10.{}.{}.{}",
             self.rng.random_range(0..250),
@@ -759,20 +677,8 @@ impl Generator {
             "uniqueTokenIdentifier": short_token(&mut self.rng),
             "location": {"city": "Amsterdam", "state": "Noord-Holland", "countryOrRegion": "NL"}
         });
-        let category = if managed_identity {
-            "ManagedIdentitySignInLogs"
-        } else {
-            "ServicePrincipalSignInLogs"
-        };
-        self.envelope(
-            time,
-            category,
-            code,
-            &correlation,
-            &ip,
-            &sp_name,
-            properties,
-        )
+        let category = if managed_identity { "ManagedIdentitySignInLogs" } else { "ServicePrincipalSignInLogs" };
+        self.envelope(time, category, code, &correlation, &ip, &sp_name, properties)
     }
 
     fn audit_log(&mut self, time: DateTime<Utc>) -> Value {
@@ -813,44 +719,22 @@ impl Generator {
             1 => json!("4"),
             _ => json!("Informational"),
         };
-        let result_type = if self.rng.random_bool(0.5) {
-            json!(code.to_string())
-        } else {
-            json!(code)
-        };
-        let duration = if self.rng.random_bool(0.5) {
-            json!(0)
-        } else {
-            json!("0")
-        };
+        let result_type = if self.rng.random_bool(0.5) { json!(code.to_string()) } else { json!(code) };
+        let duration = if self.rng.random_bool(0.5) { json!(0) } else { json!("0") };
         let lower = self.rng.random_bool(0.02);
-        let key = |camel: &'static str| -> String {
-            if lower {
-                camel.to_ascii_lowercase()
-            } else {
-                camel.to_string()
-            }
-        };
+        let key =
+            |camel: &'static str| -> String { if lower { camel.to_ascii_lowercase() } else { camel.to_string() } };
         let mut top = Map::new();
         if !self.rng.random_bool(0.01) {
             top.insert(key("time"), json!(time_text));
         }
-        top.insert(
-            key("resourceId"),
-            json!(format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam")),
-        );
+        top.insert(key("resourceId"), json!(format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam")));
         top.insert(key("operationName"), json!("Sign-in activity"));
-        top.insert(
-            key("operationVersion"),
-            if lower { json!(1) } else { json!("1.0") },
-        );
+        top.insert(key("operationVersion"), if lower { json!(1) } else { json!("1.0") });
         top.insert("category".into(), json!(category));
         top.insert(key("tenantId"), json!(TENANT_ID));
         top.insert(key("resultType"), result_type);
-        top.insert(
-            key("resultSignature"),
-            json!(if code == 0 { "SUCCESS" } else { "None" }),
-        );
+        top.insert(key("resultSignature"), json!(if code == 0 { "SUCCESS" } else { "None" }));
         if code != 0 {
             top.insert(key("resultDescription"), json!(failure_reason(code)));
         }
@@ -859,22 +743,12 @@ impl Generator {
         top.insert(key("correlationId"), json!(correlation));
         top.insert(key("identity"), json!(identity));
         top.insert("Level".into(), level);
-        top.insert(
-            key("location"),
-            properties["location"]["countryOrRegion"].clone(),
-        );
+        top.insert(key("location"), properties["location"]["countryOrRegion"].clone());
         top.insert("properties".into(), properties);
         Value::Object(top)
     }
 
-    fn policies(
-        &mut self,
-        count: usize,
-        success: bool,
-        mfa: bool,
-        legacy: bool,
-        code: i64,
-    ) -> Vec<Value> {
+    fn policies(&mut self, count: usize, success: bool, mfa: bool, legacy: bool, code: i64) -> Vec<Value> {
         let mut out = Vec::with_capacity(count);
         for policy in self.tenant.policies.iter().take(count) {
             let result = if policy.report_only {
@@ -927,9 +801,7 @@ fn failure_reason(code: i64) -> &'static str {
         50072 | 50079 => "User needs to enroll for second factor authentication.",
         53003 => "Access has been blocked by Conditional Access policies.",
         50158 => "External security challenge was not satisfied.",
-        50078 => {
-            "Presented multi-factor authentication has expired due to policies configured by your administrator."
-        }
+        50078 => "Presented multi-factor authentication has expired due to policies configured by your administrator.",
         530035 => "Access has been blocked by security defaults.",
         7000215 => "Invalid client secret provided.",
         _ => "Other",
@@ -952,28 +824,17 @@ fn iso_offset(t: DateTime<Utc>) -> String {
 fn guid(rng: &mut ChaCha8Rng) -> String {
     let v: u128 = rng.random();
     let h = format!("{v:032x}");
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
+    format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
 
 fn short_token(rng: &mut ChaCha8Rng) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    (0..22)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
+    (0..22).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -983,12 +844,7 @@ mod tests {
     use crate::decode::{Item, decode_message};
 
     fn spec(records: u64, format: Format) -> TenantSpec {
-        TenantSpec {
-            users: 300,
-            records,
-            format,
-            ..TenantSpec::default()
-        }
+        TenantSpec { users: 300, records, format, ..TenantSpec::default() }
     }
 
     #[test]
@@ -996,11 +852,7 @@ mod tests {
         let a: Vec<Vec<u8>> = Generator::new(spec(500, Format::Envelope)).collect();
         let b: Vec<Vec<u8>> = Generator::new(spec(500, Format::Envelope)).collect();
         assert_eq!(a, b);
-        let c: Vec<Vec<u8>> = Generator::new(TenantSpec {
-            seed: 2,
-            ..spec(500, Format::Envelope)
-        })
-        .collect();
+        let c: Vec<Vec<u8>> = Generator::new(TenantSpec { seed: 2, ..spec(500, Format::Envelope) }).collect();
         assert_ne!(a, c);
     }
 
@@ -1063,34 +915,18 @@ mod tests {
             "report_only",
             "skipped",
         ] {
-            assert!(
-                seen.get(kind).copied().unwrap_or(0) > 0,
-                "no {kind} in {seen:?}"
-            );
+            assert!(seen.get(kind).copied().unwrap_or(0) > 0, "no {kind} in {seen:?}");
         }
-        assert!(
-            seen["NonInteractiveUserSignInLogs"] > seen["SignInLogs"],
-            "{seen:?}"
-        );
-        assert!(
-            biggest > 12_000 && biggest < 20_000,
-            "largest record {biggest} bytes"
-        );
+        assert!(seen["NonInteractiveUserSignInLogs"] > seen["SignInLogs"], "{seen:?}");
+        assert!(biggest > 12_000 && biggest < 20_000, "largest record {biggest} bytes");
     }
 
     #[test]
     fn malformed_records_appear_at_the_requested_rate() {
-        let spec = TenantSpec {
-            malformed_per_10k: 100,
-            ..spec(5_000, Format::Ndjson)
-        };
+        let spec = TenantSpec { malformed_per_10k: 100, ..spec(5_000, Format::Ndjson) };
         let malformed = Generator::new(spec)
             .flat_map(|m| {
-                decode_message(&m)
-                    .into_iter()
-                    .filter(|i| matches!(i, Item::Malformed(_)))
-                    .count()
-                    .checked_sub(0)
+                decode_message(&m).into_iter().filter(|i| matches!(i, Item::Malformed(_))).count().checked_sub(0)
             })
             .sum::<usize>();
         assert!((20..=90).contains(&malformed), "{malformed}");

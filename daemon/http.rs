@@ -39,19 +39,14 @@ impl App {
             return summary.clone();
         }
         let shared = self.shared.clone();
-        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary())
-            .await
-            .unwrap_or_default();
+        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary()).await.unwrap_or_default();
         *cached = Some((Instant::now(), summary.clone()));
         summary
     }
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    let app = App {
-        shared,
-        summary: Arc::new(Mutex::new(None)),
-    };
+    let app = App { shared, summary: Arc::new(Mutex::new(None)) };
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
@@ -69,19 +64,13 @@ pub async fn serve(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    axum::serve(listener, router(shared)).with_graceful_shutdown(async move { stop.cancelled().await }).await
 }
 
 /// Binds the configured address, with an error that says which and why.
 pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|e| anyhow::anyhow!("http.listen {listen:?}: {e}"))?;
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http.listen): {e}"))
+    let addr: SocketAddr = listen.parse().map_err(|e| anyhow::anyhow!("http.listen {listen:?}: {e}"))?;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr} (http.listen): {e}"))
 }
 
 async fn index() -> impl IntoResponse {
@@ -93,35 +82,23 @@ async fn index() -> impl IntoResponse {
 
 async fn metrics(State(app): State<App>) -> impl IntoResponse {
     app.summary().await; // brings the coverage gauges up to date
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        app.shared.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.shared.metrics.render())
 }
 
 async fn healthz(State(app): State<App>) -> Response {
     if app.shared.health.alive(60) {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the pipeline has not turned for 60 s\n",
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, "the pipeline has not turned for 60 s\n").into_response()
     }
 }
 
 async fn readyz(State(app): State<App>) -> Response {
     match app.shared.health.not_ready() {
         None => (StatusCode::OK, Json(json!({"ready": true}))).into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": reason})),
-        )
-            .into_response(),
+        Some(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "reason": reason}))).into_response()
+        }
     }
 }
 
@@ -151,10 +128,7 @@ fn parse_bool(param: &str, value: &str) -> Result<bool, BadParam> {
 }
 
 fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
-    let mut q = UserQuery {
-        limit: 100,
-        ..UserQuery::default()
-    };
+    let mut q = UserQuery { limit: 100, ..UserQuery::default() };
     for (key, value) in params {
         match key.as_str() {
             "state" if value == "never_mfa" => {
@@ -162,13 +136,10 @@ fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
                 q.never_mfa = Some(true);
             }
             "state" => {
-                q.state = Some(CoverageState::parse(value).ok_or_else(|| {
-                    bad_request(
-                        key,
-                        value,
-                        "covered, uncovered, never_mfa, inactive or excluded",
-                    )
-                })?)
+                q.state =
+                    Some(CoverageState::parse(value).ok_or_else(|| {
+                        bad_request(key, value, "covered, uncovered, never_mfa, inactive or excluded")
+                    })?)
             }
             "never_mfa" => q.never_mfa = Some(parse_bool(key, value)?),
             "privileged" => q.privileged = Some(parse_bool(key, value)?),
@@ -188,11 +159,7 @@ fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
                     .filter(|&n| (1..=10_000).contains(&n))
                     .ok_or_else(|| bad_request(key, value, "1 to 10000"))?
             }
-            "offset" => {
-                q.offset = value
-                    .parse()
-                    .map_err(|_| bad_request(key, value, "a number"))?
-            }
+            "offset" => q.offset = value.parse().map_err(|_| bad_request(key, value, "a number"))?,
             _ => {
                 return Err(bad_request(
                     key,
@@ -238,6 +205,10 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     .flatten();
     match found {
         Some(user) => Json(user).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")})),
+        )
+            .into_response(),
     }
 }

@@ -13,13 +13,11 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
-use crate::classify::{
-    BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Subject, Verdict,
-};
+use crate::classify::{BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Subject, Verdict};
 use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError};
 
@@ -94,24 +92,18 @@ pub struct Metrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(v.clone()))
-        .expect("registered once");
+    registry.register(Box::new(v.clone())).expect("registered once");
     v
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(v.clone()))
-        .expect("registered once");
+    registry.register(Box::new(v.clone())).expect("registered once");
     v
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("registered once");
+    registry.register(Box::new(metric.clone())).expect("registered once");
     metric
 }
 
@@ -129,12 +121,7 @@ impl Metrics {
             for o in OUTCOME {
                 for a in AUTH {
                     for k in ClientClass::ALL {
-                        sign_ins.push(sign_ins_vec.with_label_values(&[
-                            c.as_str(),
-                            o,
-                            a,
-                            k.as_str(),
-                        ]));
+                        sign_ins.push(sign_ins_vec.with_label_values(&[c.as_str(), o, a, k.as_str()]));
                     }
                 }
             }
@@ -166,20 +153,14 @@ impl Metrics {
             "Sign-ins by risk level; `hidden` means the tenant lacks the licence that shows risk.",
             &["level"],
         );
-        let risk_levels = RiskLevel::ALL
-            .iter()
-            .map(|l| risk_vec.with_label_values(&[l.as_str()]))
-            .collect();
+        let risk_levels = RiskLevel::ALL.iter().map(|l| risk_vec.with_label_values(&[l.as_str()])).collect();
         let failures_vec = counter_vec(
             &registry,
             "mfawatch_mfa_failures_total",
             "Failed sign-ins with an MFA meaning, by reason.",
             &["reason"],
         );
-        let mfa_failures = MfaFailure::ALL
-            .iter()
-            .map(|f| failures_vec.with_label_values(&[f.as_str()]))
-            .collect();
+        let mfa_failures = MfaFailure::ALL.iter().map(|f| failures_vec.with_label_values(&[f.as_str()])).collect();
         let blocked_vec = counter_vec(
             &registry,
             "mfawatch_blocked_signins_total",
@@ -208,10 +189,7 @@ impl Metrics {
             "Records (or whole messages) that could not be used, by reason. Each is dead-lettered.",
             &["reason"],
         );
-        let decode_errors = DecodeError::REASONS
-            .iter()
-            .map(|r| errors_vec.with_label_values(&[r]))
-            .collect();
+        let decode_errors = DecodeError::REASONS.iter().map(|r| errors_vec.with_label_values(&[r])).collect();
         let users = gauge_vec(
             &registry,
             "mfawatch_users",
@@ -242,38 +220,26 @@ impl Metrics {
             "Messages between the consumer's position and the end of each partition.",
             &["topic", "partition"],
         );
-        let kafka_errors = counter_vec(
-            &registry,
-            "mfawatch_kafka_errors_total",
-            "librdkafka errors by kind.",
-            &["kind"],
-        );
-        let checkpoints = counter_vec(
-            &registry,
-            "mfawatch_checkpoints_total",
-            "Checkpoints by result.",
-            &["result"],
-        );
+        let kafka_errors =
+            counter_vec(&registry, "mfawatch_kafka_errors_total", "librdkafka errors by kind.", &["kind"]);
+        let checkpoints = counter_vec(&registry, "mfawatch_checkpoints_total", "Checkpoints by result.", &["result"]);
         let time_lag = Histogram::with_opts(
-            HistogramOpts::new(
-                "mfawatch_event_time_lag_seconds",
-                "Time between a sign-in and mfawatch processing it.",
-            )
-            .buckets(vec![
-                1.0,
-                5.0,
-                15.0,
-                30.0,
-                60.0,
-                120.0,
-                300.0,
-                600.0,
-                1800.0,
-                3600.0,
-                6.0 * 3600.0,
-                86400.0,
-                7.0 * 86400.0,
-            ]),
+            HistogramOpts::new("mfawatch_event_time_lag_seconds", "Time between a sign-in and mfawatch processing it.")
+                .buckets(vec![
+                    1.0,
+                    5.0,
+                    15.0,
+                    30.0,
+                    60.0,
+                    120.0,
+                    300.0,
+                    600.0,
+                    1800.0,
+                    3600.0,
+                    6.0 * 3600.0,
+                    86400.0,
+                    7.0 * 86400.0,
+                ]),
         )
         .expect("valid metric");
         let checkpoint_duration = Histogram::with_opts(
@@ -281,9 +247,7 @@ impl Metrics {
                 "mfawatch_checkpoint_duration_seconds",
                 "How long checkpoints take (sinks durable, snapshot, commit).",
             )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]),
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .expect("valid metric");
         Metrics {
@@ -300,16 +264,12 @@ impl Metrics {
             decode_errors,
             dead_letters: register(
                 &registry,
-                IntCounter::new("mfawatch_dead_letters_total", "Dead letters written.")
-                    .expect("valid"),
+                IntCounter::new("mfawatch_dead_letters_total", "Dead letters written.").expect("valid"),
             ),
             messages: register(
                 &registry,
-                IntCounter::new(
-                    "mfawatch_messages_total",
-                    "Messages read (Kafka messages, file lines or documents).",
-                )
-                .expect("valid"),
+                IntCounter::new("mfawatch_messages_total", "Messages read (Kafka messages, file lines or documents).")
+                    .expect("valid"),
             ),
             bytes: register(
                 &registry,
@@ -317,11 +277,7 @@ impl Metrics {
             ),
             records: register(
                 &registry,
-                IntCounter::new(
-                    "mfawatch_records_total",
-                    "Records read, whatever became of them.",
-                )
-                .expect("valid"),
+                IntCounter::new("mfawatch_records_total", "Records read, whatever became of them.").expect("valid"),
             ),
             event_time_lag: register(&registry, time_lag),
             users,
@@ -330,11 +286,7 @@ impl Metrics {
             coverage_ratio,
             users_tracked: register(
                 &registry,
-                IntGauge::new(
-                    "mfawatch_users_tracked",
-                    "Users held in the coverage state.",
-                )
-                .expect("valid"),
+                IntGauge::new("mfawatch_users_tracked", "Users held in the coverage state.").expect("valid"),
             ),
             late_records: register(
                 &registry,
@@ -358,11 +310,7 @@ impl Metrics {
             checkpoints,
             ready: register(
                 &registry,
-                IntGauge::new(
-                    "mfawatch_ready",
-                    "1 when the source is connected and the state loaded.",
-                )
-                .expect("valid"),
+                IntGauge::new("mfawatch_ready", "1 when the source is connected and the state loaded.").expect("valid"),
             ),
             registry,
         }
@@ -378,13 +326,9 @@ impl Metrics {
     pub fn sign_in(&self, category: Category, verdict: &Verdict<'_>, lag_seconds: f64) {
         self.records.inc();
         let outcome = usize::from(!verdict.success);
-        let class = ClientClass::ALL
-            .iter()
-            .position(|c| *c == verdict.client_class)
-            .unwrap_or(3);
-        let idx = ((category as usize * 2 + outcome) * AUTH.len() + auth_label(verdict))
-            * ClientClass::ALL.len()
-            + class;
+        let class = ClientClass::ALL.iter().position(|c| *c == verdict.client_class).unwrap_or(3);
+        let idx =
+            ((category as usize * 2 + outcome) * AUTH.len() + auth_label(verdict)) * ClientClass::ALL.len() + class;
         self.sign_ins[idx].inc();
         if let Some(i) = verdict.legacy_client.filter(|&i| i < self.legacy_clients) {
             self.legacy[i * 2 + outcome].inc();
@@ -404,9 +348,7 @@ impl Metrics {
         }
         for r in verdict.report_only {
             let policy = self.policy_label(&r.policy);
-            self.report_only
-                .with_label_values(&[policy.as_str(), r.result.as_ref()])
-                .inc();
+            self.report_only.with_label_values(&[policy.as_str(), r.result.as_ref()]).inc();
         }
         if lag_seconds.is_finite() && lag_seconds >= 0.0 {
             self.event_time_lag.observe(lag_seconds);
@@ -415,10 +357,7 @@ impl Metrics {
 
     /// Policy names are tenant-defined but few; past the cap they are `other`.
     fn policy_label(&self, name: &str) -> String {
-        let mut seen = self
-            .report_only_policies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.report_only_policies.lock().unwrap_or_else(|e| e.into_inner());
         if seen.contains_key(name) {
             return name.to_owned();
         }
@@ -432,21 +371,14 @@ impl Metrics {
     /// A record of another category was skipped.
     pub fn skipped(&self, category: &str) {
         self.records.inc();
-        let label = SKIPPED_CATEGORIES
-            .iter()
-            .find(|c| c.eq_ignore_ascii_case(category))
-            .copied()
-            .unwrap_or("other");
+        let label = SKIPPED_CATEGORIES.iter().find(|c| c.eq_ignore_ascii_case(category)).copied().unwrap_or("other");
         self.skipped.with_label_values(&[label]).inc();
     }
 
     /// A record or message could not be used.
     pub fn malformed(&self, error: &DecodeError) {
         self.records.inc();
-        let i = DecodeError::REASONS
-            .iter()
-            .position(|r| *r == error.reason())
-            .unwrap_or(0);
+        let i = DecodeError::REASONS.iter().position(|r| *r == error.reason()).unwrap_or(0);
         self.decode_errors[i].inc();
     }
 
@@ -459,23 +391,16 @@ impl Metrics {
         self.users.reset();
         self.never_mfa.reset();
         for b in &summary.breakdown {
-            let (t, p) = (
-                b.user_type.as_str(),
-                if b.privileged { "true" } else { "false" },
-            );
+            let (t, p) = (b.user_type.as_str(), if b.privileged { "true" } else { "false" });
             for (state, n) in [
                 (State::Covered, b.covered),
                 (State::Uncovered, b.uncovered),
                 (State::Inactive, b.inactive),
                 (State::Excluded, b.excluded),
             ] {
-                self.users
-                    .with_label_values(&[state.as_str(), t, p])
-                    .set(n as i64);
+                self.users.with_label_values(&[state.as_str(), t, p]).set(n as i64);
             }
-            self.never_mfa
-                .with_label_values(&[t, p])
-                .set(b.never_mfa as i64);
+            self.never_mfa.with_label_values(&[t, p]).set(b.never_mfa as i64);
             match b.coverage_ratio {
                 Some(r) => self.coverage_ratio.with_label_values(&[t, p]).set(r),
                 None => {
@@ -487,20 +412,13 @@ impl Metrics {
         for t in UserType::ALL {
             for p in ["true", "false"] {
                 for state in State::ALL {
-                    let _ =
-                        self.users
-                            .get_metric_with_label_values(&[state.as_str(), t.as_str(), p]);
+                    let _ = self.users.get_metric_with_label_values(&[state.as_str(), t.as_str(), p]);
                 }
-                let _ = self
-                    .never_mfa
-                    .get_metric_with_label_values(&[t.as_str(), p]);
+                let _ = self.never_mfa.get_metric_with_label_values(&[t.as_str(), p]);
             }
         }
         match summary.coverage_ratio {
-            Some(r) => self
-                .coverage_ratio
-                .with_label_values(&["all", "all"])
-                .set(r),
+            Some(r) => self.coverage_ratio.with_label_values(&["all", "all"]).set(r),
             None => {
                 let _ = self.coverage_ratio.remove_label_values(&["all", "all"]);
             }
@@ -508,23 +426,17 @@ impl Metrics {
         self.registration
             .with_label_values(&["false"])
             .set((summary.registration_pending - summary.registration_overdue) as i64);
-        self.registration
-            .with_label_values(&["true"])
-            .set(summary.registration_overdue as i64);
+        self.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
         self.users_tracked.set(users_tracked as i64);
         self.late_records.set(summary.late_records as i64);
     }
 
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.consumer_lag
-            .with_label_values(&[topic, &partition.to_string()])
-            .set(lag);
+        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
     }
 
     pub fn forget_partition(&self, topic: &str, partition: i32) {
-        let _ = self
-            .consumer_lag
-            .remove_label_values(&[topic, &partition.to_string()]);
+        let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
     }
 
     /// A librdkafka error; `kind` is its bounded error-code name.
@@ -535,8 +447,7 @@ impl Metrics {
     pub fn checkpoint_done(&self, seconds: f64) {
         self.checkpoints.with_label_values(&["ok"]).inc();
         self.checkpoint_duration.observe(seconds);
-        self.checkpoint_time
-            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.checkpoint_time.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
     pub fn checkpoint_failed(&self) {
@@ -550,9 +461,7 @@ impl Metrics {
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
-            .expect("encoding to memory");
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding to memory");
         String::from_utf8(out).unwrap_or_default()
     }
 }
@@ -564,17 +473,10 @@ mod tests {
     #[test]
     fn sign_in_handles_cover_every_label_combination_once() {
         let m = Metrics::new(&Rules::default());
-        assert_eq!(
-            m.sign_ins.len(),
-            Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len()
-        );
+        assert_eq!(m.sign_ins.len(), Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len());
         let text = m.render();
         assert!(text.contains("mfawatch_signins_total{auth=\"mfa\",category=\"SignInLogs\",client_class=\"browser\",outcome=\"success\"} 0"));
-        assert!(
-            text.contains(
-                "mfawatch_legacy_signins_total{outcome=\"failure\",protocol=\"IMAP4\"} 0"
-            )
-        );
+        assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"failure\",protocol=\"IMAP4\"} 0"));
     }
 
     #[test]

@@ -59,8 +59,7 @@ pub struct Health {
 
 impl Health {
     pub fn beat(&self) {
-        self.heartbeat
-            .store(Utc::now().timestamp(), Ordering::Relaxed);
+        self.heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
     }
 
     /// Why the daemon is not ready, or `None` when it is.
@@ -95,20 +94,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
-        rules: Rules,
-        policy: Policy,
-        shared: Arc<Shared>,
-        dead_letters: DeadLetters,
-    ) -> Pipeline {
-        Pipeline {
-            rules,
-            policy,
-            shared,
-            dead_letters,
-            malformed_logged: 0,
-            malformed_suppressed: 0,
-        }
+    pub fn new(rules: Rules, policy: Policy, shared: Arc<Shared>, dead_letters: DeadLetters) -> Pipeline {
+        Pipeline { rules, policy, shared, dead_letters, malformed_logged: 0, malformed_suppressed: 0 }
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -122,11 +109,7 @@ impl Pipeline {
         metrics.message(bytes.len());
         let items = decode_message(bytes);
         let now = Utc::now();
-        let mut coverage = self
-            .shared
-            .coverage
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut coverage = self.shared.coverage.write().unwrap_or_else(|e| e.into_inner());
         for (index, item) in items.into_iter().enumerate() {
             match item {
                 Item::SignIn(record) => {
@@ -143,17 +126,13 @@ impl Pipeline {
                 Item::Skipped { category } => metrics.skipped(&category),
                 Item::Malformed(malformed) => {
                     metrics.malformed(&malformed.error);
-                    let index =
-                        (!matches!(malformed.error, DecodeError::Syntax(_))).then_some(index);
-                    self.dead_letters
-                        .write(&DeadLetter::new(position, index, &malformed))?;
+                    let index = (!matches!(malformed.error, DecodeError::Syntax(_))).then_some(index);
+                    self.dead_letters.write(&DeadLetter::new(position, index, &malformed))?;
                     metrics.dead_letter();
                     if self.malformed_logged < LOG_LIMIT {
                         self.malformed_logged += 1;
-                        let at = index.map_or_else(
-                            || position.to_string(),
-                            |index| RecordAt { position, index }.to_string(),
-                        );
+                        let at = index
+                            .map_or_else(|| position.to_string(), |index| RecordAt { position, index }.to_string());
                         tracing::warn!(source = %at, reason = malformed.error.reason(), error = %malformed.error, "malformed record dead-lettered");
                     } else {
                         self.malformed_suppressed += 1;
@@ -165,16 +144,8 @@ impl Pipeline {
     }
 
     /// Every sign-in of an excluded (break-glass) account is reported.
-    fn note_excluded_account(
-        &self,
-        record: &crate::decode::SignIn<'_>,
-        verdict: &crate::classify::Verdict<'_>,
-    ) {
-        let accounts = self
-            .shared
-            .accounts
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+    fn note_excluded_account(&self, record: &crate::decode::SignIn<'_>, verdict: &crate::classify::Verdict<'_>) {
+        let accounts = self.shared.accounts.read().unwrap_or_else(|e| e.into_inner());
         let key = verdict.subject_key.as_deref().unwrap_or("");
         let upn = record.fields.user_principal_name.as_deref().unwrap_or("");
         if accounts.excluded(key, upn) {

@@ -7,11 +7,7 @@ use std::process::{Command, Output, Stdio};
 fn mfawatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -23,18 +19,11 @@ fn mfawatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 fn sample(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/samples/public")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public").join(name).to_string_lossy().into_owned()
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect()
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect()
 }
 
 const KEYS: [&str; 16] = [
@@ -58,15 +47,8 @@ const KEYS: [&str; 16] = [
 
 #[test]
 fn classify_prints_one_verdict_per_record_with_the_documented_keys() {
-    let out = mfawatch(
-        &["classify", &sample("panther/azure_legacyauth.ndjson")],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = mfawatch(&["classify", &sample("panther/azure_legacyauth.ndjson")], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let verdicts = lines(&out);
     assert_eq!(verdicts.len(), 3);
     for v in &verdicts {
@@ -76,10 +58,7 @@ fn classify_prints_one_verdict_per_record_with_the_documented_keys() {
     }
     let homer = &verdicts[2];
     assert_eq!(homer["upn"], "homer.simpson@springfield.org");
-    assert_eq!(
-        homer["labels"],
-        serde_json::json!(["mfa_satisfied", "legacy_auth"])
-    );
+    assert_eq!(homer["labels"], serde_json::json!(["mfa_satisfied", "legacy_auth"]));
     assert_eq!(homer["time"], "2023-07-21T05:05:12.056Z");
     assert_eq!(homer["mfa_failure"], serde_json::Value::Null);
     assert_eq!(homer["client_class"], "legacy");
@@ -116,10 +95,7 @@ fn summary_answers_how_many_legacy_sign_ins_are_in_an_export() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["records"], 4);
     assert_eq!(summary["labels"]["legacy_auth"], 2);
-    assert_eq!(
-        summary["labels"]["risky"], 0,
-        "every label is listed, zero or not"
-    );
+    assert_eq!(summary["labels"]["risky"], 0, "every label is listed, zero or not");
     assert_eq!(summary["malformed"]["total"], 2);
     assert_eq!(summary["malformed"]["by"]["bad_outcome"], 2);
     assert_eq!(summary["legacy_clients"]["Authenticated SMTP"], 2);
@@ -133,34 +109,19 @@ fn malformed_records_are_reported_dead_lettered_and_not_fatal() {
         "{}\n{{broken json\n",
         r#"{"records":[{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{"userId":"u"}},{"category":"SignInLogs","resultType":0,"properties":{}}]}"#
     );
-    let out = mfawatch(
-        &["classify", "--dead-letter", dead.to_str().unwrap(), "-"],
-        Some(input.as_bytes()),
-    );
+    let out = mfawatch(&["classify", "--dead-letter", dead.to_str().unwrap(), "-"], Some(input.as_bytes()));
     assert!(out.status.success(), "malformed input is not fatal");
     assert_eq!(lines(&out).len(), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("<stdin>:1 record 1") && stderr.contains("no time"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("<stdin>:2") && stderr.contains("not valid JSON"),
-        "{stderr}"
-    );
-    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&dead)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    assert!(stderr.contains("<stdin>:1 record 1") && stderr.contains("no time"), "{stderr}");
+    assert!(stderr.contains("<stdin>:2") && stderr.contains("not valid JSON"), "{stderr}");
+    let letters: Vec<serde_json::Value> =
+        std::fs::read_to_string(&dead).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(letters.len(), 2);
     assert_eq!(letters[0]["source"], "<stdin>:1");
     assert_eq!(letters[0]["index"], 1);
     assert_eq!(letters[0]["reason"], "missing_time");
-    assert_eq!(
-        letters[0]["raw"],
-        r#"{"category":"SignInLogs","resultType":0,"properties":{}}"#
-    );
+    assert_eq!(letters[0]["raw"], r#"{"category":"SignInLogs","resultType":0,"properties":{}}"#);
     assert_eq!(letters[1]["reason"], "syntax");
     assert_eq!(letters[1]["raw"], "{broken json");
     assert!(letters[1].get("index").is_none());
@@ -185,57 +146,25 @@ fn bad_usage_fails_with_usage_help() {
 fn config_changes_the_legacy_list_and_risk_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mfawatch.toml");
-    std::fs::write(
-        &config,
-        "[classify]\nlegacy_clients = [\"Browser\"]\nrisk_threshold = \"high\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[classify]\nlegacy_clients = [\"Browser\"]\nrisk_threshold = \"high\"\n").unwrap();
     let out = mfawatch(
-        &[
-            "classify",
-            "--config",
-            config.to_str().unwrap(),
-            &sample("panther/azure_multiple_protection_alerts.ndjson"),
-        ],
+        &["classify", "--config", config.to_str().unwrap(), &sample("panther/azure_multiple_protection_alerts.ndjson")],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for v in lines(&out) {
-        assert!(
-            v["labels"]
-                .as_array()
-                .unwrap()
-                .contains(&"legacy_auth".into()),
-            "{v}"
-        );
+        assert!(v["labels"].as_array().unwrap().contains(&"legacy_auth".into()), "{v}");
     }
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[classify]\nrisk_treshold = \"high\"\n").unwrap();
-    let out = mfawatch(
-        &["classify", "--config", bad.to_str().unwrap(), "-"],
-        Some(b""),
-    );
+    let out = mfawatch(&["classify", "--config", bad.to_str().unwrap(), "-"], Some(b""));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("risk_treshold"));
 }
 
 #[test]
 fn generate_is_deterministic_and_classify_reads_it() {
-    let args = [
-        "generate",
-        "--users",
-        "100",
-        "--records",
-        "300",
-        "--seed",
-        "7",
-        "--end",
-        "2025-06-30T00:00:00Z",
-    ];
+    let args = ["generate", "--users", "100", "--records", "300", "--seed", "7", "--end", "2025-06-30T00:00:00Z"];
     let a = mfawatch(&args, None);
     let b = mfawatch(&args, None);
     assert!(a.status.success());

@@ -14,17 +14,10 @@ fn decode_and_classify(bytes: &[u8]) -> usize {
             let verdict = classify(record, &rules);
             // A verdict is internally consistent whatever the input.
             assert!(
-                !(verdict
-                    .labels
-                    .contains(mfawatch::classify::Labels::MFA_SATISFIED)
-                    && verdict
-                        .labels
-                        .contains(mfawatch::classify::Labels::SINGLE_FACTOR))
+                !(verdict.labels.contains(mfawatch::classify::Labels::MFA_SATISFIED)
+                    && verdict.labels.contains(mfawatch::classify::Labels::SINGLE_FACTOR))
             );
-            assert_eq!(
-                verdict.success,
-                !verdict.labels.contains(mfawatch::classify::Labels::FAILED)
-            );
+            assert_eq!(verdict.success, !verdict.labels.contains(mfawatch::classify::Labels::FAILED));
         }
     }
     items.len()
@@ -45,15 +38,10 @@ fn make_seeds() -> Vec<Vec<u8>> {
         ..TenantSpec::default()
     };
     let mut out: Vec<Vec<u8>> = Generator::new(spec).collect();
-    let samples =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public/panther");
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public/panther");
     for entry in std::fs::read_dir(samples).unwrap() {
         let text = std::fs::read(entry.unwrap().path()).unwrap();
-        out.extend(
-            text.split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        out.extend(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
     }
     out
 }

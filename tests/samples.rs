@@ -14,11 +14,7 @@ fn samples_dir() -> PathBuf {
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).to_string_lossy().into_owned()
 }
 
 /// Every sample record file (not the Panther `.expect` files).
@@ -28,18 +24,13 @@ fn sample_files() -> Vec<PathBuf> {
         for entry in std::fs::read_dir(samples_dir().join(dir)).expect("samples present") {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if !name.ends_with(".expect.ndjson")
-                && (name.ends_with(".log") || name.ends_with(".ndjson"))
-            {
+            if !name.ends_with(".expect.ndjson") && (name.ends_with(".log") || name.ends_with(".ndjson")) {
                 out.push(path);
             }
         }
     }
     out.sort();
-    assert!(
-        out.len() >= 14,
-        "expected the public samples, found {out:?}"
-    );
+    assert!(out.len() >= 14, "expected the public samples, found {out:?}");
     out
 }
 
@@ -78,11 +69,7 @@ impl Summary {
             risk_level: v.risk_level,
             ropc: v.ropc,
             user_key: v.subject_key.as_deref().map(str::to_owned),
-            report_only: v
-                .report_only
-                .iter()
-                .map(|r| (r.policy.to_string(), r.result.to_string()))
-                .collect(),
+            report_only: v.report_only.iter().map(|r| (r.policy.to_string(), r.result.to_string())).collect(),
         }
     }
 }
@@ -93,9 +80,7 @@ fn outcomes(path: &str) -> Vec<Outcome> {
     files::read_messages(path, |bytes, _| {
         for item in decode_message(bytes) {
             out.push(match item {
-                Item::SignIn(record) => {
-                    Outcome::Verdict(Summary::of(&record, &classify(&record, &rules)))
-                }
+                Item::SignIn(record) => Outcome::Verdict(Summary::of(&record, &classify(&record, &rules))),
                 Item::Malformed(m) => Outcome::Malformed(m.error),
                 Item::Skipped { .. } => Outcome::Skipped,
             });
@@ -148,10 +133,7 @@ fn elastic_previously_satisfied_records_are_single_factor() {
     for v in verdicts(&sample("elastic/test-signinlogs-sample.log")) {
         assert_eq!(v.labels, ["single_factor"], "{v:?}");
         assert_eq!((v.subject, v.interactive), (Subject::User, true));
-        assert_eq!(
-            v.user_key.as_deref(),
-            Some("2ce85a15-8640-465d-b916-d2eac620a717")
-        );
+        assert_eq!(v.user_key.as_deref(), Some("2ce85a15-8640-465d-b916-d2eac620a717"));
     }
 }
 
@@ -167,30 +149,15 @@ fn elastic_adfs_record_is_an_interactive_single_factor_user_with_hidden_risk() {
 #[test]
 fn elastic_raw_records_cover_five_categories() {
     let v = verdicts(&sample("elastic/test-signinlogs-raw.log"));
-    let seen: Vec<_> = v
-        .iter()
-        .map(|v| (v.subject, v.interactive, v.labels.clone()))
-        .collect();
+    let seen: Vec<_> = v.iter().map(|v| (v.subject, v.interactive, v.labels.clone())).collect();
     assert_eq!(
         seen,
         [
             (Subject::User, true, vec!["failed"]),
             (Subject::User, false, vec!["failed"]),
-            (
-                Subject::ServicePrincipal,
-                false,
-                vec!["not_applicable", "failed"]
-            ),
-            (
-                Subject::ServicePrincipal,
-                false,
-                vec!["not_applicable", "failed"]
-            ),
-            (
-                Subject::ManagedIdentity,
-                false,
-                vec!["not_applicable", "failed"]
-            ),
+            (Subject::ServicePrincipal, false, vec!["not_applicable", "failed"]),
+            (Subject::ServicePrincipal, false, vec!["not_applicable", "failed"]),
+            (Subject::ManagedIdentity, false, vec!["not_applicable", "failed"]),
         ]
     );
 }
@@ -201,10 +168,7 @@ fn elastic_time_format_records_parse_their_time_but_lack_an_outcome() {
     assert_eq!(all.len(), 11);
     for o in all {
         // MissingOutcome is checked after the time: every format parsed.
-        assert!(
-            matches!(o, Outcome::Malformed(DecodeError::MissingOutcome)),
-            "{o:?}"
-        );
+        assert!(matches!(o, Outcome::Malformed(DecodeError::MissingOutcome)), "{o:?}");
     }
 }
 
@@ -215,14 +179,8 @@ fn panther_legacy_auth_records_are_legacy_auth() {
     for user in &v[1..] {
         // "Authenticated SMTP", success, MFA claimed by the token: still legacy.
         assert_eq!(user.labels, ["mfa_satisfied", "legacy_auth"]);
-        assert_eq!(
-            user.mfa_method.as_deref(),
-            Some(MfaMethod::PreviouslySatisfied.as_str())
-        );
-        assert!(
-            !user.ropc,
-            "authenticationProtocol is \"rpoc\" in this record"
-        );
+        assert_eq!(user.mfa_method.as_deref(), Some(MfaMethod::PreviouslySatisfied.as_str()));
+        assert!(!user.ropc, "authenticationProtocol is \"rpoc\" in this record");
     }
 }
 
@@ -230,19 +188,13 @@ fn panther_legacy_auth_records_are_legacy_auth() {
 fn panther_risk_records_follow_risk_level_and_state() {
     let high = verdicts(&sample("panther/azure_high_risk_signin.ndjson"));
     assert!(high[0].labels.contains(&"risky"), "high + atRisk");
-    assert!(
-        !high[1].labels.contains(&"risky"),
-        "high but dismissed by an admin"
-    );
+    assert!(!high[1].labels.contains(&"risky"), "high but dismissed by an admin");
     assert_eq!(high[1].risk_level, RiskLevel::High);
     let confirmed = verdicts(&sample("panther/azure_multiple_protection_alerts.ndjson"));
     assert!(confirmed[0].labels.contains(&"risky"));
     assert!(!confirmed[1].labels.contains(&"risky"));
     let passthrough = verdicts(&sample("panther/azure_risklevel_passthrough.ndjson"));
-    let risky: Vec<bool> = passthrough
-        .iter()
-        .map(|v| v.labels.contains(&"risky"))
-        .collect();
+    let risky: Vec<bool> = passthrough.iter().map(|v| v.labels.contains(&"risky")).collect();
     // none/none, low aggregated, high during, high dismissed, no state.
     assert_eq!(risky, [false, false, true, false, false]);
 }
@@ -259,13 +211,8 @@ fn panther_ropc_records_are_ropc_legacy_single_factor() {
 fn panther_success_words_are_dead_lettered_with_the_reason() {
     let all = outcomes(&sample("panther/azure_graph_session_multiple_ips.ndjson"));
     assert!(matches!(&all[0], Outcome::Malformed(DecodeError::BadOutcome(w)) if w == "Success"));
-    assert!(
-        matches!(&all[1], Outcome::Verdict(v) if v.labels == ["single_factor"] && !v.interactive)
-    );
-    assert!(matches!(
-        &all[2],
-        Outcome::Malformed(DecodeError::BadOutcome(_))
-    ));
+    assert!(matches!(&all[1], Outcome::Verdict(v) if v.labels == ["single_factor"] && !v.interactive));
+    assert!(matches!(&all[2], Outcome::Malformed(DecodeError::BadOutcome(_))));
 }
 
 #[test]
@@ -274,17 +221,11 @@ fn panther_expectations_agree_where_the_rule_and_a_label_mean_the_same() {
     type Fires = fn(&Summary) -> bool;
     let rules: [(&str, Fires); 3] = [
         ("azure_high_risk_signin", |v| v.labels.contains(&"risky")),
-        ("azure_legacyauth", |v| {
-            v.labels.contains(&"legacy_auth") && !v.labels.contains(&"failed")
-        }),
-        ("azure_ropc_login_no_mfa", |v| {
-            v.ropc && v.labels.contains(&"single_factor")
-        }),
+        ("azure_legacyauth", |v| v.labels.contains(&"legacy_auth") && !v.labels.contains(&"failed")),
+        ("azure_ropc_login_no_mfa", |v| v.ropc && v.labels.contains(&"single_factor")),
     ];
     for (name, fires) in rules {
-        let expect =
-            std::fs::read_to_string(samples_dir().join(format!("panther/{name}.expect.ndjson")))
-                .unwrap();
+        let expect = std::fs::read_to_string(samples_dir().join(format!("panther/{name}.expect.ndjson"))).unwrap();
         let records = verdicts(&sample(&format!("panther/{name}.ndjson")));
         for (line, v) in expect.lines().zip(&records) {
             let e: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -324,16 +265,10 @@ fn graph_beta_fixture_labels_match_fixtures_md() {
     assert_eq!(v[5].mfa_failure, Some(MfaFailure::Denied));
     assert_eq!(v[6].mfa_failure, Some(MfaFailure::RegistrationRequired));
     assert_eq!(
-        v[8].report_only
-            .iter()
-            .map(|(_, r)| r.as_str())
-            .collect::<Vec<_>>(),
+        v[8].report_only.iter().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
         ["reportOnlyFailure", "reportOnlySuccess"]
     );
-    assert!(
-        v[9].interactive,
-        "no signInEventTypes: isInteractive decides"
-    );
+    assert!(v[9].interactive, "no signInEventTypes: isInteractive decides");
     assert_eq!(v[1].risk_level, RiskLevel::Hidden);
 }
 
@@ -341,14 +276,7 @@ fn graph_beta_fixture_labels_match_fixtures_md() {
 fn graph_v1_fixture_labels_match_fixtures_md() {
     let v = verdicts(&fixture("graph-signins-v1.json"));
     let labels: Vec<Vec<&str>> = v.iter().map(|v| v.labels.clone()).collect();
-    assert_eq!(
-        labels,
-        [
-            vec!["mfa_satisfied"],
-            vec!["single_factor"],
-            vec!["legacy_auth", "failed"]
-        ]
-    );
+    assert_eq!(labels, [vec!["mfa_satisfied"], vec!["single_factor"], vec!["legacy_auth", "failed"]]);
     assert_eq!(v[0].mfa_method.as_deref(), Some("unknown"));
 }
 
@@ -369,10 +297,7 @@ fn log_analytics_fixtures_label_like_the_other_shapes() {
     );
     assert_eq!(
         v[0].report_only,
-        [(
-            "CA020: Require compliant device (report-only)".to_string(),
-            "reportOnlyFailure".to_string()
-        )]
+        [("CA020: Require compliant device (report-only)".to_string(), "reportOnlyFailure".to_string())]
     );
     assert!(!v[1].interactive);
     assert!(v[2].ropc);
@@ -383,31 +308,16 @@ fn log_analytics_fixtures_label_like_the_other_shapes() {
 
     let n = verdicts(&fixture("la-signinlogs.ndjson"));
     let labels: Vec<Vec<&str>> = n.iter().map(|v| v.labels.clone()).collect();
-    assert_eq!(
-        labels,
-        [
-            vec!["mfa_satisfied"],
-            vec!["failed"],
-            vec!["not_applicable"]
-        ]
-    );
+    assert_eq!(labels, [vec!["mfa_satisfied"], vec!["failed"], vec!["not_applicable"]]);
     assert_eq!(n[0].mfa_method.as_deref(), Some("OATH verification code"));
     assert_eq!(n[2].subject, Subject::ManagedIdentity);
 }
 
 #[test]
 fn every_fixture_record_has_an_id() {
-    for name in [
-        "graph-signins.json",
-        "graph-signins-v1.json",
-        "la-signinlogs.json",
-        "la-signinlogs.ndjson",
-    ] {
+    for name in ["graph-signins.json", "graph-signins-v1.json", "la-signinlogs.json", "la-signinlogs.ndjson"] {
         for v in verdicts(&fixture(name)) {
-            assert!(
-                v.id.as_deref().is_some_and(|id| id.len() == 36),
-                "{name}: {v:?}"
-            );
+            assert!(v.id.as_deref().is_some_and(|id| id.len() == 36), "{name}: {v:?}");
         }
     }
 }

@@ -10,9 +10,7 @@ fn verdict_of(json: &str, check: impl FnOnce(&Verdict<'_>)) {
 
 fn verdict_with(json: &str, rules: &Rules, check: impl FnOnce(&Verdict<'_>)) {
     let items = decode_message(json.as_bytes());
-    let Some(Item::SignIn(record)) = items.first() else {
-        panic!("not a sign-in: {items:?}")
-    };
+    let Some(Item::SignIn(record)) = items.first() else { panic!("not a sign-in: {items:?}") };
     check(&classify(record, rules));
 }
 
@@ -36,9 +34,7 @@ fn labels(v: &Verdict<'_>) -> Vec<&'static str> {
 
 #[test]
 fn sign_in_logs_are_interactive_user_sign_ins() {
-    verdict_of(&diag("SignInLogs", 0, ""), |v| {
-        assert_eq!((v.subject, v.interactive), (Subject::User, true))
-    });
+    verdict_of(&diag("SignInLogs", 0, ""), |v| assert_eq!((v.subject, v.interactive), (Subject::User, true)));
 }
 
 #[test]
@@ -50,15 +46,9 @@ fn non_interactive_user_sign_in_logs_are_non_interactive_user_sign_ins() {
 
 #[test]
 fn service_principal_categories_are_service_principal_subjects() {
-    for category in [
-        "ServicePrincipalSignInLogs",
-        "MicrosoftServicePrincipalSignInLogs",
-    ] {
+    for category in ["ServicePrincipalSignInLogs", "MicrosoftServicePrincipalSignInLogs"] {
         verdict_of(&diag(category, 0, ""), |v| {
-            assert_eq!(
-                (v.subject, v.interactive),
-                (Subject::ServicePrincipal, false)
-            )
+            assert_eq!((v.subject, v.interactive), (Subject::ServicePrincipal, false))
         });
     }
 }
@@ -66,18 +56,13 @@ fn service_principal_categories_are_service_principal_subjects() {
 #[test]
 fn managed_identity_sign_in_logs_are_managed_identity_subjects() {
     verdict_of(&diag("ManagedIdentitySignInLogs", 0, ""), |v| {
-        assert_eq!(
-            (v.subject, v.interactive),
-            (Subject::ManagedIdentity, false)
-        )
+        assert_eq!((v.subject, v.interactive), (Subject::ManagedIdentity, false))
     });
 }
 
 #[test]
 fn adfs_sign_in_logs_are_interactive_user_sign_ins() {
-    verdict_of(&diag("ADFSSignInLogs", 0, ""), |v| {
-        assert_eq!((v.subject, v.interactive), (Subject::User, true))
-    });
+    verdict_of(&diag("ADFSSignInLogs", 0, ""), |v| assert_eq!((v.subject, v.interactive), (Subject::User, true)));
 }
 
 #[test]
@@ -91,26 +76,17 @@ fn graph_sign_in_event_types_name_the_subject() {
         let json = format!(
             r#"{{"id":"g","createdDateTime":"2025-03-01T10:00:00Z","status":{{"errorCode":0}},"signInEventTypes":["{types}"]}}"#
         );
-        verdict_of(&json, |v| {
-            assert_eq!(
-                (v.subject, v.interactive),
-                (subject, interactive),
-                "{types}"
-            )
-        });
+        verdict_of(&json, |v| assert_eq!((v.subject, v.interactive), (subject, interactive), "{types}"));
     }
 }
 
 #[test]
 fn graph_record_without_event_types_is_a_user_and_interactive_unless_it_says_otherwise() {
     let plain = r#"{"id":"g","createdDateTime":"2025-03-01T10:00:00Z","status":{"errorCode":0}}"#;
-    verdict_of(plain, |v| {
-        assert_eq!((v.subject, v.interactive), (Subject::User, true))
-    });
-    let non_interactive = r#"{"id":"g","createdDateTime":"2025-03-01T10:00:00Z","status":{"errorCode":0},"isInteractive":false}"#;
-    verdict_of(non_interactive, |v| {
-        assert_eq!((v.subject, v.interactive), (Subject::User, false))
-    });
+    verdict_of(plain, |v| assert_eq!((v.subject, v.interactive), (Subject::User, true)));
+    let non_interactive =
+        r#"{"id":"g","createdDateTime":"2025-03-01T10:00:00Z","status":{"errorCode":0},"isInteractive":false}"#;
+    verdict_of(non_interactive, |v| assert_eq!((v.subject, v.interactive), (Subject::User, false)));
 }
 
 #[test]
@@ -118,27 +94,11 @@ fn log_analytics_types_map_like_the_categories() {
     for (table, subject, interactive) in [
         ("SigninLogs", Subject::User, true),
         ("AADNonInteractiveUserSignInLogs", Subject::User, false),
-        (
-            "AADServicePrincipalSignInLogs",
-            Subject::ServicePrincipal,
-            false,
-        ),
-        (
-            "AADManagedIdentitySignInLogs",
-            Subject::ManagedIdentity,
-            false,
-        ),
+        ("AADServicePrincipalSignInLogs", Subject::ServicePrincipal, false),
+        ("AADManagedIdentitySignInLogs", Subject::ManagedIdentity, false),
     ] {
-        let json = format!(
-            r#"{{"Type":"{table}","TimeGenerated":"2025-03-04T10:15:30Z","ResultType":"0"}}"#
-        );
-        verdict_of(&json, |v| {
-            assert_eq!(
-                (v.subject, v.interactive),
-                (subject, interactive),
-                "{table}"
-            )
-        });
+        let json = format!(r#"{{"Type":"{table}","TimeGenerated":"2025-03-04T10:15:30Z","ResultType":"0"}}"#);
+        verdict_of(&json, |v| assert_eq!((v.subject, v.interactive), (subject, interactive), "{table}"));
     }
 }
 
@@ -146,19 +106,13 @@ fn log_analytics_types_map_like_the_categories() {
 
 #[test]
 fn error_code_zero_is_success_and_any_other_is_failed() {
-    verdict_of(&diag("SignInLogs", 0, ""), |v| {
-        assert!(v.success && !v.labels.contains(Labels::FAILED))
-    });
-    verdict_of(&diag("SignInLogs", 50126, ""), |v| {
-        assert_eq!(labels(v), ["failed"])
-    });
+    verdict_of(&diag("SignInLogs", 0, ""), |v| assert!(v.success && !v.labels.contains(Labels::FAILED)));
+    verdict_of(&diag("SignInLogs", 50126, ""), |v| assert_eq!(labels(v), ["failed"]));
 }
 
 #[test]
 fn mfa_denied_by_500121() {
-    verdict_of(&diag("SignInLogs", 500121, ""), |v| {
-        assert_eq!(v.mfa_failure, Some(MfaFailure::Denied))
-    });
+    verdict_of(&diag("SignInLogs", 500121, ""), |v| assert_eq!(v.mfa_failure, Some(MfaFailure::Denied)));
 }
 
 #[test]
@@ -167,17 +121,13 @@ fn mfa_denied_by_additional_details_on_another_code() {
         r#""errorCode":50140"#,
         r#""errorCode":50140,"additionalDetails":"MFA denied; user declined the authentication""#,
     );
-    verdict_of(&json, |v| {
-        assert_eq!(v.mfa_failure, Some(MfaFailure::Denied))
-    });
+    verdict_of(&json, |v| assert_eq!(v.mfa_failure, Some(MfaFailure::Denied)));
 }
 
 #[test]
 fn mfa_required_by_50074_and_50076() {
     for code in [50074, 50076] {
-        verdict_of(&diag("SignInLogs", code, ""), |v| {
-            assert_eq!(v.mfa_failure, Some(MfaFailure::Required), "{code}")
-        });
+        verdict_of(&diag("SignInLogs", code, ""), |v| assert_eq!(v.mfa_failure, Some(MfaFailure::Required), "{code}"));
     }
 }
 
@@ -185,11 +135,7 @@ fn mfa_required_by_50074_and_50076() {
 fn mfa_registration_required_by_50072_and_50079() {
     for code in [50072, 50079] {
         verdict_of(&diag("SignInLogs", code, ""), |v| {
-            assert_eq!(
-                v.mfa_failure,
-                Some(MfaFailure::RegistrationRequired),
-                "{code}"
-            )
+            assert_eq!(v.mfa_failure, Some(MfaFailure::RegistrationRequired), "{code}")
         });
     }
 }
@@ -203,62 +149,42 @@ fn external_challenge_failed_by_50158() {
 
 #[test]
 fn mfa_expired_by_50078() {
-    verdict_of(&diag("SignInLogs", 50078, ""), |v| {
-        assert_eq!(v.mfa_failure, Some(MfaFailure::Expired))
-    });
+    verdict_of(&diag("SignInLogs", 50078, ""), |v| assert_eq!(v.mfa_failure, Some(MfaFailure::Expired)));
 }
 
 #[test]
 fn other_failure_codes_and_successes_carry_no_mfa_failure() {
     for code in [0, 50126, 50053, 53003] {
-        verdict_of(&diag("SignInLogs", code, ""), |v| {
-            assert_eq!(v.mfa_failure, None, "{code}")
-        });
+        verdict_of(&diag("SignInLogs", code, ""), |v| assert_eq!(v.mfa_failure, None, "{code}"));
     }
 }
 
 #[test]
 fn block_codes_report_what_blocked() {
-    verdict_of(&diag("SignInLogs", 53003, ""), |v| {
-        assert_eq!(v.blocked_by, Some(BlockedBy::ConditionalAccess))
-    });
-    verdict_of(&diag("SignInLogs", 530035, ""), |v| {
-        assert_eq!(v.blocked_by, Some(BlockedBy::SecurityDefaults))
-    });
-    verdict_of(&diag("SignInLogs", 50126, ""), |v| {
-        assert_eq!(v.blocked_by, None)
-    });
+    verdict_of(&diag("SignInLogs", 53003, ""), |v| assert_eq!(v.blocked_by, Some(BlockedBy::ConditionalAccess)));
+    verdict_of(&diag("SignInLogs", 530035, ""), |v| assert_eq!(v.blocked_by, Some(BlockedBy::SecurityDefaults)));
+    verdict_of(&diag("SignInLogs", 50126, ""), |v| assert_eq!(v.blocked_by, None));
 }
 
 // §4 Labels: MFA evidence -----------------------------------------------------
 
 #[test]
 fn multi_factor_requirement_is_mfa_satisfied() {
-    verdict_of(
-        &user(r#""authenticationRequirement":"multiFactorAuthentication""#),
-        |v| {
-            assert_eq!(labels(v), ["mfa_satisfied"]);
-            assert_eq!(v.mfa_method, Some(MfaMethod::Unknown));
-        },
-    );
+    verdict_of(&user(r#""authenticationRequirement":"multiFactorAuthentication""#), |v| {
+        assert_eq!(labels(v), ["mfa_satisfied"]);
+        assert_eq!(v.mfa_method, Some(MfaMethod::Unknown));
+    });
 }
 
 #[test]
 fn succeeded_multifactor_step_is_mfa_satisfied_with_its_method() {
-    for spelling in [
-        "Multifactor authentication",
-        "Multi-factor authentication",
-        "multifactor AUTHENTICATION",
-    ] {
+    for spelling in ["Multifactor authentication", "Multi-factor authentication", "multifactor AUTHENTICATION"] {
         let steps = format!(
             r#""authenticationRequirement":"singleFactorAuthentication","authenticationDetails":[{{"authenticationMethod":"Password","succeeded":true,"authenticationStepRequirement":"Primary authentication"}},{{"authenticationMethod":"Mobile app notification","succeeded":true,"authenticationStepRequirement":"{spelling}"}}]"#
         );
         verdict_of(&user(&steps), |v| {
             assert_eq!(labels(v), ["mfa_satisfied"], "{spelling}");
-            assert_eq!(
-                v.mfa_method,
-                Some(MfaMethod::Method("Mobile app notification"))
-            );
+            assert_eq!(v.mfa_method, Some(MfaMethod::Method("Mobile app notification")));
         });
     }
 }
@@ -290,19 +216,13 @@ fn every_mfa_completion_phrase_is_evidence_in_details_or_step_result() {
         "MFA requirement satisfied by strong authentication",
         "MFA requirement satisfied by claim provided by external provider",
     ] {
-        let in_details = user("").replace(
-            r#""errorCode":0"#,
-            &format!(r#""errorCode":0,"additionalDetails":"{phrase}""#),
-        );
-        verdict_of(&in_details, |v| {
-            assert_eq!(labels(v), ["mfa_satisfied"], "details: {phrase}")
-        });
+        let in_details =
+            user("").replace(r#""errorCode":0"#, &format!(r#""errorCode":0,"additionalDetails":"{phrase}""#));
+        verdict_of(&in_details, |v| assert_eq!(labels(v), ["mfa_satisfied"], "details: {phrase}"));
         let in_step = user(&format!(
             r#""authenticationDetails":[{{"authenticationMethod":"Phone call","succeeded":true,"authenticationStepResultDetail":"{phrase}"}}]"#
         ));
-        verdict_of(&in_step, |v| {
-            assert_eq!(labels(v), ["mfa_satisfied"], "step: {phrase}")
-        });
+        verdict_of(&in_step, |v| assert_eq!(labels(v), ["mfa_satisfied"], "step: {phrase}"));
     }
 }
 
@@ -318,14 +238,10 @@ fn first_factor_satisfied_by_claim_is_single_factor() {
 
 #[test]
 fn single_factor_requirement_empty_or_missing_is_single_factor() {
-    for props in [
-        r#""authenticationRequirement":"singleFactorAuthentication""#,
-        r#""authenticationRequirement":"""#,
-        "",
-    ] {
-        verdict_of(&user(props), |v| {
-            assert_eq!(labels(v), ["single_factor"], "{props}")
-        });
+    for props in
+        [r#""authenticationRequirement":"singleFactorAuthentication""#, r#""authenticationRequirement":"""#, ""]
+    {
+        verdict_of(&user(props), |v| assert_eq!(labels(v), ["single_factor"], "{props}"));
     }
 }
 
@@ -340,27 +256,15 @@ fn mfa_skipped_by_trusted_ip_is_single_factor_despite_the_requirement() {
 
 #[test]
 fn failed_user_sign_in_gets_neither_mfa_nor_single_factor() {
-    let json = diag(
-        "SignInLogs",
-        50126,
-        r#""authenticationRequirement":"multiFactorAuthentication""#,
-    );
+    let json = diag("SignInLogs", 50126, r#""authenticationRequirement":"multiFactorAuthentication""#);
     verdict_of(&json, |v| assert_eq!(labels(v), ["failed"]));
 }
 
 #[test]
 fn service_principal_and_managed_identity_are_not_applicable_whatever_the_outcome() {
-    for category in [
-        "ServicePrincipalSignInLogs",
-        "MicrosoftServicePrincipalSignInLogs",
-        "ManagedIdentitySignInLogs",
-    ] {
-        verdict_of(&diag(category, 0, ""), |v| {
-            assert_eq!(labels(v), ["not_applicable"], "{category}")
-        });
-        verdict_of(&diag(category, 7000215, ""), |v| {
-            assert_eq!(labels(v), ["not_applicable", "failed"], "{category}")
-        });
+    for category in ["ServicePrincipalSignInLogs", "MicrosoftServicePrincipalSignInLogs", "ManagedIdentitySignInLogs"] {
+        verdict_of(&diag(category, 0, ""), |v| assert_eq!(labels(v), ["not_applicable"], "{category}"));
+        verdict_of(&diag(category, 7000215, ""), |v| assert_eq!(labels(v), ["not_applicable", "failed"], "{category}"));
     }
 }
 
@@ -378,12 +282,7 @@ fn every_default_legacy_client_is_legacy_auth() {
 
 #[test]
 fn legacy_client_names_match_case_insensitively_after_trimming() {
-    for client in [
-        "  imap4 ",
-        "EXCHANGE ACTIVESYNC",
-        "authenticated smtp\\t",
-        " Other Clients",
-    ] {
+    for client in ["  imap4 ", "EXCHANGE ACTIVESYNC", "authenticated smtp\\t", " Other Clients"] {
         verdict_of(&user(&format!(r#""clientAppUsed":"{client}""#)), |v| {
             assert!(v.labels.contains(Labels::LEGACY_AUTH), "{client:?}")
         });
@@ -392,100 +291,63 @@ fn legacy_client_names_match_case_insensitively_after_trimming() {
 
 #[test]
 fn a_failed_legacy_attempt_is_still_legacy_auth() {
-    verdict_of(
-        &diag("SignInLogs", 50126, r#""clientAppUsed":"IMAP4""#),
-        |v| assert_eq!(labels(v), ["legacy_auth", "failed"]),
-    );
-    verdict_of(
-        &diag("SignInLogs", 53003, r#""clientAppUsed":"POP3""#),
-        |v| {
-            assert_eq!(labels(v), ["legacy_auth", "failed"]);
-            assert_eq!(v.blocked_by, Some(BlockedBy::ConditionalAccess));
-        },
-    );
+    verdict_of(&diag("SignInLogs", 50126, r#""clientAppUsed":"IMAP4""#), |v| {
+        assert_eq!(labels(v), ["legacy_auth", "failed"])
+    });
+    verdict_of(&diag("SignInLogs", 53003, r#""clientAppUsed":"POP3""#), |v| {
+        assert_eq!(labels(v), ["legacy_auth", "failed"]);
+        assert_eq!(v.blocked_by, Some(BlockedBy::ConditionalAccess));
+    });
 }
 
 #[test]
 fn the_legacy_list_comes_from_configuration() {
-    let rules = Rules {
-        legacy_clients: vec!["Custom Old Protocol".into()],
-        ..Rules::default()
-    };
-    verdict_with(
-        &user(r#""clientAppUsed":"custom old protocol""#),
-        &rules,
-        |v| assert!(v.labels.contains(Labels::LEGACY_AUTH)),
-    );
-    verdict_with(&user(r#""clientAppUsed":"IMAP4""#), &rules, |v| {
-        assert!(!v.labels.contains(Labels::LEGACY_AUTH))
+    let rules = Rules { legacy_clients: vec!["Custom Old Protocol".into()], ..Rules::default() };
+    verdict_with(&user(r#""clientAppUsed":"custom old protocol""#), &rules, |v| {
+        assert!(v.labels.contains(Labels::LEGACY_AUTH))
     });
+    verdict_with(&user(r#""clientAppUsed":"IMAP4""#), &rules, |v| assert!(!v.labels.contains(Labels::LEGACY_AUTH)));
 }
 
 #[test]
 fn client_classes_follow_client_app_used() {
     for (client, class) in [
         (r#""clientAppUsed":"Browser""#, ClientClass::Browser),
-        (
-            r#""clientAppUsed":"Mobile Apps and Desktop clients""#,
-            ClientClass::MobileDesktop,
-        ),
-        (
-            r#""clientAppUsed":"Exchange Web Services""#,
-            ClientClass::Legacy,
-        ),
+        (r#""clientAppUsed":"Mobile Apps and Desktop clients""#, ClientClass::MobileDesktop),
+        (r#""clientAppUsed":"Exchange Web Services""#, ClientClass::Legacy),
         (r#""clientAppUsed":"""#, ClientClass::Unknown),
         (r#""clientAppUsed":"Unknown""#, ClientClass::Unknown),
         (r#""clientAppUsed":"Something New""#, ClientClass::Unknown),
         ("", ClientClass::Unknown),
     ] {
-        verdict_of(&user(client), |v| {
-            assert_eq!(v.client_class, class, "{client}")
-        });
+        verdict_of(&user(client), |v| assert_eq!(v.client_class, class, "{client}"));
     }
 }
 
 #[test]
 fn ropc_is_the_authentication_protocol_ropc() {
-    verdict_of(&user(r#""authenticationProtocol":"ropc""#), |v| {
-        assert!(v.ropc)
-    });
-    verdict_of(&user(r#""authenticationProtocol":"rpoc""#), |v| {
-        assert!(!v.ropc)
-    });
-    verdict_of(&user(r#""authenticationProtocol":"oAuth2""#), |v| {
-        assert!(!v.ropc)
-    });
+    verdict_of(&user(r#""authenticationProtocol":"ropc""#), |v| assert!(v.ropc));
+    verdict_of(&user(r#""authenticationProtocol":"rpoc""#), |v| assert!(!v.ropc));
+    verdict_of(&user(r#""authenticationProtocol":"oAuth2""#), |v| assert!(!v.ropc));
 }
 
 // §4 Labels: risk ---------------------------------------------------------------
 
 fn risk(during: &str, aggregated: &str, state: &str) -> String {
-    user(&format!(
-        r#""riskLevelDuringSignIn":"{during}","riskLevelAggregated":"{aggregated}","riskState":"{state}""#
-    ))
+    user(&format!(r#""riskLevelDuringSignIn":"{during}","riskLevelAggregated":"{aggregated}","riskState":"{state}""#))
 }
 
 #[test]
 fn medium_or_high_risk_is_risky_and_low_is_not() {
-    verdict_of(&risk("medium", "none", "none"), |v| {
-        assert!(v.labels.contains(Labels::RISKY))
-    });
-    verdict_of(&risk("none", "high", "none"), |v| {
-        assert!(v.labels.contains(Labels::RISKY))
-    });
-    verdict_of(&risk("low", "low", "none"), |v| {
-        assert!(!v.labels.contains(Labels::RISKY))
-    });
+    verdict_of(&risk("medium", "none", "none"), |v| assert!(v.labels.contains(Labels::RISKY)));
+    verdict_of(&risk("none", "high", "none"), |v| assert!(v.labels.contains(Labels::RISKY)));
+    verdict_of(&risk("low", "low", "none"), |v| assert!(!v.labels.contains(Labels::RISKY)));
 }
 
 #[test]
 fn the_higher_of_the_two_levels_is_the_risk_level() {
-    verdict_of(&risk("low", "high", "none"), |v| {
-        assert_eq!(v.risk_level, RiskLevel::High)
-    });
-    verdict_of(&risk("medium", "low", "none"), |v| {
-        assert_eq!(v.risk_level, RiskLevel::Medium)
-    });
+    verdict_of(&risk("low", "high", "none"), |v| assert_eq!(v.risk_level, RiskLevel::High));
+    verdict_of(&risk("medium", "low", "none"), |v| assert_eq!(v.risk_level, RiskLevel::Medium));
 }
 
 #[test]
@@ -498,12 +360,8 @@ fn hidden_risk_is_not_risky_and_counts_as_hidden() {
 
 #[test]
 fn at_risk_or_confirmed_compromised_state_is_risky_at_any_level() {
-    verdict_of(&risk("none", "none", "atRisk"), |v| {
-        assert!(v.labels.contains(Labels::RISKY))
-    });
-    verdict_of(&risk("low", "none", "confirmedCompromised"), |v| {
-        assert!(v.labels.contains(Labels::RISKY))
-    });
+    verdict_of(&risk("none", "none", "atRisk"), |v| assert!(v.labels.contains(Labels::RISKY)));
+    verdict_of(&risk("low", "none", "confirmedCompromised"), |v| assert!(v.labels.contains(Labels::RISKY)));
 }
 
 #[test]
@@ -518,32 +376,16 @@ fn dismissed_remediated_or_safe_risk_is_not_raised_again() {
 
 #[test]
 fn the_risk_threshold_comes_from_configuration() {
-    let rules = Rules {
-        risk_threshold: RiskLevel::Low,
-        ..Rules::default()
-    };
-    verdict_with(&risk("low", "none", "none"), &rules, |v| {
-        assert!(v.labels.contains(Labels::RISKY))
-    });
-    let rules = Rules {
-        risk_threshold: RiskLevel::High,
-        ..Rules::default()
-    };
-    verdict_with(&risk("medium", "none", "none"), &rules, |v| {
-        assert!(!v.labels.contains(Labels::RISKY))
-    });
+    let rules = Rules { risk_threshold: RiskLevel::Low, ..Rules::default() };
+    verdict_with(&risk("low", "none", "none"), &rules, |v| assert!(v.labels.contains(Labels::RISKY)));
+    let rules = Rules { risk_threshold: RiskLevel::High, ..Rules::default() };
+    verdict_with(&risk("medium", "none", "none"), &rules, |v| assert!(!v.labels.contains(Labels::RISKY)));
 }
 
 #[test]
 fn risky_is_independent_of_subject_and_outcome() {
-    let json = diag(
-        "ServicePrincipalSignInLogs",
-        7000215,
-        r#""riskLevelDuringSignIn":"high""#,
-    );
-    verdict_of(&json, |v| {
-        assert_eq!(labels(v), ["not_applicable", "risky", "failed"])
-    });
+    let json = diag("ServicePrincipalSignInLogs", 7000215, r#""riskLevelDuringSignIn":"high""#);
+    verdict_of(&json, |v| assert_eq!(labels(v), ["not_applicable", "risky", "failed"]));
 }
 
 // §4 Conditional Access ------------------------------------------------------------
@@ -556,10 +398,7 @@ fn conditional_access_status_is_kept() {
         ("notApplied", CaStatus::NotApplied),
         ("", CaStatus::Unknown),
     ] {
-        verdict_of(
-            &user(&format!(r#""conditionalAccessStatus":"{status}""#)),
-            |v| assert_eq!(v.ca_status, expected),
-        );
+        verdict_of(&user(&format!(r#""conditionalAccessStatus":"{status}""#)), |v| assert_eq!(v.ca_status, expected));
     }
 }
 

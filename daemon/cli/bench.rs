@@ -35,22 +35,13 @@ pub enum Bench {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
-        Bench::Decode {
-            records,
-            users,
-            rounds,
-        } => decode(records, users, rounds),
+        Bench::Decode { records, users, rounds } => decode(records, users, rounds),
     }
 }
 
 /// Generates `records` records of a tenant in envelope messages, kept in memory.
 pub fn generated_messages(records: u64, users: u32) -> Vec<Vec<u8>> {
-    let spec = TenantSpec {
-        users,
-        records,
-        format: Format::Envelope,
-        ..TenantSpec::default()
-    };
+    let spec = TenantSpec { users, records, format: Format::Envelope, ..TenantSpec::default() };
     Generator::new(spec).collect()
 }
 
@@ -93,10 +84,7 @@ impl Figure {
 pub fn print_table(title: &str, figures: &[Figure]) {
     let baseline = figures[0].mb_per_s();
     println!("{title}");
-    println!(
-        "{:<44} {:>10} {:>12} {:>14} {:>8}",
-        "", "seconds", "MB/s", "records/s", "ratio"
-    );
+    println!("{:<44} {:>10} {:>12} {:>14} {:>8}", "", "seconds", "MB/s", "records/s", "ratio");
     for f in figures {
         println!(
             "{:<44} {:>10.3} {:>12.1} {:>14.0} {:>7.0}%",
@@ -126,22 +114,9 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
     let mut passes: Vec<Pass> = vec![
         (
             "serde_json::from_slice::<IgnoredAny> (baseline)",
-            Box::new(|| {
-                messages
-                    .iter()
-                    .map(|m| serde_json::from_slice::<IgnoredAny>(m).map_or(0, |_| 1u64))
-                    .sum()
-            }),
+            Box::new(|| messages.iter().map(|m| serde_json::from_slice::<IgnoredAny>(m).map_or(0, |_| 1u64)).sum()),
         ),
-        (
-            "decode",
-            Box::new(|| {
-                messages
-                    .iter()
-                    .map(|m| decode_message(m).len() as u64)
-                    .sum()
-            }),
-        ),
+        ("decode", Box::new(|| messages.iter().map(|m| decode_message(m).len() as u64).sum())),
         (
             "decode + classify",
             Box::new(|| {
@@ -168,12 +143,7 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
     let figures: Vec<Figure> = names
         .iter()
         .zip(&best)
-        .map(|(name, (elapsed, _))| Figure {
-            name,
-            elapsed: *elapsed,
-            records,
-            bytes,
-        })
+        .map(|(name, (elapsed, _))| Figure { name, elapsed: *elapsed, records, bytes })
         .collect();
     print_table("decode + classify, one thread", &figures);
     Ok(())

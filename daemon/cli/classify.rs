@@ -57,10 +57,7 @@ pub struct Counted<K: Ord> {
 
 impl<K: Ord> Default for Counted<K> {
     fn default() -> Self {
-        Counted {
-            total: 0,
-            by: BTreeMap::new(),
-        }
+        Counted { total: 0, by: BTreeMap::new() }
     }
 }
 
@@ -79,22 +76,14 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         Some(path) => crate::config::Config::load(path)?.rules(),
         None => Rules::default(),
     };
-    let inputs = if args.inputs.is_empty() {
-        vec!["-".to_string()]
-    } else {
-        args.inputs.clone()
-    };
+    let inputs = if args.inputs.is_empty() { vec!["-".to_string()] } else { args.inputs.clone() };
     let mut dead_letters = match &args.dead_letter {
         Some(path) => Some(
-            DeadLetterFile::open(path)
-                .with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
+            DeadLetterFile::open(path).with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
         ),
         None => None,
     };
-    let mut summary = Summary {
-        inputs: inputs.clone(),
-        ..Summary::default()
-    };
+    let mut summary = Summary { inputs: inputs.clone(), ..Summary::default() };
     for (label, _) in Labels::ALL {
         summary.labels.insert(label_name(label), 0);
     }
@@ -141,14 +130,10 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         }
     }
     if summary.malformed.total > WARN_LIMIT {
-        eprintln!(
-            "warning: {} malformed records in all ({} shown)",
-            summary.malformed.total, WARN_LIMIT
-        );
+        eprintln!("warning: {} malformed records in all ({} shown)", summary.malformed.total, WARN_LIMIT);
     }
     if let Some(file) = &mut dead_letters {
-        file.sync()
-            .with_context(|| format!("cannot write dead-letter file {}", file.path().display()))?;
+        file.sync().with_context(|| format!("cannot write dead-letter file {}", file.path().display()))?;
     }
     if args.summary {
         serde_json::to_writer_pretty(&mut out, &summary)?;
@@ -170,19 +155,13 @@ fn tally(
     for name in verdict.labels.names() {
         *summary.labels.entry(name).or_default() += 1;
     }
-    *summary
-        .subjects
-        .entry(verdict.subject.as_str())
-        .or_default() += 1;
+    *summary.subjects.entry(verdict.subject.as_str()).or_default() += 1;
     *summary.categories.entry(category.as_str()).or_default() += 1;
     if let Some(f) = verdict.mfa_failure {
         *summary.mfa_failures.entry(f.as_str()).or_default() += 1;
     }
     if let Some(i) = verdict.legacy_client {
-        *summary
-            .legacy_clients
-            .entry(rules.legacy_clients[i].clone())
-            .or_default() += 1;
+        *summary.legacy_clients.entry(rules.legacy_clients[i].clone()).or_default() += 1;
     }
 }
 

@@ -37,9 +37,7 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mock = MockCluster::new(1)?;
     mock.create_topic(TOPIC, 4, 1)?;
-    let state = tempfile::Builder::new()
-        .prefix("mfawatch-demo-")
-        .tempdir()?;
+    let state = tempfile::Builder::new().prefix("mfawatch-demo-").tempdir()?;
 
     let now = chrono::Utc::now();
     let backfill = TenantSpec {
@@ -60,49 +58,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.checkpoint.dir = state.path().join("state");
     config.dead_letter.file = Some(state.path().join("dead-letters.ndjson"));
     config.http.listen = args.listen.clone();
-    config.coverage.privileged = tenant
-        .users
-        .iter()
-        .filter(|u| u.admin)
-        .map(|u| u.upn.clone())
-        .collect();
-    config.coverage.excluded = tenant
-        .users
-        .iter()
-        .filter(|u| u.break_glass)
-        .map(|u| u.upn.clone())
-        .collect();
+    config.coverage.privileged = tenant.users.iter().filter(|u| u.admin).map(|u| u.upn.clone()).collect();
+    config.coverage.excluded = tenant.users.iter().filter(|u| u.break_glass).map(|u| u.upn.clone()).collect();
     config.log.level = "info,librdkafka=warn".into();
     config.validate(std::path::Path::new("<demo>"))?;
     super::run::init_logging(&config);
 
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
-    let feeder = std::thread::Builder::new()
-        .name("demo-feeder".into())
-        .spawn(move || {
-            if let Err(e) = feed(&bootstrap, backfill, rate, live_seed) {
-                tracing::error!(error = %e, "demo feeder stopped");
-            }
-        })?;
+    let feeder = std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
+        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed) {
+            tracing::error!(error = %e, "demo feeder stopped");
+        }
+    })?;
 
     let prepared = super::run::prepare(&config)?;
-    let result = super::run::serve_and_consume(
-        config,
-        prepared,
-        args.seconds.map(Duration::from_secs),
-        |url| {
-            println!(
-                "mfawatch demo: a synthetic tenant of {} users through the real pipeline (Ctrl-C to stop)",
-                args.users
-            );
-            println!("  {url}/metrics");
-            println!("  {url}/api/v1/coverage");
-            println!("  {url}/api/v1/users?state=uncovered&privileged=true");
-            println!("  {url}/api/v1/users?state=never_mfa&limit=20");
-            println!("  {url}/readyz");
-        },
-    );
+    let result = super::run::serve_and_consume(config, prepared, args.seconds.map(Duration::from_secs), |url| {
+        println!(
+            "mfawatch demo: a synthetic tenant of {} users through the real pipeline (Ctrl-C to stop)",
+            args.users
+        );
+        println!("  {url}/metrics");
+        println!("  {url}/api/v1/coverage");
+        println!("  {url}/api/v1/users?state=uncovered&privileged=true");
+        println!("  {url}/api/v1/users?state=never_mfa&limit=20");
+        println!("  {url}/readyz");
+    });
     drop(feeder); // detached: it ends with the process
     drop(mock);
     result
@@ -110,20 +91,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Produces the backfill, paced to what the mock cluster keeps, then live sign-ins.
 fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64) -> anyhow::Result<()> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "20")
-        .create()?;
+    let producer: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
     let mut message = Vec::new();
     let send = |message: &[u8], key: u64| -> anyhow::Result<()> {
         let key = key.to_string();
         loop {
             match producer.send(BaseRecord::to(TOPIC).key(&key).payload(message)) {
                 Ok(()) => return Ok(()),
-                Err((e, _))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
+                Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
                     producer.poll(Duration::from_millis(50));
                 }
                 Err((e, _)) => return Err(e.into()),
@@ -156,10 +132,7 @@ fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64) -> anyhow::
         malformed_per_10k: 5,
         ..TenantSpec::default()
     };
-    let live = TenantSpec {
-        users: generator.tenant().users.len() as u32,
-        ..live
-    };
+    let live = TenantSpec { users: generator.tenant().users.len() as u32, ..live };
     let mut generator = Generator::new(live);
     let started = Instant::now();
     let mut sent = 0u64;

@@ -65,8 +65,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(io::BufWriter::new(io::stdout().lock())),
     };

@@ -43,9 +43,7 @@ pub struct CheckConfigArgs {
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -59,24 +57,16 @@ pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read coverage.privileged_file {}", path.display()))?;
         privileged.extend(
-            text.lines()
-                .map(|l| l.split('#').next().unwrap_or("").trim().to_owned())
-                .filter(|l| !l.is_empty()),
+            text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).filter(|l| !l.is_empty()),
         );
     }
-    Ok(Accounts::new(
-        privileged.iter().map(String::as_str),
-        config.coverage.excluded.iter().map(String::as_str),
-    ))
+    Ok(Accounts::new(privileged.iter().map(String::as_str), config.coverage.excluded.iter().map(String::as_str)))
 }
 
 /// The state a run starts from: the snapshot's coverage and offsets, or empty.
 pub fn load_state(
     config: &Config,
-) -> anyhow::Result<(
-    Coverage,
-    std::collections::BTreeMap<crate::checkpoint::Partition, i64>,
-)> {
+) -> anyhow::Result<(Coverage, std::collections::BTreeMap<crate::checkpoint::Partition, i64>)> {
     let policy = Policy::from_config(&config.coverage);
     let file = SnapshotFile::new(&config.checkpoint.dir);
     match file.read()? {
@@ -91,11 +81,7 @@ pub fn load_state(
                     file.path().display()
                 )
             })?;
-            tracing::info!(
-                users = coverage.len(),
-                partitions = snapshot.offsets.len(),
-                "state loaded from snapshot"
-            );
+            tracing::info!(users = coverage.len(), partitions = snapshot.offsets.len(), "state loaded from snapshot");
             Ok((coverage, snapshot.offsets))
         }
     }
@@ -105,18 +91,14 @@ fn dead_letters(config: &Config) -> anyhow::Result<DeadLetters> {
     let mut sinks = DeadLetters::default();
     if let Some(path) = &config.dead_letter.file {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
         sinks.file = Some(
-            DeadLetterFile::open(path)
-                .with_context(|| format!("cannot open dead_letter.file {}", path.display()))?,
+            DeadLetterFile::open(path).with_context(|| format!("cannot open dead_letter.file {}", path.display()))?,
         );
     }
     if let Some(topic) = &config.dead_letter.topic {
-        let producer = kafka::producer_config(config)?
-            .create()
-            .context("cannot create the dead-letter producer")?;
+        let producer = kafka::producer_config(config)?.create().context("cannot create the dead-letter producer")?;
         sinks.topic = Some(DeadLetterTopic::new(producer, topic));
     }
     Ok(sinks)
@@ -134,12 +116,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let rules = config.rules();
     let shared = Shared::new(coverage, accounts, &rules);
     shared.health.state_loaded.store(true, Ordering::Relaxed);
-    let pipeline = Pipeline::new(
-        rules,
-        Policy::from_config(&config.coverage),
-        shared.clone(),
-        dead_letters(config)?,
-    );
+    let pipeline = Pipeline::new(rules, Policy::from_config(&config.coverage), shared.clone(), dead_letters(config)?);
     let progress = Progress {
         pipeline,
         offsets,
@@ -147,10 +124,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
         last_checkpoint: Instant::now(),
         poisoned: false,
     };
-    Ok(Prepared {
-        shared,
-        progress: Arc::new(Mutex::new(progress)),
-    })
+    Ok(Prepared { shared, progress: Arc::new(Mutex::new(progress)) })
 }
 
 /// Runs the consumer on its own thread and the HTTP server on the runtime
@@ -162,10 +136,7 @@ pub fn serve_and_consume(
     stop_after: Option<std::time::Duration>,
     before_start: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
     let Prepared { shared, progress } = prepared;
@@ -175,13 +146,7 @@ pub fn serve_and_consume(
     tracing::info!(%addr, "serving /metrics /healthz /readyz /api/v1");
     before_start(&format!("http://{addr}"));
     let server = runtime.spawn(crate::http::serve(listener, shared.clone(), cancel.clone()));
-    runtime.spawn(signals(
-        config.clone(),
-        shared.clone(),
-        stop.clone(),
-        cancel.clone(),
-        stop_after,
-    ));
+    runtime.spawn(signals(config.clone(), shared.clone(), stop.clone(), cancel.clone(), stop_after));
 
     let consumer = {
         let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
@@ -189,9 +154,7 @@ pub fn serve_and_consume(
             .name("pipeline".into())
             .spawn(move || kafka::consume(&config, progress, shared, &stop))?
     };
-    let result = consumer
-        .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
+    let result = consumer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
     cancel.cancel();
     let _ = runtime.block_on(server);
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
@@ -206,11 +169,9 @@ async fn signals(
     stop_after: Option<std::time::Duration>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };

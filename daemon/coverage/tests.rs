@@ -30,11 +30,7 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
     };
     Observation {
         key,
-        upn: Some(if key == ANN {
-            "Ann@Contoso.example"
-        } else {
-            "bob@contoso.example"
-        }),
+        upn: Some(if key == ANN { "Ann@Contoso.example" } else { "bob@contoso.example" }),
         display_name: Some("Someone"),
         user_type: Some("Member"),
         time,
@@ -84,10 +80,7 @@ fn a_legacy_sign_in_makes_a_user_uncovered_even_with_mfa() {
     assert_eq!(state(&c, ANN), (State::Uncovered, false));
     let v = c.user(&Accounts::default(), ANN).unwrap();
     let last = v.last_legacy.unwrap();
-    assert_eq!(
-        (last.app.as_deref(), last.client.as_deref()),
-        (Some("Office 365"), Some("IMAP4"))
-    );
+    assert_eq!((last.app.as_deref(), last.client.as_deref()), (Some("Office 365"), Some("IMAP4")));
 }
 
 #[test]
@@ -102,17 +95,9 @@ fn sign_ins_leave_the_window_after_window_days() {
     let mut c = Coverage::new(Policy::default());
     c.observe(&obs(ANN, at(1, 9), Kind::SingleFactor));
     c.observe(&obs(BOB, at(7, 9), Kind::Mfa));
-    assert_eq!(
-        state(&c, ANN).0,
-        State::Uncovered,
-        "day 1 is inside a window ending on day 7"
-    );
+    assert_eq!(state(&c, ANN).0, State::Uncovered, "day 1 is inside a window ending on day 7");
     c.observe(&obs(BOB, at(8, 0), Kind::Mfa));
-    assert_eq!(
-        state(&c, ANN).0,
-        State::Inactive,
-        "day 1 left the window when day 8 began"
-    );
+    assert_eq!(state(&c, ANN).0, State::Inactive, "day 1 left the window when day 8 began");
     assert_eq!(c.user(&Accounts::default(), BOB).unwrap().counts.counted, 2);
 }
 
@@ -156,18 +141,12 @@ fn the_order_records_arrive_in_does_not_change_the_state() {
 fn duplicates_cannot_change_a_state() {
     let mut once = Coverage::new(Policy::default());
     let mut twice = Coverage::new(Policy::default());
-    for o in [
-        obs(ANN, at(10, 9), Kind::Mfa),
-        obs(BOB, at(11, 9), Kind::SingleFactor),
-    ] {
+    for o in [obs(ANN, at(10, 9), Kind::Mfa), obs(BOB, at(11, 9), Kind::SingleFactor)] {
         once.observe(&o);
         twice.observe(&o);
         twice.observe(&o);
     }
-    assert_eq!(
-        once.summary(&Accounts::default()).states,
-        twice.summary(&Accounts::default()).states
-    );
+    assert_eq!(once.summary(&Accounts::default()).states, twice.summary(&Accounts::default()).states);
 }
 
 #[test]
@@ -177,16 +156,9 @@ fn registration_pending_from_the_first_failure_until_mfa() {
     c.observe(&obs(ANN, at(2, 9), Kind::RegistrationRequired));
     let v = c.user(&Accounts::default(), ANN).unwrap();
     assert!(v.registration_pending && !v.registration_overdue);
-    assert_eq!(
-        v.registration_pending_since.as_deref(),
-        Some("2025-06-01T09:00:00Z")
-    );
+    assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-01T09:00:00Z"));
     c.observe(&obs(ANN, at(3, 9), Kind::Mfa));
-    assert!(
-        !c.user(&Accounts::default(), ANN)
-            .unwrap()
-            .registration_pending
-    );
+    assert!(!c.user(&Accounts::default(), ANN).unwrap().registration_pending);
 }
 
 #[test]
@@ -220,11 +192,7 @@ fn privileged_accounts_match_by_upn_or_object_id() {
     let by_id = Accounts::new([BOB.to_uppercase().as_str()], []);
     assert!(c.user(&by_upn, ANN).unwrap().privileged);
     assert!(c.user(&by_id, BOB).unwrap().privileged);
-    let q = UserQuery {
-        state: Some(State::Uncovered),
-        privileged: Some(true),
-        ..UserQuery::default()
-    };
+    let q = UserQuery { state: Some(State::Uncovered), privileged: Some(true), ..UserQuery::default() };
     assert_eq!(c.users(&by_upn, &q).0, 1);
 }
 
@@ -238,11 +206,7 @@ fn the_ratio_is_covered_over_covered_plus_uncovered_and_inactive_users_are_not_i
     let s = c.summary(&Accounts::default());
     assert_eq!(s.coverage_ratio, Some(2.0 / 3.0));
     assert_eq!(s.states["inactive"], 1);
-    let guests = s
-        .breakdown
-        .iter()
-        .filter(|b| b.user_type == UserType::Guest)
-        .count();
+    let guests = s.breakdown.iter().filter(|b| b.user_type == UserType::Guest).count();
     assert_eq!(guests, 0);
 }
 
@@ -264,13 +228,9 @@ fn a_snapshot_restores_the_same_state() {
     c.observe(&obs(BOB, at(11, 9), Kind::RegistrationRequired));
     c.observe(&obs("upn-only@contoso.example", at(12, 9), Kind::Mfa));
     let bytes = postcard::to_allocvec(&c.to_snapshot()).unwrap();
-    let restored =
-        Coverage::from_snapshot(Policy::default(), postcard::from_bytes(&bytes).unwrap()).unwrap();
+    let restored = Coverage::from_snapshot(Policy::default(), postcard::from_bytes(&bytes).unwrap()).unwrap();
     let a = Accounts::default();
-    assert_eq!(
-        c.users(&a, &UserQuery::default()),
-        restored.users(&a, &UserQuery::default())
-    );
+    assert_eq!(c.users(&a, &UserQuery::default()), restored.users(&a, &UserQuery::default()));
     let mut restored = restored;
     restored.observe(&obs(ANN, at(12, 10), Kind::Mfa));
     assert_eq!(restored.len(), 3, "the index works after a restore");
@@ -279,19 +239,13 @@ fn a_snapshot_restores_the_same_state() {
 #[test]
 fn a_snapshot_with_another_window_is_refused() {
     let c = Coverage::new(Policy::default());
-    let other = Policy {
-        window_days: 30,
-        ..Policy::default()
-    };
+    let other = Policy { window_days: 30, ..Policy::default() };
     assert!(Coverage::from_snapshot(other, c.to_snapshot()).is_err());
 }
 
 #[test]
 fn guids_round_trip() {
-    assert_eq!(
-        parse_guid(ANN).map(|g| format_guid(&g)).as_deref(),
-        Some(ANN)
-    );
+    assert_eq!(parse_guid(ANN).map(|g| format_guid(&g)).as_deref(), Some(ANN));
     assert_eq!(parse_guid("not-a-guid"), None);
     assert_eq!(parse_guid("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fz"), None);
 }

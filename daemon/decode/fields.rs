@@ -110,10 +110,7 @@ impl EventTypes {
             ("servicePrincipal", EventTypes::SERVICE_PRINCIPAL),
             ("managedIdentity", EventTypes::MANAGED_IDENTITY),
         ];
-        if let Some((_, bit)) = NAMES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
-        {
+        if let Some((_, bit)) = NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.trim())) {
             self.0 |= bit;
         }
     }
@@ -154,11 +151,7 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(Key(keys::lookup(v.as_bytes())))
             }
         }
-        if KEYS_AS_TEXT.get() {
-            d.deserialize_str(KeyVisitor)
-        } else {
-            d.deserialize_bytes(KeyVisitor)
-        }
+        if KEYS_AS_TEXT.get() { d.deserialize_str(KeyVisitor) } else { d.deserialize_bytes(KeyVisitor) }
     }
 }
 
@@ -275,8 +268,7 @@ impl<'de, T: Deserialize<'de> + FromJsonText> DeserializeSeed<'de> for NestedSee
                 if v.trim().is_empty() {
                     return Ok(T::empty());
                 }
-                T::from_json_text(v)
-                    .map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))
+                T::from_json_text(v).map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<T, E> {
                 Ok(T::empty())
@@ -320,9 +312,7 @@ impl<'de> Deserialize<'de> for Status<'de> {
                     match key {
                         Known::ErrorCode => status.error_code = map.next_value::<Text>()?.0,
                         Known::FailureReason => status.failure_reason = map.next_value::<Text>()?.0,
-                        Known::AdditionalDetails => {
-                            status.additional_details = map.next_value::<Text>()?.0
-                        }
+                        Known::AdditionalDetails => status.additional_details = map.next_value::<Text>()?.0,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -368,13 +358,9 @@ impl<'de> Deserialize<'de> for AuthStep<'de> {
                 while let Some(Key(key)) = map.next_key::<Key>()? {
                     match key {
                         Known::AuthenticationMethod => step.method = map.next_value::<Text>()?.0,
-                        Known::AuthenticationStepRequirement => {
-                            step.step_requirement = map.next_value::<Text>()?.0
-                        }
+                        Known::AuthenticationStepRequirement => step.step_requirement = map.next_value::<Text>()?.0,
                         Known::Succeeded => step.succeeded = map.next_value::<Flag>()?.0,
-                        Known::AuthenticationStepResultDetail => {
-                            step.result_detail = map.next_value::<Text>()?.0
-                        }
+                        Known::AuthenticationStepResultDetail => step.result_detail = map.next_value::<Text>()?.0,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -398,8 +384,7 @@ impl<'de> Deserialize<'de> for AuthSteps<'de> {
 
 impl FromJsonText for AuthSteps<'_> {
     fn from_json_text(text: &str) -> serde_json::Result<Self> {
-        serde_json::from_str::<AuthSteps>(text)
-            .map(|s| AuthSteps(s.0.into_iter().map(AuthStep::into_owned).collect()))
+        serde_json::from_str::<AuthSteps>(text).map(|s| AuthSteps(s.0.into_iter().map(AuthStep::into_owned).collect()))
     }
     fn empty() -> Self {
         AuthSteps(Vec::new())
@@ -432,10 +417,7 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
                 }
                 Ok(match result {
                     Some(result) if starts_with_ignore_case(&result, "reportOnly") => {
-                        Some(ReportOnlyResult {
-                            policy: name.unwrap_or(Cow::Borrowed("")),
-                            result,
-                        })
+                        Some(ReportOnlyResult { policy: name.unwrap_or(Cow::Borrowed("")), result })
                     }
                     _ => None,
                 })
@@ -508,8 +490,7 @@ impl<'de> Deserialize<'de> for EventTypeList {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<EventTypeList, E> {
                 let mut types = EventTypes::default();
                 let names: Vec<String> = if v.trim_start().starts_with('[') {
-                    serde_json::from_str(v)
-                        .map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))?
+                    serde_json::from_str(v).map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))?
                 } else {
                     v.split(',').map(str::to_owned).collect()
                 };
@@ -542,28 +523,16 @@ impl<'de> Deserialize<'de> for Location<'de> {
                 f.write_str("a location object or country code")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Location<'de>, E> {
-                Ok(Location {
-                    country: Some(Cow::Borrowed(v)),
-                    city: None,
-                })
+                Ok(Location { country: Some(Cow::Borrowed(v)), city: None })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Location<'de>, E> {
-                Ok(Location {
-                    country: Some(Cow::Owned(v.to_owned())),
-                    city: None,
-                })
+                Ok(Location { country: Some(Cow::Owned(v.to_owned())), city: None })
             }
             fn visit_unit<E: de::Error>(self) -> Result<Location<'de>, E> {
-                Ok(Location {
-                    country: None,
-                    city: None,
-                })
+                Ok(Location { country: None, city: None })
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Location<'de>, A::Error> {
-                let mut location = Location {
-                    country: None,
-                    city: None,
-                };
+                let mut location = Location { country: None, city: None };
                 while let Some(Key(key)) = map.next_key::<Key>()? {
                     match key {
                         Known::CountryOrRegion => location.country = map.next_value::<Text>()?.0,
@@ -643,10 +612,7 @@ fn read_field<'de, A: MapAccess<'de>>(
         Known::AuthenticationRequirement => text!(authentication_requirement),
         Known::AuthenticationProtocol => text!(authentication_protocol),
         Known::IsInteractive => set!(is_interactive, map.next_value::<Flag>()?.0),
-        Known::SignInEventTypes => set!(
-            sign_in_event_types,
-            Some(map.next_value::<EventTypeList>()?.0)
-        ),
+        Known::SignInEventTypes => set!(sign_in_event_types, Some(map.next_value::<EventTypeList>()?.0)),
         Known::Status => set!(status, Some(nested::<Status, A>(map)?)),
         Known::AuthenticationDetails => {
             set!(authentication_details, Some(nested::<AuthSteps, A>(map)?.0))
@@ -666,11 +632,7 @@ fn read_field<'de, A: MapAccess<'de>>(
 }
 
 /// Reads the members of `map` into `fields`.
-fn read_fields<'de, A: MapAccess<'de>>(
-    fields: &mut Fields<'de>,
-    layer: Layer,
-    map: &mut A,
-) -> Result<(), A::Error> {
+fn read_fields<'de, A: MapAccess<'de>>(fields: &mut Fields<'de>, layer: Layer, map: &mut A) -> Result<(), A::Error> {
     while let Some(Key(key)) = map.next_key::<Key>()? {
         if !read_field(fields, key, layer, map)? {
             map.next_value::<IgnoredAny>()?;
@@ -727,10 +689,7 @@ pub type EachRecord<'f, 'de> = &'f mut dyn FnMut(Fields<'de>);
 /// Parses one message: an envelope (`{"records":[...]}`, Graph `{"value":[...]}`,
 /// a JSON array of rows) or a single record. Records of an envelope go to
 /// `each` one by one, so no list of them is built; a single record is returned.
-pub fn parse_message<'de>(
-    bytes: &'de [u8],
-    each: EachRecord<'_, 'de>,
-) -> serde_json::Result<Option<Fields<'de>>> {
+pub fn parse_message<'de>(bytes: &'de [u8], each: EachRecord<'_, 'de>) -> serde_json::Result<Option<Fields<'de>>> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let single = MessageSeed(each).deserialize(&mut de)?;
     de.end()?;
@@ -813,16 +772,13 @@ impl<'de> Deserialize<'de> for RawMessage<'de> {
                 f.write_str("a JSON object or array")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawMessage<'de>, A::Error> {
-                Vec::<&'de RawValue>::deserialize(de::value::SeqAccessDeserializer::new(seq))
-                    .map(RawMessage::Batch)
+                Vec::<&'de RawValue>::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(RawMessage::Batch)
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawMessage<'de>, A::Error> {
                 let mut batch = None;
                 while let Some(Key(key)) = map.next_key::<Key>()? {
                     match key {
-                        Known::Records | Known::Value => {
-                            batch = map.next_value::<Option<Vec<&'de RawValue>>>()?
-                        }
+                        Known::Records | Known::Value => batch = map.next_value::<Option<Vec<&'de RawValue>>>()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }

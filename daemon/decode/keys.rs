@@ -67,33 +67,18 @@ const NAMES: [(&str, Known); 47] = [
     ("additionalDetails", Known::AdditionalDetails),
     ("appDisplayName", Known::AppDisplayName),
     ("appId", Known::AppId),
-    (
-        "appliedConditionalAccessPolicies",
-        Known::AppliedConditionalAccessPolicies,
-    ),
+    ("appliedConditionalAccessPolicies", Known::AppliedConditionalAccessPolicies),
     ("authenticationDetails", Known::AuthenticationDetails),
     ("authenticationMethod", Known::AuthenticationMethod),
     ("authenticationProtocol", Known::AuthenticationProtocol),
-    (
-        "authenticationRequirement",
-        Known::AuthenticationRequirement,
-    ),
-    (
-        "authenticationStepRequirement",
-        Known::AuthenticationStepRequirement,
-    ),
-    (
-        "authenticationStepResultDetail",
-        Known::AuthenticationStepResultDetail,
-    ),
+    ("authenticationRequirement", Known::AuthenticationRequirement),
+    ("authenticationStepRequirement", Known::AuthenticationStepRequirement),
+    ("authenticationStepResultDetail", Known::AuthenticationStepResultDetail),
     ("callerIpAddress", Known::CallerIpAddress),
     ("category", Known::Category),
     ("city", Known::City),
     ("clientAppUsed", Known::ClientAppUsed),
-    (
-        "conditionalAccessPolicies",
-        Known::ConditionalAccessPolicies,
-    ),
+    ("conditionalAccessPolicies", Known::ConditionalAccessPolicies),
     ("conditionalAccessStatus", Known::ConditionalAccessStatus),
     ("correlationId", Known::CorrelationId),
     ("countryOrRegion", Known::CountryOrRegion),
@@ -184,11 +169,7 @@ pub fn lookup(key: &[u8]) -> Known {
         0 => Known::Other,
         slot => {
             let (name, id) = NAMES[slot as usize - 1];
-            if name.as_bytes().eq_ignore_ascii_case(key) {
-                id
-            } else {
-                Known::Other
-            }
+            if name.as_bytes().eq_ignore_ascii_case(key) { id } else { Known::Other }
         }
     }
 }

@@ -76,16 +76,12 @@ impl Category {
 
     fn from_diagnostic(name: &str) -> Option<Category> {
         let name = name.trim();
-        Category::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+        Category::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(name))
     }
 
     fn from_log_analytics_type(name: &str) -> Option<Category> {
         let name = name.trim();
-        Category::ALL
-            .into_iter()
-            .find(|c| c.log_analytics_table().eq_ignore_ascii_case(name))
+        Category::ALL.into_iter().find(|c| c.log_analytics_table().eq_ignore_ascii_case(name))
     }
 
     /// Category of a Graph `signIn`, from `signInEventTypes`, else `isInteractive`
@@ -144,10 +140,7 @@ impl SignIn<'_> {
                 self.category,
                 f.correlation_id.as_deref().unwrap_or(""),
                 self.time.timestamp_micros(),
-                f.user_id
-                    .as_deref()
-                    .or(f.user_principal_name.as_deref())
-                    .unwrap_or("")
+                f.user_id.as_deref().or(f.user_principal_name.as_deref()).unwrap_or("")
             ),
         }
     }
@@ -162,19 +155,13 @@ pub enum DecodeError {
     Field(String),
     #[error("record has no category (diagnostic `category`, Log Analytics `Type`)")]
     MissingCategory,
-    #[error(
-        "record has no time (`time`, `properties.createdDateTime`, `TimeGenerated` or Graph `createdDateTime`)"
-    )]
+    #[error("record has no time (`time`, `properties.createdDateTime`, `TimeGenerated` or Graph `createdDateTime`)")]
     MissingTime,
-    #[error(
-        "time {0:?} is not a known format (ISO-8601, or US style like \"11/14/2025 1:48:53 AM\")"
-    )]
+    #[error("time {0:?} is not a known format (ISO-8601, or US style like \"11/14/2025 1:48:53 AM\")")]
     BadTime(String),
     #[error("record has no outcome: no `status.errorCode` and no `resultType`")]
     MissingOutcome,
-    #[error(
-        "outcome {0:?} is not a numeric error code (`status.errorCode` missing, `resultType` not numeric)"
-    )]
+    #[error("outcome {0:?} is not a numeric error code (`status.errorCode` missing, `resultType` not numeric)")]
     BadOutcome(String),
 }
 
@@ -192,15 +179,8 @@ impl DecodeError {
         }
     }
 
-    pub const REASONS: [&'static str; 7] = [
-        "syntax",
-        "field_type",
-        "missing_category",
-        "missing_time",
-        "bad_time",
-        "missing_outcome",
-        "bad_outcome",
-    ];
+    pub const REASONS: [&'static str; 7] =
+        ["syntax", "field_type", "missing_category", "missing_time", "bad_time", "missing_outcome", "bad_outcome"];
 }
 
 /// A record (or message) that could not be used, with its raw bytes.
@@ -242,15 +222,9 @@ pub fn decode_message(bytes: &[u8]) -> Vec<Item<'_>> {
 /// The slow path: split the message into raw records and parse each alone.
 fn decode_record_by_record(bytes: &[u8]) -> Vec<Item<'_>> {
     match serde_json::from_slice::<RawMessage>(bytes) {
-        Ok(RawMessage::Batch(raws)) => raws
-            .into_iter()
-            .map(|raw| decode_record(raw.get().as_bytes()))
-            .collect(),
+        Ok(RawMessage::Batch(raws)) => raws.into_iter().map(|raw| decode_record(raw.get().as_bytes())).collect(),
         Ok(RawMessage::Single) => vec![decode_record(bytes)],
-        Err(e) => vec![Item::Malformed(Malformed {
-            raw: bytes,
-            error: DecodeError::Syntax(e.to_string()),
-        })],
+        Err(e) => vec![Item::Malformed(Malformed { raw: bytes, error: DecodeError::Syntax(e.to_string()) })],
     }
 }
 
@@ -333,9 +307,7 @@ fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
             let Some(name) = named else {
                 return Err(DecodeError::MissingCategory);
             };
-            match Category::from_log_analytics_type(name)
-                .or_else(|| Category::from_diagnostic(name))
-            {
+            match Category::from_log_analytics_type(name).or_else(|| Category::from_diagnostic(name)) {
                 Some(c) => c,
                 None => return Ok(Resolved::Skipped(named.cloned().unwrap_or_default())),
             }
@@ -353,43 +325,23 @@ fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
 
     let time_text = match shape {
         Shape::Diagnostic => fields.time.as_ref().or(fields.created_date_time.as_ref()),
-        Shape::LogAnalytics => fields
-            .time_generated
-            .as_ref()
-            .or(fields.created_date_time.as_ref()),
+        Shape::LogAnalytics => fields.time_generated.as_ref().or(fields.created_date_time.as_ref()),
         Shape::Graph => fields.created_date_time.as_ref(),
     };
-    let time_text = time_text
-        .filter(|t| !t.trim().is_empty())
-        .ok_or(DecodeError::MissingTime)?;
-    let time = time::parse_event_time(time_text)
-        .ok_or_else(|| DecodeError::BadTime(time_text.to_string()))?;
+    let time_text = time_text.filter(|t| !t.trim().is_empty()).ok_or(DecodeError::MissingTime)?;
+    let time = time::parse_event_time(time_text).ok_or_else(|| DecodeError::BadTime(time_text.to_string()))?;
 
     let outcome_code = outcome_code(&fields)?;
-    Ok(Resolved::SignIn(SignIn {
-        shape,
-        category,
-        time,
-        outcome_code,
-        fields,
-    }))
+    Ok(Resolved::SignIn(SignIn { shape, category, time, outcome_code, fields }))
 }
 
 /// `status.errorCode`, else a numeric `resultType` (SIGNIN-SEMANTICS §1).
 fn outcome_code(fields: &Fields<'_>) -> Result<i64, DecodeError> {
-    let status_code = fields
-        .status
-        .as_ref()
-        .and_then(|s| s.error_code.as_deref())
-        .filter(|c| !c.trim().is_empty());
+    let status_code = fields.status.as_ref().and_then(|s| s.error_code.as_deref()).filter(|c| !c.trim().is_empty());
     if let Some(code) = status_code {
         return parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string()));
     }
-    match fields
-        .result_type
-        .as_deref()
-        .filter(|c| !c.trim().is_empty())
-    {
+    match fields.result_type.as_deref().filter(|c| !c.trim().is_empty()) {
         Some(code) => parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string())),
         None => Err(DecodeError::MissingOutcome),
     }
@@ -399,10 +351,7 @@ fn parse_code(text: &str) -> Option<i64> {
     let text = text.trim();
     text.parse::<i64>().ok().or_else(|| {
         // "0.0" from pipelines that turn every number into a float.
-        text.parse::<f64>()
-            .ok()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-            .map(|f| f as i64)
+        text.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)
     })
 }
 

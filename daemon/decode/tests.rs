@@ -30,10 +30,7 @@ fn diagnostic_record_with_properties_decodes() {
     assert_eq!(s.shape, Shape::Diagnostic);
     assert_eq!(s.category, Category::SignIn);
     assert_eq!(s.outcome_code, 0);
-    assert_eq!(
-        s.fields.user_principal_name.as_deref(),
-        Some("Ann@Contoso.example")
-    );
+    assert_eq!(s.fields.user_principal_name.as_deref(), Some("Ann@Contoso.example"));
     assert_eq!(s.time.to_rfc3339(), "2025-01-15T09:30:25.123456700+00:00");
 }
 
@@ -49,16 +46,10 @@ fn event_hubs_envelope_with_many_records_yields_each() {
 #[test]
 fn strings_without_escapes_are_borrowed_from_the_input() {
     let s = sign_in(DIAGNOSTIC);
-    assert!(matches!(
-        s.fields.user_principal_name,
-        Some(Cow::Borrowed(_))
-    ));
+    assert!(matches!(s.fields.user_principal_name, Some(Cow::Borrowed(_))));
     let escaped = DIAGNOSTIC.replace("Ann@Contoso", r"Ann\u0040Contoso");
     let s = sign_in(&escaped);
-    assert_eq!(
-        s.fields.user_principal_name.as_deref(),
-        Some("Ann@Contoso.example")
-    );
+    assert_eq!(s.fields.user_principal_name.as_deref(), Some("Ann@Contoso.example"));
 }
 
 #[test]
@@ -72,20 +63,12 @@ fn a_bad_record_in_an_envelope_costs_only_that_record() {
     match &all[1] {
         Item::Malformed(m) => {
             assert_eq!(m.error.reason(), "field_type");
-            assert!(
-                m.error.to_string().contains("properties.status"),
-                "{}",
-                m.error
-            );
+            assert!(m.error.to_string().contains("properties.status"), "{}", m.error);
             assert_eq!(m.raw, bad_type.as_bytes());
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        matches!(&all[2], Item::Malformed(m) if m.raw == b"7"),
-        "{:?}",
-        all[2]
-    );
+    assert!(matches!(&all[2], Item::Malformed(m) if m.raw == b"7"), "{:?}", all[2]);
     // Reached by the slow path too (the message had a type error): still its own bytes.
     assert!(
         matches!(&all[3], Item::Malformed(m) if m.error == DecodeError::MissingTime && m.raw == no_time.as_bytes())
@@ -97,14 +80,8 @@ fn a_bad_record_in_an_envelope_costs_only_that_record() {
 fn missing_time_falls_back_to_created_date_time() {
     let no_time = DIAGNOSTIC
         .replace(r#""time":"2025-01-15T09:30:25.1234567Z","#, "")
-        .replace(
-            r#""id":"a1","#,
-            r#""id":"a1","createdDateTime":"2025-01-15T09:30:20Z","#,
-        );
-    assert_eq!(
-        sign_in(&no_time).time.to_rfc3339(),
-        "2025-01-15T09:30:20+00:00"
-    );
+        .replace(r#""id":"a1","#, r#""id":"a1","createdDateTime":"2025-01-15T09:30:20Z","#);
+    assert_eq!(sign_in(&no_time).time.to_rfc3339(), "2025-01-15T09:30:20+00:00");
 }
 
 #[test]
@@ -137,11 +114,8 @@ fn invalid_json_is_one_malformed_message_with_its_bytes() {
 
 #[test]
 fn level_and_duration_and_result_type_as_number_or_string_are_accepted() {
-    for (level, duration, result) in [
-        ("4", "0", "0"),
-        (r#""4""#, r#""0""#, r#""0""#),
-        (r#""Informational""#, "0", "0"),
-    ] {
+    for (level, duration, result) in [("4", "0", "0"), (r#""4""#, r#""0""#, r#""0""#), (r#""Informational""#, "0", "0")]
+    {
         let json = format!(
             r#"{{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","Level":{level},"durationMs":{duration},"resultType":{result},"properties":{{"userId":"u"}}}}"#
         );
@@ -173,14 +147,8 @@ fn every_time_format_of_the_contract_parses() {
         "2007-01-09 09:41:00",
         "2007-01-09T09:41:00",
     ] {
-        let json = format!(
-            r#"{{"time":"{time}","category":"SignInLogs","resultType":0,"properties":{{}}}}"#
-        );
-        assert_eq!(
-            sign_in(&json).time.to_rfc3339(),
-            "2007-01-09T09:41:00+00:00",
-            "{time}"
-        );
+        let json = format!(r#"{{"time":"{time}","category":"SignInLogs","resultType":0,"properties":{{}}}}"#);
+        assert_eq!(sign_in(&json).time.to_rfc3339(), "2007-01-09T09:41:00+00:00", "{time}");
     }
 }
 
@@ -205,19 +173,15 @@ fn lower_cased_top_level_keys_and_extra_fields_are_accepted() {
 fn properties_resource_id_does_not_collide_with_the_top_level_arm_resource_id() {
     let json = r#"{"resourceId":"/tenants/t/providers/Microsoft.aadiam","time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{"resourceId":"797f4846-ba00-4fd7-ba43-dac1f8f63013","resourceDisplayName":"Azure Management","id":"r"}}"#;
     let s = sign_in(json);
-    assert_eq!(
-        s.fields.resource_display_name.as_deref(),
-        Some("Azure Management")
-    );
+    assert_eq!(s.fields.resource_display_name.as_deref(), Some("Azure Management"));
     assert_eq!(s.fields.id.as_deref(), Some("r"));
 }
 
 #[test]
 fn conditional_access_audiences_as_strings_or_objects_both_decode() {
-    for audiences in [
-        r#"["00000003-0000-0000-c000-000000000000"]"#,
-        r#"[{"applicationId":"00000003-0000-0000-c000-000000000000"}]"#,
-    ] {
+    for audiences in
+        [r#"["00000003-0000-0000-c000-000000000000"]"#, r#"[{"applicationId":"00000003-0000-0000-c000-000000000000"}]"#]
+    {
         let json = format!(
             r#"{{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{{"conditionalAccessAudiences":{audiences},"userId":"u"}}}}"#
         );
@@ -230,10 +194,7 @@ fn guid_user_principal_name_and_null_user_id_decode() {
     let json = r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{"userPrincipalName":"c3813493-bf92-5123-2717-8a8b2979c38b","userId":null}}"#;
     let s = sign_in(json);
     assert_eq!(s.fields.user_id, None);
-    assert_eq!(
-        s.fields.user_principal_name.as_deref(),
-        Some("c3813493-bf92-5123-2717-8a8b2979c38b")
-    );
+    assert_eq!(s.fields.user_principal_name.as_deref(), Some("c3813493-bf92-5123-2717-8a8b2979c38b"));
 }
 
 #[test]
@@ -247,9 +208,7 @@ fn pascal_case_sequence_keys_beside_camel_case_steps_are_tolerated() {
 #[test]
 fn non_sign_in_categories_are_skipped_not_malformed() {
     for category in ["AuditLogs", "RiskyUsers", "ProvisioningLogs"] {
-        let json = format!(
-            r#"{{"time":"2025-01-15T09:30:25Z","category":"{category}","properties":{{}}}}"#
-        );
+        let json = format!(r#"{{"time":"2025-01-15T09:30:25Z","category":"{category}","properties":{{}}}}"#);
         match items(&json).remove(0) {
             Item::Skipped { category: c } => assert_eq!(c, category),
             other => panic!("{other:?}"),
@@ -262,14 +221,12 @@ fn a_record_without_category_time_or_outcome_names_what_is_missing() {
     let no_category = r#"{"time":"2025-01-15T09:30:25Z","resultType":0,"properties":{}}"#;
     let no_time = r#"{"category":"SignInLogs","resultType":0,"properties":{}}"#;
     let no_outcome = r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","properties":{}}"#;
-    let word_outcome = r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":"Success","properties":{}}"#;
+    let word_outcome =
+        r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":"Success","properties":{}}"#;
     assert_eq!(malformed(no_category), DecodeError::MissingCategory);
     assert_eq!(malformed(no_time), DecodeError::MissingTime);
     assert_eq!(malformed(no_outcome), DecodeError::MissingOutcome);
-    assert_eq!(
-        malformed(word_outcome),
-        DecodeError::BadOutcome("Success".into())
-    );
+    assert_eq!(malformed(word_outcome), DecodeError::BadOutcome("Success".into()));
     assert!(malformed(word_outcome).to_string().contains("resultType"));
 }
 
@@ -279,10 +236,7 @@ fn a_missing_id_is_not_fatal_and_dedup_falls_back_to_correlation_time_user() {
     assert_eq!(with_id.dedup_key(), "SignInLogs/a1");
     let without = DIAGNOSTIC.replace(r#""id":"a1","#, r#""correlationId":"c9","#);
     let s = sign_in(&without);
-    assert_eq!(
-        s.dedup_key(),
-        format!("SignInLogs/c9/{}/u1", s.time.timestamp_micros())
-    );
+    assert_eq!(s.dedup_key(), format!("SignInLogs/c9/{}/u1", s.time.timestamp_micros()));
 }
 
 #[test]
@@ -328,49 +282,21 @@ fn log_analytics_rows_with_json_text_columns_decode() {
       {"Type":"AADManagedIdentitySignInLogs","TimeGenerated":"2025-03-04T10:15:30Z","ResultType":"0"},
       {"Type":"AuditLogs","TimeGenerated":"2025-03-04T10:15:30Z"}]"#;
     let all = items(json);
-    let Item::SignIn(first) = &all[0] else {
-        panic!("{:?}", all[0])
-    };
+    let Item::SignIn(first) = &all[0] else { panic!("{:?}", all[0]) };
     assert_eq!(first.shape, Shape::LogAnalytics);
     assert_eq!(first.category, Category::SignIn);
-    assert_eq!(
-        first.fields.user_id, None,
-        "a Python None cell is no user id"
-    );
+    assert_eq!(first.fields.user_id, None, "a Python None cell is no user id");
     assert_eq!(first.fields.is_interactive, Some(true));
     let steps = first.fields.authentication_details.as_ref().unwrap();
     assert_eq!(steps[0].method.as_deref(), Some("Mobile app notification"));
-    assert_eq!(
-        first
-            .fields
-            .status
-            .as_ref()
-            .unwrap()
-            .additional_details
-            .as_deref(),
-        Some("MFA completed in Azure AD")
-    );
+    assert_eq!(first.fields.status.as_ref().unwrap().additional_details.as_deref(), Some("MFA completed in Azure AD"));
     let report_only = first.fields.report_only.as_ref().unwrap();
     assert_eq!(report_only.len(), 1);
-    assert_eq!(
-        (
-            report_only[0].policy.as_ref(),
-            report_only[0].result.as_ref()
-        ),
-        ("CA020", "reportOnlyFailure")
-    );
+    assert_eq!((report_only[0].policy.as_ref(), report_only[0].result.as_ref()), ("CA020", "reportOnlyFailure"));
 
-    let Item::SignIn(second) = &all[1] else {
-        panic!("{:?}", all[1])
-    };
-    assert_eq!(
-        (second.category, second.outcome_code),
-        (Category::NonInteractiveUser, 50076)
-    );
-    assert_eq!(
-        second.fields.report_only.as_ref().unwrap()[0].policy,
-        "CA021"
-    );
+    let Item::SignIn(second) = &all[1] else { panic!("{:?}", all[1]) };
+    assert_eq!((second.category, second.outcome_code), (Category::NonInteractiveUser, 50076));
+    assert_eq!(second.fields.report_only.as_ref().unwrap()[0].policy, "CA021");
     assert!(matches!(&all[2], Item::SignIn(s) if s.category == Category::ManagedIdentity));
     assert!(matches!(&all[3], Item::Skipped { category } if category == "AuditLogs"));
 }
@@ -383,36 +309,17 @@ fn report_only_policies_are_kept_and_enforced_ones_dropped() {
         {"id":"3","displayName":"Compliant device (pilot)","result":"reportOnlyNotApplied"},
         {"id":"4","displayName":"Off","result":"notEnabled"}]}}"#;
     let kept = sign_in(json).fields.report_only.unwrap();
-    let names: Vec<_> = kept
-        .iter()
-        .map(|r| (r.policy.as_ref(), r.result.as_ref()))
-        .collect();
+    let names: Vec<_> = kept.iter().map(|r| (r.policy.as_ref(), r.result.as_ref())).collect();
     assert_eq!(
         names,
-        [
-            ("Block legacy (pilot)", "reportOnlyFailure"),
-            ("Compliant device (pilot)", "reportOnlyNotApplied")
-        ]
+        [("Block legacy (pilot)", "reportOnlyFailure"), ("Compliant device (pilot)", "reportOnlyNotApplied")]
     );
 }
 
 #[test]
 fn a_json_scalar_or_empty_input_is_malformed_not_a_panic() {
-    for text in [
-        "",
-        "   ",
-        "null",
-        "42",
-        "\"x\"",
-        "[]",
-        "{}",
-        "[1]",
-        "{\"records\":null}",
-    ] {
+    for text in ["", "   ", "null", "42", "\"x\"", "[]", "{}", "[1]", "{\"records\":null}"] {
         let all = items(text);
-        assert!(
-            all.iter().all(|i| !matches!(i, Item::SignIn(_))),
-            "{text}: {all:?}"
-        );
+        assert!(all.iter().all(|i| !matches!(i, Item::SignIn(_))), "{text}: {all:?}");
     }
 }

@@ -16,12 +16,8 @@ const NAIVE_FORMATS: [&str; 6] = [
 ];
 
 /// Formats that carry an offset but are not RFC 3339.
-const ZONED_FORMATS: [&str; 4] = [
-    "%m/%d/%Y %I:%M:%S %p %:z",
-    "%m/%d/%Y %H:%M:%S %:z",
-    "%m/%d/%Y %I:%M:%S %p %z",
-    "%Y-%m-%d %H:%M:%S%.f %:z",
-];
+const ZONED_FORMATS: [&str; 4] =
+    ["%m/%d/%Y %I:%M:%S %p %:z", "%m/%d/%Y %H:%M:%S %:z", "%m/%d/%Y %I:%M:%S %p %z", "%Y-%m-%d %H:%M:%S%.f %:z"];
 
 /// Parses an event time, returning it in UTC. `None` when no known format fits.
 pub fn parse_event_time(text: &str) -> Option<DateTime<Utc>> {
@@ -54,10 +50,7 @@ pub fn parse_event_time(text: &str) -> Option<DateTime<Utc>> {
 /// Handles ISO times whose fraction has more than nine digits by truncating it.
 fn parse_long_fraction(text: &str) -> Option<DateTime<Utc>> {
     let dot = text.find('.')?;
-    let digits = text[dot + 1..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
+    let digits = text[dot + 1..].bytes().take_while(u8::is_ascii_digit).count();
     if digits <= 9 {
         return None;
     }
@@ -70,42 +63,25 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> String {
-        parse_event_time(text)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-            .unwrap_or_default()
+        parse_event_time(text).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)).unwrap_or_default()
     }
 
     #[test]
     fn iso_with_any_fraction_and_zone_parses() {
         assert_eq!(utc("2007-01-09T09:41:00Z"), "2007-01-09T09:41:00Z");
         assert_eq!(utc("2007-01-09T09:41:00.22Z"), "2007-01-09T09:41:00.220Z");
-        assert_eq!(
-            utc("2007-01-09T09:41:00.6816663Z"),
-            "2007-01-09T09:41:00.681666300Z"
-        );
-        assert_eq!(
-            utc("2007-01-09T09:41:00.535404056Z"),
-            "2007-01-09T09:41:00.535404056Z"
-        );
-        assert_eq!(
-            utc("2007-01-09T09:41:00.992099+00:00"),
-            "2007-01-09T09:41:00.992099Z"
-        );
+        assert_eq!(utc("2007-01-09T09:41:00.6816663Z"), "2007-01-09T09:41:00.681666300Z");
+        assert_eq!(utc("2007-01-09T09:41:00.535404056Z"), "2007-01-09T09:41:00.535404056Z");
+        assert_eq!(utc("2007-01-09T09:41:00.992099+00:00"), "2007-01-09T09:41:00.992099Z");
         assert_eq!(utc("2007-01-09T11:41:00+02:00"), "2007-01-09T09:41:00Z");
-        assert_eq!(
-            utc("2019-10-18T04:45:48.0729893-05:00"),
-            "2019-10-18T09:45:48.072989300Z"
-        );
+        assert_eq!(utc("2019-10-18T04:45:48.0729893-05:00"), "2019-10-18T09:45:48.072989300Z");
     }
 
     #[test]
     fn time_without_zone_is_utc() {
         assert_eq!(utc("2007-01-09T09:41:00"), "2007-01-09T09:41:00Z");
         assert_eq!(utc("2023-07-26 23:00:20.889"), "2023-07-26T23:00:20.889Z");
-        assert_eq!(
-            utc("2023-07-26 22:58:30.983201900"),
-            "2023-07-26T22:58:30.983201900Z"
-        );
+        assert_eq!(utc("2023-07-26 22:58:30.983201900"), "2023-07-26T22:58:30.983201900Z");
     }
 
     #[test]
@@ -121,21 +97,12 @@ mod tests {
 
     #[test]
     fn more_than_nine_fraction_digits_are_truncated() {
-        assert_eq!(
-            utc("2007-01-09T09:41:00.1234567891Z"),
-            "2007-01-09T09:41:00.123456789Z"
-        );
+        assert_eq!(utc("2007-01-09T09:41:00.1234567891Z"), "2007-01-09T09:41:00.123456789Z");
     }
 
     #[test]
     fn garbage_is_not_a_time() {
-        for text in [
-            "",
-            "yesterday",
-            "2007-13-45T99:00:00Z",
-            "1/9/2007",
-            "Success",
-        ] {
+        for text in ["", "yesterday", "2007-13-45T99:00:00Z", "1/9/2007", "Success"] {
             assert_eq!(parse_event_time(text), None, "{text}");
         }
     }

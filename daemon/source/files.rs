@@ -28,20 +28,14 @@ pub fn open(path: &str) -> io::Result<Box<dyn BufRead>> {
         Box::new(io::stdin().lock())
     } else {
         if Path::new(path).is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is a directory",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
         }
         Box::new(File::open(path)?)
     };
     let mut reader = BufReader::with_capacity(1 << 20, raw);
     let head = reader.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 20,
-            MultiGzDecoder::new(reader),
-        )))
+        Ok(Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader))))
     } else {
         Ok(Box::new(reader))
     }
@@ -50,15 +44,8 @@ pub fn open(path: &str) -> io::Result<Box<dyn BufRead>> {
 /// Reads every message of one input and hands each, with its position, to `each`.
 /// I/O errors (reading, or returned by `each`) end the read and are returned;
 /// bad JSON is not an error here.
-pub fn read_messages(
-    path: &str,
-    mut each: impl FnMut(&[u8], &Position) -> io::Result<()>,
-) -> io::Result<FileStats> {
-    let name: Arc<str> = if path == "-" {
-        Arc::from("<stdin>")
-    } else {
-        Arc::from(path)
-    };
+pub fn read_messages(path: &str, mut each: impl FnMut(&[u8], &Position) -> io::Result<()>) -> io::Result<FileStats> {
+    let name: Arc<str> = if path == "-" { Arc::from("<stdin>") } else { Arc::from(path) };
     let mut reader = open(path)?;
     let mut stats = FileStats::default();
     let mut line = Vec::with_capacity(64 * 1024);
@@ -86,13 +73,7 @@ pub fn read_messages(
             return Ok(stats);
         }
         stats.messages += 1;
-        each(
-            content,
-            &Position::File {
-                path: name.clone(),
-                line: number,
-            },
-        )?;
+        each(content, &Position::File { path: name.clone(), line: number })?;
     }
 }
 
@@ -130,25 +111,13 @@ fn each_document(
                 line += count_newlines(&bytes[start..begin]);
                 start = begin;
                 messages += 1;
-                each(
-                    text,
-                    &Position::File {
-                        path: name.clone(),
-                        line,
-                    },
-                )?;
+                each(text, &Position::File { path: name.clone(), line })?;
             }
             Some(Err(_)) => {
                 let rest = trim_ascii(&bytes[offset..]);
                 let begin = rest.as_ptr() as usize - bytes.as_ptr() as usize;
                 line += count_newlines(&bytes[start..begin.max(start)]);
-                each(
-                    rest,
-                    &Position::File {
-                        path: name.clone(),
-                        line,
-                    },
-                )?;
+                each(rest, &Position::File { path: name.clone(), line })?;
                 return Ok(messages + 1);
             }
         }
@@ -164,11 +133,7 @@ fn trim_line(line: &[u8], first: bool) -> &[u8] {
 }
 
 fn strip_bom(line: &[u8], first: bool) -> &[u8] {
-    if first {
-        line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line)
-    } else {
-        line
-    }
+    if first { line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(line) } else { line }
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {
@@ -186,13 +151,8 @@ mod tests {
         let path = file.path().to_str().unwrap().to_owned();
         let mut out = Vec::new();
         read_messages(&path, |bytes, pos| {
-            let Position::File { line, .. } = pos else {
-                unreachable!()
-            };
-            out.push((
-                line.to_string(),
-                String::from_utf8_lossy(bytes).into_owned(),
-            ));
+            let Position::File { line, .. } = pos else { unreachable!() };
+            out.push((line.to_string(), String::from_utf8_lossy(bytes).into_owned()));
             Ok(())
         })
         .unwrap();
@@ -200,23 +160,13 @@ mod tests {
     }
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     #[test]
     fn ndjson_lines_are_messages_numbered_by_line() {
         let got = frames(b"{\"a\":1}\r\n\n{\"b\":2}\n{broken\n{\"c\":3}");
-        assert_eq!(
-            got,
-            pairs(&[
-                ("1", "{\"a\":1}"),
-                ("3", "{\"b\":2}"),
-                ("4", "{broken"),
-                ("5", "{\"c\":3}")
-            ])
-        );
+        assert_eq!(got, pairs(&[("1", "{\"a\":1}"), ("3", "{\"b\":2}"), ("4", "{broken"), ("5", "{\"c\":3}")]));
     }
 
     #[test]
@@ -249,10 +199,7 @@ mod tests {
 
     #[test]
     fn a_byte_order_mark_is_ignored() {
-        assert_eq!(
-            frames(b"\xef\xbb\xbf{\"a\":1}\n"),
-            pairs(&[("1", "{\"a\":1}")])
-        );
+        assert_eq!(frames(b"\xef\xbb\xbf{\"a\":1}\n"), pairs(&[("1", "{\"a\":1}")]));
     }
 
     #[test]

@@ -57,10 +57,7 @@ pub enum SourceError {
     #[error("cannot create the Kafka client: {0}")]
     Client(KafkaError),
     #[error("cannot subscribe to {topics:?}: {source}")]
-    Subscribe {
-        topics: Vec<String>,
-        source: KafkaError,
-    },
+    Subscribe { topics: Vec<String>, source: KafkaError },
 }
 
 /// The Event Hubs connection string, from the systemd credential or the environment.
@@ -68,24 +65,18 @@ pub fn eventhubs_connection_string(config: &Config) -> Result<Secret, SourceErro
     let k = &config.kafka;
     let (value, from) = match &k.connection_string_credential {
         Some(name) => {
-            let cred = |reason: String| SourceError::Credential {
-                name: name.clone(),
-                reason,
-            };
+            let cred = |reason: String| SourceError::Credential { name: name.clone(), reason };
             let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
                 .ok_or_else(|| cred("CREDENTIALS_DIRECTORY is not set".into()))?;
             let path = PathBuf::from(dir).join(name);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| cred(format!("cannot read {}: {e}", path.display())))?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| cred(format!("cannot read {}: {e}", path.display())))?;
             (text, format!("systemd credential {name:?}"))
         }
         None => {
             let text = std::env::var(&k.connection_string_env)
                 .map_err(|_| SourceError::MissingEnv(k.connection_string_env.clone()))?;
-            (
-                text,
-                format!("environment variable {}", k.connection_string_env),
-            )
+            (text, format!("environment variable {}", k.connection_string_env))
         }
     };
     let value = value.trim().to_owned();
@@ -118,16 +109,9 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, SourceError> {
         }
         Auth::Sasl => {
             let env = k.sasl_password_env.clone().unwrap_or_default();
-            let password =
-                std::env::var(&env).map_err(|_| SourceError::MissingPassword(env.clone()))?;
-            c.set(
-                "security.protocol",
-                if k.tls { "SASL_SSL" } else { "SASL_PLAINTEXT" },
-            );
-            c.set(
-                "sasl.mechanisms",
-                k.sasl_mechanism.clone().unwrap_or_default(),
-            );
+            let password = std::env::var(&env).map_err(|_| SourceError::MissingPassword(env.clone()))?;
+            c.set("security.protocol", if k.tls { "SASL_SSL" } else { "SASL_PLAINTEXT" });
+            c.set("sasl.mechanisms", k.sasl_mechanism.clone().unwrap_or_default());
             c.set("sasl.username", k.sasl_username.clone().unwrap_or_default());
             c.set("sasl.password", password);
         }
@@ -149,6 +133,9 @@ pub fn consumer_config(config: &Config) -> Result<ClientConfig, SourceError> {
     let k = &config.kafka;
     let mut c = client_config(config)?;
     c.set("group.id", &k.group_id);
+    if let Some(id) = config.group_instance_id() {
+        c.set("group.instance.id", id);
+    }
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
     c.set("auto.offset.reset", k.start.as_str());
@@ -158,12 +145,7 @@ pub fn consumer_config(config: &Config) -> Result<ClientConfig, SourceError> {
     // Prefetch: bounded so that a group 7 days behind does not fill memory.
     c.set("queued.max.messages.kbytes", k.prefetch_kbytes.to_string());
     c.set("queued.min.messages", "1000");
-    c.set(
-        "fetch.max.bytes",
-        (k.prefetch_kbytes.min(64 * 1024) as u64 * 1024 / 4)
-            .max(1 << 20)
-            .to_string(),
-    );
+    c.set("fetch.max.bytes", (k.prefetch_kbytes.min(64 * 1024) as u64 * 1024 / 4).max(1 << 20).to_string());
     c.set("statistics.interval.ms", "5000");
     c.set_log_level(RDKafkaLogLevel::Info);
     apply_overrides(&mut c, config);
@@ -196,10 +178,7 @@ impl Progress {
     /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
     /// written atomically, then — only then — the offsets committed.
     pub fn checkpoint(&mut self, consumer: Option<&BaseConsumer<Context>>) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            !self.poisoned,
-            "not checkpointing: a message was only partly processed"
-        );
+        anyhow::ensure!(!self.poisoned, "not checkpointing: a message was only partly processed");
         let started = Instant::now();
         let shared = self.pipeline.shared().clone();
         let result = self.write_snapshot();
@@ -211,16 +190,12 @@ impl Progress {
         if let Some(consumer) = consumer {
             commit_assigned(consumer, &self.offsets, &shared);
         }
-        shared
-            .metrics
-            .checkpoint_done(started.elapsed().as_secs_f64());
+        shared.metrics.checkpoint_done(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     fn write_snapshot(&mut self) -> anyhow::Result<()> {
-        self.pipeline
-            .sync()
-            .map_err(|e| anyhow::anyhow!("cannot make dead letters durable: {e}"))?;
+        self.pipeline.sync().map_err(|e| anyhow::anyhow!("cannot make dead letters durable: {e}"))?;
         let shared = self.pipeline.shared().clone();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
         let bytes = self.snapshots.write(&SnapshotRef {
@@ -228,23 +203,14 @@ impl Progress {
             coverage: coverage.snapshot_ref(),
             written_at: chrono::Utc::now().timestamp(),
         })?;
-        tracing::debug!(
-            bytes,
-            users = coverage.len(),
-            partitions = self.offsets.len(),
-            "snapshot written"
-        );
+        tracing::debug!(bytes, users = coverage.len(), partitions = self.offsets.len(), "snapshot written");
         Ok(())
     }
 }
 
 /// Commits the offsets of the partitions we hold. A failed commit is only
 /// logged: the snapshot is authoritative and the next checkpoint retries.
-fn commit_assigned(
-    consumer: &BaseConsumer<Context>,
-    offsets: &BTreeMap<Partition, i64>,
-    shared: &Shared,
-) {
+fn commit_assigned(consumer: &BaseConsumer<Context>, offsets: &BTreeMap<Partition, i64>, shared: &Shared) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
@@ -278,10 +244,7 @@ impl Context {
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", facility = fac, "{message}")
             }
             RDKafkaLogLevel::Warning => {
@@ -297,41 +260,23 @@ impl ClientContext for Context {
     }
 
     fn stats(&self, statistics: Statistics) {
-        let up = statistics
-            .brokers
-            .values()
-            .any(|b| b.nodeid >= 0 && b.state == "UP");
-        self.shared
-            .health
-            .source_connected
-            .store(up, Ordering::Relaxed);
-        self.shared
-            .metrics
-            .set_ready(self.shared.health.not_ready().is_none());
+        let up = statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.shared.health.source_connected.store(up, Ordering::Relaxed);
+        self.shared.metrics.set_ready(self.shared.health.not_ready().is_none());
         for (topic, t) in &statistics.topics {
             for (&partition, p) in &t.partitions {
                 if partition >= 0 && p.desired && p.consumer_lag >= 0 {
-                    self.shared
-                        .metrics
-                        .consumer_lag(topic, partition, p.consumer_lag);
+                    self.shared.metrics.consumer_lag(topic, partition, p.consumer_lag);
                 }
             }
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let kind = error
-            .rdkafka_error_code()
-            .map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
+        let kind = error.rdkafka_error_code().map_or_else(|| "other".to_string(), |c| format!("{c:?}"));
         self.shared.metrics.kafka_error(&kind);
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown)
-        ) {
-            self.shared
-                .health
-                .source_connected
-                .store(false, Ordering::Relaxed);
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::AllBrokersDown)) {
+            self.shared.health.source_connected.store(false, Ordering::Relaxed);
             self.shared.metrics.set_ready(false);
         }
         tracing::error!(error = %error, reason, "Kafka error");
@@ -339,25 +284,15 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // Resume each partition from our own offsets, not the group's.
                 let progress = self.progress();
                 let mut resumed = Vec::new();
                 for e in tpl.elements() {
-                    if let Some(&next) =
-                        progress.offsets.get(&(e.topic().to_owned(), e.partition()))
-                    {
+                    if let Some(&next) = progress.offsets.get(&(e.topic().to_owned(), e.partition())) {
                         resumed.push((e.topic().to_owned(), e.partition(), next));
                     }
                 }
@@ -365,16 +300,8 @@ impl ConsumerContext for Context {
                 for (topic, partition, next) in &resumed {
                     let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*next));
                 }
-                tracing::info!(
-                    partitions = tpl.count(),
-                    from_snapshot = resumed.len(),
-                    "partitions assigned"
-                );
-                let result = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
+                tracing::info!(partitions = tpl.count(), from_snapshot = resumed.len(), "partitions assigned");
+                let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "cannot assign partitions");
                 }
@@ -385,16 +312,10 @@ impl ConsumerContext for Context {
                     tracing::error!(error = %e, "checkpoint on partition revoke failed");
                 }
                 for e in tpl.elements() {
-                    self.shared
-                        .metrics
-                        .forget_partition(e.topic(), e.partition());
+                    self.shared.metrics.forget_partition(e.topic(), e.partition());
                 }
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
+                let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "cannot unassign partitions");
                 }
@@ -417,48 +338,27 @@ pub fn consume(
     shared: Arc<Shared>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let context = Context {
-        progress: progress.clone(),
-        shared: shared.clone(),
-    };
-    let consumer: BaseConsumer<Context> = consumer_config(config)?
-        .create_with_context(context)
-        .map_err(SourceError::Client)?;
+    let context = Context { progress: progress.clone(), shared: shared.clone() };
+    let consumer: BaseConsumer<Context> =
+        consumer_config(config)?.create_with_context(context).map_err(SourceError::Client)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topics)
-        .map_err(|source| SourceError::Subscribe {
-            topics: config.kafka.topics.clone(),
-            source,
-        })?;
+        .map_err(|source| SourceError::Subscribe { topics: config.kafka.topics.clone(), source })?;
     tracing::info!(brokers = %config.brokers(), topics = ?config.kafka.topics, group = %config.kafka.group_id, "consuming");
 
     let interval = config.checkpoint.interval;
-    let topics_by_name: BTreeMap<String, Arc<str>> = config
-        .kafka
-        .topics
-        .iter()
-        .map(|t| (t.clone(), Arc::from(t.as_str())))
-        .collect();
+    let topics_by_name: BTreeMap<String, Arc<str>> =
+        config.kafka.topics.iter().map(|t| (t.clone(), Arc::from(t.as_str()))).collect();
     let result = loop {
         shared.health.beat();
         if stop.load(Ordering::Relaxed) {
-            break progress
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .checkpoint(Some(&consumer));
+            break progress.lock().unwrap_or_else(|e| e.into_inner()).checkpoint(Some(&consumer));
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                let topic = topics_by_name
-                    .get(message.topic())
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(message.topic()));
-                let position = Position::Kafka {
-                    topic,
-                    partition: message.partition(),
-                    offset: message.offset(),
-                };
+                let topic = topics_by_name.get(message.topic()).cloned().unwrap_or_else(|| Arc::from(message.topic()));
+                let position = Position::Kafka { topic, partition: message.partition(), offset: message.offset() };
                 let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(payload) = message.payload() {
                     if let Err(e) = p.pipeline.process(payload, &position) {
@@ -468,14 +368,8 @@ pub fn consume(
                         ));
                     }
                 }
-                p.offsets.insert(
-                    (message.topic().to_owned(), message.partition()),
-                    message.offset() + 1,
-                );
-                shared
-                    .health
-                    .source_connected
-                    .store(true, Ordering::Relaxed);
+                p.offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
+                shared.health.source_connected.store(true, Ordering::Relaxed);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
@@ -496,12 +390,7 @@ pub fn consume(
         // Leave the group cleanly; a final revoke checkpoints again (cheap).
         consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline
-            && consumer
-                .assignment()
-                .map(|a| a.count() > 0)
-                .unwrap_or(false)
-        {
+        while Instant::now() < deadline && consumer.assignment().map(|a| a.count() > 0).unwrap_or(false) {
             consumer.poll(Duration::from_millis(100));
         }
     }

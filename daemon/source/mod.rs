@@ -13,26 +13,15 @@ use std::sync::Arc;
 /// Where a message came from. Shown in every error and dead letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Position {
-    File {
-        path: Arc<str>,
-        line: u64,
-    },
-    Kafka {
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-    },
+    File { path: Arc<str>, line: u64 },
+    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             Position::File { path, line } => write!(f, "{path}:{line}"),
-            Position::Kafka {
-                topic,
-                partition,
-                offset,
-            } => write!(f, "{topic}[{partition}]@{offset}"),
+            Position::Kafka { topic, partition, offset } => write!(f, "{topic}[{partition}]@{offset}"),
         }
     }
 }
