@@ -182,6 +182,10 @@ impl Daemon {
         Daemon { http: format!("http://127.0.0.1:{http_port}"), child: Some(child), log: log.to_owned() }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
