@@ -124,10 +124,11 @@ impl UserType {
     }
 }
 
-/// Sign-in counts of one day (saturating).
+/// Counted sign-ins of one day (saturating). A counted sign-in is a
+/// successful user sign-in, so it is either MFA or single factor: the day's
+/// count is `mfa + single_factor`. Legacy ones are in one of the two as well.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayCounts {
-    pub counted: u16,
     pub mfa: u16,
     pub single_factor: u16,
     pub legacy: u16,
@@ -149,22 +150,30 @@ struct StrRef {
     len: u32,
 }
 
-/// One user's compact entry. Times are Unix seconds (u32 lasts until 2106),
-/// 0 meaning never; `head_day` is the newest day (days since 1970) in the ring.
+/// A user's UPN and display name, back to back in the arena.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Names {
+    offset: u32,
+    upn_len: u16,
+    display_len: u16,
+}
+
+/// One user's compact entry (64 bytes). Times are Unix seconds (u32 lasts
+/// until 2106), 0 meaning never; `head_day` is the newest day (days since
+/// 1970) in the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
-    /// Object id when the key is a GUID (the usual case).
+    /// The object id when the key is a GUID (the usual case); otherwise where
+    /// the key text is in the arena (offset and length, little-endian u32s).
     id: [u8; 16],
-    /// The key text when it is not a GUID (a lower-cased UPN); empty otherwise.
-    key: StrRef,
-    upn: StrRef,
-    display_name: StrRef,
+    names: Names,
     last_seen: u32,
     last_mfa: u32,
     last_single_factor: u32,
     last_legacy: u32,
-    single_factor_app: u32,
-    legacy_app: u32,
+    /// Interned app and client names (0: none, also past 65,535 names).
+    single_factor_app: u16,
+    legacy_app: u16,
     single_factor_client: u16,
     legacy_client: u16,
     /// Earliest registration_required failure after the last MFA (exact when
@@ -250,30 +259,33 @@ impl<'a> Observation<'a> {
 struct Interner {
     names: Vec<String>,
     #[serde(skip)]
-    index: std::collections::HashMap<String, u32>,
+    index: std::collections::HashMap<String, u16>,
 }
 
 impl Interner {
-    /// Id of `name`; 0 is "none".
-    fn id(&mut self, name: Option<&str>) -> u32 {
+    /// Id of `name`; 0 is "none" (also once 65,535 names are known).
+    fn id(&mut self, name: Option<&str>) -> u16 {
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return 0;
         };
         if let Some(&id) = self.index.get(name) {
             return id;
         }
+        if self.names.len() >= u16::MAX as usize {
+            return 0;
+        }
         self.names.push(name.to_owned());
-        let id = self.names.len() as u32;
+        let id = self.names.len() as u16;
         self.index.insert(name.to_owned(), id);
         id
     }
 
-    fn name(&self, id: u32) -> Option<&str> {
-        id.checked_sub(1).and_then(|i| self.names.get(i as usize)).map(String::as_str)
+    fn name(&self, id: u16) -> Option<&str> {
+        (id as usize).checked_sub(1).and_then(|i| self.names.get(i)).map(String::as_str)
     }
 
     fn rebuild_index(&mut self) {
-        self.index = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u32 + 1)).collect();
+        self.index = self.names.iter().enumerate().map(|(i, n)| (n.clone(), i as u16 + 1)).collect();
     }
 }
 
@@ -298,8 +310,43 @@ pub struct Coverage {
 /// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
 #[derive(Debug, Clone, Default)]
 pub struct Accounts {
-    privileged: HashSet<String>,
-    excluded: HashSet<String>,
+    privileged: AccountSet,
+    excluded: AccountSet,
+}
+
+/// Accounts named by object id or UPN (lower-cased).
+#[derive(Debug, Clone, Default)]
+struct AccountSet {
+    ids: HashSet<[u8; 16]>,
+    names: HashSet<String>,
+}
+
+impl AccountSet {
+    fn new<'a>(items: impl IntoIterator<Item = &'a str>) -> AccountSet {
+        let mut set = AccountSet::default();
+        for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
+            match parse_guid(item) {
+                Some(id) => set.ids.insert(id),
+                None => set.names.insert(item.to_ascii_lowercase()),
+            };
+        }
+        set
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len() + self.names.len()
+    }
+
+    fn contains(&self, key: Key<'_>, upn: &str) -> bool {
+        if self.len() == 0 {
+            return false;
+        }
+        let by_key = match key {
+            Key::Guid(id) => self.ids.contains(&id),
+            Key::Text(text) => self.names.contains(text),
+        };
+        by_key || (!self.names.is_empty() && self.names.contains(&upn.to_ascii_lowercase()))
+    }
 }
 
 impl Accounts {
@@ -307,23 +354,18 @@ impl Accounts {
         privileged: impl IntoIterator<Item = &'a str>,
         excluded: impl IntoIterator<Item = &'a str>,
     ) -> Accounts {
-        let norm = |s: &str| s.trim().to_ascii_lowercase();
-        Accounts {
-            privileged: privileged.into_iter().map(norm).filter(|s| !s.is_empty()).collect(),
-            excluded: excluded.into_iter().map(norm).filter(|s| !s.is_empty()).collect(),
-        }
+        Accounts { privileged: AccountSet::new(privileged), excluded: AccountSet::new(excluded) }
     }
 
-    fn is(set: &HashSet<String>, key: &str, upn: &str) -> bool {
-        !set.is_empty() && (set.contains(&key.to_ascii_lowercase()) || set.contains(&upn.to_ascii_lowercase()))
-    }
-
+    /// Whether the user with this key (object id or lower-cased UPN) and UPN is privileged.
     pub fn privileged(&self, key: &str, upn: &str) -> bool {
-        Accounts::is(&self.privileged, key, upn)
+        let key = key.to_ascii_lowercase();
+        self.privileged.contains(Key::of(&key), upn)
     }
 
     pub fn excluded(&self, key: &str, upn: &str) -> bool {
-        Accounts::is(&self.excluded, key, upn)
+        let key = key.to_ascii_lowercase();
+        self.excluded.contains(Key::of(&key), upn)
     }
 
     pub fn privileged_count(&self) -> usize {
@@ -456,10 +498,7 @@ impl Coverage {
         let i = self.entry(o.key);
         if t32 >= self.entries[i].names_time {
             let upn = o.upn.filter(|u| !u.trim().is_empty()).unwrap_or(o.key);
-            self.set_str(i, |e| &mut e.upn, upn);
-            if let Some(name) = o.display_name.filter(|n| !n.is_empty()) {
-                self.set_str(i, |e| &mut e.display_name, name);
-            }
+            self.set_names(i, upn, o.display_name.filter(|n| !n.is_empty()));
             let user_type = UserType::parse(o.user_type);
             let e = &mut self.entries[i];
             e.names_time = t32;
@@ -469,14 +508,13 @@ impl Coverage {
         }
         if o.single_factor || o.legacy {
             let app = self.apps.id(o.app);
-            let client = self.clients.id(Some(o.client_app)).min(u16::MAX as u32) as u16;
+            let client = self.clients.id(Some(o.client_app));
             let (apps, clients) = (&self.apps, &self.clients);
             // Same second: keep the greater (app, client) so that order never matters.
-            let newer = |t_old: u32, app_old: u32, client_old: u16| {
+            let newer = |t_old: u32, app_old: u16, client_old: u16| {
                 t32 > t_old
                     || t32 == t_old
-                        && (apps.name(app), clients.name(client as u32))
-                            > (apps.name(app_old), clients.name(client_old as u32))
+                        && (apps.name(app), clients.name(client)) > (apps.name(app_old), clients.name(client_old))
             };
             let e = &mut self.entries[i];
             if o.single_factor && newer(e.last_single_factor, e.single_factor_app, e.single_factor_client) {
@@ -517,7 +555,6 @@ impl Coverage {
             return;
         }
         let bucket = &mut ring[day.rem_euclid(w) as usize];
-        bucket.counted = bucket.counted.saturating_add(1);
         bucket.mfa = bucket.mfa.saturating_add(o.mfa as u16);
         bucket.single_factor = bucket.single_factor.saturating_add(o.single_factor as u16);
         bucket.legacy = bucket.legacy.saturating_add(o.legacy as u16);
@@ -546,7 +583,11 @@ impl Coverage {
                 entry.id = id;
                 entry.flags |= FLAG_GUID;
             }
-            Key::Text(text) => entry.key = push_str(&mut self.arena, text),
+            Key::Text(text) => {
+                let at = push_str(&mut self.arena, text);
+                entry.id[..4].copy_from_slice(&at.offset.to_le_bytes());
+                entry.id[4..8].copy_from_slice(&at.len.to_le_bytes());
+            }
         }
         entry.flags |= UserType::Unknown.bits();
         self.entries.push(entry);
@@ -556,11 +597,21 @@ impl Coverage {
         i
     }
 
-    fn set_str(&mut self, i: usize, field: impl Fn(&mut Entry) -> &mut StrRef, value: &str) {
-        let current = *field(&mut self.entries[i]);
-        if get_str(&self.arena, current) != value {
-            *field(&mut self.entries[i]) = push_str(&mut self.arena, value);
+    /// Keeps the newest UPN and display name; the arena grows only on a change.
+    fn set_names(&mut self, i: usize, upn: &str, display_name: Option<&str>) {
+        let names = self.entries[i].names;
+        let unchanged =
+            upn_of(&self.arena, names) == upn && display_name.is_none_or(|d| display(&self.arena, names) == d);
+        if unchanged {
+            return;
         }
+        let display_name = display_name.map_or_else(|| display(&self.arena, names).to_owned(), str::to_owned);
+        let upn = &upn[..floor_char_boundary(upn, u16::MAX as usize)];
+        let display_name = &display_name[..floor_char_boundary(&display_name, u16::MAX as usize)];
+        let offset = self.arena.len() as u32;
+        self.arena.push_str(upn);
+        self.arena.push_str(display_name);
+        self.entries[i].names = Names { offset, upn_len: upn.len() as u16, display_len: display_name.len() as u16 };
     }
 
     /// The window: the `window_days` UTC days ending with the watermark's day.
@@ -576,7 +627,7 @@ impl Coverage {
         let mut c = Counts::default();
         for day in start_day.max(head - w + 1)..=end_day.min(head) {
             let b = ring[day.rem_euclid(w) as usize];
-            c.counted += b.counted as u32;
+            c.counted += b.mfa as u32 + b.single_factor as u32;
             c.mfa += b.mfa as u32;
             c.single_factor += b.single_factor as u32;
             c.legacy += b.legacy as u32;
@@ -587,9 +638,7 @@ impl Coverage {
     fn view_state(&self, i: usize, window: (i64, i64), accounts: &Accounts) -> (State, bool, Counts) {
         let e = &self.entries[i];
         let counts = self.counts(i, window);
-        let key = entry_key(e, &self.arena).to_string();
-        let upn = get_str(&self.arena, e.upn);
-        if accounts.excluded(&key, upn) {
+        if accounts.excluded.contains(entry_key(e, &self.arena), upn_of(&self.arena, e.names)) {
             return (State::Excluded, false, counts);
         }
         let state = if counts.single_factor + counts.legacy > 0 {
@@ -615,7 +664,7 @@ impl Coverage {
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             let (state, never_mfa, _) = self.view_state(i, window, accounts);
-            let privileged = accounts.privileged(&entry_key(e, &self.arena).to_string(), get_str(&self.arena, e.upn));
+            let privileged = accounts.privileged.contains(entry_key(e, &self.arena), upn_of(&self.arena, e.names));
             let user_type = UserType::from_bits(e.flags);
             *s.states.entry(state.as_str()).or_default() += 1;
             let cell = cells.entry((user_type, privileged)).or_insert_with(|| Breakdown {
@@ -664,21 +713,21 @@ impl Coverage {
     fn view(&self, i: usize, accounts: &Accounts) -> UserView {
         let e = &self.entries[i];
         let (state, never_mfa, counts) = self.view_state(i, self.window(), accounts);
-        let key = entry_key(e, &self.arena).to_string();
-        let upn = get_str(&self.arena, e.upn).to_string();
+        let key = entry_key(e, &self.arena);
+        let upn = upn_of(&self.arena, e.names);
         let pending_since = Coverage::registration_pending_since(e);
-        let last = |t: u32, app: u32, client: u16| {
+        let last = |t: u32, app: u16, client: u16| {
             (t != 0).then(|| LastSignIn {
                 time: rfc3339(t as i64),
                 app: self.apps.name(app).map(str::to_owned),
-                client: self.clients.name(client as u32).map(str::to_owned),
+                client: self.clients.name(client).map(str::to_owned),
             })
         };
         UserView {
-            privileged: accounts.privileged(&key, &upn),
-            key,
-            upn,
-            display_name: Some(get_str(&self.arena, e.display_name)).filter(|s| !s.is_empty()).map(str::to_owned),
+            privileged: accounts.privileged.contains(key, upn),
+            key: key.to_string(),
+            upn: upn.to_owned(),
+            display_name: Some(display(&self.arena, e.names)).filter(|s| !s.is_empty()).map(str::to_owned),
             user_type: UserType::from_bits(e.flags),
             state,
             never_mfa,
@@ -722,7 +771,7 @@ impl Coverage {
         let by_key =
             self.index.find(hash, |&i| key_matches(&self.entries[i as usize], &self.arena, &key)).map(|&i| i as usize);
         let i = by_key.or_else(|| {
-            (0..self.entries.len()).find(|&i| get_str(&self.arena, self.entries[i].upn).eq_ignore_ascii_case(&wanted))
+            (0..self.entries.len()).find(|&i| upn_of(&self.arena, self.entries[i].names).eq_ignore_ascii_case(&wanted))
         })?;
         Some(self.view(i, accounts))
     }
@@ -845,41 +894,40 @@ fn push_str(arena: &mut String, s: &str) -> StrRef {
 }
 
 fn get_str(arena: &str, r: StrRef) -> &str {
-    arena.get(r.offset as usize..(r.offset + r.len) as usize).unwrap_or("")
+    arena.get(r.offset as usize..(r.offset as usize + r.len as usize)).unwrap_or("")
 }
 
-fn entry_key<'a>(e: &Entry, arena: &'a str) -> KeyText<'a> {
-    if e.flags & FLAG_GUID != 0 { KeyText::Guid(e.id) } else { KeyText::Text(get_str(arena, e.key)) }
+fn upn_of(arena: &str, n: Names) -> &str {
+    get_str(arena, StrRef { offset: n.offset, len: n.upn_len as u32 })
+}
+
+fn display(arena: &str, n: Names) -> &str {
+    get_str(arena, StrRef { offset: n.offset + n.upn_len as u32, len: n.display_len as u32 })
+}
+
+/// The largest index `<= max` that is a char boundary of `s`.
+fn floor_char_boundary(s: &str, max: usize) -> usize {
+    (0..=max.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
+}
+
+fn entry_key<'a>(e: &Entry, arena: &'a str) -> Key<'a> {
+    if e.flags & FLAG_GUID != 0 {
+        Key::Guid(e.id)
+    } else {
+        let word = |at: usize| u32::from_le_bytes(e.id[at..at + 4].try_into().expect("4 bytes"));
+        Key::Text(get_str(arena, StrRef { offset: word(0), len: word(4) }))
+    }
 }
 
 fn key_matches(e: &Entry, arena: &str, key: &Key<'_>) -> bool {
-    match (entry_key(e, arena), key) {
-        (KeyText::Guid(a), Key::Guid(b)) => a == *b,
-        (KeyText::Text(a), Key::Text(b)) => a == *b,
-        _ => false,
-    }
+    entry_key(e, arena) == *key
 }
 
-/// An entry's key, printable.
-enum KeyText<'a> {
-    Guid([u8; 16]),
-    Text(&'a str),
-}
-
-impl KeyText<'_> {
-    fn hash(&self, hasher: &hashbrown::DefaultHashBuilder) -> u64 {
-        match self {
-            KeyText::Guid(id) => Key::Guid(*id).hash(hasher),
-            KeyText::Text(t) => Key::Text(t).hash(hasher),
-        }
-    }
-}
-
-impl std::fmt::Display for KeyText<'_> {
+impl std::fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
-            KeyText::Guid(id) => write!(f, "{}", format_guid(id)),
-            KeyText::Text(t) => f.write_str(t),
+            Key::Guid(id) => write!(f, "{}", format_guid(id)),
+            Key::Text(t) => f.write_str(t),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::TimeZone;
-use common::{Daemon, Tansu, free_port, wait_for, write_config};
+use common::{Daemon, Prometheus, Tansu, free_port, wait_for, write_config};
 use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
 
 const TOPIC: &str = "insights-logs-signinlogs";
@@ -179,6 +179,28 @@ fn metrics_read_well_and_never_carry_a_user_ip_or_id() {
     assert_eq!(records, 3_000.0);
     assert_eq!(value("mfawatch_dead_letters_total"), value("mfawatch_decode_errors_total{"));
     assert!(value("mfawatch_decode_errors_total{") > 0.0);
+}
+
+#[test]
+fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tansu, daemon) = consumed("", dir.path());
+    let prometheus = Prometheus::start(daemon.http.trim_start_matches("http://"));
+    wait_for("a successful scrape", Duration::from_secs(30), || prometheus.value("up{job=\"mfawatch\"}") == Some(1.0));
+    let summary = daemon.json("/api/v1/coverage");
+    wait_for("coverage series", Duration::from_secs(15), || prometheus.value("sum(mfawatch_users)").is_some());
+    assert_eq!(prometheus.value("sum(mfawatch_users)"), summary["users"].as_f64());
+    assert_eq!(prometheus.value("sum(mfawatch_users{state=\"uncovered\"})"), summary["states"]["uncovered"].as_f64());
+    let ratio = prometheus.value("mfawatch_mfa_coverage_ratio{user_type=\"all\"}").unwrap();
+    assert!((ratio - summary["coverage_ratio"].as_f64().unwrap()).abs() < 1e-9);
+    assert_eq!(
+        prometheus.value(
+            "sum(mfawatch_signins_total) + sum(mfawatch_skipped_records_total) + sum(mfawatch_decode_errors_total)"
+        ),
+        Some(3000.0)
+    );
+    // A query a dashboard would run: legacy sign-ins by protocol.
+    assert!(!prometheus.query("sum by (protocol) (mfawatch_legacy_signins_total) > 0").is_empty());
 }
 
 fn regex_like_guid() -> impl Fn(&str) -> bool {

@@ -272,3 +272,58 @@ level = "info,librdkafka=warn"
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Debian's Prometheus, scraping `target` (host:port) every second.
+pub struct Prometheus {
+    pub url: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    pub fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mfawatch\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is installed (tests/run installs it)");
+        let p = Prometheus { url: format!("http://127.0.0.1:{port}"), child: Some(child), _dir: dir };
+        wait_for("prometheus to be ready", Duration::from_secs(30), || {
+            ureq::get(&format!("{}/-/ready", p.url)).call().is_ok()
+        });
+        p
+    }
+
+    /// The instant-query result vector of `query`.
+    pub fn query(&self, query: &str) -> Vec<serde_json::Value> {
+        let mut response = ureq::get(&format!("{}/api/v1/query", self.url)).query("query", query).call().unwrap();
+        let body: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["status"], "success", "{query}: {body}");
+        body["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The single value of a query that returns one series.
+    pub fn value(&self, query: &str) -> Option<f64> {
+        self.query(query).first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse().ok())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! The README's first command: `mfawatch demo` feeds a synthetic tenant
+//! through the real pipeline and serves metrics and the API on localhost.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{free_port, wait_for};
+
+#[test]
+fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--users",
+            "500",
+            "--backfill",
+            "6000",
+            "--rate",
+            "200",
+            "--seconds",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |path: &str| -> Option<serde_json::Value> {
+        let mut r = ureq::get(&format!("{base}{path}")).call().ok()?;
+        serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()
+    };
+    wait_for("the demo to classify its backfill", Duration::from_secs(15), || {
+        get("/api/v1/coverage").is_some_and(|c| c["users"].as_u64().unwrap_or(0) > 300)
+    });
+    let coverage = get("/api/v1/coverage").unwrap();
+    let end = chrono::DateTime::parse_from_rfc3339(coverage["window_end"].as_str().unwrap()).unwrap();
+    assert!(
+        (end.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours().abs() < 24,
+        "the window ends today: {coverage}"
+    );
+    let ratio = coverage["coverage_ratio"].as_f64().unwrap();
+    assert!(ratio > 0.3 && ratio < 1.0, "{coverage}");
+    assert_eq!(get("/readyz").unwrap()["ready"], true);
+    let uncovered_admins = get("/api/v1/users?state=uncovered&privileged=true").unwrap();
+    assert!(uncovered_admins["users"].is_array());
+    let mut metrics = String::new();
+    ureq::get(&format!("{base}/metrics")).call().unwrap().body_mut().as_reader().read_to_string(&mut metrics).unwrap();
+    assert!(metrics.contains("mfawatch_signins_total{"));
+
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(out.contains(&format!("{base}/metrics")) && out.contains("/api/v1/coverage"), "{out}");
+}
