@@ -117,17 +117,46 @@ fn drop_partial_last_line(file: &mut File) -> io::Result<()> {
 
 /// Produces dead letters to a Kafka topic (keyed by source position).
 pub struct DeadLetterTopic {
-    producer: rdkafka::producer::BaseProducer,
+    producer: rdkafka::producer::BaseProducer<Deliveries>,
     topic: String,
 }
 
+/// Remembers the first failed delivery: a dead letter the broker did not take
+/// is lost unless its record is read again, so it must stop the checkpoint.
+#[derive(Default)]
+pub struct Deliveries {
+    failure: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            failure.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 impl DeadLetterTopic {
-    pub fn new(producer: rdkafka::producer::BaseProducer, topic: &str) -> DeadLetterTopic {
+    pub fn new(producer: rdkafka::producer::BaseProducer<Deliveries>, topic: &str) -> DeadLetterTopic {
         DeadLetterTopic { producer, topic: topic.to_owned() }
+    }
+
+    fn failed(&self) -> io::Result<()> {
+        use rdkafka::producer::Producer;
+        let failure = self.producer.context().failure.lock().unwrap_or_else(|e| e.into_inner());
+        match failure.as_ref() {
+            Some(e) => Err(io::Error::other(format!("dead-letter topic {}: delivery failed: {e}", self.topic))),
+            None => Ok(()),
+        }
     }
 
     pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
         use rdkafka::producer::BaseRecord;
+        self.failed()?;
         let payload = serde_json::to_vec(letter)?;
         let mut record = BaseRecord::to(&self.topic).key(&letter.source).payload(&payload);
         loop {
@@ -153,7 +182,8 @@ impl DeadLetterTopic {
         use rdkafka::producer::Producer;
         self.producer
             .flush(std::time::Duration::from_secs(30))
-            .map_err(|e| io::Error::other(format!("dead-letter topic {}: {e}", self.topic)))
+            .map_err(|e| io::Error::other(format!("dead-letter topic {}: {e}", self.topic)))?;
+        self.failed()
     }
 }
 

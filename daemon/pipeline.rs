@@ -15,7 +15,7 @@ use chrono::Utc;
 use crate::classify::{Rules, Subject, classify};
 use crate::coverage::{Accounts, Coverage, Observation, Policy, Summary};
 use crate::deadletter::{DeadLetter, DeadLetters};
-use crate::decode::{DecodeError, Item, decode_message};
+use crate::decode::{Item, decode_message};
 use crate::metrics::Metrics;
 use crate::source::{Position, RecordAt};
 
@@ -126,13 +126,12 @@ impl Pipeline {
                 Item::Skipped { category } => metrics.skipped(&category),
                 Item::Malformed(malformed) => {
                     metrics.malformed(&malformed.error);
-                    let index = (!matches!(malformed.error, DecodeError::Syntax(_))).then_some(index);
+                    let index = malformed.record_index(index);
                     self.dead_letters.write(&DeadLetter::new(position, index, &malformed))?;
                     metrics.dead_letter();
                     if self.malformed_logged < LOG_LIMIT {
                         self.malformed_logged += 1;
-                        let at = index
-                            .map_or_else(|| position.to_string(), |index| RecordAt { position, index }.to_string());
+                        let at = RecordAt { position, index };
                         tracing::warn!(source = %at, reason = malformed.error.reason(), error = %malformed.error, "malformed record dead-lettered");
                     } else {
                         self.malformed_suppressed += 1;

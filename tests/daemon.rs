@@ -11,6 +11,7 @@ use common::{Daemon, Prometheus, Tansu, free_port, wait_for, write_config};
 use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
 
 const TOPIC: &str = "insights-logs-signinlogs";
+const DEAD_LETTER_TOPIC: &str = "mfawatch-dead-letters";
 
 fn spec() -> TenantSpec {
     TenantSpec {
@@ -30,6 +31,7 @@ fn consumed(extra_config: &str, dir: &std::path::Path) -> (Tansu, Daemon) {
     let messages: Vec<Vec<u8>> = Generator::new(spec()).collect();
     let tansu = Tansu::start();
     tansu.create_topic(TOPIC, 2);
+    tansu.create_topic(DEAD_LETTER_TOPIC, 1);
     tansu.produce(TOPIC, 2, &messages);
     let port = free_port();
     let config = write_config(dir, &tansu.bootstrap(), TOPIC, "api-test", port, extra_config);
@@ -201,6 +203,66 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
     );
     // A query a dashboard would run: legacy sign-ins by protocol.
     assert!(!prometheus.query("sum by (protocol) (mfawatch_legacy_signins_total) > 0").is_empty());
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic_with_position_and_reason() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "\n[dead_letter]\ntopic = {DEAD_LETTER_TOPIC:?}\nfile = {:?}\n",
+        dir.path().join("dead.ndjson").display().to_string()
+    );
+    let (tansu, daemon) = consumed(&extra, dir.path());
+    drop(daemon);
+    let file: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("dead.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!file.is_empty());
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", tansu.bootstrap())
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[DEAD_LETTER_TOPIC]).unwrap();
+    let mut letters = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while letters.len() < file.len() && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let letter: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            assert_eq!(m.key(), Some(letter["source"].as_str().unwrap().as_bytes()));
+            letters.push(letter);
+        }
+    }
+    assert_eq!(letters.len(), file.len(), "every dead letter is on the topic too");
+    for letter in &letters {
+        let source = letter["source"].as_str().unwrap();
+        assert!(source.starts_with("insights-logs-signinlogs["), "{source}");
+        assert!(letter["reason"].is_string() && letter["raw"].is_string() && letter["index"].is_u64(), "{letter}");
+    }
+}
+
+#[test]
+fn a_dead_letter_the_broker_refuses_stops_the_daemon_before_its_offset_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let messages: Vec<Vec<u8>> = Generator::new(spec()).collect();
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 1);
+    tansu.produce(TOPIC, 1, &messages);
+    let port = free_port();
+    let extra = "\n[dead_letter]\ntopic = \"no-such-topic\"\n\n[kafka.librdkafka]\n\"message.timeout.ms\" = \"3000\"\n";
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "dlq-refused", port, extra);
+    let mut daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &[]);
+    wait_for("the daemon to stop", Duration::from_secs(60), || daemon.exited().is_some());
+    assert_ne!(daemon.exited(), Some(0));
+    let log = daemon.log_text();
+    assert!(log.contains("no-such-topic") && log.contains("dead letters"), "{log}");
+    let committed = tansu.group_progress("dlq-refused", TOPIC, 1)[0].0;
+    assert!(committed < messages.len() as i64, "not everything was committed: {committed}");
 }
 
 fn regex_like_guid() -> impl Fn(&str) -> bool {

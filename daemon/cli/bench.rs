@@ -141,7 +141,7 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
         rounds
     );
 
-    let mut passes: Vec<Pass> = vec![
+    let passes: Vec<Pass> = vec![
         (
             "serde_json::from_slice::<IgnoredAny> (baseline)",
             Box::new(|| messages.iter().map(|m| serde_json::from_slice::<IgnoredAny>(m).map_or(0, |_| 1u64)).sum()),
@@ -163,20 +163,26 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
             }),
         ),
     ];
-    let best = best_of_interleaved(rounds, &mut passes);
-    let (decoded, classified) = (best[1].1, best[2].1);
+    let counts = measure("decode + classify, one thread", rounds, records, bytes, passes);
+    let (decoded, classified) = (counts[1], counts[2]);
     anyhow::ensure!(
         decoded == records && classified == records,
         "decoded {decoded}, classified {classified} of {records}"
     );
-    let names: Vec<&'static str> = passes.iter().map(|(name, _)| *name).collect();
-    let figures: Vec<Figure> = names
+    Ok(())
+}
+
+/// Runs the passes interleaved, prints their table (the first pass is the
+/// baseline), and returns what each pass counted.
+fn measure(title: &str, rounds: u32, records: u64, bytes: u64, mut passes: Vec<Pass<'_>>) -> Vec<u64> {
+    let best = best_of_interleaved(rounds, &mut passes);
+    let figures: Vec<Figure> = passes
         .iter()
         .zip(&best)
-        .map(|(name, (elapsed, _))| Figure { name, elapsed: *elapsed, records, bytes })
+        .map(|((name, _), (elapsed, _))| Figure { name, elapsed: *elapsed, records, bytes })
         .collect();
-    print_table("decode + classify, one thread", &figures);
-    Ok(())
+    print_table(title, &figures);
+    best.into_iter().map(|(_, n)| n).collect()
 }
 
 /// Resident set size of this process, in bytes.
@@ -207,7 +213,7 @@ fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
     );
     let position = crate::source::Position::Kafka { topic: "bench".into(), partition: 0, offset: 0 };
     let mut pipe = new_pipeline();
-    let mut passes: Vec<Pass> = vec![
+    let passes: Vec<Pass> = vec![
         (
             "bare loop over the messages (sum of bytes)",
             Box::new(|| messages.iter().map(|m| m.iter().map(|&b| b as u64).sum::<u64>()).sum()),
@@ -226,15 +232,7 @@ fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
             }),
         ),
     ];
-    let best = best_of_interleaved(rounds, &mut passes);
-    let names: Vec<&'static str> = passes.iter().map(|(name, _)| *name).collect();
-    drop(passes);
-    let figures: Vec<Figure> = names
-        .iter()
-        .zip(&best)
-        .map(|(name, (elapsed, _))| Figure { name, elapsed: *elapsed, records, bytes })
-        .collect();
-    print_table("in memory", &figures);
+    measure("in memory", rounds, records, bytes, passes);
 
     println!();
     let kafka = kafka_passes(&messages)?;

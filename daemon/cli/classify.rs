@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::classify::{Labels, Rules, VerdictLine, classify};
 use crate::deadletter::{DeadLetter, DeadLetterFile};
-use crate::decode::{DecodeError, Item, decode_message};
-use crate::source::{Position, RecordAt, files};
+use crate::decode::{Item, decode_message};
+use crate::source::{RecordAt, files};
 
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {
@@ -102,7 +102,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                         if !args.summary {
                             let mut line = VerdictLine::new(&record, &verdict);
                             if args.with_source {
-                                line.source = Some(RecordAt { position, index }.to_string());
+                                line.source = Some(RecordAt { position, index: Some(index) }.to_string());
                             }
                             serde_json::to_writer(&mut out, &line)?;
                             out.write_all(b"\n")?;
@@ -111,9 +111,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                     Item::Skipped { category } => summary.skipped.add(category.into_owned()),
                     Item::Malformed(malformed) => {
                         summary.malformed.add(malformed.error.reason());
-                        let index = record_index(&malformed.error, index);
+                        let index = malformed.record_index(index);
                         if summary.malformed.total <= WARN_LIMIT {
-                            eprintln!("warning: {}: {}", where_(position, index), malformed.error);
+                            eprintln!("warning: {}: {}", RecordAt { position, index }, malformed.error);
                         }
                         if let Some(file) = &mut dead_letters {
                             file.write(&DeadLetter::new(position, index, &malformed))?;
@@ -167,16 +167,4 @@ fn tally(
 
 fn label_name(label: Labels) -> &'static str {
     label.names().next().unwrap_or("")
-}
-
-/// A syntax error concerns the whole message, anything else one record.
-pub fn record_index(error: &DecodeError, index: usize) -> Option<usize> {
-    (!matches!(error, DecodeError::Syntax(_))).then_some(index)
-}
-
-fn where_(position: &Position, index: Option<usize>) -> String {
-    match index {
-        Some(index) => RecordAt { position, index }.to_string(),
-        None => position.to_string(),
-    }
 }

@@ -98,7 +98,9 @@ fn dead_letters(config: &Config) -> anyhow::Result<DeadLetters> {
         );
     }
     if let Some(topic) = &config.dead_letter.topic {
-        let producer = kafka::producer_config(config)?.create().context("cannot create the dead-letter producer")?;
+        let producer = kafka::producer_config(config)?
+            .create_with_context(crate::deadletter::Deliveries::default())
+            .context("cannot create the dead-letter producer")?;
         sinks.topic = Some(DeadLetterTopic::new(producer, topic));
     }
     Ok(sinks)

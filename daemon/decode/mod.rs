@@ -190,6 +190,14 @@ pub struct Malformed<'a> {
     pub error: DecodeError,
 }
 
+impl Malformed<'_> {
+    /// The index of the bad record in its message, given its item's index;
+    /// `None` when the message as a whole could not be read.
+    pub fn record_index(&self, item_index: usize) -> Option<usize> {
+        (!matches!(self.error, DecodeError::Syntax(_))).then_some(item_index)
+    }
+}
+
 /// One entry of a decoded message. Its index in the message is its position
 /// in the returned list.
 #[derive(Debug, Clone)]

@@ -195,7 +195,12 @@ impl Progress {
     }
 
     fn write_snapshot(&mut self) -> anyhow::Result<()> {
-        self.pipeline.sync().map_err(|e| anyhow::anyhow!("cannot make dead letters durable: {e}"))?;
+        if let Err(e) = self.pipeline.sync() {
+            // Some dead letters may be lost: only reading their records again
+            // (from the last snapshot, after a restart) recovers them.
+            self.poisoned = true;
+            anyhow::bail!("cannot make dead letters durable: {e}; stopping so that a restart writes them again");
+        }
         let shared = self.pipeline.shared().clone();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
         let bytes = self.snapshots.write(&SnapshotRef {
@@ -381,6 +386,9 @@ pub fn consume(
         let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
         if p.last_checkpoint.elapsed() >= interval {
             if let Err(e) = p.checkpoint(Some(&consumer)) {
+                if p.poisoned {
+                    break Err(e);
+                }
                 tracing::error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
             }
         }

@@ -26,15 +26,19 @@ impl fmt::Display for Position {
     }
 }
 
-/// A position plus the index of a record inside its message.
+/// A position plus the index of a record inside its message (`None` when
+/// the whole message is meant, e.g. it was not JSON at all).
 #[derive(Clone, Copy, Debug)]
 pub struct RecordAt<'a> {
     pub position: &'a Position,
-    pub index: usize,
+    pub index: Option<usize>,
 }
 
 impl fmt::Display for RecordAt<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} record {}", self.position, self.index)
+        match self.index {
+            Some(index) => write!(f, "{} record {index}", self.position),
+            None => write!(f, "{}", self.position),
+        }
     }
 }

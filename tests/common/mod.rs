@@ -207,6 +207,12 @@ impl Daemon {
         wait_for("the daemon to be ready", timeout, || self.get("/readyz").is_some_and(|(s, _)| s == 200));
     }
 
+    /// The exit code once the process has ended by itself (-1 for a signal).
+    pub fn exited(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten().map(|s| s.code().unwrap_or(-1))
+    }
+
     /// SIGKILL: no checkpoint, no goodbye.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -242,9 +248,15 @@ impl Drop for Daemon {
     }
 }
 
-/// A config file for a daemon on `bootstrap`, state in `dir`.
+/// A config file for a daemon on `bootstrap`, state in `dir`, dead letters in
+/// `dir/dead-letters.ndjson` unless `extra` has its own `[dead_letter]`.
 pub fn write_config(dir: &Path, bootstrap: &str, topic: &str, group: &str, http_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("mfawatch.toml");
+    let dead_letter = if extra.contains("[dead_letter]") {
+        String::new()
+    } else {
+        format!("[dead_letter]\nfile = {:?}\n", dir.join("dead-letters.ndjson").display().to_string())
+    };
     let text = format!(
         r#"[kafka]
 brokers = "{bootstrap}"
@@ -256,9 +268,7 @@ start = "earliest"
 dir = "{state}"
 interval = "500ms"
 
-[dead_letter]
-file = "{dead}"
-
+{dead_letter}
 [http]
 listen = "127.0.0.1:{http_port}"
 
@@ -267,7 +277,6 @@ format = "json"
 level = "info,librdkafka=warn"
 {extra}"#,
         state = dir.join("state").display(),
-        dead = dir.join("dead-letters.ndjson").display(),
     );
     std::fs::write(&path, text).unwrap();
     path
