@@ -290,12 +290,14 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn start(target: &str) -> Prometheus {
+    /// Prometheus scraping `target`, with the alert rules in `rule_files` loaded.
+    pub fn start(target: &str, rule_files: &[&Path]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
+        let rules: String = rule_files.iter().map(|f| format!("  - {}\n", f.display())).collect();
         std::fs::write(
             &config,
-            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mfawatch\n    static_configs:\n      - targets: ['{target}']\n"),
+            format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{rules}scrape_configs:\n  - job_name: mfawatch\n    static_configs:\n      - targets: ['{target}']\n"),
         )
         .unwrap();
         let port = free_port();
@@ -312,6 +314,14 @@ impl Prometheus {
             ureq::get(&format!("{}/-/ready", p.url)).call().is_ok()
         });
         p
+    }
+
+    /// GET a Prometheus API path; the `data` of the answer.
+    pub fn api(&self, path: &str) -> serde_json::Value {
+        let mut response = ureq::get(&format!("{}{path}", self.url)).call().unwrap();
+        let body: serde_json::Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        assert_eq!(body["status"], "success", "{path}: {body}");
+        body["data"].clone()
     }
 
     /// The instant-query result vector of `query`.
