@@ -745,22 +745,30 @@ impl Coverage {
 
     /// Users matching `query`, most recent single-factor or legacy sign-in first.
     pub fn users(&self, accounts: &Accounts, query: &UserQuery) -> (usize, Vec<UserView>) {
-        let mut matched: Vec<UserView> = (0..self.entries.len())
-            .map(|i| self.view(i, accounts))
-            .filter(|v| query.state.is_none_or(|s| v.state == s))
-            .filter(|v| query.never_mfa.is_none_or(|n| v.never_mfa == n))
-            .filter(|v| query.privileged.is_none_or(|p| v.privileged == p))
-            .filter(|v| query.user_type.is_none_or(|t| v.user_type == t))
-            .filter(|v| query.registration_pending.is_none_or(|p| v.registration_pending == p))
+        // Filter and sort on the compact entries; build views for one page only.
+        let window = self.window();
+        let mut matched: Vec<(u32, &str, usize)> = (0..self.entries.len())
+            .filter_map(|i| {
+                let e = &self.entries[i];
+                let (state, never_mfa, _) = self.view_state(i, window, accounts);
+                let upn = upn_of(&self.arena, e.names);
+                let keep = query.state.is_none_or(|s| state == s)
+                    && query.never_mfa.is_none_or(|n| never_mfa == n)
+                    && query.user_type.is_none_or(|t| UserType::from_bits(e.flags) == t)
+                    && query
+                        .registration_pending
+                        .is_none_or(|p| Coverage::registration_pending_since(e).is_some() == p)
+                    && query
+                        .privileged
+                        .is_none_or(|p| accounts.privileged.contains(entry_key(e, &self.arena), upn) == p);
+                keep.then(|| (e.last_single_factor.max(e.last_legacy), upn, i))
+            })
             .collect();
         let total = matched.len();
-        let newest_gap = |v: &UserView| {
-            let t = |l: &Option<LastSignIn>| l.as_ref().map(|l| l.time.clone()).unwrap_or_default();
-            t(&v.last_single_factor).max(t(&v.last_legacy))
-        };
-        matched.sort_by(|a, b| newest_gap(b).cmp(&newest_gap(a)).then_with(|| a.upn.cmp(&b.upn)));
+        matched.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
         let limit = if query.limit == 0 { 100 } else { query.limit };
-        (total, matched.into_iter().skip(query.offset).take(limit).collect())
+        let page = matched.into_iter().skip(query.offset).take(limit).map(|(_, _, i)| self.view(i, accounts)).collect();
+        (total, page)
     }
 
     /// One user by object id or UPN (case-insensitive).

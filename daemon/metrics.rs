@@ -17,7 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::{BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Subject, Verdict};
+use crate::classify::{BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Verdict};
 use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError};
 
@@ -333,9 +333,7 @@ impl Metrics {
         if let Some(i) = verdict.legacy_client.filter(|&i| i < self.legacy_clients) {
             self.legacy[i * 2 + outcome].inc();
         }
-        if verdict.subject == Subject::User || verdict.risk_level != RiskLevel::None {
-            self.risk_levels[verdict.risk_level as usize].inc();
-        }
+        self.risk_levels[verdict.risk_level as usize].inc();
         if verdict.labels.contains(Labels::RISKY) {
             let mfa = usize::from(!verdict.labels.contains(Labels::MFA_SATISFIED));
             self.risky[verdict.risk_level as usize * 2 + mfa].inc();

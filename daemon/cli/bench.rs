@@ -366,6 +366,14 @@ fn coverage(users: u32) -> anyhow::Result<()> {
     let t = Instant::now();
     let summary = c.summary(&Accounts::default());
     let summary_time = t.elapsed();
+    let t = Instant::now();
+    let query = crate::coverage::UserQuery {
+        state: Some(crate::coverage::State::Uncovered),
+        limit: 100,
+        ..crate::coverage::UserQuery::default()
+    };
+    let (uncovered, page) = c.users(&Accounts::default(), &query);
+    let users_time = t.elapsed();
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
     let offsets = Default::default();
@@ -403,6 +411,11 @@ fn coverage(users: u32) -> anyhow::Result<()> {
         summary_time.as_secs_f64() * 1e3,
         size as f64 / 1e6,
         snapshot_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "  /api/v1/users?state=uncovered&limit=100 over all users: {:.0} ms ({uncovered} match, {} returned)",
+        users_time.as_secs_f64() * 1e3,
+        page.len()
     );
     black_box(summary);
     Ok(())
