@@ -180,6 +180,11 @@ fn metrics_read_well_and_never_carry_a_user_ip_or_id() {
     assert_eq!(records, parts);
     assert_eq!(records, 3_000.0);
     assert_eq!(value("mfawatch_dead_letters_total"), value("mfawatch_decode_errors_total{"));
+    assert!(
+        value("mfawatch_skipped_records_total{category=\"AuditLogs\"}") > 0.0,
+        "AuditLogs records are skipped by name"
+    );
+    assert_eq!(value("mfawatch_skipped_records_total{category=\"other\"}"), 0.0);
     assert!(value("mfawatch_decode_errors_total{") > 0.0);
 }
 

@@ -583,6 +583,13 @@ fn read_field<'de, A: MapAccess<'de>>(
         };
     }
     match key {
+        // Envelope fields belong to the top level: an AuditLogs record's
+        // `properties.category` ("UserManagement") is not its category.
+        Known::Category | Known::Time | Known::ResultType | Known::Type | Known::TimeGenerated
+            if layer == Layer::Properties =>
+        {
+            return Ok(false);
+        }
         Known::Category => text!(category),
         Known::Time => text!(time),
         Known::ResultType => text!(result_type),

@@ -217,6 +217,18 @@ fn non_sign_in_categories_are_skipped_not_malformed() {
 }
 
 #[test]
+fn the_category_is_the_envelope_s_not_a_category_inside_properties() {
+    let audit = r#"{"time":"2025-01-15T09:30:25Z","category":"AuditLogs","properties":{"category":"UserManagement","result":"success"}}"#;
+    match items(audit).remove(0) {
+        Item::Skipped { category } => assert_eq!(category, "AuditLogs"),
+        other => panic!("{other:?}"),
+    }
+    let record = r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{"category":"Other","time":"garbage","resultType":"x"}}"#;
+    let s = sign_in(record);
+    assert_eq!((s.category, s.outcome_code), (Category::SignIn, 0));
+}
+
+#[test]
 fn a_record_without_category_time_or_outcome_names_what_is_missing() {
     let no_category = r#"{"time":"2025-01-15T09:30:25Z","resultType":0,"properties":{}}"#;
     let no_time = r#"{"category":"SignInLogs","resultType":0,"properties":{}}"#;
