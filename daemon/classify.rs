@@ -412,11 +412,7 @@ fn subject_key<'a>(record: &'a SignIn<'a>, subject: Subject) -> Option<Cow<'a, s
         Subject::User => match present(&f.user_id) {
             Some(id) => Some(Cow::Borrowed(id)),
             None => present(&f.user_principal_name).map(|upn| {
-                if upn.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(upn.to_ascii_lowercase())
-                } else {
-                    Cow::Borrowed(upn)
-                }
+                if upn.chars().any(char::is_uppercase) { Cow::Owned(upn.to_lowercase()) } else { Cow::Borrowed(upn) }
             }),
         },
         Subject::ServicePrincipal | Subject::ManagedIdentity => present(&f.service_principal_id)
@@ -497,11 +493,13 @@ fn second_factor<'a>(steps: &'a [AuthStep<'a>]) -> MfaMethod<'a> {
 }
 
 /// §4: risky when the level reaches the threshold or the state says at risk.
-/// A risk an admin dismissed, remediated or confirmed safe is not raised again.
+/// A risk an admin dismissed or confirmed safe was judged not real and is not
+/// raised again; a remediated one was real (the user passed MFA or changed
+/// the password because of it) and stays risky.
 fn is_risky(level: RiskLevel, state: Option<&str>, threshold: RiskLevel) -> bool {
     let state = state.unwrap_or("").trim();
     let is = |name: &str| state.eq_ignore_ascii_case(name);
-    if is("dismissed") || is("remediated") || is("confirmedSafe") {
+    if is("dismissed") || is("confirmedSafe") {
         return false;
     }
     (level != RiskLevel::Hidden && level >= threshold && level > RiskLevel::None)

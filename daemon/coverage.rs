@@ -327,7 +327,7 @@ impl AccountSet {
         for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
             match parse_guid(item) {
                 Some(id) => set.ids.insert(id),
-                None => set.names.insert(item.to_ascii_lowercase()),
+                None => set.names.insert(item.to_lowercase()),
             };
         }
         set
@@ -345,7 +345,7 @@ impl AccountSet {
             Key::Guid(id) => self.ids.contains(&id),
             Key::Text(text) => self.names.contains(text),
         };
-        by_key || (!self.names.is_empty() && self.names.contains(&upn.to_ascii_lowercase()))
+        by_key || (!self.names.is_empty() && self.names.contains(&upn.to_lowercase()))
     }
 }
 
@@ -359,12 +359,12 @@ impl Accounts {
 
     /// Whether the user with this key (object id or lower-cased UPN) and UPN is privileged.
     pub fn privileged(&self, key: &str, upn: &str) -> bool {
-        let key = key.to_ascii_lowercase();
+        let key = key.to_lowercase();
         self.privileged.contains(Key::of(&key), upn)
     }
 
     pub fn excluded(&self, key: &str, upn: &str) -> bool {
-        let key = key.to_ascii_lowercase();
+        let key = key.to_lowercase();
         self.excluded.contains(Key::of(&key), upn)
     }
 
@@ -773,13 +773,13 @@ impl Coverage {
 
     /// One user by object id or UPN (case-insensitive).
     pub fn user(&self, accounts: &Accounts, id_or_upn: &str) -> Option<UserView> {
-        let wanted = id_or_upn.trim().to_ascii_lowercase();
+        let wanted = id_or_upn.trim().to_lowercase();
         let key = Key::of(&wanted);
         let hash = key.hash(&self.hasher);
         let by_key =
             self.index.find(hash, |&i| key_matches(&self.entries[i as usize], &self.arena, &key)).map(|&i| i as usize);
         let i = by_key.or_else(|| {
-            (0..self.entries.len()).find(|&i| upn_of(&self.arena, self.entries[i].names).eq_ignore_ascii_case(&wanted))
+            (0..self.entries.len()).find(|&i| upn_of(&self.arena, self.entries[i].names).to_lowercase() == wanted)
         })?;
         Some(self.view(i, accounts))
     }

@@ -365,13 +365,18 @@ fn at_risk_or_confirmed_compromised_state_is_risky_at_any_level() {
 }
 
 #[test]
-fn dismissed_remediated_or_safe_risk_is_not_raised_again() {
-    for state in ["dismissed", "remediated", "confirmedSafe"] {
+fn dismissed_or_confirmed_safe_risk_is_not_raised_again() {
+    for state in ["dismissed", "confirmedSafe"] {
         verdict_of(&risk("high", "high", state), |v| {
             assert!(!v.labels.contains(Labels::RISKY), "{state}");
             assert_eq!(v.risk_level, RiskLevel::High);
         });
     }
+}
+
+#[test]
+fn remediated_risk_was_real_and_stays_risky() {
+    verdict_of(&risk("high", "none", "remediated"), |v| assert!(v.labels.contains(Labels::RISKY)));
 }
 
 #[test]

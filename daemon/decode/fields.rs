@@ -203,7 +203,14 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// A boolean that also accepts "true"/"false" in any case, and null.
+/// Whether a text cell means "no value": empty, or a null written out
+/// (`az monitor log-analytics query` prints null cells as `None`).
+fn is_null_text(v: &str) -> bool {
+    let v = v.trim();
+    v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("null")
+}
+
+/// A boolean that also accepts "true"/"false" in any case, 1/0 and null.
 struct Flag(Option<bool>);
 
 impl<'de> Deserialize<'de> for Flag {
@@ -219,10 +226,22 @@ impl<'de> Deserialize<'de> for Flag {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
                 match v.trim() {
-                    t if t.eq_ignore_ascii_case("true") => Ok(Flag(Some(true))),
-                    t if t.eq_ignore_ascii_case("false") => Ok(Flag(Some(false))),
-                    "" | "None" | "null" => Ok(Flag(None)),
+                    t if t.eq_ignore_ascii_case("true") || t == "1" => Ok(Flag(Some(true))),
+                    t if t.eq_ignore_ascii_case("false") || t == "0" => Ok(Flag(Some(false))),
+                    t if is_null_text(t) => Ok(Flag(None)),
                     _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
+                match v {
+                    0 | 1 => Ok(Flag(Some(v == 1))),
+                    _ => Err(E::invalid_value(de::Unexpected::Unsigned(v), &self)),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Flag, E> {
+                match v {
+                    0 | 1 => Ok(Flag(Some(v == 1))),
+                    _ => Err(E::invalid_value(de::Unexpected::Signed(v), &self)),
                 }
             }
             fn visit_unit<E: de::Error>(self) -> Result<Flag, E> {
@@ -265,7 +284,7 @@ impl<'de, T: Deserialize<'de> + FromJsonText> DeserializeSeed<'de> for NestedSee
                 f.write_str("an object or array, or JSON text of one")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-                if v.trim().is_empty() {
+                if is_null_text(v) {
                     return Ok(T::empty());
                 }
                 T::from_json_text(v).map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))
@@ -404,6 +423,10 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a Conditional Access policy object")
             }
+            /// A `null` entry is no policy (seen in re-serialised exports).
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut name, mut result) = (None, None);
                 while let Some(Key(key)) = map.next_key::<Key>()? {
@@ -426,7 +449,7 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
         struct Policy<'a>(Option<ReportOnlyResult<'a>>);
         impl<'de> Deserialize<'de> for Policy<'de> {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Policy<'de>, D::Error> {
-                d.deserialize_map(PolicyVisitor).map(Policy)
+                d.deserialize_any(PolicyVisitor).map(Policy)
             }
         }
         struct ListVisitor;
@@ -436,8 +459,6 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
                 f.write_str("a list of Conditional Access policies")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                // Each policy is skipped as raw bytes and parsed only when it
-                // may be report-only: most policies of a record are not.
                 let mut kept = Vec::new();
                 while let Some(Policy(policy)) = seq.next_element::<Policy>()? {
                     kept.extend(policy);
@@ -523,10 +544,10 @@ impl<'de> Deserialize<'de> for Location<'de> {
                 f.write_str("a location object or country code")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Location<'de>, E> {
-                Ok(Location { country: Some(Cow::Borrowed(v)), city: None })
+                Ok(Location { country: (!is_null_text(v)).then_some(Cow::Borrowed(v)), city: None })
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Location<'de>, E> {
-                Ok(Location { country: Some(Cow::Owned(v.to_owned())), city: None })
+                Ok(Location { country: (!is_null_text(v)).then(|| Cow::Owned(v.to_owned())), city: None })
             }
             fn visit_unit<E: de::Error>(self) -> Result<Location<'de>, E> {
                 Ok(Location { country: None, city: None })
@@ -572,7 +593,8 @@ fn read_field<'de, A: MapAccess<'de>>(
     macro_rules! set {
         ($field:ident, $value:expr) => {{
             let value = $value;
-            if layer == Layer::Properties || fields.$field.is_none() {
+            // `properties` win, but a null there does not erase the top level's value.
+            if fields.$field.is_none() || (layer == Layer::Properties && value.is_some()) {
                 fields.$field = value;
             }
         }};

@@ -79,6 +79,19 @@ impl Category {
         Category::ALL.into_iter().find(|c| c.as_str().eq_ignore_ascii_case(name))
     }
 
+    fn is_log_analytics_table(name: &str) -> bool {
+        const OTHER_TABLES: [&str; 6] = [
+            "AuditLogs",
+            "AADProvisioningLogs",
+            "AADRiskyUsers",
+            "AADUserRiskEvents",
+            "AADRiskyServicePrincipals",
+            "AADServicePrincipalRiskEvents",
+        ];
+        Category::from_log_analytics_type(name).is_some()
+            || OTHER_TABLES.iter().any(|t| t.eq_ignore_ascii_case(name.trim()))
+    }
+
     fn from_log_analytics_type(name: &str) -> Option<Category> {
         let name = name.trim();
         Category::ALL.into_iter().find(|c| c.log_analytics_table().eq_ignore_ascii_case(name))
@@ -126,24 +139,6 @@ pub struct SignIn<'a> {
     pub outcome_code: i64,
     /// The record's fields, `properties` merged with the top level.
     pub fields: Fields<'a>,
-}
-
-impl SignIn<'_> {
-    /// The identity of the record for de-duplication (SIGNIN-SEMANTICS §5):
-    /// (category, id), else (category, correlationId, time, user).
-    pub fn dedup_key(&self) -> String {
-        let f = &self.fields;
-        match f.id.as_deref().filter(|id| !id.is_empty()) {
-            Some(id) => format!("{}/{}", self.category, id),
-            None => format!(
-                "{}/{}/{}/{}",
-                self.category,
-                f.correlation_id.as_deref().unwrap_or(""),
-                self.time.timestamp_micros(),
-                f.user_id.as_deref().or(f.user_principal_name.as_deref()).unwrap_or("")
-            ),
-        }
-    }
 }
 
 /// Why a record (or a whole message) could not be used.
@@ -295,9 +290,12 @@ enum Resolved<'a> {
 
 /// Decides the shape and checks what a record needs to be classified.
 fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
+    // A Log Analytics row names its table in `Type` or has `TimeGenerated`; a
+    // `type` some pipeline added ("azure") does not make a record one.
+    let la_table = fields.la_type.as_deref().is_some_and(Category::is_log_analytics_table);
     let shape = if fields.has_properties {
         Shape::Diagnostic
-    } else if fields.la_type.is_some() || fields.time_generated.is_some() {
+    } else if la_table || fields.time_generated.is_some() {
         Shape::LogAnalytics
     } else if fields.category.is_some() || fields.time.is_some() {
         Shape::Diagnostic
@@ -331,12 +329,15 @@ fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
         }
     };
 
+    fn present<'s>(t: &'s Option<Str<'_>>) -> Option<&'s str> {
+        t.as_deref().filter(|t| !t.trim().is_empty())
+    }
     let time_text = match shape {
-        Shape::Diagnostic => fields.time.as_ref().or(fields.created_date_time.as_ref()),
-        Shape::LogAnalytics => fields.time_generated.as_ref().or(fields.created_date_time.as_ref()),
-        Shape::Graph => fields.created_date_time.as_ref(),
+        Shape::Diagnostic => present(&fields.time).or(present(&fields.created_date_time)),
+        Shape::LogAnalytics => present(&fields.time_generated).or(present(&fields.created_date_time)),
+        Shape::Graph => present(&fields.created_date_time),
     };
-    let time_text = time_text.filter(|t| !t.trim().is_empty()).ok_or(DecodeError::MissingTime)?;
+    let time_text = time_text.ok_or(DecodeError::MissingTime)?;
     let time = time::parse_event_time(time_text).ok_or_else(|| DecodeError::BadTime(time_text.to_string()))?;
 
     let outcome_code = outcome_code(&fields)?;
@@ -346,12 +347,13 @@ fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
 /// `status.errorCode`, else a numeric `resultType` (SIGNIN-SEMANTICS §1).
 fn outcome_code(fields: &Fields<'_>) -> Result<i64, DecodeError> {
     let status_code = fields.status.as_ref().and_then(|s| s.error_code.as_deref()).filter(|c| !c.trim().is_empty());
-    if let Some(code) = status_code {
-        return parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string()));
-    }
-    match fields.result_type.as_deref().filter(|c| !c.trim().is_empty()) {
-        Some(code) => parse_code(code).ok_or_else(|| DecodeError::BadOutcome(code.to_string())),
-        None => Err(DecodeError::MissingOutcome),
+    let result_type = fields.result_type.as_deref().filter(|c| !c.trim().is_empty());
+    match (status_code, result_type) {
+        (None, None) => Err(DecodeError::MissingOutcome),
+        (status, result) => status
+            .and_then(parse_code)
+            .or_else(|| result.and_then(parse_code))
+            .ok_or_else(|| DecodeError::BadOutcome(status.or(result).unwrap_or_default().to_string())),
     }
 }
 

@@ -16,8 +16,16 @@ const NAIVE_FORMATS: [&str; 6] = [
 ];
 
 /// Formats that carry an offset but are not RFC 3339.
-const ZONED_FORMATS: [&str; 4] =
-    ["%m/%d/%Y %I:%M:%S %p %:z", "%m/%d/%Y %H:%M:%S %:z", "%m/%d/%Y %I:%M:%S %p %z", "%Y-%m-%d %H:%M:%S%.f %:z"];
+const ZONED_FORMATS: [&str; 7] = [
+    "%m/%d/%Y %I:%M:%S %p %:z",
+    "%m/%d/%Y %H:%M:%S %:z",
+    "%m/%d/%Y %I:%M:%S %p %z",
+    "%Y-%m-%d %H:%M:%S%.f %:z",
+    // ISO-8601 offsets RFC 3339 does not take: "+0100", "+01".
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%#z",
+];
 
 /// Parses an event time, returning it in UTC. `None` when no known format fits.
 pub fn parse_event_time(text: &str) -> Option<DateTime<Utc>> {
@@ -93,6 +101,13 @@ mod tests {
         assert_eq!(utc("1/9/2007 10:41:00 AM +01:00"), "2007-01-09T09:41:00Z");
         assert_eq!(utc("11/14/2025 1:48:53 AM"), "2025-11-14T01:48:53Z");
         assert_eq!(utc("12/12/2025 3:03:58 PM"), "2025-12-12T15:03:58Z");
+    }
+
+    #[test]
+    fn iso_offsets_without_colon_or_minutes_parse() {
+        assert_eq!(utc("2007-01-09T10:41:00+0100"), "2007-01-09T09:41:00Z");
+        assert_eq!(utc("2007-01-09T10:41:00.5+01"), "2007-01-09T09:41:00.500Z");
+        assert_eq!(utc("2007-01-09 10:41:00+0100"), "2007-01-09T09:41:00Z");
     }
 
     #[test]

@@ -77,51 +77,65 @@ pub fn read_messages(path: &str, mut each: impl FnMut(&[u8], &Position) -> io::R
     }
 }
 
-/// A line opens a multi-line document when it is the start of a JSON array
-/// or an object that does not close on the same line.
+/// A line opens a multi-line document when it starts a JSON array, or is an
+/// object's opening alone or ending in an opening bracket (`{`, `{"value": [`),
+/// as pretty printers write them. Any other line is a message by itself: a
+/// record cut short on its line is one malformed message, not the rest of the file.
 fn starts_document(line: &[u8]) -> bool {
-    match line.first() {
-        Some(b'[') => true,
-        Some(b'{') => {
-            matches!(serde_json::from_slice::<serde::de::IgnoredAny>(line), Err(e) if e.is_eof())
-        }
-        _ => false,
-    }
+    matches!((line.first(), line.last()), (Some(b'['), _) | (Some(b'{'), Some(b'{' | b'[')))
 }
 
-/// Splits concatenated JSON documents; each is one message at its first line.
-/// A syntax error makes the rest of the input one malformed message.
+/// Splits concatenated JSON documents (and any records on lines of their own
+/// after them); each is one message at its first line. Where the JSON breaks,
+/// the line it breaks on becomes one malformed message and reading resumes at
+/// the next line, so a bad line costs only itself.
 fn each_document(
     bytes: &[u8],
     name: &Arc<str>,
     first_line: u64,
     each: &mut impl FnMut(&[u8], &Position) -> io::Result<()>,
 ) -> io::Result<u64> {
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<&RawValue>();
-    let mut start = 0;
-    let mut line = first_line;
+    let mut from = 0; // where the current stream starts in `bytes`
+    let mut line = first_line; // the line at `counted`
+    let mut counted = 0; // up to where newlines are counted
     let mut messages = 0;
-    loop {
-        let offset = stream.byte_offset();
-        match stream.next() {
-            None => return Ok(messages),
-            Some(Ok(raw)) => {
-                let text = raw.get().as_bytes();
-                let begin = text.as_ptr() as usize - bytes.as_ptr() as usize;
-                line += count_newlines(&bytes[start..begin]);
-                start = begin;
-                messages += 1;
-                each(text, &Position::File { path: name.clone(), line })?;
-            }
-            Some(Err(_)) => {
-                let rest = trim_ascii(&bytes[offset..]);
-                let begin = rest.as_ptr() as usize - bytes.as_ptr() as usize;
-                line += count_newlines(&bytes[start..begin.max(start)]);
-                each(rest, &Position::File { path: name.clone(), line })?;
-                return Ok(messages + 1);
+    let line_at = |at: usize, line: &mut u64, counted: &mut usize| {
+        *line += count_newlines(&bytes[*counted..at]);
+        *counted = at;
+        *line
+    };
+    while from < bytes.len() {
+        let mut stream = serde_json::Deserializer::from_slice(&bytes[from..]).into_iter::<&RawValue>();
+        loop {
+            let offset = from + stream.byte_offset();
+            match stream.next() {
+                None => return Ok(messages),
+                Some(Ok(raw)) => {
+                    let text = raw.get().as_bytes();
+                    let begin = text.as_ptr() as usize - bytes.as_ptr() as usize;
+                    messages += 1;
+                    each(text, &Position::File { path: name.clone(), line: line_at(begin, &mut line, &mut counted) })?;
+                }
+                Some(Err(_)) => {
+                    let rest = &bytes[offset..];
+                    let skipped = rest.len() - rest.trim_ascii_start().len();
+                    let begin = offset + skipped;
+                    let end = memchr::memchr(b'\n', &bytes[begin..]).map_or(bytes.len(), |n| begin + n);
+                    let bad = trim_ascii(&bytes[begin..end]);
+                    if !bad.is_empty() {
+                        messages += 1;
+                        each(
+                            bad,
+                            &Position::File { path: name.clone(), line: line_at(begin, &mut line, &mut counted) },
+                        )?;
+                    }
+                    from = end;
+                    break;
+                }
             }
         }
     }
+    Ok(messages)
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
@@ -184,9 +198,24 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_document_becomes_one_message_with_the_rest() {
-        let got = frames(b"[1]\n[2,\n");
-        assert_eq!(got, pairs(&[("1", "[1]"), ("2", "[2,")]));
+    fn a_broken_document_line_is_one_message_and_reading_resumes() {
+        let got = frames(b"[1]\n[2,\n{\"a\":1}\n");
+        assert_eq!(got, pairs(&[("1", "[1]"), ("2", "[2,"), ("3", "{\"a\":1}")]));
+    }
+
+    #[test]
+    fn a_record_cut_short_costs_only_its_line() {
+        let got = frames(b"{\"a\":1}\n{\"time\":\"2025\",\"cat\n{\"b\":2}\n{\"c\":3}\n");
+        assert_eq!(
+            got,
+            pairs(&[("1", "{\"a\":1}"), ("2", "{\"time\":\"2025\",\"cat"), ("3", "{\"b\":2}"), ("4", "{\"c\":3}")])
+        );
+    }
+
+    #[test]
+    fn records_after_a_pretty_printed_document_survive_a_bad_line() {
+        let got = frames(b"{\n  \"value\": []\n}\n{oops\n{\"b\":2}\n");
+        assert_eq!(got, pairs(&[("1", "{\n  \"value\": []\n}"), ("4", "{oops"), ("5", "{\"b\":2}")]));
     }
 
     #[test]
