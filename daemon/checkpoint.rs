@@ -52,6 +52,8 @@ pub enum SnapshotError {
     Write { dir: PathBuf, source: io::Error },
     #[error("cannot read snapshot {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("{dir} is in use by another mfawatch (run or replay); each needs its own checkpoint.dir")]
+    Locked { dir: PathBuf },
     #[error("snapshot {path} is damaged: {reason}; move it away to start from an empty state")]
     Damaged { path: PathBuf, reason: String },
 }
@@ -69,6 +71,21 @@ impl SnapshotFile {
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
+    }
+
+    /// Takes the state directory for this process alone: a `run` and a
+    /// `replay` (or two daemons) on one directory would overwrite each other's
+    /// snapshots. The lock lasts as long as the returned file is open.
+    pub fn lock(&self) -> Result<File, SnapshotError> {
+        let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
+        fs::create_dir_all(&self.dir).map_err(err)?;
+        let file =
+            File::options().create(true).truncate(false).write(true).open(self.dir.join("state.lock")).map_err(err)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => Err(SnapshotError::Locked { dir: self.dir.clone() }),
+            Err(fs::TryLockError::Error(e)) => Err(err(e)),
+        }
     }
 
     /// Writes `snapshot` atomically and durably; returns its size in bytes.
@@ -158,6 +175,17 @@ mod tests {
         assert!(err.contains("state.snapshot") && err.contains("checksum"), "{err}");
         fs::write(file.path(), b"hello").unwrap();
         assert!(file.read().unwrap_err().to_string().contains("not an mfawatch snapshot"));
+    }
+
+    #[test]
+    fn a_state_directory_is_used_by_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        let held = file.lock().unwrap();
+        let err = file.lock().unwrap_err().to_string();
+        assert!(err.contains("in use by another mfawatch"), "{err}");
+        drop(held);
+        file.lock().unwrap();
     }
 
     #[test]

@@ -258,6 +258,10 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: &'static str, message: String },
 }
 
+/// librdkafka settings that would break the delivery guarantee (mfawatch
+/// stores and commits offsets itself, after each checkpoint) or the group.
+const OWNED_SETTINGS: [&str; 4] = ["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"];
+
 /// librdkafka settings that carry secrets; refused in `[kafka.librdkafka]`.
 const SECRET_SETTINGS: [&str; 5] =
     ["sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"];
@@ -332,6 +336,14 @@ impl Config {
             return invalid(
                 "kafka.prefetch_kbytes",
                 format!("{}: at least 1024 (a message can be 1 MB)", k.prefetch_kbytes),
+            );
+        }
+        if let Some(key) = k.librdkafka.keys().find(|key| OWNED_SETTINGS.contains(&key.as_str())) {
+            return invalid(
+                "kafka.librdkafka",
+                format!(
+                    "{key:?} is set by mfawatch (offsets are committed after each checkpoint; use kafka.group_id / kafka.brokers)"
+                ),
             );
         }
         if let Some(key) = k.librdkafka.keys().find(|key| SECRET_SETTINGS.contains(&key.as_str())) {
@@ -450,6 +462,12 @@ mod tests {
     fn secrets_are_refused_in_raw_librdkafka_settings() {
         let err = parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.librdkafka") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn settings_that_would_break_the_delivery_guarantee_are_refused() {
+        let err = parse("[kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n").unwrap_err().to_string();
+        assert!(err.contains("enable.auto.commit") && err.contains("checkpoint"), "{err}");
     }
 
     #[test]

@@ -180,8 +180,10 @@ struct Entry {
     /// a user's records arrive in time order), and the latest such failure.
     registration_since: u32,
     registration_last: u32,
-    /// Event time of the record the UPN and display name were taken from.
+    /// Event time of the record the UPN and display name were taken from,
+    /// and of the one the user type was.
     names_time: u32,
+    type_time: u32,
     head_day: u16,
     /// Bits 0-1 user type; bit 2 the key is a GUID.
     flags: u8,
@@ -305,6 +307,8 @@ pub struct Coverage {
     watermark: i64,
     /// Records that fell before the window when they arrived.
     late_records: u64,
+    /// Records dated more than a day ahead of the wall clock, set aside.
+    future_records: u64,
 }
 
 /// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
@@ -418,6 +422,8 @@ pub struct Summary {
     pub coverage_ratio: Option<f64>,
     pub breakdown: Vec<Breakdown>,
     pub late_records: u64,
+    /// Sign-ins dated more than a day in the future, left out.
+    pub future_records: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -457,6 +463,7 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: 0,
             late_records: 0,
+            future_records: 0,
         }
     }
 
@@ -489,23 +496,16 @@ impl Coverage {
         if t <= 0 || t > u32::MAX as i64 {
             return;
         }
-        // A clock far in the future would empty everyone's window: cap how far
-        // ahead of the wall clock the watermark may move.
-        if t > self.watermark && t <= Utc::now().timestamp() + DAY {
-            self.watermark = t;
+        // A record dated more than a day ahead of the wall clock would empty
+        // everyone's window and its user's day ring: it is set aside, counted.
+        if t > Utc::now().timestamp() + DAY {
+            self.future_records += 1;
+            return;
         }
+        self.watermark = self.watermark.max(t);
         let t32 = t as u32;
         let i = self.entry(o.key);
-        if t32 >= self.entries[i].names_time {
-            let upn = o.upn.filter(|u| !u.trim().is_empty()).unwrap_or(o.key);
-            self.set_names(i, upn, o.display_name.filter(|n| !n.is_empty()));
-            let user_type = UserType::parse(o.user_type);
-            let e = &mut self.entries[i];
-            e.names_time = t32;
-            if user_type != UserType::Unknown {
-                e.flags = (e.flags & !3) | user_type.bits();
-            }
-        }
+        self.update_names(i, t32, o);
         if o.single_factor || o.legacy {
             let app = self.apps.id(o.app);
             let client = self.clients.id(Some(o.client_app));
@@ -597,21 +597,35 @@ impl Coverage {
         i
     }
 
-    /// Keeps the newest UPN and display name; the arena grows only on a change.
-    fn set_names(&mut self, i: usize, upn: &str, display_name: Option<&str>) {
+    /// The UPN and display name come from the newest record that has a UPN,
+    /// the user type from the newest that states one; a tie in time goes to
+    /// the greater value. So the result never depends on arrival order. The
+    /// arena grows only when the names change.
+    fn update_names(&mut self, i: usize, t: u32, o: &Observation<'_>) {
+        let user_type = UserType::parse(o.user_type);
+        let e = &mut self.entries[i];
+        if user_type != UserType::Unknown && (t > e.type_time || t == e.type_time && user_type.bits() < (e.flags & 3)) {
+            e.flags = (e.flags & !3) | user_type.bits();
+            e.type_time = t;
+        }
+        let Some(upn) = o.upn.map(str::trim).filter(|u| !u.is_empty()) else { return };
+        let upn = &upn[..floor_char_boundary(upn, u16::MAX as usize)];
+        let name = o.display_name.unwrap_or("");
+        let name = &name[..floor_char_boundary(name, u16::MAX as usize)];
         let names = self.entries[i].names;
-        let unchanged =
-            upn_of(&self.arena, names) == upn && display_name.is_none_or(|d| display(&self.arena, names) == d);
-        if unchanged {
+        let current = (upn_of(&self.arena, names), display(&self.arena, names));
+        let names_time = self.entries[i].names_time;
+        let newer = t > names_time || t == names_time && (upn, name) > current;
+        if !newer {
             return;
         }
-        let display_name = display_name.map_or_else(|| display(&self.arena, names).to_owned(), str::to_owned);
-        let upn = &upn[..floor_char_boundary(upn, u16::MAX as usize)];
-        let display_name = &display_name[..floor_char_boundary(&display_name, u16::MAX as usize)];
-        let offset = self.arena.len() as u32;
-        self.arena.push_str(upn);
-        self.arena.push_str(display_name);
-        self.entries[i].names = Names { offset, upn_len: upn.len() as u16, display_len: display_name.len() as u16 };
+        self.entries[i].names_time = t;
+        if current != (upn, name) {
+            let offset = self.arena.len() as u32;
+            self.arena.push_str(upn);
+            self.arena.push_str(name);
+            self.entries[i].names = Names { offset, upn_len: upn.len() as u16, display_len: name.len() as u16 };
+        }
     }
 
     /// The window: the `window_days` UTC days ending with the watermark's day.
@@ -707,6 +721,7 @@ impl Coverage {
             s.window_end = Some(rfc3339((window.1 + 1) * DAY - 1));
         }
         s.late_records = self.late_records;
+        s.future_records = self.future_records;
         s
     }
 
@@ -726,7 +741,8 @@ impl Coverage {
         UserView {
             privileged: accounts.privileged.contains(key, upn),
             key: key.to_string(),
-            upn: upn.to_owned(),
+            // A user seen only in records without a UPN is shown by key.
+            upn: if upn.is_empty() { key.to_string() } else { upn.to_owned() },
             display_name: Some(display(&self.arena, e.names)).filter(|s| !s.is_empty()).map(str::to_owned),
             user_type: UserType::from_bits(e.flags),
             state,
@@ -765,7 +781,7 @@ impl Coverage {
             })
             .collect();
         let total = matched.len();
-        matched.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        matched.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)).then_with(|| a.2.cmp(&b.2)));
         let limit = if query.limit == 0 { 100 } else { query.limit };
         let page = matched.into_iter().skip(query.offset).take(limit).map(|(_, _, i)| self.view(i, accounts)).collect();
         (total, page)
@@ -808,6 +824,7 @@ impl Coverage {
             clients: &self.clients,
             watermark: self.watermark,
             late_records: self.late_records,
+            future_records: self.future_records,
         }
     }
 
@@ -821,6 +838,7 @@ impl Coverage {
             clients: self.clients.clone(),
             watermark: self.watermark,
             late_records: self.late_records,
+            future_records: self.future_records,
         }
     }
 
@@ -847,6 +865,7 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: s.watermark,
             late_records: s.late_records,
+            future_records: s.future_records,
         };
         c.apps.rebuild_index();
         c.clients.rebuild_index();
@@ -871,6 +890,7 @@ pub struct CoverageSnapshot {
     clients: Interner,
     watermark: i64,
     late_records: u64,
+    future_records: u64,
 }
 
 /// [`CoverageSnapshot`] borrowed; serialises to the same bytes.
@@ -884,6 +904,7 @@ pub struct CoverageSnapshotRef<'a> {
     clients: &'a Interner,
     watermark: i64,
     late_records: u64,
+    future_records: u64,
 }
 
 fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
@@ -943,24 +964,18 @@ impl std::fmt::Display for Key<'_> {
 /// Parses a canonical GUID (`8-4-4-4-12` hex digits, any case).
 fn parse_guid(text: &str) -> Option<[u8; 16]> {
     let b = text.as_bytes();
-    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
+    if b.len() != 36 {
         return None;
     }
     let mut out = [0u8; 16];
-    let mut n = 0;
-    let mut hi = None;
-    for &c in b {
-        if c == b'-' {
-            continue;
-        }
-        let v = (c as char).to_digit(16)? as u8;
-        match hi.take() {
-            None => hi = Some(v),
-            Some(h) => {
-                out[n] = h << 4 | v;
-                n += 1;
-            }
-        }
+    let mut digits = b.iter().enumerate().filter(|(i, _)| ![8, 13, 18, 23].contains(i));
+    if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    for byte in &mut out {
+        let hi = (*digits.next()?.1 as char).to_digit(16)?;
+        let lo = (*digits.next()?.1 as char).to_digit(16)?;
+        *byte = (hi << 4 | lo) as u8;
     }
     Some(out)
 }

@@ -159,15 +159,18 @@ impl DeadLetterTopic {
         self.failed()?;
         let payload = serde_json::to_vec(letter)?;
         let mut record = BaseRecord::to(&self.topic).key(&letter.source).payload(&payload);
+        // A full queue means the broker is not taking them: wait a bounded while.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             match self.producer.send(record) {
                 Ok(()) => break,
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     r,
-                )) => {
+                )) if std::time::Instant::now() < give_up => {
                     record = r;
                     self.producer.poll(std::time::Duration::from_millis(100));
+                    self.failed()?;
                 }
                 Err((e, _)) => {
                     return Err(io::Error::other(format!("dead-letter topic {}: {e}", self.topic)));

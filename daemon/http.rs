@@ -31,17 +31,18 @@ struct App {
 }
 
 impl App {
-    async fn summary(&self) -> Summary {
+    /// `None` only if summarising failed (a bug): then nothing is cached.
+    async fn summary(&self) -> Option<Summary> {
         let mut cached = self.summary.lock().await;
         if let Some((at, summary)) = cached.as_ref()
             && at.elapsed() < Duration::from_secs(1)
         {
-            return summary.clone();
+            return Some(summary.clone());
         }
         let shared = self.shared.clone();
-        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary()).await.unwrap_or_default();
+        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary()).await.ok()?;
         *cached = Some((Instant::now(), summary.clone()));
-        summary
+        Some(summary)
     }
 }
 
@@ -102,8 +103,11 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-async fn coverage(State(app): State<App>) -> Json<Summary> {
-    Json(app.summary().await)
+async fn coverage(State(app): State<App>) -> Response {
+    match app.summary().await {
+        Some(summary) => Json(summary).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot summarise the coverage state\n").into_response(),
+    }
 }
 
 /// A query parameter with a value the API does not take.
@@ -179,7 +183,7 @@ async fn users(State(app): State<App>, Query(params): Query<HashMap<String, Stri
     };
     let shared = app.shared.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let accounts = shared.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = shared.accounts();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
         let window = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let (total, users) = coverage.users(&accounts, &query);
@@ -196,7 +200,7 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     let shared = app.shared.clone();
     let lookup = id.clone();
     let found = tokio::task::spawn_blocking(move || {
-        let accounts = shared.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = shared.accounts();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
         coverage.user(&accounts, &lookup)
     })

@@ -82,6 +82,7 @@ pub struct Metrics {
     coverage_ratio: GaugeVec,
     users_tracked: IntGauge,
     late_records: IntGauge,
+    future_records: IntGauge,
     consumer_lag: IntGaugeVec,
     kafka_errors: IntCounterVec,
     checkpoint_time: Gauge,
@@ -296,6 +297,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            future_records: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_future_records",
+                    "Sign-ins dated more than a day ahead of the clock, left out of coverage.",
+                )
+                .expect("valid"),
+            ),
             consumer_lag,
             kafka_errors,
             checkpoint_time: register(
@@ -427,6 +436,7 @@ impl Metrics {
         self.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
         self.users_tracked.set(users_tracked as i64);
         self.late_records.set(summary.late_records as i64);
+        self.future_records.set(summary.future_records as i64);
     }
 
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {

@@ -20,9 +20,14 @@ use crate::metrics::Metrics;
 use crate::source::{Position, RecordAt};
 
 /// State shared between the pipeline thread and the HTTP server.
+///
+/// Lock discipline: `accounts` is only ever held long enough to clone the
+/// `Arc` inside, and never while waiting for `coverage`; so the pipeline
+/// (which writes `coverage`), the HTTP handlers and SIGHUP (which replaces
+/// the accounts) cannot wait on each other in a circle.
 pub struct Shared {
     pub coverage: RwLock<Coverage>,
-    pub accounts: RwLock<Accounts>,
+    accounts: RwLock<Arc<Accounts>>,
     pub metrics: Metrics,
     pub health: Health,
 }
@@ -31,15 +36,25 @@ impl Shared {
     pub fn new(coverage: Coverage, accounts: Accounts, rules: &Rules) -> Arc<Shared> {
         Arc::new(Shared {
             coverage: RwLock::new(coverage),
-            accounts: RwLock::new(accounts),
+            accounts: RwLock::new(Arc::new(accounts)),
             metrics: Metrics::new(rules),
             health: Health::default(),
         })
     }
 
+    /// The privileged and excluded accounts as they are now.
+    pub fn accounts(&self) -> Arc<Accounts> {
+        self.accounts.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the privileged and excluded accounts (SIGHUP).
+    pub fn set_accounts(&self, accounts: Accounts) {
+        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(accounts);
+    }
+
     /// The coverage summary, with the coverage gauges brought up to date.
     pub fn coverage_summary(&self) -> Summary {
-        let accounts = self.accounts.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = self.accounts();
         let coverage = self.coverage.read().unwrap_or_else(|e| e.into_inner());
         let summary = coverage.summary(&accounts);
         self.metrics.coverage(&summary, coverage.len());
@@ -109,55 +124,44 @@ impl Pipeline {
         metrics.message(bytes.len());
         let items = decode_message(bytes);
         let now = Utc::now();
-        let mut coverage = self.shared.coverage.write().unwrap_or_else(|e| e.into_inner());
-        for (index, item) in items.into_iter().enumerate() {
-            match item {
-                Item::SignIn(record) => {
-                    let verdict = classify(&record, &self.rules);
-                    let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
-                    metrics.sign_in(record.category, &verdict, lag);
-                    if let Some(observation) = Observation::of(&record, &verdict, &self.policy) {
-                        coverage.observe(&observation);
+        let accounts = self.shared.accounts();
+        let mut malformed_items = Vec::new();
+        {
+            let mut coverage = self.shared.coverage.write().unwrap_or_else(|e| e.into_inner());
+            for (index, item) in items.into_iter().enumerate() {
+                match item {
+                    Item::SignIn(record) => {
+                        let verdict = classify(&record, &self.rules);
+                        let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
+                        metrics.sign_in(record.category, &verdict, lag);
+                        if let Some(observation) = Observation::of(&record, &verdict, &self.policy) {
+                            coverage.observe(&observation);
+                        }
+                        if verdict.subject == Subject::User {
+                            note_excluded_account(&accounts, &record, &verdict);
+                        }
                     }
-                    if verdict.subject == Subject::User {
-                        self.note_excluded_account(&record, &verdict);
-                    }
-                }
-                Item::Skipped { category } => metrics.skipped(&category),
-                Item::Malformed(malformed) => {
-                    metrics.malformed(&malformed.error);
-                    let index = malformed.record_index(index);
-                    self.dead_letters.write(&DeadLetter::new(position, index, &malformed))?;
-                    metrics.dead_letter();
-                    if self.malformed_logged < LOG_LIMIT {
-                        self.malformed_logged += 1;
-                        let at = RecordAt { position, index };
-                        tracing::warn!(source = %at, reason = malformed.error.reason(), error = %malformed.error, "malformed record dead-lettered");
-                    } else {
-                        self.malformed_suppressed += 1;
-                    }
+                    Item::Skipped { category } => metrics.skipped(&category),
+                    Item::Malformed(malformed) => malformed_items.push((index, malformed)),
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Every sign-in of an excluded (break-glass) account is reported.
-    fn note_excluded_account(&self, record: &crate::decode::SignIn<'_>, verdict: &crate::classify::Verdict<'_>) {
-        let accounts = self.shared.accounts.read().unwrap_or_else(|e| e.into_inner());
-        let key = verdict.subject_key.as_deref().unwrap_or("");
-        let upn = record.fields.user_principal_name.as_deref().unwrap_or("");
-        if accounts.excluded(key, upn) {
-            tracing::warn!(
-                upn,
-                user_key = key,
-                time = %record.time,
-                success = verdict.success,
-                app = record.fields.app_display_name.as_deref().unwrap_or(""),
-                ip = record.fields.ip_address.as_deref().unwrap_or(""),
-                "break-glass account signed in"
-            );
+        // Dead letters are written without holding the coverage lock: a slow
+        // dead-letter topic must not stall the API.
+        for (index, malformed) in malformed_items {
+            metrics.malformed(&malformed.error);
+            let index = malformed.record_index(index);
+            self.dead_letters.write(&DeadLetter::new(position, index, &malformed))?;
+            metrics.dead_letter();
+            if self.malformed_logged < LOG_LIMIT {
+                self.malformed_logged += 1;
+                let at = RecordAt { position, index };
+                tracing::warn!(source = %at, reason = malformed.error.reason(), error = %malformed.error, "malformed record dead-lettered");
+            } else {
+                self.malformed_suppressed += 1;
+            }
         }
+        Ok(())
     }
 
     /// Makes every sink durable (before a snapshot and an offset commit).
@@ -171,5 +175,26 @@ impl Pipeline {
         self.malformed_logged = 0;
         self.malformed_suppressed = 0;
         self.dead_letters.sync()
+    }
+}
+
+/// Every sign-in of an excluded (break-glass) account is reported.
+fn note_excluded_account(
+    accounts: &Accounts,
+    record: &crate::decode::SignIn<'_>,
+    verdict: &crate::classify::Verdict<'_>,
+) {
+    let key = verdict.subject_key.as_deref().unwrap_or("");
+    let upn = record.fields.user_principal_name.as_deref().unwrap_or("");
+    if accounts.excluded(key, upn) {
+        tracing::warn!(
+            upn,
+            user_key = key,
+            time = %record.time,
+            success = verdict.success,
+            app = record.fields.app_display_name.as_deref().unwrap_or(""),
+            ip = record.fields.ip_address.as_deref().unwrap_or(""),
+            "break-glass account signed in"
+        );
     }
 }

@@ -113,6 +113,8 @@ pub struct Prepared {
 }
 
 pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
+    let snapshots = SnapshotFile::new(&config.checkpoint.dir);
+    let state_lock = snapshots.lock()?;
     let accounts = load_accounts(config)?;
     let (coverage, offsets) = load_state(config)?;
     let rules = config.rules();
@@ -122,9 +124,10 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let progress = Progress {
         pipeline,
         offsets,
-        snapshots: SnapshotFile::new(&config.checkpoint.dir),
+        snapshots,
         last_checkpoint: Instant::now(),
         poisoned: false,
+        _state_lock: state_lock,
     };
     Ok(Prepared { shared, progress: Arc::new(Mutex::new(progress)) })
 }
@@ -190,13 +193,17 @@ async fn signals(
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = cancel.cancelled() => return,
-            _ = hup.recv() => match load_accounts(&config) {
-                Ok(accounts) => {
-                    tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
-                    *shared.accounts.write().unwrap_or_else(|e| e.into_inner()) = accounts;
+            _ = hup.recv() => {
+                let config = config.clone();
+                match tokio::task::spawn_blocking(move || load_accounts(&config)).await {
+                    Ok(Ok(accounts)) => {
+                        tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
+                        shared.set_accounts(accounts);
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts"),
                 }
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
-            },
+            }
         }
     }
     tracing::info!("stopping: checkpointing and leaving the consumer group");

@@ -244,6 +244,40 @@ fn a_snapshot_with_another_window_is_refused() {
 }
 
 #[test]
+fn guids_need_dashes_exactly_where_they_belong() {
+    assert_eq!(parse_guid("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0-9"), None);
+    assert_eq!(parse_guid("0f1e2d3c04b5a-4978-8695-a4b3c2d1e0f9"), None);
+}
+
+#[test]
+fn a_record_dated_far_in_the_future_is_set_aside() {
+    let mut c = Coverage::new(Policy::default());
+    let now = Utc::now();
+    c.observe(&obs(ANN, now - chrono::Duration::hours(30), Kind::SingleFactor));
+    c.observe(&obs(ANN, now + chrono::Duration::days(400), Kind::Mfa));
+    c.observe(&obs(ANN, now - chrono::Duration::hours(2), Kind::SingleFactor));
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!((v.state, v.counts.single_factor, v.counts.mfa), (State::Uncovered, 2, 0));
+    assert_eq!(c.summary(&Accounts::default()).future_records, 1);
+}
+
+#[test]
+fn user_type_and_names_do_not_depend_on_arrival_order() {
+    let guest_early = Observation { user_type: Some("Guest"), ..obs(ANN, at(10, 10), Kind::Mfa) };
+    let untyped_late = Observation { user_type: None, upn: None, ..obs(ANN, at(10, 11), Kind::Mfa) };
+    let run = |first: &Observation<'static>, second: &Observation<'static>| {
+        let mut c = Coverage::new(Policy::default());
+        c.observe(first);
+        c.observe(second);
+        let v = c.user(&Accounts::default(), ANN).unwrap();
+        (v.user_type, v.upn, v.display_name)
+    };
+    assert_eq!(run(&guest_early, &untyped_late), run(&untyped_late, &guest_early));
+    assert_eq!(run(&guest_early, &untyped_late).0, UserType::Guest);
+    assert_eq!(run(&guest_early, &untyped_late).1, "Ann@Contoso.example", "a record without a UPN keeps the UPN");
+}
+
+#[test]
 fn guids_round_trip() {
     assert_eq!(parse_guid(ANN).map(|g| format_guid(&g)).as_deref(), Some(ANN));
     assert_eq!(parse_guid("not-a-guid"), None);

@@ -172,12 +172,19 @@ pub struct Progress {
     /// Set when a message was only partly processed: the in-memory state is
     /// then ahead of any offset, and must never be checkpointed.
     pub poisoned: bool,
+    /// Held while this process owns the state directory.
+    pub _state_lock: std::fs::File,
 }
 
 impl Progress {
     /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
     /// written atomically, then — only then — the offsets committed.
     pub fn checkpoint(&mut self, consumer: Option<&BaseConsumer<Context>>) -> anyhow::Result<()> {
+        // A panic unwinding through the pipeline drops the consumer, whose
+        // close runs the revoke callback: the state may hold half a message.
+        if std::thread::panicking() {
+            self.poisoned = true;
+        }
         anyhow::ensure!(!self.poisoned, "not checkpointing: a message was only partly processed");
         let started = Instant::now();
         let shared = self.pipeline.shared().clone();
@@ -241,8 +248,13 @@ pub struct Context {
 }
 
 impl Context {
+    /// The progress; if a panic poisoned it, it is marked never to be checkpointed.
     fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+        self.progress.lock().unwrap_or_else(|e| {
+            let mut progress = e.into_inner();
+            progress.poisoned = true;
+            progress
+        })
     }
 }
 
@@ -327,7 +339,7 @@ impl ConsumerContext for Context {
             }
             other => {
                 tracing::error!(error = ?other, "rebalance error");
-                let _ = consumer.unassign();
+                let _ = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
             }
         }
     }
@@ -384,6 +396,10 @@ pub fn consume(
             None => {}
         }
         let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+        if p.poisoned {
+            // A checkpoint inside a rebalance callback could not keep its dead letters.
+            break Err(anyhow::anyhow!("dead letters could not be kept; stopping without committing"));
+        }
         if p.last_checkpoint.elapsed() >= interval {
             if let Err(e) = p.checkpoint(Some(&consumer)) {
                 if p.poisoned {
