@@ -364,7 +364,7 @@ impl Config {
             );
         }
         let c = &self.coverage;
-        if c.window.as_secs() % 86_400 != 0 || c.window.as_secs() == 0 || c.window.as_secs() > 90 * 86_400 {
+        if !c.window.as_secs().is_multiple_of(86_400) || c.window.as_secs() == 0 || c.window.as_secs() > 90 * 86_400 {
             return invalid(
                 "coverage.window",
                 format!("{}: use whole days from 1d to 90d", humantime::format_duration(c.window)),

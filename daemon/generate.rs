@@ -572,7 +572,7 @@ impl Generator {
             "status": Value::Object(status),
             "clientAppUsed": client,
             "userAgent": if legacy { "BAV2ROPC" } else { "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.0.0" },
-            "deviceDetail": {"deviceId": "", "displayName": "", "operatingSystem": os, "browser": "Edge 131.0.0", "isCompliant": ui % 3 == 0, "isManaged": ui % 3 == 0, "trustType": ""},
+            "deviceDetail": {"deviceId": "", "displayName": "", "operatingSystem": os, "browser": "Edge 131.0.0", "isCompliant": ui.is_multiple_of(3), "isManaged": ui.is_multiple_of(3), "trustType": ""},
             "location": {"city": city.0, "state": city.1, "countryOrRegion": city.2, "geoCoordinates": {"latitude": city.3, "longitude": city.4}},
             "mfaDetail": {},
             "correlationId": correlation,

@@ -346,15 +346,15 @@ fn coverage(users: u32) -> anyhow::Result<()> {
                 key: &key,
                 upn: Some(&upn),
                 display_name: Some(&name),
-                user_type: Some(if i % 12 == 0 { "Guest" } else { "Member" }),
+                user_type: Some(if i.is_multiple_of(12) { "Guest" } else { "Member" }),
                 time: base + chrono::Duration::days(day) + chrono::Duration::seconds((i % 36_000) as i64),
                 counted: true,
                 mfa: !single_factor,
                 single_factor,
-                legacy: single_factor && i % 3 == 0,
+                legacy: single_factor && i.is_multiple_of(3),
                 registration_required: false,
                 app: Some(["OfficeHome", "Microsoft Teams", "Azure Portal"][i % 3]),
-                client_app: if single_factor && i % 3 == 0 { "IMAP4" } else { "Browser" },
+                client_app: if single_factor && i.is_multiple_of(3) { "IMAP4" } else { "Browser" },
             };
             c.observe(&o);
             observations += 1;

@@ -377,13 +377,13 @@ pub fn consume(
                 let topic = topics_by_name.get(message.topic()).cloned().unwrap_or_else(|| Arc::from(message.topic()));
                 let position = Position::Kafka { topic, partition: message.partition(), offset: message.offset() };
                 let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(payload) = message.payload() {
-                    if let Err(e) = p.pipeline.process(payload, &position) {
-                        p.poisoned = true;
-                        break Err(anyhow::anyhow!(
-                            "cannot keep the effects of {position}: {e}; stopping without committing it"
-                        ));
-                    }
+                if let Some(payload) = message.payload()
+                    && let Err(e) = p.pipeline.process(payload, &position)
+                {
+                    p.poisoned = true;
+                    break Err(anyhow::anyhow!(
+                        "cannot keep the effects of {position}: {e}; stopping without committing it"
+                    ));
                 }
                 p.offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
                 shared.health.source_connected.store(true, Ordering::Relaxed);
@@ -400,13 +400,13 @@ pub fn consume(
             // A checkpoint inside a rebalance callback could not keep its dead letters.
             break Err(anyhow::anyhow!("dead letters could not be kept; stopping without committing"));
         }
-        if p.last_checkpoint.elapsed() >= interval {
-            if let Err(e) = p.checkpoint(Some(&consumer)) {
-                if p.poisoned {
-                    break Err(e);
-                }
-                tracing::error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
+        if p.last_checkpoint.elapsed() >= interval
+            && let Err(e) = p.checkpoint(Some(&consumer))
+        {
+            if p.poisoned {
+                break Err(e);
             }
+            tracing::error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
         }
     };
     shared.health.stopping.store(true, Ordering::Relaxed);
