@@ -14,7 +14,7 @@
 //!
 //! Memory: entries live in flat vectors (struct of arrays), names in one string
 //! arena, apps and clients interned, and the index is a table of u32 entry
-//! numbers. About 140 bytes per user plus the strings (see `bench coverage`).
+//! numbers. About 125 bytes per user plus the strings (see `bench coverage`).
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -158,7 +158,7 @@ struct Names {
     display_len: u16,
 }
 
-/// One user's compact entry (64 bytes). Times are Unix seconds (u32 lasts
+/// One user's compact entry (68 bytes). Times are Unix seconds (u32 lasts
 /// until 2106), 0 meaning never; `head_day` is the newest day (days since
 /// 1970) in the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,6 +341,12 @@ impl AccountSet {
         self.ids.len() + self.names.len()
     }
 
+    /// Like `contains`, for a key as text in any case (called per sign-in:
+    /// an empty set answers without allocating).
+    fn contains_text(&self, key: &str, upn: &str) -> bool {
+        self.len() != 0 && self.contains(Key::of(&key.to_lowercase()), upn)
+    }
+
     fn contains(&self, key: Key<'_>, upn: &str) -> bool {
         if self.len() == 0 {
             return false;
@@ -363,13 +369,11 @@ impl Accounts {
 
     /// Whether the user with this key (object id or lower-cased UPN) and UPN is privileged.
     pub fn privileged(&self, key: &str, upn: &str) -> bool {
-        let key = key.to_lowercase();
-        self.privileged.contains(Key::of(&key), upn)
+        self.privileged.contains_text(key, upn)
     }
 
     pub fn excluded(&self, key: &str, upn: &str) -> bool {
-        let key = key.to_lowercase();
-        self.excluded.contains(Key::of(&key), upn)
+        self.excluded.contains_text(key, upn)
     }
 
     pub fn privileged_count(&self) -> usize {
