@@ -185,9 +185,9 @@ async fn users(State(app): State<App>, Query(params): Query<HashMap<String, Stri
     let result = tokio::task::spawn_blocking(move || {
         let accounts = shared.accounts();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
-        let window = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let newest = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let (total, users) = coverage.users(&accounts, &query);
-        json!({"window_end": window, "total": total, "offset": query.offset, "limit": query.limit, "users": users})
+        json!({"newest_sign_in": newest, "total": total, "offset": query.offset, "limit": query.limit, "users": users})
     })
     .await;
     match result {
