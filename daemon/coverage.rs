@@ -471,10 +471,6 @@ impl Coverage {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     pub fn len(&self) -> usize {
         self.entries.len()
     }

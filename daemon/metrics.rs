@@ -9,7 +9,7 @@
 //! Per-record counters are resolved to handles when the registry is built, so
 //! counting a sign-in is a few atomic increments with no label hashing.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 use prometheus::{
@@ -22,7 +22,7 @@ use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError};
 
 /// Non-sign-in categories named in metrics; anything else is `other`.
-const SKIPPED_CATEGORIES: [&str; 12] = [
+const SKIPPED_CATEGORIES: [&str; 10] = [
     "AuditLogs",
     "ProvisioningLogs",
     "RiskyUsers",
@@ -33,8 +33,6 @@ const SKIPPED_CATEGORIES: [&str; 12] = [
     "MicrosoftGraphActivityLogs",
     "EnrichedOffice365AuditLogs",
     "B2CRequestLogs",
-    "ADFSSignInLogs",
-    "ManagedIdentitySignInLogs",
 ];
 
 /// At most this many Conditional Access policy names become label values.
@@ -68,7 +66,7 @@ pub struct Metrics {
     mfa_failures: Vec<IntCounter>,
     blocked: Vec<IntCounter>,
     report_only: IntCounterVec,
-    report_only_policies: Mutex<HashMap<String, ()>>,
+    report_only_policies: Mutex<HashSet<String>>,
     skipped: IntCounterVec,
     decode_errors: Vec<IntCounter>,
     dead_letters: IntCounter,
@@ -260,7 +258,7 @@ impl Metrics {
             mfa_failures,
             blocked,
             report_only,
-            report_only_policies: Mutex::new(HashMap::new()),
+            report_only_policies: Mutex::new(HashSet::new()),
             skipped,
             decode_errors,
             dead_letters: register(
@@ -355,7 +353,7 @@ impl Metrics {
         }
         for r in verdict.report_only {
             let policy = self.policy_label(&r.policy);
-            self.report_only.with_label_values(&[policy.as_str(), r.result.as_ref()]).inc();
+            self.report_only.with_label_values(&[policy, r.result.as_ref()]).inc();
         }
         if lag_seconds.is_finite() && lag_seconds >= 0.0 {
             self.event_time_lag.observe(lag_seconds);
@@ -363,16 +361,16 @@ impl Metrics {
     }
 
     /// Policy names are tenant-defined but few; past the cap they are `other`.
-    fn policy_label(&self, name: &str) -> String {
+    fn policy_label<'a>(&self, name: &'a str) -> &'a str {
         let mut seen = self.report_only_policies.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains_key(name) {
-            return name.to_owned();
+        if seen.contains(name) {
+            return name;
         }
         if seen.len() < MAX_POLICIES {
-            seen.insert(name.to_owned(), ());
-            return name.to_owned();
+            seen.insert(name.to_owned());
+            return name;
         }
-        "other".to_owned()
+        "other"
     }
 
     /// A record of another category was skipped.

@@ -84,8 +84,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         None => None,
     };
     let mut summary = Summary { inputs: inputs.clone(), ..Summary::default() };
-    for (label, _) in Labels::ALL {
-        summary.labels.insert(label_name(label), 0);
+    for (_, name) in Labels::ALL {
+        summary.labels.insert(name, 0);
     }
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -163,8 +163,4 @@ fn tally(
     if let Some(i) = verdict.legacy_client {
         *summary.legacy_clients.entry(rules.legacy_clients[i].clone()).or_default() += 1;
     }
-}
-
-fn label_name(label: Labels) -> &'static str {
-    label.names().next().unwrap_or("")
 }

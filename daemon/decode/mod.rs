@@ -14,7 +14,6 @@ pub mod fields;
 mod keys;
 pub mod time;
 
-use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -383,11 +382,6 @@ impl Fields<'_> {
             service_principal_id, service_principal_name,
         );
     }
-}
-
-/// Lossless text of raw bytes for messages and dead letters.
-pub fn raw_text(raw: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(raw)
 }
 
 #[cfg(test)]

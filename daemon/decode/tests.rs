@@ -1,6 +1,7 @@
 //! One test per shape and per quirk of SIGNIN-SEMANTICS §1.
 
 use super::*;
+use std::borrow::Cow;
 
 fn items(json: &str) -> Vec<Item<'_>> {
     decode_message(json.as_bytes())
