@@ -2,8 +2,9 @@
 //!
 //! Stages call small named functions (`sign_in`, `malformed`, `checkpoint`...)
 //! that say what happened; this module knows the names, labels and types. All
-//! label values are bounded: enums of the contract, the configured legacy
-//! client list, Conditional Access policy names (capped), topic/partition.
+//! label values are bounded: enums of the contract, the contract's legacy
+//! clients (`other` for any added in configuration), Conditional Access
+//! policy names (capped), topic/partition.
 //! No user, UPN, IP or record id ever becomes a label.
 //!
 //! Per-record counters are resolved to handles when the registry is built, so
@@ -17,7 +18,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::{BlockedBy, ClientClass, Labels, MfaFailure, RiskLevel, Rules, Verdict};
+use crate::classify::{BlockedBy, ClientClass, DEFAULT_LEGACY_CLIENTS, Labels, MfaFailure, RiskLevel, Rules, Verdict};
 use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError};
 
@@ -128,13 +129,13 @@ impl Metrics {
         let legacy_vec = counter_vec(
             &registry,
             "mfawatch_legacy_signins_total",
-            "Legacy-authentication sign-ins by protocol (clientAppUsed, from the configured list) and outcome.",
+            "Legacy-authentication sign-ins by protocol (clientAppUsed of the contract's list, other for clients added in configuration) and outcome.",
             &["protocol", "outcome"],
         );
         let legacy = rules
             .legacy_clients
             .iter()
-            .flat_map(|p| OUTCOME.map(|o| legacy_vec.with_label_values(&[p.as_str(), o])))
+            .flat_map(|p| OUTCOME.map(|o| legacy_vec.with_label_values(&[protocol_label(p), o])))
             .collect();
         let risky_vec = counter_vec(
             &registry,
@@ -472,6 +473,13 @@ impl Metrics {
     }
 }
 
+/// The `protocol` label of a configured legacy client: its name as the
+/// contract spells it, or `other` for a client the configuration added, so the
+/// label's values stay the contract's list whatever is configured.
+fn protocol_label(client: &str) -> &'static str {
+    DEFAULT_LEGACY_CLIENTS.iter().find(|known| known.eq_ignore_ascii_case(client.trim())).copied().unwrap_or("other")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +491,23 @@ mod tests {
         let text = m.render();
         assert!(text.contains("mfawatch_signins_total{auth=\"mfa\",category=\"SignInLogs\",client_class=\"browser\",outcome=\"success\"} 0"));
         assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"failure\",protocol=\"IMAP4\"} 0"));
+    }
+
+    #[test]
+    fn legacy_clients_added_in_configuration_are_counted_as_other() {
+        let rules = Rules {
+            legacy_clients: vec!["imap4 ".into(), "Contoso Mailer 1.0".into(), "Fabrikam Sync".into()],
+            ..Rules::default()
+        };
+        let m = Metrics::new(&rules);
+        assert_eq!(m.legacy.len(), 6);
+        m.legacy[2].inc(); // Contoso Mailer 1.0, success
+        m.legacy[4].inc(); // Fabrikam Sync, success
+        m.legacy[0].inc(); // imap4, success
+        let text = m.render();
+        assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"success\",protocol=\"other\"} 2"), "{text}");
+        assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"success\",protocol=\"IMAP4\"} 1"), "{text}");
+        assert!(!text.contains("Contoso"));
     }
 
     #[test]

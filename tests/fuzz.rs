@@ -1,8 +1,9 @@
-//! Property tests: no input makes decode or classify panic, and every record
-//! of a message is accounted for (classified, skipped or malformed).
+//! Property tests: no input makes decode or classify panic, every record of a
+//! message is accounted for (classified, skipped or malformed), and decode's
+//! two readers (the fast hand-written one and the serde one) read alike.
 
 use mfawatch::classify::{Rules, classify};
-use mfawatch::decode::{Item, decode_message};
+use mfawatch::decode::{Fields, Item, decode_message, fields, scan};
 use mfawatch::generate::{Format, Generator, TenantSpec};
 use proptest::prelude::*;
 
@@ -23,7 +24,28 @@ fn decode_and_classify(bytes: &[u8]) -> usize {
     items.len()
 }
 
-/// Real-looking messages to mutate: generated records plus the public samples.
+fn read_with<'a>(
+    reader: fn(&'a [u8], mfawatch::decode::fields::EachRecord<'_, 'a>) -> Result<Option<Fields<'a>>, ()>,
+    bytes: &'a [u8],
+) -> Option<Vec<Fields<'a>>> {
+    let mut records = Vec::new();
+    let single = reader(bytes, &mut |r| records.push(r)).ok()?;
+    records.extend(single);
+    Some(records)
+}
+
+/// What the fast reader reads, the serde reader reads to the same fields.
+/// Where the fast reader gives up, decode uses the serde reader: no check.
+fn readers_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Some(fast) = read_with(|b, each| scan::parse_message(b, each).map_err(drop), bytes) {
+        let serde = read_with(|b, each| fields::parse_message(b, each).map_err(drop), bytes);
+        prop_assert_eq!(Some(fast), serde, "{:?}", String::from_utf8_lossy(bytes));
+    }
+    Ok(())
+}
+
+/// Real-looking messages to mutate: generated records, the public samples and
+/// the Graph / Log Analytics fixtures.
 fn seeds() -> &'static [Vec<u8>] {
     static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
     SEEDS.get_or_init(make_seeds)
@@ -38,12 +60,30 @@ fn make_seeds() -> Vec<Vec<u8>> {
         ..TenantSpec::default()
     };
     let mut out: Vec<Vec<u8>> = Generator::new(spec).collect();
-    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public/panther");
-    for entry in std::fs::read_dir(samples).unwrap() {
-        let text = std::fs::read(entry.unwrap().path()).unwrap();
-        out.extend(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in ["../shared/samples/public/panther", "../shared/samples/public/elastic", "tests/fixtures"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read(&path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                // Whole documents: pretty-printed Graph pages and Log Analytics arrays.
+                Some("json") if dir == "tests/fixtures" => out.push(text),
+                Some("json" | "ndjson" | "log") => {
+                    out.extend(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec))
+                }
+                _ => {}
+            }
+        }
     }
     out
+}
+
+#[test]
+fn every_seed_is_read_alike() {
+    for seed in seeds() {
+        readers_agree(seed).unwrap();
+        assert!(!decode_message(seed).is_empty());
+    }
 }
 
 proptest! {
@@ -55,17 +95,19 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_json_never_panics(text in r#"[\[\]{}":,0-9a-zA-Z .\-\\]{0,200}"#) {
+    fn arbitrary_json_never_panics_and_is_read_alike(text in r#"[\[\]{}":,0-9a-zA-Z .\-\\]{0,200}"#) {
         decode_and_classify(text.as_bytes());
+        readers_agree(text.as_bytes())?;
     }
 
     #[test]
-    fn mutated_real_messages_never_panic(
+    fn mutated_real_messages_never_panic_and_are_read_alike(
         pick in any::<prop::sample::Index>(),
-        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..8),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..7), 1..8),
     ) {
         let seeds = seeds();
         let mut bytes = seeds[pick.index(seeds.len())].clone();
+        let pick_byte = |from: &[u8], byte: u8| from[byte as usize % from.len()];
         for (at, byte, kind) in edits {
             if bytes.is_empty() { break; }
             let i = at.index(bytes.len());
@@ -73,11 +115,17 @@ proptest! {
                 0 => bytes[i] = byte,
                 1 => { bytes.remove(i); }
                 2 => bytes.insert(i, byte),
-                _ => bytes.truncate(i),
+                3 => bytes.truncate(i),
+                // Edits that often keep the JSON valid: a letter's case, whitespace, JSON's own bytes.
+                4 => bytes[i] ^= 0x20 * u8::from(bytes[i].is_ascii_alphabetic()),
+                5 => bytes.insert(i, pick_byte(b" \n\t\r", byte)),
+                _ => bytes.insert(i, pick_byte(b"0-.eE\\u\"{}[],:n", byte)),
             }
         }
         decode_and_classify(&bytes);
+        readers_agree(&bytes)?;
     }
+
 
     #[test]
     fn every_record_of_an_envelope_is_accounted_for(n in 1usize..30, bad in proptest::collection::vec(any::<bool>(), 30)) {

@@ -1,4 +1,7 @@
-//! The serde layer of decode: one typed, borrowed struct for every shape.
+//! The fields decode reads, one typed, borrowed struct for every shape, and
+//! the serde reader that fills it. The hand-written reader of `scan` fills
+//! the same struct faster and hands anything unusual to this one, which is
+//! also the one that explains errors; `text_field` and `merge` are shared.
 //!
 //! A diagnostic record's `properties`, a Microsoft Graph `signIn` and a Log
 //! Analytics row carry the same fields under different spellings
@@ -24,7 +27,7 @@ use super::keys::{self, Known};
 pub type Str<'a> = Cow<'a, str>;
 
 /// Every field mfawatch reads from a sign-in, whatever the shape.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Fields<'a> {
     // Envelope / diagnostic-setting top level (also Log Analytics columns).
     pub category: Option<Str<'a>>,
@@ -89,6 +92,22 @@ pub struct ReportOnlyResult<'a> {
     pub result: Str<'a>,
 }
 
+impl<'a> ReportOnlyResult<'a> {
+    pub(super) fn into_owned(self) -> ReportOnlyResult<'static> {
+        ReportOnlyResult { policy: Cow::Owned(self.policy.into_owned()), result: Cow::Owned(self.result.into_owned()) }
+    }
+
+    /// The report-only result of a policy that ran, if it ran in report-only mode.
+    pub(super) fn of(name: Option<Str<'a>>, result: Option<Str<'a>>) -> Option<ReportOnlyResult<'a>> {
+        match result {
+            Some(result) if starts_with_ignore_case(&result, "reportOnly") => {
+                Some(ReportOnlyResult { policy: name.unwrap_or(Cow::Borrowed("")), result })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Graph `signInEventTypes`, as a small bit set.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EventTypes(u8);
@@ -103,7 +122,21 @@ impl EventTypes {
         self.0 & bit != 0
     }
 
-    fn insert_named(&mut self, name: &str) {
+    /// A list in text: JSON (`["interactiveUser"]`) or comma-separated.
+    pub(super) fn from_text(v: &str) -> Result<EventTypes, String> {
+        let mut types = EventTypes::default();
+        let names: Vec<String> = if v.trim_start().starts_with('[') {
+            serde_json::from_str(v).map_err(|e| format!("JSON text inside string: {e}"))?
+        } else {
+            v.split(',').map(str::to_owned).collect()
+        };
+        for name in &names {
+            types.insert_named(name);
+        }
+        Ok(types)
+    }
+
+    pub(super) fn insert_named(&mut self, name: &str) {
         const NAMES: [(&str, u8); 4] = [
             ("interactiveUser", EventTypes::INTERACTIVE_USER),
             ("nonInteractiveUser", EventTypes::NON_INTERACTIVE_USER),
@@ -205,13 +238,23 @@ impl<'de> Deserialize<'de> for Text<'de> {
 
 /// Whether a text cell means "no value": empty, or a null written out
 /// (`az monitor log-analytics query` prints null cells as `None`).
-fn is_null_text(v: &str) -> bool {
+pub(super) fn is_null_text(v: &str) -> bool {
     let v = v.trim();
     v.is_empty() || v.eq_ignore_ascii_case("none") || v.eq_ignore_ascii_case("null")
 }
 
 /// A boolean that also accepts "true"/"false" in any case, 1/0 and null.
 struct Flag(Option<bool>);
+
+/// A boolean written as text; `None` when it is not one.
+pub(super) fn flag_from_text(v: &str) -> Option<Option<bool>> {
+    match v.trim() {
+        t if t.eq_ignore_ascii_case("true") || t == "1" => Some(Some(true)),
+        t if t.eq_ignore_ascii_case("false") || t == "0" => Some(Some(false)),
+        t if is_null_text(t) => Some(None),
+        _ => None,
+    }
+}
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
@@ -225,12 +268,7 @@ impl<'de> Deserialize<'de> for Flag {
                 Ok(Flag(Some(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Flag, E> {
-                match v.trim() {
-                    t if t.eq_ignore_ascii_case("true") || t == "1" => Ok(Flag(Some(true))),
-                    t if t.eq_ignore_ascii_case("false") || t == "0" => Ok(Flag(Some(false))),
-                    t if is_null_text(t) => Ok(Flag(None)),
-                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
-                }
+                flag_from_text(v).map(Flag).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Flag, E> {
                 match v {
@@ -303,12 +341,12 @@ impl<'de, T: Deserialize<'de> + FromJsonText> DeserializeSeed<'de> for NestedSee
     }
 }
 
-fn owned(s: Option<Str<'_>>) -> Option<Str<'static>> {
+pub(super) fn owned(s: Option<Str<'_>>) -> Option<Str<'static>> {
     s.map(|s| Cow::Owned(s.into_owned()))
 }
 
 impl<'a> Status<'a> {
-    fn into_owned(self) -> Status<'static> {
+    pub(super) fn into_owned(self) -> Status<'static> {
         Status {
             error_code: owned(self.error_code),
             failure_reason: owned(self.failure_reason),
@@ -354,7 +392,7 @@ impl FromJsonText for Status<'_> {
 }
 
 impl<'a> AuthStep<'a> {
-    fn into_owned(self) -> AuthStep<'static> {
+    pub(super) fn into_owned(self) -> AuthStep<'static> {
         AuthStep {
             method: owned(self.method),
             step_requirement: owned(self.step_requirement),
@@ -438,12 +476,7 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
                         }
                     }
                 }
-                Ok(match result {
-                    Some(result) if starts_with_ignore_case(&result, "reportOnly") => {
-                        Some(ReportOnlyResult { policy: name.unwrap_or(Cow::Borrowed("")), result })
-                    }
-                    _ => None,
-                })
+                Ok(ReportOnlyResult::of(name, result))
             }
         }
         struct Policy<'a>(Option<ReportOnlyResult<'a>>);
@@ -472,16 +505,8 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
 
 impl FromJsonText for ReportOnlyResults<'_> {
     fn from_json_text(text: &str) -> serde_json::Result<Self> {
-        serde_json::from_str::<ReportOnlyResults>(text).map(|r| {
-            ReportOnlyResults(
-                r.0.into_iter()
-                    .map(|p| ReportOnlyResult {
-                        policy: Cow::Owned(p.policy.into_owned()),
-                        result: Cow::Owned(p.result.into_owned()),
-                    })
-                    .collect(),
-            )
-        })
+        serde_json::from_str::<ReportOnlyResults>(text)
+            .map(|r| ReportOnlyResults(r.0.into_iter().map(ReportOnlyResult::into_owned).collect()))
     }
     fn empty() -> Self {
         ReportOnlyResults(Vec::new())
@@ -509,16 +534,7 @@ impl<'de> Deserialize<'de> for EventTypeList {
                 Ok(EventTypeList(types))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<EventTypeList, E> {
-                let mut types = EventTypes::default();
-                let names: Vec<String> = if v.trim_start().starts_with('[') {
-                    serde_json::from_str(v).map_err(|e| E::custom(format_args!("JSON text inside string: {e}")))?
-                } else {
-                    v.split(',').map(str::to_owned).collect()
-                };
-                for name in &names {
-                    types.insert_named(name);
-                }
-                Ok(EventTypeList(types))
+                EventTypes::from_text(v).map(EventTypeList).map_err(E::custom)
             }
             fn visit_unit<E: de::Error>(self) -> Result<EventTypeList, E> {
                 Ok(EventTypeList(EventTypes::default()))
@@ -577,84 +593,94 @@ impl<'de> Deserialize<'de> for Location<'de> {
 /// `properties` win: the top level only fills in what they lack, whichever
 /// comes first in the text. Flat shapes (Graph, Log Analytics) are all `Top`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Layer {
+pub(super) enum Layer {
     Top,
     Properties,
 }
 
+impl<'a> Fields<'a> {
+    /// The field a key names when its value is plain text (a [`Text`]).
+    /// Envelope keys (`category`, `time`, ...) are only fields at the top
+    /// level: an AuditLogs record's `properties.category` is not its category.
+    pub(super) fn text_field(&mut self, key: Known, layer: Layer) -> Option<&mut Option<Str<'a>>> {
+        Some(match key {
+            Known::Category | Known::Time | Known::ResultType | Known::Type | Known::TimeGenerated
+                if layer == Layer::Properties =>
+            {
+                return None;
+            }
+            Known::Category => &mut self.category,
+            Known::Time => &mut self.time,
+            Known::ResultType => &mut self.result_type,
+            Known::Type => &mut self.la_type,
+            Known::TimeGenerated => &mut self.time_generated,
+            Known::Id => &mut self.id,
+            Known::CreatedDateTime => &mut self.created_date_time,
+            Known::CorrelationId => &mut self.correlation_id,
+            Known::UserPrincipalName => &mut self.user_principal_name,
+            Known::UserId => &mut self.user_id,
+            Known::UserDisplayName => &mut self.user_display_name,
+            Known::UserType => &mut self.user_type,
+            Known::AppDisplayName => &mut self.app_display_name,
+            Known::AppId => &mut self.app_id,
+            Known::ResourceDisplayName => &mut self.resource_display_name,
+            Known::IpAddress => &mut self.ip_address,
+            Known::CallerIpAddress => &mut self.caller_ip_address,
+            Known::ClientAppUsed => &mut self.client_app_used,
+            Known::AuthenticationRequirement => &mut self.authentication_requirement,
+            Known::AuthenticationProtocol => &mut self.authentication_protocol,
+            Known::RiskLevelDuringSignIn => &mut self.risk_level_during_sign_in,
+            Known::RiskLevelAggregated => &mut self.risk_level_aggregated,
+            Known::RiskState => &mut self.risk_state,
+            Known::ConditionalAccessStatus => &mut self.conditional_access_status,
+            Known::ServicePrincipalId => &mut self.service_principal_id,
+            Known::ServicePrincipalName => &mut self.service_principal_name,
+            _ => return None,
+        })
+    }
+}
+
+/// Puts a value read in `layer` into a field: `properties` win, but a null
+/// there does not erase the top level's value.
+pub(super) fn merge<T>(field: &mut Option<T>, value: Option<T>, layer: Layer) {
+    if field.is_none() || (layer == Layer::Properties && value.is_some()) {
+        *field = value;
+    }
+}
+
 /// Reads one record field into `fields`; returns false for keys that are not
-/// record fields (the caller decides what they are).
+/// record fields (the caller decides what they are). `scan::Scanner::field`
+/// is the same for the fast path.
 fn read_field<'de, A: MapAccess<'de>>(
     fields: &mut Fields<'de>,
     key: Known,
     layer: Layer,
     map: &mut A,
 ) -> Result<bool, A::Error> {
-    macro_rules! set {
-        ($field:ident, $value:expr) => {{
-            let value = $value;
-            // `properties` win, but a null there does not erase the top level's value.
-            if fields.$field.is_none() || (layer == Layer::Properties && value.is_some()) {
-                fields.$field = value;
-            }
-        }};
-    }
-    macro_rules! text {
-        ($field:ident) => {
-            set!($field, map.next_value::<Text>()?.0)
-        };
+    if let Some(field) = fields.text_field(key, layer) {
+        merge(field, map.next_value::<Text>()?.0, layer);
+        return Ok(true);
     }
     match key {
-        // Envelope fields belong to the top level: an AuditLogs record's
-        // `properties.category` ("UserManagement") is not its category.
-        Known::Category | Known::Time | Known::ResultType | Known::Type | Known::TimeGenerated
-            if layer == Layer::Properties =>
-        {
-            return Ok(false);
-        }
-        Known::Category => text!(category),
-        Known::Time => text!(time),
-        Known::ResultType => text!(result_type),
-        Known::Type => text!(la_type),
-        Known::TimeGenerated => text!(time_generated),
         Known::Properties if layer == Layer::Top => {
             fields.has_properties |= map.next_value_seed(PropertiesSeed(fields))?;
         }
-        Known::Id => text!(id),
-        Known::CreatedDateTime => text!(created_date_time),
-        Known::CorrelationId => text!(correlation_id),
-        Known::UserPrincipalName => text!(user_principal_name),
-        Known::UserId => text!(user_id),
-        Known::UserDisplayName => text!(user_display_name),
-        Known::UserType => text!(user_type),
-        Known::AppDisplayName => text!(app_display_name),
-        Known::AppId => text!(app_id),
-        Known::ResourceDisplayName => text!(resource_display_name),
-        Known::IpAddress => text!(ip_address),
-        Known::CallerIpAddress => text!(caller_ip_address),
         Known::Location => {
             let location = map.next_value::<Location>()?;
-            set!(country, location.country);
-            set!(city, location.city);
+            merge(&mut fields.country, location.country, layer);
+            merge(&mut fields.city, location.city, layer);
         }
-        Known::ClientAppUsed => text!(client_app_used),
-        Known::AuthenticationRequirement => text!(authentication_requirement),
-        Known::AuthenticationProtocol => text!(authentication_protocol),
-        Known::IsInteractive => set!(is_interactive, map.next_value::<Flag>()?.0),
-        Known::SignInEventTypes => set!(sign_in_event_types, Some(map.next_value::<EventTypeList>()?.0)),
-        Known::Status => set!(status, Some(nested::<Status, A>(map)?)),
+        Known::IsInteractive => merge(&mut fields.is_interactive, map.next_value::<Flag>()?.0, layer),
+        Known::SignInEventTypes => {
+            merge(&mut fields.sign_in_event_types, Some(map.next_value::<EventTypeList>()?.0), layer)
+        }
+        Known::Status => merge(&mut fields.status, Some(nested::<Status, A>(map)?), layer),
         Known::AuthenticationDetails => {
-            set!(authentication_details, Some(nested::<AuthSteps, A>(map)?.0))
+            merge(&mut fields.authentication_details, Some(nested::<AuthSteps, A>(map)?.0), layer)
         }
-        Known::RiskLevelDuringSignIn => text!(risk_level_during_sign_in),
-        Known::RiskLevelAggregated => text!(risk_level_aggregated),
-        Known::RiskState => text!(risk_state),
-        Known::ConditionalAccessStatus => text!(conditional_access_status),
         Known::AppliedConditionalAccessPolicies | Known::ConditionalAccessPolicies => {
-            set!(report_only, Some(nested::<ReportOnlyResults, A>(map)?.0))
+            merge(&mut fields.report_only, Some(nested::<ReportOnlyResults, A>(map)?.0), layer)
         }
-        Known::ServicePrincipalId => text!(service_principal_id),
-        Known::ServicePrincipalName => text!(service_principal_name),
         _ => return Ok(false),
     }
     Ok(true)
@@ -807,7 +833,12 @@ impl<'de> Deserialize<'de> for RawMessage<'de> {
                 let mut batch = None;
                 while let Some(Key(key)) = map.next_key::<Key>()? {
                     match key {
-                        Known::Records | Known::Value => batch = map.next_value::<Option<Vec<&'de RawValue>>>()?,
+                        // Records under a repeated key follow on, as both readers read them.
+                        Known::Records | Known::Value => {
+                            if let Some(more) = map.next_value::<Option<Vec<&'de RawValue>>>()? {
+                                batch.get_or_insert_with(Vec::new).extend(more);
+                            }
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }

@@ -100,6 +100,18 @@ fn semantic_errors_in_a_good_envelope_keep_their_raw_bytes() {
 }
 
 #[test]
+fn records_under_a_repeated_key_keep_their_own_raw_bytes() {
+    let no_time = DIAGNOSTIC.replace(r#""time":"2025-01-15T09:30:25.1234567Z","#, "");
+    let message = format!(r#"{{"records":[{DIAGNOSTIC}],"records":[{no_time}]}}"#);
+    let all = decode_message(message.as_bytes());
+    assert_eq!(all.len(), 2);
+    match &all[1] {
+        Item::Malformed(m) => assert_eq!(m.raw, no_time.as_bytes()),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn invalid_json_is_one_malformed_message_with_its_bytes() {
     let text = r#"{"records":[{"category":"SignInLogs""#;
     let all = items(text);
