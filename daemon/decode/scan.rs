@@ -176,6 +176,18 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After `{`: hands each member's key to `member`, which reads or skips its value.
+    #[inline(always)]
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> R<()>) -> R<()> {
+        self.enter()?;
+        let mut first = true;
+        while let Some(key) = self.plain_key(&mut first)? {
+            member(self, key)?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
     /// The next member's key, looked up; `None` at `}`.
     #[inline(always)]
     fn key(&mut self, first: &mut bool) -> R<Option<Known>> {
@@ -454,17 +466,15 @@ impl<'a> Scanner<'a> {
             b'n' => self.literal(b"null").map(|()| (None, None)),
             b'{' => {
                 self.i += 1;
-                self.enter()?;
                 let (mut country, mut city) = (None, None);
-                let mut first = true;
-                while let Some(key) = self.plain_key(&mut first)? {
+                self.object(|s, key| {
                     match key {
-                        k if Known::CountryOrRegion.is(k) => country = self.text()?,
-                        k if Known::City.is(k) => city = self.text()?,
-                        _ => self.skip()?,
+                        k if Known::CountryOrRegion.is(k) => country = s.text()?,
+                        k if Known::City.is(k) => city = s.text()?,
+                        _ => s.skip()?,
                     }
-                }
-                self.depth -= 1;
+                    Ok(())
+                })?;
                 Ok((country, city))
             }
             _ => Err(Bail),
@@ -570,18 +580,16 @@ impl<'a> Nested<'a> for Status<'a> {
     const OPEN: u8 = b'{';
     type In<'t> = Status<'t>;
     fn read<'t>(s: &mut Scanner<'t>) -> R<Status<'t>> {
-        s.enter()?;
         let mut status = Status::default();
-        let mut first = true;
-        while let Some(key) = s.plain_key(&mut first)? {
+        s.object(|s, key| {
             match key {
                 k if Known::ErrorCode.is(k) => status.error_code = s.text()?,
                 k if Known::FailureReason.is(k) => status.failure_reason = s.text()?,
                 k if Known::AdditionalDetails.is(k) => status.additional_details = s.text()?,
                 _ => s.skip()?,
             }
-        }
-        s.depth -= 1;
+            Ok(())
+        })?;
         Ok(status)
     }
     fn owned(value: Status<'_>) -> Self {
@@ -601,10 +609,8 @@ impl<'a> Nested<'a> for Vec<AuthStep<'a>> {
                 return Err(Bail);
             }
             s.i += 1;
-            s.enter()?;
             let mut step = AuthStep::default();
-            let mut first = true;
-            while let Some(key) = s.plain_key(&mut first)? {
+            s.object(|s, key| {
                 match key {
                     k if Known::AuthenticationMethod.is(k) => step.method = s.text()?,
                     k if Known::AuthenticationStepRequirement.is(k) => step.step_requirement = s.text()?,
@@ -612,8 +618,8 @@ impl<'a> Nested<'a> for Vec<AuthStep<'a>> {
                     k if Known::AuthenticationStepResultDetail.is(k) => step.result_detail = s.text()?,
                     _ => s.skip()?,
                 }
-            }
-            s.depth -= 1;
+                Ok(())
+            })?;
             steps.push(step);
         }
         s.depth -= 1;
@@ -637,17 +643,15 @@ impl<'a> Nested<'a> for Vec<ReportOnlyResult<'a>> {
                 b'n' => s.literal(b"null")?,
                 b'{' => {
                     s.i += 1;
-                    s.enter()?;
                     let (mut name, mut result) = (None, None);
-                    let mut first = true;
-                    while let Some(key) = s.plain_key(&mut first)? {
+                    s.object(|s, key| {
                         match key {
                             k if Known::DisplayName.is(k) => name = s.text()?,
                             k if Known::Result.is(k) => result = s.text()?,
                             _ => s.skip()?,
                         }
-                    }
-                    s.depth -= 1;
+                        Ok(())
+                    })?;
                     kept.extend(ReportOnlyResult::of(name, result));
                 }
                 _ => return Err(Bail),
