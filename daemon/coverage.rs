@@ -219,11 +219,17 @@ pub struct Observation<'a> {
     pub display_name: Option<&'a str>,
     pub user_type: Option<&'a str>,
     pub time: DateTime<Utc>,
+    /// Counted in the window (§6): successful, interactive (or
+    /// non-interactive when configured), or legacy.
     pub counted: bool,
+    /// A counted sign-in with MFA, and with one factor.
     pub mfa: bool,
     pub single_factor: bool,
     pub legacy: bool,
     pub registration_required: bool,
+    /// An mfa_satisfied sign-in, counted or not: it ends registration_pending
+    /// and a user with one in the window is not never_mfa (§6 "at all").
+    pub any_mfa: bool,
     pub app: Option<&'a str>,
     pub client_app: &'a str,
 }
@@ -250,6 +256,7 @@ impl<'a> Observation<'a> {
             single_factor: counted && verdict.labels.contains(Labels::SINGLE_FACTOR),
             legacy: counted && legacy,
             registration_required: verdict.mfa_failure == Some(MfaFailure::RegistrationRequired),
+            any_mfa: verdict.labels.contains(Labels::MFA_SATISFIED),
             app: f.app_display_name.as_deref(),
             client_app: verdict.client_app,
         })
@@ -526,7 +533,7 @@ impl Coverage {
         }
         let e = &mut self.entries[i];
         e.last_seen = e.last_seen.max(t32);
-        if o.mfa {
+        if o.any_mfa {
             e.last_mfa = e.last_mfa.max(t32);
         }
         if o.registration_required && t32 > e.last_mfa {
@@ -662,7 +669,10 @@ impl Coverage {
         } else {
             State::Inactive
         };
-        (state, state == State::Uncovered && counts.mfa == 0, counts)
+        // never_mfa: no mfa_satisfied sign-in at all in the window, counted or
+        // not; `last_mfa` is the newest of them.
+        let never_mfa = state == State::Uncovered && (e.last_mfa as i64).div_euclid(DAY) < window.0;
+        (state, never_mfa, counts)
     }
 
     /// The coverage summary.

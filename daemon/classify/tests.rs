@@ -45,6 +45,18 @@ fn non_interactive_user_sign_in_logs_are_non_interactive_user_sign_ins() {
 }
 
 #[test]
+fn the_user_key_is_the_object_id_else_the_lower_cased_upn() {
+    verdict_of(&user(""), |v| assert_eq!(v.subject_key.as_deref(), Some("u1")));
+    for missing in [r#""userId":"""#, r#""userId":null"#, r#""userId":"  ""#] {
+        let json =
+            user("").replace(r#""userId":"u1""#, missing).replace("u@contoso.example", " Ann.Lee@Contoso.Example ");
+        verdict_of(&json, |v| assert_eq!(v.subject_key.as_deref(), Some("ann.lee@contoso.example"), "{missing}"));
+    }
+    let neither = user("").replace(r#""userId":"u1","userPrincipalName":"u@contoso.example","#, "");
+    verdict_of(&neither, |v| assert_eq!(v.subject_key, None));
+}
+
+#[test]
 fn service_principal_categories_are_service_principal_subjects() {
     for category in ["ServicePrincipalSignInLogs", "MicrosoftServicePrincipalSignInLogs"] {
         verdict_of(&diag(category, 0, ""), |v| {
@@ -255,6 +267,39 @@ fn mfa_skipped_by_trusted_ip_is_single_factor_despite_the_requirement() {
 }
 
 #[test]
+fn mfa_skipped_by_named_location_is_single_factor() {
+    let json = user(r#""authenticationRequirement":"multiFactorAuthentication""#)
+        .replace(r#""errorCode":0"#, r#""errorCode":0,"additionalDetails":"MFA requirement skipped due to location""#);
+    verdict_of(&json, |v| assert_eq!(labels(v), ["single_factor"]));
+}
+
+#[test]
+fn mfa_skipped_by_trusted_ip_in_a_step_is_single_factor_too() {
+    let json = user(
+        r#""authenticationRequirement":"multiFactorAuthentication","authenticationDetails":[
+            {"authenticationMethod":"Password","succeeded":true,"authenticationStepRequirement":"Primary authentication"},
+            {"authenticationMethod":"Previously satisfied","succeeded":true,"authenticationStepRequirement":"Multifactor authentication",
+             "authenticationStepResultDetail":"MFA requirement skipped due to IP address"}]"#,
+    );
+    verdict_of(&json, |v| {
+        assert_eq!(labels(v), ["single_factor"]);
+        assert_eq!(v.mfa_method, None);
+    });
+}
+
+#[test]
+fn mfa_skipped_by_remembered_device_is_previously_satisfied() {
+    let json = user(r#""authenticationRequirement":"multiFactorAuthentication""#).replace(
+        r#""errorCode":0"#,
+        r#""errorCode":0,"additionalDetails":"MFA requirement skipped due to remembered device""#,
+    );
+    verdict_of(&json, |v| {
+        assert_eq!(labels(v), ["mfa_satisfied"]);
+        assert_eq!(v.mfa_method, Some(MfaMethod::PreviouslySatisfied));
+    });
+}
+
+#[test]
 fn failed_user_sign_in_gets_neither_mfa_nor_single_factor() {
     let json = diag("SignInLogs", 50126, r#""authenticationRequirement":"multiFactorAuthentication""#);
     verdict_of(&json, |v| assert_eq!(labels(v), ["failed"]));
@@ -354,6 +399,18 @@ fn the_higher_of_the_two_levels_is_the_risk_level() {
 fn hidden_risk_is_not_risky_and_counts_as_hidden() {
     verdict_of(&risk("hidden", "hidden", "none"), |v| {
         assert_eq!(v.risk_level, RiskLevel::Hidden);
+        assert!(!v.labels.contains(Labels::RISKY));
+    });
+}
+
+#[test]
+fn a_level_shown_in_one_field_wins_over_hidden_in_the_other() {
+    verdict_of(&risk("hidden", "high", "none"), |v| {
+        assert_eq!(v.risk_level, RiskLevel::High);
+        assert!(v.labels.contains(Labels::RISKY));
+    });
+    verdict_of(&risk("none", "hidden", "none"), |v| {
+        assert_eq!(v.risk_level, RiskLevel::None);
         assert!(!v.labels.contains(Labels::RISKY));
     });
 }

@@ -353,6 +353,7 @@ fn coverage(users: u32) -> anyhow::Result<()> {
                 single_factor,
                 legacy: single_factor && i.is_multiple_of(3),
                 registration_required: false,
+                any_mfa: !single_factor,
                 app: Some(["OfficeHome", "Microsoft Teams", "Azure Portal"][i % 3]),
                 client_app: if single_factor && i.is_multiple_of(3) { "IMAP4" } else { "Browser" },
             };

@@ -18,6 +18,8 @@ enum Kind {
     LegacyWithMfa,
     Failed,
     RegistrationRequired,
+    /// A successful non-interactive sign-in with MFA: not counted by default.
+    NonInteractiveMfa,
 }
 
 fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'static> {
@@ -26,7 +28,7 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
         Kind::SingleFactor => (true, false, true, false),
         Kind::Legacy => (true, false, true, true),
         Kind::LegacyWithMfa => (true, true, false, true),
-        Kind::Failed | Kind::RegistrationRequired => (false, false, false, false),
+        Kind::Failed | Kind::RegistrationRequired | Kind::NonInteractiveMfa => (false, false, false, false),
     };
     Observation {
         key,
@@ -39,6 +41,7 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
         single_factor: sf,
         legacy,
         registration_required: matches!(kind, Kind::RegistrationRequired),
+        any_mfa: matches!(kind, Kind::Mfa | Kind::LegacyWithMfa | Kind::NonInteractiveMfa),
         app: Some("Office 365"),
         client_app: if legacy { "IMAP4" } else { "Browser" },
     }
@@ -70,6 +73,26 @@ fn uncovered_without_any_mfa_is_never_mfa() {
     let mut c = Coverage::new(Policy::default());
     c.observe(&obs(ANN, at(11, 9), Kind::SingleFactor));
     assert_eq!(state(&c, ANN), (State::Uncovered, true));
+}
+
+#[test]
+fn an_mfa_sign_in_that_is_not_counted_still_rules_out_never_mfa() {
+    // "never_mfa: no mfa_satisfied sign-in at all in W", counted or not.
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(11, 9), Kind::SingleFactor));
+    c.observe(&obs(ANN, at(11, 10), Kind::NonInteractiveMfa));
+    assert_eq!(state(&c, ANN), (State::Uncovered, false));
+    // One before the window does not count.
+    c.observe(&obs(BOB, at(1, 9), Kind::NonInteractiveMfa));
+    c.observe(&obs(BOB, at(11, 9), Kind::SingleFactor));
+    assert_eq!(state(&c, BOB), (State::Uncovered, true));
+}
+
+#[test]
+fn only_sign_ins_that_are_not_counted_leave_a_user_inactive() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(11, 9), Kind::NonInteractiveMfa));
+    assert_eq!(state(&c, ANN), (State::Inactive, false));
 }
 
 #[test]
@@ -162,6 +185,15 @@ fn registration_pending_from_the_first_failure_until_mfa() {
 }
 
 #[test]
+fn any_mfa_sign_in_ends_registration_pending_counted_or_not() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::RegistrationRequired));
+    assert!(c.user(&Accounts::default(), ANN).unwrap().registration_pending_since.is_some());
+    c.observe(&obs(ANN, at(10, 10), Kind::NonInteractiveMfa));
+    assert_eq!(c.user(&Accounts::default(), ANN).unwrap().registration_pending_since, None);
+}
+
+#[test]
 fn registration_pending_longer_than_the_grace_is_overdue() {
     let mut c = Coverage::new(Policy::default());
     c.observe(&obs(ANN, at(1, 9), Kind::RegistrationRequired));
@@ -208,6 +240,19 @@ fn the_ratio_is_covered_over_covered_plus_uncovered_and_inactive_users_are_not_i
     assert_eq!(s.states["inactive"], 1);
     let guests = s.breakdown.iter().filter(|b| b.user_type == UserType::Guest).count();
     assert_eq!(guests, 0);
+}
+
+#[test]
+fn members_and_guests_are_broken_down_apart() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 9), Kind::SingleFactor));
+    c.observe(&Observation { user_type: Some("Guest"), ..obs(BOB, at(10, 9), Kind::Mfa) });
+    c.observe(&Observation { user_type: Some("guest"), ..obs("c", at(10, 9), Kind::SingleFactor) });
+    let s = c.summary(&Accounts::default());
+    let row = |t: UserType| s.breakdown.iter().find(|b| b.user_type == t && !b.privileged).expect("row").clone();
+    let (member, guest) = (row(UserType::Member), row(UserType::Guest));
+    assert_eq!((member.covered, member.uncovered, member.coverage_ratio), (0, 1, Some(0.0)));
+    assert_eq!((guest.covered, guest.uncovered, guest.coverage_ratio), (1, 1, Some(0.5)));
 }
 
 #[test]
@@ -282,4 +327,60 @@ fn guids_round_trip() {
     assert_eq!(parse_guid(ANN).map(|g| format_guid(&g)).as_deref(), Some(ANN));
     assert_eq!(parse_guid("not-a-guid"), None);
     assert_eq!(parse_guid("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fz"), None);
+}
+
+/// The observation the pipeline makes of one diagnostic record.
+fn observed(category: &str, code: i64, client_app: &str, policy: &Policy) -> Option<(bool, bool, bool, bool, bool)> {
+    let json = format!(
+        r#"{{"time":"2025-06-10T09:00:00Z","category":"{category}","properties":{{"userId":"{ANN}","status":{{"errorCode":{code}}},"clientAppUsed":"{client_app}","authenticationRequirement":"multiFactorAuthentication"}}}}"#
+    );
+    let items = crate::decode::decode_message(json.as_bytes());
+    let Some(crate::decode::Item::SignIn(record)) = items.first() else { panic!("{items:?}") };
+    let verdict = crate::classify::classify(record, &crate::classify::Rules::default());
+    Observation::of(record, &verdict, policy).map(|o| (o.counted, o.mfa, o.single_factor, o.legacy, o.any_mfa))
+}
+
+#[test]
+fn counted_sign_ins_are_successful_interactive_user_sign_ins() {
+    let p = Policy::default();
+    // (counted, mfa, single_factor, legacy, any_mfa)
+    assert_eq!(observed("SignInLogs", 0, "Browser", &p), Some((true, true, false, false, true)));
+    assert_eq!(observed("NonInteractiveUserSignInLogs", 0, "Browser", &p), Some((false, false, false, false, true)));
+    assert_eq!(observed("SignInLogs", 50126, "Browser", &p), Some((false, false, false, false, false)));
+}
+
+#[test]
+fn non_interactive_sign_ins_are_counted_when_configured() {
+    let p = Policy { count_non_interactive: true, ..Policy::default() };
+    assert_eq!(observed("NonInteractiveUserSignInLogs", 0, "Browser", &p), Some((true, true, false, false, true)));
+}
+
+#[test]
+fn every_successful_legacy_sign_in_is_counted_interactive_or_not_and_failed_ones_are_not() {
+    let p = Policy::default();
+    assert_eq!(observed("NonInteractiveUserSignInLogs", 0, "IMAP4", &p), Some((true, true, false, true, true)));
+    assert_eq!(observed("SignInLogs", 0, "POP3", &p), Some((true, true, false, true, true)));
+    assert_eq!(observed("SignInLogs", 50126, "IMAP4", &p), Some((false, false, false, false, false)));
+}
+
+#[test]
+fn workloads_are_not_users() {
+    for category in ["ServicePrincipalSignInLogs", "MicrosoftServicePrincipalSignInLogs", "ManagedIdentitySignInLogs"] {
+        assert_eq!(observed(category, 0, "", &Policy::default()), None, "{category}");
+    }
+}
+
+#[test]
+fn a_renamed_user_keeps_the_newest_upn_whatever_the_order() {
+    let old = Observation { upn: Some("ann.old@contoso.example"), ..obs(ANN, at(9, 9), Kind::Mfa) };
+    let new = Observation { upn: Some("ann.new@contoso.example"), ..obs(ANN, at(10, 9), Kind::Mfa) };
+    for order in [[&old, &new], [&new, &old]] {
+        let mut c = Coverage::new(Policy::default());
+        for o in order {
+            c.observe(o);
+        }
+        let user = c.user(&Accounts::default(), ANN).unwrap();
+        assert_eq!(user.upn, "ann.new@contoso.example");
+        assert!(c.user(&Accounts::default(), "ann.new@contoso.example").is_some());
+    }
 }
