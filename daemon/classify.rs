@@ -165,7 +165,7 @@ impl RiskLevel {
         }
     }
 
-    fn parse(text: Option<&str>) -> Option<RiskLevel> {
+    pub fn parse(text: Option<&str>) -> Option<RiskLevel> {
         let text = text?.trim();
         RiskLevel::ALL.into_iter().find(|l| l.as_str().eq_ignore_ascii_case(text))
     }

@@ -108,7 +108,17 @@ pub struct ClassifyConfig {
     /// `clientAppUsed` values counted as legacy authentication (case-insensitive).
     pub legacy_clients: Vec<String>,
     /// Lowest Identity Protection risk level that makes a sign-in risky: `low`, `medium` or `high`.
+    #[serde(deserialize_with = "threshold")]
     pub risk_threshold: RiskLevel,
+}
+
+/// A risk threshold: only the levels that can be one.
+fn threshold<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RiskLevel, D::Error> {
+    let text = String::deserialize(d)?;
+    match RiskLevel::parse(Some(&text)) {
+        Some(level @ (RiskLevel::Low | RiskLevel::Medium | RiskLevel::High)) => Ok(level),
+        _ => Err(serde::de::Error::custom(format!("{text:?}: use low, medium or high"))),
+    }
 }
 
 /// Per-user MFA coverage (SIGNIN-SEMANTICS §6).
@@ -258,13 +268,56 @@ pub enum ConfigError {
     Invalid { path: PathBuf, key: &'static str, message: String },
 }
 
-/// librdkafka settings that would break the delivery guarantee (mfawatch
-/// stores and commits offsets itself, after each checkpoint) or the group.
-const OWNED_SETTINGS: [&str; 4] = ["enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"];
+/// `"100d"` for whole days, else what humantime says (`"1day 12h"`).
+fn days_or_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs.is_multiple_of(86_400) && d.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
+}
 
-/// librdkafka settings that carry secrets; refused in `[kafka.librdkafka]`.
-const SECRET_SETTINGS: [&str; 5] =
-    ["sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret", "ssl.key.pem"];
+/// librdkafka settings that mfawatch sets from its own configuration, or
+/// that would break the delivery guarantee (mfawatch stores and commits
+/// offsets itself, after each checkpoint): refused in `[kafka.librdkafka]`.
+const OWNED_SETTINGS: [(&str, &str); 7] = [
+    ("enable.auto.commit", "offsets are committed after each checkpoint"),
+    ("enable.auto.offset.store", "offsets are committed after each checkpoint"),
+    ("group.id", "use kafka.group_id"),
+    ("group.instance.id", "use kafka.group_instance_id"),
+    ("bootstrap.servers", "use kafka.brokers"),
+    ("metadata.broker.list", "use kafka.brokers"),
+    ("auto.offset.reset", "use kafka.start"),
+];
+
+/// What `auth = "eventhubs"` sets: overriding it could send the connection
+/// string in clear text or to the wrong mechanism.
+const EVENTHUBS_SETTINGS: [&str; 4] = ["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username"];
+
+/// Whether a librdkafka setting (lower-cased) carries a secret. Those are
+/// refused in `[kafka.librdkafka]`, under any spelling, and never echoed.
+fn is_secret_setting(key: &str) -> bool {
+    key.contains("password")
+        || key.contains("secret")
+        || matches!(key, "ssl.key.pem" | "ssl_key" | "sasl.oauthbearer.config" | "ssl.keystore.location")
+}
+
+/// librdkafka's own check of one raw setting: is it a property, and is the
+/// value one it takes? The message names the key, never the value.
+fn librdkafka_accepts(key: &str, value: &str) -> Result<(), String> {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let mut c = rdkafka::ClientConfig::new();
+    c.set(key, value);
+    match c.create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => {
+            Err(format!("{key:?} is not a librdkafka setting (see librdkafka's CONFIGURATION.md)"))
+        }
+        Err(KafkaError::ClientConfig(_, description, ..)) => Err(format!("{key:?}: librdkafka says: {description}")),
+        Err(e) => Err(format!("{key:?}: {}", e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail))),
+    }
+}
 
 impl Config {
     /// Reads, parses and validates a configuration file.
@@ -275,8 +328,13 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string();
+            if message.contains("expected a duration") || message.contains("unknown time unit") {
+                message.push_str("\n(durations are written like \"10s\", \"5m\", \"2h\" or \"7d\")");
+            }
+            ConfigError::Parse { path: path.to_owned(), message }
+        })?;
         config.validate(path)?;
         Ok(config)
     }
@@ -338,36 +396,37 @@ impl Config {
                 format!("{}: at least 1024 (a message can be 1 MB)", k.prefetch_kbytes),
             );
         }
-        if let Some(key) = k.librdkafka.keys().find(|key| OWNED_SETTINGS.contains(&key.as_str())) {
-            return invalid(
-                "kafka.librdkafka",
-                format!(
-                    "{key:?} is set by mfawatch (offsets are committed after each checkpoint; use kafka.group_id / kafka.brokers)"
-                ),
-            );
-        }
-        if let Some(key) = k.librdkafka.keys().find(|key| SECRET_SETTINGS.contains(&key.as_str())) {
-            return invalid(
-                "kafka.librdkafka",
-                format!(
-                    "{key:?} is a secret: pass it through the environment (`sasl_password_env`), not the config file"
-                ),
-            );
+        for (key, value) in &k.librdkafka {
+            let normal = key.trim().to_ascii_lowercase();
+            if is_secret_setting(&normal) {
+                return invalid(
+                    "kafka.librdkafka",
+                    format!(
+                        "{key:?} is a secret: pass it through the environment (`sasl_password_env`) or a systemd credential, not the config file"
+                    ),
+                );
+            }
+            if let Some((_, instead)) = OWNED_SETTINGS.iter().find(|(owned, _)| *owned == normal) {
+                return invalid("kafka.librdkafka", format!("{key:?} is set by mfawatch: {instead}"));
+            }
+            if k.auth == Auth::Eventhubs && EVENTHUBS_SETTINGS.contains(&normal.as_str()) {
+                return invalid(
+                    "kafka.librdkafka",
+                    format!("{key:?} is set by auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
+                );
+            }
+            if let Err(message) = librdkafka_accepts(key, value) {
+                return invalid("kafka.librdkafka", message);
+            }
         }
         if self.classify.legacy_clients.iter().any(|c| c.trim().is_empty()) {
             return invalid("classify.legacy_clients", "entries cannot be empty".into());
-        }
-        if !matches!(self.classify.risk_threshold, RiskLevel::Low | RiskLevel::Medium | RiskLevel::High) {
-            return invalid(
-                "classify.risk_threshold",
-                format!("{:?}: use low, medium or high", self.classify.risk_threshold.as_str()),
-            );
         }
         let c = &self.coverage;
         if !c.window.as_secs().is_multiple_of(86_400) || c.window.as_secs() == 0 || c.window.as_secs() > 90 * 86_400 {
             return invalid(
                 "coverage.window",
-                format!("{}: use whole days from 1d to 90d", humantime::format_duration(c.window)),
+                format!("{}: use whole days from 1d to 90d", days_or_duration(c.window)),
             );
         }
         if self.checkpoint.interval < Duration::from_millis(100) {
@@ -378,6 +437,23 @@ impl Config {
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", format!("{:?}: {e}", self.log.level));
+        }
+        // A bare word that is not a level is read as a target name and silences
+        // everything else ("verbose"): say so instead.
+        const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+        if let Some(word) = self
+            .log
+            .level
+            .split(',')
+            .map(str::trim)
+            .find(|d| !d.is_empty() && !d.contains('=') && !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(d)))
+        {
+            return invalid(
+                "log.level",
+                format!(
+                    "{word:?} is not a level: use error, warn, info, debug or trace, or target=level (mfawatch=debug)"
+                ),
+            );
         }
         Ok(())
     }
@@ -462,6 +538,60 @@ mod tests {
     fn secrets_are_refused_in_raw_librdkafka_settings() {
         let err = parse("[kafka.librdkafka]\n\"sasl.password\" = \"hunter2\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.librdkafka") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn messages_say_what_is_allowed_in_the_terms_of_the_file() {
+        let err = parse("[classify]\nrisk_threshold = \"extreme\"\n").unwrap_err().to_string();
+        assert!(err.contains("use low, medium or high") && !err.contains("hidden"), "{err}");
+        let err = parse("[classify]\nrisk_threshold = \"none\"\n").unwrap_err().to_string();
+        assert!(err.contains("use low, medium or high"), "{err}");
+        let err = parse("[coverage]\nwindow = \"100d\"\n").unwrap_err().to_string();
+        assert!(err.contains("100d: use whole days from 1d to 90d"), "{err}");
+        let err = parse("[checkpoint]\ninterval = \"ten seconds\"\n").unwrap_err().to_string();
+        assert!(err.contains("\"10s\""), "{err}");
+    }
+
+    #[test]
+    fn a_log_level_that_is_not_one_is_refused() {
+        let err = parse("[log]\nlevel = \"verbose\"\n").unwrap_err().to_string();
+        assert!(err.contains("log.level") && err.contains("not a level"), "{err}");
+        assert!(parse("[log]\nlevel = \"info,librdkafka=warn\"\n").is_ok());
+        assert!(parse("[log]\nlevel = \"DEBUG\"\n").is_ok());
+    }
+
+    #[test]
+    fn secrets_are_refused_under_any_spelling_and_never_echoed() {
+        for key in
+            ["SASL.PASSWORD", " sasl.password", "sasl.oauthbearer.config", "ssl.keystore.password", "Ssl.Key.Pem"]
+        {
+            let err = parse(&format!("[kafka.librdkafka]\n{key:?} = \"hunter2\"\n")).unwrap_err().to_string();
+            assert!(err.contains("is a secret") && !err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn raw_librdkafka_settings_are_checked_by_librdkafka_without_echoing_the_value() {
+        let err = parse("[kafka.librdkafka]\n\"sasl.pasword\" = \"hunter2\"\n").unwrap_err().to_string();
+        assert!(err.contains("\"sasl.pasword\" is not a librdkafka setting") && !err.contains("hunter2"), "{err}");
+        let err = parse("[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"abc\"\n").unwrap_err().to_string();
+        assert!(err.contains("kafka.librdkafka") && err.contains("fetch.wait.max.ms"), "{err}");
+        assert!(parse("[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"200\"\n").is_ok());
+    }
+
+    #[test]
+    fn what_mfawatch_sets_itself_is_refused_with_the_setting_to_use() {
+        for (key, instead) in [
+            ("metadata.broker.list", "kafka.brokers"),
+            ("auto.offset.reset", "kafka.start"),
+            ("group.instance.id", "kafka.group_instance_id"),
+        ] {
+            let err = parse(&format!("[kafka.librdkafka]\n{key:?} = \"x\"\n")).unwrap_err().to_string();
+            assert!(err.contains(instead), "{err}");
+        }
+        let eventhubs = "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso\"\n[kafka.librdkafka]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n";
+        let err = parse(eventhubs).unwrap_err().to_string();
+        assert!(err.contains("set by auth = \"eventhubs\""), "{err}");
     }
 
     #[test]

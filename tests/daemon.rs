@@ -473,3 +473,29 @@ fn the_example_configs_check_and_print_the_effective_configuration() {
         assert!(text.contains("[coverage]") && text.contains("window = \"7days\""), "{text}");
     }
 }
+
+#[test]
+fn check_config_takes_config_like_run_and_says_when_the_secret_is_not_there() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/eventhubs.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .env_remove("MFAWATCH_EVENTHUBS_CONNECTION_STRING")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: no Event Hubs connection string")
+            && err.contains("MFAWATCH_EVENTHUBS_CONNECTION_STRING"),
+        "{err}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .env("MFAWATCH_EVENTHUBS_CONNECTION_STRING", SECRET)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("connection string") && !err.contains("Zm9v"), "{err}");
+}

@@ -36,14 +36,23 @@ pub struct ReplayArgs {
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
     /// Configuration file to check.
-    pub config: PathBuf,
+    #[arg(value_name = "FILE", required_unless_present = "config", conflicts_with = "config")]
+    pub file: Option<PathBuf>,
+    /// The same, as `run` and `replay` take it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Say only whether it is valid (and the warnings), not the effective configuration.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Starts logging as the configuration asks; `RUST_LOG` overrides the level.
 pub fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: not in the journal or a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -100,7 +109,7 @@ fn dead_letters(config: &Config) -> anyhow::Result<DeadLetters> {
     if let Some(topic) = &config.dead_letter.topic {
         let producer = kafka::producer_config(config)?
             .create_with_context(crate::deadletter::Deliveries::default())
-            .context("cannot create the dead-letter producer")?;
+            .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
         sinks.topic = Some(DeadLetterTopic::new(producer, topic));
     }
     Ok(sinks)
@@ -246,15 +255,64 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let path = args.file.or(args.config).expect("clap requires one");
+    let config = Config::load(&path)?;
     load_accounts(&config)?;
     check_state_dir(&config.checkpoint.dir)?;
-    print!(
-        "# {}: valid. Effective configuration (secrets are never in this file; only where to find them):\n{}",
-        args.config.display(),
-        config.to_toml()
-    );
+    if args.quiet {
+        println!("{}: valid", path.display());
+    } else {
+        print!(
+            "# {}: valid. Effective configuration (secrets are never in this file; only where to find them):\n{}",
+            path.display(),
+            config.to_toml()
+        );
+    }
+    // What `run` needs from where it runs: said, not fatal, since this may
+    // run elsewhere than the service (without its credentials).
+    for warning in environment_warnings(&config) {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
+}
+
+/// What would stop `run` here although the file is valid: a secret that
+/// cannot be found, a directory that cannot be written. Never a secret's value.
+fn environment_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match config.kafka.auth {
+        crate::config::Auth::Eventhubs => {
+            if let Err(e) = kafka::eventhubs_connection_string(config) {
+                warnings.push(e.to_string());
+            }
+        }
+        crate::config::Auth::Sasl => {
+            let env = config.kafka.sasl_password_env.as_deref().unwrap_or_default();
+            if std::env::var_os(env).is_none() {
+                warnings.push(format!("environment variable {env} (kafka.sasl_password_env) is not set"));
+            }
+        }
+        crate::config::Auth::None => {}
+    }
+    let dead_letter_dir = config.dead_letter.file.as_deref().and_then(Path::parent);
+    for (key, dir) in [("checkpoint.dir", Some(config.checkpoint.dir.as_path())), ("dead_letter.file", dead_letter_dir)]
+    {
+        if let Some(problem) = dir.and_then(|d| unwritable(if d.as_os_str().is_empty() { Path::new(".") } else { d })) {
+            warnings.push(format!("{key}: {problem}"));
+        }
+    }
+    warnings
+}
+
+/// Why files cannot be created in `dir` (or in the directory it would be
+/// created in), if they cannot.
+fn unwritable(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    match tempfile::tempfile_in(existing) {
+        Ok(_) => None,
+        Err(e) if existing == dir => Some(format!("cannot write in {}: {e}", dir.display())),
+        Err(e) => Some(format!("cannot create {} in {}: {e}", dir.display(), existing.display())),
+    }
 }
 
 fn check_state_dir(dir: &Path) -> anyhow::Result<()> {

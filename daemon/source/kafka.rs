@@ -43,9 +43,9 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error(
-        "systemd credential {name:?} is not available: {reason} (run under systemd with LoadCredential=, or set kafka.connection_string_env)"
+        "no Event Hubs connection string: systemd credential {name:?} is not available ({reason}) and environment variable {env} is not set (run under systemd with LoadCredential=, or export {env})"
     )]
-    Credential { name: String, reason: String },
+    Credential { name: String, reason: String, env: String },
     #[error("environment variable {0} is not set: it must hold the Event Hubs connection string")]
     MissingEnv(String),
     #[error(
@@ -54,36 +54,61 @@ pub enum SourceError {
     NotAConnectionString(String),
     #[error("environment variable {0} is not set: it must hold the SASL password")]
     MissingPassword(String),
-    #[error("cannot create the Kafka client: {0}")]
+    #[error("cannot create the Kafka client: {}", redacted(.0))]
     Client(KafkaError),
     #[error("cannot subscribe to {topics:?}: {source}")]
     Subscribe { topics: Vec<String>, source: KafkaError },
 }
 
+/// A systemd credential's text (`LoadCredential=`), or why there is none.
+fn read_credential(name: &str) -> Result<String, String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or("CREDENTIALS_DIRECTORY is not set")?;
+    let path = PathBuf::from(dir).join(name);
+    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// The Event Hubs connection string, from the systemd credential or the environment.
 pub fn eventhubs_connection_string(config: &Config) -> Result<Secret, SourceError> {
+    connection_string_from(config, read_credential, |name| std::env::var(name).ok())
+}
+
+/// [`eventhubs_connection_string`] with where credentials and variables come from.
+fn connection_string_from(
+    config: &Config,
+    read_credential: impl Fn(&str) -> Result<String, String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Secret, SourceError> {
     let k = &config.kafka;
+    let from_env = || {
+        env(&k.connection_string_env).map(|text| (text, format!("environment variable {}", k.connection_string_env)))
+    };
+    // The systemd credential first; failing that, the environment variable.
     let (value, from) = match &k.connection_string_credential {
-        Some(name) => {
-            let cred = |reason: String| SourceError::Credential { name: name.clone(), reason };
-            let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
-                .ok_or_else(|| cred("CREDENTIALS_DIRECTORY is not set".into()))?;
-            let path = PathBuf::from(dir).join(name);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| cred(format!("cannot read {}: {e}", path.display())))?;
-            (text, format!("systemd credential {name:?}"))
-        }
-        None => {
-            let text = std::env::var(&k.connection_string_env)
-                .map_err(|_| SourceError::MissingEnv(k.connection_string_env.clone()))?;
-            (text, format!("environment variable {}", k.connection_string_env))
-        }
+        Some(name) => match read_credential(name) {
+            Ok(text) => (text, format!("systemd credential {name:?}")),
+            Err(reason) => from_env().ok_or_else(|| SourceError::Credential {
+                name: name.clone(),
+                reason,
+                env: k.connection_string_env.clone(),
+            })?,
+        },
+        None => from_env().ok_or_else(|| SourceError::MissingEnv(k.connection_string_env.clone()))?,
     };
     let value = value.trim().to_owned();
     if !value.starts_with("Endpoint=sb://") || !value.contains("SharedAccessKey") {
         return Err(SourceError::NotAConnectionString(from));
     }
     Ok(Secret(value))
+}
+
+/// A librdkafka error as text, without the value of a setting it names
+/// (librdkafka puts values in its configuration errors, and a value can be
+/// a secret).
+pub fn redacted(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, _, key, _) => format!("librdkafka refuses the setting {key:?}"),
+        e => e.to_string(),
+    }
 }
 
 /// Settings shared by the consumer and the dead-letter producer.
@@ -245,6 +270,37 @@ fn commit_assigned(consumer: &BaseConsumer<Context>, offsets: &BTreeMap<Partitio
 pub struct Context {
     progress: Arc<Mutex<Progress>>,
     shared: Arc<Shared>,
+    throttle: Throttle,
+}
+
+/// While a broker is down librdkafka reports it on every retry, several times
+/// a second. Warnings and errors are logged once a minute per kind, saying how
+/// many were held back; the metrics still count every one.
+#[derive(Default)]
+struct Throttle(Mutex<std::collections::HashMap<String, (Instant, u64)>>);
+
+impl Throttle {
+    const EVERY: Duration = Duration::from_secs(60);
+
+    /// `Some(held back since the last one)` when a report of `kind` is to be logged now.
+    fn admit(&self, kind: &str) -> Option<u64> {
+        let mut kinds = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match kinds.get_mut(kind) {
+            Some((last, held)) if now.duration_since(*last) < Self::EVERY => {
+                *held += 1;
+                None
+            }
+            Some((last, held)) => {
+                *last = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                kinds.insert(kind.to_owned(), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 impl Context {
@@ -260,12 +316,16 @@ impl Context {
 
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let serious = (level as i32) <= (RDKafkaLogLevel::Warning as i32);
+        let Some(held_back) = (if serious { self.throttle.admit(fac) } else { Some(0) }) else {
+            return;
+        };
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{message}")
+                tracing::error!(target: "librdkafka", facility = fac, held_back, "{message}")
             }
             RDKafkaLogLevel::Warning => {
-                tracing::warn!(target: "librdkafka", facility = fac, "{message}")
+                tracing::warn!(target: "librdkafka", facility = fac, held_back, "{message}")
             }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
                 tracing::info!(target: "librdkafka", facility = fac, "{message}")
@@ -278,7 +338,10 @@ impl ClientContext for Context {
 
     fn stats(&self, statistics: Statistics) {
         let up = statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
-        self.shared.health.source_connected.store(up, Ordering::Relaxed);
+        let was_up = self.shared.health.source_connected.swap(up, Ordering::Relaxed);
+        if up && !was_up {
+            tracing::info!("connected to the brokers");
+        }
         self.shared.metrics.set_ready(self.shared.health.not_ready().is_none());
         for (topic, t) in &statistics.topics {
             for (&partition, p) in &t.partitions {
@@ -296,7 +359,9 @@ impl ClientContext for Context {
             self.shared.health.source_connected.store(false, Ordering::Relaxed);
             self.shared.metrics.set_ready(false);
         }
-        tracing::error!(error = %error, reason, "Kafka error");
+        if let Some(held_back) = self.throttle.admit(&kind) {
+            tracing::error!(error = %redacted(&error), reason, held_back, "Kafka error");
+        }
     }
 }
 
@@ -355,7 +420,7 @@ pub fn consume(
     shared: Arc<Shared>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let context = Context { progress: progress.clone(), shared: shared.clone() };
+    let context = Context { progress: progress.clone(), shared: shared.clone(), throttle: Throttle::default() };
     let consumer: BaseConsumer<Context> =
         consumer_config(config)?.create_with_context(context).map_err(SourceError::Client)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
@@ -419,4 +484,49 @@ pub fn consume(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eventhubs(credential: bool) -> Config {
+        let credential = if credential { "connection_string_credential = \"cs\"\n" } else { "" };
+        let text = format!(
+            "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso\"\n{credential}connection_string_env = \"CS\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("test.toml")).unwrap()
+    }
+
+    const GOOD: &str =
+        "Endpoint=sb://contoso.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=c2VjcmV0";
+
+    #[test]
+    fn the_connection_string_comes_from_the_credential_failing_that_the_environment() {
+        let credential = |text: Option<&'static str>| {
+            move |_: &str| text.map(str::to_owned).ok_or("CREDENTIALS_DIRECTORY is not set".to_owned())
+        };
+        let env = |text: Option<&'static str>| move |_: &str| text.map(str::to_owned);
+        let got = |config: &Config, c, e| connection_string_from(config, credential(c), env(e)).map(|s| s.0);
+        assert_eq!(got(&eventhubs(true), Some(GOOD), Some("other")).unwrap(), GOOD);
+        assert_eq!(got(&eventhubs(true), None, Some(GOOD)).unwrap(), GOOD);
+        assert_eq!(got(&eventhubs(false), Some("unused"), Some(GOOD)).unwrap(), GOOD);
+        let both_missing = got(&eventhubs(true), None, None).unwrap_err().to_string();
+        assert!(both_missing.contains("\"cs\"") && both_missing.contains("CS"), "{both_missing}");
+        let not_one = got(&eventhubs(false), None, Some("hunter2")).unwrap_err().to_string();
+        assert!(not_one.contains("does not look like one") && !not_one.contains("hunter2"), "{not_one}");
+    }
+
+    #[test]
+    fn repeated_reports_are_held_back_per_kind() {
+        let t = Throttle::default();
+        assert_eq!(t.admit("AllBrokersDown"), Some(0));
+        assert_eq!(t.admit("AllBrokersDown"), None);
+        assert_eq!(t.admit("AllBrokersDown"), None);
+        assert_eq!(t.admit("Transport"), Some(0));
+        // A minute later the next one is logged with the count held back.
+        t.0.lock().unwrap().get_mut("AllBrokersDown").unwrap().0 -= Throttle::EVERY;
+        assert_eq!(t.admit("AllBrokersDown"), Some(2));
+        assert_eq!(t.admit("AllBrokersDown"), None);
+    }
 }
