@@ -40,6 +40,17 @@ pub struct TenantSpec {
     pub malformed_per_10k: u32,
 }
 
+impl TenantSpec {
+    /// Refuses a tenant the generator cannot make, naming the option.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.users >= 1, "--users must be at least 1");
+        anyhow::ensure!(self.days >= 1, "--days must be at least 1");
+        anyhow::ensure!(self.records_per_message >= 1, "--records-per-message must be at least 1");
+        anyhow::ensure!(self.malformed_per_10k <= 10_000, "--malformed-per-10k is per 10,000: at most 10000");
+        Ok(())
+    }
+}
+
 impl Default for TenantSpec {
     fn default() -> Self {
         TenantSpec {

@@ -325,6 +325,11 @@ impl Metrics {
     }
 
     /// A message was read.
+    /// Messages read so far.
+    pub fn messages_read(&self) -> u64 {
+        self.messages.get()
+    }
+
     pub fn message(&self, bytes: usize) {
         self.messages.inc();
         self.bytes.inc_by(bytes as u64);

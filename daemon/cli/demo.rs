@@ -50,6 +50,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         records_per_message: 40,
         malformed_per_10k: 5,
     };
+    backfill.validate()?;
     let tenant = Tenant::new(&backfill);
     let mut config = Config::default();
     config.kafka.brokers = Some(mock.bootstrap_servers());
@@ -64,15 +65,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.validate(std::path::Path::new("<demo>"))?;
     super::run::init_logging(&config);
 
+    let prepared = super::run::prepare(&config)?;
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
+    let shared = prepared.shared.clone();
+    let read = move || shared.metrics.messages_read();
     let feeder = std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
-        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed) {
+        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, read) {
             tracing::error!(error = %e, "demo feeder stopped");
         }
     })?;
 
-    let prepared = super::run::prepare(&config)?;
     let result = super::run::serve_and_consume(config, prepared, args.seconds.map(Duration::from_secs), |url| {
         println!(
             "mfawatch demo: a synthetic tenant of {} users through the real pipeline (Ctrl-C to stop)",
@@ -89,8 +92,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Produces the backfill, paced to what the mock cluster keeps, then live sign-ins.
-fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64) -> anyhow::Result<()> {
+/// Messages the backfill may be ahead of the consumer. librdkafka's mock
+/// cluster keeps only the newest few MB of a partition (its segments are not
+/// a log you can fall behind on), so the backfill waits for the consumer.
+const AHEAD: u64 = 24;
+
+/// Produces the backfill, never more than [`AHEAD`] messages ahead of what the
+/// pipeline has `read`, then live sign-ins at `rate` a second.
+fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64, read: impl Fn() -> u64) -> anyhow::Result<()> {
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
     let mut message = Vec::new();
@@ -106,21 +115,29 @@ fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64) -> anyhow::
             }
         }
     };
-    let started = Instant::now();
+    let records = backfill.records;
     let mut generator = Generator::new(backfill);
     let mut n = 0u64;
     while generator.next_message(&mut message) {
+        while n >= read() + AHEAD {
+            producer.poll(Duration::from_millis(10));
+        }
         send(&message, n)?;
         n += 1;
         producer.poll(Duration::ZERO);
-        // At most 5,000 records (125 messages) a second.
-        let due = Duration::from_millis(n * 8);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
-        }
     }
     producer.flush(Duration::from_secs(10))?;
-    tracing::info!(messages = n, "demo backfill produced; now live");
+    // Nothing else is produced until the backfill has been read, so that the
+    // demo says truthfully whether it all got through.
+    let started = Instant::now();
+    while read() < n && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if read() >= n {
+        println!("  backfill: {records} sign-ins in {n} messages, all read; now live at {rate} sign-ins/s");
+    } else {
+        tracing::warn!(read = read(), produced = n, "the demo backfill was not all read within a minute");
+    }
 
     let per_message = (rate / 5).max(1);
     let live = TenantSpec {

@@ -60,9 +60,7 @@ pub fn current_hour() -> DateTime<Utc> {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    if args.users == 0 {
-        anyhow::bail!("--users must be at least 1");
-    }
+    args.spec().validate()?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(io::BufWriter::new(
             std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
