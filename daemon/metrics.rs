@@ -330,6 +330,11 @@ impl Metrics {
         self.messages.get()
     }
 
+    /// Records read so far and, of them, dead-lettered ones.
+    pub fn records_read(&self) -> (u64, u64) {
+        (self.records.get(), self.dead_letters.get())
+    }
+
     pub fn message(&self, bytes: usize) {
         self.messages.inc();
         self.bytes.inc_by(bytes as u64);

@@ -136,6 +136,34 @@ fn unreadable_input_fails_with_a_message_naming_it() {
 }
 
 #[test]
+fn an_unreadable_input_does_not_stop_the_others_from_being_read() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph-signins.json");
+    let out = mfawatch(&["classify", "--summary", "/nonexistent/export.json", fixture], None);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(summary["records"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(summary["unreadable"], serde_json::json!(["/nonexistent/export.json"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 inputs could not be read"));
+}
+
+#[test]
+fn replay_opens_every_input_before_it_reads_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mfawatch.toml");
+    std::fs::write(&config, format!("[checkpoint]\ndir = {:?}\n", dir.path().join("state").display().to_string()))
+        .unwrap();
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph-signins.json");
+    let out = mfawatch(&["replay", "--config", config.to_str().unwrap(), fixture, "/nonexistent/export.json"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/export.json") && stderr.contains("nothing was replayed"), "{stderr}");
+    assert!(!dir.path().join("state").join("state.snapshot").exists());
+    let out = mfawatch(&["replay", "--config", config.to_str().unwrap(), fixture], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 1 input(s)"));
+}
+
+#[test]
 fn bad_usage_fails_with_usage_help() {
     let out = mfawatch(&["classify", "--no-such-flag"], None);
     assert_eq!(out.status.code(), Some(2));

@@ -46,6 +46,9 @@ pub struct Summary {
     pub legacy_clients: BTreeMap<String, u64>,
     pub skipped: Counted<String>,
     pub malformed: Counted<&'static str>,
+    /// Inputs that could not be read (the others were).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
 }
 
 /// A total and its breakdown.
@@ -126,7 +129,11 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         match result {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot read {input}"))),
+            // The other inputs are still read; the exit status says one was not.
+            Err(e) => {
+                eprintln!("error: cannot read {input}: {e}");
+                summary.unreadable.push(input.clone());
+            }
         }
     }
     if summary.malformed.total > WARN_LIMIT {
@@ -140,8 +147,12 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         out.write_all(b"\n")?;
     }
     match out.flush() {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        other => other?,
+    }
+    match summary.unreadable.len() {
+        0 => Ok(()),
+        n => anyhow::bail!("{n} of {} inputs could not be read: {}", inputs.len(), summary.unreadable.join(", ")),
     }
 }
 

@@ -231,6 +231,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     init_logging(&config);
+    // Every input must open before anything is read: a typo in the last
+    // name should not leave the first ones replayed and unsaved.
+    for input in args.inputs.iter().filter(|i| *i != "-") {
+        files::open(input).with_context(|| format!("cannot read {input}; nothing was replayed"))?;
+    }
     let prepared = prepare(&config)?;
     let mut progress = prepared.progress.lock().unwrap_or_else(|e| e.into_inner());
     for input in &args.inputs {
@@ -245,10 +250,16 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         if let Some(failure) = failure {
             anyhow::bail!("cannot keep the effects of {failure}; the state was not saved");
         }
-        read.with_context(|| format!("cannot read {input}"))?;
-        tracing::info!(input, "replayed");
+        let stats = read.with_context(|| format!("cannot read {input}; the state was not saved"))?;
+        tracing::info!(input, messages = stats.messages, bytes = stats.bytes, "replayed");
     }
     progress.checkpoint(None)?;
+    let (records, dead_letters) = prepared.shared.metrics.records_read();
+    eprintln!(
+        "replayed {} input(s): {records} records, {dead_letters} of them malformed and dead-lettered; state saved in {}",
+        args.inputs.len(),
+        config.checkpoint.dir.display()
+    );
     let summary = prepared.shared.coverage_summary();
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
