@@ -4,7 +4,6 @@
 //! Binds loopback by default: the API shows user names. No configuration and
 //! no secret is ever part of a response.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +55,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/coverage", get(coverage))
         .route("/api/v1/users", get(users))
         .route("/api/v1/users/{id}", get(user))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": "no such path: see / for the list"}))).into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "only GET is served"}))).into_response()
 }
 
 /// Serves until `stop` is cancelled.
@@ -77,7 +86,7 @@ pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
 async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|covered|inactive|excluded&never_mfa=true&privileged=true&user_type=member|guest&registration_pending=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n",
+        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n",
     )
 }
 
@@ -124,16 +133,20 @@ fn bad_request(param: &str, value: &str, allowed: &str) -> BadParam {
 }
 
 fn parse_bool(param: &str, value: &str) -> Result<bool, BadParam> {
-    match value {
+    match value.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
-        _ => Err(bad_request(param, value, "true or false")),
+        _ => Err(bad_request(param, value, "true or false (or 1/0, yes/no)")),
     }
 }
 
-fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
+fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
     let mut q = UserQuery { limit: 100, ..UserQuery::default() };
+    let mut seen = std::collections::HashSet::new();
     for (key, value) in params {
+        if !seen.insert(key.as_str()) {
+            return Err(BadParam(format!("{key} is given more than once: give it once")));
+        }
         match key.as_str() {
             "state" if value == "never_mfa" => {
                 q.state = Some(CoverageState::Uncovered);
@@ -176,7 +189,7 @@ fn user_query(params: &HashMap<String, String>) -> Result<UserQuery, BadParam> {
     Ok(q)
 }
 
-async fn users(State(app): State<App>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn users(State(app): State<App>, Query(params): Query<Vec<(String, String)>>) -> Response {
     let query = match user_query(&params) {
         Ok(q) => q,
         Err(bad) => return bad.into_response(),

@@ -122,6 +122,15 @@ fn the_api_answers_who_is_outside_mfa_coverage() {
     let (status, body) = daemon.get("/api/v1/users?state=sideways").unwrap();
     assert_eq!(status, 400);
     assert!(body.contains("state") && body.contains("uncovered"), "{body}");
+    let (status, body) = daemon.get("/api/v1/users?state=uncovered&state=covered").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than once"), "{body}");
+    let (status, body) = daemon.get("/api/v1/nothing-here").unwrap();
+    assert_eq!(status, 404);
+    assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"].is_string(), "{body}");
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let post = agent.post(&format!("{}/api/v1/coverage", daemon.http)).send_empty().unwrap();
+    assert_eq!(post.status().as_u16(), 405);
 
     assert_eq!(daemon.get("/healthz").unwrap().0, 200);
     assert_eq!(daemon.get("/readyz").unwrap().0, 200);
