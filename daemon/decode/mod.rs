@@ -250,12 +250,16 @@ fn decode_record(raw: &[u8]) -> Item<'_> {
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
+            // The path names the field; serde's "at line 1 column 2372" would
+            // count from the record's start, not the file's or message's.
+            let what = inner.to_string();
+            let what = what.rsplit_once(" at line ").map_or(what.as_str(), |(what, _)| what);
             let error = if inner.is_syntax() || inner.is_eof() {
                 DecodeError::Syntax(inner.to_string())
             } else if path == "." {
-                DecodeError::Field(format!("the record itself: {inner}"))
+                DecodeError::Field(format!("the record itself: {what}"))
             } else {
-                DecodeError::Field(format!("`{path}`: {inner}"))
+                DecodeError::Field(format!("`{path}`: {what}"))
             };
             Item::Malformed(Malformed { raw, error })
         }
