@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
@@ -36,6 +36,35 @@ pub struct Snapshot {
     pub coverage: CoverageSnapshot,
     /// When it was written (Unix seconds), for operators.
     pub written_at: i64,
+    /// Files `replay` has read into this state: the file offsets of a backfill.
+    pub replayed: Vec<Replayed>,
+}
+
+/// A file `replay` read into the state, as it was then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Its canonical path.
+    pub path: String,
+    pub bytes: u64,
+    /// Last modified, Unix seconds.
+    pub modified: i64,
+    /// When it was replayed, Unix seconds.
+    pub at: i64,
+}
+
+impl Replayed {
+    /// Whether this is the same file, unchanged.
+    pub fn same_file(&self, other: &Replayed) -> bool {
+        (&self.path, self.bytes, self.modified) == (&other.path, other.bytes, other.modified)
+    }
+}
+
+/// Format version 1: before `replayed`.
+#[derive(Deserialize)]
+struct SnapshotV1 {
+    offsets: BTreeMap<Partition, i64>,
+    coverage: CoverageSnapshot,
+    written_at: i64,
 }
 
 /// [`Snapshot`] borrowed from the live state, for writing.
@@ -44,6 +73,7 @@ pub struct SnapshotRef<'a> {
     pub offsets: &'a BTreeMap<Partition, i64>,
     pub coverage: CoverageSnapshotRef<'a>,
     pub written_at: i64,
+    pub replayed: &'a [Replayed],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +153,8 @@ impl SnapshotFile {
             return Err(damaged("not an mfawatch snapshot".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != VERSION {
-            return Err(damaged(format!("format version {version}, this mfawatch reads {VERSION}")));
+        if version != VERSION && version != 1 {
+            return Err(damaged(format!("format version {version}, this mfawatch reads 1 and {VERSION}")));
         }
         let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
         let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
@@ -135,7 +165,17 @@ impl SnapshotFile {
         if crc32fast::hash(payload) != crc {
             return Err(damaged("checksum mismatch".into()));
         }
-        postcard::from_bytes(payload).map(Some).map_err(|e| damaged(e.to_string()))
+        let snapshot = if version == 1 {
+            postcard::from_bytes::<SnapshotV1>(payload).map(|v1| Snapshot {
+                offsets: v1.offsets,
+                coverage: v1.coverage,
+                written_at: v1.written_at,
+                replayed: Vec::new(),
+            })
+        } else {
+            postcard::from_bytes(payload)
+        };
+        snapshot.map(Some).map_err(|e| damaged(e.to_string()))
     }
 }
 
@@ -148,7 +188,14 @@ mod tests {
         let mut offsets = BTreeMap::new();
         offsets.insert(("insights-logs-signinlogs".to_string(), 3), 1234);
         let coverage = Coverage::new(Policy::default());
-        file.write(&SnapshotRef { offsets: &offsets, coverage: coverage.snapshot_ref(), written_at: 1 }).unwrap();
+        let replayed = [Replayed { path: "/exports/june.json.gz".into(), bytes: 10, modified: 2, at: 3 }];
+        file.write(&SnapshotRef {
+            offsets: &offsets,
+            coverage: coverage.snapshot_ref(),
+            written_at: 1,
+            replayed: &replayed,
+        })
+        .unwrap();
     }
 
     #[test]
@@ -159,6 +206,7 @@ mod tests {
         write(&file);
         let back = file.read().unwrap().unwrap();
         assert_eq!(back.offsets[&("insights-logs-signinlogs".to_string(), 3)], 1234);
+        assert_eq!(back.replayed[0].path, "/exports/june.json.gz");
         assert!(!dir.path().join("state.snapshot.tmp").exists());
     }
 
@@ -186,6 +234,30 @@ mod tests {
         assert!(err.contains("in use by another mfawatch"), "{err}");
         drop(held);
         file.lock().unwrap();
+    }
+
+    #[test]
+    fn a_version_1_snapshot_still_reads() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            offsets: BTreeMap<Partition, i64>,
+            coverage: CoverageSnapshotRef<'a>,
+            written_at: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        let coverage = Coverage::new(Policy::default());
+        let offsets = BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 7)]);
+        let payload = postcard::to_allocvec(&V1 { offsets, coverage: coverage.snapshot_ref(), written_at: 1 }).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        fs::write(file.path(), bytes).unwrap();
+        let back = file.read().unwrap().unwrap();
+        assert_eq!(back.offsets[&("insights-logs-signinlogs".to_string(), 0)], 7);
+        assert!(back.replayed.is_empty());
     }
 
     #[test]

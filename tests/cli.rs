@@ -158,9 +158,24 @@ fn replay_opens_every_input_before_it_reads_any() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/export.json") && stderr.contains("nothing was replayed"), "{stderr}");
     assert!(!dir.path().join("state").join("state.snapshot").exists());
-    let out = mfawatch(&["replay", "--config", config.to_str().unwrap(), fixture], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("replayed 1 input(s)"));
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["replay", "--config", config.to_str().unwrap(), fixture];
+        args.extend_from_slice(extra);
+        let out = mfawatch(&args, None);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        )
+    };
+    let (first, summary) = replay(&[]);
+    assert!(first.contains("replayed 1 input(s)"), "{first}");
+    // The same file again is not read twice into the same state.
+    let (again, unchanged) = replay(&[]);
+    assert!(again.contains("already replayed into this state") && again.contains("replayed 0 input(s)"), "{again}");
+    assert_eq!(summary, unchanged);
+    let (forced, _) = replay(&["--again"]);
+    assert!(forced.contains("replayed 1 input(s)"), "{forced}");
 }
 
 #[test]

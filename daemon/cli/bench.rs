@@ -382,6 +382,7 @@ fn coverage(users: u32) -> anyhow::Result<()> {
         offsets: &offsets,
         coverage: c.snapshot_ref(),
         written_at: 0,
+        replayed: &[],
     })?;
     let snapshot_time = t.elapsed();
     let n = users as f64;

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::SnapshotFile;
+use crate::checkpoint::{Replayed, SnapshotFile};
 use crate::config::{Config, LogFormat};
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
@@ -31,6 +31,9 @@ pub struct ReplayArgs {
     /// Files to replay (any input shape, gzip too); `-` is stdin.
     #[arg(required = true)]
     pub inputs: Vec<String>,
+    /// Replay files this state has already read (their sign-ins count again).
+    #[arg(long)]
+    pub again: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -72,16 +75,21 @@ pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
     Ok(Accounts::new(privileged.iter().map(String::as_str), config.coverage.excluded.iter().map(String::as_str)))
 }
 
-/// The state a run starts from: the snapshot's coverage and offsets, or empty.
-pub fn load_state(
-    config: &Config,
-) -> anyhow::Result<(Coverage, std::collections::BTreeMap<crate::checkpoint::Partition, i64>)> {
+/// The state a run starts from: the snapshot's coverage, offsets and
+/// replayed files, or empty.
+pub struct LoadedState {
+    pub coverage: Coverage,
+    pub offsets: std::collections::BTreeMap<crate::checkpoint::Partition, i64>,
+    pub replayed: Vec<Replayed>,
+}
+
+pub fn load_state(config: &Config) -> anyhow::Result<LoadedState> {
     let policy = Policy::from_config(&config.coverage);
     let file = SnapshotFile::new(&config.checkpoint.dir);
     match file.read()? {
         None => {
             tracing::info!(dir = %config.checkpoint.dir.display(), "no snapshot yet: starting from an empty state");
-            Ok((Coverage::new(policy), Default::default()))
+            Ok(LoadedState { coverage: Coverage::new(policy), offsets: Default::default(), replayed: Vec::new() })
         }
         Some(snapshot) => {
             let coverage = Coverage::from_snapshot(policy, snapshot.coverage).map_err(|e| {
@@ -91,7 +99,7 @@ pub fn load_state(
                 )
             })?;
             tracing::info!(users = coverage.len(), partitions = snapshot.offsets.len(), "state loaded from snapshot");
-            Ok((coverage, snapshot.offsets))
+            Ok(LoadedState { coverage, offsets: snapshot.offsets, replayed: snapshot.replayed })
         }
     }
 }
@@ -125,7 +133,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let snapshots = SnapshotFile::new(&config.checkpoint.dir);
     let state_lock = snapshots.lock()?;
     let accounts = load_accounts(config)?;
-    let (coverage, offsets) = load_state(config)?;
+    let LoadedState { coverage, offsets, replayed } = load_state(config)?;
     let rules = config.rules();
     let shared = Shared::new(coverage, accounts, &rules);
     shared.health.state_loaded.store(true, Ordering::Relaxed);
@@ -133,6 +141,7 @@ pub fn prepare(config: &Config) -> anyhow::Result<Prepared> {
     let progress = Progress {
         pipeline,
         offsets,
+        replayed,
         snapshots,
         last_checkpoint: Instant::now(),
         poisoned: false,
@@ -238,7 +247,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let prepared = prepare(&config)?;
     let mut progress = prepared.progress.lock().unwrap_or_else(|e| e.into_inner());
+    let mut replayed_now = 0;
     for input in &args.inputs {
+        // A file read into this state before is not read again: its sign-ins
+        // would count twice. Stdin cannot be recognised and is always read.
+        let file = (input != "-").then(|| replayed_file(input)).transpose()?;
+        if let Some(file) = &file
+            && let Some(before) = progress.replayed.iter().find(|r| r.same_file(file))
+            && !args.again
+        {
+            let when = chrono::DateTime::from_timestamp(before.at, 0).unwrap_or_default();
+            eprintln!("{input}: already replayed into this state on {when}; skipped (--again reads it again)");
+            continue;
+        }
         let mut failure = None;
         let read = files::read_messages(input, |bytes, position: &Position| {
             if let Err(e) = progress.pipeline.process(bytes, position) {
@@ -252,17 +273,34 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         }
         let stats = read.with_context(|| format!("cannot read {input}; the state was not saved"))?;
         tracing::info!(input, messages = stats.messages, bytes = stats.bytes, "replayed");
+        replayed_now += 1;
+        if let Some(file) = file {
+            progress.replayed.retain(|r| r.path != file.path);
+            progress.replayed.push(file);
+        }
     }
     progress.checkpoint(None)?;
     let (records, dead_letters) = prepared.shared.metrics.records_read();
     eprintln!(
-        "replayed {} input(s): {records} records, {dead_letters} of them malformed and dead-lettered; state saved in {}",
-        args.inputs.len(),
+        "replayed {replayed_now} input(s): {records} records, {dead_letters} of them malformed and dead-lettered; state saved in {}",
         config.checkpoint.dir.display()
     );
     let summary = prepared.shared.coverage_summary();
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
+}
+
+/// What identifies a file to replay: where it is, its size, when it changed.
+fn replayed_file(input: &str) -> anyhow::Result<Replayed> {
+    let path = std::fs::canonicalize(input).with_context(|| format!("cannot read {input}"))?;
+    let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {input}"))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok(Replayed {
+        path: path.to_string_lossy().into_owned(),
+        bytes: meta.len(),
+        modified: modified.map_or(0, |d| d.as_secs() as i64),
+        at: chrono::Utc::now().timestamp(),
+    })
 }
 
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {

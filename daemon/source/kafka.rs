@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::Position;
-use crate::checkpoint::{Partition, SnapshotFile, SnapshotRef};
+use crate::checkpoint::{Partition, Replayed, SnapshotFile, SnapshotRef};
 use crate::config::{Auth, Config};
 use crate::pipeline::{Pipeline, Shared};
 
@@ -192,6 +192,8 @@ pub struct Progress {
     pub pipeline: Pipeline,
     /// Next offset to read, per partition: from the snapshot, then advanced.
     pub offsets: BTreeMap<Partition, i64>,
+    /// The files `replay` has read into the state (kept across runs).
+    pub replayed: Vec<Replayed>,
     pub snapshots: SnapshotFile,
     pub last_checkpoint: Instant,
     /// Set when a message was only partly processed: the in-memory state is
@@ -239,6 +241,7 @@ impl Progress {
             offsets: &self.offsets,
             coverage: coverage.snapshot_ref(),
             written_at: chrono::Utc::now().timestamp(),
+            replayed: &self.replayed,
         })?;
         tracing::debug!(bytes, users = coverage.len(), partitions = self.offsets.len(), "snapshot written");
         Ok(())
