@@ -431,15 +431,17 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
 
     // MFA waived because of where the sign-in came from (a trusted IP range or
     // named location), said in the status or in a step: not MFA (README, deviations).
-    let skipped_by_location = std::iter::once(details)
-        .chain(steps.iter().filter_map(|s| s.result_detail.as_deref()))
-        .any(|text| MFA_SKIPPED_BY_LOCATION.iter().any(|p| starts_with_ignore_case(text.trim(), p)));
+    let skipped_by_location = || {
+        std::iter::once(details)
+            .chain(steps.iter().filter_map(|s| s.result_detail.as_deref()))
+            .any(|text| MFA_SKIPPED_BY_LOCATION.iter().any(|p| starts_with_ignore_case(text.trim(), p)))
+    };
 
     // A succeeded step whose requirement names multi-factor authentication.
     let mfa_step = steps
         .iter()
         .find(|s| s.succeeded == Some(true) && s.step_requirement.as_deref().is_some_and(names_multifactor));
-    if let Some(step) = mfa_step.filter(|_| !skipped_by_location) {
+    if let Some(step) = mfa_step.filter(|_| !skipped_by_location()) {
         return Some(method_of_step(step.method.as_deref(), step.result_detail.as_deref()));
     }
 
@@ -456,7 +458,7 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
         .authentication_requirement
         .as_deref()
         .is_some_and(|r| r.trim().eq_ignore_ascii_case("multiFactorAuthentication"));
-    if required && !skipped_by_location {
+    if required && !skipped_by_location() {
         return Some(second_factor(steps));
     }
     None
