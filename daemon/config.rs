@@ -291,9 +291,9 @@ const OWNED_SETTINGS: [(&str, &str); 7] = [
     ("auto.offset.reset", "use kafka.start"),
 ];
 
-/// What `auth = "eventhubs"` sets: overriding it could send the connection
-/// string in clear text or to the wrong mechanism.
-const EVENTHUBS_SETTINGS: [&str; 4] = ["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username"];
+/// What `auth = "eventhubs"` and `auth = "sasl"` set: overriding it could send
+/// the secret in clear text or to the wrong mechanism.
+const AUTH_SETTINGS: [&str; 4] = ["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username"];
 
 /// Whether a librdkafka setting (lower-cased) carries a secret. Those are
 /// refused in `[kafka.librdkafka]`, under any spelling, and never echoed.
@@ -314,7 +314,11 @@ fn librdkafka_accepts(key: &str, value: &str) -> Result<(), String> {
         Err(KafkaError::ClientConfig(rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN, ..)) => {
             Err(format!("{key:?} is not a librdkafka setting (see librdkafka's CONFIGURATION.md)"))
         }
-        Err(KafkaError::ClientConfig(_, description, ..)) => Err(format!("{key:?}: librdkafka says: {description}")),
+        // librdkafka quotes the value in its description: it is taken out.
+        Err(KafkaError::ClientConfig(_, description, ..)) => {
+            let description = if value.is_empty() { description } else { description.replace(value, "…") };
+            Err(format!("{key:?}: librdkafka says: {description}"))
+        }
         Err(e) => Err(format!("{key:?}: {}", e.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Fail))),
     }
 }
@@ -409,11 +413,24 @@ impl Config {
             if let Some((_, instead)) = OWNED_SETTINGS.iter().find(|(owned, _)| *owned == normal) {
                 return invalid("kafka.librdkafka", format!("{key:?} is set by mfawatch: {instead}"));
             }
-            if k.auth == Auth::Eventhubs && EVENTHUBS_SETTINGS.contains(&normal.as_str()) {
-                return invalid(
-                    "kafka.librdkafka",
-                    format!("{key:?} is set by auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
-                );
+            if AUTH_SETTINGS.contains(&normal.as_str()) {
+                match k.auth {
+                    Auth::Eventhubs => {
+                        return invalid(
+                            "kafka.librdkafka",
+                            format!("{key:?} is set by auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
+                        );
+                    }
+                    Auth::Sasl => {
+                        return invalid(
+                            "kafka.librdkafka",
+                            format!(
+                                "{key:?} is set by auth = \"sasl\": use kafka.tls, kafka.sasl_mechanism, kafka.sasl_username"
+                            ),
+                        );
+                    }
+                    Auth::None => {}
+                }
             }
             if let Err(message) = librdkafka_accepts(key, value) {
                 return invalid("kafka.librdkafka", message);
@@ -576,6 +593,12 @@ mod tests {
         assert!(err.contains("\"sasl.pasword\" is not a librdkafka setting") && !err.contains("hunter2"), "{err}");
         let err = parse("[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"abc\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.librdkafka") && err.contains("fetch.wait.max.ms"), "{err}");
+        // librdkafka quotes a bad value; a secret pasted into the wrong key stays out.
+        let err =
+            parse("[kafka.librdkafka]\n\"ssl.endpoint.identification.algorithm\" = \"SharedAccessKey=hunter2\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("ssl.endpoint.identification.algorithm") && !err.contains("hunter2"), "{err}");
         assert!(parse("[kafka.librdkafka]\n\"fetch.wait.max.ms\" = \"200\"\n").is_ok());
     }
 
@@ -592,6 +615,9 @@ mod tests {
         let eventhubs = "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso\"\n[kafka.librdkafka]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n";
         let err = parse(eventhubs).unwrap_err().to_string();
         assert!(err.contains("set by auth = \"eventhubs\""), "{err}");
+        let sasl = "[kafka]\nauth = \"sasl\"\nbrokers = \"k:9093\"\nsasl_mechanism = \"PLAIN\"\nsasl_username = \"u\"\nsasl_password_env = \"P\"\ntls = true\n[kafka.librdkafka]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n";
+        let err = parse(sasl).unwrap_err().to_string();
+        assert!(err.contains("set by auth = \"sasl\""), "{err}");
     }
 
     #[test]

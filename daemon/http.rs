@@ -148,7 +148,10 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
             return Err(BadParam(format!("{key} is given more than once: give it once")));
         }
         match key.as_str() {
-            "state" if value == "never_mfa" => {
+            "state" if value.eq_ignore_ascii_case("never_mfa") => {
+                if q.never_mfa == Some(false) {
+                    return Err(BadParam("state=never_mfa and never_mfa=false ask for opposite users".into()));
+                }
                 q.state = Some(CoverageState::Uncovered);
                 q.never_mfa = Some(true);
             }
@@ -158,7 +161,13 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
                         bad_request(key, value, "covered, uncovered, never_mfa, inactive or excluded")
                     })?)
             }
-            "never_mfa" => q.never_mfa = Some(parse_bool(key, value)?),
+            "never_mfa" => {
+                let never_mfa = parse_bool(key, value)?;
+                if q.never_mfa == Some(true) && !never_mfa {
+                    return Err(BadParam("state=never_mfa and never_mfa=false ask for opposite users".into()));
+                }
+                q.never_mfa = Some(never_mfa);
+            }
             "privileged" => q.privileged = Some(parse_bool(key, value)?),
             "registration_pending" => q.registration_pending = Some(parse_bool(key, value)?),
             "user_type" => {
@@ -227,5 +236,32 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
             Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")})),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(text: &str) -> Result<UserQuery, String> {
+        let params: Vec<(String, String)> =
+            text.split('&').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        user_query(&params).map_err(|BadParam(e)| e)
+    }
+
+    #[test]
+    fn never_mfa_is_a_state_to_ask_for_in_any_case() {
+        let q = query("state=NEVER_MFA").unwrap();
+        assert_eq!((q.state, q.never_mfa), (Some(CoverageState::Uncovered), Some(true)));
+    }
+
+    #[test]
+    fn contradictions_and_repetitions_are_refused_whatever_the_order() {
+        for text in ["state=never_mfa&never_mfa=false", "never_mfa=false&state=never_mfa"] {
+            assert!(query(text).unwrap_err().contains("opposite"), "{text}");
+        }
+        assert!(query("state=uncovered&state=covered").unwrap_err().contains("more than once"));
+        assert!(query("privileged=maybe").unwrap_err().contains("true or false"));
+        assert_eq!(query("privileged=Yes").unwrap().privileged, Some(true));
     }
 }

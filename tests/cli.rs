@@ -147,6 +147,23 @@ fn an_unreadable_input_does_not_stop_the_others_from_being_read() {
 }
 
 #[test]
+fn an_output_that_cannot_be_written_stops_classify_and_is_not_blamed_on_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("tenant.ndjson");
+    let generated = mfawatch(&["generate", "--users", "50", "--records", "3000", "--format", "ndjson"], None);
+    std::fs::write(&input, &generated.stdout).unwrap();
+    let full = std::fs::File::options().write(true).open("/dev/full").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["classify", input.to_str().unwrap(), input.to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot write the output") && !stderr.contains("cannot read"), "{stderr}");
+}
+
+#[test]
 fn replay_opens_every_input_before_it_reads_any() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mfawatch.toml");
@@ -176,6 +193,21 @@ fn replay_opens_every_input_before_it_reads_any() {
     assert_eq!(summary, unchanged);
     let (forced, _) = replay(&["--again"]);
     assert!(forced.contains("replayed 1 input(s)"), "{forced}");
+    // A file that changed since is refused: what it held then would count again.
+    let grown = dir.path().join("grown.json");
+    std::fs::copy(fixture, &grown).unwrap();
+    let args = ["replay", "--config", config.to_str().unwrap(), grown.to_str().unwrap()];
+    assert!(mfawatch(&args, None).status.success());
+    let mut text = std::fs::read(&grown).unwrap();
+    text.extend_from_slice(b"\n");
+    std::fs::write(&grown, text).unwrap();
+    let out = mfawatch(&args, None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has changed since"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

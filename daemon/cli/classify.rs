@@ -94,7 +94,15 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
 
     for input in &inputs {
+        // A failure to write (stdout, the dead-letter file) stops everything;
+        // only a failure to read an input lets the others be read.
+        let mut write_failure: Option<io::Error> = None;
         let result = files::read_messages(input, |bytes, position| {
+            let mut stop = |e: io::Error| {
+                let kind = e.kind();
+                write_failure = Some(e);
+                io::Error::new(kind, "output failed")
+            };
             summary.messages += 1;
             summary.bytes += bytes.len() as u64;
             for (index, item) in decode_message(bytes).into_iter().enumerate() {
@@ -107,8 +115,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                             if args.with_source {
                                 line.source = Some(RecordAt { position, index: Some(index) }.to_string());
                             }
-                            serde_json::to_writer(&mut out, &line)?;
-                            out.write_all(b"\n")?;
+                            serde_json::to_writer(&mut out, &line).map_err(|e| stop(e.into()))?;
+                            out.write_all(b"\n").map_err(&mut stop)?;
                         }
                     }
                     Item::Skipped { category } => summary.skipped.add(category.into_owned()),
@@ -119,16 +127,20 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                             eprintln!("warning: {}: {}", RecordAt { position, index }, malformed.error);
                         }
                         if let Some(file) = &mut dead_letters {
-                            file.write(&DeadLetter::new(position, index, &malformed))?;
+                            file.write(&DeadLetter::new(position, index, &malformed)).map_err(&mut stop)?;
                         }
                     }
                 }
             }
             Ok(())
         });
+        match write_failure {
+            Some(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+            Some(e) => return Err(anyhow::Error::new(e).context("cannot write the output")),
+            None => {}
+        }
         match result {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
             // The other inputs are still read; the exit status says one was not.
             Err(e) => {
                 eprintln!("error: cannot read {input}: {e}");
@@ -148,7 +160,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     }
     match out.flush() {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-        other => other?,
+        other => other.context("cannot write the output")?,
     }
     match summary.unreadable.len() {
         0 => Ok(()),

@@ -247,19 +247,34 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let prepared = prepare(&config)?;
     let mut progress = prepared.progress.lock().unwrap_or_else(|e| e.into_inner());
-    let mut replayed_now = 0;
+    // A file read into this state before is not read again: its sign-ins
+    // would count twice. Decided for every input before any is read. Stdin
+    // cannot be recognised and is always read.
+    let mut plan = Vec::new();
     for input in &args.inputs {
-        // A file read into this state before is not read again: its sign-ins
-        // would count twice. Stdin cannot be recognised and is always read.
         let file = (input != "-").then(|| replayed_file(input)).transpose()?;
         if let Some(file) = &file
-            && let Some(before) = progress.replayed.iter().find(|r| r.same_file(file))
+            && let Some(before) = progress.replayed.iter().find(|r| r.path == file.path)
             && !args.again
         {
             let when = chrono::DateTime::from_timestamp(before.at, 0).unwrap_or_default();
-            eprintln!("{input}: already replayed into this state on {when}; skipped (--again reads it again)");
-            continue;
+            if before.same_file(file) {
+                eprintln!("{input}: already replayed into this state on {when}; skipped (--again reads it again)");
+                continue;
+            }
+            // Grown or rewritten: what it held then would count twice.
+            anyhow::bail!(
+                "{input} was replayed into this state on {when} and has changed since ({} bytes then, {} now): \
+                 replaying it would count the sign-ins it held then a second time; replay only the new records, \
+                 or use --again to read it all anyway; nothing was replayed",
+                before.bytes,
+                file.bytes
+            );
         }
+        plan.push((input, file));
+    }
+    let mut replayed_now = 0;
+    for (input, file) in plan {
         let mut failure = None;
         let read = files::read_messages(input, |bytes, position: &Position| {
             if let Err(e) = progress.pipeline.process(bytes, position) {

@@ -320,7 +320,10 @@ impl Context {
 impl ClientContext for Context {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let serious = (level as i32) <= (RDKafkaLogLevel::Warning as i32);
-        let Some(held_back) = (if serious { self.throttle.admit(fac) } else { Some(0) }) else {
+        // One kind: the facility and how the message starts (which broker, which
+        // complaint), so that different warnings are not held back for each other.
+        let kind = || format!("{fac}:{}", message.chars().take(48).collect::<String>());
+        let Some(held_back) = (if serious { self.throttle.admit(&kind()) } else { Some(0) }) else {
             return;
         };
         match level {
