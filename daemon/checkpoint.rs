@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
@@ -59,7 +59,8 @@ impl Replayed {
     }
 }
 
-/// Format version 1: before `replayed`.
+/// Format version 1: before `replayed`. (Format 2 added it; format 3 keeps
+/// registration failures as days, in the same bytes.)
 #[derive(Deserialize)]
 struct SnapshotV1 {
     offsets: BTreeMap<Partition, i64>,
@@ -153,8 +154,8 @@ impl SnapshotFile {
             return Err(damaged("not an mfawatch snapshot".into()));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != VERSION && version != 1 {
-            return Err(damaged(format!("format version {version}, this mfawatch reads 1 and {VERSION}")));
+        if !(1..=VERSION).contains(&version) {
+            return Err(damaged(format!("format version {version}, this mfawatch reads 1 to {VERSION}")));
         }
         let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
         let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
@@ -173,9 +174,14 @@ impl SnapshotFile {
                 replayed: Vec::new(),
             })
         } else {
-            postcard::from_bytes(payload)
+            postcard::from_bytes::<Snapshot>(payload)
         };
-        snapshot.map(Some).map_err(|e| damaged(e.to_string()))
+        let mut snapshot = snapshot.map_err(|e| damaged(e.to_string()))?;
+        // Format 3 keeps registration failures as a set of days.
+        if version < 3 {
+            snapshot.coverage.upgrade_registration_days();
+        }
+        Ok(Some(snapshot))
     }
 }
 

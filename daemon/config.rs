@@ -446,6 +446,13 @@ impl Config {
                 format!("{}: use whole days from 1d to 90d", days_or_duration(c.window)),
             );
         }
+        // Coverage keeps 32 days of registration failures per user.
+        if c.registration_grace > Duration::from_secs(30 * 86_400) {
+            return invalid(
+                "coverage.registration_grace",
+                format!("{}: at most 30d (security defaults give 14d)", days_or_duration(c.registration_grace)),
+            );
+        }
         if self.checkpoint.interval < Duration::from_millis(100) {
             return invalid("checkpoint.interval", "at least 100ms".into());
         }
@@ -565,6 +572,8 @@ mod tests {
         assert!(err.contains("use low, medium or high"), "{err}");
         let err = parse("[coverage]\nwindow = \"100d\"\n").unwrap_err().to_string();
         assert!(err.contains("100d: use whole days from 1d to 90d"), "{err}");
+        let err = parse("[coverage]\nregistration_grace = \"60d\"\n").unwrap_err().to_string();
+        assert!(err.contains("coverage.registration_grace") && err.contains("at most 30d"), "{err}");
         let err = parse("[checkpoint]\ninterval = \"ten seconds\"\n").unwrap_err().to_string();
         assert!(err.contains("\"10s\""), "{err}");
     }

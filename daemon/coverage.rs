@@ -176,9 +176,10 @@ struct Entry {
     legacy_app: u16,
     single_factor_client: u16,
     legacy_client: u16,
-    /// Earliest registration_required failure after the last MFA (exact when
-    /// a user's records arrive in time order), and the latest such failure.
-    registration_since: u32,
+    /// Days with a registration_required failure: bit i is the UTC day i days
+    /// before that of `registration_last`, the latest failure (32 days kept).
+    /// A set, so the answer does not depend on the order records arrive in.
+    registration_days: u32,
     registration_last: u32,
     /// Event time of the record the UPN and display name were taken from,
     /// and of the one the user type was.
@@ -261,6 +262,24 @@ impl<'a> Observation<'a> {
             client_app: verdict.client_app,
         })
     }
+}
+
+/// Adds a registration_required failure at `t` to the entry's failure days.
+fn note_registration_failure(e: &mut Entry, t: u32) {
+    let day = t / DAY as u32;
+    if e.registration_last == 0 {
+        (e.registration_days, e.registration_last) = (1, t);
+        return;
+    }
+    let last_day = e.registration_last / DAY as u32;
+    if day > last_day {
+        let shift = day - last_day;
+        e.registration_days = if shift >= 32 { 0 } else { e.registration_days << shift };
+        e.registration_days |= 1;
+    } else if last_day - day < 32 {
+        e.registration_days |= 1 << (last_day - day);
+    }
+    e.registration_last = e.registration_last.max(t);
 }
 
 /// Interns small repeated strings (app names, client names) as numbers.
@@ -536,9 +555,8 @@ impl Coverage {
         if o.any_mfa {
             e.last_mfa = e.last_mfa.max(t32);
         }
-        if o.registration_required && t32 > e.last_mfa {
-            e.registration_since = if e.registration_since > e.last_mfa { e.registration_since.min(t32) } else { t32 };
-            e.registration_last = e.registration_last.max(t32);
+        if o.registration_required {
+            note_registration_failure(e, t32);
         }
         if !o.counted {
             return;
@@ -568,10 +586,21 @@ impl Coverage {
     }
 
     /// Since when a user has been registration_pending, if they are: from the
-    /// first registration_required failure until an mfa_satisfied sign-in.
+    /// first registration_required failure after the last mfa_satisfied
+    /// sign-in, to the UTC day (00:00) it happened on.
     fn registration_pending_since(e: &Entry) -> Option<u32> {
-        let since = if e.registration_since > e.last_mfa { e.registration_since } else { e.registration_last };
-        (e.registration_last > e.last_mfa).then_some(since)
+        if e.registration_last <= e.last_mfa {
+            return None;
+        }
+        let last_day = e.registration_last / DAY as u32;
+        let mfa_day = (e.last_mfa != 0).then_some(e.last_mfa / DAY as u32);
+        // The oldest failure day after the MFA's day; else the MFA's own day,
+        // the latest failure being after it that day.
+        let oldest_after = (0..32u32).rev().find(|&back| {
+            e.registration_days & (1 << back) != 0 && mfa_day.is_none_or(|m| last_day.checked_sub(back) > Some(m))
+        });
+        let day = oldest_after.map_or(last_day, |back| last_day - back);
+        Some(day * DAY as u32)
     }
 
     /// The entry for `key`, created when new.
@@ -901,6 +930,25 @@ pub struct CoverageSnapshot {
     watermark: i64,
     late_records: u64,
     future_records: u64,
+}
+
+impl CoverageSnapshot {
+    /// Snapshots before format 3 kept, where the failure days are now, the
+    /// time of the first registration failure after the last MFA.
+    pub fn upgrade_registration_days(&mut self) {
+        for e in &mut self.entries {
+            let since = e.registration_days;
+            if e.registration_last == 0 {
+                e.registration_days = 0;
+                continue;
+            }
+            let last_day = e.registration_last / DAY as u32;
+            e.registration_days = 1;
+            if since != 0 && last_day.saturating_sub(since / DAY as u32) < 32 {
+                e.registration_days |= 1 << (last_day - since / DAY as u32);
+            }
+        }
+    }
 }
 
 /// [`CoverageSnapshot`] borrowed; serialises to the same bytes.

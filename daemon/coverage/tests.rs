@@ -179,9 +179,38 @@ fn registration_pending_from_the_first_failure_until_mfa() {
     c.observe(&obs(ANN, at(2, 9), Kind::RegistrationRequired));
     let v = c.user(&Accounts::default(), ANN).unwrap();
     assert!(v.registration_pending && !v.registration_overdue);
-    assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-01T09:00:00Z"));
+    assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-01T00:00:00Z"), "the day it started");
     c.observe(&obs(ANN, at(3, 9), Kind::Mfa));
     assert!(!c.user(&Accounts::default(), ANN).unwrap().registration_pending);
+}
+
+#[test]
+fn registration_pending_since_does_not_depend_on_arrival_order() {
+    // Failures on days 5, 12 and 15, MFA on day 10 (say non-interactive, from
+    // another topic): pending since day 12, whichever arrives first.
+    let records = [
+        obs(ANN, at(5, 9), Kind::RegistrationRequired),
+        obs(ANN, at(10, 9), Kind::NonInteractiveMfa),
+        obs(ANN, at(12, 9), Kind::RegistrationRequired),
+        obs(ANN, at(15, 9), Kind::RegistrationRequired),
+    ];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [0, 2, 3, 1], [2, 0, 3, 1], [1, 3, 0, 2]] {
+        let mut c = Coverage::new(Policy::default());
+        for i in order {
+            c.observe(&records[i]);
+        }
+        let v = c.user(&Accounts::default(), ANN).unwrap();
+        assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-12T00:00:00Z"), "{order:?}");
+    }
+    // A failure later on the day of the MFA, and none after: pending since that day.
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(10, 12), Kind::RegistrationRequired));
+    c.observe(&obs(ANN, at(10, 9), Kind::NonInteractiveMfa));
+    c.observe(&obs(ANN, at(8, 9), Kind::RegistrationRequired));
+    assert_eq!(
+        c.user(&Accounts::default(), ANN).unwrap().registration_pending_since.as_deref(),
+        Some("2025-06-10T00:00:00Z")
+    );
 }
 
 #[test]
@@ -383,4 +412,18 @@ fn a_renamed_user_keeps_the_newest_upn_whatever_the_order() {
         assert_eq!(user.upn, "ann.new@contoso.example");
         assert!(c.user(&Accounts::default(), "ann.new@contoso.example").is_some());
     }
+}
+
+#[test]
+fn a_snapshot_from_before_failure_days_keeps_when_pending_began() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&obs(ANN, at(5, 9), Kind::RegistrationRequired));
+    c.observe(&obs(ANN, at(7, 9), Kind::RegistrationRequired));
+    let mut old = c.to_snapshot();
+    // Format 2 kept the time of the first failure after the last MFA there.
+    old.entries[0].registration_days = at(5, 9).timestamp() as u32;
+    old.upgrade_registration_days();
+    let restored = Coverage::from_snapshot(Policy::default(), old).unwrap();
+    let v = restored.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-05T00:00:00Z"));
 }
