@@ -413,24 +413,13 @@ impl Config {
             if let Some((_, instead)) = OWNED_SETTINGS.iter().find(|(owned, _)| *owned == normal) {
                 return invalid("kafka.librdkafka", format!("{key:?} is set by mfawatch: {instead}"));
             }
-            if AUTH_SETTINGS.contains(&normal.as_str()) {
-                match k.auth {
-                    Auth::Eventhubs => {
-                        return invalid(
-                            "kafka.librdkafka",
-                            format!("{key:?} is set by auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
-                        );
-                    }
-                    Auth::Sasl => {
-                        return invalid(
-                            "kafka.librdkafka",
-                            format!(
-                                "{key:?} is set by auth = \"sasl\": use kafka.tls, kafka.sasl_mechanism, kafka.sasl_username"
-                            ),
-                        );
-                    }
-                    Auth::None => {}
-                }
+            let auth_sets = match k.auth {
+                Auth::Eventhubs => Some("auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
+                Auth::Sasl => Some("auth = \"sasl\": use kafka.tls, kafka.sasl_mechanism, kafka.sasl_username"),
+                Auth::None => None,
+            };
+            if let Some(auth) = auth_sets.filter(|_| AUTH_SETTINGS.contains(&normal.as_str())) {
+                return invalid("kafka.librdkafka", format!("{key:?} is set by {auth}"));
             }
             if let Err(message) = librdkafka_accepts(key, value) {
                 return invalid("kafka.librdkafka", message);

@@ -937,15 +937,10 @@ impl CoverageSnapshot {
     /// time of the first registration failure after the last MFA.
     pub fn upgrade_registration_days(&mut self) {
         for e in &mut self.entries {
-            let since = e.registration_days;
-            if e.registration_last == 0 {
-                e.registration_days = 0;
-                continue;
-            }
-            let last_day = e.registration_last / DAY as u32;
-            e.registration_days = 1;
-            if since != 0 && last_day.saturating_sub(since / DAY as u32) < 32 {
-                e.registration_days |= 1 << (last_day - since / DAY as u32);
+            let (since, last) = (e.registration_days, e.registration_last);
+            (e.registration_days, e.registration_last) = (0, 0);
+            for failure in [since, last].into_iter().filter(|&t| t != 0) {
+                note_registration_failure(e, failure);
             }
         }
     }

@@ -143,17 +143,15 @@ fn parse_bool(param: &str, value: &str) -> Result<bool, BadParam> {
 fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
     let mut q = UserQuery { limit: 100, ..UserQuery::default() };
     let mut seen = std::collections::HashSet::new();
+    let mut state_never_mfa = false;
     for (key, value) in params {
         if !seen.insert(key.as_str()) {
             return Err(BadParam(format!("{key} is given more than once: give it once")));
         }
         match key.as_str() {
             "state" if value.eq_ignore_ascii_case("never_mfa") => {
-                if q.never_mfa == Some(false) {
-                    return Err(BadParam("state=never_mfa and never_mfa=false ask for opposite users".into()));
-                }
                 q.state = Some(CoverageState::Uncovered);
-                q.never_mfa = Some(true);
+                state_never_mfa = true;
             }
             "state" => {
                 q.state =
@@ -161,13 +159,7 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
                         bad_request(key, value, "covered, uncovered, never_mfa, inactive or excluded")
                     })?)
             }
-            "never_mfa" => {
-                let never_mfa = parse_bool(key, value)?;
-                if q.never_mfa == Some(true) && !never_mfa {
-                    return Err(BadParam("state=never_mfa and never_mfa=false ask for opposite users".into()));
-                }
-                q.never_mfa = Some(never_mfa);
-            }
+            "never_mfa" => q.never_mfa = Some(parse_bool(key, value)?),
             "privileged" => q.privileged = Some(parse_bool(key, value)?),
             "registration_pending" => q.registration_pending = Some(parse_bool(key, value)?),
             "user_type" => {
@@ -194,6 +186,12 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
                 ));
             }
         }
+    }
+    if state_never_mfa {
+        if q.never_mfa == Some(false) {
+            return Err(BadParam("state=never_mfa and never_mfa=false ask for opposite users".into()));
+        }
+        q.never_mfa = Some(true);
     }
     Ok(q)
 }

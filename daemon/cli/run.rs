@@ -240,19 +240,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     init_logging(&config);
-    // Every input must open before anything is read: a typo in the last
-    // name should not leave the first ones replayed and unsaved.
-    for input in args.inputs.iter().filter(|i| *i != "-") {
-        files::open(input).with_context(|| format!("cannot read {input}; nothing was replayed"))?;
-    }
     let prepared = prepare(&config)?;
     let mut progress = prepared.progress.lock().unwrap_or_else(|e| e.into_inner());
-    // A file read into this state before is not read again: its sign-ins
-    // would count twice. Decided for every input before any is read. Stdin
-    // cannot be recognised and is always read.
+    // Decided for every input before any is read: each must open (a typo in
+    // the last name should not leave the first ones replayed and unsaved),
+    // and a file read into this state before is not read again, its sign-ins
+    // would count twice. Stdin cannot be recognised and is always read.
     let mut plan = Vec::new();
     for input in &args.inputs {
-        let file = (input != "-").then(|| replayed_file(input)).transpose()?;
+        let file = if input == "-" {
+            None
+        } else {
+            files::open(input).with_context(|| format!("cannot read {input}; nothing was replayed"))?;
+            Some(replayed_file(input)?)
+        };
         if let Some(file) = &file
             && let Some(before) = progress.replayed.iter().find(|r| r.path == file.path)
             && !args.again
@@ -344,19 +345,9 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
 /// cannot be found, a directory that cannot be written. Never a secret's value.
 fn environment_warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
-    match config.kafka.auth {
-        crate::config::Auth::Eventhubs => {
-            if let Err(e) = kafka::eventhubs_connection_string(config) {
-                warnings.push(e.to_string());
-            }
-        }
-        crate::config::Auth::Sasl => {
-            let env = config.kafka.sasl_password_env.as_deref().unwrap_or_default();
-            if std::env::var_os(env).is_none() {
-                warnings.push(format!("environment variable {env} (kafka.sasl_password_env) is not set"));
-            }
-        }
-        crate::config::Auth::None => {}
+    // Building the client settings is where `run` reads the secret.
+    if let Err(e) = kafka::client_config(config) {
+        warnings.push(e.to_string());
     }
     let dead_letter_dir = config.dead_letter.file.as_deref().and_then(Path::parent);
     for (key, dir) in [("checkpoint.dir", Some(config.checkpoint.dir.as_path())), ("dead_letter.file", dead_letter_dir)]

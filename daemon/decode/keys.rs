@@ -178,8 +178,8 @@ pub fn lookup(key: &[u8]) -> Known {
     match TABLE[signature(key, SEED)] {
         0 => Known::Other,
         slot => {
-            let (name, id) = NAMES[slot as usize - 1];
-            if name.as_bytes().eq_ignore_ascii_case(key) { id } else { Known::Other }
+            let (_, id) = NAMES[slot as usize - 1];
+            if id.is(key) { id } else { Known::Other }
         }
     }
 }
