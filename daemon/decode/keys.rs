@@ -178,8 +178,10 @@ pub fn lookup(key: &[u8]) -> Known {
     match TABLE[signature(key, SEED)] {
         0 => Known::Other,
         slot => {
-            let (_, id) = NAMES[slot as usize - 1];
-            if id.is(key) { id } else { Known::Other }
+            // The name is in hand: compared directly, not through `Known::is`,
+            // which would look it up again (this runs for every key).
+            let (name, id) = NAMES[slot as usize - 1];
+            if name.as_bytes().eq_ignore_ascii_case(key) { id } else { Known::Other }
         }
     }
 }
