@@ -1,12 +1,21 @@
 //! checkpoint: the one place where progress becomes durable.
 //!
-//! A checkpoint makes the sinks durable (dead letters synced), then writes the
-//! snapshot — the coverage state together with the next offset of every
-//! partition — to a temporary file, fsyncs it, renames it over the old one and
-//! fsyncs the directory. Only after that may the caller commit the offsets to
-//! Kafka. On start the snapshot is loaded and each partition resumes from its
-//! offset in it, so a crash at any instant loses nothing and counts nothing
-//! twice (DESIGN.md, "Delivery guarantee").
+//! A checkpoint runs in this order (DESIGN.md, "Delivery guarantee"):
+//! 1. dead letters are synced;
+//! 2. each stateful sink makes its part durable for checkpoint number `seq`
+//!    (history finishes its Parquet parts; alerts hand over their outbox and
+//!    rule state) and returns the state it keeps in the snapshot;
+//! 3. the snapshot — coverage, the next offset of every partition, the sinks'
+//!    states, `seq` — is written to a temporary file, fsynced, renamed over
+//!    `state.snapshot`, and the directory fsynced;
+//! 4. the sinks hear that `seq` is durable;
+//! 5. only then does the source commit the offsets (a closure it passes in).
+//!
+//! On start the snapshot is loaded, each sink discards what a checkpoint
+//! numbered above the snapshot's `seq` left behind, and each partition resumes
+//! from the snapshot's offset; so a crash at any instant loses nothing and
+//! counts nothing twice. Sources only say *when* (interval, revoke, stop) and
+//! *which offsets*; nothing else commits.
 //!
 //! File format: 8-byte magic, u32 format version, u32 CRC-32 of the payload,
 //! u64 payload length, then the payload (postcard). A snapshot that fails any
@@ -16,13 +25,15 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef};
+use crate::pipeline::Pipeline;
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
@@ -38,6 +49,22 @@ pub struct Snapshot {
     pub written_at: i64,
     /// Files `replay` has read into this state: the file offsets of a backfill.
     pub replayed: Vec<Replayed>,
+    /// The number of the checkpoint that wrote it (0: none yet).
+    pub seq: u64,
+    /// The Kafka cluster the offsets belong to, once known.
+    pub source: Option<SourceIdentity>,
+    /// Each stateful sink's own state, by sink name (opaque here).
+    pub sinks: BTreeMap<String, Vec<u8>>,
+}
+
+/// Which cluster (Event Hubs namespace) and topics a state was built from:
+/// its offsets mean nothing anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceIdentity {
+    /// The cluster id the brokers report, when they report one.
+    pub cluster_id: Option<String>,
+    /// The bootstrap servers as configured (the namespace's host for Event Hubs).
+    pub brokers: String,
 }
 
 /// A file `replay` read into the state, as it was then.
@@ -59,13 +86,22 @@ impl Replayed {
     }
 }
 
-/// Format version 1: before `replayed`. (Format 2 added it; format 3 keeps
-/// registration failures as days, in the same bytes.)
+/// Format version 1: before `replayed`.
 #[derive(Deserialize)]
 struct SnapshotV1 {
     offsets: BTreeMap<Partition, i64>,
     coverage: CoverageSnapshot,
     written_at: i64,
+}
+
+/// Formats 2 and 3 (3 keeps registration failures as days, in the same
+/// bytes): before the checkpoint number, source and sink states.
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    offsets: BTreeMap<Partition, i64>,
+    coverage: CoverageSnapshot,
+    written_at: i64,
+    replayed: Vec<Replayed>,
 }
 
 /// [`Snapshot`] borrowed from the live state, for writing.
@@ -75,18 +111,70 @@ pub struct SnapshotRef<'a> {
     pub coverage: CoverageSnapshotRef<'a>,
     pub written_at: i64,
     pub replayed: &'a [Replayed],
+    pub seq: u64,
+    pub source: Option<&'a SourceIdentity>,
+    pub sinks: &'a BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("cannot write snapshot in {dir}: {source} (is the directory writable by mfawatch?)")]
+    #[error("cannot write snapshot in {dir}: {source} (is the directory writable by mfawatch, and is there space?)")]
     Write { dir: PathBuf, source: io::Error },
     #[error("cannot read snapshot {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("{dir} is in use by another mfawatch (run or replay); each needs its own checkpoint.dir")]
     Locked { dir: PathBuf },
-    #[error("snapshot {path} is damaged: {reason}; move it away to start from an empty state")]
+    #[error(
+        "snapshot {path} is damaged: {reason}; restore it from a backup, or start afresh with `mfawatch run --reset-state` (which rewinds the consumer group to kafka.start)"
+    )]
     Damaged { path: PathBuf, reason: String },
+}
+
+/// Makes a directory entry (a new or renamed file) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and its missing parents, fsyncing each parent so that the
+/// new directories survive a power cut.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically and durably: a temporary file beside
+/// it, fsync, rename, directory fsync.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = tmp_name(path);
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    rename_durable(&tmp, path)
+}
+
+/// Renames `from` over `to` and fsyncs the directory.
+pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_dir(to.parent().unwrap_or(Path::new(".")))
+}
+
+/// `name.tmp` beside `path`.
+pub fn tmp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
 }
 
 /// The snapshot file in a state directory.
@@ -100,6 +188,10 @@ impl SnapshotFile {
         SnapshotFile { dir: dir.to_owned() }
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
@@ -109,7 +201,7 @@ impl SnapshotFile {
     /// snapshots. The lock lasts as long as the returned file is open.
     pub fn lock(&self) -> Result<File, SnapshotError> {
         let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
-        fs::create_dir_all(&self.dir).map_err(err)?;
+        create_dir_durable(&self.dir).map_err(err)?;
         let file =
             File::options().create(true).truncate(false).write(true).open(self.dir.join("state.lock")).map_err(err)?;
         match file.try_lock() {
@@ -122,23 +214,25 @@ impl SnapshotFile {
     /// Writes `snapshot` atomically and durably; returns its size in bytes.
     pub fn write(&self, snapshot: &SnapshotRef<'_>) -> Result<u64, SnapshotError> {
         let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
-        fs::create_dir_all(&self.dir).map_err(err)?;
+        create_dir_durable(&self.dir).map_err(err)?;
         let payload = postcard::to_allocvec(snapshot).map_err(|e| err(io::Error::other(e)))?;
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        {
-            let mut file = File::create(&tmp).map_err(err)?;
-            let mut header = Vec::with_capacity(24);
-            header.extend_from_slice(MAGIC);
-            header.extend_from_slice(&VERSION.to_le_bytes());
-            header.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-            file.write_all(&header).map_err(err)?;
-            file.write_all(&payload).map_err(err)?;
-            file.sync_all().map_err(err)?;
-        }
-        fs::rename(&tmp, self.path()).map_err(err)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
-        Ok(payload.len() as u64 + 24)
+        let mut bytes = Vec::with_capacity(payload.len() + 24);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let tmp = tmp_name(&self.path());
+        let write_tmp = || -> io::Result<()> {
+            crate::testhooks::write_fault()?;
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()
+        };
+        write_tmp().map_err(err)?;
+        crate::testhooks::pause("snapshot-before-rename");
+        rename_durable(&tmp, &self.path()).map_err(err)?;
+        Ok(bytes.len() as u64)
     }
 
     /// The last snapshot, or `None` when there is none yet.
@@ -161,20 +255,26 @@ impl SnapshotFile {
         let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
         let payload = &bytes[24..];
         if payload.len() != len {
-            return Err(damaged(format!("{} payload bytes, header says {len}", payload.len())));
+            return Err(damaged(format!("{} payload bytes, header says {len} (cut short?)", payload.len())));
         }
         if crc32fast::hash(payload) != crc {
             return Err(damaged("checksum mismatch".into()));
         }
-        let snapshot = if version == 1 {
-            postcard::from_bytes::<SnapshotV1>(payload).map(|v1| Snapshot {
-                offsets: v1.offsets,
-                coverage: v1.coverage,
-                written_at: v1.written_at,
-                replayed: Vec::new(),
-            })
-        } else {
-            postcard::from_bytes::<Snapshot>(payload)
+        let older = |offsets, coverage, written_at, replayed| Snapshot {
+            offsets,
+            coverage,
+            written_at,
+            replayed,
+            seq: 0,
+            source: None,
+            sinks: BTreeMap::new(),
+        };
+        let snapshot = match version {
+            1 => postcard::from_bytes::<SnapshotV1>(payload)
+                .map(|v| older(v.offsets, v.coverage, v.written_at, Vec::new())),
+            2 | 3 => postcard::from_bytes::<SnapshotV3>(payload)
+                .map(|v| older(v.offsets, v.coverage, v.written_at, v.replayed)),
+            _ => postcard::from_bytes::<Snapshot>(payload),
         };
         let mut snapshot = snapshot.map_err(|e| damaged(e.to_string()))?;
         // Format 3 keeps registration failures as a set of days.
@@ -182,6 +282,126 @@ impl SnapshotFile {
             snapshot.coverage.upgrade_registration_days();
         }
         Ok(Some(snapshot))
+    }
+}
+
+/// How a checkpoint ended.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Nothing was made durable; the next checkpoint tries again.
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+    /// The snapshot is durable but the broker did not take the offsets; the
+    /// snapshot is authoritative, the next checkpoint commits again.
+    #[error("the snapshot is written but the offset commit failed: {0}")]
+    Commit(String),
+    /// Effects may have been lost (a dead letter not kept, a message half
+    /// processed): the process must stop so that a restart reads them again.
+    #[error("{0:#}")]
+    Fatal(anyhow::Error),
+}
+
+/// What the pipeline thread has done and not yet made durable, and the
+/// routine that makes it so.
+pub struct Checkpointer {
+    pub pipeline: Pipeline,
+    /// Next offset to read, per partition: from the snapshot, then advanced.
+    pub offsets: BTreeMap<Partition, i64>,
+    /// The files `replay` has read into the state (kept across runs).
+    pub replayed: Vec<Replayed>,
+    /// The cluster the offsets belong to.
+    pub source: Option<SourceIdentity>,
+    pub snapshots: SnapshotFile,
+    /// The number of the last durable checkpoint.
+    pub seq: u64,
+    pub last_checkpoint: Instant,
+    /// Commit failures in a row (readiness fails past a few).
+    pub failed_commits: u32,
+    /// Set when a message was only partly processed: the in-memory state is
+    /// then ahead of any offset, and must never be checkpointed.
+    pub poisoned: bool,
+    /// Held while this process owns the state directory.
+    pub _state_lock: File,
+}
+
+/// Commits after this many failures in a row make the daemon not ready.
+pub const COMMIT_FAILURES_NOT_READY: u32 = 3;
+
+impl Checkpointer {
+    /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
+    /// written atomically, then — only then — `commit` with the offsets.
+    pub fn checkpoint(
+        &mut self,
+        commit: Option<&dyn Fn(&BTreeMap<Partition, i64>) -> Result<(), String>>,
+    ) -> Result<(), CheckpointError> {
+        // A panic unwinding through the pipeline drops the consumer, whose
+        // close runs the revoke callback: the state may hold half a message.
+        if std::thread::panicking() {
+            self.poisoned = true;
+        }
+        if self.poisoned {
+            return Err(CheckpointError::Fatal(anyhow::anyhow!(
+                "not checkpointing: a message was only partly processed"
+            )));
+        }
+        let started = Instant::now();
+        let shared = self.pipeline.shared().clone();
+        let result = self.write_snapshot();
+        self.last_checkpoint = Instant::now();
+        if let Err(e) = result {
+            shared.metrics.checkpoint_result("error");
+            if let CheckpointError::Failed(e) = &e {
+                shared.health.set_checkpoint_problem(Some(format!("checkpoint failing: {e:#}")));
+            }
+            return Err(e);
+        }
+        shared.health.set_checkpoint_problem(None);
+        crate::testhooks::pause("checkpoint-before-commit");
+        if let Some(commit) = commit
+            && let Err(e) = commit(&self.offsets)
+        {
+            self.failed_commits += 1;
+            shared.metrics.checkpoint_result("commit_failed");
+            shared.health.set_commit_failures(self.failed_commits);
+            return Err(CheckpointError::Commit(e));
+        }
+        self.failed_commits = 0;
+        shared.health.set_commit_failures(0);
+        shared.metrics.checkpoint_done(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self) -> Result<(), CheckpointError> {
+        if let Err(e) = self.pipeline.sync_dead_letters() {
+            // Some dead letters may be lost: only reading their records again
+            // (from the last snapshot, after a restart) recovers them.
+            self.poisoned = true;
+            return Err(CheckpointError::Fatal(anyhow::anyhow!(
+                "cannot make dead letters durable: {e}; stopping so that a restart writes them again"
+            )));
+        }
+        let seq = self.seq + 1;
+        let sinks = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        let shared = self.pipeline.shared().clone();
+        shared.compact_coverage_names();
+        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        let bytes = self
+            .snapshots
+            .write(&SnapshotRef {
+                offsets: &self.offsets,
+                coverage: coverage.snapshot_ref(),
+                written_at: chrono::Utc::now().timestamp(),
+                replayed: &self.replayed,
+                seq,
+                source: self.source.as_ref(),
+                sinks: &sinks,
+            })
+            .map_err(|e| CheckpointError::Failed(e.into()))?;
+        drop(coverage);
+        self.seq = seq;
+        self.pipeline.sinks_committed(seq);
+        tracing::debug!(bytes, seq, partitions = self.offsets.len(), "snapshot written");
+        Ok(())
     }
 }
 
@@ -195,11 +415,16 @@ mod tests {
         offsets.insert(("insights-logs-signinlogs".to_string(), 3), 1234);
         let coverage = Coverage::new(Policy::default());
         let replayed = [Replayed { path: "/exports/june.json.gz".into(), bytes: 10, modified: 2, at: 3 }];
+        let source = SourceIdentity { cluster_id: Some("abc".into()), brokers: "k:9092".into() };
+        let sinks = BTreeMap::from([("alerts".to_string(), vec![1, 2, 3])]);
         file.write(&SnapshotRef {
             offsets: &offsets,
             coverage: coverage.snapshot_ref(),
             written_at: 1,
             replayed: &replayed,
+            seq: 7,
+            source: Some(&source),
+            sinks: &sinks,
         })
         .unwrap();
     }
@@ -213,11 +438,13 @@ mod tests {
         let back = file.read().unwrap().unwrap();
         assert_eq!(back.offsets[&("insights-logs-signinlogs".to_string(), 3)], 1234);
         assert_eq!(back.replayed[0].path, "/exports/june.json.gz");
+        assert_eq!((back.seq, back.sinks["alerts"].as_slice()), (7, &[1u8, 2, 3][..]));
+        assert_eq!(back.source.unwrap().cluster_id.as_deref(), Some("abc"));
         assert!(!dir.path().join("state.snapshot.tmp").exists());
     }
 
     #[test]
-    fn a_damaged_snapshot_is_refused_naming_the_file() {
+    fn a_damaged_snapshot_is_refused_naming_the_file_and_the_choices() {
         let dir = tempfile::tempdir().unwrap();
         let file = SnapshotFile::new(dir.path());
         write(&file);
@@ -226,7 +453,9 @@ mod tests {
         bytes[last] ^= 0xff;
         fs::write(file.path(), &bytes).unwrap();
         let err = file.read().unwrap_err().to_string();
-        assert!(err.contains("state.snapshot") && err.contains("checksum"), "{err}");
+        assert!(err.contains("state.snapshot") && err.contains("checksum") && err.contains("--reset-state"), "{err}");
+        fs::write(file.path(), &bytes[..bytes.len() - 10]).unwrap();
+        assert!(file.read().unwrap_err().to_string().contains("cut short"));
         fs::write(file.path(), b"hello").unwrap();
         assert!(file.read().unwrap_err().to_string().contains("not an mfawatch snapshot"));
     }
@@ -242,28 +471,44 @@ mod tests {
         file.lock().unwrap();
     }
 
+    fn old_format(version: u32, payload: Vec<u8>) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&version.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        bytes
+    }
+
     #[test]
-    fn a_version_1_snapshot_still_reads() {
+    fn version_1_and_3_snapshots_still_read() {
         #[derive(Serialize)]
         struct V1<'a> {
             offsets: BTreeMap<Partition, i64>,
             coverage: CoverageSnapshotRef<'a>,
             written_at: i64,
         }
+        #[derive(Serialize)]
+        struct V3<'a> {
+            offsets: BTreeMap<Partition, i64>,
+            coverage: CoverageSnapshotRef<'a>,
+            written_at: i64,
+            replayed: Vec<Replayed>,
+        }
         let dir = tempfile::tempdir().unwrap();
         let file = SnapshotFile::new(dir.path());
         let coverage = Coverage::new(Policy::default());
         let offsets = BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 7)]);
-        let payload = postcard::to_allocvec(&V1 { offsets, coverage: coverage.snapshot_ref(), written_at: 1 }).unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&1u32.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        fs::write(file.path(), bytes).unwrap();
+        let v1 = V1 { offsets: offsets.clone(), coverage: coverage.snapshot_ref(), written_at: 1 };
+        fs::write(file.path(), old_format(1, postcard::to_allocvec(&v1).unwrap())).unwrap();
         let back = file.read().unwrap().unwrap();
         assert_eq!(back.offsets[&("insights-logs-signinlogs".to_string(), 0)], 7);
         assert!(back.replayed.is_empty());
+        let replayed = vec![Replayed { path: "/x".into(), bytes: 1, modified: 2, at: 3 }];
+        let v3 = V3 { offsets, coverage: coverage.snapshot_ref(), written_at: 1, replayed };
+        fs::write(file.path(), old_format(3, postcard::to_allocvec(&v3).unwrap())).unwrap();
+        let back = file.read().unwrap().unwrap();
+        assert_eq!((back.replayed.len(), back.seq, back.source), (1, 0, None));
     }
 
     #[test]
@@ -274,5 +519,14 @@ mod tests {
         fs::write(dir.path().join("state.snapshot.tmp"), b"half written").unwrap();
         assert!(file.read().unwrap().is_some());
         write(&file);
+    }
+
+    #[test]
+    fn new_directories_are_created_with_their_parents() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        create_dir_durable(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_durable(&deep).unwrap();
     }
 }

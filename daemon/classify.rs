@@ -430,7 +430,7 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
     let details = f.status.as_ref().and_then(|s| s.additional_details.as_deref()).unwrap_or("");
 
     // MFA waived because of where the sign-in came from (a trusted IP range or
-    // named location), said in the status or in a step: not MFA (README, deviations).
+    // named location), said in the status or in a step: not MFA (§4).
     let skipped_by_location = || {
         std::iter::once(details)
             .chain(steps.iter().filter_map(|s| s.result_detail.as_deref()))
@@ -445,11 +445,16 @@ fn mfa_evidence<'a>(record: &'a SignIn<'a>) -> Option<MfaMethod<'a>> {
         return Some(method_of_step(step.method.as_deref(), step.result_detail.as_deref()));
     }
 
-    // A detail phrase saying the requirement was met.
-    let phrase = std::iter::once(details)
-        .chain(steps.iter().filter_map(|s| s.result_detail.as_deref()))
-        .find_map(mfa_done_phrase);
-    if let Some(by_claim) = phrase {
+    // A phrase saying the requirement was met: in a succeeded step's result
+    // detail (a failed step proves nothing, whatever its text says), whose
+    // method is then the one used; or in the status.
+    let by_step = steps
+        .iter()
+        .find(|s| s.succeeded == Some(true) && s.result_detail.as_deref().and_then(mfa_done_phrase).is_some());
+    if let Some(step) = by_step {
+        return Some(method_of_step(step.method.as_deref(), step.result_detail.as_deref()));
+    }
+    if let Some(by_claim) = mfa_done_phrase(details) {
         return Some(if by_claim { MfaMethod::PreviouslySatisfied } else { second_factor(steps) });
     }
 

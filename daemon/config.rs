@@ -24,6 +24,7 @@ pub struct Config {
     pub coverage: CoverageConfig,
     pub checkpoint: CheckpointConfig,
     pub dead_letter: DeadLetterConfig,
+    pub alerts: AlertsConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -57,8 +58,16 @@ pub struct KafkaConfig {
     /// of its previous life. Default `mfawatch@<hostname>`; give each instance
     /// of a group its own; `""` turns static membership off.
     pub group_instance_id: Option<String>,
-    /// Where a group without committed offsets starts: `earliest` or `latest`.
+    /// Where a partition the state has never read starts: `earliest` (all the
+    /// hub still holds: 1–7 days on Event Hubs Standard) or `latest` (only
+    /// what arrives from now on). The snapshot is the only authority on
+    /// offsets: a group's committed offsets are never used to resume.
     pub start: StartPosition,
+    /// Several daemons share `group_id` on purpose, each holding some of the
+    /// partitions (each then sees only part of the sign-ins: its coverage is
+    /// partial). Off: holding fewer than all partitions makes the daemon not
+    /// ready, since two daemons "for HA" in one group would each report half.
+    pub shared_group: bool,
     /// SASL mechanism for `auth = "sasl"`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub sasl_mechanism: Option<String>,
     /// SASL user name for `auth = "sasl"`.
@@ -140,6 +149,11 @@ pub struct CoverageConfig {
     pub privileged_file: Option<PathBuf>,
     /// Excluded (break-glass) accounts: never counted as uncovered; every sign-in is reported.
     pub excluded: Vec<String>,
+    /// At most this many users are tracked (about 200 bytes each); sign-ins
+    /// of new users past it are counted (`mfawatch_users_refused_total`) but
+    /// not tracked. A last line of defence: failed sign-ins of accounts that
+    /// do not exist never create users anyway.
+    pub max_users: u64,
 }
 
 /// The delivery guarantee: state snapshots and offset commits.
@@ -154,13 +168,167 @@ pub struct CheckpointConfig {
 }
 
 /// Where malformed records go.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeadLetterConfig {
     /// Append dead letters to this file (one JSON line each).
     pub file: Option<PathBuf>,
-    /// Produce dead letters to this Kafka topic on the source cluster.
+    /// Produce dead letters to this Kafka topic on the source cluster. It is
+    /// checked at start (it must exist and take a probe message, marked
+    /// `reason: "probe"`); with Event Hubs the credential needs Send rights.
     pub topic: Option<String>,
+    /// Largest dead letter, in bytes: a larger record keeps only its
+    /// beginning (with its full length and SHA-256), so that a dead letter
+    /// always fits the topic's message size (1 MB on Event Hubs).
+    pub max_bytes: u32,
+}
+
+/// Alerts that name the user, made by the daemon per sign-in (README "Alerts").
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Make alerts at all (they are listed at /api/v1/alerts even with no receiver).
+    pub enabled: bool,
+    /// Sign-ins older than this (event time against now) update the rules'
+    /// state but do not page; counted as suppressed with reason `stale`.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// At most this many alerts per rule per minute are sent; the rest are
+    /// counted and summarised in one alert (a password spray must not flood a pager).
+    pub rate_limit_per_minute: u32,
+    /// Alerts waiting for a receiver are kept up to this many (in the
+    /// snapshot too); past it new alerts are counted as suppressed (`outbox_full`).
+    pub outbox_max: u32,
+    /// An event alert resolves by itself this long after it was sent
+    /// (Alertmanager `endsAt`).
+    #[serde(with = "humantime_serde")]
+    pub resolve_after: Duration,
+    /// The address at which people reach this daemon's API, for the links in
+    /// alerts (`generatorURL`). Default: `http://<http.listen>`.
+    pub api_url: Option<String>,
+    /// Prometheus Alertmanager (API v2).
+    pub alertmanager: Option<AlertmanagerConfig>,
+    /// A generic JSON webhook.
+    pub webhook: Option<WebhookConfig>,
+    /// JSON lines appended to a file (for a SIEM forwarder).
+    pub log_file: Option<PathBuf>,
+    pub rules: AlertRulesConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertmanagerConfig {
+    /// Every Alertmanager of an HA pair (`http://am1:9093`); each gets every alert.
+    pub urls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Where alerts are POSTed as JSON.
+    pub url: String,
+    /// systemd credential holding the bearer token (preferred when set).
+    pub token_credential: Option<String>,
+    /// Environment variable holding the bearer token.
+    pub token_env: Option<String>,
+}
+
+/// One rule's switch and tuning.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRuleConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// One alert per user per this much event time; repeats inside it add to
+    /// the alert's count. `0s`: every sign-in alerts.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn rule(enabled: bool, cooldown_secs: u64) -> AlertRuleConfig {
+    AlertRuleConfig { enabled, cooldown: Duration::from_secs(cooldown_secs) }
+}
+
+/// `mfa_fatigue`: MFA prompts denied or left unanswered, then a success.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FatigueRuleConfig {
+    pub enabled: bool,
+    /// At least this many MFA denials or unanswered prompts...
+    pub failures: u32,
+    /// ...within this long, followed by a successful sign-in within this long of the last one.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+/// `legacy_auth_attempt`: failed legacy sign-ins, per source IP per hour.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttemptRuleConfig {
+    pub enabled: bool,
+    /// Alert once an IP reaches this many failed legacy sign-ins in an hour (UTC, event time).
+    pub min_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRulesConfig {
+    pub legacy_auth_success: AlertRuleConfig,
+    pub privileged_single_factor: AlertRuleConfig,
+    pub risky_without_mfa: AlertRuleConfig,
+    pub risky_with_mfa: AlertRuleConfig,
+    pub break_glass_signin: AlertRuleConfig,
+    pub registration_overdue: AlertRuleConfig,
+    pub mfa_fatigue: FatigueRuleConfig,
+    pub legacy_auth_attempt: AttemptRuleConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            max_age: Duration::from_secs(24 * 3600),
+            rate_limit_per_minute: 100,
+            outbox_max: 100_000,
+            resolve_after: Duration::from_secs(3600),
+            api_url: None,
+            alertmanager: None,
+            webhook: None,
+            log_file: None,
+            rules: AlertRulesConfig::default(),
+        }
+    }
+}
+
+impl Default for AlertRulesConfig {
+    fn default() -> Self {
+        AlertRulesConfig {
+            legacy_auth_success: rule(true, 3600),
+            privileged_single_factor: rule(true, 3600),
+            risky_without_mfa: rule(true, 3600),
+            risky_with_mfa: rule(false, 3600),
+            break_glass_signin: rule(true, 0),
+            registration_overdue: rule(true, 0),
+            mfa_fatigue: FatigueRuleConfig::default(),
+            legacy_auth_attempt: AttemptRuleConfig::default(),
+        }
+    }
+}
+
+impl Default for FatigueRuleConfig {
+    fn default() -> Self {
+        FatigueRuleConfig { enabled: true, failures: 3, window: Duration::from_secs(600) }
+    }
+}
+
+impl Default for AttemptRuleConfig {
+    fn default() -> Self {
+        AttemptRuleConfig { enabled: false, min_attempts: 10 }
+    }
 }
 
 /// The HTTP server: /metrics, /healthz, /readyz, /api/v1/...
@@ -208,6 +376,7 @@ impl Default for KafkaConfig {
             group_id: "mfawatch".into(),
             group_instance_id: None,
             start: StartPosition::Earliest,
+            shared_group: false,
             sasl_mechanism: None,
             sasl_username: None,
             sasl_password_env: None,
@@ -235,6 +404,7 @@ impl Default for CoverageConfig {
             privileged: Vec::new(),
             privileged_file: None,
             excluded: Vec::new(),
+            max_users: 2_000_000,
         }
     }
 }
@@ -242,6 +412,12 @@ impl Default for CoverageConfig {
 impl Default for CheckpointConfig {
     fn default() -> Self {
         CheckpointConfig { dir: PathBuf::from("/var/lib/mfawatch"), interval: Duration::from_secs(10) }
+    }
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig { file: None, topic: None, max_bytes: crate::deadletter::DEFAULT_MAX_BYTES as u32 }
     }
 }
 
@@ -441,6 +617,54 @@ impl Config {
                 "coverage.registration_grace",
                 format!("{}: at most 30d (security defaults give 14d)", days_or_duration(c.registration_grace)),
             );
+        }
+        if c.max_users == 0 {
+            return invalid("coverage.max_users", "at least 1".into());
+        }
+        if !(4096..=900_000).contains(&self.dead_letter.max_bytes) {
+            return invalid(
+                "dead_letter.max_bytes",
+                format!("{}: from 4096 to 900000 (a Kafka message is at most about 1 MB)", self.dead_letter.max_bytes),
+            );
+        }
+        let a = &self.alerts;
+        if a.rate_limit_per_minute == 0 {
+            return invalid("alerts.rate_limit_per_minute", "at least 1".into());
+        }
+        if a.outbox_max < 100 {
+            return invalid("alerts.outbox_max", format!("{}: at least 100", a.outbox_max));
+        }
+        if a.resolve_after < Duration::from_secs(60) {
+            return invalid("alerts.resolve_after", "at least 1m".into());
+        }
+        let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
+        if let Some(am) = &a.alertmanager {
+            if am.urls.is_empty() || am.urls.len() > 6 || !am.urls.iter().all(|u| url_ok(u)) {
+                return invalid(
+                    "alerts.alertmanager.urls",
+                    "list 1 to 6 Alertmanager URLs, each http:// or https://".into(),
+                );
+            }
+        }
+        if let Some(w) = &a.webhook {
+            if !url_ok(&w.url) {
+                return invalid("alerts.webhook.url", format!("{:?}: an http:// or https:// URL", w.url));
+            }
+        }
+        if let Some(api) = &a.api_url
+            && !url_ok(api)
+        {
+            return invalid("alerts.api_url", format!("{api:?}: an http:// or https:// URL"));
+        }
+        let f = &a.rules.mfa_fatigue;
+        if f.failures < 2 || f.window < Duration::from_secs(60) || f.window > Duration::from_secs(6 * 3600) {
+            return invalid(
+                "alerts.rules.mfa_fatigue",
+                "failures at least 2, window from 1m to 6h (defaults 3 and 10m)".into(),
+            );
+        }
+        if a.rules.legacy_auth_attempt.min_attempts == 0 {
+            return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());
         }
         if self.checkpoint.interval < Duration::from_millis(100) {
             return invalid("checkpoint.interval", "at least 100ms".into());

@@ -34,6 +34,9 @@ pub struct Policy {
     pub window_days: u16,
     pub count_non_interactive: bool,
     pub registration_grace_secs: i64,
+    /// New users past this many are not tracked (a last line of defence
+    /// against a state grown from outside).
+    pub max_users: usize,
 }
 
 impl Policy {
@@ -42,6 +45,7 @@ impl Policy {
             window_days: (c.window.as_secs() / DAY as u64).clamp(1, 90) as u16,
             count_non_interactive: c.count_non_interactive,
             registration_grace_secs: c.registration_grace.as_secs() as i64,
+            max_users: c.max_users as usize,
         }
     }
 }
@@ -236,10 +240,11 @@ pub struct Observation<'a> {
 }
 
 impl<'a> Observation<'a> {
-    /// The observation of a user sign-in, or `None` for workloads and records
-    /// that name no user.
+    /// The observation of a user sign-in, or `None` for workloads, records
+    /// that name no user, and failed sign-ins that name no account (§2: a
+    /// name no account holds is not a user).
     pub fn of(record: &'a SignIn<'a>, verdict: &'a Verdict<'a>, policy: &Policy) -> Option<Observation<'a>> {
-        if verdict.subject != Subject::User {
+        if verdict.subject != Subject::User || Observation::unknown_account(record, verdict) {
             return None;
         }
         let key = verdict.subject_key.as_deref()?;
@@ -262,6 +267,36 @@ impl<'a> Observation<'a> {
             client_app: verdict.client_app,
         })
     }
+}
+
+impl Observation<'_> {
+    /// A user sign-in that identifies no account: failed, without an object
+    /// id (50034 "user account does not exist", a name that did not resolve).
+    /// Counted, never a user: a password spray over made-up names must not
+    /// grow the state (SIGNIN-SEMANTICS §2).
+    pub fn unknown_account(record: &SignIn<'_>, verdict: &Verdict<'_>) -> bool {
+        verdict.subject == Subject::User && !verdict.success && !has_object_id(record.fields.user_id.as_deref())
+    }
+}
+
+/// A `userId` that names an account: not empty, not the all-zero GUID.
+fn has_object_id(user_id: Option<&str>) -> bool {
+    let id = user_id.map(str::trim).unwrap_or("");
+    !id.is_empty() && parse_guid(id) != Some([0; 16])
+}
+
+/// What [`Coverage::observe`] did with a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// Counted in its day of the window.
+    Counted,
+    /// Folded in, not counted (not a counted sign-in, or outside the u32 time range).
+    Seen,
+    /// A counted sign-in whose day had already left the window: "last seen"
+    /// times updated, counts not.
+    Late,
+    /// A new user past `max_users`: not tracked.
+    Refused,
 }
 
 /// Adds a registration_required failure at `t` to the entry's failure days.
@@ -333,8 +368,6 @@ pub struct Coverage {
     watermark: i64,
     /// Records that fell before the window when they arrived.
     late_records: u64,
-    /// Records dated more than a day ahead of the wall clock, set aside.
-    future_records: u64,
 }
 
 /// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
@@ -451,9 +484,8 @@ pub struct Summary {
     /// covered / (covered + uncovered); `None` when both are zero.
     pub coverage_ratio: Option<f64>,
     pub breakdown: Vec<Breakdown>,
+    /// Counted sign-ins folded in after their day had left the window.
     pub late_records: u64,
-    /// Sign-ins dated more than a day in the future, left out.
-    pub future_records: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -466,6 +498,17 @@ pub struct Breakdown {
     pub inactive: u64,
     pub excluded: u64,
     pub coverage_ratio: Option<f64>,
+}
+
+/// A user registration_overdue, as alerts name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverdueUser {
+    pub key: String,
+    pub upn: String,
+    pub display_name: Option<String>,
+    pub user_type: UserType,
+    /// Unix seconds: the UTC day the pending period began.
+    pub pending_since: u32,
 }
 
 /// Filter for [`Coverage::users`].
@@ -493,7 +536,6 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: 0,
             late_records: 0,
-            future_records: 0,
         }
     }
 
@@ -517,20 +559,18 @@ impl Coverage {
     /// Folds one user sign-in into the state. The result does not depend on
     /// the order records arrive in (see the module comment), so a replay after
     /// a crash, interleaving partitions differently, ends in the same state.
-    pub fn observe(&mut self, o: &Observation<'_>) {
+    /// (Whether a time is plausible at all is decided before: decode
+    /// dead-letters records dated after the message that carried them.)
+    pub fn observe(&mut self, o: &Observation<'_>) -> Observed {
         let t = o.time.timestamp();
         if t <= 0 || t > u32::MAX as i64 {
-            return;
+            return Observed::Seen;
         }
-        // A record dated more than a day ahead of the wall clock would empty
-        // everyone's window and its user's day ring: it is set aside, counted.
-        if t > Utc::now().timestamp() + DAY {
-            self.future_records += 1;
-            return;
-        }
-        self.watermark = self.watermark.max(t);
         let t32 = t as u32;
-        let i = self.entry(o.key);
+        let Some(i) = self.entry(o.key) else {
+            return Observed::Refused;
+        };
+        self.watermark = self.watermark.max(t);
         self.update_names(i, t32, o);
         if o.single_factor || o.legacy {
             let app = self.apps.id(o.app);
@@ -559,13 +599,13 @@ impl Coverage {
             note_registration_failure(e, t32);
         }
         if !o.counted {
-            return;
+            return Observed::Seen;
         }
         let w = self.policy.window_days as i64;
         let day = t.div_euclid(DAY);
         if day < self.watermark.div_euclid(DAY) - (w - 1) {
             self.late_records += 1;
-            return;
+            return Observed::Late;
         }
         // The entry's ring of day buckets.
         let head = e.head_day as i64;
@@ -577,12 +617,13 @@ impl Coverage {
             e.head_day = day as u16;
         } else if day <= head - w {
             self.late_records += 1;
-            return;
+            return Observed::Late;
         }
         let bucket = &mut ring[day.rem_euclid(w) as usize];
         bucket.mfa = bucket.mfa.saturating_add(o.mfa as u16);
         bucket.single_factor = bucket.single_factor.saturating_add(o.single_factor as u16);
         bucket.legacy = bucket.legacy.saturating_add(o.legacy as u16);
+        Observed::Counted
     }
 
     /// Since when a user has been registration_pending, if they are: from the
@@ -603,14 +644,17 @@ impl Coverage {
         Some(day * DAY as u32)
     }
 
-    /// The entry for `key`, created when new.
-    fn entry(&mut self, key: &str) -> usize {
+    /// The entry for `key`, created when new; `None` for a new key past `max_users`.
+    fn entry(&mut self, key: &str) -> Option<usize> {
         let key = Key::of(key);
         let hash = key.hash(&self.hasher);
         let (entries, arena) = (&self.entries, &self.arena);
         let found = self.index.find(hash, |&i| key_matches(&entries[i as usize], arena, &key));
         if let Some(&i) = found {
-            return i as usize;
+            return Some(i as usize);
+        }
+        if self.entries.len() >= self.policy.max_users {
+            return None;
         }
         let i = self.entries.len();
         let mut entry = Entry::default();
@@ -630,7 +674,7 @@ impl Coverage {
         self.days.extend(std::iter::repeat_n(DayCounts::default(), self.policy.window_days as usize));
         let (entries, arena, hasher) = (&self.entries, &self.arena, &self.hasher);
         self.index.insert_unique(hash, i as u32, |&j| entry_key(&entries[j as usize], arena).hash(hasher));
-        i
+        Some(i)
     }
 
     /// The UPN and display name come from the newest record that has a UPN,
@@ -662,6 +706,43 @@ impl Coverage {
             self.arena.push_str(name);
             self.entries[i].names = Names { offset, upn_len: upn.len() as u16, display_len: name.len() as u16 };
         }
+    }
+
+    /// Bytes of the names arena that some user still refers to.
+    fn arena_live_bytes(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|e| {
+                let key =
+                    if e.flags & FLAG_GUID == 0 { u32::from_le_bytes(e.id[4..8].try_into().expect("4")) } else { 0 };
+                key as usize + e.names.upn_len as usize + e.names.display_len as usize
+            })
+            .sum()
+    }
+
+    /// Whether most of the names arena is names no user holds any more (every
+    /// rename adds to it; alternating names would grow it without bound).
+    pub fn names_wasteful(&self) -> bool {
+        self.arena.len() > 64 * 1024 && self.arena.len() > 2 * self.arena_live_bytes()
+    }
+
+    /// Rewrites the names arena with only the names users hold.
+    pub fn compact_names(&mut self) {
+        let mut arena = String::with_capacity(self.arena_live_bytes());
+        for e in &mut self.entries {
+            if e.flags & FLAG_GUID == 0 {
+                let word = |at: usize| u32::from_le_bytes(e.id[at..at + 4].try_into().expect("4 bytes"));
+                let key = get_str(&self.arena, StrRef { offset: word(0), len: word(4) });
+                let at = push_str(&mut arena, key);
+                e.id[..4].copy_from_slice(&at.offset.to_le_bytes());
+                e.id[4..8].copy_from_slice(&at.len.to_le_bytes());
+            }
+            let offset = arena.len() as u32;
+            arena.push_str(upn_of(&self.arena, e.names));
+            arena.push_str(display(&self.arena, e.names));
+            e.names.offset = offset;
+        }
+        self.arena = arena;
     }
 
     /// The window: the `window_days` UTC days ending with the watermark's day.
@@ -760,7 +841,6 @@ impl Coverage {
             s.window_end = Some(rfc3339((window.1 + 1) * DAY - 1));
         }
         s.late_records = self.late_records;
-        s.future_records = self.future_records;
         s
     }
 
@@ -796,6 +876,27 @@ impl Coverage {
             last_single_factor: last(e.last_single_factor, e.single_factor_app, e.single_factor_client),
             last_legacy: last(e.last_legacy, e.legacy_app, e.legacy_client),
         }
+    }
+
+    /// Users registration_overdue now (pending longer than the grace), with
+    /// the start of their pending period.
+    pub fn registration_overdue_users(&self) -> Vec<OverdueUser> {
+        let mut out = Vec::new();
+        for e in &self.entries {
+            let Some(since) = Coverage::registration_pending_since(e) else { continue };
+            if self.watermark - since as i64 <= self.policy.registration_grace_secs {
+                continue;
+            }
+            let display = display(&self.arena, e.names);
+            out.push(OverdueUser {
+                key: entry_key(e, &self.arena).to_string(),
+                upn: upn_of(&self.arena, e.names).to_owned(),
+                display_name: (!display.is_empty()).then(|| display.to_owned()),
+                user_type: UserType::from_bits(e.flags),
+                pending_since: since,
+            });
+        }
+        out
     }
 
     /// Users matching `query`, most recent single-factor or legacy sign-in first.
@@ -863,7 +964,7 @@ impl Coverage {
             clients: &self.clients,
             watermark: self.watermark,
             late_records: self.late_records,
-            future_records: self.future_records,
+            retired_future_records: 0,
         }
     }
 
@@ -877,7 +978,7 @@ impl Coverage {
             clients: self.clients.clone(),
             watermark: self.watermark,
             late_records: self.late_records,
-            future_records: self.future_records,
+            retired_future_records: 0,
         }
     }
 
@@ -904,7 +1005,6 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: s.watermark,
             late_records: s.late_records,
-            future_records: s.future_records,
         };
         c.apps.rebuild_index();
         c.clients.rebuild_index();
@@ -929,7 +1029,9 @@ pub struct CoverageSnapshot {
     clients: Interner,
     watermark: i64,
     late_records: u64,
-    future_records: u64,
+    /// Up to format 3, records dated ahead of the clock were counted here;
+    /// decode dead-letters them now. Kept (always 0) so snapshots keep one layout.
+    retired_future_records: u64,
 }
 
 impl CoverageSnapshot {
@@ -957,7 +1059,9 @@ pub struct CoverageSnapshotRef<'a> {
     clients: &'a Interner,
     watermark: i64,
     late_records: u64,
-    future_records: u64,
+    /// Up to format 3, records dated ahead of the clock were counted here;
+    /// decode dead-letters them now. Kept (always 0) so snapshots keep one layout.
+    retired_future_records: u64,
 }
 
 fn ratio(covered: u64, uncovered: u64) -> Option<f64> {

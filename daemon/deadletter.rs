@@ -36,26 +36,80 @@ pub struct DeadLetter<'a> {
     /// The raw bytes in base64 when they are not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw_base64: Option<String>,
+    /// How many raw bytes the record had, and their SHA-256 (hex): whole
+    /// even when `raw` holds only their beginning.
+    pub raw_bytes: usize,
+    pub raw_sha256: String,
+    /// `raw` / `raw_base64` hold only the first bytes (the record was too
+    /// large for a dead letter that must always be deliverable).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// When mfawatch wrote it (RFC 3339).
     pub written_at: String,
 }
 
+/// A dead letter is at most this large unless configured (`dead_letter.max_bytes`):
+/// well under the 1 MB that Event Hubs and librdkafka take by default.
+pub const DEFAULT_MAX_BYTES: usize = 512 * 1024;
+
 impl<'a> DeadLetter<'a> {
     pub fn new(position: &Position, index: Option<usize>, malformed: &Malformed<'a>) -> DeadLetter<'a> {
-        let (raw, raw_base64) = match std::str::from_utf8(malformed.raw) {
-            Ok(text) => (Some(Cow::Borrowed(text)), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(malformed.raw))),
-        };
-        DeadLetter {
+        use sha2::Digest as _;
+        let mut letter = DeadLetter {
             source: position.to_string(),
             index,
             reason: malformed.error.reason(),
             error: malformed.error.to_string(),
-            raw,
-            raw_base64,
+            raw: None,
+            raw_base64: None,
+            raw_bytes: malformed.raw.len(),
+            raw_sha256: hex(&sha2::Sha256::digest(malformed.raw)),
+            truncated: false,
             written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        letter.keep_raw(malformed.raw, malformed.raw.len());
+        letter
+    }
+
+    /// Keeps the first `keep` raw bytes (a whole character for text).
+    fn keep_raw(&mut self, raw: &'a [u8], keep: usize) {
+        self.truncated = keep < raw.len();
+        match std::str::from_utf8(raw) {
+            Ok(text) => {
+                let end = (0..=keep.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+                (self.raw, self.raw_base64) = (Some(Cow::Borrowed(&text[..end])), None);
+            }
+            Err(_) => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(&raw[..keep.min(raw.len())]);
+                (self.raw, self.raw_base64) = (None, Some(b64));
+            }
         }
     }
+
+    /// The dead letter as one JSON document of at most `max` bytes: when the
+    /// record is too large, `raw` keeps its beginning and says it was cut
+    /// (length and hash stay whole), so that a dead letter can always be
+    /// delivered and never stops the pipeline by its size.
+    pub fn encode(mut self, raw: &'a [u8], max: usize) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(&self).expect("a dead letter serialises");
+        let mut keep = raw.len();
+        while bytes.len() > max && keep > 0 {
+            // Escapes make text grow by up to 6×: shrink by what is over, then some.
+            let over = bytes.len() - max;
+            keep = keep.saturating_sub(over.max(keep / 8) + 64);
+            self.keep_raw(raw, keep);
+            bytes = serde_json::to_vec(&self).expect("a dead letter serialises");
+        }
+        bytes
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Appends dead letters to a file, one JSON line each.
@@ -68,7 +122,14 @@ impl DeadLetterFile {
     /// Opens `path` for appending. A line cut short by a crash is removed:
     /// its record was not checkpointed and will be written again whole.
     pub fn open(path: &Path) -> io::Result<DeadLetterFile> {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        crate::checkpoint::create_dir_durable(dir)?;
+        let new = !path.exists();
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        if new {
+            // The file's name must survive a power cut as its lines do.
+            crate::checkpoint::sync_dir(dir)?;
+        }
         drop_partial_last_line(&mut file)?;
         Ok(DeadLetterFile { path: path.to_owned(), out: BufWriter::new(file) })
     }
@@ -77,8 +138,9 @@ impl DeadLetterFile {
         &self.path
     }
 
-    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, letter)?;
+    /// Appends one encoded dead letter as a line.
+    pub fn write(&mut self, letter: &[u8]) -> io::Result<()> {
+        self.out.write_all(letter)?;
         self.out.write_all(b"\n")
     }
 
@@ -154,11 +216,11 @@ impl DeadLetterTopic {
         }
     }
 
-    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
+    /// Produces one encoded dead letter, keyed by its source position.
+    pub fn write(&mut self, key: &str, payload: &[u8]) -> io::Result<()> {
         use rdkafka::producer::BaseRecord;
         self.failed()?;
-        let payload = serde_json::to_vec(letter)?;
-        let mut record = BaseRecord::to(&self.topic).key(&letter.source).payload(&payload);
+        let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
         // A full queue means the broker is not taking them: wait a bounded while.
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
@@ -188,22 +250,89 @@ impl DeadLetterTopic {
             .map_err(|e| io::Error::other(format!("dead-letter topic {}: {e}", self.topic)))?;
         self.failed()
     }
+
+    /// Whether the topic exists, from the brokers' metadata.
+    pub fn exists(&self, timeout: std::time::Duration) -> Result<(), TopicProblem> {
+        use rdkafka::producer::Producer;
+        let metadata = self.producer.client().fetch_metadata(Some(&self.topic), timeout).map_err(|e| {
+            TopicProblem::Unreachable(format!("cannot read the metadata of dead-letter topic {}: {e}", self.topic))
+        })?;
+        match metadata.topics().iter().find(|t| t.name() == self.topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            Some(t) if t.error().is_some() => {
+                let code = rdkafka::error::RDKafkaErrorCode::from(t.error().expect("checked"));
+                Err(TopicProblem::Missing(format!(
+                    "dead-letter topic {}: {code} (does it exist, may mfawatch write to it?)",
+                    self.topic
+                )))
+            }
+            _ => Err(TopicProblem::Missing(format!(
+                "dead-letter topic {} does not exist: create it, or unset dead_letter.topic",
+                self.topic
+            ))),
+        }
+    }
+
+    /// Checks at start that the topic exists and takes a dead letter: a
+    /// probe, marked as one (`reason: "probe"`), is produced and flushed. A
+    /// topic that cannot take dead letters would otherwise stop the daemon
+    /// at the first malformed record, over and over.
+    pub fn check(&mut self, timeout: std::time::Duration) -> Result<(), String> {
+        use rdkafka::producer::Producer;
+        self.exists(timeout).map_err(|p| p.to_string())?;
+        let probe = serde_json::json!({
+            "reason": "probe",
+            "error": "written by mfawatch at start to check that this topic takes dead letters; not a record",
+            "written_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        });
+        self.write("mfawatch-probe", probe.to_string().as_bytes()).map_err(|e| e.to_string())?;
+        let hint =
+            "(does the credential have Send rights, is the topic's max message size at least dead_letter.max_bytes?)";
+        self.producer
+            .flush(timeout)
+            .map_err(|e| format!("dead-letter topic {} does not take messages: {e} {hint}", self.topic))?;
+        self.failed().map_err(|e| format!("{e} {hint}"))
+    }
+}
+
+/// Why the dead-letter topic cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicProblem {
+    /// The brokers did not answer: nothing is known.
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Missing(String),
 }
 
 /// Every configured dead-letter target.
-#[derive(Default)]
 pub struct DeadLetters {
     pub file: Option<DeadLetterFile>,
     pub topic: Option<DeadLetterTopic>,
+    /// Largest dead letter written (`dead_letter.max_bytes`).
+    pub max_bytes: usize,
+}
+
+impl Default for DeadLetters {
+    fn default() -> Self {
+        DeadLetters { file: None, topic: None, max_bytes: DEFAULT_MAX_BYTES }
+    }
 }
 
 impl DeadLetters {
-    pub fn write(&mut self, letter: &DeadLetter<'_>) -> io::Result<()> {
+    /// Keeps the malformed record at `position` (index in its message).
+    pub fn write(&mut self, position: &Position, index: Option<usize>, malformed: &Malformed<'_>) -> io::Result<()> {
+        if self.file.is_none() && self.topic.is_none() {
+            return Ok(());
+        }
+        let letter = DeadLetter::new(position, index, malformed);
+        let key = letter.source.clone();
+        let bytes = letter.encode(malformed.raw, self.max_bytes);
         if let Some(file) = &mut self.file {
-            file.write(letter)?;
+            file.write(&bytes)?;
         }
         if let Some(topic) = &mut self.topic {
-            topic.write(letter)?;
+            topic.write(&key, &bytes)?;
         }
         Ok(())
     }
@@ -231,7 +360,8 @@ mod tests {
         std::fs::write(&path, "{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
         let mut file = DeadLetterFile::open(&path).unwrap();
         let malformed = Malformed { raw: b"x", error: DecodeError::MissingTime };
-        file.write(&DeadLetter::new(&Position::File { path: "f".into(), line: 1 }, Some(0), &malformed)).unwrap();
+        let letter = DeadLetter::new(&Position::File { path: "f".into(), line: 1 }, Some(0), &malformed);
+        file.write(&letter.encode(malformed.raw, DEFAULT_MAX_BYTES)).unwrap();
         file.sync().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
@@ -246,5 +376,32 @@ mod tests {
         std::fs::write(&path, "{\"c\":").unwrap();
         DeadLetterFile::open(&path).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn an_oversized_record_becomes_a_dead_letter_that_fits_and_says_it_was_cut() {
+        let position = Position::Kafka { topic: "t".into(), partition: 0, offset: 9 };
+        // ~0.9 MB of text full of characters JSON must escape (up to 6× on output).
+        let raw: Vec<u8> = "{\"records\":[\u{1}\"é".repeat(150_000).into_bytes();
+        let malformed = Malformed { raw: &raw, error: DecodeError::Syntax("expected value".into()) };
+        let bytes = DeadLetter::new(&position, None, &malformed).encode(&raw, DEFAULT_MAX_BYTES);
+        assert!(bytes.len() <= DEFAULT_MAX_BYTES, "{} bytes", bytes.len());
+        let letter: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(letter["truncated"], true);
+        assert_eq!(letter["raw_bytes"], raw.len());
+        assert!(raw.starts_with(letter["raw"].as_str().unwrap().as_bytes()));
+        use sha2::Digest as _;
+        assert_eq!(letter["raw_sha256"], hex(&sha2::Sha256::digest(&raw)));
+        // Bytes that are not UTF-8 are cut the same way, in base64.
+        let binary = vec![0xffu8; 900_000];
+        let malformed = Malformed { raw: &binary, error: DecodeError::Syntax("invalid".into()) };
+        let bytes = DeadLetter::new(&position, None, &malformed).encode(&binary, DEFAULT_MAX_BYTES);
+        let letter: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(bytes.len() <= DEFAULT_MAX_BYTES && letter["truncated"] == true && letter["raw_base64"].is_string());
+        // A small record is kept whole, without the flag.
+        let malformed = Malformed { raw: b"{}", error: DecodeError::MissingTime };
+        let letter: serde_json::Value =
+            serde_json::from_slice(&DeadLetter::new(&position, Some(0), &malformed).encode(b"{}", 1024)).unwrap();
+        assert_eq!((letter["raw"].as_str(), letter.get("truncated")), (Some("{}"), None));
     }
 }

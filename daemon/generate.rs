@@ -38,6 +38,9 @@ pub struct TenantSpec {
     pub records_per_message: u32,
     /// Malformed records per 10,000 (missing time, non-numeric outcome, broken JSON).
     pub malformed_per_10k: u32,
+    /// MFA fatigue sequences planted per 10,000 records: a user denies or
+    /// ignores 3–5 MFA prompts within minutes, then signs in.
+    pub fatigue_per_10k: u32,
 }
 
 impl TenantSpec {
@@ -47,6 +50,7 @@ impl TenantSpec {
         anyhow::ensure!(self.days >= 1, "--days must be at least 1");
         anyhow::ensure!(self.records_per_message >= 1, "--records-per-message must be at least 1");
         anyhow::ensure!(self.malformed_per_10k <= 10_000, "--malformed-per-10k is per 10,000: at most 10000");
+        anyhow::ensure!(self.fatigue_per_10k <= 1_000, "--fatigue-per-10k is per 10,000: at most 1000");
         Ok(())
     }
 }
@@ -62,6 +66,7 @@ impl Default for TenantSpec {
             format: Format::Envelope,
             records_per_message: 40,
             malformed_per_10k: 0,
+            fatigue_per_10k: 0,
         }
     }
 }
@@ -276,6 +281,32 @@ pub struct Generator {
     step_micros: f64,
     /// Users who registered MFA already (they stop failing with 50079).
     registered: Vec<bool>,
+    /// Sign-ins planned ahead (an MFA fatigue sequence), with their times.
+    planned: std::collections::VecDeque<(DateTime<Utc>, Forced)>,
+    /// The sign-in being written is a planned one.
+    forced: Option<Forced>,
+    truth: Truth,
+}
+
+/// A planned sign-in: who, and how it ends.
+#[derive(Clone, Copy, Debug)]
+struct Forced {
+    user: usize,
+    code: i64,
+}
+
+/// What the daemon's alert rules should say about the stream, known as it
+/// is generated: the generator's own account, so tests compare the daemon
+/// with it rather than with itself.
+#[derive(Default)]
+struct Truth {
+    /// (rule, user key) pairs of the records written.
+    expected: std::collections::BTreeSet<(&'static str, String)>,
+    /// Interactive MFA failures and successes per user key: (time, success).
+    prompts: std::collections::HashMap<String, Vec<(i64, bool)>>,
+    /// What the record being written adds, kept only if it is written whole.
+    record: Vec<(&'static str, String)>,
+    record_prompt: Option<(String, i64, bool)>,
 }
 
 impl Generator {
@@ -293,11 +324,42 @@ impl Generator {
             start,
             step_micros,
             registered,
+            planned: Default::default(),
+            forced: None,
+            truth: Truth::default(),
         }
     }
 
     pub fn tenant(&self) -> &Tenant {
         &self.tenant
+    }
+
+    /// The (rule, user key) pairs the daemon's alert rules should raise for
+    /// what was generated so far, with the default rules (legacy_auth_success,
+    /// privileged_single_factor with the `adm-` users privileged,
+    /// risky_without_mfa, break_glass_signin with the break-glass users
+    /// excluded, mfa_fatigue with 3 prompts in 10 minutes). The user key is
+    /// the object id (the UPN, lower-cased, for unresolved users).
+    pub fn expected_alerts(&self) -> std::collections::BTreeSet<(String, String)> {
+        let mut out: std::collections::BTreeSet<(String, String)> =
+            self.truth.expected.iter().map(|(r, u)| (r.to_string(), u.clone())).collect();
+        // mfa_fatigue by its definition, brute force over each user's prompts:
+        // a success with ≥ 3 failures within 10 minutes, the last of them at
+        // most 10 minutes before it.
+        const N: usize = 3;
+        const M: i64 = 600;
+        for (user, prompts) in &self.truth.prompts {
+            let failures: Vec<i64> = prompts.iter().filter(|(_, ok)| !ok).map(|(t, _)| *t).collect();
+            let fatigued = prompts.iter().filter(|(_, ok)| *ok).any(|&(s, _)| {
+                failures.iter().any(|&last| {
+                    last <= s && s - last <= M && failures.iter().filter(|&&f| f <= last && last - f <= M).count() >= N
+                })
+            });
+            if fatigued {
+                out.insert(("mfa_fatigue".into(), user.clone()));
+            }
+        }
+        out
     }
 
     /// Writes the next message into `out` (cleared first). False when done.
@@ -327,6 +389,16 @@ impl Generator {
     fn write_record(&mut self, out: &mut Vec<u8>) {
         let index = self.emitted;
         self.emitted += 1;
+        self.truth.record.clear();
+        self.truth.record_prompt = None;
+        if let Some((time, forced)) = self.planned.pop_front() {
+            self.forced = Some(forced);
+            let record = self.user_sign_in(time, true);
+            self.forced = None;
+            serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
+            self.commit_truth();
+            return;
+        }
         let jitter = self.rng.random_range(-90_000_000i64..90_000_000);
         let mut time = self.start + Duration::microseconds((index as f64 * self.step_micros) as i64 + jitter);
         if self.rng.random_bool(0.005) {
@@ -335,10 +407,42 @@ impl Generator {
         }
         if self.spec.malformed_per_10k > 0 && self.rng.random_range(0..10_000) < self.spec.malformed_per_10k {
             self.write_malformed(out, time);
+            self.truth.record.clear();
+            self.truth.record_prompt = None;
             return;
+        }
+        if self.spec.fatigue_per_10k > 0 && self.rng.random_range(0..10_000) < self.spec.fatigue_per_10k {
+            self.plan_fatigue(time);
         }
         let record = self.record(time);
         serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
+        self.commit_truth();
+    }
+
+    /// Keeps what the record just written adds to the truth.
+    fn commit_truth(&mut self) {
+        let t = &mut self.truth;
+        t.expected.extend(t.record.drain(..));
+        if let Some((user, time, success)) = t.record_prompt.take() {
+            t.prompts.entry(user).or_default().push((time, success));
+        }
+    }
+
+    /// An MFA fatigue attack on one user: 3–5 prompts denied or left
+    /// unanswered a minute apart, then the user gives in and signs in.
+    fn plan_fatigue(&mut self, time: DateTime<Utc>) {
+        let n = self.tenant.users.len();
+        let user = self.rng.random_range(0..n);
+        if self.tenant.users[user].break_glass || self.tenant.users[user].unresolved {
+            return;
+        }
+        let prompts = self.rng.random_range(3..=5);
+        for i in 0..prompts {
+            let code = if self.rng.random_bool(0.7) { 500121 } else { 50074 };
+            self.planned.push_back((time + Duration::seconds(60 * i + 5), Forced { user, code }));
+        }
+        let success = time + Duration::seconds(60 * prompts + self.rng.random_range(10..240));
+        self.planned.push_back((success, Forced { user, code: 0 }));
     }
 
     fn write_malformed(&mut self, out: &mut Vec<u8>, time: DateTime<Utc>) {
@@ -415,7 +519,11 @@ impl Generator {
     }
 
     fn user_sign_in(&mut self, time: DateTime<Utc>, interactive: bool) -> Value {
-        let ui = self.pick_user();
+        let forced = self.forced;
+        let ui = match forced {
+            Some(f) => f.user,
+            None => self.pick_user(),
+        };
         let user = self.tenant.users[ui].clone();
         let app = &APPS[self.rng.random_range(0..APPS.len())];
         let id = guid(&mut self.rng);
@@ -431,6 +539,7 @@ impl Generator {
 
         // The client: legacy users sometimes use their old mail client.
         let legacy = match user.profile {
+            _ if forced.is_some() => false,
             Profile::LegacyClient => self.rng.random_bool(0.35),
             _ => self.rng.random_bool(0.004),
         };
@@ -445,7 +554,9 @@ impl Generator {
         // Outcome and authentication.
         let r: f64 = self.rng.random();
         let needs_registration = user.profile == Profile::Registering && !self.registered[ui];
-        let (code, details): (i64, &str) = if needs_registration && interactive && r < 0.6 {
+        let (code, details): (i64, &str) = if let Some(f) = forced {
+            (f.code, if f.code == 500121 { "MFA denied; user declined the authentication" } else { "" })
+        } else if needs_registration && interactive && r < 0.6 {
             if r < 0.05 {
                 self.registered[ui] = true;
             }
@@ -470,13 +581,14 @@ impl Generator {
         let success = code == 0;
         let mfa = success
             && !legacy
-            && match user.profile {
-                Profile::AlwaysMfa => true,
-                Profile::MostlyMfa => self.rng.random_bool(0.93),
-                Profile::SingleFactor => false,
-                Profile::LegacyClient => self.rng.random_bool(0.9),
-                Profile::Registering => !needs_registration,
-            };
+            && (forced.is_some()
+                || match user.profile {
+                    Profile::AlwaysMfa => true,
+                    Profile::MostlyMfa => self.rng.random_bool(0.93),
+                    Profile::SingleFactor => false,
+                    Profile::LegacyClient => self.rng.random_bool(0.9),
+                    Profile::Registering => !needs_registration,
+                });
         let method = MFA_METHODS[self.rng.random_range(0..MFA_METHODS.len())];
         let mfa_spelling =
             if self.rng.random_bool(0.5) { "Multifactor authentication" } else { "Multi-factor authentication" };
@@ -564,6 +676,25 @@ impl Generator {
         }
         let (upn, user_id) =
             if user.unresolved { (user.id.clone(), Value::Null) } else { (user.upn.clone(), json!(user.id)) };
+        // What the alert rules should make of it (the user key is the object
+        // id, or the UPN, which is the id, for an unresolved user).
+        let key = &user.id;
+        let truth = &mut self.truth.record;
+        if success && legacy {
+            truth.push(("legacy_auth_success", key.clone()));
+        }
+        if user.admin && success && !mfa && (interactive || legacy) {
+            truth.push(("privileged_single_factor", key.clone()));
+        }
+        if success && state == "atRisk" && !mfa {
+            truth.push(("risky_without_mfa", key.clone()));
+        }
+        if user.break_glass {
+            truth.push(("break_glass_signin", key.clone()));
+        }
+        if interactive && (success || matches!(code, 500121 | 50074 | 50076)) {
+            self.truth.record_prompt = Some((key.clone(), time.timestamp(), success));
+        }
 
         let os = ["Windows 10", "MacOs", "Ios", "Android"][ui % 4];
         let requirement_policies = if mfa {
@@ -802,9 +933,115 @@ impl Iterator for Generator {
     }
 }
 
+/// A password spray as it reaches Entra: failed sign-ins (50034, "the user
+/// account does not exist") over Authenticated SMTP, each for another
+/// made-up UPN, from a few source IPs, in Event Hubs envelopes. Deterministic
+/// for a seed and an end time; spread over the hour before `end`.
+pub struct Spray {
+    rng: ChaCha8Rng,
+    count: u64,
+    emitted: u64,
+    end: DateTime<Utc>,
+    per_message: u32,
+}
+
+impl Spray {
+    pub fn new(count: u64, end: DateTime<Utc>, seed: u64, per_message: u32) -> Spray {
+        Spray {
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5b7a_9e11),
+            count,
+            emitted: 0,
+            end,
+            per_message: per_message.max(1),
+        }
+    }
+
+    /// Writes the next message into `out` (cleared first). False when done.
+    pub fn next_message(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let n = (self.count - self.emitted).min(self.per_message as u64);
+        if n == 0 {
+            return false;
+        }
+        out.extend_from_slice(b"{\"records\":[");
+        for i in 0..n {
+            if i > 0 {
+                out.push(b',');
+            }
+            let record = self.record();
+            serde_json::to_writer(&mut *out, &record).expect("in memory");
+        }
+        out.extend_from_slice(b"]}");
+        true
+    }
+
+    fn record(&mut self) -> Value {
+        let index = self.emitted;
+        self.emitted += 1;
+        let time = self.end - Duration::milliseconds((3_600_000 * (self.count - index) / self.count.max(1)) as i64);
+        let first = FIRST[self.rng.random_range(0..FIRST.len())];
+        let last = LAST[self.rng.random_range(0..LAST.len())];
+        let upn = format!("{first}.{last}.{index}{}@{DOMAIN}", self.rng.random_range(100..999));
+        let ip = format!("198.51.100.{}", self.rng.random_range(1..8));
+        let id = guid(&mut self.rng);
+        json!({
+            "time": iso(time),
+            "resourceId": format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam"),
+            "operationName": "Sign-in activity",
+            "operationVersion": "1.0",
+            "category": "SignInLogs",
+            "tenantId": TENANT_ID,
+            "resultType": "50034",
+            "resultSignature": "None",
+            "resultDescription": failure_reason(50034),
+            "callerIpAddress": ip,
+            "correlationId": guid(&mut self.rng),
+            "identity": "",
+            "Level": 4,
+            "location": "NL",
+            "properties": {
+                "id": id,
+                "createdDateTime": iso_offset(time),
+                "userDisplayName": "",
+                "userPrincipalName": upn,
+                "userId": "",
+                "appId": "00000002-0000-0ff1-ce00-000000000000",
+                "appDisplayName": "Office 365 Exchange Online",
+                "ipAddress": ip,
+                "status": {"errorCode": 50034, "failureReason": failure_reason(50034)},
+                "clientAppUsed": "Authenticated SMTP",
+                "userAgent": "BAV2ROPC",
+                "location": {"city": "Amsterdam", "state": "Noord-Holland", "countryOrRegion": "NL"},
+                "conditionalAccessStatus": "notApplied",
+                "appliedConditionalAccessPolicies": [],
+                "isInteractive": true,
+                "authenticationRequirement": "singleFactorAuthentication",
+                "authenticationProtocol": "ropc",
+                "riskLevelAggregated": "none",
+                "riskLevelDuringSignIn": "none",
+                "riskState": "none",
+                "userType": "Member",
+                "authenticationDetails": [],
+                "resourceDisplayName": "Office 365 Exchange Online"
+            }
+        })
+    }
+}
+
+impl Iterator for Spray {
+    type Item = Vec<u8>;
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.next_message(&mut out).then_some(out)
+    }
+}
+
 fn failure_reason(code: i64) -> &'static str {
     match code {
         50126 => "Error validating credentials due to invalid username or password.",
+        50034 => {
+            "The user account does not exist in the directory. To sign into this application, the account must be added to the directory."
+        }
         500121 => "Authentication failed during strong authentication request.",
         50074 | 50076 => {
             "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access the resource."
@@ -941,5 +1178,44 @@ mod tests {
             })
             .sum::<usize>();
         assert!((20..=90).contains(&malformed), "{malformed}");
+    }
+
+    #[test]
+    fn planted_mfa_fatigue_is_in_the_truth_and_in_the_stream() {
+        let spec = TenantSpec { fatigue_per_10k: 50, ..spec(4_000, Format::Ndjson) };
+        let mut generator = Generator::new(spec);
+        let mut denials = 0;
+        for message in generator.by_ref() {
+            for item in decode_message(&message) {
+                if let Item::SignIn(s) = item
+                    && s.outcome_code == 500121
+                {
+                    denials += 1;
+                }
+            }
+        }
+        let expected = generator.expected_alerts();
+        let fatigued = expected.iter().filter(|(r, _)| r == "mfa_fatigue").count();
+        assert!(fatigued >= 5, "{fatigued} fatigued users of {expected:?}");
+        assert!(denials >= 15, "{denials}");
+        assert!(expected.iter().any(|(r, _)| r == "legacy_auth_success"));
+        assert!(expected.iter().any(|(r, _)| r == "break_glass_signin"));
+    }
+
+    #[test]
+    fn a_spray_is_failed_sign_ins_of_accounts_that_do_not_exist() {
+        let messages: Vec<Vec<u8>> = Spray::new(100, Utc::now(), 1, 40).collect();
+        assert_eq!(messages.len(), 3);
+        let mut upns = std::collections::HashSet::new();
+        for m in &messages {
+            for item in decode_message(m) {
+                let Item::SignIn(s) = item else { panic!("{item:?}") };
+                let v = classify(&s, &Rules::default());
+                assert!(!v.success && v.labels.contains(crate::classify::Labels::LEGACY_AUTH));
+                assert_eq!(s.outcome_code, 50034);
+                upns.insert(s.fields.user_principal_name.unwrap().into_owned());
+            }
+        }
+        assert_eq!(upns.len(), 100);
     }
 }

@@ -30,7 +30,8 @@ struct App {
 }
 
 impl App {
-    /// `None` only if summarising failed (a bug): then nothing is cached.
+    /// A summary at most a second old (for scrapes). `None` only if
+    /// summarising failed (a bug): then nothing is cached.
     async fn summary(&self) -> Option<Summary> {
         let mut cached = self.summary.lock().await;
         if let Some((at, summary)) = cached.as_ref()
@@ -38,6 +39,17 @@ impl App {
         {
             return Some(summary.clone());
         }
+        self.fresh_summary_locked(&mut cached).await
+    }
+
+    /// A summary of the state as it is now (for the API: what it says agrees
+    /// with /api/v1/users asked right after).
+    async fn fresh_summary(&self) -> Option<Summary> {
+        let mut cached = self.summary.lock().await;
+        self.fresh_summary_locked(&mut cached).await
+    }
+
+    async fn fresh_summary_locked(&self, cached: &mut Option<(Instant, Summary)>) -> Option<Summary> {
         let shared = self.shared.clone();
         let summary = tokio::task::spawn_blocking(move || shared.coverage_summary()).await.ok()?;
         *cached = Some((Instant::now(), summary.clone()));
@@ -55,6 +67,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/coverage", get(coverage))
         .route("/api/v1/users", get(users))
         .route("/api/v1/users/{id}", get(user))
+        .route("/api/v1/alerts", get(alerts))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -86,7 +99,7 @@ pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
 async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n",
+        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n/api/v1/alerts       recent alerts, ?rule=legacy_auth_success|...&user=upn-or-id&limit=N\n",
     )
 }
 
@@ -112,8 +125,38 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
+/// Recent alerts, newest first: `?rule=&user=&limit=`.
+async fn alerts(State(app): State<App>, Query(params): Query<Vec<(String, String)>>) -> Response {
+    let mut rule = None;
+    let mut user = None;
+    let mut limit = 100;
+    let mut seen = std::collections::HashSet::new();
+    for (key, value) in &params {
+        if !seen.insert(key.as_str()) {
+            return BadParam(format!("{key} is given more than once: give it once")).into_response();
+        }
+        match key.as_str() {
+            "rule" => match crate::alerts::Rule::parse(value) {
+                Some(r) => rule = Some(r),
+                None => {
+                    let names: Vec<&str> = crate::alerts::Rule::ALL.iter().map(|r| r.as_str()).collect();
+                    return bad_request(key, value, &names.join(", ")).into_response();
+                }
+            },
+            "user" => user = Some(value.clone()),
+            "limit" => match value.parse::<usize>().ok().filter(|n| (1..=2000).contains(n)) {
+                Some(n) => limit = n,
+                None => return bad_request(key, value, "1 to 2000").into_response(),
+            },
+            _ => return bad_request(key, value, "rule, user, limit").into_response(),
+        }
+    }
+    let (total, alerts) = app.shared.alerts.list(rule, user.as_deref(), limit);
+    Json(json!({"total": total, "alerts": alerts})).into_response()
+}
+
 async fn coverage(State(app): State<App>) -> Response {
-    match app.summary().await {
+    match app.fresh_summary().await {
         Some(summary) => Json(summary).into_response(),
         None => (StatusCode::INTERNAL_SERVER_ERROR, "cannot summarise the coverage state\n").into_response(),
     }

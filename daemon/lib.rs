@@ -2,21 +2,30 @@
 //!
 //! The modules follow the data flow of DESIGN.md, one per stage:
 //! `source` (bytes + position) → `decode` (records) → `classify` (verdicts)
-//! → sinks (`deadletter`, ...). `config` is the TOML file, `generate` makes
-//! synthetic tenants for tests, benchmarks and the demo, `cli` the commands.
+//! → `pipeline`, which feeds `coverage`, `metrics` and the `sinks` (`alerts`,
+//! ...), and `deadletter`; `checkpoint` makes it all durable. `daemon`
+//! assembles them for `run`, `replay` and `demo`; `http` serves the API;
+//! `config` is the TOML file, `generate` makes synthetic tenants for tests,
+//! benchmarks and the demo, `cli` the commands.
 
 // The generator builds realistic records with serde_json::json!, which nests deeply.
 #![recursion_limit = "256"]
 
+pub mod alerts;
 pub mod checkpoint;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod coverage;
+pub mod daemon;
 pub mod deadletter;
 pub mod decode;
 pub mod generate;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod pipeline;
+pub mod secrets;
+pub mod sinks;
 pub mod source;
+pub mod testhooks;

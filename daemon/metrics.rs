@@ -61,6 +61,8 @@ pub struct Metrics {
     /// [legacy client][outcome]
     legacy: Vec<IntCounter>,
     legacy_clients: usize,
+    /// The `protocol` label of each configured legacy client.
+    legacy_protocols: Vec<&'static str>,
     /// [risk level][mfa yes/no]
     risky: Vec<IntCounter>,
     risk_levels: Vec<IntCounter>,
@@ -80,9 +82,18 @@ pub struct Metrics {
     registration: IntGaugeVec,
     coverage_ratio: GaugeVec,
     users_tracked: IntGauge,
-    late_records: IntGauge,
-    future_records: IntGauge,
+    users_refused: IntCounter,
+    late_sign_ins: IntCounter,
+    unknown_accounts: IntCounterVec,
     consumer_lag: IntGaugeVec,
+    offsets_skipped: IntCounterVec,
+    partitions_refused: IntGauge,
+    partitions_assigned: IntGauge,
+    partitions_total: IntGauge,
+    alerts: IntCounterVec,
+    alerts_suppressed: IntCounterVec,
+    alert_deliveries: IntCounterVec,
+    alert_outbox: IntGauge,
     kafka_errors: IntCounterVec,
     checkpoint_time: Gauge,
     checkpoint_duration: Histogram,
@@ -222,7 +233,45 @@ impl Metrics {
         );
         let kafka_errors =
             counter_vec(&registry, "mfawatch_kafka_errors_total", "librdkafka errors by kind.", &["kind"]);
-        let checkpoints = counter_vec(&registry, "mfawatch_checkpoints_total", "Checkpoints by result.", &["result"]);
+        let unknown_accounts = counter_vec(
+            &registry,
+            "mfawatch_unknown_account_signins_total",
+            "Failed user sign-ins that name no account (no object id: 50034 user not found, unresolved names), by category, client class and legacy protocol (none for modern clients). A burst over legacy protocols is a password spray.",
+            &["category", "client_class", "protocol"],
+        );
+        let alerts = counter_vec(
+            &registry,
+            "mfawatch_alerts_total",
+            "Alerts made, by rule and severity (each names a user: see /api/v1/alerts and the receivers).",
+            &["rule", "severity"],
+        );
+        let alerts_suppressed = counter_vec(
+            &registry,
+            "mfawatch_alerts_suppressed_total",
+            "Alerts not sent, by rule and reason: cooldown (a repeat counted on the alert already made), rate_limit, stale (older than alerts.max_age), outbox_full.",
+            &["rule", "reason"],
+        );
+        let alert_deliveries = counter_vec(
+            &registry,
+            "mfawatch_alert_deliveries_total",
+            "Alerts handed to a receiver, by receiver kind (alertmanager, webhook, file) and result (ok, error: retried).",
+            &["sink", "result"],
+        );
+        let offsets_skipped = counter_vec(
+            &registry,
+            "mfawatch_offsets_skipped_total",
+            "Messages never read because the broker no longer had them when a partition resumed (retention ran out while mfawatch was down): lost sign-ins.",
+            &["topic"],
+        );
+        let checkpoints = counter_vec(
+            &registry,
+            "mfawatch_checkpoints_total",
+            "Checkpoints by result: ok; error (nothing made durable, retried); commit_failed (snapshot durable, the broker refused the offsets).",
+            &["result"],
+        );
+        for result in ["ok", "error", "commit_failed"] {
+            checkpoints.with_label_values(&[result]);
+        }
         let time_lag = Histogram::with_opts(
             HistogramOpts::new("mfawatch_event_time_lag_seconds", "Time between a sign-in and mfawatch processing it.")
                 .buckets(vec![
@@ -254,6 +303,7 @@ impl Metrics {
             sign_ins,
             legacy,
             legacy_clients: rules.legacy_clients.len(),
+            legacy_protocols: rules.legacy_clients.iter().map(|c| protocol_label(c)).collect(),
             risky,
             risk_levels,
             mfa_failures,
@@ -288,23 +338,50 @@ impl Metrics {
                 &registry,
                 IntGauge::new("mfawatch_users_tracked", "Users held in the coverage state.").expect("valid"),
             ),
-            late_records: register(
+            users_refused: register(
                 &registry,
-                IntGauge::new(
-                    "mfawatch_late_records",
-                    "Counted sign-ins that arrived after their day had left the window.",
+                IntCounter::new(
+                    "mfawatch_users_refused_total",
+                    "Sign-ins of new users not tracked because coverage.max_users was reached.",
                 )
                 .expect("valid"),
             ),
-            future_records: register(
+            late_sign_ins: register(
                 &registry,
-                IntGauge::new(
-                    "mfawatch_future_records",
-                    "Sign-ins dated more than a day ahead of the clock, left out of coverage.",
+                IntCounter::new(
+                    "mfawatch_late_signins_total",
+                    "Counted sign-ins that arrived after their day had left the coverage window (last-seen times updated, counts not).",
                 )
                 .expect("valid"),
             ),
+            unknown_accounts,
             consumer_lag,
+            offsets_skipped,
+            alerts,
+            alerts_suppressed,
+            alert_deliveries,
+            alert_outbox: register(
+                &registry,
+                IntGauge::new("mfawatch_alert_outbox", "Alerts waiting for a receiver to take them.").expect("valid"),
+            ),
+            partitions_assigned: register(
+                &registry,
+                IntGauge::new("mfawatch_partitions_assigned", "Partitions of the subscribed topics this daemon holds.")
+                    .expect("valid"),
+            ),
+            partitions_total: register(
+                &registry,
+                IntGauge::new("mfawatch_partitions", "Partitions of the subscribed topics on the brokers.")
+                    .expect("valid"),
+            ),
+            partitions_refused: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_partitions_refused",
+                    "Assigned partitions not consumed because the snapshot's offset is past their end (another cluster or a recreated hub).",
+                )
+                .expect("valid"),
+            ),
             kafka_errors,
             checkpoint_time: register(
                 &registry,
@@ -444,8 +521,57 @@ impl Metrics {
             .set((summary.registration_pending - summary.registration_overdue) as i64);
         self.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
         self.users_tracked.set(users_tracked as i64);
-        self.late_records.set(summary.late_records as i64);
-        self.future_records.set(summary.future_records as i64);
+    }
+
+    /// A failed sign-in that names no account (the spray signal).
+    pub fn unknown_account(&self, category: Category, verdict: &Verdict<'_>) {
+        let protocol = match verdict.legacy_client {
+            Some(i) => self.legacy_protocols.get(i).copied().unwrap_or("other"),
+            None => "none",
+        };
+        self.unknown_accounts.with_label_values(&[category.as_str(), verdict.client_class.as_str(), protocol]).inc();
+    }
+
+    /// A counted sign-in arrived after its day had left the window.
+    pub fn late_sign_in(&self) {
+        self.late_sign_ins.inc();
+    }
+
+    /// A new user was not tracked: `coverage.max_users` reached.
+    pub fn user_refused(&self) {
+        self.users_refused.inc();
+    }
+
+    /// Messages of `topic` that were gone before they could be read.
+    pub fn offsets_skipped(&self, topic: &str, messages: u64) {
+        self.offsets_skipped.with_label_values(&[topic]).inc_by(messages);
+    }
+
+    pub fn alert_made(&self, rule: crate::alerts::Rule, severity: crate::alerts::Severity) {
+        self.alerts.with_label_values(&[rule.as_str(), severity.as_str()]).inc();
+    }
+
+    pub fn alert_suppressed(&self, rule: crate::alerts::Rule, reason: &'static str) {
+        self.alerts_suppressed.with_label_values(&[rule.as_str(), reason]).inc();
+    }
+
+    /// `n` alerts handed to a receiver of kind `sink`.
+    pub fn alert_delivered(&self, sink: &'static str, result: &'static str, n: usize) {
+        self.alert_deliveries.with_label_values(&[sink, result]).inc_by(n as u64);
+    }
+
+    pub fn alert_outbox(&self, n: usize) {
+        self.alert_outbox.set(n as i64);
+    }
+
+    /// Partitions held of all the subscribed topics' partitions.
+    pub fn partitions(&self, assigned: usize, total: usize) {
+        self.partitions_assigned.set(assigned as i64);
+        self.partitions_total.set(total as i64);
+    }
+
+    pub fn set_partitions_refused(&self, n: usize) {
+        self.partitions_refused.set(n as i64);
     }
 
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
@@ -462,13 +588,15 @@ impl Metrics {
     }
 
     pub fn checkpoint_done(&self, seconds: f64) {
-        self.checkpoints.with_label_values(&["ok"]).inc();
+        self.checkpoint_result("ok");
         self.checkpoint_duration.observe(seconds);
         self.checkpoint_time.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
-    pub fn checkpoint_failed(&self) {
-        self.checkpoints.with_label_values(&["error"]).inc();
+    /// A checkpoint ended: `ok`, `error` (nothing made durable) or
+    /// `commit_failed` (snapshot durable, offsets not committed).
+    pub fn checkpoint_result(&self, result: &'static str) {
+        self.checkpoints.with_label_values(&[result]).inc();
     }
 
     pub fn set_ready(&self, ready: bool) {

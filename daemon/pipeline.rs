@@ -1,22 +1,28 @@
 //! pipeline: one message through decode → classify → the sinks.
 //!
 //! The same code runs for Kafka, files (`replay`), the demo and the
-//! benchmarks. A message is processed in one go: its sign-ins update the
-//! metrics and the coverage state (taken once per message), its malformed
-//! records are counted and dead-lettered. Nothing here knows about offsets or
-//! durability: the source and the checkpoint own those.
+//! benchmarks. A message is processed in one go: its records are decoded and
+//! classified, its sign-ins update the coverage state (locked once per
+//! message) and the metrics, then go to every other sink (alerts, history) in
+//! a fixed order; its malformed records are counted and dead-lettered.
+//! Nothing here knows about offsets or durability: the source and the
+//! checkpoint own those; the checkpoint asks the pipeline to make its sinks
+//! durable ([`Pipeline::prepare_sinks`]).
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
-use crate::classify::{Rules, Subject, classify};
-use crate::coverage::{Accounts, Coverage, Observation, Policy, Summary};
-use crate::deadletter::{DeadLetter, DeadLetters};
-use crate::decode::{Item, decode_message};
+use crate::classify::{Rules, Subject, Verdict, classify};
+use crate::coverage::{Accounts, Coverage, Observation, Observed, Policy, Summary};
+use crate::deadletter::DeadLetters;
+use crate::decode::{Item, SignIn, decode_message_received};
+use crate::logging::Throttle;
 use crate::metrics::Metrics;
+use crate::sinks::{SignInEvent, Sink};
 use crate::source::{Position, RecordAt};
 
 /// State shared between the pipeline thread and the HTTP server.
@@ -24,12 +30,14 @@ use crate::source::{Position, RecordAt};
 /// Lock discipline: `accounts` is only ever held long enough to clone the
 /// `Arc` inside, and never while waiting for `coverage`; so the pipeline
 /// (which writes `coverage`), the HTTP handlers and SIGHUP (which replaces
-/// the accounts) cannot wait on each other in a circle.
+/// the accounts) cannot wait on each other in a circle. `alerts` (the
+/// recent alerts the API lists) is taken alone, never with `coverage`.
 pub struct Shared {
     pub coverage: RwLock<Coverage>,
     accounts: RwLock<Arc<Accounts>>,
     pub metrics: Metrics,
     pub health: Health,
+    pub alerts: crate::alerts::Recent,
 }
 
 impl Shared {
@@ -39,6 +47,7 @@ impl Shared {
             accounts: RwLock::new(Arc::new(accounts)),
             metrics: Metrics::new(rules),
             health: Health::default(),
+            alerts: crate::alerts::Recent::default(),
         })
     }
 
@@ -60,6 +69,15 @@ impl Shared {
         self.metrics.coverage(&summary, coverage.len());
         summary
     }
+
+    /// Drops UPNs and display names no user holds any more from the names
+    /// arena, when they are most of it (before a snapshot).
+    pub fn compact_coverage_names(&self) {
+        let wasteful = self.coverage.read().unwrap_or_else(|e| e.into_inner()).names_wasteful();
+        if wasteful {
+            self.coverage.write().unwrap_or_else(|e| e.into_inner()).compact_names();
+        }
+    }
 }
 
 /// Liveness and readiness, as the HTTP probes report them.
@@ -70,6 +88,12 @@ pub struct Health {
     pub state_loaded: AtomicBool,
     pub source_connected: AtomicBool,
     pub stopping: AtomicBool,
+    /// Offset commits that failed in a row.
+    commit_failures: AtomicU32,
+    /// Why checkpoints fail, while they do.
+    checkpoint_problem: Mutex<Option<String>>,
+    /// Why the source cannot be trusted (a partition refused, a topic missing).
+    source_problem: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -77,17 +101,37 @@ impl Health {
         self.heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
     }
 
+    pub fn set_commit_failures(&self, n: u32) {
+        self.commit_failures.store(n, Ordering::Relaxed);
+    }
+
+    pub fn set_checkpoint_problem(&self, problem: Option<String>) {
+        *self.checkpoint_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
+    pub fn set_source_problem(&self, problem: Option<String>) {
+        *self.source_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
+    }
+
     /// Why the daemon is not ready, or `None` when it is.
-    pub fn not_ready(&self) -> Option<&'static str> {
+    pub fn not_ready(&self) -> Option<String> {
         if self.stopping.load(Ordering::Relaxed) {
-            Some("stopping")
-        } else if !self.state_loaded.load(Ordering::Relaxed) {
-            Some("state not loaded yet")
-        } else if !self.source_connected.load(Ordering::Relaxed) {
-            Some("not connected to the Kafka / Event Hubs brokers")
-        } else {
-            None
+            return Some("stopping".into());
         }
+        if !self.state_loaded.load(Ordering::Relaxed) {
+            return Some("state not loaded yet".into());
+        }
+        if let Some(problem) = self.source_problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(problem);
+        }
+        if !self.source_connected.load(Ordering::Relaxed) {
+            return Some("not connected to the Kafka / Event Hubs brokers".into());
+        }
+        let failures = self.commit_failures.load(Ordering::Relaxed);
+        if failures >= crate::checkpoint::COMMIT_FAILURES_NOT_READY {
+            return Some(format!("{failures} offset commits in a row failed (the broker does not take our offsets)"));
+        }
+        self.checkpoint_problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Alive when the pipeline loop turned within `max_silence_secs`.
@@ -104,46 +148,89 @@ pub struct Pipeline {
     policy: Policy,
     shared: Arc<Shared>,
     dead_letters: DeadLetters,
+    sinks: Vec<Box<dyn Sink>>,
     malformed_logged: u64,
     malformed_suppressed: u64,
+    throttle: Throttle,
 }
 
 impl Pipeline {
     pub fn new(rules: Rules, policy: Policy, shared: Arc<Shared>, dead_letters: DeadLetters) -> Pipeline {
-        Pipeline { rules, policy, shared, dead_letters, malformed_logged: 0, malformed_suppressed: 0 }
+        Pipeline {
+            rules,
+            policy,
+            shared,
+            dead_letters,
+            sinks: Vec::new(),
+            malformed_logged: 0,
+            malformed_suppressed: 0,
+            throttle: Throttle::default(),
+        }
+    }
+
+    /// Adds a sink after the ones already there.
+    pub fn add_sink(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
-    /// Processes one message. Only a dead-letter write failure is an error:
-    /// then the message must not count as done.
-    pub fn process(&mut self, bytes: &[u8], position: &Position) -> io::Result<()> {
-        let metrics = &self.shared.metrics;
+    /// Processes one message. `received` is when the source got it (a Kafka
+    /// message's timestamp, a file's modification time): a record dated more
+    /// than a day after it is implausible and dead-lettered. Only a
+    /// dead-letter write failure is an error: then the message must not count
+    /// as done.
+    pub fn process(&mut self, bytes: &[u8], position: &Position, received: Option<DateTime<Utc>>) -> io::Result<()> {
+        crate::testhooks::pause("pipeline");
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
         metrics.message(bytes.len());
-        let items = decode_message(bytes);
+        let items = decode_message_received(bytes, received);
         let now = Utc::now();
-        let accounts = self.shared.accounts();
+        let accounts = shared.accounts();
+        let mut records: Vec<(usize, SignIn<'_>)> = Vec::with_capacity(items.len());
         let mut malformed_items = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item {
+                Item::SignIn(record) => records.push((index, record)),
+                Item::Skipped { category } => metrics.skipped(&category),
+                Item::Malformed(malformed) => malformed_items.push((index, malformed)),
+            }
+        }
+        let verdicts: Vec<Verdict<'_>> = records.iter().map(|(_, r)| classify(r, &self.rules)).collect();
         {
-            let mut coverage = self.shared.coverage.write().unwrap_or_else(|e| e.into_inner());
-            for (index, item) in items.into_iter().enumerate() {
-                match item {
-                    Item::SignIn(record) => {
-                        let verdict = classify(&record, &self.rules);
-                        let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
-                        metrics.sign_in(record.category, &verdict, lag);
-                        if let Some(observation) = Observation::of(&record, &verdict, &self.policy) {
-                            coverage.observe(&observation);
-                        }
-                        if verdict.subject == Subject::User {
-                            note_excluded_account(&accounts, &record, &verdict);
-                        }
+            let mut coverage = shared.coverage.write().unwrap_or_else(|e| e.into_inner());
+            for ((_, record), verdict) in records.iter().zip(&verdicts) {
+                let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
+                metrics.sign_in(record.category, verdict, lag);
+                match Observation::of(record, verdict, &self.policy) {
+                    Some(observation) => match coverage.observe(&observation) {
+                        Observed::Counted | Observed::Seen => {}
+                        Observed::Late => metrics.late_sign_in(),
+                        Observed::Refused => self.refused_user(coverage.len()),
+                    },
+                    None if Observation::unknown_account(record, verdict) => {
+                        metrics.unknown_account(record.category, verdict)
                     }
-                    Item::Skipped { category } => metrics.skipped(&category),
-                    Item::Malformed(malformed) => malformed_items.push((index, malformed)),
+                    None => {}
                 }
+            }
+        }
+        for ((index, record), verdict) in records.iter().zip(&verdicts) {
+            let excluded = verdict.subject == Subject::User && note_excluded_account(&accounts, record, verdict);
+            if self.sinks.is_empty() {
+                continue;
+            }
+            let privileged = verdict.subject == Subject::User
+                && accounts.privileged(
+                    verdict.subject_key.as_deref().unwrap_or(""),
+                    record.fields.user_principal_name.as_deref().unwrap_or(""),
+                );
+            let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded };
+            for sink in &mut self.sinks {
+                sink.sign_in(&event);
             }
         }
         // Dead letters are written without holding the coverage lock: a slow
@@ -151,7 +238,7 @@ impl Pipeline {
         for (index, malformed) in malformed_items {
             metrics.malformed(&malformed.error);
             let index = malformed.record_index(index);
-            self.dead_letters.write(&DeadLetter::new(position, index, &malformed))?;
+            self.dead_letters.write(position, index, &malformed)?;
             metrics.dead_letter();
             if self.malformed_logged < LOG_LIMIT {
                 self.malformed_logged += 1;
@@ -164,8 +251,20 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Makes every sink durable (before a snapshot and an offset commit).
-    pub fn sync(&mut self) -> io::Result<()> {
+    /// A new user that `coverage.max_users` keeps out: counted, said once a minute.
+    fn refused_user(&self, users: usize) {
+        self.shared.metrics.user_refused();
+        if let Some(held_back) = self.throttle.admit("max_users") {
+            tracing::warn!(
+                users,
+                held_back,
+                "coverage.max_users reached: sign-ins of new users are counted but the users are not tracked"
+            );
+        }
+    }
+
+    /// Makes dead letters durable (first step of a checkpoint).
+    pub fn sync_dead_letters(&mut self) -> io::Result<()> {
         if self.malformed_suppressed > 0 {
             tracing::warn!(
                 count = self.malformed_suppressed,
@@ -176,25 +275,50 @@ impl Pipeline {
         self.malformed_suppressed = 0;
         self.dead_letters.sync()
     }
+
+    /// Asks every sink to make checkpoint `seq` durable; their snapshot states by name.
+    pub fn prepare_sinks(&mut self, seq: u64) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        if !self.sinks.is_empty() {
+            let accounts = self.shared.accounts();
+            let coverage = self.shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+            for sink in &mut self.sinks {
+                sink.review(&coverage, &accounts);
+            }
+        }
+        let mut states = BTreeMap::new();
+        for sink in &mut self.sinks {
+            let name = sink.name();
+            if let Some(state) = sink.prepare(seq).map_err(|e| e.context(format!("{name}")))? {
+                states.insert(name.to_owned(), state);
+            }
+        }
+        Ok(states)
+    }
+
+    /// The snapshot of checkpoint `seq` is durable.
+    pub fn sinks_committed(&mut self, seq: u64) {
+        for sink in &mut self.sinks {
+            sink.committed(seq);
+        }
+    }
 }
 
-/// Every sign-in of an excluded (break-glass) account is reported.
-fn note_excluded_account(
-    accounts: &Accounts,
-    record: &crate::decode::SignIn<'_>,
-    verdict: &crate::classify::Verdict<'_>,
-) {
+/// Every sign-in of an excluded (break-glass) account is logged (the alert
+/// is the break_glass_signin rule's). Returns whether the account is one.
+fn note_excluded_account(accounts: &Accounts, record: &SignIn<'_>, verdict: &Verdict<'_>) -> bool {
     let key = verdict.subject_key.as_deref().unwrap_or("");
     let upn = record.fields.user_principal_name.as_deref().unwrap_or("");
-    if accounts.excluded(key, upn) {
-        tracing::warn!(
-            upn,
-            user_key = key,
-            time = %record.time,
-            success = verdict.success,
-            app = record.fields.app_display_name.as_deref().unwrap_or(""),
-            ip = record.fields.ip_address.as_deref().unwrap_or(""),
-            "break-glass account signed in"
-        );
+    if !accounts.excluded(key, upn) {
+        return false;
     }
+    tracing::warn!(
+        upn,
+        user_key = key,
+        time = %record.time,
+        success = verdict.success,
+        app = record.fields.app_display_name.as_deref().unwrap_or(""),
+        ip = record.fields.ip_address.as_deref().unwrap_or(""),
+        "break-glass account signed in"
+    );
+    true
 }

@@ -59,7 +59,8 @@ fn classify_prints_one_verdict_per_record_with_the_documented_keys() {
     let homer = &verdicts[2];
     assert_eq!(homer["upn"], "homer.simpson@springfield.org");
     assert_eq!(homer["labels"], serde_json::json!(["mfa_satisfied", "legacy_auth"]));
-    assert_eq!(homer["time"], "2023-07-21T05:05:12.056Z");
+    // The sign-in's own time (createdDateTime), not when the log record was written (time).
+    assert_eq!(homer["time"], "2023-07-21T05:03:52.160562400Z");
     assert_eq!(homer["mfa_failure"], serde_json::Value::Null);
     assert_eq!(homer["client_class"], "legacy");
 }

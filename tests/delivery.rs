@@ -30,27 +30,18 @@ fn tenant() -> Vec<Vec<u8>> {
         format: Format::Envelope,
         records_per_message: 20,
         malformed_per_10k: 10,
+        fatigue_per_10k: 0,
     };
     Generator::new(spec).collect()
 }
 
-/// Every user's state, counts and last sign-ins, in a comparable form.
-/// (`registration_pending_since` is exact only for in-order records, so
-/// only whether a user is pending is compared.)
+/// Every user's state, counts, registration and last sign-ins, in a
+/// comparable form (all of it: none depends on arrival order).
 fn users_of(dir: &Path) -> BTreeMap<String, serde_json::Value> {
     let snapshot = SnapshotFile::new(&dir.join("state")).read().unwrap().expect("a snapshot was written");
     let coverage = Coverage::from_snapshot(Policy::default(), snapshot.coverage).unwrap();
     let (_, users) = coverage.users(&Accounts::default(), &UserQuery { limit: usize::MAX, ..UserQuery::default() });
-    users
-        .into_iter()
-        .map(|u| {
-            let mut v = serde_json::to_value(&u).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("registration_pending_since");
-            o.remove("registration_overdue");
-            (u.key.clone(), v)
-        })
-        .collect()
+    users.into_iter().map(|u| (u.key.clone(), serde_json::to_value(&u).unwrap())).collect()
 }
 
 /// Messages the daemon read since it started (from its own metrics).

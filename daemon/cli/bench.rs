@@ -226,7 +226,7 @@ fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
             "pipeline: decode, classify, coverage, metrics",
             Box::new(|| {
                 for m in &messages {
-                    pipe.process(m, &position).expect("no dead-letter sink to fail");
+                    pipe.process(m, &position, None).expect("no dead-letter sink to fail");
                 }
                 records
             }),
@@ -306,7 +306,7 @@ fn kafka_passes(messages: &[Vec<u8>]) -> anyhow::Result<Vec<(&'static str, Durat
                     if pass == 0 {
                         sum += payload.iter().map(|&b| b as u64).sum::<u64>();
                     } else {
-                        pipe.process(payload, &position)?;
+                        pipe.process(payload, &position, None)?;
                     }
                     n += 1;
                     consumed.store(n, Ordering::Relaxed);
@@ -383,6 +383,9 @@ fn coverage(users: u32) -> anyhow::Result<()> {
         coverage: c.snapshot_ref(),
         written_at: 0,
         replayed: &[],
+        seq: 1,
+        source: None,
+        sinks: &Default::default(),
     })?;
     let snapshot_time = t.elapsed();
     let n = users as f64;
@@ -467,14 +470,14 @@ fn backlog(brokers: &str, records: u64, prefetch_kbytes: u32) -> anyhow::Result<
     config.kafka.group_id = topic.clone();
     config.kafka.prefetch_kbytes = prefetch_kbytes;
     config.checkpoint.dir = dir.path().to_owned();
-    let prepared = super::run::prepare(&config)?;
+    let prepared = crate::daemon::prepare(&config, crate::daemon::Mode::Consume)?;
     let shared = prepared.shared.clone();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let rss_start = rss_bytes();
     let started = Instant::now();
     let consumer = {
         let (config, stop, progress, shared) =
-            (config.clone(), stop.clone(), prepared.progress.clone(), shared.clone());
+            (config.clone(), stop.clone(), prepared.checkpointer.clone(), shared.clone());
         std::thread::spawn(move || crate::source::kafka::consume(&config, progress, shared, &stop))
     };
     let mut peak = rss_start;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::classify::{Labels, Rules, VerdictLine, classify};
-use crate::deadletter::{DeadLetter, DeadLetterFile};
+use crate::deadletter::{DeadLetterFile, DeadLetters};
 use crate::decode::{Item, decode_message};
 use crate::source::{RecordAt, files};
 
@@ -80,12 +80,12 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         None => Rules::default(),
     };
     let inputs = if args.inputs.is_empty() { vec!["-".to_string()] } else { args.inputs.clone() };
-    let mut dead_letters = match &args.dead_letter {
-        Some(path) => Some(
+    let mut dead_letters = DeadLetters::default();
+    if let Some(path) = &args.dead_letter {
+        dead_letters.file = Some(
             DeadLetterFile::open(path).with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
-        ),
-        None => None,
-    };
+        );
+    }
     let mut summary = Summary { inputs: inputs.clone(), ..Summary::default() };
     for (_, name) in Labels::ALL {
         summary.labels.insert(name, 0);
@@ -126,9 +126,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                         if summary.malformed.total <= WARN_LIMIT {
                             eprintln!("warning: {}: {}", RecordAt { position, index }, malformed.error);
                         }
-                        if let Some(file) = &mut dead_letters {
-                            file.write(&DeadLetter::new(position, index, &malformed)).map_err(&mut stop)?;
-                        }
+                        dead_letters.write(position, index, &malformed).map_err(&mut stop)?;
                     }
                 }
             }
@@ -151,8 +149,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     if summary.malformed.total > WARN_LIMIT {
         eprintln!("warning: {} malformed records in all ({} shown)", summary.malformed.total, WARN_LIMIT);
     }
-    if let Some(file) = &mut dead_letters {
-        file.sync().with_context(|| format!("cannot write dead-letter file {}", file.path().display()))?;
+    if let Some(path) = &args.dead_letter {
+        dead_letters.sync().with_context(|| format!("cannot write dead-letter file {}", path.display()))?;
     }
     if args.summary {
         serde_json::to_writer_pretty(&mut out, &summary)?;

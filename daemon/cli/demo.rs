@@ -49,6 +49,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         format: Format::Envelope,
         records_per_message: 40,
         malformed_per_10k: 5,
+        fatigue_per_10k: 0,
     };
     backfill.validate()?;
     let tenant = Tenant::new(&backfill);
@@ -63,9 +64,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.coverage.excluded = tenant.users.iter().filter(|u| u.break_glass).map(|u| u.upn.clone()).collect();
     config.log.level = "info,librdkafka=warn".into();
     config.validate(std::path::Path::new("<demo>"))?;
-    super::run::init_logging(&config);
+    crate::logging::init(&config);
 
-    let prepared = super::run::prepare(&config)?;
+    let prepared = crate::daemon::prepare(&config, crate::daemon::Mode::Consume)?;
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
     let shared = prepared.shared.clone();
@@ -76,7 +77,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     })?;
 
-    let result = super::run::serve_and_consume(config, prepared, args.seconds.map(Duration::from_secs), |url| {
+    let result = crate::daemon::serve_and_consume(config, prepared, args.seconds.map(Duration::from_secs), |url| {
         println!(
             "mfawatch demo: a synthetic tenant of {} users through the real pipeline (Ctrl-C to stop)",
             args.users

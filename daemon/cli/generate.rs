@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::generate::{Format, Generator, TenantSpec};
+use crate::generate::{Format, Generator, Spray, TenantSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -34,6 +34,18 @@ pub struct GenerateArgs {
     /// Malformed records per 10,000 (missing time, word outcome, wrong field type).
     #[arg(long, default_value_t = 0)]
     pub malformed_per_10k: u32,
+    /// MFA fatigue sequences planted per 10,000 records (3–5 prompts denied
+    /// or unanswered, then a successful sign-in).
+    #[arg(long, default_value_t = 0)]
+    pub fatigue_per_10k: u32,
+    /// Instead of a tenant: a password spray of N failed sign-ins (50034)
+    /// for N made-up accounts over Authenticated SMTP, in the hour before --end.
+    #[arg(long, value_name = "N")]
+    pub spray: Option<u64>,
+    /// Also write the alerts the default rules should raise, as JSON
+    /// lines {"rule":..., "user":...} (user: object id), to this file.
+    #[arg(long, value_name = "FILE")]
+    pub expect_alerts: Option<PathBuf>,
     /// Write here instead of stdout.
     #[arg(long, short)]
     pub out: Option<PathBuf>,
@@ -50,6 +62,7 @@ impl GenerateArgs {
             format: self.format,
             records_per_message: self.records_per_message,
             malformed_per_10k: self.malformed_per_10k,
+            fatigue_per_10k: self.fatigue_per_10k,
         }
     }
 }
@@ -67,13 +80,36 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         )),
         None => Box::new(io::BufWriter::new(io::stdout().lock())),
     };
-    let mut generator = Generator::new(args.spec());
+    let spec = args.spec();
     let mut message = Vec::new();
-    while generator.next_message(&mut message) {
+    let mut write = |message: &mut Vec<u8>| -> io::Result<bool> {
         message.push(b'\n');
-        match out.write_all(&message) {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            other => other?,
+        match out.write_all(message) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+            other => other.map(|()| true),
+        }
+    };
+    if let Some(n) = args.spray {
+        let mut spray = Spray::new(n, spec.end, spec.seed, spec.records_per_message);
+        while spray.next_message(&mut message) {
+            if !write(&mut message)? {
+                return Ok(());
+            }
+        }
+    } else {
+        let mut generator = Generator::new(spec);
+        while generator.next_message(&mut message) {
+            if !write(&mut message)? {
+                return Ok(());
+            }
+        }
+        if let Some(path) = &args.expect_alerts {
+            let mut lines = String::new();
+            for (rule, user) in generator.expected_alerts() {
+                lines.push_str(&serde_json::json!({"rule": rule, "user": user}).to_string());
+                lines.push('\n');
+            }
+            std::fs::write(path, lines).with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
     match out.flush() {

@@ -323,16 +323,72 @@ fn guids_need_dashes_exactly_where_they_belong() {
     assert_eq!(parse_guid("0f1e2d3c04b5a-4978-8695-a4b3c2d1e0f9"), None);
 }
 
+/// A sign-in of `upn` with `user_id` and error code `code`, as decoded and classified.
+fn unknown_account(user_id: &str, upn: &str, code: i64) -> (bool, bool) {
+    let json = format!(
+        r#"{{"time":"2025-06-10T09:00:00Z","category":"SignInLogs","properties":{{"userId":"{user_id}","userPrincipalName":"{upn}","status":{{"errorCode":{code}}},"clientAppUsed":"Authenticated SMTP"}}}}"#
+    );
+    let items = crate::decode::decode_message(json.as_bytes());
+    let Some(crate::decode::Item::SignIn(record)) = items.first() else { panic!("{items:?}") };
+    let verdict = crate::classify::classify(record, &crate::classify::Rules::default());
+    let observed = Observation::of(record, &verdict, &Policy::default()).is_some();
+    (observed, Observation::unknown_account(record, &verdict))
+}
+
 #[test]
-fn a_record_dated_far_in_the_future_is_set_aside() {
+fn a_failed_sign_in_that_names_no_account_is_counted_not_made_a_user() {
+    // 50034 "user account does not exist": no object id. (observed, unknown account)
+    assert_eq!(unknown_account("", "made.up.4711@contoso.example", 50034), (false, true));
+    assert_eq!(unknown_account("00000000-0000-0000-0000-000000000000", "nobody@contoso.example", 50126), (false, true));
+    // A real account: failures and successes are observed.
+    assert_eq!(unknown_account(ANN, "ann@contoso.example", 50126), (true, false));
+    // A success identifies an account even without an object id.
+    assert_eq!(unknown_account("", "ann@contoso.example", 0), (true, false));
+}
+
+#[test]
+fn a_real_users_failed_sign_in_still_counts_toward_registration() {
     let mut c = Coverage::new(Policy::default());
-    let now = Utc::now();
-    c.observe(&obs(ANN, now - chrono::Duration::hours(30), Kind::SingleFactor));
-    c.observe(&obs(ANN, now + chrono::Duration::days(400), Kind::Mfa));
-    c.observe(&obs(ANN, now - chrono::Duration::hours(2), Kind::SingleFactor));
+    c.observe(&obs(ANN, at(5, 9), Kind::RegistrationRequired));
     let v = c.user(&Accounts::default(), ANN).unwrap();
-    assert_eq!((v.state, v.counts.single_factor, v.counts.mfa), (State::Uncovered, 2, 0));
-    assert_eq!(c.summary(&Accounts::default()).future_records, 1);
+    assert!(v.registration_pending, "{v:?}");
+}
+
+#[test]
+fn past_max_users_new_users_are_refused_and_known_ones_keep_updating() {
+    let mut c = Coverage::new(Policy { max_users: 1, ..Policy::default() });
+    assert_eq!(c.observe(&obs(ANN, at(10, 9), Kind::Mfa)), Observed::Counted);
+    assert_eq!(c.observe(&obs(BOB, at(10, 9), Kind::SingleFactor)), Observed::Refused);
+    assert_eq!(c.observe(&obs(ANN, at(11, 9), Kind::SingleFactor)), Observed::Counted);
+    assert_eq!(c.len(), 1);
+    assert!(c.user(&Accounts::default(), BOB).is_none());
+    assert_eq!(state(&c, ANN), (State::Uncovered, false));
+}
+
+#[test]
+fn names_that_change_back_and_forth_do_not_grow_the_state_without_bound() {
+    let mut c = Coverage::new(Policy::default());
+    let text_key: &'static str = "carol@contoso.example";
+    for i in 0..20_000u32 {
+        let upn = if i % 2 == 0 { "ann.a@contoso.example" } else { "ann.b@contoso.example" };
+        let o = Observation { upn: Some(upn), ..obs(ANN, at(1, 0) + chrono::Duration::seconds(i as i64), Kind::Mfa) };
+        c.observe(&o);
+        let carol = Observation {
+            upn: Some(text_key),
+            ..obs(text_key, at(1, 0) + chrono::Duration::seconds(i as i64), Kind::Mfa)
+        };
+        c.observe(&carol);
+    }
+    assert!(c.names_wasteful(), "{} bytes of names", c.arena.len());
+    let before = (c.user(&Accounts::default(), ANN).unwrap(), c.user(&Accounts::default(), text_key).unwrap());
+    c.compact_names();
+    assert!(!c.names_wasteful());
+    assert!(c.arena.len() < 200, "{} bytes after compaction", c.arena.len());
+    let after = (c.user(&Accounts::default(), ANN).unwrap(), c.user(&Accounts::default(), text_key).unwrap());
+    assert_eq!(before, after);
+    // The index still finds the text-keyed user after its key moved.
+    c.observe(&obs(text_key, at(2, 0), Kind::SingleFactor));
+    assert_eq!(c.len(), 2);
 }
 
 #[test]

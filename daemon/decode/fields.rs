@@ -66,6 +66,8 @@ pub struct Fields<'a> {
     pub report_only: Option<Vec<ReportOnlyResult<'a>>>,
     pub service_principal_id: Option<Str<'a>>,
     pub service_principal_name: Option<Str<'a>>,
+    pub tenant_id: Option<Str<'a>>,
+    pub user_agent: Option<Str<'a>>,
 }
 
 /// `status` of a sign-in (Graph `signInStatus`).
@@ -635,6 +637,8 @@ impl<'a> Fields<'a> {
             Known::ConditionalAccessStatus => &mut self.conditional_access_status,
             Known::ServicePrincipalId => &mut self.service_principal_id,
             Known::ServicePrincipalName => &mut self.service_principal_name,
+            Known::TenantId => &mut self.tenant_id,
+            Known::UserAgent => &mut self.user_agent,
             _ => return None,
         })
     }

@@ -51,19 +51,21 @@ pub enum Known {
     SignInEventTypes,
     Status,
     Succeeded,
+    TenantId,
     Time,
     TimeGenerated,
     Type,
     UserDisplayName,
     UserId,
     UserPrincipalName,
+    UserAgent,
     UserType,
     Value,
     Other,
 }
 
 /// Every known key, as Entra spells it.
-const NAMES: [(&str, Known); 47] = [
+const NAMES: [(&str, Known); 49] = [
     ("additionalDetails", Known::AdditionalDetails),
     ("appDisplayName", Known::AppDisplayName),
     ("appId", Known::AppId),
@@ -103,12 +105,14 @@ const NAMES: [(&str, Known); 47] = [
     ("signInEventTypes", Known::SignInEventTypes),
     ("status", Known::Status),
     ("succeeded", Known::Succeeded),
+    ("tenantId", Known::TenantId),
     ("time", Known::Time),
     ("timeGenerated", Known::TimeGenerated),
     ("type", Known::Type),
     ("userDisplayName", Known::UserDisplayName),
     ("userId", Known::UserId),
     ("userPrincipalName", Known::UserPrincipalName),
+    ("userAgent", Known::UserAgent),
     ("userType", Known::UserType),
     ("value", Known::Value),
 ];

@@ -159,6 +159,10 @@ pub enum DecodeError {
     MissingOutcome,
     #[error("outcome {0:?} is not a numeric error code (`status.errorCode` missing, `resultType` not numeric)")]
     BadOutcome(String),
+    #[error(
+        "time {time} is more than a day after the message carrying it was received ({received}): a clock or pipeline upstream is wrong"
+    )]
+    FutureTime { time: String, received: String },
 }
 
 impl DecodeError {
@@ -172,11 +176,20 @@ impl DecodeError {
             DecodeError::BadTime(_) => "bad_time",
             DecodeError::MissingOutcome => "missing_outcome",
             DecodeError::BadOutcome(_) => "bad_outcome",
+            DecodeError::FutureTime { .. } => "future_time",
         }
     }
 
-    pub const REASONS: [&'static str; 7] =
-        ["syntax", "field_type", "missing_category", "missing_time", "bad_time", "missing_outcome", "bad_outcome"];
+    pub const REASONS: [&'static str; 8] = [
+        "syntax",
+        "field_type",
+        "missing_category",
+        "missing_time",
+        "bad_time",
+        "missing_outcome",
+        "bad_outcome",
+        "future_time",
+    ];
 }
 
 /// A record (or message) that could not be used, with its raw bytes.
@@ -212,6 +225,45 @@ pub enum Item<'a> {
 /// Decodes one message: an Event Hubs `{"records":[...]}` envelope, a Graph
 /// `{"value":[...]}` page, a JSON array of Log Analytics rows, or one record.
 pub fn decode_message(bytes: &[u8]) -> Vec<Item<'_>> {
+    decode_message_received(bytes, None)
+}
+
+/// How far a record's time may be after the message that carried it was
+/// received (clock skew between Entra, Event Hubs and a forwarder).
+const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// [`decode_message`], with when the message was received (a Kafka message's
+/// timestamp, which Event Hubs sets to the enqueued time; a file's
+/// modification time): a record dated more than a day after it is
+/// implausible — a wrong clock upstream — and comes back malformed
+/// (`future_time`), so that it is dead-lettered rather than pushing every
+/// user's window ahead. Judged against the message, not the local clock, so
+/// the verdict does not depend on when or where it is read.
+pub fn decode_message_received(bytes: &[u8], received: Option<DateTime<Utc>>) -> Vec<Item<'_>> {
+    let mut items = decode_unchecked(bytes);
+    if let Some(received) = received {
+        let limit = received + FUTURE_TOLERANCE;
+        let mut future = false;
+        for item in &mut items {
+            if let Item::SignIn(record) = item
+                && record.time > limit
+            {
+                let error = DecodeError::FutureTime {
+                    time: record.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    received: received.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                };
+                *item = Item::Malformed(Malformed { raw: bytes, error });
+                future = true;
+            }
+        }
+        if future {
+            attach_raw_records(bytes, &mut items);
+        }
+    }
+    items
+}
+
+fn decode_unchecked(bytes: &[u8]) -> Vec<Item<'_>> {
     // About one record per 4 KB; a few reallocations of ~1 KB items is what this saves.
     let mut items = Vec::with_capacity(bytes.len() / 4096 + 1);
     match parse_message(bytes, &mut items) {
@@ -348,13 +400,20 @@ fn resolve(mut fields: Fields<'_>) -> Result<Resolved<'_>, DecodeError> {
     fn present<'s>(t: &'s Option<Str<'_>>) -> Option<&'s str> {
         t.as_deref().filter(|t| !t.trim().is_empty())
     }
-    let time_text = match shape {
-        Shape::Diagnostic => present(&fields.time).or(present(&fields.created_date_time)),
-        Shape::LogAnalytics => present(&fields.time_generated).or(present(&fields.created_date_time)),
-        Shape::Graph => present(&fields.created_date_time),
+    // The sign-in's own time when present and valid, else when the log
+    // record was written (§1; the two can be minutes apart).
+    let written = match shape {
+        Shape::Diagnostic => present(&fields.time),
+        Shape::LogAnalytics => present(&fields.time_generated),
+        Shape::Graph => None,
     };
-    let time_text = time_text.ok_or(DecodeError::MissingTime)?;
-    let time = time::parse_event_time(time_text).ok_or_else(|| DecodeError::BadTime(time_text.to_string()))?;
+    let time = {
+        let mut candidates = [present(&fields.created_date_time), written].into_iter().flatten();
+        let first = candidates.next().ok_or(DecodeError::MissingTime)?;
+        time::parse_event_time(first)
+            .or_else(|| candidates.find_map(time::parse_event_time))
+            .ok_or_else(|| DecodeError::BadTime(first.to_string()))?
+    };
 
     let outcome_code = outcome_code(&fields)?;
     Ok(Resolved::SignIn(SignIn { shape, category, time, outcome_code, fields }))
@@ -396,7 +455,7 @@ impl Fields<'_> {
             app_display_name, app_id, resource_display_name, ip_address, caller_ip_address,
             country, city, client_app_used, authentication_requirement, authentication_protocol,
             risk_level_during_sign_in, risk_level_aggregated, risk_state, conditional_access_status,
-            service_principal_id, service_principal_name,
+            service_principal_id, service_principal_name, tenant_id, user_agent,
         );
     }
 }

@@ -10,8 +10,7 @@
 //! systemd credential or the environment, go straight into librdkafka's
 //! configuration and are never logged, printed or put in an error.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -26,19 +25,11 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::Position;
-use crate::checkpoint::{Partition, Replayed, SnapshotFile, SnapshotRef};
-use crate::config::{Auth, Config};
-use crate::pipeline::{Pipeline, Shared};
-
-/// A secret value: shows as `***` in every Debug and Display.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use crate::checkpoint::{CheckpointError, Checkpointer, Partition, SourceIdentity};
+use crate::config::{Auth, Config, StartPosition};
+use crate::logging::Throttle;
+use crate::pipeline::Shared;
+use crate::secrets::{Secret, read_credential};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -58,13 +49,6 @@ pub enum SourceError {
     Client(KafkaError),
     #[error("cannot subscribe to {topics:?}: {source}")]
     Subscribe { topics: Vec<String>, source: KafkaError },
-}
-
-/// A systemd credential's text (`LoadCredential=`), or why there is none.
-fn read_credential(name: &str) -> Result<String, String> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or("CREDENTIALS_DIRECTORY is not set")?;
-    let path = PathBuf::from(dir).join(name);
-    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// The Event Hubs connection string, from the systemd credential or the environment.
@@ -98,7 +82,7 @@ fn connection_string_from(
     if !value.starts_with("Endpoint=sb://") || !value.contains("SharedAccessKey") {
         return Err(SourceError::NotAConnectionString(from));
     }
-    Ok(Secret(value))
+    Ok(Secret::new(value))
 }
 
 /// A librdkafka error as text, without the value of a setting it names
@@ -125,7 +109,7 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, SourceError> {
             c.set("security.protocol", "SASL_SSL");
             c.set("sasl.mechanisms", "PLAIN");
             c.set("sasl.username", "$ConnectionString");
-            c.set("sasl.password", secret.0);
+            c.set("sasl.password", secret.expose());
             // Microsoft's recommended client settings for Event Hubs: the
             // service closes connections idle for 240 s.
             c.set("metadata.max.age.ms", "180000");
@@ -187,134 +171,202 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, SourceError> {
     Ok(c)
 }
 
-/// What the pipeline thread has done and not yet made durable.
-pub struct Progress {
-    pub pipeline: Pipeline,
-    /// Next offset to read, per partition: from the snapshot, then advanced.
-    pub offsets: BTreeMap<Partition, i64>,
-    /// The files `replay` has read into the state (kept across runs).
-    pub replayed: Vec<Replayed>,
-    pub snapshots: SnapshotFile,
-    pub last_checkpoint: Instant,
-    /// Set when a message was only partly processed: the in-memory state is
-    /// then ahead of any offset, and must never be checkpointed.
-    pub poisoned: bool,
-    /// Held while this process owns the state directory.
-    pub _state_lock: std::fs::File,
-}
-
-impl Progress {
-    /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
-    /// written atomically, then — only then — the offsets committed.
-    pub fn checkpoint(&mut self, consumer: Option<&BaseConsumer<Context>>) -> anyhow::Result<()> {
-        // A panic unwinding through the pipeline drops the consumer, whose
-        // close runs the revoke callback: the state may hold half a message.
-        if std::thread::panicking() {
-            self.poisoned = true;
-        }
-        anyhow::ensure!(!self.poisoned, "not checkpointing: a message was only partly processed");
-        let started = Instant::now();
-        let shared = self.pipeline.shared().clone();
-        let result = self.write_snapshot();
-        self.last_checkpoint = Instant::now();
-        if let Err(e) = result {
-            shared.metrics.checkpoint_failed();
-            return Err(e);
-        }
-        if let Some(consumer) = consumer {
-            commit_assigned(consumer, &self.offsets, &shared);
-        }
-        shared.metrics.checkpoint_done(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    fn write_snapshot(&mut self) -> anyhow::Result<()> {
-        if let Err(e) = self.pipeline.sync() {
-            // Some dead letters may be lost: only reading their records again
-            // (from the last snapshot, after a restart) recovers them.
-            self.poisoned = true;
-            anyhow::bail!("cannot make dead letters durable: {e}; stopping so that a restart writes them again");
-        }
-        let shared = self.pipeline.shared().clone();
-        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
-        let bytes = self.snapshots.write(&SnapshotRef {
-            offsets: &self.offsets,
-            coverage: coverage.snapshot_ref(),
-            written_at: chrono::Utc::now().timestamp(),
-            replayed: &self.replayed,
-        })?;
-        tracing::debug!(bytes, users = coverage.len(), partitions = self.offsets.len(), "snapshot written");
-        Ok(())
-    }
-}
-
-/// Commits the offsets of the partitions we hold. A failed commit is only
-/// logged: the snapshot is authoritative and the next checkpoint retries.
-fn commit_assigned(consumer: &BaseConsumer<Context>, offsets: &BTreeMap<Partition, i64>, shared: &Shared) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
+/// Commits the offsets of the partitions we hold and consume (not the
+/// refused ones). The snapshot is authoritative: a failed commit is retried
+/// by the next checkpoint, and repeated failures make the daemon not ready.
+fn commit_assigned(
+    consumer: &BaseConsumer<Context>,
+    offsets: &BTreeMap<Partition, i64>,
+    refused: &BTreeSet<Partition>,
+) -> Result<(), String> {
+    let assignment = consumer.assignment().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for e in assignment.elements() {
-        if let Some(&next) = offsets.get(&(e.topic().to_owned(), e.partition())) {
+        let key = (e.topic().to_owned(), e.partition());
+        if refused.contains(&key) {
+            continue;
+        }
+        if let Some(&next) = offsets.get(&key) {
             let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
         }
     }
     if tpl.count() == 0 {
-        return;
+        return Ok(());
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
-        shared.metrics.kafka_error("commit");
-        tracing::warn!(error = %e, "offset commit failed; the snapshot holds the offsets, the next checkpoint retries");
-    }
+    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())
+}
+
+/// What the source knows about its partitions beyond their offsets.
+#[derive(Default)]
+struct Partitions {
+    /// The offset the first message of each partition should have after
+    /// assignment; a higher one means messages were gone (retention).
+    expected: HashMap<Partition, i64>,
+    /// Partitions whose snapshot offset is past their end: not consumed.
+    refused: BTreeSet<Partition>,
+    /// The cluster identity was compared with the snapshot's.
+    identity_checked: bool,
+    /// Why the source must stop (another cluster's state).
+    stop: Option<String>,
 }
 
 /// librdkafka callbacks.
 pub struct Context {
-    progress: Arc<Mutex<Progress>>,
+    checkpointer: Arc<Mutex<Checkpointer>>,
     shared: Arc<Shared>,
     throttle: Throttle,
-}
-
-/// While a broker is down librdkafka reports it on every retry, several times
-/// a second. Warnings and errors are logged once a minute per kind, saying how
-/// many were held back; the metrics still count every one.
-#[derive(Default)]
-struct Throttle(Mutex<std::collections::HashMap<String, (Instant, u64)>>);
-
-impl Throttle {
-    const EVERY: Duration = Duration::from_secs(60);
-
-    /// `Some(held back since the last one)` when a report of `kind` is to be logged now.
-    fn admit(&self, kind: &str) -> Option<u64> {
-        let mut kinds = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        match kinds.get_mut(kind) {
-            Some((last, held)) if now.duration_since(*last) < Self::EVERY => {
-                *held += 1;
-                None
-            }
-            Some((last, held)) => {
-                *last = now;
-                Some(std::mem::take(held))
-            }
-            None => {
-                kinds.insert(kind.to_owned(), (now, 0));
-                Some(0)
-            }
-        }
-    }
+    start: StartPosition,
+    eventhubs: bool,
+    /// The bootstrap servers as configured (part of the source identity).
+    brokers: String,
+    partitions: Mutex<Partitions>,
 }
 
 impl Context {
-    /// The progress; if a panic poisoned it, it is marked never to be checkpointed.
-    fn progress(&self) -> MutexGuard<'_, Progress> {
-        self.progress.lock().unwrap_or_else(|e| {
-            let mut progress = e.into_inner();
-            progress.poisoned = true;
-            progress
-        })
+    /// The checkpointer; if a panic poisoned it, it is marked never to be checkpointed.
+    fn checkpointer(&self) -> MutexGuard<'_, Checkpointer> {
+        lock_checkpointer(&self.checkpointer)
     }
+
+    fn partitions(&self) -> MutexGuard<'_, Partitions> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The snapshot's offsets belong to one cluster: refuse another's state
+    /// (a state directory pointed at a new namespace would resume at offsets
+    /// that mean nothing there). Checked once, at the first assignment.
+    fn check_identity(&self, consumer: &BaseConsumer<Context>, cp: &mut Checkpointer) -> Result<(), String> {
+        let cluster_id = consumer.client().fetch_cluster_id(Duration::from_secs(10));
+        let brokers = consumer_brokers(consumer);
+        let now = SourceIdentity { cluster_id, brokers };
+        match &cp.source {
+            Some(was) if !cp.offsets.is_empty() && !same_source(was, &now, self.eventhubs) => Err(format!(
+                "the state in {dir} belongs to another cluster ({was}) than the one configured ({now}): its offsets \
+                 mean nothing here. Point checkpoint.dir at this cluster's state, or start afresh with \
+                 `mfawatch run --reset-state` (the coverage state is dropped and consumption starts at kafka.start)",
+                dir = cp.snapshots.dir().display(),
+                was = describe(was),
+                now = describe(&now),
+            )),
+            _ => {
+                cp.source = Some(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Where each newly assigned partition starts: the snapshot's offset, or
+    /// — for a partition the snapshot does not list — `kafka.start`, resolved
+    /// to an absolute offset and recorded so that it is snapshotted and
+    /// committed like any other (never the group's committed offset, which
+    /// belongs to whatever state committed it). A snapshot offset before the
+    /// log start is a gap (retention ran out while we were down: counted,
+    /// logged); one past the log end refuses the partition.
+    fn place(&self, consumer: &BaseConsumer<Context>, tpl: &mut TopicPartitionList) -> Vec<Partition> {
+        let mut cp = self.checkpointer();
+        let mut parts = self.partitions();
+        if !parts.identity_checked {
+            parts.identity_checked = true;
+            if let Err(reason) = self.check_identity(consumer, &mut cp) {
+                parts.stop = Some(reason);
+            }
+        }
+        let mut refused = Vec::new();
+        let elements: Vec<Partition> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        for key in elements {
+            let (topic, partition) = (&key.0, key.1);
+            let marks = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok(marks) => Some(marks),
+                Err(e) => {
+                    tracing::warn!(topic, partition, error = %e, "cannot read the partition's offsets; resuming without checking them");
+                    None
+                }
+            };
+            let start = match (cp.offsets.get(&key).copied(), marks) {
+                (Some(next), Some((_, high))) if next > high => {
+                    tracing::error!(
+                        topic,
+                        partition,
+                        snapshot_offset = next,
+                        log_end = high,
+                        "the snapshot's offset is past the end of this partition: the hub was recreated, or the state belongs to another namespace; not consuming it (start afresh with --reset-state if the hub was recreated)"
+                    );
+                    refused.push(key.clone());
+                    Offset::Offset(next)
+                }
+                (Some(next), Some((low, _))) if next < low => {
+                    let lost = (low - next) as u64;
+                    tracing::error!(
+                        topic,
+                        partition,
+                        snapshot_offset = next,
+                        log_start = low,
+                        lost_messages = lost,
+                        "messages expired before they could be read (down longer than the hub's retention): their sign-ins are lost; resuming at the log start"
+                    );
+                    self.shared.metrics.offsets_skipped(topic, lost);
+                    cp.offsets.insert(key.clone(), low);
+                    Offset::Offset(low)
+                }
+                (Some(next), _) => Offset::Offset(next),
+                (None, Some((low, high))) => {
+                    let at = match self.start {
+                        StartPosition::Earliest => low,
+                        StartPosition::Latest => high,
+                    };
+                    tracing::info!(
+                        topic,
+                        partition,
+                        offset = at,
+                        start = self.start.as_str(),
+                        "partition not in the snapshot: starting at kafka.start"
+                    );
+                    cp.offsets.insert(key.clone(), at);
+                    Offset::Offset(at)
+                }
+                (None, None) => match self.start {
+                    StartPosition::Earliest => Offset::Beginning,
+                    StartPosition::Latest => Offset::End,
+                },
+            };
+            if let Offset::Offset(at) = start {
+                parts.expected.insert(key.clone(), at);
+            }
+            let _ = tpl.set_partition_offset(topic, partition, start);
+        }
+        parts.refused.extend(refused.iter().cloned());
+        self.shared.metrics.set_partitions_refused(parts.refused.len());
+        refused
+    }
+}
+
+fn describe(identity: &SourceIdentity) -> String {
+    match &identity.cluster_id {
+        Some(id) => format!("cluster id {id}, brokers {}", identity.brokers),
+        None => format!("brokers {}", identity.brokers),
+    }
+}
+
+/// Whether two identities name the same cluster: by cluster id when both
+/// know one; for Event Hubs, by namespace host; otherwise assumed.
+fn same_source(a: &SourceIdentity, b: &SourceIdentity, eventhubs: bool) -> bool {
+    match (&a.cluster_id, &b.cluster_id) {
+        (Some(x), Some(y)) => x == y,
+        _ if eventhubs => a.brokers.eq_ignore_ascii_case(&b.brokers),
+        _ => true,
+    }
+}
+
+fn consumer_brokers(consumer: &BaseConsumer<Context>) -> String {
+    consumer.context().brokers.clone()
+}
+
+fn lock_checkpointer(checkpointer: &Mutex<Checkpointer>) -> MutexGuard<'_, Checkpointer> {
+    checkpointer.lock().unwrap_or_else(|e| {
+        let mut cp = e.into_inner();
+        cp.poisoned = true;
+        cp
+    })
 }
 
 impl ClientContext for Context {
@@ -376,32 +428,40 @@ impl ConsumerContext for Context {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Resume each partition from our own offsets, not the group's.
-                let progress = self.progress();
-                let mut resumed = Vec::new();
-                for e in tpl.elements() {
-                    if let Some(&next) = progress.offsets.get(&(e.topic().to_owned(), e.partition())) {
-                        resumed.push((e.topic().to_owned(), e.partition(), next));
-                    }
-                }
-                drop(progress);
-                for (topic, partition, next) in &resumed {
-                    let _ = tpl.set_partition_offset(topic, *partition, Offset::Offset(*next));
-                }
-                tracing::info!(partitions = tpl.count(), from_snapshot = resumed.len(), "partitions assigned");
+                let refused = self.place(consumer, tpl);
+                tracing::info!(partitions = tpl.count(), refused = refused.len(), "partitions assigned");
                 let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "cannot assign partitions");
                 }
+                if !refused.is_empty() {
+                    let mut paused = TopicPartitionList::new();
+                    for (topic, partition) in &refused {
+                        paused.add_partition(topic, *partition);
+                    }
+                    if let Err(e) = consumer.pause(&paused) {
+                        tracing::error!(error = %e, "cannot pause the refused partitions");
+                    }
+                }
+                self.shared.health.set_source_problem(refusal_problem(&self.partitions().refused));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Make everything done so far durable before giving partitions away.
-                if let Err(e) = self.progress().checkpoint(Some(consumer)) {
+                let refused = self.partitions().refused.clone();
+                let commit = |offsets: &BTreeMap<Partition, i64>| commit_assigned(consumer, offsets, &refused);
+                if let Err(e) = self.checkpointer().checkpoint(Some(&commit)) {
                     tracing::error!(error = %e, "checkpoint on partition revoke failed");
                 }
+                let mut parts = self.partitions();
                 for e in tpl.elements() {
                     self.shared.metrics.forget_partition(e.topic(), e.partition());
+                    let key = (e.topic().to_owned(), e.partition());
+                    parts.expected.remove(&key);
+                    parts.refused.remove(&key);
                 }
+                self.shared.metrics.set_partitions_refused(parts.refused.len());
+                self.shared.health.set_source_problem(refusal_problem(&parts.refused));
+                drop(parts);
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
                 let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = result {
@@ -416,17 +476,39 @@ impl ConsumerContext for Context {
     }
 }
 
+fn refusal_problem(refused: &BTreeSet<Partition>) -> Option<String> {
+    (!refused.is_empty()).then(|| {
+        let names: Vec<String> = refused.iter().map(|(t, p)| format!("{t}[{p}]")).collect();
+        format!(
+            "not consuming {}: the snapshot's offset is past the partition's end (hub recreated, or another namespace's state)",
+            names.join(", ")
+        )
+    })
+}
+
+/// How often the source looks at the brokers' metadata: are the topics
+/// there, do we hold all their partitions?
+const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(30);
+
 /// Consumes until `stop` is set, checkpointing every `checkpoint.interval`
 /// and once more on the way out. Returns an error (without a checkpoint) when
-/// a message's effects could not be kept: the offsets then stay where the last
-/// durable snapshot put them.
+/// a message's effects could not be kept, or librdkafka reports a fatal
+/// error: the offsets then stay where the last durable snapshot put them.
 pub fn consume(
     config: &Config,
-    progress: Arc<Mutex<Progress>>,
+    checkpointer: Arc<Mutex<Checkpointer>>,
     shared: Arc<Shared>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let context = Context { progress: progress.clone(), shared: shared.clone(), throttle: Throttle::default() };
+    let context = Context {
+        checkpointer: checkpointer.clone(),
+        shared: shared.clone(),
+        throttle: Throttle::default(),
+        start: config.kafka.start,
+        eventhubs: config.kafka.auth == Auth::Eventhubs,
+        partitions: Mutex::default(),
+        brokers: config.brokers(),
+    };
     let consumer: BaseConsumer<Context> =
         consumer_config(config)?.create_with_context(context).map_err(SourceError::Client)?;
     let topics: Vec<&str> = config.kafka.topics.iter().map(String::as_str).collect();
@@ -438,46 +520,98 @@ pub fn consume(
     let interval = config.checkpoint.interval;
     let topics_by_name: BTreeMap<String, Arc<str>> =
         config.kafka.topics.iter().map(|t| (t.clone(), Arc::from(t.as_str()))).collect();
+    let mut messages = 0u64;
+    let mut last_fatal_check = Instant::now();
+    let mut next_topic_check = Instant::now() + Duration::from_secs(5);
+    let commit = |offsets: &BTreeMap<Partition, i64>| {
+        let refused = consumer.context().partitions().refused.clone();
+        commit_assigned(&consumer, offsets, &refused)
+    };
     let result = loop {
         shared.health.beat();
         if stop.load(Ordering::Relaxed) {
-            break progress.lock().unwrap_or_else(|e| e.into_inner()).checkpoint(Some(&consumer));
+            break lock_checkpointer(&checkpointer).checkpoint(Some(&commit)).map_err(Into::into);
+        }
+        if let Some(reason) = consumer.context().partitions().stop.clone() {
+            break Err(anyhow::anyhow!("{reason}"));
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 let topic = topics_by_name.get(message.topic()).cloned().unwrap_or_else(|| Arc::from(message.topic()));
-                let position = Position::Kafka { topic, partition: message.partition(), offset: message.offset() };
-                let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(payload) = message.payload()
-                    && let Err(e) = p.pipeline.process(payload, &position)
+                let (partition, offset) = (message.partition(), message.offset());
+                let key = (message.topic().to_owned(), partition);
+                if let Some(expected) = consumer.context().partitions().expected.remove(&key)
+                    && offset > expected
                 {
-                    p.poisoned = true;
+                    let lost = (offset - expected) as u64;
+                    tracing::error!(topic = %topic, partition, expected, offset, lost_messages = lost, "messages expired before they could be read: their sign-ins are lost");
+                    shared.metrics.offsets_skipped(&topic, lost);
+                }
+                let position = Position::Kafka { topic, partition, offset };
+                let received = message.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis);
+                let mut cp = lock_checkpointer(&checkpointer);
+                if let Some(payload) = message.payload()
+                    && let Err(e) = cp.pipeline.process(payload, &position, received)
+                {
+                    cp.poisoned = true;
                     break Err(anyhow::anyhow!(
                         "cannot keep the effects of {position}: {e}; stopping without committing it"
                     ));
                 }
-                p.offsets.insert((message.topic().to_owned(), message.partition()), message.offset() + 1);
+                cp.offsets.insert(key, offset + 1);
+                drop(cp);
                 shared.health.source_connected.store(true, Ordering::Relaxed);
+                messages += 1;
+                if crate::testhooks::fatal_due(messages) {
+                    inject_fatal_error(&consumer);
+                }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
-                // Errors also reach Context::error; librdkafka retries by itself.
+                // Errors also reach Context::error; librdkafka retries by itself,
+                // except after a fatal error (checked below).
                 tracing::debug!(error = %e, "poll error");
+                last_fatal_check -= Duration::from_secs(1);
             }
             None => {}
         }
-        let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
-        if p.poisoned {
+        if last_fatal_check.elapsed() >= Duration::from_secs(1) {
+            last_fatal_check = Instant::now();
+            if let Some((code, reason)) = consumer.client().fatal_error() {
+                break Err(anyhow::anyhow!(
+                    "the Kafka client hit a fatal error and cannot go on: {code:?}: {reason}{hint}; stopping without committing (systemd restarts it)",
+                    hint = if code == RDKafkaErrorCode::FencedInstanceId {
+                        " (another consumer uses the same kafka.group_instance_id: give each daemon its own, e.g. after cloning a VM)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+        }
+        if Instant::now() >= next_topic_check {
+            next_topic_check = Instant::now() + TOPIC_CHECK_EVERY;
+            check_topics(&consumer, config, &shared);
+        }
+        let mut cp = lock_checkpointer(&checkpointer);
+        if cp.poisoned {
             // A checkpoint inside a rebalance callback could not keep its dead letters.
             break Err(anyhow::anyhow!("dead letters could not be kept; stopping without committing"));
         }
-        if p.last_checkpoint.elapsed() >= interval
-            && let Err(e) = p.checkpoint(Some(&consumer))
-        {
-            if p.poisoned {
-                break Err(e);
+        if cp.last_checkpoint.elapsed() >= interval {
+            match cp.checkpoint(Some(&commit)) {
+                Ok(()) => {}
+                Err(e @ CheckpointError::Fatal(_)) => break Err(e.into()),
+                Err(e @ CheckpointError::Commit(_)) => {
+                    if let Some(held_back) = consumer.context().throttle.admit("commit") {
+                        tracing::error!(error = %e, held_back, "offset commit failed; the snapshot holds the offsets, the next checkpoint commits again");
+                    }
+                }
+                Err(e @ CheckpointError::Failed(_)) => {
+                    if let Some(held_back) = consumer.context().throttle.admit("checkpoint") {
+                        tracing::error!(error = %e, held_back, "checkpoint failed; nothing committed, retrying at the next interval");
+                    }
+                }
             }
-            tracing::error!(error = %format!("{e:#}"), "checkpoint failed; retrying at the next interval");
         }
     };
     shared.health.stopping.store(true, Ordering::Relaxed);
@@ -490,6 +624,73 @@ pub fn consume(
         }
     }
     result
+}
+
+/// Looks at the brokers' metadata: a subscribed topic that does not exist
+/// makes the daemon not ready (naming it); so does holding only some of the
+/// topics' partitions, unless the configuration says the group is shared on
+/// purpose (coverage is per instance: a partial view is a wrong one).
+fn check_topics(consumer: &BaseConsumer<Context>, config: &Config, shared: &Shared) {
+    if !shared.health.source_connected.load(Ordering::Relaxed) {
+        return;
+    }
+    let metadata = match consumer.fetch_metadata(None, Duration::from_secs(5)) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the brokers' metadata");
+            return;
+        }
+    };
+    let mut missing = Vec::new();
+    let mut total = 0usize;
+    for topic in &config.kafka.topics {
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() => total += t.partitions().len(),
+            _ => missing.push(topic.clone()),
+        }
+    }
+    let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+    shared.metrics.partitions(assigned, total);
+    let refusal = refusal_problem(&consumer.context().partitions().refused);
+    let problem = if !missing.is_empty() {
+        let problem = format!(
+            "subscribed topic(s) {} do not exist on the brokers (check kafka.topics and the Entra diagnostic setting)",
+            missing.join(", ")
+        );
+        if let Some(held_back) = consumer.context().throttle.admit("missing topic") {
+            tracing::error!(topics = ?missing, held_back, "{problem}");
+        }
+        Some(problem)
+    } else if assigned > 0 && assigned < total && !config.kafka.shared_group {
+        let problem = format!(
+            "holding {assigned} of the {total} partitions of the subscribed topics: another member of consumer group {:?} holds the others, so this daemon's coverage is partial. Give each daemon its own kafka.group_id (each reads everything), or set kafka.shared_group = true if that is intended",
+            config.kafka.group_id
+        );
+        if let Some(held_back) = consumer.context().throttle.admit("partial assignment") {
+            tracing::error!(assigned, total, held_back, "{problem}");
+        }
+        Some(problem)
+    } else {
+        None
+    };
+    shared.health.set_source_problem(problem.or(refusal));
+}
+
+/// The fatal-error test hook: what a fenced static member goes through.
+fn inject_fatal_error(consumer: &BaseConsumer<Context>) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let reason = std::ffi::CString::new("injected by a test hook").expect("no NUL");
+        // SAFETY: the client pointer is valid for the consumer's lifetime, the
+        // reason a NUL-terminated string that librdkafka copies.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                consumer.client().native_ptr(),
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                reason.as_ptr(),
+            );
+        }
+    });
 }
 
 #[cfg(test)]
@@ -513,7 +714,9 @@ mod tests {
             move |_: &str| text.map(str::to_owned).ok_or("CREDENTIALS_DIRECTORY is not set".to_owned())
         };
         let env = |text: Option<&'static str>| move |_: &str| text.map(str::to_owned);
-        let got = |config: &Config, c, e| connection_string_from(config, credential(c), env(e)).map(|s| s.0);
+        let got = |config: &Config, c, e| {
+            connection_string_from(config, credential(c), env(e)).map(|s| s.expose().to_owned())
+        };
         assert_eq!(got(&eventhubs(true), Some(GOOD), Some("other")).unwrap(), GOOD);
         assert_eq!(got(&eventhubs(true), None, Some(GOOD)).unwrap(), GOOD);
         assert_eq!(got(&eventhubs(false), Some("unused"), Some(GOOD)).unwrap(), GOOD);
@@ -524,15 +727,22 @@ mod tests {
     }
 
     #[test]
-    fn repeated_reports_are_held_back_per_kind() {
-        let t = Throttle::default();
-        assert_eq!(t.admit("AllBrokersDown"), Some(0));
-        assert_eq!(t.admit("AllBrokersDown"), None);
-        assert_eq!(t.admit("AllBrokersDown"), None);
-        assert_eq!(t.admit("Transport"), Some(0));
-        // A minute later the next one is logged with the count held back.
-        t.0.lock().unwrap().get_mut("AllBrokersDown").unwrap().0 -= Throttle::EVERY;
-        assert_eq!(t.admit("AllBrokersDown"), Some(2));
-        assert_eq!(t.admit("AllBrokersDown"), None);
+    fn a_state_belongs_to_the_cluster_it_was_built_from() {
+        let id = |c: Option<&str>, b: &str| SourceIdentity { cluster_id: c.map(str::to_owned), brokers: b.into() };
+        assert!(same_source(&id(Some("a"), "k1:9092"), &id(Some("a"), "k2:9092"), false));
+        assert!(!same_source(&id(Some("a"), "k:9092"), &id(Some("b"), "k:9092"), false));
+        // Event Hubs: the namespace names the cluster when no id is given.
+        assert!(!same_source(
+            &id(None, "one.servicebus.windows.net:9093"),
+            &id(None, "two.servicebus.windows.net:9093"),
+            true
+        ));
+        assert!(same_source(
+            &id(None, "ONE.servicebus.windows.net:9093"),
+            &id(None, "one.servicebus.windows.net:9093"),
+            true
+        ));
+        // Plain Kafka without ids: a changed bootstrap list is not another cluster.
+        assert!(same_source(&id(None, "k1:9092"), &id(None, "k1:9092,k2:9092"), false));
     }
 }

@@ -121,6 +121,35 @@ impl Tansu {
         producer.flush(Duration::from_secs(60)).expect("all messages delivered");
     }
 
+    /// Produces `messages` to one partition, with the given message timestamp
+    /// (milliseconds; `None`: the producer's clock), one message per batch.
+    pub fn produce_to(&self, topic: &str, partition: i32, messages: &[Vec<u8>], timestamp: Option<i64>) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "1")
+            .set("message.max.bytes", "4000000")
+            .create()
+            .unwrap();
+        for m in messages {
+            let mut record = BaseRecord::<(), [u8]>::to(topic).payload(m).partition(partition);
+            if let Some(t) = timestamp {
+                record = record.timestamp(t);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        producer.poll(Duration::from_millis(50));
+                    }
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).expect("all messages delivered");
+    }
+
     /// Committed offsets of `group` and the end of each partition.
     pub fn group_progress(&self, group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
         let consumer: BaseConsumer =
@@ -240,6 +269,43 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The sum of every series of a metric whose line starts with `prefix`
+    /// (0 when there is none or the daemon does not answer).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let Some((_, text)) = self.get("/metrics") else { return 0.0 };
+        metric_sum(&text, prefix)
+    }
+}
+
+/// The sum of the series in exposition `text` whose lines start with `prefix`.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `mfawatch replay --config CONFIG INPUT...`; panics with its stderr if it fails.
+pub fn replay(config: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["replay", "--config", config.to_str().unwrap()])
+        .args(extra)
+        .args(inputs.iter().map(|p| p.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "replay: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Messages as one NDJSON file.
+pub fn write_ndjson(path: &Path, messages: &[Vec<u8>]) {
+    let mut text = Vec::new();
+    for m in messages {
+        text.extend_from_slice(m);
+        text.push(b'\n');
+    }
+    std::fs::write(path, text).unwrap();
 }
 
 impl Drop for Daemon {

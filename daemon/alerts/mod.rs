@@ -1,0 +1,202 @@
+//! alerts: the sink that turns sign-ins into alerts that name the user.
+//!
+//! Metrics must never carry a user, so the alerts a SOC acts on come from
+//! here, one per event, with the identity in them (README "Alerts"). The
+//! rules run on the pipeline thread, per sign-in, in event time; what they
+//! make goes to an outbox that [`deliver`] drains on its own thread to
+//! Alertmanager, a webhook and/or a file, with retries, so sending never
+//! blocks ingestion. Recent alerts are kept for `/api/v1/alerts`.
+//!
+//! What survives a crash: the outbox and the rules' state (which alerts were
+//! made in which cooldown window, the MFA prompts of the last minutes, the
+//! users already alerted as registration overdue) are this sink's part of
+//! the checkpoint snapshot. Sign-ins after the last checkpoint are read again
+//! after a restart and make the same alerts again, with the same ids (an id
+//! is a hash of rule, user and record id, or of the cooldown window), so a
+//! receiver that de-duplicates sees each once: at-least-once, never lost.
+//!
+//! Order: rules look at event time only, and a cooldown window is a fixed
+//! slice of event time (`floor(time / cooldown)`), so the same input in
+//! another partition interleaving makes the same alerts. Only staleness
+//! (event time against now) and the per-minute rate limit look at the clock.
+
+pub mod deliver;
+mod rules;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+pub use rules::Alerts;
+
+/// The sink's name: the key of its state in the snapshot.
+pub const NAME: &str = "alerts";
+
+/// The alert rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    LegacyAuthSuccess,
+    PrivilegedSingleFactor,
+    RiskyWithoutMfa,
+    RiskyWithMfa,
+    BreakGlassSignin,
+    MfaFatigue,
+    RegistrationOverdue,
+    LegacyAuthAttempt,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 8] = [
+        Rule::LegacyAuthSuccess,
+        Rule::PrivilegedSingleFactor,
+        Rule::RiskyWithoutMfa,
+        Rule::RiskyWithMfa,
+        Rule::BreakGlassSignin,
+        Rule::MfaFatigue,
+        Rule::RegistrationOverdue,
+        Rule::LegacyAuthAttempt,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::LegacyAuthSuccess => "legacy_auth_success",
+            Rule::PrivilegedSingleFactor => "privileged_single_factor",
+            Rule::RiskyWithoutMfa => "risky_without_mfa",
+            Rule::RiskyWithMfa => "risky_with_mfa",
+            Rule::BreakGlassSignin => "break_glass_signin",
+            Rule::MfaFatigue => "mfa_fatigue",
+            Rule::RegistrationOverdue => "registration_overdue",
+            Rule::LegacyAuthAttempt => "legacy_auth_attempt",
+        }
+    }
+
+    /// The Alertmanager `alertname` (distinct from the Prometheus rules'
+    /// tenant-wide alerts, which count and never name anyone).
+    pub fn alertname(self) -> &'static str {
+        match self {
+            Rule::LegacyAuthSuccess => "LegacyAuthSignIn",
+            Rule::PrivilegedSingleFactor => "PrivilegedSingleFactorSignIn",
+            Rule::RiskyWithoutMfa => "RiskySignInNoMfa",
+            Rule::RiskyWithMfa => "RiskySignInWithMfa",
+            Rule::BreakGlassSignin => "BreakGlassSignIn",
+            Rule::MfaFatigue => "MfaFatigue",
+            Rule::RegistrationOverdue => "MfaRegistrationOverdueUser",
+            Rule::LegacyAuthAttempt => "LegacyAuthSpray",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(text.trim()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The sign-in an alert is about, as a SOC analyst needs it: who, from
+/// where, to what, and the record and correlation ids that lead into
+/// Entra's own sign-in log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SignInFacts {
+    /// Event time, RFC 3339.
+    pub time: String,
+    pub category: Option<String>,
+    pub tenant_id: Option<String>,
+    pub user_key: Option<String>,
+    pub upn: Option<String>,
+    pub display_name: Option<String>,
+    pub user_type: Option<String>,
+    pub privileged: bool,
+    pub app: Option<String>,
+    pub resource: Option<String>,
+    pub client_app: Option<String>,
+    pub user_agent: Option<String>,
+    pub ropc: bool,
+    pub ip: Option<String>,
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub outcome_code: Option<i64>,
+    pub record_id: Option<String>,
+    pub correlation_id: Option<String>,
+    /// The sign-in's labels (mfa_satisfied, single_factor, legacy_auth, ...).
+    pub labels: Vec<String>,
+}
+
+/// One alert. `id` is stable: the same rule, user and sign-in (or cooldown
+/// window) always give the same id, in any run, on any host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub rule: Rule,
+    pub severity: Severity,
+    /// One line for a human: "Legacy sign-in by ann@contoso.com with IMAP4 from 203.0.113.7 (NL) succeeded without MFA".
+    pub summary: String,
+    /// Sign-ins folded into this alert (cooldown repeats, spray attempts).
+    pub count: u64,
+    /// For mfa_fatigue: the prompts denied or unanswered in the burst.
+    pub mfa_failures: Option<u32>,
+    /// For legacy_auth_attempt: some of the accounts tried.
+    pub users: Vec<String>,
+    /// When mfawatch made it, RFC 3339.
+    pub created_at: String,
+    pub sign_in: SignInFacts,
+}
+
+/// The alerts made since start, newest first, for `/api/v1/alerts`.
+///
+/// Lock discipline: one mutex, held only to push, bump or copy a page out;
+/// never while anything else is held.
+#[derive(Default)]
+pub struct Recent(Mutex<VecDeque<Alert>>);
+
+/// How many recent alerts the API keeps.
+const RECENT: usize = 2_000;
+
+impl Recent {
+    pub fn push(&self, alert: Alert) {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.push_front(alert);
+        recent.truncate(RECENT);
+    }
+
+    /// A repeat inside a cooldown: the alert already made counts it.
+    pub fn bump(&self, id: &str) {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = recent.iter_mut().find(|a| a.id == id) {
+            a.count += 1;
+        }
+    }
+
+    /// Newest first: (how many match, the page).
+    pub fn list(&self, rule: Option<Rule>, user: Option<&str>, limit: usize) -> (usize, Vec<Alert>) {
+        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let user = user.map(str::to_lowercase);
+        let matches = |a: &&Alert| {
+            rule.is_none_or(|r| a.rule == r)
+                && user.as_deref().is_none_or(|u| {
+                    a.sign_in.user_key.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(u))
+                        || a.sign_in.upn.as_deref().is_some_and(|p| p.to_lowercase() == u)
+                })
+        };
+        let total = recent.iter().filter(matches).count();
+        (total, recent.iter().filter(matches).take(limit).cloned().collect())
+    }
+}
+
+/// What the alert sink shares with the delivery thread.
+pub type SharedOutbox = Arc<deliver::OutboxCell>;

@@ -1,0 +1,396 @@
+//! daemon: the assembly of the stages. Loads the state, builds the pipeline
+//! and its sinks, serves HTTP, handles signals and runs a source — for
+//! `run`, `replay` and `demo` alike. `cli/` only parses arguments and prints.
+//!
+//! It owns no logic of its own beyond the order things start and stop in:
+//! state loaded and HTTP listening before anything is consumed (readiness,
+//! READY=1); on SIGTERM the source checkpoints and leaves its group before
+//! the HTTP server stops.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{Checkpointer, Partition, Replayed, SnapshotFile, SourceIdentity};
+use crate::config::Config;
+use crate::coverage::{Accounts, Coverage, Policy};
+use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
+use crate::pipeline::{Pipeline, Shared};
+use crate::source::{Position, files, kafka};
+
+/// Privileged and excluded accounts from the configuration (and the privileged file).
+pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
+    let mut privileged: Vec<String> = config.coverage.privileged.clone();
+    if let Some(path) = &config.coverage.privileged_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read coverage.privileged_file {}", path.display()))?;
+        privileged.extend(
+            text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).filter(|l| !l.is_empty()),
+        );
+    }
+    Ok(Accounts::new(privileged.iter().map(String::as_str), config.coverage.excluded.iter().map(String::as_str)))
+}
+
+/// The state a run starts from: the snapshot's, or empty.
+pub struct LoadedState {
+    pub coverage: Coverage,
+    pub offsets: BTreeMap<Partition, i64>,
+    pub replayed: Vec<Replayed>,
+    pub seq: u64,
+    pub source: Option<SourceIdentity>,
+    pub sinks: BTreeMap<String, Vec<u8>>,
+}
+
+pub fn load_state(config: &Config) -> anyhow::Result<LoadedState> {
+    let policy = Policy::from_config(&config.coverage);
+    let file = SnapshotFile::new(&config.checkpoint.dir);
+    match file.read()? {
+        None => {
+            tracing::info!(
+                dir = %config.checkpoint.dir.display(),
+                start = config.kafka.start.as_str(),
+                "no snapshot yet: starting from an empty state; every partition starts at kafka.start"
+            );
+            Ok(LoadedState {
+                coverage: Coverage::new(policy),
+                offsets: BTreeMap::new(),
+                replayed: Vec::new(),
+                seq: 0,
+                source: None,
+                sinks: BTreeMap::new(),
+            })
+        }
+        Some(snapshot) => {
+            let coverage = Coverage::from_snapshot(policy, snapshot.coverage).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e}; start afresh with the new coverage.window (`mfawatch run --reset-state`)",
+                    file.path().display()
+                )
+            })?;
+            tracing::info!(users = coverage.len(), partitions = snapshot.offsets.len(), "state loaded from snapshot");
+            Ok(LoadedState {
+                coverage,
+                offsets: snapshot.offsets,
+                replayed: snapshot.replayed,
+                seq: snapshot.seq,
+                source: snapshot.source,
+                sinks: snapshot.sinks,
+            })
+        }
+    }
+}
+
+/// Moves the snapshot aside (`--reset-state`), so that the daemon starts from
+/// an empty state and every partition at `kafka.start`; the old one is kept
+/// as `state.snapshot.reset-<time>` for an operator who changes their mind.
+pub fn reset_state(config: &Config) -> anyhow::Result<()> {
+    let file = SnapshotFile::new(&config.checkpoint.dir);
+    let path = file.path();
+    if !path.exists() {
+        return Ok(());
+    }
+    let aside = path.with_file_name(format!("state.snapshot.reset-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
+    crate::checkpoint::rename_durable(&path, &aside)
+        .with_context(|| format!("cannot move {} aside to reset the state", path.display()))?;
+    tracing::warn!(
+        kept = %aside.display(),
+        start = config.kafka.start.as_str(),
+        "state reset: starting from an empty state, every partition at kafka.start"
+    );
+    Ok(())
+}
+
+/// The dead-letter targets; the topic is checked (exists, takes a message).
+fn dead_letters(config: &Config, check_topic: bool) -> anyhow::Result<DeadLetters> {
+    let mut sinks = DeadLetters { max_bytes: config.dead_letter.max_bytes as usize, ..DeadLetters::default() };
+    if let Some(path) = &config.dead_letter.file {
+        sinks.file = Some(
+            DeadLetterFile::open(path).with_context(|| format!("cannot open dead_letter.file {}", path.display()))?,
+        );
+    }
+    if let Some(topic) = &config.dead_letter.topic {
+        let producer = kafka::producer_config(config)?
+            .create_with_context(crate::deadletter::Deliveries::default())
+            .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
+        let mut topic = DeadLetterTopic::new(producer, topic);
+        if check_topic {
+            topic.check(Duration::from_secs(30)).map_err(|e| anyhow::anyhow!("dead_letter.topic: {e}"))?;
+        }
+        sinks.topic = Some(topic);
+    }
+    Ok(sinks)
+}
+
+/// What the daemon runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Consuming Kafka / Event Hubs (`run`, `demo`).
+    Consume,
+    /// Reading files (`replay`); alerts are sent only when asked.
+    Replay { alerts: bool },
+}
+
+/// The assembled daemon: shared state and the checkpointer that owns the pipeline.
+pub struct Daemon {
+    pub shared: Arc<Shared>,
+    pub checkpointer: Arc<Mutex<Checkpointer>>,
+}
+
+/// Builds everything a run needs from the configuration: takes the state
+/// directory, loads the snapshot, builds the pipeline and its sinks.
+pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
+    let snapshots = SnapshotFile::new(&config.checkpoint.dir);
+    let state_lock = snapshots.lock()?;
+    let accounts = load_accounts(config)?;
+    let state = load_state(config)?;
+    let rules = config.rules();
+    let shared = Shared::new(state.coverage, accounts, &rules);
+    let mut pipeline = Pipeline::new(
+        rules,
+        Policy::from_config(&config.coverage),
+        shared.clone(),
+        dead_letters(config, mode == Mode::Consume)?,
+    );
+    let alerts_on = match mode {
+        Mode::Consume => true,
+        Mode::Replay { alerts } => alerts,
+    };
+    if config.alerts.enabled && alerts_on {
+        let alerts = crate::alerts::Alerts::start(config, shared.clone(), state.sinks.get(crate::alerts::NAME))?;
+        pipeline.add_sink(Box::new(alerts));
+    }
+    shared.health.state_loaded.store(true, Ordering::Relaxed);
+    let checkpointer = Checkpointer {
+        pipeline,
+        offsets: state.offsets,
+        replayed: state.replayed,
+        source: state.source,
+        snapshots,
+        seq: state.seq,
+        last_checkpoint: Instant::now(),
+        failed_commits: 0,
+        poisoned: false,
+        _state_lock: state_lock,
+    };
+    Ok(Daemon { shared, checkpointer: Arc::new(Mutex::new(checkpointer)) })
+}
+
+/// Runs the consumer on its own thread and the HTTP server on the runtime
+/// until SIGTERM/SIGINT (or the consumer stops); SIGHUP re-reads the
+/// privileged accounts. `before_start` hears the HTTP address once it listens.
+pub fn serve_and_consume(
+    config: Config,
+    daemon: Daemon,
+    stop_after: Option<Duration>,
+    before_start: impl FnOnce(&str),
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let Daemon { shared, checkpointer } = daemon;
+
+    let listener = runtime.block_on(crate::http::bind(&config.http.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /metrics /healthz /readyz /api/v1");
+    before_start(&format!("http://{addr}"));
+    let server = runtime.spawn(crate::http::serve(listener, shared.clone(), cancel.clone()));
+    runtime.spawn(signals(config.clone(), shared.clone(), stop.clone(), cancel.clone(), stop_after));
+
+    let consumer = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("pipeline".into())
+            .spawn(move || kafka::consume(&config, checkpointer, shared, &stop))?
+    };
+    let result = consumer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
+    cancel.cancel();
+    let _ = runtime.block_on(server);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+async fn signals(
+    config: Config,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    stop_after: Option<Duration>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+    else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let deadline = async move {
+        match stop_after {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = cancel.cancelled() => return,
+            _ = hup.recv() => {
+                let config = config.clone();
+                match tokio::task::spawn_blocking(move || load_accounts(&config)).await {
+                    Ok(Ok(accounts)) => {
+                        tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
+                        shared.set_accounts(accounts);
+                    }
+                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts"),
+                }
+            }
+        }
+    }
+    tracing::info!("stopping: checkpointing and leaving the consumer group");
+    shared.health.stopping.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+}
+
+/// What a replay did.
+pub struct Replay {
+    pub inputs: usize,
+    pub records: u64,
+    pub dead_letters: u64,
+    pub skipped: Vec<String>,
+}
+
+/// Backfill: the same pipeline over files, then one checkpoint. Every input
+/// is opened, and checked against what this state has read, before any is
+/// read: a typo in the last name must not leave the first ones replayed and
+/// unsaved, and a file read into this state before is not read again (its
+/// sign-ins would count twice). Stdin cannot be recognised and is always read.
+pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result<Replay> {
+    let mut cp = daemon.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut plan = Vec::new();
+    let mut skipped = Vec::new();
+    for input in inputs {
+        let file = if input == "-" {
+            None
+        } else {
+            files::open(input).with_context(|| format!("cannot read {input}; nothing was replayed"))?;
+            Some(replayed_file(input)?)
+        };
+        if let Some(file) = &file
+            && let Some(before) = cp.replayed.iter().find(|r| r.path == file.path)
+            && !again
+        {
+            let when = chrono::DateTime::from_timestamp(before.at, 0).unwrap_or_default();
+            if before.same_file(file) {
+                skipped.push(format!(
+                    "{input}: already replayed into this state on {when}; skipped (--again reads it again)"
+                ));
+                continue;
+            }
+            // Grown or rewritten: what it held then would count twice.
+            anyhow::bail!(
+                "{input} was replayed into this state on {when} and has changed since ({} bytes then, {} now): \
+                 replaying it would count the sign-ins it held then a second time; replay only the new records, \
+                 or use --again to read it all anyway; nothing was replayed",
+                before.bytes,
+                file.bytes
+            );
+        }
+        plan.push((input, file));
+    }
+    let mut replayed_now = 0;
+    for (input, file) in plan {
+        // Records dated more than a day after the file was last written are implausible.
+        let received = file
+            .as_ref()
+            .and_then(|f| chrono::DateTime::from_timestamp(f.modified, 0))
+            .or_else(|| Some(chrono::Utc::now()));
+        let mut failure = None;
+        let read = files::read_messages(input, |bytes, position: &Position| {
+            if let Err(e) = cp.pipeline.process(bytes, position, received) {
+                failure = Some(format!("{position}: {e}"));
+                return Err(std::io::Error::other("stopped"));
+            }
+            Ok(())
+        });
+        if let Some(failure) = failure {
+            anyhow::bail!("cannot keep the effects of {failure}; the state was not saved");
+        }
+        let stats = read.with_context(|| format!("cannot read {input}; the state was not saved"))?;
+        tracing::info!(input, messages = stats.messages, bytes = stats.bytes, "replayed");
+        replayed_now += 1;
+        if let Some(file) = file {
+            cp.replayed.retain(|r| r.path != file.path);
+            cp.replayed.push(file);
+        }
+    }
+    cp.checkpoint(None).map_err(|e| anyhow::anyhow!("{e}; the state was not saved"))?;
+    let (records, dead_letters) = daemon.shared.metrics.records_read();
+    Ok(Replay { inputs: replayed_now, records, dead_letters, skipped })
+}
+
+/// What identifies a file to replay: where it is, its size, when it changed.
+fn replayed_file(input: &str) -> anyhow::Result<Replayed> {
+    let path = std::fs::canonicalize(input).with_context(|| format!("cannot read {input}"))?;
+    let meta = std::fs::metadata(&path).with_context(|| format!("cannot read {input}"))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok(Replayed {
+        path: path.to_string_lossy().into_owned(),
+        bytes: meta.len(),
+        modified: modified.map_or(0, |d| d.as_secs() as i64),
+        at: chrono::Utc::now().timestamp(),
+    })
+}
+
+/// The dead-letter topic, checked when the brokers can be reached: an
+/// error when it does not exist, a warning when nothing could be asked.
+pub fn check_dead_letter_topic(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(topic) = &config.dead_letter.topic else { return Ok(None) };
+    let Ok(producer_config) = kafka::producer_config(config) else {
+        return Ok(None); // the missing secret is a warning of its own
+    };
+    let producer = producer_config
+        .create_with_context(crate::deadletter::Deliveries::default())
+        .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
+    match DeadLetterTopic::new(producer, topic).exists(Duration::from_secs(10)) {
+        Ok(()) => Ok(None),
+        Err(crate::deadletter::TopicProblem::Unreachable(e)) => Ok(Some(format!("{e}; not checked"))),
+        Err(problem) => Err(anyhow::anyhow!("{problem}")),
+    }
+}
+
+/// What would stop `run` here although the file is valid: a secret that
+/// cannot be found, a directory that cannot be written. Never a secret's value.
+pub fn environment_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    // Building the client settings is where `run` reads the secret.
+    if let Err(e) = kafka::client_config(config) {
+        warnings.push(e.to_string());
+    }
+    let dead_letter_dir = config.dead_letter.file.as_deref().and_then(Path::parent);
+    for (key, dir) in [("checkpoint.dir", Some(config.checkpoint.dir.as_path())), ("dead_letter.file", dead_letter_dir)]
+    {
+        if let Some(problem) = dir.and_then(|d| unwritable(if d.as_os_str().is_empty() { Path::new(".") } else { d })) {
+            warnings.push(format!("{key}: {problem}"));
+        }
+    }
+    warnings
+}
+
+/// Why files cannot be created in `dir` (or in the directory it would be
+/// created in), if they cannot.
+fn unwritable(dir: &Path) -> Option<String> {
+    let existing = dir.ancestors().find(|d| d.exists())?;
+    match tempfile::tempfile_in(existing) {
+        Ok(_) => None,
+        Err(e) if existing == dir => Some(format!("cannot write in {}: {e}", dir.display())),
+        Err(e) => Some(format!("cannot create {} in {}: {e}", dir.display(), existing.display())),
+    }
+}

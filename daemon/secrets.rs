@@ -1,0 +1,56 @@
+//! secrets: values that must never be logged, printed or put in an error —
+//! the Event Hubs connection string, SASL passwords, webhook and API
+//! tokens. They come from a systemd credential (`LoadCredential=`, read from
+//! `$CREDENTIALS_DIRECTORY/<name>`) or an environment variable, never from
+//! the configuration file or the command line.
+
+use std::path::PathBuf;
+
+/// A secret value: shows as `***` in every Debug.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that hands it on (librdkafka, an HTTP header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A systemd credential's text, or why there is none.
+pub fn read_credential(name: &str) -> Result<String, String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or("CREDENTIALS_DIRECTORY is not set")?;
+    let path = PathBuf::from(dir).join(name);
+    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A secret from the systemd credential `credential` when given and
+/// readable, else from the environment variable `env`. The error names
+/// where it looked, never a value.
+pub fn read(credential: Option<&str>, env: Option<&str>) -> Result<Secret, String> {
+    let mut tried = Vec::new();
+    if let Some(name) = credential {
+        match read_credential(name) {
+            Ok(text) if !text.trim().is_empty() => return Ok(Secret(text.trim().to_owned())),
+            Ok(_) => tried.push(format!("systemd credential {name:?} is empty")),
+            Err(reason) => tried.push(format!("systemd credential {name:?} is not available ({reason})")),
+        }
+    }
+    if let Some(var) = env {
+        match std::env::var(var) {
+            Ok(text) if !text.trim().is_empty() => return Ok(Secret(text.trim().to_owned())),
+            _ => tried.push(format!("environment variable {var} is not set")),
+        }
+    }
+    Err(if tried.is_empty() { "no credential or environment variable named".into() } else { tried.join(" and ") })
+}
