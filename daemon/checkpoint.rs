@@ -311,6 +311,9 @@ pub struct Checkpointer {
     pub replayed: Vec<Replayed>,
     /// The cluster the offsets belong to.
     pub source: Option<SourceIdentity>,
+    /// The sinks' states as last snapshotted; a sink not running now (alerts
+    /// during a `replay` without `--alerts`) keeps its state from before.
+    pub sink_states: BTreeMap<String, Vec<u8>>,
     pub snapshots: SnapshotFile,
     /// The number of the last durable checkpoint.
     pub seq: u64,
@@ -324,16 +327,16 @@ pub struct Checkpointer {
     pub _state_lock: File,
 }
 
+/// How the source commits the offsets a checkpoint made durable.
+pub type Commit<'a> = &'a dyn Fn(&BTreeMap<Partition, i64>) -> Result<(), String>;
+
 /// Commits after this many failures in a row make the daemon not ready.
 pub const COMMIT_FAILURES_NOT_READY: u32 = 3;
 
 impl Checkpointer {
     /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
     /// written atomically, then — only then — `commit` with the offsets.
-    pub fn checkpoint(
-        &mut self,
-        commit: Option<&dyn Fn(&BTreeMap<Partition, i64>) -> Result<(), String>>,
-    ) -> Result<(), CheckpointError> {
+    pub fn checkpoint(&mut self, commit: Option<Commit<'_>>) -> Result<(), CheckpointError> {
         // A panic unwinding through the pipeline drops the consumer, whose
         // close runs the revoke callback: the state may hold half a message.
         if std::thread::panicking() {
@@ -381,7 +384,9 @@ impl Checkpointer {
             )));
         }
         let seq = self.seq + 1;
-        let sinks = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        let states = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        let mut sinks = self.sink_states.clone();
+        sinks.extend(states);
         let shared = self.pipeline.shared().clone();
         shared.compact_coverage_names();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
@@ -399,6 +404,7 @@ impl Checkpointer {
             .map_err(|e| CheckpointError::Failed(e.into()))?;
         drop(coverage);
         self.seq = seq;
+        self.sink_states = sinks;
         self.pipeline.sinks_committed(seq);
         tracing::debug!(bytes, seq, partitions = self.offsets.len(), "snapshot written");
         Ok(())
@@ -528,5 +534,71 @@ mod tests {
         create_dir_durable(&deep).unwrap();
         assert!(deep.is_dir());
         create_dir_durable(&deep).unwrap();
+    }
+
+    fn checkpointer(dir: &Path) -> Checkpointer {
+        use crate::classify::Rules;
+        use crate::coverage::Accounts;
+        use crate::pipeline::Shared;
+        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &Rules::default());
+        let snapshots = SnapshotFile::new(dir);
+        let lock = snapshots.lock().unwrap();
+        let pipeline = Pipeline::new(Rules::default(), Policy::default(), shared, Default::default());
+        Checkpointer {
+            pipeline,
+            offsets: BTreeMap::from([(("t".to_string(), 0), 5)]),
+            replayed: Vec::new(),
+            source: None,
+            sink_states: BTreeMap::new(),
+            snapshots,
+            seq: 0,
+            last_checkpoint: Instant::now(),
+            failed_commits: 0,
+            poisoned: false,
+            _state_lock: lock,
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_is_its_own_result_and_repeated_makes_the_daemon_not_ready() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = checkpointer(dir.path());
+        let shared = cp.pipeline.shared().clone();
+        shared.health.state_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+        shared.health.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        let refuse = |_: &BTreeMap<Partition, i64>| Err("NOT_COORDINATOR".to_string());
+        for n in 1..=COMMIT_FAILURES_NOT_READY {
+            let err = cp.checkpoint(Some(&refuse)).unwrap_err();
+            assert!(matches!(err, CheckpointError::Commit(_)), "{err}");
+            // The snapshot is durable all the same: it holds the offsets.
+            assert_eq!(SnapshotFile::new(dir.path()).read().unwrap().unwrap().seq, n as u64);
+        }
+        let why = shared.health.not_ready().expect("not ready after repeated commit failures");
+        assert!(why.contains("offset commits"), "{why}");
+        let text = shared.metrics.render();
+        assert!(text.contains("mfawatch_checkpoints_total{result=\"commit_failed\"} 3"), "{text}");
+        cp.checkpoint(Some(&|_: &BTreeMap<Partition, i64>| Ok(()))).unwrap();
+        assert_eq!(shared.health.not_ready(), None);
+    }
+
+    #[test]
+    fn a_snapshot_that_cannot_be_written_commits_nothing_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cp = checkpointer(dir.path());
+        let shared = cp.pipeline.shared().clone();
+        shared.health.state_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
+        shared.health.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The state directory disappears under the daemon: the temporary file cannot be made.
+        cp.snapshots = SnapshotFile::new(&dir.path().join("gone/and/a/file\0name"));
+        let committed = std::cell::Cell::new(false);
+        let commit = |_: &BTreeMap<Partition, i64>| {
+            committed.set(true);
+            Ok(())
+        };
+        let err = cp.checkpoint(Some(&commit)).unwrap_err();
+        assert!(matches!(err, CheckpointError::Failed(_)), "{err}");
+        assert!(!committed.get(), "no offset commit without a durable snapshot");
+        assert!(shared.health.not_ready().unwrap().contains("checkpoint failing"));
+        assert_eq!(cp.seq, 0, "the next attempt reuses the checkpoint number");
     }
 }

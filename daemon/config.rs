@@ -263,6 +263,11 @@ pub struct FatigueRuleConfig {
     /// ...within this long, followed by a successful sign-in within this long of the last one.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// How far behind the newest sign-in seen (event time) a prompt or
+    /// success may arrive and still be matched: partitions are read at
+    /// different paces. Interactive sign-ins of this long are kept.
+    #[serde(with = "humantime_serde")]
+    pub reorder_tolerance: Duration,
 }
 
 /// `legacy_auth_attempt`: failed legacy sign-ins, per source IP per hour.
@@ -321,7 +326,12 @@ impl Default for AlertRulesConfig {
 
 impl Default for FatigueRuleConfig {
     fn default() -> Self {
-        FatigueRuleConfig { enabled: true, failures: 3, window: Duration::from_secs(600) }
+        FatigueRuleConfig {
+            enabled: true,
+            failures: 3,
+            window: Duration::from_secs(600),
+            reorder_tolerance: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -638,18 +648,18 @@ impl Config {
             return invalid("alerts.resolve_after", "at least 1m".into());
         }
         let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-        if let Some(am) = &a.alertmanager {
-            if am.urls.is_empty() || am.urls.len() > 6 || !am.urls.iter().all(|u| url_ok(u)) {
-                return invalid(
-                    "alerts.alertmanager.urls",
-                    "list 1 to 6 Alertmanager URLs, each http:// or https://".into(),
-                );
-            }
+        if let Some(am) = &a.alertmanager
+            && (am.urls.is_empty() || am.urls.len() > 6 || !am.urls.iter().all(|u| url_ok(u)))
+        {
+            return invalid(
+                "alerts.alertmanager.urls",
+                "list 1 to 6 Alertmanager URLs, each http:// or https://".into(),
+            );
         }
-        if let Some(w) = &a.webhook {
-            if !url_ok(&w.url) {
-                return invalid("alerts.webhook.url", format!("{:?}: an http:// or https:// URL", w.url));
-            }
+        if let Some(w) = &a.webhook
+            && !url_ok(&w.url)
+        {
+            return invalid("alerts.webhook.url", format!("{:?}: an http:// or https:// URL", w.url));
         }
         if let Some(api) = &a.api_url
             && !url_ok(api)
@@ -657,10 +667,14 @@ impl Config {
             return invalid("alerts.api_url", format!("{api:?}: an http:// or https:// URL"));
         }
         let f = &a.rules.mfa_fatigue;
-        if f.failures < 2 || f.window < Duration::from_secs(60) || f.window > Duration::from_secs(6 * 3600) {
+        if f.failures < 2
+            || f.window < Duration::from_secs(60)
+            || f.window > Duration::from_secs(6 * 3600)
+            || f.reorder_tolerance > Duration::from_secs(24 * 3600)
+        {
             return invalid(
                 "alerts.rules.mfa_fatigue",
-                "failures at least 2, window from 1m to 6h (defaults 3 and 10m)".into(),
+                "failures at least 2, window from 1m to 6h, reorder_tolerance at most 24h (defaults 3, 10m, 1h)".into(),
             );
         }
         if a.rules.legacy_auth_attempt.min_attempts == 0 {

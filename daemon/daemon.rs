@@ -161,7 +161,8 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         Mode::Replay { alerts } => alerts,
     };
     if config.alerts.enabled && alerts_on {
-        let alerts = crate::alerts::Alerts::start(config, shared.clone(), state.sinks.get(crate::alerts::NAME))?;
+        let alerts = crate::alerts::Alerts::start(config, shared.clone(), state.sinks.get(crate::alerts::NAME))
+            .map_err(|e| e.context(format!("{}", SnapshotFile::new(&config.checkpoint.dir).path().display())))?;
         pipeline.add_sink(Box::new(alerts));
     }
     shared.health.state_loaded.store(true, Ordering::Relaxed);
@@ -170,6 +171,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         offsets: state.offsets,
         replayed: state.replayed,
         source: state.source,
+        sink_states: state.sinks,
         snapshots,
         seq: state.seq,
         last_checkpoint: Instant::now(),

@@ -38,6 +38,9 @@ pub struct Shared {
     pub metrics: Metrics,
     pub health: Health,
     pub alerts: crate::alerts::Recent,
+    /// The partitions the source holds now, and since when: sinks that wait
+    /// for every source (alerts' reordering window) know whom to wait for.
+    assigned: std::sync::Mutex<Vec<(String, i32, std::time::Instant)>>,
 }
 
 impl Shared {
@@ -48,7 +51,23 @@ impl Shared {
             metrics: Metrics::new(rules),
             health: Health::default(),
             alerts: crate::alerts::Recent::default(),
+            assigned: Default::default(),
         })
+    }
+
+    /// The source was given (`true`) or lost partitions.
+    pub fn set_assigned(&self, partitions: &[(String, i32)], assigned: bool) {
+        let mut held = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|(t, p, _)| !partitions.iter().any(|(t2, p2)| t == t2 && p == p2));
+        if assigned {
+            let now = std::time::Instant::now();
+            held.extend(partitions.iter().map(|(t, p)| (t.clone(), *p, now)));
+        }
+    }
+
+    /// The partitions the source holds, and since when.
+    pub fn assigned(&self) -> Vec<(String, i32, std::time::Instant)> {
+        self.assigned.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The privileged and excluded accounts as they are now.
@@ -288,7 +307,7 @@ impl Pipeline {
         let mut states = BTreeMap::new();
         for sink in &mut self.sinks {
             let name = sink.name();
-            if let Some(state) = sink.prepare(seq).map_err(|e| e.context(format!("{name}")))? {
+            if let Some(state) = sink.prepare(seq).map_err(|e| e.context(name))? {
                 states.insert(name.to_owned(), state);
             }
         }

@@ -29,6 +29,10 @@ struct State {
     attempts: HashMap<(String, i64), Attempts>,
     /// The newest event time seen (Unix seconds).
     watermark: i64,
+    /// The low watermark the state was last pruned to: after a restart,
+    /// before the sources have been heard from again, nothing older is kept
+    /// and nothing newer is dropped.
+    pruned_to: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,8 +46,13 @@ struct FatigueEvent {
     time: i64,
     /// The record's identity: the same record delivered twice counts once.
     record: String,
-    /// `None` for an MFA failure; the sign-in for a success.
-    success: Option<Box<SignInFacts>>,
+    success: bool,
+    /// The sign-in, kept for failures and for successes of a user with
+    /// failures already known: a success with none is kept small (most
+    /// successes never end an attack), and if failures arriving later make
+    /// it qualify, the alert tells it by the last prompt denied.
+    facts: Option<Box<SignInFacts>>,
+    record_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -69,7 +78,17 @@ pub struct Alerts {
     state: State,
     delivery: Delivery,
     rates: BTreeMap<Rule, RateWindow>,
+    /// Per source (partition or file): the newest event time read from it and
+    /// when it was last heard from. Partitions are read at different paces (a
+    /// backlog is fetched partition by partition, megabytes at a time), so
+    /// what may be forgotten is decided by the slowest source still sending,
+    /// not by the newest sign-in: that is what keeps the rules independent of
+    /// the interleaving.
+    sources: Vec<(std::sync::Arc<str>, i32, i64, std::time::Instant)>,
 }
+
+/// A source silent this long no longer holds back what may be forgotten.
+const IDLE_SOURCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What the sink keeps in the snapshot.
 #[derive(Serialize, Deserialize)]
@@ -102,6 +121,7 @@ impl Alerts {
             state,
             delivery,
             rates: BTreeMap::new(),
+            sources: Vec::new(),
         })
     }
 
@@ -230,12 +250,15 @@ impl Alerts {
     /// mfa_fatigue: at least N MFA denials or unanswered prompts within M,
     /// then a success within M of the last one; every success that qualifies
     /// alerts once, whatever order the sign-ins arrive in.
-    fn fatigue(&mut self, user: &str, event: FatigueEvent) {
+    fn fatigue(&mut self, user: &str, mut event: FatigueEvent) {
         let cfg = &self.config.rules.mfa_fatigue;
         let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
         let events = self.state.fatigue.entry(user.to_owned()).or_default();
         if events.iter().any(|e| e.record == event.record) {
             return;
+        }
+        if event.success && !events.iter().any(|e| !e.success) {
+            event.facts = None;
         }
         let at = events.partition_point(|e| e.time <= event.time);
         let time = event.time;
@@ -243,32 +266,39 @@ impl Alerts {
         if events.len() > FATIGUE_EVENTS_PER_USER {
             events.remove(0);
         }
-        let failures: Vec<i64> = events.iter().filter(|e| e.success.is_none()).map(|e| e.time).collect();
+        let failures: Vec<&FatigueEvent> = events.iter().filter(|e| !e.success).collect();
         if failures.len() < n {
             return;
         }
         let mut fired = Vec::new();
-        for e in events.iter().filter(|e| (e.time - time).abs() <= 2 * m) {
-            let Some(success) = &e.success else { continue };
+        for s in events.iter().filter(|e| e.success && (e.time - time).abs() <= 2 * m) {
             // The largest burst: N+ failures within M, the last within M before the success.
             let burst = failures
                 .iter()
-                .filter(|&&last| last <= e.time && e.time - last <= m)
-                .map(|&last| failures.iter().filter(|&&f| f <= last && last - f <= m).count())
-                .max()
-                .unwrap_or(0);
-            if burst >= n {
-                fired.push((e.record.clone(), success.clone(), burst));
+                .filter(|last| last.time <= s.time && s.time - last.time <= m)
+                .map(|last| (failures.iter().filter(|f| f.time <= last.time && last.time - f.time <= m).count(), last))
+                .max_by_key(|(count, last)| (*count, last.time));
+            if let Some((count, last)) = burst.filter(|(count, _)| *count >= n) {
+                let mut facts = match (&s.facts, &last.facts) {
+                    (Some(f), _) => (**f).clone(),
+                    (None, Some(f)) => (**f).clone(),
+                    (None, None) => SignInFacts::default(),
+                };
+                facts.time = rfc3339(s.time);
+                facts.record_id = s.record_id.clone();
+                facts.outcome_code = Some(0);
+                fired.push((s.record.clone(), facts, count));
             }
         }
-        for (record, success, burst) in fired {
+        for (record, facts, burst) in fired {
             let summary = format!(
-                "MFA fatigue: {burst} MFA prompts denied or unanswered for {}, then a successful sign-in{}{}",
-                who(&success),
-                from(&success),
-                success.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default()
+                "MFA fatigue: {burst} MFA prompts denied or unanswered for {} within {} minutes, then a successful sign-in{}{}",
+                who(&facts),
+                m / 60,
+                from(&facts),
+                facts.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default()
             );
-            let draft = AlertDraft::new(&success, summary).failures(burst as u32);
+            let draft = AlertDraft::new(&facts, summary).failures(burst as u32);
             self.emit(Rule::MfaFatigue, Severity::Critical, user, &record, draft);
         }
     }
@@ -309,18 +339,61 @@ impl Alerts {
     /// Forgets what no rule can use any more (older than the window any rule
     /// looks back over, in event time).
     fn prune(&mut self) {
-        let horizon = self.state.watermark
-            - (self.config.max_age.as_secs() as i64).max(3 * self.config.rules.mfa_fatigue.window.as_secs() as i64)
+        let low = self.low_watermark();
+        self.state.pruned_to = low;
+        let horizon = low
+            - (self.config.max_age.as_secs() as i64)
             - Rule::ALL.iter().map(|&r| self.cooldown(r)).max().unwrap_or(0)
             - 3600;
         self.state.made.retain(|_, m| m.time >= horizon);
-        let fatigue_horizon = self.state.watermark - 3 * self.config.rules.mfa_fatigue.window.as_secs() as i64;
+        let f = &self.config.rules.mfa_fatigue;
+        let fatigue_horizon = low - 2 * f.window.as_secs() as i64 - f.reorder_tolerance.as_secs() as i64;
         self.state.fatigue.retain(|_, events| {
             events.retain(|e| e.time >= fatigue_horizon);
             !events.is_empty()
         });
-        let hour = self.state.watermark.div_euclid(3600);
+        let hour = low.div_euclid(3600);
         self.state.attempts.retain(|(_, h), _| *h >= hour - 1);
+    }
+
+    /// Notes that `position`'s source has been read up to event time `time`.
+    fn heard(&mut self, position: &crate::source::Position, time: i64) {
+        use crate::source::Position;
+        let (name, partition) = match position {
+            Position::Kafka { topic, partition, .. } => (topic, *partition),
+            Position::File { path, .. } => (path, -1),
+        };
+        let now = std::time::Instant::now();
+        match self
+            .sources
+            .iter_mut()
+            .find(|(n, p, _, _)| *p == partition && (std::sync::Arc::ptr_eq(n, name) || n == name))
+        {
+            Some(source) => (source.2, source.3) = (source.2.max(time), now),
+            None => self.sources.push((name.clone(), partition, time, now)),
+        }
+    }
+
+    /// The event time every source still sending has been read up to: the
+    /// oldest of the sources heard from lately. A partition assigned but not
+    /// heard from yet holds everything back (it may hold the other half of a
+    /// burst), until it has been silent for [`IDLE_SOURCE`].
+    fn low_watermark(&self) -> i64 {
+        let now = std::time::Instant::now();
+        let mut low = i64::MAX;
+        for (topic, partition, since) in self.shared.assigned() {
+            let heard = self.sources.iter().find(|s| s.1 == partition && *s.0 == topic);
+            match heard {
+                Some(s) if now.duration_since(s.3) < IDLE_SOURCE => low = low.min(s.2),
+                Some(_) => {}
+                None if now.duration_since(since) < IDLE_SOURCE => return i64::MIN / 2,
+                None => {}
+            }
+        }
+        for s in self.sources.iter().filter(|s| s.1 < 0 && now.duration_since(s.3) < IDLE_SOURCE) {
+            low = low.min(s.2);
+        }
+        if low == i64::MAX { self.state.pruned_to } else { low }
     }
 }
 
@@ -423,10 +496,11 @@ impl Sink for Alerts {
 
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
         let v = event.verdict;
+        let time = event.record.time.timestamp();
+        self.heard(event.position, time);
         if v.subject != Subject::User {
             return;
         }
-        let time = event.record.time.timestamp();
         self.state.watermark = self.state.watermark.max(time);
         let labels = v.labels;
         let (legacy, mfa, risky) = (
@@ -464,8 +538,14 @@ impl Sink for Alerts {
             self.emit(rule, severity, user, &identity, AlertDraft::new(&facts, summary));
         }
         if fatigue {
-            let success = v.success.then(|| Box::new(facts.clone()));
-            self.fatigue(user, FatigueEvent { time, record: identity, success });
+            let event = FatigueEvent {
+                time,
+                record: identity,
+                success: v.success,
+                facts: Some(Box::new(facts.clone())),
+                record_id: facts.record_id.clone(),
+            };
+            self.fatigue(user, event);
         }
         if attempt {
             self.attempt(facts, time);
@@ -576,5 +656,312 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
         Rule::MfaFatigue | Rule::RegistrationOverdue | Rule::LegacyAuthAttempt => {
             (Severity::Warning, format!("{} for {}", rule.as_str(), who(f)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Rules, classify};
+    use crate::decode::{Item, decode_message};
+    use crate::source::Position;
+    use chrono::TimeZone as _;
+
+    const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    const BOB: &str = "1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+
+    fn alerts(extra: &str) -> (Alerts, Arc<Shared>) {
+        let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
+        let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
+        (Alerts::start(&config, shared.clone(), None).unwrap(), shared)
+    }
+
+    /// A sign-in record: who, when (minutes after 2025-06-10 09:00), how it ended.
+    struct R {
+        user: &'static str,
+        minute: i64,
+        code: i64,
+        client: &'static str,
+        mfa: bool,
+        interactive: bool,
+        risk: &'static str,
+        id: String,
+    }
+
+    fn r(user: &'static str, minute: i64) -> R {
+        R { user, minute, code: 0, client: "Browser", mfa: true, interactive: true, risk: "none", id: String::new() }
+    }
+
+    impl R {
+        fn json(&self) -> String {
+            let time =
+                chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap() + chrono::Duration::minutes(self.minute);
+            let id = if self.id.is_empty() {
+                format!("{}-{}-{}", self.user, self.minute, self.code)
+            } else {
+                self.id.clone()
+            };
+            let details = if self.code == 500121 { "MFA denied; user declined the authentication" } else { "" };
+            format!(
+                r#"{{"time":"{t}","category":"{c}","properties":{{"id":"{id}","createdDateTime":"{t}","userId":"{u}","userPrincipalName":"{u}@contoso.example","status":{{"errorCode":{code},"additionalDetails":"{details}"}},"clientAppUsed":"{client}","authenticationRequirement":"{req}","riskLevelDuringSignIn":"{risk}","riskState":"{state}","ipAddress":"203.0.113.7","location":{{"countryOrRegion":"NL"}},"appDisplayName":"Office 365"}}}}"#,
+                t = time.to_rfc3339(),
+                c = if self.interactive { "SignInLogs" } else { "NonInteractiveUserSignInLogs" },
+                u = self.user,
+                code = self.code,
+                client = self.client,
+                req = if self.mfa { "multiFactorAuthentication" } else { "singleFactorAuthentication" },
+                risk = self.risk,
+                state = if self.risk == "high" { "atRisk" } else { "none" },
+            )
+        }
+    }
+
+    fn feed(a: &mut Alerts, record: &R, privileged: bool, excluded: bool) {
+        let json = record.json();
+        let items = decode_message(json.as_bytes());
+        let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
+        let verdict = classify(s, &Rules::default());
+        let position = Position::File { path: "t".into(), line: 1 };
+        a.sign_in(&SignInEvent { record: s, verdict: &verdict, position: &position, index: 0, privileged, excluded });
+    }
+
+    fn made(shared: &Shared) -> Vec<(Rule, Severity, String, u64)> {
+        let (_, list) = shared.alerts.list(None, None, 1000);
+        let mut out: Vec<_> =
+            list.into_iter().map(|a| (a.rule, a.severity, a.sign_in.user_key.unwrap_or_default(), a.count)).collect();
+        out.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2)));
+        out
+    }
+
+    #[test]
+    fn a_successful_legacy_sign_in_alerts_critical_for_a_privileged_user_and_a_failed_one_does_not() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(BOB, 0) }, true, false);
+        feed(&mut a, &R { client: "POP3", code: 50126, ..r(ANN, 5) }, false, false);
+        let got = made(&shared);
+        assert!(got.contains(&(Rule::LegacyAuthSuccess, Severity::Warning, ANN.into(), 1)), "{got:?}");
+        assert!(got.contains(&(Rule::LegacyAuthSuccess, Severity::Critical, BOB.into(), 1)), "{got:?}");
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), Some(ANN), 10);
+        let summary = &list[0].summary;
+        assert!(
+            summary.contains("IMAP4") && summary.contains("203.0.113.7 (NL)") && summary.contains("without MFA"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn a_privileged_users_counted_sign_in_without_mfa_alerts() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &R { mfa: false, ..r(ANN, 0) }, true, false);
+        feed(&mut a, &r(BOB, 0), true, false); // with MFA
+        feed(&mut a, &R { mfa: false, interactive: false, ..r(BOB, 1) }, true, false); // not counted
+        feed(&mut a, &R { mfa: false, ..r(BOB, 2) }, false, false); // not privileged
+        assert_eq!(made(&shared), vec![(Rule::PrivilegedSingleFactor, Severity::Critical, ANN.into(), 1)]);
+    }
+
+    #[test]
+    fn risky_sign_ins_alert_without_mfa_and_with_mfa_only_when_switched_on() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &R { mfa: false, risk: "high", ..r(ANN, 0) }, false, false);
+        feed(&mut a, &R { mfa: true, risk: "high", ..r(BOB, 0) }, false, false);
+        assert_eq!(made(&shared), vec![(Rule::RiskyWithoutMfa, Severity::Critical, ANN.into(), 1)]);
+        let (mut a, shared) = alerts("[alerts.rules.risky_with_mfa]\nenabled = true\ncooldown = \"1h\"\n");
+        feed(&mut a, &R { mfa: true, risk: "high", ..r(BOB, 0) }, false, false);
+        assert_eq!(made(&shared), vec![(Rule::RiskyWithMfa, Severity::Warning, BOB.into(), 1)]);
+    }
+
+    #[test]
+    fn every_break_glass_sign_in_alerts_success_or_failure() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &R { code: 50126, ..r(ANN, 0) }, false, true);
+        feed(&mut a, &r(ANN, 1), false, true);
+        let got = made(&shared);
+        assert_eq!(got.len(), 2, "cooldown 0: each sign-in is its own alert: {got:?}");
+        assert!(got.iter().all(|g| g.0 == Rule::BreakGlassSignin && g.1 == Severity::Critical));
+        // The same record delivered twice is one alert.
+        feed(&mut a, &r(ANN, 1), false, true);
+        assert_eq!(made(&shared).len(), 2);
+    }
+
+    #[test]
+    fn repeats_inside_the_cooldown_count_on_the_alert_already_made() {
+        let (mut a, shared) = alerts("");
+        for minute in [1, 20, 40] {
+            feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, minute) }, false, false);
+        }
+        assert_eq!(made(&shared), vec![(Rule::LegacyAuthSuccess, Severity::Warning, ANN.into(), 3)]);
+        // The next window (event time, aligned to the cooldown) is a new alert.
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 75) }, false, false);
+        assert_eq!(made(&shared).len(), 2);
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("mfawatch_alerts_suppressed_total{reason=\"cooldown\",rule=\"legacy_auth_success\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn past_the_rate_limit_alerts_are_held_back_counted_and_summed_up() {
+        let (mut a, shared) = alerts("rate_limit_per_minute = 2\n");
+        let users = [ANN, BOB, "2f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "3f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"];
+        for user in users {
+            feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(user, 0) }, false, false);
+        }
+        assert_eq!(made(&shared).len(), 2);
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("mfawatch_alerts_suppressed_total{reason=\"rate_limit\",rule=\"legacy_auth_success\"} 2"),
+            "{text}"
+        );
+        // When the minute is over, one alert says how many were held back.
+        let minute = Utc::now().timestamp().div_euclid(60);
+        a.roll_rates(minute + 1);
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), None, 10);
+        assert_eq!(list.len(), 3);
+        assert!(list[0].summary.contains("2 more legacy_auth_success alerts"), "{}", list[0].summary);
+        assert_eq!(list[0].count, 2);
+    }
+
+    #[test]
+    fn sign_ins_older_than_max_age_update_state_but_do_not_page() {
+        let (mut a, shared) = alerts("");
+        a.config.max_age = std::time::Duration::from_secs(86_400);
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
+        assert!(made(&shared).is_empty());
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("mfawatch_alerts_suppressed_total{reason=\"stale\",rule=\"legacy_auth_success\"} 1"),
+            "{text}"
+        );
+        assert_eq!(a.state.made.len(), 1, "the state knows it");
+    }
+
+    fn fatigue_ids(records: &[R]) -> Vec<String> {
+        let (mut a, shared) = alerts("");
+        for record in records {
+            feed(&mut a, record, false, false);
+        }
+        let (_, list) = shared.alerts.list(Some(Rule::MfaFatigue), None, 100);
+        let mut ids: Vec<String> = list.into_iter().map(|a| a.id).collect();
+        ids.sort();
+        ids
+    }
+
+    fn denied(user: &'static str, minute: i64) -> R {
+        R { code: 500121, ..r(user, minute) }
+    }
+
+    #[test]
+    fn mfa_fatigue_needs_enough_prompts_close_together_then_a_success_soon_after() {
+        let burst = || vec![denied(ANN, 0), denied(ANN, 2), R { code: 50074, ..r(ANN, 4) }];
+        let mut records = burst();
+        records.push(r(ANN, 9));
+        assert_eq!(fatigue_ids(&records).len(), 1);
+        // Two prompts are not enough.
+        assert!(fatigue_ids(&[denied(ANN, 0), denied(ANN, 2), r(ANN, 5)]).is_empty());
+        // Prompts spread over more than the window are not a burst.
+        assert!(fatigue_ids(&[denied(ANN, 0), denied(ANN, 6), denied(ANN, 12), r(ANN, 13)]).len().eq(&0));
+        // A success longer than the window after the last prompt is not the end of one.
+        let mut late = burst();
+        late.push(r(ANN, 16));
+        assert!(fatigue_ids(&late).is_empty());
+        // A success before the prompts is not one either.
+        let mut before = vec![r(ANN, -1)];
+        before.extend(burst());
+        assert!(fatigue_ids(&before).is_empty());
+    }
+
+    #[test]
+    fn mfa_fatigue_gives_the_same_alerts_in_any_arrival_order() {
+        let records =
+            || vec![denied(ANN, 0), denied(ANN, 1), denied(ANN, 3), r(ANN, 6), r(ANN, 8), denied(BOB, 0), r(BOB, 1)];
+        let expected = fatigue_ids(&records());
+        assert_eq!(expected.len(), 2, "both of ann's successes follow the burst");
+        // Every rotation and the reverse: partitions interleave in any way.
+        let n = records().len();
+        for shift in 0..n {
+            let mut order = records();
+            order.rotate_left(shift);
+            assert_eq!(fatigue_ids(&order), expected, "rotated by {shift}");
+            order.reverse();
+            assert_eq!(fatigue_ids(&order), expected, "reversed, rotated by {shift}");
+        }
+    }
+
+    #[test]
+    fn alert_ids_are_the_same_in_every_run() {
+        let records = [R { client: "IMAP4", mfa: false, ..r(ANN, 0) }];
+        let ids = |_: u8| {
+            let (mut a, shared) = alerts("");
+            feed(&mut a, &records[0], false, false);
+            shared.alerts.list(None, None, 10).1.into_iter().map(|a| a.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(1), ids(2));
+        assert_eq!(ids(1)[0], alert_id(Rule::LegacyAuthSuccess, ANN, &format!("window {}", records[0].time() / 3600)));
+    }
+
+    impl R {
+        fn time(&self) -> i64 {
+            (chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap() + chrono::Duration::minutes(self.minute))
+                .timestamp()
+        }
+    }
+
+    #[test]
+    fn a_user_becoming_registration_overdue_alerts_once_per_pending_period() {
+        use crate::coverage::Observation;
+        let (mut a, shared) = alerts("");
+        let mut coverage = Coverage::new(Policy::default());
+        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
+        let o = |time, registration_required, any_mfa| Observation {
+            key: ANN,
+            upn: Some("ann@contoso.example"),
+            display_name: None,
+            user_type: Some("Member"),
+            time,
+            counted: false,
+            mfa: false,
+            single_factor: false,
+            legacy: false,
+            registration_required,
+            any_mfa,
+            app: None,
+            client_app: "Browser",
+        };
+        coverage.observe(&o(t0, true, false));
+        coverage.observe(&o(t0 + chrono::Duration::days(20), false, false));
+        a.review(&coverage, &Accounts::default());
+        a.review(&coverage, &Accounts::default());
+        let got = made(&shared);
+        assert_eq!(got, vec![(Rule::RegistrationOverdue, Severity::Warning, ANN.into(), 1)]);
+        // Registered (MFA), then pending again later: a new period, a new alert.
+        coverage.observe(&o(t0 + chrono::Duration::days(21), false, true));
+        a.review(&coverage, &Accounts::default());
+        coverage.observe(&o(t0 + chrono::Duration::days(22), true, false));
+        coverage.observe(&o(t0 + chrono::Duration::days(40), false, false));
+        a.review(&coverage, &Accounts::default());
+        assert_eq!(made(&shared).len(), 2);
+    }
+
+    #[test]
+    fn the_outbox_and_rule_state_survive_a_restart_through_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        // A receiver that never answers: alerts wait in the outbox.
+        let extra = "[alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n";
+        let (mut a, _) = alerts(extra);
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
+        let saved = a.prepare(1).unwrap().unwrap();
+        drop(a);
+        let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
+        let config = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
+        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
+        let mut b = Alerts::start(&config, shared.clone(), Some(&saved)).unwrap();
+        assert_eq!(b.delivery.pending().len(), 1, "the waiting alert is still there");
+        // The same sign-in read again after the restart is the same alert, counted once more.
+        feed(&mut b, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
+        assert_eq!(b.delivery.pending().len(), 1);
+        assert_eq!(b.delivery.pending()[0].alert.count, 2);
     }
 }

@@ -429,6 +429,9 @@ impl ConsumerContext for Context {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let refused = self.place(consumer, tpl);
+                let held: Vec<Partition> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                self.shared.set_assigned(&held, true);
                 tracing::info!(partitions = tpl.count(), refused = refused.len(), "partitions assigned");
                 let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = result {
@@ -452,6 +455,9 @@ impl ConsumerContext for Context {
                 if let Err(e) = self.checkpointer().checkpoint(Some(&commit)) {
                     tracing::error!(error = %e, "checkpoint on partition revoke failed");
                 }
+                let lost: Vec<Partition> =
+                    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+                self.shared.set_assigned(&lost, false);
                 let mut parts = self.partitions();
                 for e in tpl.elements() {
                     self.shared.metrics.forget_partition(e.topic(), e.partition());

@@ -412,3 +412,145 @@ impl Drop for Prometheus {
         }
     }
 }
+
+/// Debian's Alertmanager (`prometheus-alertmanager`) on a loopback port,
+/// routing everything to a receiver that sends nothing.
+pub struct Alertmanager {
+    pub port: u16,
+    pub url: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub fn start() -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        let mut am = Alertmanager { port: free_port(), url: String::new(), child: None, dir };
+        am.url = format!("http://127.0.0.1:{}", am.port);
+        am.restart();
+        am
+    }
+
+    /// Starts it (again, on the same port; its alerts start empty).
+    pub fn restart(&mut self) {
+        self.stop();
+        let config = self.dir.path().join("alertmanager.yml");
+        std::fs::write(&config, "route:\n  receiver: silent\n  group_wait: 1h\nreceivers:\n  - name: silent\n")
+            .unwrap();
+        let child = Command::new(alertmanager_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", self.dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertmanager is installed (tests/run installs prometheus-alertmanager)");
+        self.child = Some(child);
+        let url = format!("{}/-/ready", self.url);
+        wait_for("alertmanager to be ready", Duration::from_secs(30), || ureq::get(&url).call().is_ok());
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The alerts it holds (GET /api/v2/alerts).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let mut response = ureq::get(&format!("{}/api/v2/alerts", self.url)).call().unwrap();
+        serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// (rule, user) of every alert it holds.
+    pub fn rule_users(&self) -> std::collections::BTreeSet<(String, String)> {
+        self.alerts()
+            .iter()
+            .map(|a| {
+                let label = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+                (label("rule"), label("user"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn alertmanager_binary() -> PathBuf {
+    ["prometheus-alertmanager", "alertmanager"]
+        .iter()
+        .find_map(|name| which(name).ok())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/prometheus-alertmanager"))
+}
+
+/// Requests a receiver got: each one's headers (lower-cased names) and JSON body.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, serde_json::Value)>>>;
+
+/// A webhook receiver on a loopback port: records each POST's headers and
+/// JSON body, answers 200 (or 503 while `refuse` is set).
+pub struct Webhook {
+    pub url: String,
+    pub requests: Received,
+    pub refuse: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let requests: Received = Default::default();
+        let refuse = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, no) = (requests.clone(), refuse.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let len: usize =
+                    headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let status = if no.load(std::sync::atomic::Ordering::Relaxed) {
+                    "503 Service Unavailable"
+                } else {
+                    if let Ok(json) = serde_json::from_slice(&body) {
+                        seen.lock().unwrap().push((headers, json));
+                    }
+                    "200 OK"
+                };
+                let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Webhook { url, requests, refuse }
+    }
+
+    /// Every alert received, in order.
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, body)| body["alerts"].as_array().cloned().unwrap_or_default())
+            .collect()
+    }
+}

@@ -1,0 +1,235 @@
+//! Alerts that name the user, with the real receivers: Debian's Alertmanager
+//! and a webhook receiver, the daemon consuming a generated tenant from a
+//! real broker (tansu). The generator says which (rule, user) pairs should
+//! alert; the receivers must end up with exactly those — through a receiver
+//! outage and a kill -9 of the daemon.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{Alertmanager, Daemon, Tansu, Webhook, free_port, wait_for, write_config};
+use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
+use rand::{Rng, SeedableRng};
+
+const TOPIC: &str = "insights-logs-signinlogs";
+const PARTITIONS: i32 = 4;
+
+/// A day of a 300-user tenant, dense enough that a message spans about a
+/// minute of sign-ins, with MFA fatigue attacks planted.
+fn spec(seed: u64) -> TenantSpec {
+    TenantSpec {
+        users: 300,
+        records: 6_000,
+        days: 1,
+        seed,
+        end: chrono::Utc::now() - chrono::Duration::hours(1),
+        format: Format::Envelope,
+        records_per_message: 5,
+        malformed_per_10k: 0,
+        fatigue_per_10k: 25,
+    }
+}
+
+struct Scenario {
+    messages: Vec<Vec<u8>>,
+    expected: BTreeSet<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+/// The tenant's messages, the alerts the generator expects, and a config
+/// directory with the privileged (admins) file.
+fn scenario(seed: u64) -> Scenario {
+    let spec = spec(seed);
+    let mut generator = Generator::new(spec.clone());
+    let messages: Vec<Vec<u8>> = generator.by_ref().collect();
+    let expected = generator.expected_alerts();
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = Tenant::new(&spec);
+    let admins: Vec<String> = tenant.users.iter().filter(|u| u.admin).map(|u| u.upn.clone()).collect();
+    std::fs::write(dir.path().join("privileged.txt"), admins.join("\n")).unwrap();
+    Scenario { messages, expected, dir }
+}
+
+/// The daemon's extra configuration: admins privileged, break-glass
+/// accounts excluded, no alert too old or too many for the test, `receivers`.
+fn alerts_config(dir: &std::path::Path, seed: u64, receivers: &str) -> String {
+    let break_glass: Vec<String> =
+        Tenant::new(&spec(seed)).users.iter().filter(|u| u.break_glass).map(|u| format!("{:?}", u.upn)).collect();
+    format!(
+        "\n[coverage]\nprivileged_file = {:?}\nexcluded = [{}]\n\n[alerts]\nmax_age = \"30d\"\nrate_limit_per_minute = 1000000\n{receivers}\n",
+        dir.join("privileged.txt").display().to_string(),
+        break_glass.join(", ")
+    )
+}
+
+fn consumed(tansu: &Tansu, group: &str, messages: usize) -> bool {
+    tansu.group_progress(group, TOPIC, PARTITIONS).iter().map(|(c, _)| *c).sum::<i64>() == messages as i64
+}
+
+fn delivered(daemon: &Daemon) -> bool {
+    daemon.metric("mfawatch_alerts_total") > 0.0 && daemon.metric("mfawatch_alert_outbox ") == 0.0
+}
+
+fn kinds(expected: &BTreeSet<(String, String)>) -> BTreeSet<&str> {
+    expected.iter().map(|(r, _)| r.as_str()).collect()
+}
+
+#[test]
+fn alertmanager_gets_exactly_the_expected_alerts_even_after_an_outage() {
+    const SEED: u64 = 21;
+    let s = scenario(SEED);
+    assert!(
+        ["legacy_auth_success", "privileged_single_factor", "risky_without_mfa", "break_glass_signin", "mfa_fatigue"]
+            .iter()
+            .all(|k| kinds(&s.expected).contains(k)),
+        "the tenant has every kind of alert: {:?}",
+        kinds(&s.expected)
+    );
+    let mut am = Alertmanager::start();
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS);
+    let port = free_port();
+    let receivers = format!("[alerts.alertmanager]\nurls = [{:?}]\n", am.url);
+    let config = write_config(
+        s.dir.path(),
+        &tansu.bootstrap(),
+        TOPIC,
+        "am",
+        port,
+        &alerts_config(s.dir.path(), SEED, &receivers),
+    );
+    let daemon = Daemon::start(&config, port, &s.dir.path().join("daemon.log"), &[]);
+    daemon.wait_ready(Duration::from_secs(30));
+
+    // Alertmanager goes down; the tenant's sign-ins arrive meanwhile.
+    am.stop();
+    tansu.produce(TOPIC, PARTITIONS, &s.messages);
+    wait_for("the tenant to be consumed", Duration::from_secs(180), || consumed(&tansu, "am", s.messages.len()));
+    wait_for("deliveries to fail", Duration::from_secs(30), || {
+        daemon.metric("mfawatch_alert_deliveries_total{result=\"error\"") > 0.0
+    });
+    assert!(daemon.metric("mfawatch_alert_outbox ") > 0.0, "alerts wait");
+    assert_eq!(daemon.get("/readyz").unwrap().0, 200, "a receiver down does not make the daemon unready");
+
+    // Back: everything that waited arrives.
+    am.restart();
+    wait_for("the outbox to empty", Duration::from_secs(120), || delivered(&daemon));
+    let got = am.rule_users();
+    let missing: Vec<_> = s.expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&s.expected).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nextra {extra:?}");
+
+    // What an alert carries.
+    let alert = am.alerts().into_iter().find(|a| a["labels"]["rule"] == "legacy_auth_success").unwrap();
+    for key in ["alertname", "severity", "rule", "user", "upn", "alert_id"] {
+        assert!(alert["labels"][key].is_string(), "label {key}: {alert}");
+    }
+    for key in ["summary", "record_id", "correlation_id", "client_app", "ip", "country", "event_time"] {
+        assert!(alert["annotations"][key].is_string(), "annotation {key}: {alert}");
+    }
+    assert!(alert["generatorURL"].as_str().unwrap().contains("/api/v1/users/"), "{alert}");
+    // And the daemon lists them too.
+    let listed = daemon.json("/api/v1/alerts?rule=mfa_fatigue&limit=2000");
+    let fatigued = s.expected.iter().filter(|(r, _)| r == "mfa_fatigue").count();
+    assert!(listed["total"].as_u64().unwrap() as usize >= fatigued, "{listed}");
+    assert!(listed["alerts"][0]["summary"].as_str().unwrap().starts_with("MFA fatigue"), "{listed}");
+}
+
+#[test]
+fn kill_9_of_the_daemon_loses_no_alert() {
+    const SEED: u64 = 22;
+    let s = scenario(SEED);
+    let am = Alertmanager::start();
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS);
+    tansu.produce(TOPIC, PARTITIONS, &s.messages);
+    let port = free_port();
+    let receivers = format!("[alerts.alertmanager]\nurls = [{:?}]\n", am.url);
+    let config = write_config(
+        s.dir.path(),
+        &tansu.bootstrap(),
+        TOPIC,
+        "kill",
+        port,
+        &alerts_config(s.dir.path(), SEED, &receivers),
+    );
+    let log = s.dir.path().join("daemon.log");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for round in 0..3 {
+        let mut daemon = Daemon::start(&config, port, &log, &[]);
+        daemon.wait_ready(Duration::from_secs(30));
+        wait_for("some alerts", Duration::from_secs(60), || {
+            daemon.metric("mfawatch_alert_deliveries_total{result=\"ok\"") > 0.0
+                || consumed(&tansu, "kill", s.messages.len())
+        });
+        std::thread::sleep(Duration::from_millis(rng.random_range(100..1500)));
+        daemon.kill();
+        eprintln!("round {round}: killed with {} alerts at Alertmanager", am.alerts().len());
+    }
+    let daemon = Daemon::start(&config, port, &log, &[]);
+    daemon.wait_ready(Duration::from_secs(30));
+    wait_for("the tenant to be consumed", Duration::from_secs(180), || consumed(&tansu, "kill", s.messages.len()));
+    wait_for("the outbox to empty", Duration::from_secs(60), || daemon.metric("mfawatch_alert_outbox ") == 0.0);
+    let got = am.rule_users();
+    let missing: Vec<_> = s.expected.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&s.expected).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}\nextra {extra:?}");
+}
+
+#[test]
+fn the_webhook_gets_a_documented_payload_with_the_token_and_stable_ids_across_a_restart() {
+    const SEED_HOOK: u64 = 23;
+    let s = scenario(SEED_HOOK);
+    let hook = Webhook::start();
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS);
+    tansu.produce(TOPIC, PARTITIONS, &s.messages);
+    let receivers = format!("[alerts.webhook]\nurl = {:?}\ntoken_env = \"HOOK_TOKEN\"\n", hook.url);
+    let env = [("HOOK_TOKEN", "s3cret-token-value")];
+
+    // An uninterrupted run, and one killed midway, each with its own state and group.
+    let run = |group: &str, kills: usize| -> BTreeSet<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(s.dir.path().join("privileged.txt"), dir.path().join("privileged.txt")).unwrap();
+        let port = free_port();
+        let extra = alerts_config(dir.path(), SEED_HOOK, &receivers);
+        let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, group, port, &extra);
+        let log = dir.path().join("daemon.log");
+        let before = hook.alerts().len();
+        for _ in 0..kills {
+            let mut daemon = Daemon::start(&config, port, &log, &env);
+            daemon.wait_ready(Duration::from_secs(30));
+            wait_for("some alerts", Duration::from_secs(60), || hook.alerts().len() > before);
+            std::thread::sleep(Duration::from_millis(300));
+            daemon.kill();
+        }
+        let daemon = Daemon::start(&config, port, &log, &env);
+        daemon.wait_ready(Duration::from_secs(30));
+        wait_for("the tenant to be consumed", Duration::from_secs(180), || consumed(&tansu, group, s.messages.len()));
+        wait_for("the outbox to empty", Duration::from_secs(60), || delivered(&daemon));
+        assert!(!daemon.log_text().contains("s3cret-token-value"), "the token is never logged");
+        hook.alerts()[before..].iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()
+    };
+    let uninterrupted = run("hook-a", 0);
+    let restarted = run("hook-b", 1);
+    assert_eq!(restarted, uninterrupted, "the same alerts, with the same ids, whatever the restarts");
+
+    for (headers, body) in hook.requests.lock().unwrap().iter() {
+        assert!(headers.iter().any(|(k, v)| k == "authorization" && v == "Bearer s3cret-token-value"), "{headers:?}");
+        assert_eq!(body["version"], 1);
+        for alert in body["alerts"].as_array().unwrap() {
+            for key in ["id", "rule", "severity", "summary", "count", "created_at", "sign_in"] {
+                assert!(!alert[key].is_null(), "{key} in {alert}");
+            }
+            assert!(alert["sign_in"]["user_key"].is_string() && alert["sign_in"]["time"].is_string(), "{alert}");
+        }
+    }
+    let rule_users: BTreeSet<(String, String)> = hook
+        .alerts()
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap().to_string(), a["sign_in"]["user_key"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(rule_users, s.expected);
+}
