@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef};
+use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
 use crate::pipeline::Pipeline;
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
@@ -90,16 +90,17 @@ impl Replayed {
 #[derive(Deserialize)]
 struct SnapshotV1 {
     offsets: BTreeMap<Partition, i64>,
-    coverage: CoverageSnapshot,
+    coverage: CoverageSnapshotV3,
     written_at: i64,
 }
 
 /// Formats 2 and 3 (3 keeps registration failures as days, in the same
-/// bytes): before the checkpoint number, source and sink states.
+/// bytes): before the checkpoint number, source and sink states, and the
+/// coverage's risky sign-ins and counted identities.
 #[derive(Deserialize)]
 struct SnapshotV3 {
     offsets: BTreeMap<Partition, i64>,
-    coverage: CoverageSnapshot,
+    coverage: CoverageSnapshotV3,
     written_at: i64,
     replayed: Vec<Replayed>,
 }
@@ -269,19 +270,16 @@ impl SnapshotFile {
             source: None,
             sinks: BTreeMap::new(),
         };
+        // Format 3 keeps registration failures as a set of days.
+        let before_3 = version < 3;
         let snapshot = match version {
             1 => postcard::from_bytes::<SnapshotV1>(payload)
-                .map(|v| older(v.offsets, v.coverage, v.written_at, Vec::new())),
+                .map(|v| older(v.offsets, v.coverage.upgrade(before_3), v.written_at, Vec::new())),
             2 | 3 => postcard::from_bytes::<SnapshotV3>(payload)
-                .map(|v| older(v.offsets, v.coverage, v.written_at, v.replayed)),
+                .map(|v| older(v.offsets, v.coverage.upgrade(before_3), v.written_at, v.replayed)),
             _ => postcard::from_bytes::<Snapshot>(payload),
         };
-        let mut snapshot = snapshot.map_err(|e| damaged(e.to_string()))?;
-        // Format 3 keeps registration failures as a set of days.
-        if version < 3 {
-            snapshot.coverage.upgrade_registration_days();
-        }
-        Ok(Some(snapshot))
+        Ok(Some(snapshot.map_err(|e| damaged(e.to_string()))?))
     }
 }
 
@@ -327,8 +325,18 @@ pub struct Checkpointer {
     pub _state_lock: File,
 }
 
-/// How the source commits the offsets a checkpoint made durable.
-pub type Commit<'a> = &'a dyn Fn(&BTreeMap<Partition, i64>) -> Result<(), String>;
+/// How the source commits the offsets a checkpoint made durable:
+/// `Ok(Committed::Done)` once the broker took them, `Ok(Committed::Sent)`
+/// when the answer comes later (the source then reports it to
+/// [`crate::pipeline::Health`] itself), `Err` when the broker refused them.
+pub type Commit<'a> = &'a dyn Fn(&BTreeMap<Partition, i64>) -> Result<Committed, String>;
+
+/// What became of an offset commit, as far as the checkpoint can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Done,
+    Sent,
+}
 
 /// Commits after this many failures in a row make the daemon not ready.
 pub const COMMIT_FAILURES_NOT_READY: u32 = 3;
@@ -360,16 +368,20 @@ impl Checkpointer {
         }
         shared.health.set_checkpoint_problem(None);
         crate::testhooks::pause("checkpoint-before-commit");
-        if let Some(commit) = commit
-            && let Err(e) = commit(&self.offsets)
-        {
-            self.failed_commits += 1;
-            shared.metrics.checkpoint_result("commit_failed");
-            shared.health.set_commit_failures(self.failed_commits);
-            return Err(CheckpointError::Commit(e));
+        match commit.map(|commit| commit(&self.offsets)) {
+            Some(Err(e)) => {
+                self.failed_commits += 1;
+                shared.metrics.checkpoint_result("commit_failed");
+                shared.health.set_commit_failures(self.failed_commits);
+                return Err(CheckpointError::Commit(e));
+            }
+            // The broker's answer is reported when it comes.
+            Some(Ok(Committed::Sent)) => {}
+            Some(Ok(Committed::Done)) | None => {
+                self.failed_commits = 0;
+                shared.health.set_commit_failures(0);
+            }
         }
-        self.failed_commits = 0;
-        shared.health.set_commit_failures(0);
         shared.metrics.checkpoint_done(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -577,7 +589,7 @@ mod tests {
         assert!(why.contains("offset commits"), "{why}");
         let text = shared.metrics.render();
         assert!(text.contains("mfawatch_checkpoints_total{result=\"commit_failed\"} 3"), "{text}");
-        cp.checkpoint(Some(&|_: &BTreeMap<Partition, i64>| Ok(()))).unwrap();
+        cp.checkpoint(Some(&|_: &BTreeMap<Partition, i64>| Ok(Committed::Done))).unwrap();
         assert_eq!(shared.health.not_ready(), None);
     }
 
@@ -593,7 +605,7 @@ mod tests {
         let committed = std::cell::Cell::new(false);
         let commit = |_: &BTreeMap<Partition, i64>| {
             committed.set(true);
-            Ok(())
+            Ok(Committed::Done)
         };
         let err = cp.checkpoint(Some(&commit)).unwrap_err();
         assert!(matches!(err, CheckpointError::Failed(_)), "{err}");

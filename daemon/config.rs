@@ -25,6 +25,8 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     pub dead_letter: DeadLetterConfig,
     pub alerts: AlertsConfig,
+    pub history: HistoryConfig,
+    pub privacy: PrivacyConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
 }
@@ -34,8 +36,10 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// How to connect: `none` (plaintext Kafka), `eventhubs` (Azure Event Hubs
-    /// Kafka endpoint: SASL_SSL, PLAIN, `$ConnectionString`), or `sasl` (generic
-    /// SASL, see `sasl_mechanism`).
+    /// Kafka endpoint: SASL_SSL, PLAIN, `$ConnectionString`), `entra` (Event
+    /// Hubs with a Microsoft Entra service principal: SASL_SSL, OAUTHBEARER,
+    /// for namespaces without shared access keys), or `sasl` (generic SASL,
+    /// see `sasl_mechanism`).
     pub auth: Auth,
     /// Bootstrap servers, `host:port[,host:port]`. With `auth = "eventhubs"` it
     /// defaults to `<eventhubs_namespace>.servicebus.windows.net:9093`.
@@ -72,10 +76,29 @@ pub struct KafkaConfig {
     pub sasl_mechanism: Option<String>,
     /// SASL user name for `auth = "sasl"`.
     pub sasl_username: Option<String>,
+    /// systemd credential holding the SASL password for `auth = "sasl"`
+    /// (preferred over the environment when set).
+    pub sasl_password_credential: Option<String>,
     /// Environment variable holding the SASL password for `auth = "sasl"`.
     pub sasl_password_env: Option<String>,
     /// Use TLS with `auth = "sasl"` (SASL_SSL instead of SASL_PLAINTEXT).
     pub tls: bool,
+    /// `auth = "entra"`: the directory (tenant) id of the service principal.
+    pub entra_tenant_id: Option<String>,
+    /// `auth = "entra"`: the application (client) id of the service principal.
+    pub entra_client_id: Option<String>,
+    /// systemd credential holding the client secret.
+    pub entra_client_secret_credential: Option<String>,
+    /// Environment variable holding the client secret.
+    pub entra_client_secret_env: Option<String>,
+    /// systemd credential holding a client certificate and its PKCS#8 key
+    /// (PEM), instead of a secret.
+    pub entra_certificate_credential: Option<String>,
+    /// Environment variable holding the certificate and key (PEM).
+    pub entra_certificate_env: Option<String>,
+    /// Token endpoint; default `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`
+    /// (set it for a national cloud).
+    pub entra_token_url: Option<String>,
     /// CA bundle for TLS (default: the system's).
     pub ca_file: Option<PathBuf>,
     /// Upper bound on prefetched data held by the consumer, in KiB
@@ -91,7 +114,30 @@ pub struct KafkaConfig {
 pub enum Auth {
     None,
     Eventhubs,
+    Entra,
     Sasl,
+}
+
+impl Auth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Eventhubs => "eventhubs",
+            Auth::Entra => "entra",
+            Auth::Sasl => "sasl",
+        }
+    }
+
+    /// What the connection to the brokers is, for people.
+    pub fn security(self, tls: bool) -> &'static str {
+        match self {
+            Auth::None => "PLAINTEXT (no TLS, no authentication)",
+            Auth::Eventhubs => "SASL_SSL, PLAIN with the $ConnectionString",
+            Auth::Entra => "SASL_SSL, OAUTHBEARER with a Microsoft Entra service principal",
+            Auth::Sasl if tls => "SASL_SSL",
+            Auth::Sasl => "SASL_PLAINTEXT (no TLS)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -341,12 +387,78 @@ impl Default for AttemptRuleConfig {
     }
 }
 
+/// One Parquet row per sign-in, for the weekly report and any engine that
+/// reads Parquet (README "History").
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Keep the history (about 100 bytes per sign-in on disk).
+    pub enabled: bool,
+    /// Where: `date=YYYY-MM-DD/` folders of Parquet files. Default:
+    /// `history` under `checkpoint.dir`.
+    pub dir: Option<PathBuf>,
+    /// Days of history kept (by event date); older folders are deleted.
+    pub retention_days: u32,
+    /// A day's many small files (one per checkpoint) are merged into one
+    /// once every partition being read has moved this far past the day's end
+    /// (sign-ins arrive hours late); a file for later stragglers is merged in
+    /// the next time.
+    #[serde(with = "humantime_serde")]
+    pub compact_after: Duration,
+}
+
+impl HistoryConfig {
+    /// The history folder, `dir` or `<checkpoint.dir>/history`.
+    pub fn dir(&self, checkpoint: &CheckpointConfig) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| checkpoint.dir.join("history"))
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { enabled: true, dir: None, retention_days: 400, compact_after: Duration::from_secs(6 * 3600) }
+    }
+}
+
+/// Running without clear-text identities.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Replace UPNs, display names and IP addresses by keyed hashes as soon
+    /// as a record is read: the API, alerts and history then hold only
+    /// pseudonyms (the same user always the same one). Privileged and
+    /// excluded accounts may still be listed by UPN: they are hashed alike.
+    pub pseudonymise: bool,
+    /// systemd credential holding the key (16 characters or more).
+    pub key_credential: Option<String>,
+    /// Environment variable holding the key.
+    pub key_env: Option<String>,
+}
+
 /// The HTTP server: /metrics, /healthz, /readyz, /api/v1/...
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Listen address. Loopback by default; the API shows user names.
+    /// Listen address. Loopback by default; the API shows user names. On any
+    /// other address the API needs tokens (below), or mfawatch refuses to start.
     pub listen: String,
+    /// systemd credential holding API bearer tokens, one per line (several
+    /// at once let you rotate them). /metrics and the probes stay open.
+    pub api_token_credential: Option<String>,
+    /// Environment variable holding API tokens, comma-separated.
+    pub api_token_env: Option<String>,
+    /// A file holding API tokens, one per line (`#` comments). Re-read on SIGHUP.
+    pub api_token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM). With `tls_key`, the server speaks HTTPS;
+    /// both files are re-read on SIGHUP (a renewed certificate, no restart).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Connections served at once; more are closed at once.
+    pub max_connections: u32,
+    /// Longest a request may take before it gets a 503.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -389,8 +501,16 @@ impl Default for KafkaConfig {
             shared_group: false,
             sasl_mechanism: None,
             sasl_username: None,
+            sasl_password_credential: None,
             sasl_password_env: None,
             tls: false,
+            entra_tenant_id: None,
+            entra_client_id: None,
+            entra_client_secret_credential: None,
+            entra_client_secret_env: None,
+            entra_certificate_credential: None,
+            entra_certificate_env: None,
+            entra_token_url: None,
             ca_file: None,
             prefetch_kbytes: 32 * 1024,
             librdkafka: BTreeMap::new(),
@@ -433,7 +553,16 @@ impl Default for DeadLetterConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9464".into() }
+        HttpConfig {
+            listen: "127.0.0.1:9464".into(),
+            api_token_credential: None,
+            api_token_env: None,
+            api_token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 64,
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -557,6 +686,33 @@ impl Config {
                     );
                 }
             }
+            Auth::Entra => {
+                if k.eventhubs_namespace.as_deref().is_none_or(|n| n.trim().is_empty() || n.contains('.')) {
+                    return invalid(
+                        "kafka.eventhubs_namespace",
+                        "set the namespace name (\"contoso-logs\") for auth = \"entra\": it names the token's scope"
+                            .into(),
+                    );
+                }
+                for (key, value) in
+                    [("kafka.entra_tenant_id", &k.entra_tenant_id), ("kafka.entra_client_id", &k.entra_client_id)]
+                {
+                    if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                        return invalid(
+                            key,
+                            "required for auth = \"entra\" (see the app registration's overview)".into(),
+                        );
+                    }
+                }
+                let secret = k.entra_client_secret_credential.is_some() || k.entra_client_secret_env.is_some();
+                let certificate = k.entra_certificate_credential.is_some() || k.entra_certificate_env.is_some();
+                if secret == certificate {
+                    return invalid(
+                        "kafka.entra_client_secret_credential",
+                        "name one credential for auth = \"entra\": a client secret (entra_client_secret_credential / _env) or a certificate (entra_certificate_credential / _env)".into(),
+                    );
+                }
+            }
             Auth::Sasl => {
                 let mechanism = k.sasl_mechanism.as_deref().unwrap_or("");
                 if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism) {
@@ -568,16 +724,45 @@ impl Config {
                 if k.sasl_username.as_deref().is_none_or(str::is_empty) {
                     return invalid("kafka.sasl_username", "required for auth = \"sasl\"".into());
                 }
-                if k.sasl_password_env.as_deref().is_none_or(str::is_empty) {
+                if k.sasl_password_env.as_deref().is_none_or(str::is_empty)
+                    && k.sasl_password_credential.as_deref().is_none_or(str::is_empty)
+                {
                     return invalid(
-                        "kafka.sasl_password_env",
-                        "name the environment variable holding the password".into(),
+                        "kafka.sasl_password_credential",
+                        "name the systemd credential (or the environment variable, sasl_password_env) holding the password"
+                            .into(),
                     );
                 }
             }
             Auth::None => {}
         }
-        if k.auth != Auth::Eventhubs && k.brokers.as_deref().is_some_and(|b| b.trim().is_empty()) {
+        // Settings of one auth mode given under another say the file is not what its author thinks.
+        let sasl_set = k.sasl_mechanism.is_some()
+            || k.sasl_username.is_some()
+            || k.sasl_password_env.is_some()
+            || k.sasl_password_credential.is_some()
+            || k.tls;
+        let entra_set = k.entra_tenant_id.is_some()
+            || k.entra_client_id.is_some()
+            || k.entra_client_secret_credential.is_some()
+            || k.entra_client_secret_env.is_some()
+            || k.entra_certificate_credential.is_some()
+            || k.entra_certificate_env.is_some()
+            || k.entra_token_url.is_some();
+        if k.auth != Auth::Sasl && sasl_set {
+            return invalid(
+                "kafka.auth",
+                format!("{:?} does not use sasl_* or tls (they are for auth = \"sasl\"): remove them", k.auth.as_str()),
+            );
+        }
+        if k.auth != Auth::Entra && entra_set {
+            return invalid(
+                "kafka.auth",
+                format!("{:?} does not use entra_* (they are for auth = \"entra\"): remove them", k.auth.as_str()),
+            );
+        }
+        if !matches!(k.auth, Auth::Eventhubs | Auth::Entra) && k.brokers.as_deref().is_some_and(|b| b.trim().is_empty())
+        {
             return invalid("kafka.brokers", "cannot be empty".into());
         }
         if k.prefetch_kbytes < 1024 {
@@ -601,6 +786,7 @@ impl Config {
             }
             let auth_sets = match k.auth {
                 Auth::Eventhubs => Some("auth = \"eventhubs\" (SASL_SSL, PLAIN, $ConnectionString)"),
+                Auth::Entra => Some("auth = \"entra\" (SASL_SSL, OAUTHBEARER)"),
                 Auth::Sasl => Some("auth = \"sasl\": use kafka.tls, kafka.sasl_mechanism, kafka.sasl_username"),
                 Auth::None => None,
             };
@@ -680,11 +866,23 @@ impl Config {
         if a.rules.legacy_auth_attempt.min_attempts == 0 {
             return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());
         }
+        if !(1..=3650).contains(&self.history.retention_days) {
+            return invalid("history.retention_days", format!("{}: from 1 to 3650", self.history.retention_days));
+        }
         if self.checkpoint.interval < Duration::from_millis(100) {
             return invalid("checkpoint.interval", "at least 100ms".into());
         }
         if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
             return invalid("http.listen", format!("{:?}: use ip:port, e.g. 127.0.0.1:9464", self.http.listen));
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return invalid("http.tls_cert", "set both http.tls_cert and http.tls_key, or neither".into());
+        }
+        if self.http.max_connections == 0 || self.http.request_timeout < Duration::from_secs(1) {
+            return invalid(
+                "http.max_connections",
+                "at least 1 connection and a request_timeout of at least 1s".into(),
+            );
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid("log.level", format!("{:?}: {e}", self.log.level));
@@ -731,7 +929,7 @@ impl Config {
     pub fn brokers(&self) -> String {
         match (&self.kafka.brokers, &self.kafka.eventhubs_namespace) {
             (Some(b), _) => b.clone(),
-            (None, Some(ns)) if self.kafka.auth == Auth::Eventhubs => {
+            (None, Some(ns)) if matches!(self.kafka.auth, Auth::Eventhubs | Auth::Entra) => {
                 format!("{ns}.servicebus.windows.net:9093")
             }
             (None, _) => "localhost:9092".into(),
@@ -744,7 +942,10 @@ impl Config {
         let mut effective = self.clone();
         effective.kafka.brokers = Some(self.brokers());
         effective.kafka.group_instance_id = Some(self.group_instance_id().unwrap_or_default());
-        toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+        let text = toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        // `tls` is auth = "sasl"'s switch; say what the connection really is.
+        let security = self.kafka.auth.security(self.kafka.tls);
+        text.replacen("[kafka]\n", &format!("[kafka]\n# the connection to the brokers: {security}\n"), 1)
     }
 }
 

@@ -162,7 +162,7 @@ struct Names {
     display_len: u16,
 }
 
-/// One user's compact entry (68 bytes). Times are Unix seconds (u32 lasts
+/// One user's compact entry (72 bytes). Times are Unix seconds (u32 lasts
 /// until 2106), 0 meaning never; `head_day` is the newest day (days since
 /// 1970) in the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +175,8 @@ struct Entry {
     last_mfa: u32,
     last_single_factor: u32,
     last_legacy: u32,
+    /// The newest successful risky sign-in.
+    last_risky: u32,
     /// Interned app and client names (0: none, also past 65,535 names).
     single_factor_app: u16,
     legacy_app: u16,
@@ -237,6 +239,29 @@ pub struct Observation<'a> {
     pub any_mfa: bool,
     pub app: Option<&'a str>,
     pub client_app: &'a str,
+    /// A successful risky sign-in (for `/api/v1/users?risky=true`).
+    pub risky: bool,
+    /// The record's identity (§5) as a 64-bit hash: a counted sign-in
+    /// delivered twice — by Azure Monitor, or by Kafka and then a backfill —
+    /// counts once. 0: no identity.
+    pub identity: u64,
+}
+
+/// The identity of a record (SIGNIN-SEMANTICS §1, §5) as a 64-bit hash:
+/// category and id, else category, correlation id, time and user.
+pub fn record_identity(record: &SignIn<'_>, user: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    record.category.as_str().hash(&mut h);
+    match record.fields.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => id.to_ascii_lowercase().hash(&mut h),
+        None => {
+            record.fields.correlation_id.as_deref().unwrap_or("").hash(&mut h);
+            record.time.timestamp_millis().hash(&mut h);
+            user.hash(&mut h);
+        }
+    }
+    h.finish().max(1)
 }
 
 impl<'a> Observation<'a> {
@@ -265,6 +290,8 @@ impl<'a> Observation<'a> {
             any_mfa: verdict.labels.contains(Labels::MFA_SATISFIED),
             app: f.app_display_name.as_deref(),
             client_app: verdict.client_app,
+            risky: verdict.success && verdict.labels.contains(Labels::RISKY),
+            identity: if counted { record_identity(record, key) } else { 0 },
         })
     }
 }
@@ -297,6 +324,8 @@ pub enum Observed {
     Late,
     /// A new user past `max_users`: not tracked.
     Refused,
+    /// A counted sign-in seen before (same record identity): not counted again.
+    Duplicate,
 }
 
 /// Adds a registration_required failure at `t` to the entry's failure days.
@@ -368,6 +397,10 @@ pub struct Coverage {
     watermark: i64,
     /// Records that fell before the window when they arrived.
     late_records: u64,
+    /// The identities of the counted sign-ins of each day in the window
+    /// (slot `day % window_days`, with the day it holds): 8 bytes per counted
+    /// sign-in, dropped as its day leaves the window.
+    seen: Vec<(i64, hashbrown::HashSet<u64>)>,
 }
 
 /// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
@@ -438,7 +471,19 @@ impl Accounts {
     pub fn privileged_count(&self) -> usize {
         self.privileged.len()
     }
+
+    /// The privileged accounts as listed (object ids and lower-cased UPNs).
+    pub fn privileged_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.privileged.ids.iter().map(format_guid).collect();
+        names.extend(self.privileged.names.iter().cloned());
+        names.sort();
+        names
+    }
 }
+
+/// Said when no privileged account is configured.
+pub const NO_PRIVILEGED: &str = "no privileged account is configured (coverage.privileged, coverage.privileged_file): \
+    privileged users outside MFA coverage cannot be told apart, and their alerts never fire";
 
 /// One user as the API shows them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -459,6 +504,7 @@ pub struct UserView {
     pub last_mfa: Option<String>,
     pub last_single_factor: Option<LastSignIn>,
     pub last_legacy: Option<LastSignIn>,
+    pub last_risky: Option<String>,
 }
 
 /// The newest sign-in of a kind: when, to what, from which client.
@@ -483,6 +529,13 @@ pub struct Summary {
     pub registration_overdue: u64,
     /// covered / (covered + uncovered); `None` when both are zero.
     pub coverage_ratio: Option<f64>,
+    /// The newest sign-in this reflects (event time): numbers that stop
+    /// moving while this stays put mean the feed has stopped.
+    pub as_of: Option<String>,
+    /// Accounts on the privileged list.
+    pub privileged_accounts: usize,
+    /// What makes these numbers less than they seem.
+    pub warnings: Vec<String>,
     pub breakdown: Vec<Breakdown>,
     /// Counted sign-ins folded in after their day had left the window.
     pub late_records: u64,
@@ -519,6 +572,12 @@ pub struct UserQuery {
     pub privileged: Option<bool>,
     pub user_type: Option<UserType>,
     pub registration_pending: Option<bool>,
+    /// Users with (or without) a counted legacy sign-in in the window.
+    pub legacy: Option<bool>,
+    /// Users with (or without) a counted single-factor sign-in in the window.
+    pub single_factor: Option<bool>,
+    /// Users with (or without) a successful risky sign-in in the window.
+    pub risky: Option<bool>,
     pub limit: usize,
     pub offset: usize,
 }
@@ -536,6 +595,7 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: 0,
             late_records: 0,
+            seen: Vec::new(),
         }
     }
 
@@ -595,6 +655,9 @@ impl Coverage {
         if o.any_mfa {
             e.last_mfa = e.last_mfa.max(t32);
         }
+        if o.risky {
+            e.last_risky = e.last_risky.max(t32);
+        }
         if o.registration_required {
             note_registration_failure(e, t32);
         }
@@ -606,6 +669,9 @@ impl Coverage {
         if day < self.watermark.div_euclid(DAY) - (w - 1) {
             self.late_records += 1;
             return Observed::Late;
+        }
+        if o.identity != 0 && !first_time(&mut self.seen, w, day, o.identity) {
+            return Observed::Duplicate;
         }
         // The entry's ring of day buckets.
         let head = e.head_day as i64;
@@ -839,6 +905,11 @@ impl Coverage {
         if self.watermark > 0 {
             s.window_start = Some(rfc3339(window.0 * DAY));
             s.window_end = Some(rfc3339((window.1 + 1) * DAY - 1));
+            s.as_of = Some(rfc3339(self.watermark));
+        }
+        s.privileged_accounts = accounts.privileged_count();
+        if s.privileged_accounts == 0 {
+            s.warnings.push(NO_PRIVILEGED.into());
         }
         s.late_records = self.late_records;
         s
@@ -875,6 +946,7 @@ impl Coverage {
             last_mfa: (e.last_mfa != 0).then(|| rfc3339(e.last_mfa as i64)),
             last_single_factor: last(e.last_single_factor, e.single_factor_app, e.single_factor_client),
             last_legacy: last(e.last_legacy, e.legacy_app, e.legacy_client),
+            last_risky: (e.last_risky != 0).then(|| rfc3339(e.last_risky as i64)),
         }
     }
 
@@ -899,14 +971,16 @@ impl Coverage {
         out
     }
 
-    /// Users matching `query`, most recent single-factor or legacy sign-in first.
+    /// Users matching `query`, most recent single-factor or legacy sign-in
+    /// first (or, filtering on one kind of sign-in, the most recent of that kind).
     pub fn users(&self, accounts: &Accounts, query: &UserQuery) -> (usize, Vec<UserView>) {
         // Filter and sort on the compact entries; build views for one page only.
         let window = self.window();
+        let in_window = |t: u32| t != 0 && (t as i64).div_euclid(DAY) >= window.0;
         let mut matched: Vec<(u32, &str, usize)> = (0..self.entries.len())
             .filter_map(|i| {
                 let e = &self.entries[i];
-                let (state, never_mfa, _) = self.view_state(i, window, accounts);
+                let (state, never_mfa, counts) = self.view_state(i, window, accounts);
                 let upn = upn_of(&self.arena, e.names);
                 let keep = query.state.is_none_or(|s| state == s)
                     && query.never_mfa.is_none_or(|n| never_mfa == n)
@@ -916,8 +990,17 @@ impl Coverage {
                         .is_none_or(|p| Coverage::registration_pending_since(e).is_some() == p)
                     && query
                         .privileged
-                        .is_none_or(|p| accounts.privileged.contains(entry_key(e, &self.arena), upn) == p);
-                keep.then(|| (e.last_single_factor.max(e.last_legacy), upn, i))
+                        .is_none_or(|p| accounts.privileged.contains(entry_key(e, &self.arena), upn) == p)
+                    && query.legacy.is_none_or(|l| (counts.legacy > 0) == l)
+                    && query.single_factor.is_none_or(|f| (counts.single_factor > 0) == f)
+                    && query.risky.is_none_or(|r| in_window(e.last_risky) == r);
+                let recent = match (query.risky, query.legacy, query.single_factor) {
+                    (Some(true), _, _) => e.last_risky,
+                    (_, Some(true), _) => e.last_legacy,
+                    (_, _, Some(true)) => e.last_single_factor,
+                    _ => e.last_single_factor.max(e.last_legacy),
+                };
+                keep.then_some((recent, upn, i))
             })
             .collect();
         let total = matched.len();
@@ -940,11 +1023,17 @@ impl Coverage {
         Some(self.view(i, accounts))
     }
 
+    /// Bytes held by the identities of the window's counted sign-ins.
+    pub fn identity_bytes(&self) -> usize {
+        self.seen.iter().map(|(_, set)| set.capacity() * (std::mem::size_of::<u64>() + 1)).sum()
+    }
+
     /// Bytes held, for the memory benchmark: (structures, strings).
     pub fn heap_bytes(&self) -> (usize, usize) {
         let structures = self.entries.capacity() * std::mem::size_of::<Entry>()
             + self.days.capacity() * std::mem::size_of::<DayCounts>()
-            + self.index.capacity() * (std::mem::size_of::<u32>() + 1);
+            + self.index.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.identity_bytes();
         let strings = self.arena.capacity()
             + self.apps.names.iter().map(|n| n.capacity() * 2).sum::<usize>()
             + self.clients.names.iter().map(|n| n.capacity() * 2).sum::<usize>();
@@ -964,7 +1053,7 @@ impl Coverage {
             clients: &self.clients,
             watermark: self.watermark,
             late_records: self.late_records,
-            retired_future_records: 0,
+            seen: SeenRef(&self.seen),
         }
     }
 
@@ -978,7 +1067,7 @@ impl Coverage {
             clients: self.clients.clone(),
             watermark: self.watermark,
             late_records: self.late_records,
-            retired_future_records: 0,
+            seen: self.seen.iter().map(|(day, set)| (*day, set.iter().copied().collect())).collect(),
         }
     }
 
@@ -1005,7 +1094,11 @@ impl Coverage {
             hasher: hashbrown::DefaultHashBuilder::default(),
             watermark: s.watermark,
             late_records: s.late_records,
+            seen: s.seen.into_iter().map(|(day, ids)| (day, ids.into_iter().collect())).collect(),
         };
+        if !c.seen.is_empty() && c.seen.len() != c.policy.window_days as usize {
+            return Err("the snapshot's counted sign-ins do not match its window".into());
+        }
         c.apps.rebuild_index();
         c.clients.rebuild_index();
         c.index.reserve(c.entries.len(), |_| 0);
@@ -1029,23 +1122,8 @@ pub struct CoverageSnapshot {
     clients: Interner,
     watermark: i64,
     late_records: u64,
-    /// Up to format 3, records dated ahead of the clock were counted here;
-    /// decode dead-letters them now. Kept (always 0) so snapshots keep one layout.
-    retired_future_records: u64,
-}
-
-impl CoverageSnapshot {
-    /// Snapshots before format 3 kept, where the failure days are now, the
-    /// time of the first registration failure after the last MFA.
-    pub fn upgrade_registration_days(&mut self) {
-        for e in &mut self.entries {
-            let (since, last) = (e.registration_days, e.registration_last);
-            (e.registration_days, e.registration_last) = (0, 0);
-            for failure in [since, last].into_iter().filter(|&t| t != 0) {
-                note_registration_failure(e, failure);
-            }
-        }
-    }
+    /// The identities of the window's counted sign-ins, per day slot.
+    seen: Vec<(i64, Vec<u64>)>,
 }
 
 /// [`CoverageSnapshot`] borrowed; serialises to the same bytes.
@@ -1059,9 +1137,110 @@ pub struct CoverageSnapshotRef<'a> {
     clients: &'a Interner,
     watermark: i64,
     late_records: u64,
-    /// Up to format 3, records dated ahead of the clock were counted here;
-    /// decode dead-letters them now. Kept (always 0) so snapshots keep one layout.
-    retired_future_records: u64,
+    seen: SeenRef<'a>,
+}
+
+/// The day slots of counted identities, written as `Vec<(i64, Vec<u64>)>`.
+#[derive(Debug)]
+struct SeenRef<'a>(&'a [(i64, hashbrown::HashSet<u64>)]);
+
+impl Serialize for SeenRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Ids<'a>(&'a hashbrown::HashSet<u64>);
+        impl Serialize for Ids<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter())
+            }
+        }
+        s.collect_seq(self.0.iter().map(|(day, ids)| (day, Ids(ids))))
+    }
+}
+
+/// Snapshot formats 1 to 3 kept coverage like this: entries without
+/// `last_risky`, no counted identities, a count of records set aside for
+/// being ahead of the clock (decode dead-letters those now).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CoverageSnapshotV3 {
+    window_days: u16,
+    entries: Vec<EntryV3>,
+    days: Vec<DayCounts>,
+    arena: String,
+    apps: Interner,
+    clients: Interner,
+    watermark: i64,
+    late_records: u64,
+    _future_records: u64,
+}
+
+/// [`Entry`] as formats 1 to 3 had it.
+#[derive(Debug, Clone, Deserialize)]
+struct EntryV3 {
+    id: [u8; 16],
+    names: Names,
+    last_seen: u32,
+    last_mfa: u32,
+    last_single_factor: u32,
+    last_legacy: u32,
+    single_factor_app: u16,
+    legacy_app: u16,
+    single_factor_client: u16,
+    legacy_client: u16,
+    registration_days: u32,
+    registration_last: u32,
+    names_time: u32,
+    type_time: u32,
+    head_day: u16,
+    flags: u8,
+}
+
+impl CoverageSnapshotV3 {
+    /// The current form; `registration_days` is converted when the
+    /// snapshot is older than format 3 (it held the first failure's time).
+    pub fn upgrade(self, before_format_3: bool) -> CoverageSnapshot {
+        let mut entries: Vec<Entry> = self
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                id: e.id,
+                names: e.names,
+                last_seen: e.last_seen,
+                last_mfa: e.last_mfa,
+                last_single_factor: e.last_single_factor,
+                last_legacy: e.last_legacy,
+                last_risky: 0,
+                single_factor_app: e.single_factor_app,
+                legacy_app: e.legacy_app,
+                single_factor_client: e.single_factor_client,
+                legacy_client: e.legacy_client,
+                registration_days: e.registration_days,
+                registration_last: e.registration_last,
+                names_time: e.names_time,
+                type_time: e.type_time,
+                head_day: e.head_day,
+                flags: e.flags,
+            })
+            .collect();
+        if before_format_3 {
+            for e in &mut entries {
+                let (since, last) = (e.registration_days, e.registration_last);
+                (e.registration_days, e.registration_last) = (0, 0);
+                for failure in [since, last].into_iter().filter(|&t| t != 0) {
+                    note_registration_failure(e, failure);
+                }
+            }
+        }
+        CoverageSnapshot {
+            window_days: self.window_days,
+            entries,
+            days: self.days,
+            arena: self.arena,
+            apps: self.apps,
+            clients: self.clients,
+            watermark: self.watermark,
+            late_records: self.late_records,
+            seen: Vec::new(),
+        }
+    }
 }
 
 fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
@@ -1118,6 +1297,11 @@ impl std::fmt::Display for Key<'_> {
     }
 }
 
+/// Whether `text` is a canonical GUID (an object id).
+pub fn is_guid(text: &str) -> bool {
+    parse_guid(text).is_some()
+}
+
 /// Parses a canonical GUID (`8-4-4-4-12` hex digits, any case).
 fn parse_guid(text: &str) -> Option<[u8; 16]> {
     let b = text.as_bytes();
@@ -1144,3 +1328,22 @@ fn format_guid(id: &[u8; 16]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether a counted sign-in of `day` with this identity is new (and
+/// remembers it). `seen` holds one set per day of the window, reused as days
+/// leave it.
+fn first_time(seen: &mut Vec<(i64, hashbrown::HashSet<u64>)>, window_days: i64, day: i64, identity: u64) -> bool {
+    let w = window_days as usize;
+    if seen.len() != w {
+        *seen = (0..w).map(|_| (i64::MIN, hashbrown::HashSet::new())).collect();
+    }
+    let (held, set) = &mut seen[day.rem_euclid(window_days) as usize];
+    if *held != day {
+        if *held > day {
+            return true; // older than the day the slot holds: cannot be judged, counted as the window allows
+        }
+        *held = day;
+        set.clear();
+    }
+    set.insert(identity)
+}

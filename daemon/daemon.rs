@@ -23,7 +23,8 @@ use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
 use crate::pipeline::{Pipeline, Shared};
 use crate::source::{Position, files, kafka};
 
-/// Privileged and excluded accounts from the configuration (and the privileged file).
+/// Privileged and excluded accounts from the configuration (and the
+/// privileged file); pseudonymised like the records when privacy asks.
 pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
     let mut privileged: Vec<String> = config.coverage.privileged.clone();
     if let Some(path) = &config.coverage.privileged_file {
@@ -33,7 +34,38 @@ pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
             text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()).filter(|l| !l.is_empty()),
         );
     }
-    Ok(Accounts::new(privileged.iter().map(String::as_str), config.coverage.excluded.iter().map(String::as_str)))
+    let mut excluded = config.coverage.excluded.clone();
+    if let Some(p) = crate::privacy::Pseudonyms::from_config(&config.privacy)? {
+        for name in privileged.iter_mut().chain(excluded.iter_mut()) {
+            *name = p.account(name);
+        }
+    }
+    Ok(Accounts::new(privileged.iter().map(String::as_str), excluded.iter().map(String::as_str)))
+}
+
+/// Says what is wrong with the privileged list: empty, or naming accounts
+/// that have never signed in (a typo'd UPN stays silent otherwise).
+pub fn check_privileged(shared: &Shared) {
+    let accounts = shared.accounts();
+    shared.metrics.set_privileged_configured(accounts.privileged_count());
+    if accounts.privileged_count() == 0 {
+        tracing::warn!("{}", crate::coverage::NO_PRIVILEGED);
+        return;
+    }
+    let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+    if coverage.is_empty() {
+        return; // nothing read yet: everyone is unseen
+    }
+    let unseen: Vec<String> =
+        accounts.privileged_names().into_iter().filter(|name| coverage.user(&accounts, name).is_none()).collect();
+    if !unseen.is_empty() {
+        tracing::warn!(
+            listed = accounts.privileged_count(),
+            never_seen = unseen.len(),
+            examples = %unseen.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+            "privileged accounts that have never signed in (a typo, an account that does not exist, or one not used yet)"
+        );
+    }
 }
 
 /// The state a run starts from: the snapshot's, or empty.
@@ -114,8 +146,9 @@ fn dead_letters(config: &Config, check_topic: bool) -> anyhow::Result<DeadLetter
         );
     }
     if let Some(topic) = &config.dead_letter.topic {
+        let deliveries = crate::deadletter::Deliveries::new(kafka::token_source(config)?);
         let producer = kafka::producer_config(config)?
-            .create_with_context(crate::deadletter::Deliveries::default())
+            .create_with_context(deliveries)
             .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
         let mut topic = DeadLetterTopic::new(producer, topic);
         if check_topic {
@@ -156,6 +189,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         shared.clone(),
         dead_letters(config, mode == Mode::Consume)?,
     );
+    pipeline.set_pseudonyms(crate::privacy::Pseudonyms::from_config(&config.privacy)?);
     let alerts_on = match mode {
         Mode::Consume => true,
         Mode::Replay { alerts } => alerts,
@@ -164,6 +198,12 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         let alerts = crate::alerts::Alerts::start(config, shared.clone(), state.sinks.get(crate::alerts::NAME))
             .map_err(|e| e.context(format!("{}", SnapshotFile::new(&config.checkpoint.dir).path().display())))?;
         pipeline.add_sink(Box::new(alerts));
+    }
+    check_privileged(&shared);
+    if config.history.enabled {
+        let history =
+            crate::history::History::start(config, shared.clone(), state.sinks.get(crate::history::NAME), state.seq)?;
+        pipeline.add_sink(Box::new(history));
     }
     shared.health.state_loaded.store(true, Ordering::Relaxed);
     let checkpointer = Checkpointer {
@@ -196,12 +236,22 @@ pub fn serve_and_consume(
     let cancel = CancellationToken::new();
     let Daemon { shared, checkpointer } = daemon;
 
+    let access = crate::http::Access::load(&config.http)?;
     let listener = runtime.block_on(crate::http::bind(&config.http.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /metrics /healthz /readyz /api/v1");
-    before_start(&format!("http://{addr}"));
-    let server = runtime.spawn(crate::http::serve(listener, shared.clone(), cancel.clone()));
-    runtime.spawn(signals(config.clone(), shared.clone(), stop.clone(), cancel.clone(), stop_after));
+    let scheme = if access.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, api_tokens = access.tokens.count(), "serving /metrics /healthz /readyz /api/v1");
+    before_start(&format!("{scheme}://{addr}"));
+    let server = {
+        let (shared, access, config, cancel) = (shared.clone(), access.clone(), config.clone(), cancel.clone());
+        runtime.spawn(async move { crate::http::serve(listener, shared, access, &config, cancel).await })
+    };
+    runtime.spawn(signals(config.clone(), shared.clone(), access, stop.clone(), cancel.clone(), stop_after));
+    // Ready for systemd now, not once the brokers answer: a hub that cannot
+    // be reached must not hang `systemctl start`; /readyz says whether the
+    // feed is there.
+    crate::notify::ready();
+    runtime.spawn(report_status(shared.clone(), cancel.clone()));
 
     let consumer = {
         let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
@@ -210,15 +260,35 @@ pub fn serve_and_consume(
             .spawn(move || kafka::consume(&config, checkpointer, shared, &stop))?
     };
     let result = consumer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
+    crate::notify::stopping();
     cancel.cancel();
     let _ = runtime.block_on(server);
     runtime.shutdown_timeout(Duration::from_secs(2));
     result
 }
 
+/// STATUS= lines for systemd, every few seconds.
+async fn report_status(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let users = shared.coverage.read().map(|c| c.len()).unwrap_or(0);
+        let text = crate::notify::describe(
+            shared.assigned().len(),
+            shared.metrics.total_lag(),
+            users,
+            shared.health.not_ready().as_deref(),
+        );
+        crate::notify::status(&text);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
 async fn signals(
     config: Config,
     shared: Arc<Shared>,
+    access: crate::http::Access,
     stop: Arc<AtomicBool>,
     cancel: CancellationToken,
     stop_after: Option<Duration>,
@@ -244,19 +314,26 @@ async fn signals(
             _ = int.recv() => break,
             _ = cancel.cancelled() => return,
             _ = hup.recv() => {
-                let config = config.clone();
-                match tokio::task::spawn_blocking(move || load_accounts(&config)).await {
+                let reread = config.clone();
+                match tokio::task::spawn_blocking(move || load_accounts(&reread)).await {
                     Ok(Ok(accounts)) => {
                         tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
                         shared.set_accounts(accounts);
+                        let shared = shared.clone();
+                        let _ = tokio::task::spawn_blocking(move || check_privileged(&shared)).await;
                     }
                     Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
                     Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts"),
+                }
+                match access.reload(&config.http) {
+                    Ok(()) => tracing::info!(api_tokens = access.tokens.count(), tls = access.tls.is_some(), "SIGHUP: API tokens and TLS certificate re-read"),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous API tokens and TLS certificate"),
                 }
             }
         }
     }
     tracing::info!("stopping: checkpointing and leaving the consumer group");
+    crate::notify::stopping();
     shared.health.stopping.store(true, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
 }
@@ -278,7 +355,22 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
     let mut cp = daemon.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
     let mut plan = Vec::new();
     let mut skipped = Vec::new();
+    // A folder is an Event Hubs Capture tree: its .avro files, in time order.
+    let mut expanded = Vec::new();
     for input in inputs {
+        if input != "-" && Path::new(input).is_dir() {
+            let found = crate::source::capture::files_in(Path::new(input))
+                .with_context(|| format!("cannot read the folder {input}; nothing was replayed"))?;
+            anyhow::ensure!(
+                !found.is_empty(),
+                "{input} holds no .avro (Event Hubs Capture) files; nothing was replayed"
+            );
+            expanded.extend(found.into_iter().map(|p| p.to_string_lossy().into_owned()));
+        } else {
+            expanded.push(input.clone());
+        }
+    }
+    for input in &expanded {
         let file = if input == "-" {
             None
         } else {
@@ -315,8 +407,10 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
             .and_then(|f| chrono::DateTime::from_timestamp(f.modified, 0))
             .or_else(|| Some(chrono::Utc::now()));
         let mut failure = None;
-        let read = files::read_messages(input, |bytes, position: &Position| {
-            if let Err(e) = cp.pipeline.process(bytes, position, received) {
+        let mut processed = 0u64;
+        let read = files::read_messages(input, |bytes, position: &Position, enqueued| {
+            processed += 1;
+            if let Err(e) = cp.pipeline.process(bytes, position, enqueued.or(received)) {
                 failure = Some(format!("{position}: {e}"));
                 return Err(std::io::Error::other("stopped"));
             }
@@ -325,7 +419,16 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
         if let Some(failure) = failure {
             anyhow::bail!("cannot keep the effects of {failure}; the state was not saved");
         }
-        let stats = read.with_context(|| format!("cannot read {input}; the state was not saved"))?;
+        let stats = match read {
+            // A damaged file found before any of it was read (a Capture file
+            // is checked whole first) is skipped; the others are replayed.
+            Err(e) if processed == 0 && e.kind() == std::io::ErrorKind::InvalidData => {
+                tracing::error!(input = input.as_str(), error = %e, "damaged input skipped");
+                skipped.push(format!("{e}; skipped (it is not marked as replayed)"));
+                continue;
+            }
+            read => read.with_context(|| format!("cannot read {input}; the state was not saved"))?,
+        };
         tracing::info!(input, messages = stats.messages, bytes = stats.bytes, "replayed");
         replayed_now += 1;
         if let Some(file) = file {
@@ -358,8 +461,11 @@ pub fn check_dead_letter_topic(config: &Config) -> anyhow::Result<Option<String>
     let Ok(producer_config) = kafka::producer_config(config) else {
         return Ok(None); // the missing secret is a warning of its own
     };
+    let Ok(tokens) = kafka::token_source(config) else {
+        return Ok(None); // the missing credential is a warning of its own
+    };
     let producer = producer_config
-        .create_with_context(crate::deadletter::Deliveries::default())
+        .create_with_context(crate::deadletter::Deliveries::new(tokens))
         .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
     match DeadLetterTopic::new(producer, topic).exists(Duration::from_secs(10)) {
         Ok(()) => Ok(None),
@@ -375,6 +481,21 @@ pub fn environment_warnings(config: &Config) -> Vec<String> {
     // Building the client settings is where `run` reads the secret.
     if let Err(e) = kafka::client_config(config) {
         warnings.push(e.to_string());
+    }
+    if let Err(e) = kafka::token_source(config) {
+        warnings.push(format!("{e:#}"));
+    }
+    // The other secrets and files `run` reads before it serves.
+    if let Err(e) = crate::http::Access::load(&config.http) {
+        warnings.push(format!("{e:#}"));
+    }
+    if let Err(e) = crate::privacy::Pseudonyms::from_config(&config.privacy) {
+        warnings.push(format!("{e:#}"));
+    }
+    if config.alerts.enabled
+        && let Err(e) = crate::alerts::deliver::targets(config)
+    {
+        warnings.push(format!("{e:#}"));
     }
     let dead_letter_dir = config.dead_letter.file.as_deref().and_then(Path::parent);
     for (key, dir) in [("checkpoint.dir", Some(config.checkpoint.dir.as_path())), ("dead_letter.file", dead_letter_dir)]

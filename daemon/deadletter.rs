@@ -188,9 +188,25 @@ pub struct DeadLetterTopic {
 #[derive(Default)]
 pub struct Deliveries {
     failure: std::sync::Mutex<Option<String>>,
+    /// `auth = "entra"`: where OAUTHBEARER tokens come from.
+    pub tokens: Option<std::sync::Arc<crate::source::entra::TokenSource>>,
+    throttle: crate::logging::Throttle,
 }
 
-impl rdkafka::ClientContext for Deliveries {}
+impl Deliveries {
+    /// `tokens`: where OAUTHBEARER tokens come from under `auth = "entra"`.
+    pub fn new(tokens: Option<std::sync::Arc<crate::source::entra::TokenSource>>) -> Deliveries {
+        Deliveries { tokens, ..Default::default() }
+    }
+}
+
+impl rdkafka::ClientContext for Deliveries {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        crate::source::kafka::oauth_token(self.tokens.as_deref(), &self.throttle)
+    }
+}
 
 impl rdkafka::producer::ProducerContext for Deliveries {
     type DeliveryOpaque = ();

@@ -286,6 +286,8 @@ pub struct Generator {
     /// The sign-in being written is a planned one.
     forced: Option<Forced>,
     truth: Truth,
+    /// The Event Hubs hub of the record written last (`insights-logs-<category>`).
+    last_hub: String,
 }
 
 /// A planned sign-in: who, and how it ends.
@@ -327,7 +329,19 @@ impl Generator {
             planned: Default::default(),
             forced: None,
             truth: Truth::default(),
+            last_hub: String::new(),
         }
+    }
+
+    /// Writes the next record alone into `out` (cleared first) and says which
+    /// hub Entra's diagnostic setting would send it to; `None` when done.
+    pub fn next_record(&mut self, out: &mut Vec<u8>) -> Option<String> {
+        out.clear();
+        if self.emitted >= self.spec.records {
+            return None;
+        }
+        self.write_record(out);
+        Some(self.last_hub.clone())
     }
 
     pub fn tenant(&self) -> &Tenant {
@@ -395,6 +409,7 @@ impl Generator {
             self.forced = Some(forced);
             let record = self.user_sign_in(time, true);
             self.forced = None;
+            self.last_hub = hub_of(&record);
             serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
             self.commit_truth();
             return;
@@ -415,6 +430,7 @@ impl Generator {
             self.plan_fatigue(time);
         }
         let record = self.record(time);
+        self.last_hub = hub_of(&record);
         serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
         self.commit_truth();
     }
@@ -447,6 +463,7 @@ impl Generator {
 
     fn write_malformed(&mut self, out: &mut Vec<u8>, time: DateTime<Utc>) {
         let record = self.record(time);
+        self.last_hub = hub_of(&record);
         match self.rng.random_range(0..3) {
             0 => {
                 // No time and no createdDateTime.
@@ -933,6 +950,59 @@ impl Iterator for Generator {
     }
 }
 
+/// The hub Entra's diagnostic setting sends a record's category to.
+fn hub_of(record: &Value) -> String {
+    format!("insights-logs-{}", record["category"].as_str().unwrap_or("unknown").to_ascii_lowercase())
+}
+
+/// A tenant's stream as Entra's diagnostic setting sends it: each category
+/// to its own hub, messages of one category each (`{"records":[...]}` of up
+/// to `records_per_message`).
+pub struct PerHub {
+    generator: Generator,
+    pending: std::collections::BTreeMap<String, (Vec<u8>, u32)>,
+    per_message: u32,
+    record: Vec<u8>,
+}
+
+impl PerHub {
+    pub fn new(spec: TenantSpec) -> PerHub {
+        let per_message = spec.records_per_message.max(1);
+        PerHub { generator: Generator::new(spec), pending: Default::default(), per_message, record: Vec::new() }
+    }
+
+    pub fn generator(&self) -> &Generator {
+        &self.generator
+    }
+
+    /// The next full message and its hub; what is left is sent at the end.
+    pub fn next_message(&mut self) -> Option<(String, Vec<u8>)> {
+        loop {
+            match self.generator.next_record(&mut self.record) {
+                Some(hub) => {
+                    let (buf, n) = self.pending.entry(hub.clone()).or_insert_with(|| (b"{\"records\":[".to_vec(), 0));
+                    if *n > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(&self.record);
+                    *n += 1;
+                    if *n == self.per_message {
+                        let (mut message, _) = self.pending.remove(&hub).expect("just filled");
+                        message.extend_from_slice(b"]}");
+                        return Some((hub, message));
+                    }
+                }
+                None => {
+                    let hub = self.pending.keys().next()?.clone();
+                    let (mut message, _) = self.pending.remove(&hub).expect("listed");
+                    message.extend_from_slice(b"]}");
+                    return Some((hub, message));
+                }
+            }
+        }
+    }
+}
+
 /// A password spray as it reaches Entra: failed sign-ins (50034, "the user
 /// account does not exist") over Authenticated SMTP, each for another
 /// made-up UPN, from a few source IPs, in Event Hubs envelopes. Deterministic
@@ -1217,5 +1287,34 @@ mod tests {
             }
         }
         assert_eq!(upns.len(), 100);
+    }
+
+    #[test]
+    fn per_hub_messages_never_mix_categories() {
+        let mut hubs = std::collections::BTreeMap::<String, usize>::new();
+        let mut per_hub = PerHub::new(spec(3_000, Format::Envelope));
+        let mut records = 0;
+        while let Some((hub, message)) = per_hub.next_message() {
+            let items = decode_message(&message);
+            records += items.len();
+            for item in items {
+                let category = match item {
+                    Item::SignIn(s) => s.category.as_str().to_ascii_lowercase(),
+                    Item::Skipped { category } => category.to_ascii_lowercase(),
+                    Item::Malformed(m) => panic!("{}", m.error),
+                };
+                assert_eq!(hub, format!("insights-logs-{category}"));
+            }
+            *hubs.entry(hub).or_default() += 1;
+        }
+        assert_eq!(records, 3_000);
+        for hub in [
+            "insights-logs-signinlogs",
+            "insights-logs-noninteractiveusersigninlogs",
+            "insights-logs-serviceprincipalsigninlogs",
+            "insights-logs-managedidentitysigninlogs",
+        ] {
+            assert!(hubs.contains_key(hub), "{hubs:?}");
+        }
     }
 }

@@ -24,6 +24,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Run the same pipeline over files (backfill), then save the state.
     Replay(cli::run::ReplayArgs),
+    /// The weekly MFA-coverage report (HTML, Markdown, JSON, CSV) from the history.
+    Report(cli::report::ReportArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig(cli::run::CheckConfigArgs),
     /// The real pipeline on a synthetic tenant through an in-process Kafka cluster.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => cli::generate::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Replay(args) => cli::run::replay(args),
+        Command::Report(args) => cli::report::run(args),
         Command::CheckConfig(args) => cli::run::check_config(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Bench(args) => cli::bench::run(args),

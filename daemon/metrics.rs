@@ -56,8 +56,9 @@ const OUTCOME: [&str; 2] = ["success", "failure"];
 
 pub struct Metrics {
     registry: Registry,
-    /// [category][outcome][auth][client_class]
-    sign_ins: Vec<IntCounter>,
+    /// [category][outcome][auth][client_class]; `None` where the combination
+    /// cannot occur (a managed identity does no MFA, a failed sign-in has none).
+    sign_ins: Vec<Option<IntCounter>>,
     /// [legacy client][outcome]
     legacy: Vec<IntCounter>,
     legacy_clients: usize,
@@ -84,6 +85,10 @@ pub struct Metrics {
     users_tracked: IntGauge,
     users_refused: IntCounter,
     late_sign_ins: IntCounter,
+    duplicate_sign_ins: IntCounter,
+    newest_sign_in: GaugeVec,
+    last_message: GaugeVec,
+    privileged_configured: IntGauge,
     unknown_accounts: IntCounterVec,
     consumer_lag: IntGaugeVec,
     offsets_skipped: IntCounterVec,
@@ -94,6 +99,11 @@ pub struct Metrics {
     alerts_suppressed: IntCounterVec,
     alert_deliveries: IntCounterVec,
     alert_outbox: IntGauge,
+    history_rows: IntCounter,
+    history_bytes: IntCounter,
+    history_parts: IntCounter,
+    history_compactions: IntCounterVec,
+    http_refused: IntCounterVec,
     kafka_errors: IntCounterVec,
     checkpoint_time: Gauge,
     checkpoint_duration: Histogram,
@@ -129,10 +139,18 @@ impl Metrics {
         );
         let mut sign_ins = Vec::new();
         for c in Category::ALL {
+            let user = crate::classify::subject_of(c).0 == crate::classify::Subject::User;
             for o in OUTCOME {
                 for a in AUTH {
+                    let possible = matches!(
+                        (user, o, a),
+                        (true, "success", "mfa" | "single_factor")
+                            | (true, "failure", "none")
+                            | (false, _, "not_applicable")
+                    );
                     for k in ClientClass::ALL {
-                        sign_ins.push(sign_ins_vec.with_label_values(&[c.as_str(), o, a, k.as_str()]));
+                        sign_ins
+                            .push(possible.then(|| sign_ins_vec.with_label_values(&[c.as_str(), o, a, k.as_str()])));
                     }
                 }
             }
@@ -299,6 +317,15 @@ impl Metrics {
             .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .expect("valid metric");
+        let build_info =
+            IntGaugeVec::new(Opts::new("mfawatch_build_info", "mfawatch's version; always 1."), &["version"])
+                .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        register(&registry, build_info);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("registered once");
         Metrics {
             sign_ins,
             legacy,
@@ -354,6 +381,44 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            duplicate_sign_ins: register(
+                &registry,
+                IntCounter::new(
+                    "mfawatch_duplicate_signins_total",
+                    "Counted sign-ins seen before (same record identity: delivered twice, or replayed after Kafka delivered them), not counted again.",
+                )
+                .expect("valid"),
+            ),
+            newest_sign_in: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "mfawatch_newest_signin_timestamp_seconds",
+                        "Event time of the newest sign-in read from each topic (Unix time): coverage's window ends with it.",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid"),
+            ),
+            last_message: register(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "mfawatch_last_message_received_timestamp_seconds",
+                        "When the last message of each topic was read (Unix time, this host's clock).",
+                    ),
+                    &["topic"],
+                )
+                .expect("valid"),
+            ),
+            privileged_configured: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_privileged_accounts_configured",
+                    "Accounts on the privileged list (coverage.privileged, coverage.privileged_file). 0: privileged coverage is not watched.",
+                )
+                .expect("valid"),
+            ),
             unknown_accounts,
             consumer_lag,
             offsets_skipped,
@@ -363,6 +428,31 @@ impl Metrics {
             alert_outbox: register(
                 &registry,
                 IntGauge::new("mfawatch_alert_outbox", "Alerts waiting for a receiver to take them.").expect("valid"),
+            ),
+            history_rows: register(
+                &registry,
+                IntCounter::new("mfawatch_history_rows_total", "Sign-ins written to the history (Parquet rows).")
+                    .expect("valid"),
+            ),
+            history_bytes: register(
+                &registry,
+                IntCounter::new("mfawatch_history_bytes_total", "Bytes of history parts written.").expect("valid"),
+            ),
+            history_parts: register(
+                &registry,
+                IntCounter::new("mfawatch_history_parts_total", "History part files written.").expect("valid"),
+            ),
+            history_compactions: counter_vec(
+                &registry,
+                "mfawatch_history_compactions_total",
+                "History days merged into one file, by result.",
+                &["result"],
+            ),
+            http_refused: counter_vec(
+                &registry,
+                "mfawatch_http_refused_total",
+                "HTTP requests refused, by reason: unauthorized (no or a wrong token), busy (too many connections).",
+                &["reason"],
             ),
             partitions_assigned: register(
                 &registry,
@@ -424,7 +514,9 @@ impl Metrics {
         let class = ClientClass::ALL.iter().position(|c| *c == verdict.client_class).unwrap_or(3);
         let idx =
             ((category as usize * 2 + outcome) * AUTH.len() + auth_label(verdict)) * ClientClass::ALL.len() + class;
-        self.sign_ins[idx].inc();
+        if let Some(counter) = &self.sign_ins[idx] {
+            counter.inc();
+        }
         if let Some(i) = verdict.legacy_client.filter(|&i| i < self.legacy_clients) {
             self.legacy[i * 2 + outcome].inc();
         }
@@ -537,6 +629,26 @@ impl Metrics {
         self.late_sign_ins.inc();
     }
 
+    /// A message of `topic` was read; its newest sign-in is from `newest` (Unix seconds), if it had any.
+    pub fn topic_read(&self, topic: &str, newest: Option<i64>) {
+        self.last_message.with_label_values(&[topic]).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        if let Some(t) = newest {
+            let g = self.newest_sign_in.with_label_values(&[topic]);
+            if (t as f64) > g.get() {
+                g.set(t as f64);
+            }
+        }
+    }
+
+    pub fn set_privileged_configured(&self, n: usize) {
+        self.privileged_configured.set(n as i64);
+    }
+
+    /// A counted sign-in seen before: not counted again.
+    pub fn duplicate_sign_in(&self) {
+        self.duplicate_sign_ins.inc();
+    }
+
     /// A new user was not tracked: `coverage.max_users` reached.
     pub fn user_refused(&self) {
         self.users_refused.inc();
@@ -564,6 +676,25 @@ impl Metrics {
         self.alert_outbox.set(n as i64);
     }
 
+    /// A history part of `rows` rows, `bytes` long, was written.
+    pub fn history_part(&self, rows: usize, bytes: u64) {
+        self.history_rows.inc_by(rows as u64);
+        self.history_bytes.inc_by(bytes);
+        self.history_parts.inc();
+    }
+
+    pub fn history_compaction(&self, result: &'static str) {
+        self.history_compactions.with_label_values(&[result]).inc();
+    }
+
+    pub fn http_unauthorized(&self) {
+        self.http_refused.with_label_values(&["unauthorized"]).inc();
+    }
+
+    pub fn http_refused(&self) {
+        self.http_refused.with_label_values(&["busy"]).inc();
+    }
+
     /// Partitions held of all the subscribed topics' partitions.
     pub fn partitions(&self, assigned: usize, total: usize) {
         self.partitions_assigned.set(assigned as i64);
@@ -572,6 +703,17 @@ impl Metrics {
 
     pub fn set_partitions_refused(&self, n: usize) {
         self.partitions_refused.set(n as i64);
+    }
+
+    /// Messages behind, over every partition held.
+    pub fn total_lag(&self) -> i64 {
+        use prometheus::core::Collector;
+        self.consumer_lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_gauge().get_value() as i64)
+            .sum()
     }
 
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
@@ -611,6 +753,14 @@ impl Metrics {
     }
 }
 
+/// The sum of the series in exposition `text` whose lines start with `prefix`.
+pub fn sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// The `protocol` label of a configured legacy client: its name as the
 /// contract spells it, or `other` for a client the configuration added, so the
 /// label's values stay the contract's list whatever is configured.
@@ -626,8 +776,16 @@ mod tests {
     fn sign_in_handles_cover_every_label_combination_once() {
         let m = Metrics::new(&Rules::default());
         assert_eq!(m.sign_ins.len(), Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len());
+        // User categories: mfa/single_factor on success, none on failure; workloads: not_applicable.
+        let users = Category::ALL
+            .iter()
+            .filter(|c| crate::classify::subject_of(**c).0 == crate::classify::Subject::User)
+            .count();
+        let possible = (users * 3 + (Category::ALL.len() - users) * 2) * ClientClass::ALL.len();
+        assert_eq!(m.sign_ins.iter().flatten().count(), possible);
         let text = m.render();
         assert!(text.contains("mfawatch_signins_total{auth=\"mfa\",category=\"SignInLogs\",client_class=\"browser\",outcome=\"success\"} 0"));
+        assert!(!text.contains("auth=\"mfa\",category=\"ManagedIdentitySignInLogs\""), "no series that cannot occur");
         assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"failure\",protocol=\"IMAP4\"} 0"));
     }
 
@@ -653,7 +811,7 @@ mod tests {
         let m = Metrics::new(&Rules::default());
         for family in m.registry.gather() {
             let name = family.name();
-            assert!(name.starts_with("mfawatch_"), "{name}");
+            assert!(name.starts_with("mfawatch_") || name.starts_with("process_"), "{name}");
             let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
             assert_eq!(counter, name.ends_with("_total"), "{name}");
         }

@@ -99,6 +99,9 @@ impl Shared {
     }
 }
 
+/// An offset commit unanswered this long makes the daemon not ready.
+pub const COMMIT_ANSWER_WITHIN_SECS: i64 = 30;
+
 /// Liveness and readiness, as the HTTP probes report them.
 #[derive(Default)]
 pub struct Health {
@@ -109,6 +112,11 @@ pub struct Health {
     pub stopping: AtomicBool,
     /// Offset commits that failed in a row.
     commit_failures: AtomicU32,
+    /// Since when an offset commit sent to the brokers has waited for its
+    /// answer (Unix seconds; 0: none waiting). A broker that takes the
+    /// connection but answers nothing (a black-holed network) shows here
+    /// long before librdkafka's request timeout.
+    commit_waiting_since: AtomicI64,
     /// Why checkpoints fail, while they do.
     checkpoint_problem: Mutex<Option<String>>,
     /// Why the source cannot be trusted (a partition refused, a topic missing).
@@ -122,6 +130,20 @@ impl Health {
 
     pub fn set_commit_failures(&self, n: u32) {
         self.commit_failures.store(n, Ordering::Relaxed);
+    }
+
+    /// An offset commit was answered: refused (`ok` false) or taken.
+    pub fn commit_answered(&self, ok: bool) {
+        if ok {
+            self.commit_failures.store(0, Ordering::Relaxed);
+        } else {
+            self.commit_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Commits are waiting for an answer since `since` (Unix seconds), or none (`None`).
+    pub fn set_commit_waiting_since(&self, since: Option<i64>) {
+        self.commit_waiting_since.store(since.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn set_checkpoint_problem(&self, problem: Option<String>) {
@@ -146,6 +168,13 @@ impl Health {
         if !self.source_connected.load(Ordering::Relaxed) {
             return Some("not connected to the Kafka / Event Hubs brokers".into());
         }
+        let waiting_since = self.commit_waiting_since.load(Ordering::Relaxed);
+        let waited = Utc::now().timestamp() - waiting_since;
+        if waiting_since != 0 && waited >= COMMIT_ANSWER_WITHIN_SECS {
+            return Some(format!(
+                "the brokers have not answered an offset commit for {waited} s: they are unreachable or hung (connection up, no answers)"
+            ));
+        }
         let failures = self.commit_failures.load(Ordering::Relaxed);
         if failures >= crate::checkpoint::COMMIT_FAILURES_NOT_READY {
             return Some(format!("{failures} offset commits in a row failed (the broker does not take our offsets)"));
@@ -168,6 +197,7 @@ pub struct Pipeline {
     shared: Arc<Shared>,
     dead_letters: DeadLetters,
     sinks: Vec<Box<dyn Sink>>,
+    pseudonyms: Option<crate::privacy::Pseudonyms>,
     malformed_logged: u64,
     malformed_suppressed: u64,
     throttle: Throttle,
@@ -181,10 +211,16 @@ impl Pipeline {
             shared,
             dead_letters,
             sinks: Vec::new(),
+            pseudonyms: None,
             malformed_logged: 0,
             malformed_suppressed: 0,
             throttle: Throttle::default(),
         }
+    }
+
+    /// Pseudonymise every record as it is decoded (`privacy.pseudonymise`).
+    pub fn set_pseudonyms(&mut self, pseudonyms: Option<crate::privacy::Pseudonyms>) {
+        self.pseudonyms = pseudonyms;
     }
 
     /// Adds a sink after the ones already there.
@@ -213,12 +249,20 @@ impl Pipeline {
         let mut malformed_items = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             match item {
-                Item::SignIn(record) => records.push((index, record)),
+                Item::SignIn(mut record) => {
+                    if let Some(p) = &self.pseudonyms {
+                        p.apply(&mut record.fields);
+                    }
+                    records.push((index, record))
+                }
                 Item::Skipped { category } => metrics.skipped(&category),
                 Item::Malformed(malformed) => malformed_items.push((index, malformed)),
             }
         }
         let verdicts: Vec<Verdict<'_>> = records.iter().map(|(_, r)| classify(r, &self.rules)).collect();
+        if let Position::Kafka { topic, .. } = position {
+            metrics.topic_read(topic, records.iter().map(|(_, r)| r.time.timestamp()).max());
+        }
         {
             let mut coverage = shared.coverage.write().unwrap_or_else(|e| e.into_inner());
             for ((_, record), verdict) in records.iter().zip(&verdicts) {
@@ -227,6 +271,7 @@ impl Pipeline {
                 match Observation::of(record, verdict, &self.policy) {
                     Some(observation) => match coverage.observe(&observation) {
                         Observed::Counted | Observed::Seen => {}
+                        Observed::Duplicate => metrics.duplicate_sign_in(),
                         Observed::Late => metrics.late_sign_in(),
                         Observed::Refused => self.refused_user(coverage.len()),
                     },

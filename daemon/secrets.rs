@@ -27,11 +27,30 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// A systemd credential's text, or why there is none.
+/// The prefix systemd gives credentials loaded from a directory: the unit
+/// loads every file of `/etc/mfawatch/credentials` as `mfawatch_<file>`
+/// (`LoadCredential=mfawatch:/etc/mfawatch/credentials`).
+const DIRECTORY_PREFIX: &str = "mfawatch_";
+
+/// A systemd credential's text, or why there is none. `name` is found as it
+/// is, or as a file of the unit's credentials directory (`mfawatch_<name>`).
 pub fn read_credential(name: &str) -> Result<String, String> {
     let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or("CREDENTIALS_DIRECTORY is not set")?;
-    let path = PathBuf::from(dir).join(name);
-    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    let path = PathBuf::from(&dir).join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let prefixed = PathBuf::from(&dir).join(format!("{DIRECTORY_PREFIX}{name}"));
+            std::fs::read_to_string(&prefixed).map_err(|_| {
+                format!(
+                    "cannot read {} (nor {}): {e}; put the file in /etc/mfawatch/credentials/",
+                    path.display(),
+                    prefixed.display()
+                )
+            })
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// A secret from the systemd credential `credential` when given and

@@ -12,9 +12,13 @@
 //! snapshot's checkpoint number, and discards anything a checkpoint numbered
 //! higher left behind.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use crate::classify::Verdict;
 use crate::coverage::{Accounts, Coverage};
 use crate::decode::SignIn;
+use crate::pipeline::Shared;
 use crate::source::Position;
 
 /// One classified sign-in, as every sink sees it.
@@ -49,4 +53,59 @@ pub trait Sink: Send {
 
     /// The snapshot of checkpoint `seq` is durable.
     fn committed(&mut self, _seq: u64) {}
+}
+
+/// How far each source (partition, file) has been read, in event time.
+///
+/// Partitions are read at different paces — a backlog is fetched partition by
+/// partition, megabytes at a time — so a sink that keeps a window of recent
+/// sign-ins (alerts' MFA prompts) or waits for a day to be over (history's
+/// compaction) must go by the slowest source still sending, not by the
+/// newest sign-in seen: that keeps what it does independent of the
+/// interleaving.
+#[derive(Default)]
+pub struct SourceClock {
+    /// (topic or file, partition or -1, newest event time read, last heard from).
+    sources: Vec<(Arc<str>, i32, i64, Instant)>,
+}
+
+/// A source silent this long no longer holds the others back.
+pub const IDLE_SOURCE: Duration = Duration::from_secs(300);
+
+impl SourceClock {
+    /// Notes that `position`'s source has been read up to event time `time` (Unix seconds).
+    pub fn heard(&mut self, position: &Position, time: i64) {
+        let (name, partition) = match position {
+            Position::Kafka { topic, partition, .. } => (topic, *partition),
+            Position::File { path, .. } | Position::Avro { path, .. } => (path, -1),
+        };
+        let now = Instant::now();
+        match self.sources.iter_mut().find(|(n, p, _, _)| *p == partition && (Arc::ptr_eq(n, name) || n == name)) {
+            Some(source) => (source.2, source.3) = (source.2.max(time), now),
+            None => self.sources.push((name.clone(), partition, time, now)),
+        }
+    }
+
+    /// The event time every source still sending has been read up to: the
+    /// oldest of those heard from lately. A partition assigned but not heard
+    /// from yet holds everything back (it may hold the other half of what a
+    /// sink waits for) until it has been silent for [`IDLE_SOURCE`]. `None`
+    /// when nothing is known (after a restart, before anything is read).
+    pub fn low(&self, shared: &Shared) -> Option<i64> {
+        let now = Instant::now();
+        let mut low = i64::MAX;
+        for (topic, partition, since) in shared.assigned() {
+            let heard = self.sources.iter().find(|s| s.1 == partition && *s.0 == topic);
+            match heard {
+                Some(s) if now.duration_since(s.3) < IDLE_SOURCE => low = low.min(s.2),
+                Some(_) => {}
+                None if now.duration_since(since) < IDLE_SOURCE => return Some(i64::MIN / 2),
+                None => {}
+            }
+        }
+        for s in self.sources.iter().filter(|s| s.1 < 0 && now.duration_since(s.3) < IDLE_SOURCE) {
+            low = low.min(s.2);
+        }
+        (low != i64::MAX).then_some(low)
+    }
 }

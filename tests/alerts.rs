@@ -233,3 +233,40 @@ fn the_webhook_gets_a_documented_payload_with_the_token_and_stable_ids_across_a_
         .collect();
     assert_eq!(rule_users, s.expected);
 }
+
+#[test]
+fn the_alertmanager_routing_example_is_valid_and_pages_only_critical_alerts() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/alertmanager.yml");
+    let check = std::process::Command::new("amtool")
+        .arg("check-config")
+        .arg(&example)
+        .output()
+        .expect("amtool (prometheus-alertmanager)");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    let route = |labels: &[&str]| {
+        let out = std::process::Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--config.file={}", example.display()))
+            .args(labels)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // The labels mfawatch sends (daemon/alerts/deliver.rs), per severity.
+    for rule in mfawatch::alerts::Rule::ALL {
+        for severity in ["critical", "warning"] {
+            let labels = [
+                format!("alertname={}", rule.alertname()),
+                format!("severity={severity}"),
+                format!("rule={}", rule.as_str()),
+                "source=mfawatch".to_owned(),
+                "upn=ann@contoso.example".to_owned(),
+            ];
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let expected = if severity == "critical" { "soc-pager" } else { "soc-queue" };
+            assert_eq!(route(&labels), expected, "{labels:?}");
+        }
+    }
+    // Prometheus's own alerts (no source label) keep the default route.
+    assert_eq!(route(&["alertname=SignInsLost", "severity=critical"]), "default");
+}

@@ -20,10 +20,12 @@ const TOPIC: &str = "insights-logs-signinlogs";
 const PARTITIONS: i32 = 4;
 const GROUP: &str = "mfawatch-kill-test";
 
+const RECORDS: u64 = 16_000;
+
 fn tenant() -> Vec<Vec<u8>> {
     let spec = TenantSpec {
         users: 400,
-        records: 16_000,
+        records: RECORDS,
         days: 7,
         seed: 11,
         end: chrono::Utc.with_ymd_and_hms(2025, 6, 30, 0, 0, 0).unwrap(),
@@ -61,8 +63,32 @@ fn dead_letter_keys(dir: &Path) -> (usize, BTreeSet<(String, Option<u64>)>) {
     (letters.len(), raw_keys)
 }
 
+/// Every (category, record id, source position) row of a state's history,
+/// and how many rows there are (a row twice would make them differ).
+fn history_rows(dir: &Path) -> (usize, BTreeSet<(String, String, String)>) {
+    use polars::prelude::*;
+    let mut rows = 0;
+    let mut set = BTreeSet::new();
+    for (_, folder) in mfawatch::history::files::dates(&dir.join("state/history")).unwrap() {
+        for (_, path) in mfawatch::history::files::files(&folder).unwrap() {
+            let df = mfawatch::history::files::read_parquet(&path).unwrap();
+            rows += df.height();
+            let column = |name: &str| df.column(name).unwrap().str().unwrap().clone();
+            let (category, id, source) = (column("category"), column("record_id"), column("source"));
+            for i in 0..df.height() {
+                let get = |c: &StringChunked| c.get(i).unwrap_or("").to_string();
+                set.insert((get(&category), get(&id), get(&source)));
+            }
+        }
+    }
+    (rows, set)
+}
+
+/// How many kills, and how each lands.
+const KILLS: usize = 21;
+
 #[test]
-fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
+fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothing_twice() {
     let messages = tenant();
     let tansu = Tansu::start();
     tansu.create_topic(TOPIC, PARTITIONS);
@@ -72,11 +98,11 @@ fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
     let ends: Vec<i64> = (0..PARTITIONS)
         .map(|p| messages.iter().enumerate().filter(|(i, _)| *i as i32 % PARTITIONS == p).count() as i64)
         .collect();
-    let committed = |tansu: &Tansu| -> Vec<i64> {
-        tansu.group_progress(GROUP, TOPIC, PARTITIONS).iter().map(|(c, _)| *c).collect()
+    let committed = |tansu: &Tansu, group: &str| -> Vec<i64> {
+        tansu.group_progress(group, TOPIC, PARTITIONS).iter().map(|(c, _)| *c).collect()
     };
 
-    // The uninterrupted run: the same messages replayed from a file.
+    // The uninterrupted run of coverage: the same messages replayed from a file.
     let expected_dir = tempfile::tempdir().unwrap();
     let input = expected_dir.path().join("tenant.ndjson");
     let mut text = Vec::new();
@@ -94,34 +120,64 @@ fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
     let expected = users_of(expected_dir.path());
     assert!(expected.len() > 350, "the tenant's users are in the state: {}", expected.len());
 
-    // The daemon, killed with SIGKILL at random points while it consumes.
+    // The uninterrupted run of history: a daemon reading the same broker, never killed.
+    let calm_dir = tempfile::tempdir().unwrap();
+    let calm_port = free_port();
+    let calm_config = write_config(calm_dir.path(), &tansu.bootstrap(), TOPIC, "calm", calm_port, "");
+    let mut calm = Daemon::start(&calm_config, calm_port, &calm_dir.path().join("daemon.log"), &[]);
+    calm.wait_ready(Duration::from_secs(30));
+    wait_for("the calm run to read everything", Duration::from_secs(180), || committed(&tansu, "calm") == ends);
+    assert_eq!(calm.terminate(), Some(0));
+    let (calm_rows, calm_history) = history_rows(calm_dir.path());
+    assert_eq!(calm_rows, calm_history.len(), "the calm run's history has no row twice");
+
+    // The daemon, killed with SIGKILL again and again while it consumes: at
+    // random moments, and inside checkpoints (a test hook holds it between
+    // writing the new snapshot and renaming it, or between the rename and
+    // the offset commit, and the kill lands there).
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, GROUP, port, "");
     let log = dir.path().join("daemon.log");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let mut killed_midway = 0;
-    for round in 0..4 {
-        let mut daemon = Daemon::start(&config, port, &log, &[]);
+    let (mut midway, mut in_checkpoint) = (0, 0);
+    for round in 0..KILLS {
+        let hook = match round % 3 {
+            1 => Some("snapshot-before-rename"),
+            2 => Some("checkpoint-before-commit"),
+            _ => None,
+        };
+        let hooks = hook.map(|point| format!("pause={point}:1500"));
+        let env: Vec<(&str, &str)> = hooks.iter().map(|h| ("MFAWATCH_TEST_HOOKS", h.as_str())).collect();
+        let before = std::fs::read_to_string(&log).map_or(0, |t| t.len());
+        let mut daemon = Daemon::start(&config, port, &log, &env);
         daemon.wait_ready(Duration::from_secs(30));
-        wait_for("the daemon to consume", Duration::from_secs(30), || messages_read(&daemon) > 0);
-        std::thread::sleep(Duration::from_millis(rng.random_range(300..900)));
-        let progress = committed(&tansu);
+        match hook {
+            Some(point) => {
+                let mark = format!("paused at {point}");
+                wait_for(&mark, Duration::from_secs(30), || daemon.log_text()[before..].contains(&mark));
+                in_checkpoint += 1;
+            }
+            None => {
+                wait_for("the daemon to consume", Duration::from_secs(30), || messages_read(&daemon) > 0);
+                std::thread::sleep(Duration::from_millis(rng.random_range(100..700)));
+            }
+        }
+        let progress = committed(&tansu, GROUP);
         daemon.kill();
         if progress != ends && progress.iter().any(|&c| c > 0) {
-            killed_midway += 1;
+            midway += 1;
         }
-        eprintln!("round {round}: killed at {progress:?}");
+        eprintln!("round {round}: killed {} at {progress:?}", hook.unwrap_or("at random"));
     }
-    assert!(
-        killed_midway >= 2,
-        "at least two kills must land after a checkpoint and before the end ({killed_midway} did)"
-    );
+    assert!(midway >= 5, "at least five kills must land after a checkpoint and before the end ({midway} did)");
 
     // Restart once more and let it finish.
     let mut daemon = Daemon::start(&config, port, &log, &[]);
     daemon.wait_ready(Duration::from_secs(30));
-    wait_for("every message to be consumed and committed", Duration::from_secs(180), || committed(&tansu) == ends);
+    wait_for("every message to be consumed and committed", Duration::from_secs(180), || {
+        committed(&tansu, GROUP) == ends
+    });
     assert_eq!(daemon.terminate(), Some(0), "a clean exit on SIGTERM:\n{}", daemon.log_text());
 
     let got = users_of(dir.path());
@@ -129,6 +185,13 @@ fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
     for (key, want) in &expected {
         assert_eq!(got.get(key), Some(want), "user {key}");
     }
+
+    // The history holds each record once, exactly as the calm run's.
+    let (rows, history) = history_rows(dir.path());
+    let missing = calm_history.difference(&history).count();
+    let extra = history.difference(&calm_history).count();
+    assert_eq!((missing, extra), (0, 0), "history rows missing / not in the calm run");
+    assert_eq!(rows, history.len(), "no history row twice");
 
     // Dead letters are at-least-once: none lost, repeats only of the same records.
     let (_, want_letters) = dead_letter_keys(expected_dir.path());
@@ -145,4 +208,12 @@ fn kill_9_at_random_points_loses_nothing_and_counts_nothing_twice() {
             "snapshot offset of partition {p}"
         );
     }
+    common::record_reliability(
+        "kill -9 against tansu",
+        &format!(
+            "{KILLS} kills ({in_checkpoint} inside a checkpoint, {midway} mid-stream), {} records, {} users: lost 0, counted twice 0, history rows {rows} = calm run",
+            RECORDS,
+            got.len()
+        ),
+    );
 }

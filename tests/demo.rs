@@ -51,6 +51,21 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     assert_eq!(get("/readyz").unwrap()["ready"], true);
     let uncovered_admins = get("/api/v1/users?state=uncovered&privileged=true").unwrap();
     assert!(uncovered_admins["users"].is_array());
+    // The demo plants legacy-auth sign-ins and MFA fatigue: the alerts say who.
+    // (The backfill's are older than alerts.max_age: only live sign-ins alert.)
+    wait_for("live sign-ins to alert", Duration::from_secs(15), || {
+        get("/api/v1/alerts").is_some_and(|a| a["total"].as_u64().unwrap_or(0) > 0)
+    });
+    let alerts = get("/api/v1/alerts").unwrap();
+    let listed = alerts["alerts"].as_array().unwrap();
+    assert!(alerts["total"].as_u64().unwrap() > 0 && !listed.is_empty(), "{alerts}");
+    assert!(listed.iter().any(|a| a["rule"] == "legacy_auth_success"), "{alerts}");
+    // Who, where from, with what: what a SOC needs to act on the alert.
+    for a in listed.iter().filter(|a| a["rule"] == "legacy_auth_success") {
+        let s = &a["sign_in"];
+        assert!(s["upn"].is_string() && s["ip"].is_string() && s["client_app"].is_string(), "{a}");
+        assert!(a["summary"].as_str().unwrap().contains(s["upn"].as_str().unwrap()), "{a}");
+    }
     let mut metrics = String::new();
     ureq::get(&format!("{base}/metrics")).call().unwrap().body_mut().as_reader().read_to_string(&mut metrics).unwrap();
     assert!(metrics.contains("mfawatch_signins_total{"));
@@ -62,5 +77,5 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     assert!(out.contains(&format!("{base}/metrics")) && out.contains("/api/v1/coverage"), "{out}");
     // The in-process cluster keeps only a few MB per partition: the demo paces
     // its backfill to the consumer, and every message of it is read.
-    assert!(out.contains("backfill: 6000 sign-ins in 150 messages, all read"), "{out}");
+    assert!(out.contains("backfill: 6000 records in 150 messages on the four sign-in hubs, all read"), "{out}");
 }

@@ -288,3 +288,234 @@ fn a_password_spray_does_not_grow_the_state() {
     assert!(unknown >= 20_000.0);
     assert_eq!(users(&daemon), before["users"].as_u64().unwrap());
 }
+
+fn replay_users(messages: &[Vec<u8>]) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    write_ndjson(&input, messages);
+    let config = write_config(dir.path(), "127.0.0.1:1", TOPIC, "unused", free_port(), "");
+    let out = replay(&config, &[&input], &[]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["users"].as_u64().unwrap()
+}
+
+#[test]
+fn a_damaged_snapshot_stops_the_start_naming_the_file_and_reset_state_starts_afresh() {
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 1);
+    let messages = tenant(300, 10);
+    tansu.produce_to(TOPIC, 0, &messages, None);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "damaged", port, "");
+    let log = dir.path().join("daemon.log");
+    let mut daemon = Daemon::start(&config, port, &log, &[]);
+    daemon.wait_ready(Duration::from_secs(30));
+    wait_for("everything committed", Duration::from_secs(60), || tansu.group_progress("damaged", TOPIC, 1)[0].0 == 30);
+    let users_before = users(&daemon);
+    assert_eq!(daemon.terminate(), Some(0));
+
+    let snapshot = SnapshotFile::new(&dir.path().join("state")).path();
+    let bytes = std::fs::read(&snapshot).unwrap();
+    for (what, damaged) in [
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("corrupt", {
+            let mut b = bytes.clone();
+            let at = b.len() - 3;
+            b[at] ^= 0x55;
+            b
+        }),
+    ] {
+        std::fs::write(&snapshot, &damaged).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{what}: refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("state.snapshot") && err.contains("--reset-state") && err.contains("restore"),
+            "{what}: {err}"
+        );
+    }
+    // --reset-state: the damaged file is kept aside, the hub read again from kafka.start.
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mfawatch"));
+    command.args(["run", "--reset-state", "--config", config.to_str().unwrap()]);
+    let daemon = Daemon::spawn(command, port, &log);
+    daemon.wait_ready(Duration::from_secs(30));
+    wait_for("the hub read again", Duration::from_secs(60), || daemon.metric("mfawatch_messages_total") >= 30.0);
+    wait_for("the same users as before", Duration::from_secs(10), || users(&daemon) == users_before);
+    let kept = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("state.snapshot.reset-"));
+    assert!(kept, "the old snapshot is kept aside");
+    common::record_reliability(
+        "damaged snapshot",
+        "truncated and corrupt: refused naming the file; --reset-state re-read the hub",
+    );
+}
+
+#[test]
+fn a_full_disk_at_checkpoint_time_commits_nothing_says_so_and_recovers_when_space_returns() {
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let port = free_port();
+    let history = dir.path().join("history");
+    let extra = format!("\n[history]\ndir = {:?}\n", history.display().to_string());
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "full", port, &extra);
+    let log = dir.path().join("daemon.log");
+    // A real small filesystem for the state, in the daemon's own mount
+    // namespace, where the machine allows it; else an injected write error.
+    let tmpfs = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs \"$0\" && umount \"$0\"", state.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    let flag = dir.path().join("disk-full");
+    let (daemon, fix): (Daemon, Box<dyn Fn(u32)>) = if tmpfs {
+        let mut command = std::process::Command::new("unshare");
+        command.args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=64k tmpfs \"$0\" && exec \"$1\" run --config \"$2\"",
+            state.to_str().unwrap(),
+            env!("CARGO_BIN_EXE_mfawatch"),
+            config.to_str().unwrap(),
+        ]);
+        let daemon = Daemon::spawn(command, port, &log);
+        let state = state.clone();
+        let fix = Box::new(move |pid: u32| {
+            let ok = std::process::Command::new("nsenter")
+                .args(["-t", &pid.to_string(), "-m", "mount", "-o", "remount,size=64m", state.to_str().unwrap()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        });
+        (daemon, fix)
+    } else {
+        std::fs::write(&flag, b"").unwrap();
+        let hook = format!("fail-writes={}", flag.display());
+        let daemon = Daemon::start(&config, port, &log, &[("MFAWATCH_TEST_HOOKS", &hook)]);
+        let flag = flag.clone();
+        (daemon, Box::new(move |_| std::fs::remove_file(&flag).unwrap()))
+    };
+    daemon.wait_ready(Duration::from_secs(30));
+    // Enough users that the snapshot no longer fits in 64 KiB.
+    let messages: Vec<Vec<u8>> = Generator::new(TenantSpec {
+        users: 3_000,
+        records: 6_000,
+        seed: 11,
+        end: chrono::Utc::now(),
+        format: Format::Envelope,
+        records_per_message: 10,
+        ..TenantSpec::default()
+    })
+    .collect();
+    tansu.produce_to(TOPIC, 0, &messages, None);
+    let failed =
+        common::within(Duration::from_secs(60), || daemon.metric("mfawatch_checkpoints_total{result=\"error\"}") > 0.0);
+    assert!(failed, "checkpoints did not fail (tmpfs: {tmpfs}): {}", daemon.log_text());
+    wait_for("/readyz to say why", Duration::from_secs(30), || {
+        daemon.get("/readyz").is_some_and(|(s, b)| s == 503 && b.contains("checkpoint failing"))
+    });
+    let committed = tansu.group_progress("full", TOPIC, 1)[0].0;
+    assert!(committed < messages.len() as i64, "nothing committed past the last durable snapshot: {committed}");
+    let pid = std::process::Command::new("pgrep")
+        .args(["-f", &format!("mfawatch run --config {}", config.display())])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("0").trim().parse::<u32>().unwrap_or(0))
+        .unwrap_or(0);
+    fix(pid);
+    wait_for("the next checkpoint to succeed", Duration::from_secs(60), || {
+        tansu.group_progress("full", TOPIC, 1)[0].0 == messages.len() as i64
+    });
+    wait_for("ready again", Duration::from_secs(30), || daemon.get("/readyz").is_some_and(|(s, _)| s == 200));
+    assert_eq!(users(&daemon), replay_users(&messages), "nothing lost, nothing twice");
+    let complaints = std::fs::read_to_string(&log).unwrap().matches("checkpoint failed").count();
+    assert!((1..=2).contains(&complaints), "said once a minute, not at every checkpoint ({complaints})");
+    common::record_reliability(
+        "full disk at checkpoint",
+        if tmpfs {
+            "64 KiB tmpfs (unshare -m): not ready, nothing committed, recovered after remount"
+        } else {
+            "injected ENOSPC: not ready, nothing committed, recovered"
+        },
+    );
+}
+
+#[test]
+fn a_broker_gone_longer_than_the_session_timeout_is_rejoined_without_loss_or_double_count() {
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 2);
+    let first = tenant(400, 12);
+    let second = tenant(400, 13);
+    tansu.produce(TOPIC, 2, &first);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "gone", port, "");
+    let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &[]);
+    daemon.wait_ready(Duration::from_secs(30));
+    let sum = |t: &Tansu| t.group_progress("gone", TOPIC, 2).iter().map(|(c, _)| *c).sum::<i64>();
+    wait_for("the first half", Duration::from_secs(60), || sum(&tansu) == first.len() as i64);
+    // 40 s of silence: longer than session.timeout.ms (30 s).
+    tansu.freeze();
+    let noticed = common::within(Duration::from_secs(90), || daemon.get("/readyz").is_some_and(|(s, _)| s == 503));
+    assert!(noticed, "/readyz did not notice: {}", daemon.log_text());
+    std::thread::sleep(Duration::from_secs(40));
+    tansu.thaw();
+    tansu.produce(TOPIC, 2, &second);
+    wait_for("the second half", Duration::from_secs(120), || sum(&tansu) == (first.len() + second.len()) as i64);
+    let ready = common::within(Duration::from_secs(60), || daemon.get("/readyz").is_some_and(|(s, _)| s == 200));
+    assert!(ready, "not ready again: {:?}\n{}", daemon.get("/readyz"), daemon.log_text());
+    let mut all = first.clone();
+    all.extend(second.iter().cloned());
+    assert_eq!(users(&daemon), replay_users(&all));
+    assert_eq!(daemon.metric("mfawatch_messages_total"), all.len() as f64, "each message read once");
+    common::record_reliability(
+        "broker gone > session timeout",
+        "40 s frozen: not ready meanwhile, rejoined, read once each",
+    );
+}
+
+#[test]
+fn two_daemons_sharing_a_group_say_their_coverage_is_partial_unless_told_so() {
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 4);
+    tansu.produce(TOPIC, 4, &tenant(400, 14));
+    let dir = tempfile::tempdir().unwrap();
+    // `kafka_keys` go in the [kafka] section. (Each phase has its own group:
+    // tansu keeps a killed static member's partitions past its session.)
+    let start = |name: &str, group: &str, kafka_keys: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let port = free_port();
+        let extra = "\n[kafka.librdkafka]\n\"partition.assignment.strategy\" = \"roundrobin\"\n";
+        let config = write_config(&sub, &tansu.bootstrap(), TOPIC, group, port, extra);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[kafka]\n", &format!("[kafka]\ngroup_instance_id = \"{name}\"\n{kafka_keys}\n"));
+        std::fs::write(&config, text).unwrap();
+        Daemon::start(&config, port, &sub.join("daemon.log"), &[])
+    };
+    let a = start("a", "shared", "");
+    let b = start("b", "shared", "");
+    wait_for("both to hold half", Duration::from_secs(90), || {
+        a.metric("mfawatch_partitions_assigned") == 2.0 && b.metric("mfawatch_partitions_assigned") == 2.0
+    });
+    wait_for("not ready, saying why", Duration::from_secs(60), || {
+        a.get("/readyz").is_some_and(|(s, body)| s == 503 && body.contains("holding 2 of the 4 partitions"))
+    });
+    assert!(a.log_text().contains("another member of consumer group"), "the log says so too");
+    drop((a, b));
+    let a = start("c", "shared-on-purpose", "shared_group = true");
+    let b = start("d", "shared-on-purpose", "shared_group = true");
+    let halves = common::within(Duration::from_secs(90), || {
+        a.metric("mfawatch_partitions_assigned") == 2.0 && b.metric("mfawatch_partitions_assigned") == 2.0
+    });
+    assert!(halves, "c: {}\nd: {}", a.log_text(), b.log_text());
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(a.get("/readyz").unwrap().0, 200, "a partitioned layout chosen on purpose is ready");
+}

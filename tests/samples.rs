@@ -77,7 +77,7 @@ impl Summary {
 fn outcomes(path: &str) -> Vec<Outcome> {
     let rules = Rules::default();
     let mut out = Vec::new();
-    files::read_messages(path, |bytes, _| {
+    files::read_messages(path, |bytes, _, _| {
         for item in decode_message(bytes) {
             out.push(match item {
                 Item::SignIn(record) => Outcome::Verdict(Summary::of(&record, &classify(&record, &rules))),

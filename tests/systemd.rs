@@ -1,23 +1,159 @@
-//! The systemd unit is valid for systemd itself.
+//! The systemd units are valid for systemd itself, hardened, and the daemon
+//! speaks the notify protocol they ask for.
 
+mod common;
+
+use std::os::unix::net::UnixDatagram;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+const UNITS: [&str; 3] = ["mfawatch.service", "mfawatch-report.service", "mfawatch-report.timer"];
+
+/// The units with the binary's real path, in a temporary folder.
+fn units() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for unit in UNITS {
+        let text = std::fs::read_to_string(format!("{}/systemd/{unit}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        std::fs::write(dir.path().join(unit), text.replace("/usr/local/bin/mfawatch", env!("CARGO_BIN_EXE_mfawatch")))
+            .unwrap();
+    }
+    dir
+}
 
 #[test]
-fn the_service_unit_passes_systemd_analyze_verify() {
-    let dir = tempfile::tempdir().unwrap();
+fn the_units_pass_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/mfawatch.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/mfawatch run --config /etc/mfawatch/mfawatch.toml"));
-    assert!(unit.contains("LoadCredential=eventhubs-connection-string:"), "the secret arrives as a credential");
+    assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
+    assert!(unit.contains("LoadCredential=mfawatch:/etc/mfawatch/credentials"), "secrets arrive as credentials");
+    assert!(unit.contains("After=network-online.target time-sync.target"));
     assert!(!unit.contains("CONNECTION_STRING="), "never in the unit");
-    let path = dir.path().join("mfawatch.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/mfawatch", env!("CARGO_BIN_EXE_mfawatch"))).unwrap();
+    let dir = units();
+    let paths: Vec<_> = UNITS.iter().map(|u| dir.path().join(u)).collect();
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
-        .arg(&path)
+        .args(&paths)
         .output()
         .expect("systemd-analyze (package systemd)");
     let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{report}");
-    let complaints: Vec<&str> = report.lines().filter(|l| l.contains("mfawatch.service")).collect();
+    let complaints: Vec<&str> = report.lines().filter(|l| l.contains("mfawatch")).collect();
     assert!(complaints.is_empty(), "{report}");
+}
+
+#[test]
+fn the_services_are_hardened_to_an_exposure_of_two_or_less() {
+    let dir = units();
+    for unit in ["mfawatch.service", "mfawatch-report.service"] {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true"])
+            .arg(dir.path().join(unit))
+            .output()
+            .expect("systemd-analyze");
+        let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let line = report.lines().find(|l| l.contains("Overall exposure level")).unwrap_or_else(|| panic!("{report}"));
+        let score: f64 = line
+            .split(':')
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(score <= 2.0, "{unit}: {line}\n{report}");
+        common::record_reliability("systemd-analyze security", &format!("{unit}: exposure {score} (≤ 2.0)"));
+    }
+}
+
+/// What the daemon sends to `NOTIFY_SOCKET`, as it arrives.
+fn listen(socket: &UnixDatagram, until: Instant, mut seen: impl FnMut(&str) -> bool) -> bool {
+    let mut buf = [0u8; 4096];
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while Instant::now() < until {
+        if let Ok(n) = socket.recv(&mut buf)
+            && seen(&String::from_utf8_lossy(&buf[..n]))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// Throws away what the daemon sent so far, so that what follows is heard
+/// as it happens.
+fn drain(socket: &UnixDatagram) {
+    let mut buf = [0u8; 4096];
+    socket.set_nonblocking(true).unwrap();
+    while socket.recv(&mut buf).is_ok() {}
+    socket.set_nonblocking(false).unwrap();
+}
+
+#[test]
+fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
+    use common::{Daemon, Tansu, free_port, write_config};
+    let tansu = Tansu::start();
+    tansu.create_topic("insights-logs-signinlogs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", "notify", port, "");
+    let notify = socket_path.to_str().unwrap();
+    let env = [("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "1000000")];
+    let mut daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
+    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("READY=1")), "READY=1");
+    let mut status = String::new();
+    assert!(listen(&socket, Instant::now() + Duration::from_secs(15), |m| {
+        if m.contains("STATUS=consuming") {
+            status = m.to_string();
+        }
+        !status.is_empty()
+    }));
+    assert!(status.contains("partition") && status.contains("users"), "{status}");
+    let mut pets = 0;
+    drain(&socket);
+    listen(&socket, Instant::now() + Duration::from_secs(3), |m| {
+        pets += usize::from(m.contains("WATCHDOG=1"));
+        false
+    });
+    assert!(pets >= 3, "WATCHDOG=1 keeps coming ({pets} in 3 s)");
+    let _ = Command::new("kill").args(["-TERM", &daemon.pid().to_string()]).status();
+    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("STOPPING=1")), "STOPPING=1");
+    assert_eq!(daemon.terminate(), Some(0));
+}
+
+#[test]
+fn a_stalled_pipeline_stops_petting_the_watchdog() {
+    use common::{Daemon, Tansu, free_port, write_config};
+    use mfawatch::generate::{Generator, TenantSpec};
+    let tansu = Tansu::start();
+    tansu.create_topic("insights-logs-signinlogs", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", "stall", port, "");
+    // Every message stalls the pipeline for a minute (a test hook).
+    let env = [
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "1000000"),
+        ("MFAWATCH_TEST_HOOKS", "pause=pipeline:60000"),
+    ];
+    let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
+    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("WATCHDOG=1")), "pets while idle");
+    tansu.produce(
+        "insights-logs-signinlogs",
+        1,
+        &Generator::new(TenantSpec { records: 40, ..TenantSpec::default() }).collect::<Vec<_>>(),
+    );
+    common::wait_for("the pipeline to stall", Duration::from_secs(30), || {
+        daemon.log_text().contains("paused at pipeline")
+    });
+    // Whatever was in flight arrives; after that, silence.
+    std::thread::sleep(Duration::from_millis(1500));
+    drain(&socket);
+    let mut pets = 0;
+    listen(&socket, Instant::now() + Duration::from_secs(3), |m| {
+        pets += usize::from(m.contains("WATCHDOG=1"));
+        false
+    });
+    assert_eq!(pets, 0, "no WATCHDOG=1 while the pipeline is stalled");
 }

@@ -56,7 +56,7 @@ impl OutboxCell {
 }
 
 /// A receiver.
-enum Target {
+pub(crate) enum Target {
     Alertmanager { url: String },
     Webhook { url: String, token: Option<Secret> },
     File { path: PathBuf, file: Option<File> },
@@ -82,7 +82,7 @@ impl Target {
 
 /// The receivers as configured; a webhook token comes from a systemd
 /// credential or the environment, never the configuration file.
-fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+pub(crate) fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
     let a = &config.alerts;
     let mut targets = Vec::new();
     if let Some(am) = &a.alertmanager {

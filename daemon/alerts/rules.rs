@@ -13,7 +13,7 @@ use crate::classify::{Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config};
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::pipeline::Shared;
-use crate::sinks::{SignInEvent, Sink};
+use crate::sinks::{SignInEvent, Sink, SourceClock};
 
 /// The rules' state that must survive a restart (the snapshot's part).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -78,17 +78,11 @@ pub struct Alerts {
     state: State,
     delivery: Delivery,
     rates: BTreeMap<Rule, RateWindow>,
-    /// Per source (partition or file): the newest event time read from it and
-    /// when it was last heard from. Partitions are read at different paces (a
-    /// backlog is fetched partition by partition, megabytes at a time), so
-    /// what may be forgotten is decided by the slowest source still sending,
-    /// not by the newest sign-in: that is what keeps the rules independent of
-    /// the interleaving.
-    sources: Vec<(std::sync::Arc<str>, i32, i64, std::time::Instant)>,
+    /// What may be forgotten is decided by the slowest source still sending,
+    /// not by the newest sign-in: that keeps the rules independent of the
+    /// interleaving.
+    clock: SourceClock,
 }
-
-/// A source silent this long no longer holds back what may be forgotten.
-const IDLE_SOURCE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What the sink keeps in the snapshot.
 #[derive(Serialize, Deserialize)]
@@ -121,7 +115,7 @@ impl Alerts {
             state,
             delivery,
             rates: BTreeMap::new(),
-            sources: Vec::new(),
+            clock: SourceClock::default(),
         })
     }
 
@@ -356,44 +350,10 @@ impl Alerts {
         self.state.attempts.retain(|(_, h), _| *h >= hour - 1);
     }
 
-    /// Notes that `position`'s source has been read up to event time `time`.
-    fn heard(&mut self, position: &crate::source::Position, time: i64) {
-        use crate::source::Position;
-        let (name, partition) = match position {
-            Position::Kafka { topic, partition, .. } => (topic, *partition),
-            Position::File { path, .. } => (path, -1),
-        };
-        let now = std::time::Instant::now();
-        match self
-            .sources
-            .iter_mut()
-            .find(|(n, p, _, _)| *p == partition && (std::sync::Arc::ptr_eq(n, name) || n == name))
-        {
-            Some(source) => (source.2, source.3) = (source.2.max(time), now),
-            None => self.sources.push((name.clone(), partition, time, now)),
-        }
-    }
-
-    /// The event time every source still sending has been read up to: the
-    /// oldest of the sources heard from lately. A partition assigned but not
-    /// heard from yet holds everything back (it may hold the other half of a
-    /// burst), until it has been silent for [`IDLE_SOURCE`].
+    /// Where every source still sending has been read up to; after a
+    /// restart, before they are heard from again, where the state was pruned to.
     fn low_watermark(&self) -> i64 {
-        let now = std::time::Instant::now();
-        let mut low = i64::MAX;
-        for (topic, partition, since) in self.shared.assigned() {
-            let heard = self.sources.iter().find(|s| s.1 == partition && *s.0 == topic);
-            match heard {
-                Some(s) if now.duration_since(s.3) < IDLE_SOURCE => low = low.min(s.2),
-                Some(_) => {}
-                None if now.duration_since(since) < IDLE_SOURCE => return i64::MIN / 2,
-                None => {}
-            }
-        }
-        for s in self.sources.iter().filter(|s| s.1 < 0 && now.duration_since(s.3) < IDLE_SOURCE) {
-            low = low.min(s.2);
-        }
-        if low == i64::MAX { self.state.pruned_to } else { low }
+        self.clock.low(&self.shared).unwrap_or(self.state.pruned_to)
     }
 }
 
@@ -497,7 +457,7 @@ impl Sink for Alerts {
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
         let v = event.verdict;
         let time = event.record.time.timestamp();
-        self.heard(event.position, time);
+        self.clock.heard(event.position, time);
         if v.subject != Subject::User {
             return;
         }
@@ -929,6 +889,8 @@ mod tests {
             any_mfa,
             app: None,
             client_app: "Browser",
+            risky: false,
+            identity: 0,
         };
         coverage.observe(&o(t0, true, false));
         coverage.observe(&o(t0 + chrono::Duration::days(20), false, false));

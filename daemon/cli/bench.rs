@@ -31,10 +31,26 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
-    /// Coverage state memory with many users: bytes per user and RSS.
+    /// Coverage state memory with many users: bytes per user and RSS; then
+    /// a password spray through the pipeline into that state: its cost.
     Coverage {
         #[arg(long, default_value_t = 1_000_000)]
         users: u32,
+        /// Failed sign-ins of made-up accounts (50034) mixed in afterwards.
+        #[arg(long, default_value_t = 10_000_000)]
+        spray: u64,
+    },
+    /// The weekly report over a generated history of `rows` sign-ins (a
+    /// week): wall time and peak memory of `mfawatch report`, bytes per row.
+    Report {
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        #[arg(long, default_value_t = 150_000)]
+        users: u32,
+        /// Use (and keep) the history here instead of a temporary folder;
+        /// an existing one is reported on, not generated again.
+        #[arg(long)]
+        history: Option<std::path::PathBuf>,
     },
     /// RSS while the daemon's consumer works through a backlog on a real broker
     /// (e.g. tansu on 127.0.0.1:9092): prefetch keeps it bounded.
@@ -64,7 +80,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Bench::Decode { records, users, rounds } => decode(records, users, rounds),
         Bench::Pipeline { records, users, rounds } => pipeline(records, users, rounds),
-        Bench::Coverage { users } => coverage(users),
+        Bench::Coverage { users, spray } => coverage(users, spray),
+        Bench::Report { rows, users, history } => report(rows, users, history),
         Bench::Backlog { brokers, records, prefetch_kbytes } => backlog(&brokers, records, prefetch_kbytes),
     }
 }
@@ -169,7 +186,60 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
         decoded == records && classified == records,
         "decoded {decoded}, classified {classified} of {records}"
     );
+
+    // The same messages as one Event Hubs Capture file (Avro, no compression, as Capture writes).
+    println!();
+    let avro = capture_file(&messages)?;
+    let classify_all = |bytes: &[u8]| -> u64 {
+        let mut n = 0u64;
+        for item in decode_message(bytes) {
+            if let Item::SignIn(record) = item {
+                black_box(classify(&record, &rules));
+            }
+            n += 1;
+        }
+        n
+    };
+    let passes: Vec<Pass> = vec![
+        ("NDJSON messages: decode + classify", Box::new(|| messages.iter().map(|m| classify_all(m)).sum())),
+        (
+            "Capture Avro: read + decode + classify",
+            Box::new(|| {
+                let mut n = 0;
+                crate::source::capture::read_messages("bench.avro", &avro, |body, _, _| {
+                    n += classify_all(body);
+                    Ok(())
+                })
+                .expect("the file just written reads");
+                n
+            }),
+        ),
+    ];
+    println!("Capture file: {:.1} MB for {:.1} MB of JSON bodies", avro.len() as f64 / 1e6, bytes as f64 / 1e6);
+    let counts =
+        measure("MB/s of JSON bodies (goal for Capture: at least 80 % of NDJSON)", rounds, records, bytes, passes);
+    anyhow::ensure!(counts[1] == records, "read {} of {records} records from the Capture file", counts[1]);
     Ok(())
+}
+
+/// `messages` as the bodies of one Event Hubs Capture file (Capture's schema,
+/// no compression).
+pub fn capture_file(messages: &[Vec<u8>]) -> anyhow::Result<Vec<u8>> {
+    use apache_avro::types::{Record, Value};
+    const SCHEMA: &str = r#"{"type":"record","name":"EventData","namespace":"Microsoft.ServiceBus.Messaging","fields":[{"name":"SequenceNumber","type":"long"},{"name":"Offset","type":"string"},{"name":"EnqueuedTimeUtc","type":"string"},{"name":"SystemProperties","type":{"type":"map","values":["long","double","string","bytes"]}},{"name":"Properties","type":{"type":"map","values":["long","double","string","bytes","null"]}},{"name":"Body","type":["null","bytes"]}]}"#;
+    let schema = apache_avro::Schema::parse_str(SCHEMA)?;
+    let mut w = apache_avro::Writer::with_codec(&schema, Vec::new(), apache_avro::Codec::Null)?;
+    for (i, m) in messages.iter().enumerate() {
+        let mut r = Record::new(w.schema()).expect("a record schema");
+        r.put("SequenceNumber", i as i64);
+        r.put("Offset", (i * 4096).to_string());
+        r.put("EnqueuedTimeUtc", "6/30/2025 12:00:00 AM");
+        r.put("SystemProperties", Value::Map(Default::default()));
+        r.put("Properties", Value::Map(Default::default()));
+        r.put("Body", Value::Union(1, Box::new(Value::Bytes(m.clone()))));
+        w.append_value(r)?;
+    }
+    Ok(w.into_inner()?)
 }
 
 /// Runs the passes interleaved, prints their table (the first pass is the
@@ -183,6 +253,21 @@ fn measure(title: &str, rounds: u32, records: u64, bytes: u64, mut passes: Vec<P
         .collect();
     print_table(title, &figures);
     best.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Bytes of every file under `dir`.
+pub fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+                    _ => e.metadata().map_or(0, |m| m.len()),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Resident set size of this process, in bytes.
@@ -199,6 +284,51 @@ fn new_pipeline() -> crate::pipeline::Pipeline {
     let rules = Rules::default();
     let shared = crate::pipeline::Shared::new(Coverage::new(Policy::default()), Accounts::default(), &rules);
     crate::pipeline::Pipeline::new(rules, Policy::default(), shared, crate::deadletter::DeadLetters::default())
+}
+
+/// A pipeline with the sinks a daemon has: alerts (default rules, no
+/// receiver: made and listed) and/or history (Parquet parts in `dir`).
+fn pipeline_with(alerts: bool, history: Option<&std::path::Path>) -> anyhow::Result<crate::pipeline::Pipeline> {
+    let mut config = crate::config::Config::default();
+    config.alerts.max_age = Duration::from_secs(3650 * 86_400);
+    config.alerts.rate_limit_per_minute = u32::MAX;
+    if let Some(dir) = history {
+        config.checkpoint.dir = dir.to_owned();
+    }
+    let mut pipe = new_pipeline();
+    let shared = pipe.shared().clone();
+    if alerts {
+        pipe.add_sink(Box::new(crate::alerts::Alerts::start(&config, shared.clone(), None)?));
+    }
+    if history.is_some() {
+        config.history.retention_days = 3650;
+        pipe.add_sink(Box::new(crate::history::History::start(&config, shared, None, 0)?));
+    }
+    Ok(pipe)
+}
+
+/// Records between two checkpoints in the benchmarks with sinks: a 10 s
+/// checkpoint at about this rate.
+const CHECKPOINT_EVERY: u64 = 100_000;
+
+/// Runs `messages` through `pipe`, checkpointing its sinks every
+/// [`CHECKPOINT_EVERY`] records (history writes its parts then), and at the end.
+fn run_with_checkpoints(pipe: &mut crate::pipeline::Pipeline, messages: &[Vec<u8>], per_message: u64, seq: &mut u64) {
+    let position = crate::source::Position::Kafka { topic: "bench".into(), partition: 0, offset: 0 };
+    let mut since = 0;
+    for m in messages {
+        pipe.process(m, &position, None).expect("no dead-letter sink to fail");
+        since += per_message;
+        if since >= CHECKPOINT_EVERY {
+            since = 0;
+            *seq += 1;
+            pipe.prepare_sinks(*seq).expect("sinks durable");
+            pipe.sinks_committed(*seq);
+        }
+    }
+    *seq += 1;
+    pipe.prepare_sinks(*seq).expect("sinks durable");
+    pipe.sinks_committed(*seq);
 }
 
 fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
@@ -233,6 +363,64 @@ fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
         ),
     ];
     measure("in memory", rounds, records, bytes, passes);
+
+    // The same with the sinks a daemon runs: alerts, history, both.
+    println!();
+    let per_message = records / messages.len().max(1) as u64;
+    let history_dir = tempfile::tempdir()?;
+    let both_dir = tempfile::tempdir()?;
+    let mut bare = new_pipeline();
+    let mut with_alerts = pipeline_with(true, None)?;
+    let mut with_history = pipeline_with(false, Some(history_dir.path()))?;
+    let mut with_both = pipeline_with(true, Some(both_dir.path()))?;
+    let (mut s1, mut s2, mut s3, mut s4) = (0, 0, 0, 0);
+    let passes: Vec<Pass> = vec![
+        (
+            "pipeline, no sinks (checkpoints too)",
+            Box::new(|| {
+                run_with_checkpoints(&mut bare, &messages, per_message, &mut s1);
+                records
+            }),
+        ),
+        (
+            "pipeline + alerts (default rules)",
+            Box::new(|| {
+                run_with_checkpoints(&mut with_alerts, &messages, per_message, &mut s2);
+                records
+            }),
+        ),
+        (
+            "pipeline + history (Parquet, zstd)",
+            Box::new(|| {
+                run_with_checkpoints(&mut with_history, &messages, per_message, &mut s3);
+                records
+            }),
+        ),
+        (
+            "pipeline + alerts + history",
+            Box::new(|| {
+                run_with_checkpoints(&mut with_both, &messages, per_message, &mut s4);
+                records
+            }),
+        ),
+    ];
+    measure("the daemon's sinks, in memory (ratio: against no sinks)", rounds, records, bytes, passes);
+    let text = with_alerts.shared().metrics.render();
+    let made = crate::metrics::sum(&text, "mfawatch_alerts_total");
+    let repeats = crate::metrics::sum(&text, "mfawatch_alerts_suppressed_total");
+    println!(
+        "  alerts: {:.2} % of sign-ins alerted ({made} alerts made, {repeats} more counted on them), over {} rounds",
+        100.0 * (made + repeats) / (records as f64 * rounds.max(1) as f64),
+        rounds.max(1)
+    );
+    let history_bytes = dir_bytes(history_dir.path());
+    println!(
+        "  history: {:.0} bytes per sign-in on disk ({:.1} MB for {} rows), against {:.0} bytes of JSON",
+        history_bytes as f64 / (records as f64 * rounds.max(1) as f64),
+        history_bytes as f64 / 1e6,
+        records * rounds.max(1) as u64,
+        bytes as f64 / records as f64
+    );
 
     println!();
     let kafka = kafka_passes(&messages)?;
@@ -321,7 +509,7 @@ fn kafka_passes(messages: &[Vec<u8>]) -> anyhow::Result<Vec<(&'static str, Durat
     Ok(out)
 }
 
-fn coverage(users: u32) -> anyhow::Result<()> {
+fn coverage(users: u32, spray: u64) -> anyhow::Result<()> {
     use crate::coverage::{Accounts, Coverage, Observation, Policy};
     use chrono::TimeZone;
     let rss_before = rss_bytes();
@@ -356,6 +544,8 @@ fn coverage(users: u32) -> anyhow::Result<()> {
                 any_mfa: !single_factor,
                 app: Some(["OfficeHome", "Microsoft Teams", "Azure Portal"][i % 3]),
                 client_app: if single_factor && i.is_multiple_of(3) { "IMAP4" } else { "Browser" },
+                risky: false,
+                identity: (day as u64) << 32 | i as u64 | 1,
             };
             c.observe(&o);
             observations += 1;
@@ -422,7 +612,139 @@ fn coverage(users: u32) -> anyhow::Result<()> {
         users_time.as_secs_f64() * 1e3,
         page.len()
     );
+    println!(
+        "  of the structures, the identities of {observations} counted sign-ins (de-duplication): {:.1} MB = {:.1} bytes/sign-in",
+        c.identity_bytes() as f64 / 1e6,
+        c.identity_bytes() as f64 / observations as f64
+    );
     black_box(summary);
+    if spray > 0 {
+        spray_into(c, spray)?;
+    }
+    Ok(())
+}
+
+/// A password spray of `count` failed sign-ins of made-up accounts through
+/// the pipeline, into a state of real users: it must cost the state nothing.
+fn spray_into(coverage: crate::coverage::Coverage, count: u64) -> anyhow::Result<()> {
+    use crate::coverage::{Accounts, Policy};
+    let rules = Rules::default();
+    let (users, (before, _)) = (coverage.len(), coverage.heap_bytes());
+    let shared = crate::pipeline::Shared::new(coverage, Accounts::default(), &rules);
+    let mut pipe = crate::pipeline::Pipeline::new(
+        rules,
+        Policy::default(),
+        shared.clone(),
+        crate::deadletter::DeadLetters::default(),
+    );
+    let end = chrono::Utc::now();
+    let mut spray = crate::generate::Spray::new(count, end, 7, 100);
+    let position = crate::source::Position::Kafka { topic: "bench".into(), partition: 0, offset: 0 };
+    let (mut message, mut bytes) = (Vec::new(), 0u64);
+    let started = Instant::now();
+    while spray.next_message(&mut message) {
+        bytes += message.len() as u64;
+        pipe.process(&message, &position, None).expect("no dead-letter sink to fail");
+    }
+    let elapsed = started.elapsed();
+    let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+    let after = coverage.heap_bytes().0;
+    let unknown = crate::metrics::sum(&shared.metrics.render(), "mfawatch_unknown_account_signins_total");
+    println!(
+        "password spray: {count} failed sign-ins of made-up accounts ({:.1} MB) in {:.1} s = {:.0} sign-ins/s through decode, classify, coverage, metrics",
+        bytes as f64 / 1e6,
+        elapsed.as_secs_f64(),
+        count as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  users {} → {} ; structures {:.1} MB → {:.1} MB ({:.1} → {:.1} bytes/user); counted as unknown accounts: {unknown}",
+        users,
+        coverage.len(),
+        before as f64 / 1e6,
+        after as f64 / 1e6,
+        before as f64 / users.max(1) as f64,
+        after as f64 / coverage.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// Generates a week of history (`rows` sign-ins, Parquet) unless `history`
+/// holds one, then times `mfawatch report` on it in a child process, watching
+/// its peak memory.
+fn report(rows: u64, users: u32, history: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let temporary = tempfile::tempdir()?;
+    let state = history.clone().unwrap_or_else(|| temporary.path().to_owned());
+    let dir = state.join("history");
+    // The week 2025-W26: Monday 23 to Sunday 29 June 2025.
+    let end = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 6, 30, 0, 0, 0).unwrap();
+    if !dir.is_dir() {
+        eprintln!("generating a week of {rows} sign-ins for {users} users into {}...", dir.display());
+        let mut pipe = pipeline_with(false, Some(&state))?;
+        let spec = TenantSpec {
+            users,
+            records: rows,
+            days: 7,
+            end,
+            format: Format::Envelope,
+            records_per_message: 100,
+            ..TenantSpec::default()
+        };
+        let mut generator = Generator::new(spec);
+        let (mut message, mut batch, mut seq) = (Vec::new(), Vec::new(), 0);
+        let started = Instant::now();
+        while generator.next_message(&mut message) {
+            batch.push(std::mem::take(&mut message));
+            if batch.len() * 100 >= CHECKPOINT_EVERY as usize * 10 {
+                run_with_checkpoints(&mut pipe, &batch, 100, &mut seq);
+                batch.clear();
+            }
+        }
+        run_with_checkpoints(&mut pipe, &batch, 100, &mut seq);
+        drop(pipe);
+        eprintln!("  generated in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let bytes = dir_bytes(&dir);
+    let out = tempfile::tempdir()?;
+    let started = Instant::now();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args(["report", "--week", "2025-W26", "--history"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kb * 1024);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    anyhow::ensure!(status.success(), "mfawatch report failed: {status}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("summary.json"))?)?;
+    println!(
+        "report over {} sign-ins of one week ({} users, {:.0} MB of Parquet = {:.0} bytes/row):",
+        summary["sign_ins"],
+        summary["users"],
+        bytes as f64 / 1e6,
+        bytes as f64 / rows as f64
+    );
+    println!(
+        "  wall time {:.1} s, peak RSS {:.0} MB (goal: ≤ 60 s, ≤ 4 GiB)",
+        elapsed.as_secs_f64(),
+        peak as f64 / 1e6
+    );
     Ok(())
 }
 

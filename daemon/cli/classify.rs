@@ -97,7 +97,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
         // A failure to write (stdout, the dead-letter file) stops everything;
         // only a failure to read an input lets the others be read.
         let mut write_failure: Option<io::Error> = None;
-        let result = files::read_messages(input, |bytes, position| {
+        let result = files::read_messages(input, |bytes, position, _| {
             let mut stop = |e: io::Error| {
                 let kind = e.kind();
                 write_failure = Some(e);

@@ -1,6 +1,8 @@
 //! `mfawatch demo`: the real pipeline against an in-process Kafka cluster
-//! (librdkafka's mock cluster), fed by the synthetic tenant generator: seven
-//! days of backfill, then live sign-ins, with metrics and the API on localhost.
+//! (librdkafka's mock cluster), fed by the synthetic tenant generator as
+//! Entra's diagnostic setting sends it — one hub per category — with seven
+//! days of backfill, then live sign-ins; metrics, the API, alerts and the
+//! history on localhost.
 
 use std::time::{Duration, Instant};
 
@@ -8,10 +10,15 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
-use crate::config::Config;
-use crate::generate::{Format, Generator, Tenant, TenantSpec};
+use crate::config::{Config, DEFAULT_TOPICS};
+use crate::generate::{Format, PerHub, Tenant, TenantSpec};
 
-const TOPIC: &str = "insights-logs-signinlogs";
+/// The hubs a diagnostic setting makes besides the four mfawatch reads
+/// (they exist, as they would, but nothing subscribes to them).
+const OTHER_HUBS: [&str; 2] = ["insights-logs-adfssigninlogs", "insights-logs-auditlogs"];
+
+/// Malformed records the backfill mixes in, per 10,000.
+const MALFORMED_PER_10K: u32 = 5;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -36,7 +43,9 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mock = MockCluster::new(1)?;
-    mock.create_topic(TOPIC, 4, 1)?;
+    for hub in DEFAULT_TOPICS.iter().chain(OTHER_HUBS.iter()) {
+        mock.create_topic(hub, 2, 1)?;
+    }
     let state = tempfile::Builder::new().prefix("mfawatch-demo-").tempdir()?;
 
     let now = chrono::Utc::now();
@@ -48,21 +57,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         end: now,
         format: Format::Envelope,
         records_per_message: 40,
-        malformed_per_10k: 5,
-        fatigue_per_10k: 0,
+        malformed_per_10k: MALFORMED_PER_10K,
+        fatigue_per_10k: 3,
     };
     backfill.validate()?;
     let tenant = Tenant::new(&backfill);
     let mut config = Config::default();
     config.kafka.brokers = Some(mock.bootstrap_servers());
-    config.kafka.topics = vec![TOPIC.to_string()];
     config.kafka.group_id = "mfawatch-demo".into();
     config.checkpoint.dir = state.path().join("state");
     config.dead_letter.file = Some(state.path().join("dead-letters.ndjson"));
+    config.alerts.log_file = Some(state.path().join("alerts.ndjson"));
     config.http.listen = args.listen.clone();
     config.coverage.privileged = tenant.users.iter().filter(|u| u.admin).map(|u| u.upn.clone()).collect();
     config.coverage.excluded = tenant.users.iter().filter(|u| u.break_glass).map(|u| u.upn.clone()).collect();
-    config.log.level = "info,librdkafka=warn".into();
+    // The malformed records are on purpose: summed up below, not warned of one by one.
+    config.log.level = "info,librdkafka=warn,mfawatch::pipeline=error".into();
     config.validate(std::path::Path::new("<demo>"))?;
     crate::logging::init(&config);
 
@@ -70,9 +80,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
     let shared = prepared.shared.clone();
-    let read = move || shared.metrics.messages_read();
+    let dead_letters = state.path().join("dead-letters.ndjson");
+    let history = config.history.dir(&config.checkpoint);
     let feeder = std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
-        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, read) {
+        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, &shared, &dead_letters, &history) {
             tracing::error!(error = %e, "demo feeder stopped");
         }
     })?;
@@ -82,10 +93,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "mfawatch demo: a synthetic tenant of {} users through the real pipeline (Ctrl-C to stop)",
             args.users
         );
+        println!(
+            "  Entra's diagnostic setting sends each category to its own hub; the demo reads the four sign-in hubs."
+        );
+        println!(
+            "  It mixes in malformed records on purpose ({MALFORMED_PER_10K} in 10,000: dead-lettered) and MFA fatigue attacks (alerted on)."
+        );
         println!("  {url}/metrics");
         println!("  {url}/api/v1/coverage");
         println!("  {url}/api/v1/users?state=uncovered&privileged=true");
         println!("  {url}/api/v1/users?state=never_mfa&limit=20");
+        println!("  {url}/api/v1/alerts");
         println!("  {url}/readyz");
     });
     drop(feeder); // detached: it ends with the process
@@ -98,16 +116,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// a log you can fall behind on), so the backfill waits for the consumer.
 const AHEAD: u64 = 24;
 
-/// Produces the backfill, never more than [`AHEAD`] messages ahead of what the
-/// pipeline has `read`, then live sign-ins at `rate` a second.
-fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64, read: impl Fn() -> u64) -> anyhow::Result<()> {
+/// Produces the backfill hub by hub, never more than [`AHEAD`] messages
+/// ahead of what the pipeline has read, then live sign-ins at `rate` a second.
+fn feed(
+    bootstrap: &str,
+    backfill: TenantSpec,
+    rate: u32,
+    seed: u64,
+    shared: &crate::pipeline::Shared,
+    dead_letters: &std::path::Path,
+    history: &std::path::Path,
+) -> anyhow::Result<()> {
+    let read = || shared.metrics.messages_read();
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
-    let mut message = Vec::new();
-    let send = |message: &[u8], key: u64| -> anyhow::Result<()> {
+    let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub);
+    let send = |hub: &str, message: &[u8], key: u64| -> anyhow::Result<()> {
         let key = key.to_string();
         loop {
-            match producer.send(BaseRecord::to(TOPIC).key(&key).payload(message)) {
+            match producer.send(BaseRecord::to(hub).key(&key).payload(message)) {
                 Ok(()) => return Ok(()),
                 Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
                     producer.poll(Duration::from_millis(50));
@@ -117,14 +144,19 @@ fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64, read: impl 
         }
     };
     let records = backfill.records;
-    let mut generator = Generator::new(backfill);
+    let users = backfill.users;
+    let (first_day, last_day) =
+        ((backfill.end - chrono::Duration::days(i64::from(backfill.days))).date_naive(), backfill.end.date_naive());
+    let mut per_hub = PerHub::new(backfill);
     let mut n = 0u64;
-    while generator.next_message(&mut message) {
-        while n >= read() + AHEAD {
-            producer.poll(Duration::from_millis(10));
+    while let Some((hub, message)) = per_hub.next_message() {
+        if subscribed(&hub) {
+            while n >= read() + AHEAD {
+                producer.poll(Duration::from_millis(10));
+            }
+            n += 1;
         }
-        send(&message, n)?;
-        n += 1;
+        send(&hub, &message, n)?;
         producer.poll(Duration::ZERO);
     }
     producer.flush(Duration::from_secs(10))?;
@@ -135,27 +167,38 @@ fn feed(bootstrap: &str, backfill: TenantSpec, rate: u32, seed: u64, read: impl 
         std::thread::sleep(Duration::from_millis(50));
     }
     if read() >= n {
-        println!("  backfill: {records} sign-ins in {n} messages, all read; now live at {rate} sign-ins/s");
+        let (_, malformed) = shared.metrics.records_read();
+        println!(
+            "  backfill: {records} records in {n} messages on the four sign-in hubs, all read; {malformed} malformed on purpose, dead-lettered in {}",
+            dead_letters.display()
+        );
+        println!("  now live at {rate} sign-ins/s; the history is in {}:", history.display());
+        println!(
+            "    mfawatch report --history {} --from {first_day} --to {last_day} --out demo-report",
+            history.display()
+        );
     } else {
         tracing::warn!(read = read(), produced = n, "the demo backfill was not all read within a minute");
     }
 
     let per_message = (rate / 5).max(1);
+    // Live sign-ins are dated now: the generator spreads records up to 90 s
+    // either side of their slot, so the slots start 90 s back.
     let live = TenantSpec {
+        users,
         records: u64::from(rate) * 86_400 * 365,
         days: 365,
-        end: chrono::Utc::now() + chrono::Duration::days(365),
+        end: chrono::Utc::now() + chrono::Duration::days(365) - chrono::Duration::seconds(90),
         records_per_message: per_message,
         seed,
-        malformed_per_10k: 5,
+        malformed_per_10k: MALFORMED_PER_10K,
         ..TenantSpec::default()
     };
-    let live = TenantSpec { users: generator.tenant().users.len() as u32, ..live };
-    let mut generator = Generator::new(live);
+    let mut per_hub = PerHub::new(live);
     let started = Instant::now();
     let mut sent = 0u64;
-    while generator.next_message(&mut message) {
-        send(&message, n + sent)?;
+    while let Some((hub, message)) = per_hub.next_message() {
+        send(&hub, &message, n + sent)?;
         sent += 1;
         producer.poll(Duration::ZERO);
         let due = Duration::from_secs_f64((sent * per_message as u64) as f64 / rate as f64);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use crate::generate::{Format, Generator, Spray, TenantSpec};
+use crate::generate::{Format, Generator, PerHub, Spray, TenantSpec};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -47,8 +47,13 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "FILE")]
     pub expect_alerts: Option<PathBuf>,
     /// Write here instead of stdout.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "per_hub")]
     pub out: Option<PathBuf>,
+    /// As Entra's diagnostic setting sends it: one file per hub
+    /// (insights-logs-signinlogs.ndjson, ...) in this folder, each message of
+    /// one category.
+    #[arg(long, value_name = "DIR", conflicts_with = "spray")]
+    pub per_hub: Option<PathBuf>,
 }
 
 impl GenerateArgs {
@@ -89,6 +94,28 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             other => other.map(|()| true),
         }
     };
+    if let Some(dir) = &args.per_hub {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut files: std::collections::BTreeMap<String, io::BufWriter<std::fs::File>> = Default::default();
+        let mut per_hub = PerHub::new(spec);
+        while let Some((hub, mut message)) = per_hub.next_message() {
+            let file = match files.entry(hub.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let path = dir.join(format!("{hub}.ndjson"));
+                    let file =
+                        std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                    e.insert(io::BufWriter::new(file))
+                }
+            };
+            message.push(b'\n');
+            file.write_all(&message)?;
+        }
+        for (_, mut file) in files {
+            file.flush()?;
+        }
+        return Ok(());
+    }
     if let Some(n) = args.spray {
         let mut spray = Spray::new(n, spec.end, spec.seed, spec.records_per_message);
         while spray.next_message(&mut message) {

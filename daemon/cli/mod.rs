@@ -6,4 +6,5 @@ pub mod bench;
 pub mod classify;
 pub mod demo;
 pub mod generate;
+pub mod report;
 pub mod run;

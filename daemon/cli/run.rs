@@ -49,6 +49,9 @@ pub struct CheckConfigArgs {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
     crate::logging::init(&config);
+    // The secrets first: a daemon that cannot connect must not start serving.
+    crate::source::kafka::client_config(&config)?;
+    crate::source::kafka::token_source(&config)?;
     if args.reset_state {
         daemon::reset_state(&config)?;
     }
@@ -80,7 +83,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let path = args.file.or(args.config).expect("clap requires one");
     let config = Config::load(&path)?;
-    daemon::load_accounts(&config)?;
+    let accounts = daemon::load_accounts(&config)?;
     check_state_dir(&config.checkpoint.dir)?;
     let topic_warning = daemon::check_dead_letter_topic(&config)?;
     if args.quiet {
@@ -99,6 +102,9 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     }
     if let Some(warning) = topic_warning {
         eprintln!("warning: {warning}");
+    }
+    if accounts.privileged_count() == 0 {
+        eprintln!("warning: {}", crate::coverage::NO_PRIVILEGED);
     }
     Ok(())
 }

@@ -44,6 +44,8 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
         any_mfa: matches!(kind, Kind::Mfa | Kind::LegacyWithMfa | Kind::NonInteractiveMfa),
         app: Some("Office 365"),
         client_app: if legacy { "IMAP4" } else { "Browser" },
+        risky: false,
+        identity: 0,
     }
 }
 
@@ -475,11 +477,69 @@ fn a_snapshot_from_before_failure_days_keeps_when_pending_began() {
     let mut c = Coverage::new(Policy::default());
     c.observe(&obs(ANN, at(5, 9), Kind::RegistrationRequired));
     c.observe(&obs(ANN, at(7, 9), Kind::RegistrationRequired));
-    let mut old = c.to_snapshot();
+    let new = c.to_snapshot();
     // Format 2 kept the time of the first failure after the last MFA there.
-    old.entries[0].registration_days = at(5, 9).timestamp() as u32;
-    old.upgrade_registration_days();
-    let restored = Coverage::from_snapshot(Policy::default(), old).unwrap();
+    let e = &new.entries[0];
+    let old = CoverageSnapshotV3 {
+        window_days: new.window_days,
+        entries: vec![EntryV3 {
+            id: e.id,
+            names: e.names,
+            last_seen: e.last_seen,
+            last_mfa: e.last_mfa,
+            last_single_factor: e.last_single_factor,
+            last_legacy: e.last_legacy,
+            single_factor_app: e.single_factor_app,
+            legacy_app: e.legacy_app,
+            single_factor_client: e.single_factor_client,
+            legacy_client: e.legacy_client,
+            registration_days: at(5, 9).timestamp() as u32,
+            registration_last: e.registration_last,
+            names_time: e.names_time,
+            type_time: e.type_time,
+            head_day: e.head_day,
+            flags: e.flags,
+        }],
+        days: new.days.clone(),
+        arena: new.arena.clone(),
+        apps: new.apps.clone(),
+        clients: new.clients.clone(),
+        watermark: new.watermark,
+        late_records: 0,
+        _future_records: 0,
+    };
+    let restored = Coverage::from_snapshot(Policy::default(), old.upgrade(true)).unwrap();
     let v = restored.user(&Accounts::default(), ANN).unwrap();
     assert_eq!(v.registration_pending_since.as_deref(), Some("2025-06-05T00:00:00Z"));
+}
+
+#[test]
+fn a_counted_sign_in_delivered_twice_counts_once() {
+    let mut c = Coverage::new(Policy::default());
+    let o = Observation { identity: 42, ..obs(ANN, at(10, 9), Kind::SingleFactor) };
+    assert_eq!(c.observe(&o), Observed::Counted);
+    // The same record again — Azure Monitor delivered it twice, or a backfill
+    // replays what Kafka delivered — is not counted again.
+    assert_eq!(c.observe(&o), Observed::Duplicate);
+    assert_eq!(c.observe(&Observation { identity: 43, ..o.clone() }), Observed::Counted);
+    let v = c.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!(v.counts.single_factor, 2);
+    // The identities survive a snapshot, and leave with their day.
+    let mut restored = Coverage::from_snapshot(Policy::default(), c.to_snapshot()).unwrap();
+    assert_eq!(restored.observe(&o), Observed::Duplicate);
+    restored.observe(&obs(BOB, at(20, 9), Kind::Mfa));
+    assert!(restored.identity_bytes() > 0);
+    let later = Observation { identity: 42, ..obs(ANN, at(21, 9), Kind::SingleFactor) };
+    assert_eq!(restored.observe(&later), Observed::Counted, "another day, another slot");
+}
+
+#[test]
+fn risky_sign_ins_are_remembered_for_the_users_filter() {
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&Observation { risky: true, ..obs(ANN, at(10, 9), Kind::Mfa) });
+    c.observe(&obs(BOB, at(10, 9), Kind::Mfa));
+    let q = UserQuery { risky: Some(true), limit: 10, ..UserQuery::default() };
+    let (total, users) = c.users(&Accounts::default(), &q);
+    assert_eq!((total, users[0].key.as_str()), (1, ANN));
+    assert!(users[0].last_risky.is_some());
 }

@@ -367,7 +367,11 @@ impl<'de> Deserialize<'de> for Status<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Status<'de>, A::Error> {
                 let mut status = Status::default();
+                let mut seen = super::keys::Seen::default();
                 while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if key != Known::Other && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
                     match key {
                         Known::ErrorCode => status.error_code = map.next_value::<Text>()?.0,
                         Known::FailureReason => status.failure_reason = map.next_value::<Text>()?.0,
@@ -414,7 +418,11 @@ impl<'de> Deserialize<'de> for AuthStep<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthStep<'de>, A::Error> {
                 let mut step = AuthStep::default();
+                let mut seen = super::keys::Seen::default();
                 while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if key != Known::Other && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
                     match key {
                         Known::AuthenticationMethod => step.method = map.next_value::<Text>()?.0,
                         Known::AuthenticationStepRequirement => step.step_requirement = map.next_value::<Text>()?.0,
@@ -469,7 +477,11 @@ impl<'de> Deserialize<'de> for ReportOnlyResults<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let (mut name, mut result) = (None, None);
+                let mut seen = super::keys::Seen::default();
                 while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if key != Known::Other && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
                     match key {
                         Known::DisplayName => name = map.next_value::<Text>()?.0,
                         Known::Result => result = map.next_value::<Text>()?.0,
@@ -572,7 +584,11 @@ impl<'de> Deserialize<'de> for Location<'de> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Location<'de>, A::Error> {
                 let mut location = Location { country: None, city: None };
+                let mut seen = super::keys::Seen::default();
                 while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if key != Known::Other && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
                     match key {
                         Known::CountryOrRegion => location.country = map.next_value::<Text>()?.0,
                         Known::City => location.city = map.next_value::<Text>()?.0,
@@ -692,7 +708,11 @@ fn read_field<'de, A: MapAccess<'de>>(
 
 /// Reads the members of `map` into `fields`.
 fn read_fields<'de, A: MapAccess<'de>>(fields: &mut Fields<'de>, layer: Layer, map: &mut A) -> Result<(), A::Error> {
+    let mut seen = super::keys::Seen::default();
     while let Some(Key(key)) = map.next_key::<Key>()? {
+        if key != Known::Other && !seen.first(key) {
+            return Err(duplicate(key));
+        }
         if !read_field(fields, key, layer, map)? {
             map.next_value::<IgnoredAny>()?;
         }
@@ -795,7 +815,12 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_, 'de> {
             fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Fields::default();
                 let mut envelope = false;
+                let mut seen = super::keys::Seen::default();
                 while let Some(Key(key)) = map.next_key::<Key>()? {
+                    // Records under a repeated key follow on: not ambiguous.
+                    if !matches!(key, Known::Other | Known::Records | Known::Value) && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
                     match key {
                         Known::Records | Known::Value => {
                             map.next_value_seed(RecordsSeed(&mut self.0))?;
@@ -875,4 +900,12 @@ impl<'de> Deserialize<'de> for RawMessage<'de> {
 
 pub fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// The error for a key given twice in one object.
+fn duplicate<E: de::Error>(key: Known) -> E {
+    E::custom(format_args!(
+        "duplicate key `{}` in one object (in any letter case): which value holds is ambiguous",
+        key.name()
+    ))
 }

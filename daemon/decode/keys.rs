@@ -163,6 +163,11 @@ const TABLE: [u8; SLOTS] = match table_for(SEED) {
 };
 
 impl Known {
+    /// The key as Entra spells it.
+    pub fn name(self) -> &'static str {
+        NAMES.get(self as usize).map_or("(other)", |(name, _)| name)
+    }
+
     /// Whether `key` is this key, ignoring ASCII case. Cheaper than [`lookup`]
     /// where only a few keys matter (inside a Conditional Access policy).
     #[inline(always)]
@@ -248,3 +253,23 @@ mod tests {
         }
     }
 }
+
+/// The known keys met so far in one JSON object. A key given twice in one
+/// object (in any letter case) with values that may differ makes the record
+/// ambiguous: both readers refuse it, so it is dead-lettered, never read as
+/// one value or the other.
+#[derive(Default, Clone, Copy)]
+pub struct Seen(u64);
+
+impl Seen {
+    /// Notes `key`; false when it was met already.
+    #[inline(always)]
+    pub fn first(&mut self, key: Known) -> bool {
+        let bit = 1u64 << (key as u32 & 63);
+        let new = self.0 & bit == 0;
+        self.0 |= bit;
+        new
+    }
+}
+
+const _: () = assert!((Known::Other as u32) < 64, "Seen holds one bit per known key");

@@ -149,6 +149,8 @@ pub enum DecodeError {
     Syntax(String),
     #[error("record has a field of the wrong type: {0}")]
     Field(String),
+    #[error("record gives a key twice: {0}")]
+    DuplicateKey(String),
     #[error("record has no category (diagnostic `category`, Log Analytics `Type`)")]
     MissingCategory,
     #[error("record has no time (`time`, `properties.createdDateTime`, `TimeGenerated` or Graph `createdDateTime`)")]
@@ -171,6 +173,7 @@ impl DecodeError {
         match self {
             DecodeError::Syntax(_) => "syntax",
             DecodeError::Field(_) => "field_type",
+            DecodeError::DuplicateKey(_) => "duplicate_key",
             DecodeError::MissingCategory => "missing_category",
             DecodeError::MissingTime => "missing_time",
             DecodeError::BadTime(_) => "bad_time",
@@ -180,9 +183,10 @@ impl DecodeError {
         }
     }
 
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 9] = [
         "syntax",
         "field_type",
+        "duplicate_key",
         "missing_category",
         "missing_time",
         "bad_time",
@@ -264,6 +268,12 @@ pub fn decode_message_received(bytes: &[u8], received: Option<DateTime<Utc>>) ->
 }
 
 fn decode_unchecked(bytes: &[u8]) -> Vec<Item<'_>> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let error = DecodeError::Syntax(
+            "gzip-compressed data, not JSON: a producer that compresses must set the Kafka header content-encoding: gzip".into(),
+        );
+        return vec![Item::Malformed(Malformed { raw: bytes, error })];
+    }
     // About one record per 4 KB; a few reallocations of ~1 KB items is what this saves.
     let mut items = Vec::with_capacity(bytes.len() / 4096 + 1);
     match parse_message(bytes, &mut items) {
@@ -291,8 +301,25 @@ fn decode_record_by_record(bytes: &[u8]) -> Vec<Item<'_>> {
     match serde_json::from_slice::<RawMessage>(bytes) {
         Ok(RawMessage::Batch(raws)) => raws.into_iter().map(|raw| decode_record(raw.get().as_bytes())).collect(),
         Ok(RawMessage::Single) => vec![decode_record(bytes)],
-        Err(e) => vec![Item::Malformed(Malformed { raw: bytes, error: DecodeError::Syntax(e.to_string()) })],
+        Err(e) => vec![Item::Malformed(Malformed { raw: bytes, error: DecodeError::Syntax(bounded(e.to_string())) })],
     }
+}
+
+/// Longest error text kept: serde quotes the offending value, which may be
+/// a 10 MB string; logs and dead letters get its beginning.
+const MAX_ERROR_CHARS: usize = 300;
+
+fn bounded(mut text: String) -> String {
+    if text.len() > MAX_ERROR_CHARS {
+        let mut end = MAX_ERROR_CHARS;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({dropped} more bytes)"));
+    }
+    text
 }
 
 fn decode_record(raw: &[u8]) -> Item<'_> {
@@ -305,13 +332,14 @@ fn decode_record(raw: &[u8]) -> Item<'_> {
             // The path names the field; serde's "at line 1 column 2372" would
             // count from the record's start, not the file's or message's.
             let what = inner.to_string();
-            let what = what.rsplit_once(" at line ").map_or(what.as_str(), |(what, _)| what);
+            let what = bounded(what.rsplit_once(" at line ").map_or(what.clone(), |(what, _)| what.to_owned()));
+            let place = if path == "." { "the record itself".to_owned() } else { format!("`{path}`") };
             let error = if inner.is_syntax() || inner.is_eof() {
-                DecodeError::Syntax(inner.to_string())
-            } else if path == "." {
-                DecodeError::Field(format!("the record itself: {what}"))
+                DecodeError::Syntax(bounded(inner.to_string()))
+            } else if what.starts_with("duplicate key `") {
+                DecodeError::DuplicateKey(format!("{place}: {what}"))
             } else {
-                DecodeError::Field(format!("`{path}`: {what}"))
+                DecodeError::Field(format!("{place}: {what}"))
             };
             Item::Malformed(Malformed { raw, error })
         }

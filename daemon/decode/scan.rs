@@ -20,13 +20,19 @@ use std::borrow::Cow;
 use super::fields::{
     AuthStep, EachRecord, EventTypes, Fields, Layer, ReportOnlyResult, Status, Str, flag_from_text, is_null_text, merge,
 };
-use super::keys::{self, Known};
+use super::keys::{self, Known, Seen};
 
 /// The fast path gave up on this message; the serde reader decides.
 #[derive(Debug)]
 pub struct Bail;
 
 type R<T> = Result<T, Bail>;
+
+/// A value read for `key`, unless `key` was met already in this object.
+#[inline(always)]
+fn once<T>(seen: &mut Seen, key: Known, value: R<T>) -> R<T> {
+    if seen.first(key) { value } else { Err(Bail) }
+}
 
 /// Deeper than this, the serde reader decides (it has its own limit).
 const MAX_DEPTH: u32 = 100;
@@ -368,7 +374,11 @@ impl<'a> Scanner<'a> {
         let mut fields = Fields::default();
         let mut envelope = false;
         let mut first = true;
+        let mut seen = Seen::default();
         while let Some(key) = self.key(&mut first)? {
+            if !matches!(key, Known::Other | Known::Records | Known::Value) && !seen.first(key) {
+                return Err(Bail);
+            }
             match key {
                 Known::Records | Known::Value => {
                     if self.peek()? != b'[' {
@@ -407,7 +417,11 @@ impl<'a> Scanner<'a> {
     fn members(&mut self, fields: &mut Fields<'a>, layer: Layer) -> R<()> {
         self.enter()?;
         let mut first = true;
+        let mut seen = Seen::default();
         while let Some(key) = self.key(&mut first)? {
+            if key != Known::Other && !seen.first(key) {
+                return Err(Bail); // a key twice: the serde reader names it
+            }
             if !self.field(fields, key, layer)? {
                 self.skip()?;
             }
@@ -467,10 +481,13 @@ impl<'a> Scanner<'a> {
             b'{' => {
                 self.i += 1;
                 let (mut country, mut city) = (None, None);
+                let mut seen = Seen::default();
                 self.object(|s, key| {
                     match key {
-                        k if Known::CountryOrRegion.is(k) => country = s.text()?,
-                        k if Known::City.is(k) => city = s.text()?,
+                        k if Known::CountryOrRegion.is(k) => {
+                            country = once(&mut seen, Known::CountryOrRegion, s.text())?
+                        }
+                        k if Known::City.is(k) => city = once(&mut seen, Known::City, s.text())?,
                         _ => s.skip()?,
                     }
                     Ok(())
@@ -581,11 +598,16 @@ impl<'a> Nested<'a> for Status<'a> {
     type In<'t> = Status<'t>;
     fn read<'t>(s: &mut Scanner<'t>) -> R<Status<'t>> {
         let mut status = Status::default();
+        let mut seen = Seen::default();
         s.object(|s, key| {
             match key {
-                k if Known::ErrorCode.is(k) => status.error_code = s.text()?,
-                k if Known::FailureReason.is(k) => status.failure_reason = s.text()?,
-                k if Known::AdditionalDetails.is(k) => status.additional_details = s.text()?,
+                k if Known::ErrorCode.is(k) => status.error_code = once(&mut seen, Known::ErrorCode, s.text())?,
+                k if Known::FailureReason.is(k) => {
+                    status.failure_reason = once(&mut seen, Known::FailureReason, s.text())?
+                }
+                k if Known::AdditionalDetails.is(k) => {
+                    status.additional_details = once(&mut seen, Known::AdditionalDetails, s.text())?
+                }
                 _ => s.skip()?,
             }
             Ok(())
@@ -610,12 +632,19 @@ impl<'a> Nested<'a> for Vec<AuthStep<'a>> {
             }
             s.i += 1;
             let mut step = AuthStep::default();
+            let mut seen = Seen::default();
             s.object(|s, key| {
                 match key {
-                    k if Known::AuthenticationMethod.is(k) => step.method = s.text()?,
-                    k if Known::AuthenticationStepRequirement.is(k) => step.step_requirement = s.text()?,
-                    k if Known::Succeeded.is(k) => step.succeeded = s.flag()?,
-                    k if Known::AuthenticationStepResultDetail.is(k) => step.result_detail = s.text()?,
+                    k if Known::AuthenticationMethod.is(k) => {
+                        step.method = once(&mut seen, Known::AuthenticationMethod, s.text())?
+                    }
+                    k if Known::AuthenticationStepRequirement.is(k) => {
+                        step.step_requirement = once(&mut seen, Known::AuthenticationStepRequirement, s.text())?
+                    }
+                    k if Known::Succeeded.is(k) => step.succeeded = once(&mut seen, Known::Succeeded, s.flag())?,
+                    k if Known::AuthenticationStepResultDetail.is(k) => {
+                        step.result_detail = once(&mut seen, Known::AuthenticationStepResultDetail, s.text())?
+                    }
                     _ => s.skip()?,
                 }
                 Ok(())
@@ -644,10 +673,11 @@ impl<'a> Nested<'a> for Vec<ReportOnlyResult<'a>> {
                 b'{' => {
                     s.i += 1;
                     let (mut name, mut result) = (None, None);
+                    let mut seen = Seen::default();
                     s.object(|s, key| {
                         match key {
-                            k if Known::DisplayName.is(k) => name = s.text()?,
-                            k if Known::Result.is(k) => result = s.text()?,
+                            k if Known::DisplayName.is(k) => name = once(&mut seen, Known::DisplayName, s.text())?,
+                            k if Known::Result.is(k) => result = once(&mut seen, Known::Result, s.text())?,
                             _ => s.skip()?,
                         }
                         Ok(())

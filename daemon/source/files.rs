@@ -41,12 +41,31 @@ pub fn open(path: &str) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-/// Reads every message of one input and hands each, with its position, to `each`.
+/// When a message was received, if its input says (an Event Hubs Capture
+/// event's enqueued time).
+pub type Received = Option<chrono::DateTime<chrono::Utc>>;
+
+/// Reads every message of one input and hands each, with its position (and
+/// when it was received, where the input says), to `each`: JSON in any of
+/// its framings, an Event Hubs Capture file (Avro), a CSV download.
 /// I/O errors (reading, or returned by `each`) end the read and are returned;
 /// bad JSON is not an error here.
-pub fn read_messages(path: &str, mut each: impl FnMut(&[u8], &Position) -> io::Result<()>) -> io::Result<FileStats> {
+pub fn read_messages(
+    path: &str,
+    mut each: impl FnMut(&[u8], &Position, Received) -> io::Result<()>,
+) -> io::Result<FileStats> {
     let name: Arc<str> = if path == "-" { Arc::from("<stdin>") } else { Arc::from(path) };
     let mut reader = open(path)?;
+    let head = reader.fill_buf()?;
+    if super::capture::is_avro(head) {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        return super::capture::read_messages(&name, &bytes, each);
+    }
+    if super::csv::is_csv(&name, head) {
+        return super::csv::read_messages(&name, reader, |bytes, position| each(bytes, position, None));
+    }
+    let mut each = |bytes: &[u8], position: &Position| each(bytes, position, None);
     let mut stats = FileStats::default();
     let mut line = Vec::with_capacity(64 * 1024);
     let mut number = 0u64;
@@ -86,9 +105,13 @@ fn starts_document(line: &[u8]) -> bool {
 }
 
 /// Splits concatenated JSON documents (and any records on lines of their own
-/// after them); each is one message at its first line. Where the JSON breaks,
-/// the line it breaks on becomes one malformed message and reading resumes at
-/// the next line, so a bad line costs only itself.
+/// after them); each is one message at its first line. Where the JSON breaks
+/// on the line a value starts, that line becomes one malformed message and
+/// reading resumes at the next line, so a bad line costs only itself. Where
+/// it breaks inside a document spread over several lines (a trailing comma
+/// in a pretty-printed Graph page), the document — the rest of the input, as
+/// where it would end cannot be known — is one malformed message, reported
+/// once with the line and column of the error in it.
 fn each_document(
     bytes: &[u8],
     name: &Arc<str>,
@@ -105,6 +128,7 @@ fn each_document(
         *line
     };
     while from < bytes.len() {
+        let from_line = line_at(from, &mut line, &mut counted);
         let mut stream = serde_json::Deserializer::from_slice(&bytes[from..]).into_iter::<&RawValue>();
         loop {
             let offset = from + stream.byte_offset();
@@ -116,11 +140,19 @@ fn each_document(
                     messages += 1;
                     each(text, &Position::File { path: name.clone(), line: line_at(begin, &mut line, &mut counted) })?;
                 }
-                Some(Err(_)) => {
+                Some(Err(e)) => {
                     let rest = &bytes[offset..];
                     let skipped = rest.len() - rest.trim_ascii_start().len();
                     let begin = offset + skipped;
                     let end = memchr::memchr(b'\n', &bytes[begin..]).map_or(bytes.len(), |n| begin + n);
+                    // serde counts lines from `from`; the value began on the line of `begin`.
+                    let error_line = from_line + e.line().saturating_sub(1) as u64;
+                    let start_line = line_at(begin, &mut line, &mut counted);
+                    if error_line > start_line {
+                        messages += 1;
+                        each(trim_ascii(&bytes[begin..]), &Position::File { path: name.clone(), line: start_line })?;
+                        return Ok(messages);
+                    }
                     let bad = trim_ascii(&bytes[begin..end]);
                     if !bad.is_empty() {
                         messages += 1;
@@ -164,7 +196,7 @@ mod tests {
         file.write_all(content).unwrap();
         let path = file.path().to_str().unwrap().to_owned();
         let mut out = Vec::new();
-        read_messages(&path, |bytes, pos| {
+        read_messages(&path, |bytes, pos, _| {
             let Position::File { line, .. } = pos else { unreachable!() };
             out.push((line.to_string(), String::from_utf8_lossy(bytes).into_owned()));
             Ok(())
@@ -198,9 +230,14 @@ mod tests {
     }
 
     #[test]
-    fn a_broken_document_line_is_one_message_and_reading_resumes() {
+    fn a_document_broken_inside_is_one_message_to_the_end_of_the_input() {
         let got = frames(b"[1]\n[2,\n{\"a\":1}\n");
-        assert_eq!(got, pairs(&[("1", "[1]"), ("2", "[2,"), ("3", "{\"a\":1}")]));
+        assert_eq!(got, pairs(&[("1", "[1]"), ("2", "[2,\n{\"a\":1}")]));
+        // A Graph page with a trailing comma, as the docs samples have.
+        let page = b"{\n  \"value\": [\n    {\"id\": \"1\"},\n    {\"id\": \"2\"},\n  ]\n}\n";
+        let got = frames(page);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, "1");
     }
 
     #[test]
@@ -233,6 +270,6 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error() {
-        assert!(read_messages("/nonexistent/signins.json", |_, _| Ok(())).is_err());
+        assert!(read_messages("/nonexistent/signins.json", |_, _, _| Ok(())).is_err());
     }
 }

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::Position;
-use crate::checkpoint::{CheckpointError, Checkpointer, Partition, SourceIdentity};
+use crate::checkpoint::{CheckpointError, Checkpointer, Committed, Partition, SourceIdentity};
 use crate::config::{Auth, Config, StartPosition};
 use crate::logging::Throttle;
 use crate::pipeline::Shared;
@@ -43,7 +43,15 @@ pub enum SourceError {
         "the Event Hubs connection string from {0} does not look like one (expected \"Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...\")"
     )]
     NotAConnectionString(String),
-    #[error("environment variable {0} is not set: it must hold the SASL password")]
+    #[error(
+        "the Event Hubs connection string from {0} is scoped to one hub (it has an EntityPath): it cannot read the other hubs; use a shared access policy of the namespace (Listen) instead"
+    )]
+    HubScoped(String),
+    #[error(
+        "the Event Hubs connection string from {from} is for namespace {endpoint:?}, but kafka.eventhubs_namespace is {configured:?}"
+    )]
+    OtherNamespace { from: String, endpoint: String, configured: String },
+    #[error("no SASL password: {0}")]
     MissingPassword(String),
     #[error("cannot create the Kafka client: {}", redacted(.0))]
     Client(KafkaError),
@@ -79,10 +87,40 @@ fn connection_string_from(
         None => from_env().ok_or_else(|| SourceError::MissingEnv(k.connection_string_env.clone()))?,
     };
     let value = value.trim().to_owned();
-    if !value.starts_with("Endpoint=sb://") || !value.contains("SharedAccessKey") {
-        return Err(SourceError::NotAConnectionString(from));
-    }
+    check_connection_string(&value, k.eventhubs_namespace.as_deref(), &from)?;
     Ok(Secret::new(value))
+}
+
+/// A connection string mfawatch can use: the three parts a shared access
+/// policy gives, for the configured namespace, and namespace-wide (a key
+/// scoped to one hub cannot read the other three). Errors never quote it.
+fn check_connection_string(value: &str, namespace: Option<&str>, from: &str) -> Result<(), SourceError> {
+    let parts: Vec<(&str, &str)> = value
+        .split(';')
+        .filter(|p| !p.trim().is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    let get = |key: &str| parts.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| *v);
+    let (Some(endpoint), Some(_), Some(_)) = (get("Endpoint"), get("SharedAccessKeyName"), get("SharedAccessKey"))
+    else {
+        return Err(SourceError::NotAConnectionString(from.to_owned()));
+    };
+    if get("EntityPath").is_some() {
+        return Err(SourceError::HubScoped(from.to_owned()));
+    }
+    let host = endpoint.trim_start_matches("sb://").split(['/', ':']).next().unwrap_or("");
+    let endpoint_namespace = host.split('.').next().unwrap_or("");
+    if let Some(ns) = namespace
+        && !endpoint_namespace.eq_ignore_ascii_case(ns.trim())
+    {
+        return Err(SourceError::OtherNamespace {
+            from: from.to_owned(),
+            endpoint: endpoint_namespace.to_owned(),
+            configured: ns.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A librdkafka error as text, without the value of a setting it names
@@ -104,12 +142,17 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, SourceError> {
     c.set("socket.keepalive.enable", "true");
     match k.auth {
         Auth::None => {}
-        Auth::Eventhubs => {
-            let secret = eventhubs_connection_string(config)?;
+        Auth::Eventhubs | Auth::Entra => {
             c.set("security.protocol", "SASL_SSL");
-            c.set("sasl.mechanisms", "PLAIN");
-            c.set("sasl.username", "$ConnectionString");
-            c.set("sasl.password", secret.expose());
+            if k.auth == Auth::Eventhubs {
+                let secret = eventhubs_connection_string(config)?;
+                c.set("sasl.mechanisms", "PLAIN");
+                c.set("sasl.username", "$ConnectionString");
+                c.set("sasl.password", secret.expose());
+            } else {
+                // The token comes from the client context (`generate_oauth_token`).
+                c.set("sasl.mechanisms", "OAUTHBEARER");
+            }
             // Microsoft's recommended client settings for Event Hubs: the
             // service closes connections idle for 240 s.
             c.set("metadata.max.age.ms", "180000");
@@ -117,8 +160,9 @@ pub fn client_config(config: &Config) -> Result<ClientConfig, SourceError> {
             c.set("socket.timeout.ms", "60000");
         }
         Auth::Sasl => {
-            let env = k.sasl_password_env.clone().unwrap_or_default();
-            let password = std::env::var(&env).map_err(|_| SourceError::MissingPassword(env.clone()))?;
+            let password = crate::secrets::read(k.sasl_password_credential.as_deref(), k.sasl_password_env.as_deref())
+                .map_err(SourceError::MissingPassword)?;
+            let password = password.expose().to_owned();
             c.set("security.protocol", if k.tls { "SASL_SSL" } else { "SASL_PLAINTEXT" });
             c.set("sasl.mechanisms", k.sasl_mechanism.clone().unwrap_or_default());
             c.set("sasl.username", k.sasl_username.clone().unwrap_or_default());
@@ -174,11 +218,17 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, SourceError> {
 /// Commits the offsets of the partitions we hold and consume (not the
 /// refused ones). The snapshot is authoritative: a failed commit is retried
 /// by the next checkpoint, and repeated failures make the daemon not ready.
+///
+/// `Async` in the consumer loop: a broker that holds the connection but does
+/// not answer must not hold the loop (and the watchdog) for librdkafka's
+/// request timeout; the answer arrives in [`Context::commit_callback`].
+/// `Sync` where the partitions are about to be given away.
 fn commit_assigned(
     consumer: &BaseConsumer<Context>,
     offsets: &BTreeMap<Partition, i64>,
     refused: &BTreeSet<Partition>,
-) -> Result<(), String> {
+    mode: CommitMode,
+) -> Result<Committed, String> {
     let assignment = consumer.assignment().map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
     for e in assignment.elements() {
@@ -191,9 +241,27 @@ fn commit_assigned(
         }
     }
     if tpl.count() == 0 {
-        return Ok(());
+        return Ok(Committed::Done);
     }
-    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| e.to_string())
+    consumer.commit(&tpl, mode).map_err(|e| e.to_string())?;
+    match mode {
+        CommitMode::Sync => {
+            consumer.context().commits_settled();
+            Ok(Committed::Done)
+        }
+        CommitMode::Async => {
+            consumer.context().commit_sent();
+            Ok(Committed::Sent)
+        }
+    }
+}
+
+/// Offset commits sent and not answered yet.
+#[derive(Default)]
+struct Unanswered {
+    count: u32,
+    /// When the oldest of them was sent (Unix seconds), roughly: since the last answer.
+    since: i64,
 }
 
 /// What the source knows about its partitions beyond their offsets.
@@ -210,6 +278,30 @@ struct Partitions {
     stop: Option<String>,
 }
 
+/// Where an OAUTHBEARER token comes from (`auth = "entra"`), for a client context.
+pub fn token_source(config: &Config) -> anyhow::Result<Option<Arc<super::entra::TokenSource>>> {
+    match config.kafka.auth {
+        Auth::Entra => Ok(Some(Arc::new(super::entra::TokenSource::from_config(config)?))),
+        _ => Ok(None),
+    }
+}
+
+/// A token for librdkafka, or why there is none (logged once a minute).
+pub fn oauth_token(
+    tokens: Option<&super::entra::TokenSource>,
+    throttle: &Throttle,
+) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+    let Some(tokens) = tokens else {
+        return Err("OAUTHBEARER needs kafka.auth = \"entra\"".into());
+    };
+    tokens.token().map_err(|e| {
+        if let Some(held_back) = throttle.admit("entra token") {
+            tracing::error!(error = %e, held_back, "cannot get a Microsoft Entra token for Event Hubs");
+        }
+        e.into()
+    })
+}
+
 /// librdkafka callbacks.
 pub struct Context {
     checkpointer: Arc<Mutex<Checkpointer>>,
@@ -220,6 +312,8 @@ pub struct Context {
     /// The bootstrap servers as configured (part of the source identity).
     brokers: String,
     partitions: Mutex<Partitions>,
+    tokens: Option<Arc<super::entra::TokenSource>>,
+    unanswered: Mutex<Unanswered>,
 }
 
 impl Context {
@@ -230,6 +324,27 @@ impl Context {
 
     fn partitions(&self) -> MutexGuard<'_, Partitions> {
         self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unanswered(&self) -> MutexGuard<'_, Unanswered> {
+        self.unanswered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Commits still unanswered no longer matter (the partitions were given
+    /// away, or a synchronous commit got its answer).
+    fn commits_settled(&self) {
+        *self.unanswered() = Unanswered::default();
+        self.shared.health.set_commit_waiting_since(None);
+    }
+
+    /// An asynchronous offset commit went out.
+    fn commit_sent(&self) {
+        let mut u = self.unanswered();
+        if u.count == 0 {
+            u.since = chrono::Utc::now().timestamp();
+            self.shared.health.set_commit_waiting_since(Some(u.since));
+        }
+        u.count += 1;
     }
 
     /// The snapshot's offsets belong to one cluster: refuse another's state
@@ -370,7 +485,18 @@ fn lock_checkpointer(checkpointer: &Mutex<Checkpointer>) -> MutexGuard<'_, Check
 }
 
 impl ClientContext for Context {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth_token(self.tokens.as_deref(), &self.throttle)
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // A broker without KIP-345 ignores group.instance.id (librdkafka says
+        // so at notice level): membership is then dynamic, which works.
+        if message.contains("KIP-345") && self.throttle.admit("KIP-345").is_some() {
+            tracing::warn!(target: "librdkafka", "the brokers do not support static group membership: kafka.group_instance_id has no effect, membership is dynamic (a restart waits out session.timeout.ms)");
+        }
         let serious = (level as i32) <= (RDKafkaLogLevel::Warning as i32);
         // One kind: the facility and how the message starts (which broker, which
         // complaint), so that different warnings are not held back for each other.
@@ -424,6 +550,30 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// The answer to an offset commit. Only asynchronous ones are accounted
+    /// here (a synchronous commit's caller has its answer already).
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        let mut u = self.unanswered();
+        if u.count == 0 {
+            return;
+        }
+        // The brokers answer: whatever else was sent is no longer waited for
+        // (librdkafka does not answer every commit it drops on a rejoin).
+        u.count = 0;
+        self.shared.health.set_commit_waiting_since(None);
+        drop(u);
+        match result {
+            Ok(()) => self.shared.health.commit_answered(true),
+            Err(e) => {
+                self.shared.health.commit_answered(false);
+                self.shared.metrics.checkpoint_result("commit_failed");
+                if let Some(held_back) = self.throttle.admit("commit") {
+                    tracing::error!(error = %redacted(&e), held_back, "offset commit failed; the snapshot holds the offsets, the next checkpoint commits again");
+                }
+            }
+        }
+    }
+
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         match err {
@@ -451,7 +601,8 @@ impl ConsumerContext for Context {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Make everything done so far durable before giving partitions away.
                 let refused = self.partitions().refused.clone();
-                let commit = |offsets: &BTreeMap<Partition, i64>| commit_assigned(consumer, offsets, &refused);
+                let commit =
+                    |offsets: &BTreeMap<Partition, i64>| commit_assigned(consumer, offsets, &refused, CommitMode::Sync);
                 if let Err(e) = self.checkpointer().checkpoint(Some(&commit)) {
                     tracing::error!(error = %e, "checkpoint on partition revoke failed");
                 }
@@ -468,6 +619,7 @@ impl ConsumerContext for Context {
                 self.shared.metrics.set_partitions_refused(parts.refused.len());
                 self.shared.health.set_source_problem(refusal_problem(&parts.refused));
                 drop(parts);
+                self.commits_settled();
                 tracing::info!(partitions = tpl.count(), "partitions revoked");
                 let result = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = result {
@@ -514,6 +666,8 @@ pub fn consume(
         eventhubs: config.kafka.auth == Auth::Eventhubs,
         partitions: Mutex::default(),
         brokers: config.brokers(),
+        tokens: token_source(config)?,
+        unanswered: Mutex::default(),
     };
     let consumer: BaseConsumer<Context> =
         consumer_config(config)?.create_with_context(context).map_err(SourceError::Client)?;
@@ -529,12 +683,15 @@ pub fn consume(
     let mut messages = 0u64;
     let mut last_fatal_check = Instant::now();
     let mut next_topic_check = Instant::now() + Duration::from_secs(5);
+    let mut unassigned_checks = 0u32;
     let commit = |offsets: &BTreeMap<Partition, i64>| {
         let refused = consumer.context().partitions().refused.clone();
-        commit_assigned(&consumer, offsets, &refused)
+        commit_assigned(&consumer, offsets, &refused, CommitMode::Async)
     };
+    let mut watchdog = crate::notify::Watchdog::from_env();
     let result = loop {
         shared.health.beat();
+        watchdog.pet();
         if stop.load(Ordering::Relaxed) {
             break lock_checkpointer(&checkpointer).checkpoint(Some(&commit)).map_err(Into::into);
         }
@@ -555,8 +712,10 @@ pub fn consume(
                 }
                 let position = Position::Kafka { topic, partition, offset };
                 let received = message.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis);
+                let inflated = gunzipped(&message);
+                let payload = inflated.as_deref().or(message.payload());
                 let mut cp = lock_checkpointer(&checkpointer);
-                if let Some(payload) = message.payload()
+                if let Some(payload) = payload
                     && let Err(e) = cp.pipeline.process(payload, &position, received)
                 {
                     cp.poisoned = true;
@@ -595,8 +754,9 @@ pub fn consume(
             }
         }
         if Instant::now() >= next_topic_check {
-            next_topic_check = Instant::now() + TOPIC_CHECK_EVERY;
-            check_topics(&consumer, config, &shared);
+            // While something is wrong, look again sooner.
+            let fine = check_topics(&consumer, config, &shared, &mut unassigned_checks);
+            next_topic_check = Instant::now() + if fine { TOPIC_CHECK_EVERY } else { Duration::from_secs(5) };
         }
         let mut cp = lock_checkpointer(&checkpointer);
         if cp.poisoned {
@@ -636,15 +796,24 @@ pub fn consume(
 /// makes the daemon not ready (naming it); so does holding only some of the
 /// topics' partitions, unless the configuration says the group is shared on
 /// purpose (coverage is per instance: a partial view is a wrong one).
-fn check_topics(consumer: &BaseConsumer<Context>, config: &Config, shared: &Shared) {
+///
+/// Holding no partition at all while the topics have some is a problem too
+/// once it lasts (`unassigned_checks` in a row; a rebalance takes seconds).
+/// Returns whether all is well.
+fn check_topics(
+    consumer: &BaseConsumer<Context>,
+    config: &Config,
+    shared: &Shared,
+    unassigned_checks: &mut u32,
+) -> bool {
     if !shared.health.source_connected.load(Ordering::Relaxed) {
-        return;
+        return false;
     }
     let metadata = match consumer.fetch_metadata(None, Duration::from_secs(5)) {
         Ok(m) => m,
         Err(e) => {
             tracing::debug!(error = %e, "cannot read the brokers' metadata");
-            return;
+            return false;
         }
     };
     let mut missing = Vec::new();
@@ -667,6 +836,18 @@ fn check_topics(consumer: &BaseConsumer<Context>, config: &Config, shared: &Shar
             tracing::error!(topics = ?missing, held_back, "{problem}");
         }
         Some(problem)
+    } else if assigned == 0 && total > 0 && {
+        *unassigned_checks += 1;
+        *unassigned_checks >= 3
+    } {
+        let problem = format!(
+            "holding none of the {total} partitions of the subscribed topics: consumer group {:?} has not assigned any to this daemon (a rebalance that does not end, or other members hold them all)",
+            config.kafka.group_id
+        );
+        if let Some(held_back) = consumer.context().throttle.admit("unassigned") {
+            tracing::error!(total, held_back, "{problem}");
+        }
+        Some(problem)
     } else if assigned > 0 && assigned < total && !config.kafka.shared_group {
         let problem = format!(
             "holding {assigned} of the {total} partitions of the subscribed topics: another member of consumer group {:?} holds the others, so this daemon's coverage is partial. Give each daemon its own kafka.group_id (each reads everything), or set kafka.shared_group = true if that is intended",
@@ -679,7 +860,38 @@ fn check_topics(consumer: &BaseConsumer<Context>, config: &Config, shared: &Shar
     } else {
         None
     };
+    if assigned > 0 {
+        *unassigned_checks = 0;
+    }
+    let fine = problem.is_none() && assigned > 0;
     shared.health.set_source_problem(problem.or(refusal));
+    fine
+}
+
+/// The largest message mfawatch inflates: Event Hubs takes 1 MB, a gzip
+/// bomb must not take the memory.
+const MAX_INFLATED: u64 = 64 * 1024 * 1024;
+
+/// The payload of a message its producer marked `content-encoding: gzip`,
+/// inflated (some forwarders compress; Event Hubs Capture does). `None` for
+/// any other message, and for one that does not inflate (it is then decoded
+/// as it is, and dead-lettered as not JSON).
+fn gunzipped<M: Message>(message: &M) -> Option<Vec<u8>> {
+    use rdkafka::message::Headers;
+    use std::io::Read;
+    let headers = message.headers()?;
+    let gzip = headers.iter().any(|h| {
+        h.key.eq_ignore_ascii_case("content-encoding") && h.value.is_some_and(|v| v.eq_ignore_ascii_case(b"gzip"))
+    });
+    if !gzip {
+        return None;
+    }
+    let mut out = Vec::new();
+    let reader = flate2::read::MultiGzDecoder::new(message.payload()?);
+    match reader.take(MAX_INFLATED + 1).read_to_end(&mut out) {
+        Ok(n) if (n as u64) <= MAX_INFLATED => Some(out),
+        _ => None,
+    }
 }
 
 /// The fatal-error test hook: what a fenced static member goes through.

@@ -4,6 +4,9 @@
 //! came from (file and line, or topic, partition and offset). It never looks
 //! inside a message: that is decode's job.
 
+pub mod capture;
+pub mod csv;
+pub mod entra;
 pub mod files;
 pub mod kafka;
 
@@ -13,8 +16,21 @@ use std::sync::Arc;
 /// Where a message came from. Shown in every error and dead letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Position {
-    File { path: Arc<str>, line: u64 },
-    Kafka { topic: Arc<str>, partition: i32, offset: i64 },
+    File {
+        path: Arc<str>,
+        line: u64,
+    },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+    /// An event of an Event Hubs Capture file: its Avro block and place in it.
+    Avro {
+        path: Arc<str>,
+        block: u64,
+        event: u64,
+    },
 }
 
 impl fmt::Display for Position {
@@ -22,6 +38,7 @@ impl fmt::Display for Position {
         match self {
             Position::File { path, line } => write!(f, "{path}:{line}"),
             Position::Kafka { topic, partition, offset } => write!(f, "{topic}[{partition}]@{offset}"),
+            Position::Avro { path, block, event } => write!(f, "{path} block {block} event {event}"),
         }
     }
 }

@@ -18,15 +18,22 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, timeout: Duration, ready: impl FnMut() -> bool) {
+    if !within(timeout, ready) {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// Whether `ready` comes true within `timeout` (checked every 100 ms).
+pub fn within(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ready() {
-            return;
+            return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    false
 }
 
 /// A tansu broker with in-memory storage.
@@ -71,6 +78,22 @@ impl Tansu {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the broker is gone for its clients, its data kept.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT: back, as it was.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args([which, &child.id().to_string()]).status();
         }
     }
 
@@ -123,6 +146,22 @@ impl Tansu {
 
     /// Produces `messages` to one partition, with the given message timestamp
     /// (milliseconds; `None`: the producer's clock), one message per batch.
+    /// Produces one message to partition 0, with a header if given.
+    pub fn produce_with_header(&self, topic: &str, message: &[u8], header: Option<(&str, &str)>) {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("message.max.bytes", "4000000")
+            .create()
+            .unwrap();
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(message).partition(0);
+        if let Some((key, value)) = header {
+            record = record.headers(OwnedHeaders::new().insert(Header { key, value: Some(value) }));
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+        producer.flush(Duration::from_secs(30)).expect("delivered");
+    }
+
     pub fn produce_to(&self, topic: &str, partition: i32, messages: &[Vec<u8>], timestamp: Option<i64>) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
@@ -199,15 +238,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `mfawatch run --config <config>`; `envs` are extra environment variables.
     pub fn start(config: &Path, http_port: u16, log: &Path, envs: &[(&str, &str)]) -> Daemon {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mfawatch"));
+        command.args(["run", "--config", config.to_str().unwrap()]).envs(envs.iter().copied());
+        Daemon::spawn(command, http_port, log)
+    }
+
+    /// Starts `command` (an `mfawatch run`, perhaps wrapped) with its stderr in `log`.
+    pub fn spawn(mut command: Command, http_port: u16, log: &Path) -> Daemon {
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
-            .args(["run", "--config", config.to_str().unwrap()])
-            .envs(envs.iter().copied())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("mfawatch starts");
+        let child =
+            command.env_remove("RUST_LOG").stdout(Stdio::null()).stderr(log_file).spawn().expect("mfawatch starts");
         Daemon { http: format!("http://127.0.0.1:{http_port}"), child: Some(child), log: log.to_owned() }
     }
 
@@ -316,8 +356,23 @@ impl Drop for Daemon {
 
 /// A config file for a daemon on `bootstrap`, state in `dir`, dead letters in
 /// `dir/dead-letters.ndjson` unless `extra` has its own `[dead_letter]`.
+/// `extra` is appended, except that keys under an `[http]` header in it join
+/// the `[http]` section written here.
 pub fn write_config(dir: &Path, bootstrap: &str, topic: &str, group: &str, http_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("mfawatch.toml");
+    let (mut http_keys, mut rest, mut in_http) = (String::new(), String::new(), false);
+    for line in extra.lines() {
+        if line.trim_start().starts_with('[') {
+            in_http = line.trim() == "[http]";
+            if in_http {
+                continue;
+            }
+        }
+        let into = if in_http { &mut http_keys } else { &mut rest };
+        into.push_str(line);
+        into.push('\n');
+    }
+    let extra = rest;
     let dead_letter = if extra.contains("[dead_letter]") {
         String::new()
     } else {
@@ -337,7 +392,7 @@ interval = "500ms"
 {dead_letter}
 [http]
 listen = "127.0.0.1:{http_port}"
-
+{http_keys}
 [log]
 format = "json"
 level = "info,librdkafka=warn"
@@ -553,4 +608,17 @@ impl Webhook {
             .flat_map(|(_, body)| body["alerts"].as_array().cloned().unwrap_or_default())
             .collect()
     }
+}
+
+/// Notes a line for the reliability table `tests/run` prints at the end
+/// (`<target>/reliability/<check>.txt`).
+pub fn record_reliability(check: &str, result: &str) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    let _ = std::fs::create_dir_all(&dir);
+    let file: String = check.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{file}.txt")))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{check}\t{result}\n").as_bytes()));
 }

@@ -1,8 +1,15 @@
 //! http: /metrics, /healthz, /readyz and the /api/v1 coverage API.
 //!
-//! Reads the shared state (coverage, metrics, health) and never writes it.
-//! Binds loopback by default: the API shows user names. No configuration and
-//! no secret is ever part of a response.
+//! Reads the shared state (coverage, metrics, health, alerts) and never
+//! writes it. Binds loopback by default: the API shows user names; on any
+//! other address it takes a bearer token ([`auth`]). No configuration and no
+//! secret is ever part of a response. Handlers read the state inside a
+//! blocking task and let the lock go before the response is written, so a
+//! slow client never holds up the pipeline; [`server`] bounds connections,
+//! request heads and request time.
+
+pub mod auth;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,6 +31,9 @@ use crate::pipeline::Shared;
 #[derive(Clone)]
 struct App {
     shared: Arc<Shared>,
+    tokens: auth::Tokens,
+    /// The history folder, when there is one: a user's notable sign-ins come from it.
+    history: Option<(std::path::PathBuf, u32)>,
     /// The last summary and when it was made: a large state is summarised at
     /// most once a second however often it is scraped.
     summary: Arc<Mutex<Option<(Instant, Summary)>>>,
@@ -57,20 +67,70 @@ impl App {
     }
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    let app = App { shared, summary: Arc::new(Mutex::new(None)) };
+/// The routes: /metrics and the probes open (they carry no personal data),
+/// /api/v1 behind the tokens when there are any; every request bounded in time.
+pub fn router(
+    shared: Arc<Shared>,
+    tokens: auth::Tokens,
+    request_timeout: Duration,
+    history: Option<(std::path::PathBuf, u32)>,
+) -> Router {
+    let app = App { shared, tokens, history, summary: Arc::new(Mutex::new(None)) };
+    let api = Router::new()
+        .route("/api/v1/coverage", get(coverage))
+        .route("/api/v1/users", get(users))
+        .route("/api/v1/users/{id}", get(user))
+        .route("/api/v1/alerts", get(alerts))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/coverage", get(coverage))
-        .route("/api/v1/users", get(users))
-        .route("/api/v1/users/{id}", get(user))
-        .route("/api/v1/alerts", get(alerts))
+        .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |req, next| within(request_timeout, req, next)))
         .with_state(app)
+}
+
+/// 401 with `WWW-Authenticate` unless the request carries one of the tokens.
+async fn require_token(
+    State(app): State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.tokens.open() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(token) if app.tokens.admits(token) => next.run(request).await,
+        _ => {
+            app.shared.metrics.http_unauthorized();
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"mfawatch\"")],
+                Json(json!({"error": "this API needs a bearer token: Authorization: Bearer <token> (see http.api_token_* in the configuration)"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// A request that takes longer than `limit` gets a 503.
+async fn within(limit: Duration, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "the request took too long"}))).into_response()
+        }
+    }
 }
 
 async fn not_found() -> Response {
@@ -81,13 +141,51 @@ async fn method_not_allowed() -> Response {
     (StatusCode::METHOD_NOT_ALLOWED, Json(json!({"error": "only GET is served"}))).into_response()
 }
 
+/// The history folder and the window's days, for a user's notable sign-ins.
+fn history(config: &crate::config::Config) -> Option<(std::path::PathBuf, u32)> {
+    let days = (config.coverage.window.as_secs() / 86_400) as u32;
+    config.history.enabled.then(|| (config.history.dir(&config.checkpoint), days))
+}
+
 /// Serves until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    access: Access,
+    config: &crate::config::Config,
     stop: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(shared)).with_graceful_shutdown(async move { stop.cancelled().await }).await
+) {
+    let refused = {
+        let shared = shared.clone();
+        move || shared.metrics.http_refused()
+    };
+    let router = router(shared, access.tokens, config.http.request_timeout, history(config));
+    server::run(listener, router, access.tls, config.http.max_connections as usize, refused, stop).await;
+}
+
+/// Who may read the API and how it is reached: tokens and TLS, both re-read on SIGHUP.
+#[derive(Clone)]
+pub struct Access {
+    pub tokens: auth::Tokens,
+    pub tls: Option<server::Tls>,
+}
+
+impl Access {
+    pub fn load(config: &crate::config::HttpConfig) -> anyhow::Result<Access> {
+        Ok(Access { tokens: auth::for_start(config)?, tls: server::Tls::load(config)? })
+    }
+
+    /// SIGHUP: new tokens and certificate; on an error the old ones stay.
+    pub fn reload(&self, config: &crate::config::HttpConfig) -> anyhow::Result<()> {
+        let digests = auth::load(config)?;
+        if let Some(tls) = &self.tls {
+            tls.reload(config)?;
+        }
+        if !self.tokens.open() || !digests.is_empty() {
+            self.tokens.replace(digests);
+        }
+        Ok(())
+    }
 }
 
 /// Binds the configured address, with an error that says which and why.
@@ -99,7 +197,7 @@ pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
 async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n/api/v1/alerts       recent alerts, ?rule=legacy_auth_success|...&user=upn-or-id&limit=N\n",
+        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&legacy=true&single_factor=true&risky=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n/api/v1/alerts       recent alerts, ?rule=legacy_auth_success|...&user=upn-or-id&limit=N\n",
     )
 }
 
@@ -205,6 +303,9 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
             "never_mfa" => q.never_mfa = Some(parse_bool(key, value)?),
             "privileged" => q.privileged = Some(parse_bool(key, value)?),
             "registration_pending" => q.registration_pending = Some(parse_bool(key, value)?),
+            "legacy" => q.legacy = Some(parse_bool(key, value)?),
+            "single_factor" => q.single_factor = Some(parse_bool(key, value)?),
+            "risky" => q.risky = Some(parse_bool(key, value)?),
             "user_type" => {
                 q.user_type = Some(
                     UserType::ALL
@@ -225,7 +326,7 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
                 return Err(bad_request(
                     key,
                     value,
-                    "state, never_mfa, privileged, registration_pending, user_type, limit, offset",
+                    "state, never_mfa, privileged, registration_pending, user_type, legacy, single_factor, risky, limit, offset",
                 ));
             }
         }
@@ -270,14 +371,27 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     .await
     .ok()
     .flatten();
-    match found {
-        Some(user) => Json(user).into_response(),
-        None => (
+    let Some(user) = found else {
+        return (
             StatusCode::NOT_FOUND,
             Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")})),
         )
-            .into_response(),
-    }
+            .into_response();
+    };
+    let mut body = serde_json::to_value(&user).unwrap_or_default();
+    // The coverage state keeps counts; the sign-ins behind them are in the history.
+    body["notable_sign_ins"] = match app.history.clone() {
+        Some((dir, days)) => {
+            let key = user.key.clone();
+            match tokio::task::spawn_blocking(move || crate::history::notable_sign_ins(&dir, &key, days, 50)).await {
+                Ok(Ok(rows)) => json!(rows),
+                Ok(Err(e)) => json!({"error": format!("cannot read the history: {e:#}")}),
+                Err(_) => json!({"error": "cannot read the history"}),
+            }
+        }
+        None => json!({"error": "history.enabled is off: the sign-ins behind these counts are not kept"}),
+    };
+    Json(body).into_response()
 }
 
 #[cfg(test)]

@@ -1,0 +1,282 @@
+//! The history's files: names, what a crash leaves behind, compaction,
+//! retention. Every change is a temporary file, fsync, rename, directory
+//! fsync — never a file half there.
+//!
+//! ```text
+//! <dir>/date=2026-11-23/part-<epoch>-<seq>-<k>.parquet   rows of checkpoint <seq>
+//! <dir>/date=2026-11-23/day-<epoch>-<seq>.parquet        a day merged (compacted)
+//! <dir>/date=2026-11-23/day-<epoch>-<seq>.merged         the files it merged, until they are gone
+//! <dir>/_committed                                       the last checkpoint of every epoch
+//! ```
+//!
+//! A part belongs to a checkpoint: it counts only once the snapshot of that
+//! checkpoint is durable. The *epoch* is a random number kept in the
+//! snapshot, new for every state started from nothing: parts of the state in
+//! use are kept up to the snapshot's checkpoint; parts of earlier states
+//! (a snapshot moved away, `--reset-state`) are kept up to the checkpoint
+//! `_committed` says that state reached. Anything beyond was written by a
+//! checkpoint that did not complete, and is removed on start.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::checkpoint::{rename_durable, sync_dir, tmp_name, write_atomic};
+
+/// A history file, by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Name {
+    Part { epoch: u64, seq: u64, k: u32 },
+    Day { epoch: u64, seq: u64 },
+}
+
+impl Name {
+    pub fn file(&self) -> String {
+        match self {
+            Name::Part { epoch, seq, k } => format!("part-{epoch:016x}-{seq:012}-{k:04}.parquet"),
+            Name::Day { epoch, seq } => format!("day-{epoch:016x}-{seq:012}.parquet"),
+        }
+    }
+
+    pub fn parse(file: &str) -> Option<Name> {
+        let stem = file.strip_suffix(".parquet")?;
+        let mut words = stem.split('-');
+        let kind = words.next()?;
+        let epoch = u64::from_str_radix(words.next()?, 16).ok()?;
+        let seq = words.next()?.parse().ok()?;
+        let name = match kind {
+            "part" => Name::Part { epoch, seq, k: words.next()?.parse().ok()? },
+            "day" => Name::Day { epoch, seq },
+            _ => return None,
+        };
+        words.next().is_none().then_some(name)
+    }
+
+    pub fn epoch_seq(&self) -> (u64, u64) {
+        match self {
+            Name::Part { epoch, seq, .. } | Name::Day { epoch, seq } => (*epoch, *seq),
+        }
+    }
+}
+
+/// `date=YYYY-MM-DD`
+pub fn date_dir(dir: &Path, date: NaiveDate) -> PathBuf {
+    dir.join(format!("date={}", date.format("%Y-%m-%d")))
+}
+
+/// The date folders, oldest first.
+pub fn dates(dir: &Path) -> io::Result<Vec<(NaiveDate, PathBuf)>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(date) = name.strip_prefix("date=").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()) {
+            out.push((date, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The Parquet files of one date folder, by name.
+pub fn files(date_dir: &Path) -> io::Result<Vec<(Name, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(date_dir)? {
+        let entry = entry?;
+        if let Some(name) = Name::parse(&entry.file_name().to_string_lossy()) {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort_by_key(|(n, _)| n.file());
+    Ok(out)
+}
+
+/// The last checkpoint of every epoch that reached one.
+pub fn read_committed(dir: &Path) -> BTreeMap<u64, u64> {
+    fs::read_to_string(dir.join("_committed"))
+        .ok()
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .filter_map(|(e, s)| Some((u64::from_str_radix(e, 16).ok()?, s.trim().parse().ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Records that `epoch` reached checkpoint `seq`.
+pub fn write_committed(dir: &Path, epoch: u64, seq: u64) -> io::Result<()> {
+    let mut all = read_committed(dir);
+    all.insert(epoch, seq);
+    let text: String = all.iter().map(|(e, s)| format!("{e:016x} {s}\n")).collect();
+    write_atomic(&dir.join("_committed"), text.as_bytes())
+}
+
+/// What starting found and removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Parts of checkpoints that did not complete.
+    pub uncommitted: usize,
+    /// Files a completed compaction had merged but not yet removed.
+    pub merged: usize,
+    /// Temporary files.
+    pub temporary: usize,
+}
+
+/// Brings the history back to what the snapshot stands for: `epoch` and
+/// `seq` are the state's (the snapshot's checkpoint; 0 with no snapshot).
+pub fn recover(dir: &Path, epoch: u64, seq: u64) -> io::Result<Recovered> {
+    let committed = read_committed(dir);
+    let mut done = Recovered::default();
+    for (_, date_dir) in dates(dir)? {
+        let mut changed = false;
+        // A compaction that completed (its day file is there) finishes
+        // removing what it merged; one that did not leaves no trace.
+        for entry in fs::read_dir(&date_dir)? {
+            let path = entry?.path();
+            let file = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if let Some(stem) = file.strip_suffix(".merged") {
+                if date_dir.join(format!("{stem}.parquet")).exists() {
+                    for merged in fs::read_to_string(&path)?.lines().filter(|l| !l.is_empty()) {
+                        if remove_if_there(&date_dir.join(merged))? {
+                            done.merged += 1;
+                        }
+                    }
+                }
+                fs::remove_file(&path)?;
+                changed = true;
+            } else if file.ends_with(".tmp") {
+                fs::remove_file(&path)?;
+                done.temporary += 1;
+                changed = true;
+            }
+        }
+        for (name, path) in files(&date_dir)? {
+            let (e, s) = name.epoch_seq();
+            let last = if e == epoch { seq } else { committed.get(&e).copied().unwrap_or(0) };
+            if s > last {
+                fs::remove_file(&path)?;
+                done.uncommitted += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            sync_dir(&date_dir)?;
+        }
+    }
+    Ok(done)
+}
+
+fn remove_if_there(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `df` as a Parquet file at `path` (zstd), atomically and durably.
+pub fn write_parquet(path: &Path, df: &mut DataFrame) -> anyhow::Result<u64> {
+    crate::testhooks::write_fault()?;
+    let tmp = tmp_name(path);
+    let file = fs::File::create(&tmp)?;
+    let bytes = ParquetWriter::new(&file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .with_statistics(StatisticsOptions::default())
+        .with_row_group_size(Some(256 * 1024))
+        .finish(df)?;
+    file.sync_all()?;
+    drop(file);
+    rename_durable(&tmp, path)?;
+    Ok(bytes)
+}
+
+/// Reads a Parquet file whole; an error names the file.
+pub fn read_parquet(path: &Path) -> anyhow::Result<DataFrame> {
+    let file = fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    ParquetReader::new(file).finish().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Merges every file of one date folder that checkpoint `upto` of `epoch`
+/// (or an earlier state) stands for into one `day-` file, then removes them.
+/// Returns how many files were merged (0: nothing to do).
+pub fn compact(date_dir: &Path, epoch: u64, upto: u64) -> anyhow::Result<usize> {
+    let committed = read_committed(date_dir.parent().unwrap_or(Path::new(".")));
+    let eligible: Vec<(Name, PathBuf)> = files(date_dir)?
+        .into_iter()
+        .filter(|(name, _)| {
+            let (e, s) = name.epoch_seq();
+            s <= if e == epoch { upto } else { committed.get(&e).copied().unwrap_or(0) }
+        })
+        .collect();
+    if eligible.len() <= 1 && eligible.iter().all(|(n, _)| matches!(n, Name::Day { .. })) {
+        return Ok(0);
+    }
+    let mut merged: Option<DataFrame> = None;
+    for (_, path) in &eligible {
+        let df = read_parquet(path)?;
+        match &mut merged {
+            Some(all) => {
+                all.vstack_mut(&df)?;
+            }
+            None => merged = Some(df),
+        }
+    }
+    let Some(mut merged) = merged else { return Ok(0) };
+    merged.rechunk_mut();
+    let name = Name::Day { epoch, seq: upto };
+    let target = date_dir.join(name.file());
+    // What it merges is written down before it counts, so that a crash
+    // after the rename finishes the removal, and one before leaves no trace.
+    let manifest = date_dir.join(name.file().replace(".parquet", ".merged"));
+    let list: String = eligible.iter().filter(|(_, p)| *p != target).map(|(n, _)| n.file() + "\n").collect();
+    write_atomic(&manifest, list.as_bytes())?;
+    write_parquet(&target, &mut merged)?;
+    for (_, path) in eligible.iter().filter(|(_, p)| *p != target) {
+        remove_if_there(path)?;
+    }
+    sync_dir(date_dir)?;
+    fs::remove_file(&manifest)?;
+    Ok(eligible.len())
+}
+
+/// Removes the date folders older than `keep_from`.
+pub fn expire(dir: &Path, keep_from: NaiveDate) -> io::Result<usize> {
+    let mut removed = 0;
+    for (date, path) in dates(dir)? {
+        if date < keep_from {
+            fs::remove_dir_all(&path)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_others_are_not_history() {
+        for name in [Name::Part { epoch: 0xabc, seq: 12, k: 3 }, Name::Day { epoch: u64::MAX, seq: 0 }] {
+            assert_eq!(Name::parse(&name.file()), Some(name.clone()));
+        }
+        for other in
+            ["part-1-2.parquet", "x.parquet", "part-00000000000000ab-000000000001-0001.parquet.tmp", "_committed"]
+        {
+            assert_eq!(Name::parse(other), None, "{other}");
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! history: the sink that keeps one Parquet row per classified sign-in, in
+//! `date=YYYY-MM-DD/` folders (Hive partitions by event date, UTC), so that
+//! the weekly report — and DuckDB, Spark or Trino — can read months of
+//! sign-ins as they are.
+//!
+//! Exactly once: rows are buffered per date and written as parts of the
+//! coming checkpoint (`part-<epoch>-<seq>-<k>`: temporary file, fsync,
+//! rename) when the checkpoint asks ([`Sink::prepare`]), before the snapshot
+//! is renamed and before offsets are committed — or earlier, when the buffer
+//! grows large, still as parts of that checkpoint. A part counts once the
+//! snapshot of its checkpoint is durable; on start, parts of checkpoints that
+//! did not complete are removed ([`files::recover`]). So after a crash at any
+//! instant the history holds each consumed record once.
+//!
+//! Small files: a checkpoint every 10 s would leave 8,640 parts a day. A
+//! thread of its own merges a day's parts into one file once every
+//! partition being read has moved `history.compact_after` past the day's end,
+//! atomically and with the same guarantee, and removes folders past
+//! `history.retention_days`.
+
+pub mod files;
+pub mod rows;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use chrono::{NaiveDate, Utc};
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::create_dir_durable;
+use crate::classify::{Labels, Subject};
+use crate::config::Config;
+use crate::coverage::Policy;
+use crate::logging::Throttle;
+use crate::pipeline::Shared;
+use crate::sinks::{SignInEvent, Sink, SourceClock};
+use rows::Rows;
+
+/// The sink's name: the key of its state in the snapshot.
+pub const NAME: &str = "history";
+
+/// Buffered rows past this many are written out as a part of the coming
+/// checkpoint, without waiting for it (a backlog read at full speed, a
+/// replay of a large export, must not hold everything in memory).
+const SPILL_ROWS: usize = 200_000;
+
+/// What the sink keeps in the snapshot.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    /// The state's epoch: part names carry it (see [`files`]).
+    epoch: u64,
+}
+
+/// The maintenance thread, and how to tell it of a checkpoint: (checkpoint,
+/// event time every source has passed less `compact_after`).
+type Maintenance = (mpsc::Sender<(u64, i64)>, JoinHandle<()>);
+
+/// The history sink.
+pub struct History {
+    dir: PathBuf,
+    epoch: u64,
+    /// The checkpoint the buffered rows will belong to.
+    next_seq: u64,
+    /// The next part number within `next_seq`.
+    k: u32,
+    days: BTreeMap<NaiveDate, Rows>,
+    buffered: usize,
+    /// Frames made from rows whose writing failed: written first next time.
+    unwritten: Vec<(NaiveDate, DataFrame)>,
+    count_non_interactive: bool,
+    oldest_kept: NaiveDate,
+    retention_days: u32,
+    compact_after: i64,
+    clock: SourceClock,
+    shared: Arc<Shared>,
+    throttle: Throttle,
+    maintenance: Option<Maintenance>,
+}
+
+impl History {
+    /// Opens the history for a state whose snapshot is checkpoint `seq`
+    /// (0: none), removing what checkpoints that did not complete left behind.
+    pub fn start(config: &Config, shared: Arc<Shared>, saved: Option<&Vec<u8>>, seq: u64) -> anyhow::Result<History> {
+        let dir = config.history.dir(&config.checkpoint);
+        create_dir_durable(&dir).map_err(|e| anyhow::anyhow!("cannot create history.dir {}: {e}", dir.display()))?;
+        let epoch = match saved {
+            Some(bytes) => {
+                postcard::from_bytes::<Saved>(bytes)
+                    .map_err(|e| anyhow::anyhow!("the history's state in the snapshot cannot be read: {e}"))?
+                    .epoch
+            }
+            None => new_epoch(),
+        };
+        let recovered = files::recover(&dir, epoch, seq)
+            .map_err(|e| anyhow::anyhow!("cannot bring the history in {} back to the snapshot: {e}", dir.display()))?;
+        if recovered != files::Recovered::default() {
+            tracing::info!(
+                dir = %dir.display(),
+                uncommitted_parts = recovered.uncommitted,
+                merged_files = recovered.merged,
+                temporary = recovered.temporary,
+                "history brought back to the snapshot: parts of a checkpoint that did not complete removed"
+            );
+        }
+        let retention_days = config.history.retention_days;
+        let (tx, rx) = mpsc::channel();
+        let thread = {
+            let (dir, shared) = (dir.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("history".into())
+                .spawn(move || maintain(&dir, epoch, retention_days, &shared, rx))?
+        };
+        Ok(History {
+            dir,
+            epoch,
+            next_seq: seq + 1,
+            k: 0,
+            days: BTreeMap::new(),
+            buffered: 0,
+            unwritten: Vec::new(),
+            count_non_interactive: Policy::from_config(&config.coverage).count_non_interactive,
+            oldest_kept: oldest_kept(retention_days),
+            retention_days,
+            compact_after: config.history.compact_after.as_secs() as i64,
+            clock: SourceClock::default(),
+            shared,
+            throttle: Throttle::default(),
+            maintenance: Some((tx, thread)),
+        })
+    }
+
+    /// Writes every buffered row as parts of checkpoint `next_seq`.
+    fn write_parts(&mut self) -> anyhow::Result<()> {
+        for (date, mut rows) in std::mem::take(&mut self.days) {
+            let frame = rows.take()?;
+            self.unwritten.push((date, frame));
+        }
+        self.buffered = 0;
+        while let Some((date, mut frame)) = self.unwritten.pop() {
+            let folder = files::date_dir(&self.dir, date);
+            let name = files::Name::Part { epoch: self.epoch, seq: self.next_seq, k: self.k };
+            let written = create_dir_durable(&folder)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| files::write_parquet(&folder.join(name.file()), &mut frame));
+            match written {
+                Ok(bytes) => {
+                    self.k += 1;
+                    self.shared.metrics.history_part(frame.height(), bytes);
+                }
+                Err(e) => {
+                    self.unwritten.push((date, frame));
+                    return Err(e.context(format!("cannot write the history in {}", folder.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A new state's epoch: unique enough across states of one history folder.
+fn new_epoch() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+fn oldest_kept(retention_days: u32) -> NaiveDate {
+    Utc::now().date_naive() - chrono::Days::new(u64::from(retention_days))
+}
+
+impl Sink for History {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
+        let time = event.record.time;
+        self.clock.heard(event.position, time.timestamp());
+        let date = time.date_naive();
+        if date < self.oldest_kept {
+            // Past history.retention_days: it would be removed at once.
+            if let Some(held_back) = self.throttle.admit("retention") {
+                tracing::warn!(
+                    date = %date,
+                    retention_days = self.retention_days,
+                    held_back,
+                    "a sign-in older than history.retention_days is not kept in the history (raise it to backfill older exports)"
+                );
+            }
+            return;
+        }
+        let v = event.verdict;
+        let legacy = v.labels.contains(Labels::LEGACY_AUTH);
+        let counted = v.subject == Subject::User
+            && v.success
+            && (v.interactive || self.count_non_interactive || legacy)
+            && !crate::coverage::Observation::unknown_account(event.record, v);
+        self.days.entry(date).or_insert_with(|| Rows::new(1024)).push(event, counted);
+        self.buffered += 1;
+        if self.buffered >= SPILL_ROWS
+            && let Err(e) = self.write_parts()
+            && let Some(held_back) = self.throttle.admit("spill")
+        {
+            tracing::error!(error = %format!("{e:#}"), held_back, "cannot write history rows ahead of the checkpoint; they stay in memory");
+        }
+    }
+
+    fn prepare(&mut self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+        anyhow::ensure!(seq == self.next_seq, "history: checkpoint {seq} where {} was expected", self.next_seq);
+        self.write_parts()?;
+        Ok(Some(postcard::to_allocvec(&Saved { epoch: self.epoch })?))
+    }
+
+    fn committed(&mut self, seq: u64) {
+        self.next_seq = seq + 1;
+        self.k = 0;
+        if let Err(e) = files::write_committed(&self.dir, self.epoch, seq)
+            && let Some(held_back) = self.throttle.admit("committed")
+        {
+            tracing::warn!(error = %e, held_back, "cannot note the checkpoint in the history's _committed file");
+        }
+        self.oldest_kept = oldest_kept(self.retention_days);
+        if let (Some((tx, _)), Some(low)) = (&self.maintenance, self.clock.low(&self.shared)) {
+            let _ = tx.send((seq, low - self.compact_after));
+        }
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        if let Some((tx, thread)) = self.maintenance.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The maintenance thread: for each checkpoint it hears of (`upto`, and the
+/// event time every source has passed, less `compact_after`), merges the
+/// days that are over and removes folders past retention.
+fn maintain(dir: &Path, epoch: u64, retention_days: u32, shared: &Shared, rx: mpsc::Receiver<(u64, i64)>) {
+    let throttle = Throttle::default();
+    let mut expired_on = None;
+    while let Ok((mut upto, mut settled)) = rx.recv() {
+        // Only the newest request matters.
+        while let Ok((u, s)) = rx.try_recv() {
+            (upto, settled) = (u, s);
+        }
+        let today = Utc::now().date_naive();
+        if expired_on != Some(today) {
+            expired_on = Some(today);
+            match files::expire(dir, oldest_kept(retention_days)) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(folders = n, retention_days, "history past retention removed"),
+                Err(e) => tracing::error!(error = %e, "cannot remove history past retention"),
+            }
+        }
+        let Ok(dates) = files::dates(dir) else { continue };
+        for (date, folder) in dates {
+            let day_end = date.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 86_400;
+            if day_end > settled {
+                break;
+            }
+            match files::compact(&folder, epoch, upto) {
+                Ok(0) => {}
+                Ok(n) => {
+                    shared.metrics.history_compaction("ok");
+                    tracing::info!(date = %date, files = n, "history day merged into one file");
+                }
+                Err(e) => {
+                    shared.metrics.history_compaction("error");
+                    if let Some(held_back) = throttle.admit("compact") {
+                        tracing::error!(date = %date, error = %format!("{e:#}"), held_back, "cannot merge the history of a day; its parts stay as they are");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A user's notable sign-ins — legacy, single-factor, risky, MFA failures —
+/// newest first, from the history's files of the last `days` days (what the
+/// last checkpoint made durable). For `/api/v1/users/{user}`: the pivot into
+/// Entra's own log by record and correlation id, without the coverage state
+/// keeping any of it.
+pub fn notable_sign_ins(
+    dir: &Path,
+    user_key: &str,
+    days: u32,
+    limit: usize,
+) -> anyhow::Result<Vec<crate::report::SignInRow>> {
+    use polars::prelude::*;
+    use rows::col as c;
+    let since = Utc::now().date_naive() - chrono::Days::new(u64::from(days));
+    let mut paths = Vec::new();
+    for (date, folder) in files::dates(dir)? {
+        if date >= since {
+            paths.extend(files::files(&folder)?.into_iter().map(|(_, p)| PlRefPath::new(p.to_string_lossy().as_ref())));
+        }
+    }
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
+        ..Default::default()
+    };
+    let notable = col(c::LEGACY_AUTH)
+        .or(col(c::SINGLE_FACTOR).and(col(c::COUNTED)))
+        .or(col(c::RISKY))
+        .or(col(c::MFA_FAILURE).is_not_null());
+    let df = LazyFrame::scan_parquet_files(paths.into(), args)?
+        .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
+        .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
+        .unique_stable(Some(cols([c::CATEGORY, c::RECORD_ID, c::SOURCE])), UniqueKeepStrategy::First)
+        .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
+        .limit(limit as u32)
+        .collect()?;
+    Ok(crate::report::notable_rows(&df))
+}

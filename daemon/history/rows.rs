@@ -1,0 +1,247 @@
+//! One row per classified sign-in, buffered in columns until a part is
+//! written. The column names are here, once: the writer and the report use
+//! them.
+
+use polars::prelude::*;
+
+use crate::classify::{Labels, Subject};
+use crate::coverage::Observation;
+use crate::sinks::SignInEvent;
+use crate::source::RecordAt;
+
+/// The history's columns (and `date`, the Hive partition of the folders).
+pub mod col {
+    pub const TIME: &str = "time";
+    pub const CATEGORY: &str = "category";
+    pub const SUBJECT: &str = "subject";
+    pub const INTERACTIVE: &str = "interactive";
+    pub const TENANT_ID: &str = "tenant_id";
+    pub const USER_KEY: &str = "user_key";
+    pub const UPN: &str = "upn";
+    pub const DISPLAY_NAME: &str = "display_name";
+    pub const USER_TYPE: &str = "user_type";
+    pub const PRIVILEGED: &str = "privileged";
+    pub const EXCLUDED: &str = "excluded";
+    /// A failed sign-in that names no account (50034...): not a user.
+    pub const UNKNOWN_ACCOUNT: &str = "unknown_account";
+    /// Counted in coverage (SIGNIN-SEMANTICS §6), as the daemon decided.
+    pub const COUNTED: &str = "counted";
+    pub const APP_ID: &str = "app_id";
+    pub const APP: &str = "app";
+    pub const RESOURCE: &str = "resource";
+    pub const CLIENT_APP: &str = "client_app";
+    pub const CLIENT_CLASS: &str = "client_class";
+    pub const OUTCOME_CODE: &str = "outcome_code";
+    pub const SUCCESS: &str = "success";
+    pub const MFA_SATISFIED: &str = "mfa_satisfied";
+    pub const SINGLE_FACTOR: &str = "single_factor";
+    pub const LEGACY_AUTH: &str = "legacy_auth";
+    pub const RISKY: &str = "risky";
+    pub const FAILED: &str = "failed";
+    pub const MFA_METHOD: &str = "mfa_method";
+    pub const MFA_FAILURE: &str = "mfa_failure";
+    pub const BLOCKED_BY: &str = "blocked_by";
+    pub const RISK_LEVEL: &str = "risk_level";
+    pub const RISK_STATE: &str = "risk_state";
+    pub const ROPC: &str = "ropc";
+    pub const CA_STATUS: &str = "ca_status";
+    /// List of {policy, result}: what report-only Conditional Access policies would have done.
+    pub const REPORT_ONLY: &str = "report_only";
+    pub const POLICY: &str = "policy";
+    pub const RESULT: &str = "result";
+    pub const IP: &str = "ip";
+    pub const COUNTRY: &str = "country";
+    pub const RECORD_ID: &str = "record_id";
+    pub const CORRELATION_ID: &str = "correlation_id";
+    /// Where it was read: `topic[partition]@offset record i` or `file:line record i`.
+    pub const SOURCE: &str = "source";
+    /// The Hive partition column (`date=YYYY-MM-DD` folders).
+    pub const DATE: &str = "date";
+}
+
+/// Buffered rows of one UTC date.
+pub struct Rows {
+    len: usize,
+    time: Vec<i64>,
+    text: Vec<StringChunkedBuilder>,
+    flags: Vec<Vec<bool>>,
+    outcome_code: Vec<i64>,
+    policies: StringChunkedBuilder,
+    results: StringChunkedBuilder,
+    offsets: Vec<i64>,
+}
+
+/// Text columns, in the order of `Rows::text`.
+const TEXT: [&str; 23] = [
+    col::CATEGORY,
+    col::SUBJECT,
+    col::TENANT_ID,
+    col::USER_KEY,
+    col::UPN,
+    col::DISPLAY_NAME,
+    col::USER_TYPE,
+    col::APP_ID,
+    col::APP,
+    col::RESOURCE,
+    col::CLIENT_APP,
+    col::CLIENT_CLASS,
+    col::MFA_METHOD,
+    col::MFA_FAILURE,
+    col::BLOCKED_BY,
+    col::RISK_LEVEL,
+    col::RISK_STATE,
+    col::CA_STATUS,
+    col::IP,
+    col::COUNTRY,
+    col::RECORD_ID,
+    col::CORRELATION_ID,
+    col::SOURCE,
+];
+
+/// Flag columns, in the order of `Rows::flags`.
+const FLAGS: [&str; FLAG_COUNT] = [
+    col::INTERACTIVE,
+    col::PRIVILEGED,
+    col::EXCLUDED,
+    col::UNKNOWN_ACCOUNT,
+    col::COUNTED,
+    col::SUCCESS,
+    col::MFA_SATISFIED,
+    col::SINGLE_FACTOR,
+    col::LEGACY_AUTH,
+    col::RISKY,
+    col::FAILED,
+    col::ROPC,
+];
+const FLAG_COUNT: usize = 12;
+
+impl Rows {
+    pub fn new(capacity: usize) -> Rows {
+        Rows {
+            len: 0,
+            time: Vec::with_capacity(capacity),
+            text: TEXT.iter().map(|name| StringChunkedBuilder::new((*name).into(), capacity)).collect(),
+            flags: (0..FLAG_COUNT).map(|_| Vec::with_capacity(capacity)).collect(),
+            outcome_code: Vec::with_capacity(capacity),
+            policies: StringChunkedBuilder::new(col::POLICY.into(), 0),
+            results: StringChunkedBuilder::new(col::RESULT.into(), 0),
+            offsets: vec![0],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds the row of one sign-in.
+    pub fn push(&mut self, e: &SignInEvent<'_, '_>, counted: bool) {
+        let (r, v) = (e.record, e.verdict);
+        let f = &r.fields;
+        fn opt<'a>(s: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
+            s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        }
+        let source = RecordAt { position: e.position, index: Some(e.index) }.to_string();
+        let mfa_method = v.mfa_method.as_ref().map(|m| m.as_str());
+        let texts: [Option<&str>; 23] = [
+            Some(r.category.as_str()),
+            Some(v.subject.as_str()),
+            opt(&f.tenant_id),
+            v.subject_key.as_deref(),
+            opt(&f.user_principal_name),
+            opt(&f.user_display_name),
+            opt(&f.user_type),
+            opt(&f.app_id),
+            opt(&f.app_display_name),
+            opt(&f.resource_display_name),
+            Some(v.client_app.trim()).filter(|c| !c.is_empty()),
+            Some(v.client_class.as_str()),
+            mfa_method,
+            v.mfa_failure.map(|m| m.as_str()),
+            v.blocked_by.map(|b| b.as_str()),
+            Some(v.risk_level.as_str()),
+            opt(&f.risk_state),
+            Some(v.ca_status.as_str()),
+            opt(&f.ip_address).or_else(|| opt(&f.caller_ip_address)),
+            opt(&f.country),
+            opt(&f.id),
+            opt(&f.correlation_id),
+            Some(source.as_str()),
+        ];
+        for (builder, value) in self.text.iter_mut().zip(texts) {
+            builder.append_option(value);
+        }
+        let l = v.labels;
+        let flags: [bool; FLAG_COUNT] = [
+            v.interactive,
+            e.privileged,
+            e.excluded,
+            Observation::unknown_account(r, v),
+            counted && v.subject == Subject::User,
+            v.success,
+            l.contains(Labels::MFA_SATISFIED),
+            l.contains(Labels::SINGLE_FACTOR),
+            l.contains(Labels::LEGACY_AUTH),
+            l.contains(Labels::RISKY),
+            l.contains(Labels::FAILED),
+            v.ropc,
+        ];
+        for (column, value) in self.flags.iter_mut().zip(flags) {
+            column.push(value);
+        }
+        self.time.push(r.time.timestamp_millis());
+        self.outcome_code.push(r.outcome_code);
+        for p in v.report_only {
+            self.policies.append_value(p.policy.as_ref());
+            self.results.append_value(p.result.as_ref());
+        }
+        let last = *self.offsets.last().expect("starts with 0");
+        self.offsets.push(last + v.report_only.len() as i64);
+        self.len += 1;
+    }
+
+    /// The rows as a DataFrame (the buffer is emptied).
+    pub fn take(&mut self) -> PolarsResult<DataFrame> {
+        let rows = std::mem::replace(self, Rows::new(0));
+        let n = rows.len;
+        let mut columns: Vec<Column> = Vec::with_capacity(TEXT.len() + FLAG_COUNT + 3);
+        let time = Int64Chunked::from_vec(col::TIME.into(), rows.time)
+            .into_datetime(TimeUnit::Milliseconds, None)
+            .into_column();
+        columns.push(time);
+        for builder in rows.text {
+            columns.push(builder.finish().into_column());
+        }
+        for (name, values) in FLAGS.iter().zip(rows.flags) {
+            columns.push(BooleanChunked::from_slice((*name).into(), &values).into_column());
+        }
+        columns.push(Int64Chunked::from_vec(col::OUTCOME_CODE.into(), rows.outcome_code).into_column());
+        columns.push(report_only_column(rows.policies, rows.results, rows.offsets)?);
+        DataFrame::new(n, columns)
+    }
+}
+
+/// `report_only`: a list of {policy, result} per row, built from the flat
+/// pairs and each row's offsets in one go (not a Series per row).
+fn report_only_column(
+    policies: StringChunkedBuilder,
+    results: StringChunkedBuilder,
+    offsets: Vec<i64>,
+) -> PolarsResult<Column> {
+    let (policies, results) = (policies.finish().into_series(), results.finish().into_series());
+    let pairs = StructChunked::from_series(col::POLICY.into(), policies.len(), [policies, results].iter())?;
+    let values = pairs.rechunk().chunks()[0].clone();
+    let dtype = polars_arrow::array::ListArray::<i64>::default_datatype(values.dtype().clone());
+    let offsets = polars_arrow::offset::OffsetsBuffer::<i64>::try_from(offsets)?;
+    let list = polars_arrow::array::ListArray::<i64>::new(dtype, offsets, values, None);
+    Ok(Series::from_arrow_chunks(col::REPORT_ONLY.into(), vec![Box::new(list)])?.into_column())
+}
+
+/// The schema every part has (for scanning an empty history, and checks).
+pub fn schema() -> Schema {
+    let mut rows = Rows::new(0);
+    rows.take().map(|df| df.schema().as_ref().clone()).unwrap_or_default()
+}

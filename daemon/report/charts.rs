@@ -1,0 +1,141 @@
+//! The report's charts, as inline SVG (plotters' SVG backend: text is SVG
+//! `<text>`, no font files, no script).
+
+use plotters::prelude::*;
+
+const W: u32 = 760;
+const H: u32 = 300;
+const FONT: &str = "sans-serif";
+
+pub const MFA: RGBColor = RGBColor(46, 125, 50);
+pub const SINGLE_FACTOR: RGBColor = RGBColor(239, 108, 0);
+pub const LEGACY: RGBColor = RGBColor(198, 40, 40);
+pub const FAILED: RGBColor = RGBColor(120, 120, 120);
+pub const BLUE: RGBColor = RGBColor(21, 101, 192);
+
+/// A series of bars: its name, colour and one value per category.
+pub struct Bars<'a> {
+    pub name: &'a str,
+    pub color: RGBColor,
+    pub values: Vec<f64>,
+}
+
+/// Wraps a chart's SVG in a figure the page (and the tests) can find.
+fn figure(id: &str, title: &str, points: usize, svg: String) -> String {
+    format!(
+        "<figure class=\"chart\" id=\"chart-{id}\" data-chart=\"{id}\" data-points=\"{points}\">\n{svg}\n<figcaption>{}</figcaption></figure>\n",
+        super::render::escape(title)
+    )
+}
+
+fn draw<E: std::fmt::Debug>(result: Result<(), E>) -> String {
+    match result {
+        Ok(()) => String::new(),
+        Err(e) => format!("<p class=\"error\">chart not drawn: {}</p>", super::render::escape(&format!("{e:?}"))),
+    }
+}
+
+/// A line of ratios (0–1) over named points; `None` is a gap.
+pub fn ratio_line(id: &str, title: &str, labels: &[String], values: &[Option<f64>]) -> String {
+    let mut svg = String::new();
+    let points = values.iter().flatten().count();
+    let error = draw((|| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let n = labels.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..1.0)?;
+        chart
+            .configure_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| label_at(labels, *x))
+            .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
+            .y_desc("MFA coverage")
+            .label_style((FONT, 12))
+            .draw()?;
+        let line: Vec<(f64, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
+        chart.draw_series(LineSeries::new(line.clone(), BLUE.stroke_width(3)))?;
+        chart.draw_series(line.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))?;
+        root.present()?;
+        Ok(())
+    })());
+    figure(id, title, points, svg + &error)
+}
+
+/// Bars per category, stacked (`stacked`) or side by side.
+pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], stacked: bool) -> String {
+    let mut svg = String::new();
+    let points = series.iter().map(|s| s.values.iter().filter(|v| **v > 0.0).count()).sum();
+    let error = draw((|| -> Result<(), Box<dyn std::error::Error>> {
+        let root = SVGBackend::with_string(&mut svg, (W, H + 30)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let n = categories.len().max(1);
+        let top = (0..n)
+            .map(|i| {
+                let at = series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0));
+                if stacked { at.sum::<f64>() } else { at.fold(0.0, f64::max) }
+            })
+            .fold(0.0, f64::max)
+            .max(1.0)
+            // Headroom for the legend in the upper right, a line per series.
+            * (1.15 + 0.08 * series.len() as f64);
+        let mut chart = ChartBuilder::on(&root)
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..top)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n.min(31))
+            .x_label_formatter(&|x| label_at(categories, *x))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .label_style((FONT, 11))
+            .draw()?;
+        let width = 0.8 / if stacked { 1.0 } else { series.len().max(1) as f64 };
+        let mut base = vec![0.0; n];
+        for (k, s) in series.iter().enumerate() {
+            let bars = s.values.iter().enumerate().map(|(i, &v)| {
+                let left = if stacked { i as f64 - 0.4 } else { i as f64 - 0.4 + k as f64 * width };
+                let bottom = if stacked { base[i] } else { 0.0 };
+                Rectangle::new([(left, bottom), (left + width, bottom + v)], s.color.filled())
+            });
+            chart
+                .draw_series(bars)?
+                .label(s.name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], s.color.filled()));
+            if stacked {
+                for (i, v) in s.values.iter().enumerate() {
+                    base[i] += v;
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 12))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    })());
+    figure(id, title, points, svg + &error)
+}
+
+/// The label of the category nearest `x`, shortened.
+fn label_at(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() > 0.01 || i < 0.0 {
+        return String::new();
+    }
+    let label = labels.get(i as usize).map(String::as_str).unwrap_or("");
+    if label.chars().count() > 18 {
+        format!("{}…", label.chars().take(17).collect::<String>())
+    } else {
+        label.to_owned()
+    }
+}

@@ -1,0 +1,815 @@
+//! report: the weekly MFA-coverage report from the history (polars).
+//!
+//! Reads only the Parquet files of the days it needs (lazy scans), counts a
+//! record delivered twice once (same category and record id, §5), works out
+//! coverage over the week exactly as the daemon does over its window
+//! (SIGNIN-SEMANTICS §6, whole UTC days), and writes `index.html` (inline
+//! SVG charts, no script, no external URL), `summary.md`, `summary.json` and
+//! CSVs. A damaged file is named, skipped and listed in the report; a missing
+//! history or an empty week is an error that says so.
+
+pub mod charts;
+pub mod render;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::history::files;
+use crate::history::rows::col as c;
+
+/// The days a report covers, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Window {
+    /// ISO week `2026-W47`.
+    pub fn iso_week(text: &str) -> anyhow::Result<Window> {
+        let bad = || anyhow::anyhow!("--week {text:?}: write an ISO week like 2026-W47");
+        let (year, week) = text.trim().split_once("-W").or_else(|| text.trim().split_once("-w")).ok_or_else(bad)?;
+        let (year, week): (i32, u32) = (year.parse().map_err(|_| bad())?, week.parse().map_err(|_| bad())?);
+        let from = NaiveDate::from_isoywd_opt(year, week, chrono::Weekday::Mon).ok_or_else(bad)?;
+        Ok(Window { from, to: from + chrono::Days::new(6) })
+    }
+
+    /// The last complete ISO week before `today`.
+    pub fn last_complete_week(today: NaiveDate) -> Window {
+        let this_monday = today - chrono::Days::new(today.weekday().num_days_from_monday() as u64);
+        let from = this_monday - chrono::Days::new(7);
+        Window { from, to: from + chrono::Days::new(6) }
+    }
+
+    pub fn days(&self) -> i64 {
+        (self.to - self.from).num_days() + 1
+    }
+
+    /// Its name: `2026-W47` for an ISO week, else `from_to`.
+    pub fn label(&self) -> String {
+        let w = self.from.iso_week();
+        if self.from.weekday() == chrono::Weekday::Mon && self.days() == 7 {
+            format!("{}-W{:02}", w.year(), w.week())
+        } else {
+            format!("{}_{}", self.from, self.to)
+        }
+    }
+
+    /// Start of the first day and end of the last, Unix milliseconds [start, end).
+    fn millis(&self) -> (i64, i64) {
+        (midnight_ms(self.from), midnight_ms(self.to) + 86_400_000)
+    }
+
+    fn shifted_weeks(&self, weeks: i64) -> Window {
+        let d = chrono::Duration::days(7 * weeks);
+        Window { from: self.from + d, to: self.to + d }
+    }
+}
+
+fn midnight_ms(d: NaiveDate) -> i64 {
+    d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis())
+}
+
+/// How the report is asked for.
+pub struct Request {
+    pub history: PathBuf,
+    pub window: Window,
+    /// Weeks of MFA-rollout trend (the report's week and those before).
+    pub trend_weeks: i64,
+    /// Days a user may stay registration_pending before being overdue.
+    pub registration_grace_days: i64,
+}
+
+/// A file of the history that could not be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct Damaged {
+    pub file: String,
+    pub error: String,
+}
+
+/// Users per coverage state, as /api/v1/coverage counts them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Coverage {
+    pub users: u64,
+    pub covered: u64,
+    pub uncovered: u64,
+    pub never_mfa: u64,
+    pub inactive: u64,
+    pub excluded: u64,
+    pub registration_pending: u64,
+    pub registration_overdue: u64,
+    pub coverage_ratio: Option<f64>,
+}
+
+/// One (user type, privileged) cell of the coverage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub user_type: String,
+    pub privileged: bool,
+    pub covered: u64,
+    pub uncovered: u64,
+    pub never_mfa: u64,
+    pub coverage_ratio: Option<f64>,
+}
+
+/// An uncovered user, for the list and `uncovered-users.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncoveredUser {
+    pub user_key: String,
+    pub upn: String,
+    pub user_type: String,
+    pub privileged: bool,
+    pub never_mfa: bool,
+    pub single_factor_sign_ins: u64,
+    pub legacy_sign_ins: u64,
+    pub last_single_factor: Option<String>,
+    pub last_single_factor_app: Option<String>,
+    pub last_single_factor_client: Option<String>,
+}
+
+/// Sign-ins of one day by how they authenticated (user sign-ins).
+#[derive(Debug, Clone, Serialize)]
+pub struct Daily {
+    pub date: NaiveDate,
+    pub mfa: u64,
+    pub single_factor: u64,
+    pub legacy: u64,
+    pub failed: u64,
+}
+
+/// A legacy protocol: who got in, who was blocked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protocol {
+    pub protocol: String,
+    pub succeeded: u64,
+    pub blocked: u64,
+    pub failed_otherwise: u64,
+    /// Users who got in with it, most first.
+    pub users: Vec<String>,
+    pub user_count: u64,
+}
+
+/// A name and how many.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    pub name: String,
+    pub count: u64,
+}
+
+/// One sign-in listed in full (legacy, risky without MFA, a user's notable ones).
+#[derive(Debug, Clone, Serialize)]
+pub struct SignInRow {
+    pub time: String,
+    pub upn: String,
+    pub user_key: String,
+    pub app: String,
+    pub client_app: String,
+    pub outcome_code: i64,
+    pub risk_level: String,
+    pub ip: String,
+    pub country: String,
+    pub record_id: String,
+    pub correlation_id: String,
+    /// Why it is notable: its labels and MFA failure, `;`-separated
+    /// (`legacy_auth;single_factor`, `failed;mfa_failure:denied`).
+    pub labels: String,
+}
+
+/// What a report-only Conditional Access policy would have done.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyImpact {
+    pub policy: String,
+    pub result: String,
+    pub sign_ins: u64,
+    pub users: u64,
+}
+
+/// A registration_pending user.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pending {
+    pub user_key: String,
+    pub upn: String,
+    pub since: NaiveDate,
+    pub overdue: bool,
+}
+
+/// The evidence of each of the three paths of Microsoft's MFA guidance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Protections {
+    /// Security defaults: sign-ins blocked (530035) and registration prompts.
+    pub security_defaults_blocks: u64,
+    pub registration_prompts: u64,
+    /// Conditional Access: interactive user sign-ins that passed an enforced
+    /// policy with MFA, of all successful interactive user sign-ins.
+    pub ca_mfa_sign_ins: u64,
+    pub interactive_sign_ins: u64,
+    pub legacy_blocked_by_ca: u64,
+    /// Risk-based policies: risky sign-ins challenged with MFA vs let through.
+    pub risky_with_mfa: u64,
+    pub risky_without_mfa: u64,
+}
+
+/// Everything the report says.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub window: Window,
+    pub label: String,
+    pub generated_at: String,
+    pub sign_ins: u64,
+    pub duplicates: u64,
+    pub coverage: Coverage,
+    pub previous: Option<Coverage>,
+    /// (week label, ratio) oldest first.
+    pub trend: Vec<(String, Option<f64>)>,
+    pub breakdown: Vec<Cell>,
+    pub daily: Vec<Daily>,
+    pub legacy: Vec<Protocol>,
+    pub top_single_factor_apps: Vec<Count>,
+    pub top_single_factor_users: Vec<Count>,
+    pub uncovered: Vec<UncoveredUser>,
+    pub registration: Vec<Pending>,
+    pub risky_without_mfa: Vec<SignInRow>,
+    pub legacy_sign_ins: Vec<SignInRow>,
+    pub mfa_failures: Vec<Count>,
+    pub report_only: Vec<PolicyImpact>,
+    pub protections: Protections,
+    pub damaged: Vec<Damaged>,
+}
+
+/// Progress lines on stderr, as a scan goes.
+fn progress(what: &str) {
+    eprintln!("report: {what}");
+}
+
+/// The history's readable files for the days from `from` to `to`, and the damaged ones.
+fn usable_files(dir: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<(Vec<PathBuf>, Vec<Damaged>)> {
+    let mut good = Vec::new();
+    let mut damaged = Vec::new();
+    for (date, folder) in files::dates(dir)? {
+        if date < from || date > to {
+            continue;
+        }
+        for (_, path) in files::files(&folder)? {
+            match check(&path) {
+                Ok(()) => good.push(path),
+                Err(error) => {
+                    progress(&format!("skipping damaged file {}: {error}", path.display()));
+                    damaged.push(Damaged { file: path.display().to_string(), error });
+                }
+            }
+        }
+    }
+    Ok((good, damaged))
+}
+
+/// Whether a Parquet file can be read (its footer and schema), without panicking on garbage.
+fn check(path: &Path) -> Result<(), String> {
+    let path = path.to_owned();
+    std::panic::catch_unwind(move || -> Result<(), String> {
+        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        let mut reader = ParquetReader::new(file);
+        reader.schema().map_err(|e| e.to_string())?;
+        reader.num_rows().map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .unwrap_or_else(|_| Err("the Parquet reader gave up on it".into()))
+}
+
+/// The sign-ins of `files`, a record delivered twice counted once.
+fn scan(files: &[PathBuf]) -> PolarsResult<LazyFrame> {
+    let paths: Vec<PlRefPath> = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().as_ref())).collect();
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
+        ..Default::default()
+    };
+    let lf = LazyFrame::scan_parquet_files(paths.into(), args)?;
+    let identity = coalesce(&[col(c::RECORD_ID), col(c::SOURCE)]).alias("identity");
+    Ok(lf
+        .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
+        .with_column(identity)
+        .unique_stable(Some(cols([c::CATEGORY, "identity"])), UniqueKeepStrategy::First))
+}
+
+/// Rows of user sign-ins that name an account (the users of §6).
+fn users_only(lf: LazyFrame) -> LazyFrame {
+    lf.filter(col(c::SUBJECT).eq(lit("user")).and(col(c::UNKNOWN_ACCOUNT).not()).and(col(c::USER_KEY).is_not_null()))
+}
+
+fn between(lf: LazyFrame, w: Window) -> LazyFrame {
+    let (start, end) = w.millis();
+    lf.filter(col("ms").gt_eq(lit(start)).and(col("ms").lt(lit(end))))
+}
+
+fn u64_of(df: &DataFrame, name: &str, row: usize) -> u64 {
+    df.column(name).ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<u64>()).unwrap_or(0)
+}
+
+fn str_of(df: &DataFrame, name: &str, row: usize) -> String {
+    match df.column(name).ok().and_then(|c| c.get(row).ok()) {
+        Some(AnyValue::String(s)) => s.to_owned(),
+        Some(AnyValue::StringOwned(s)) => s.to_string(),
+        Some(AnyValue::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn bool_of(df: &DataFrame, name: &str, row: usize) -> bool {
+    matches!(df.column(name).ok().and_then(|c| c.get(row).ok()), Some(AnyValue::Boolean(true)))
+}
+
+fn ms_text(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn i64_of(df: &DataFrame, name: &str, row: usize) -> i64 {
+    df.column(name).ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<i64>()).unwrap_or(0)
+}
+
+fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
+    (covered + uncovered > 0).then(|| covered as f64 / (covered + uncovered) as f64)
+}
+
+/// Per user over the week, and what the daemon would call their state.
+struct UserStates {
+    df: DataFrame,
+}
+
+/// Each user seen up to the window's end with their counts in the window,
+/// newest attributes, last MFA and registration failures — the daemon's
+/// per-user entry, computed from the rows.
+fn user_states(all: &LazyFrame, w: Window) -> PolarsResult<UserStates> {
+    let (start, end) = w.millis();
+    let in_w = col("ms").gt_eq(lit(start)).and(col("ms").lt(lit(end)));
+    let counted = col(c::COUNTED).and(in_w.clone());
+    let sum_if = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
+    let in_order = SortMultipleOptions::default().with_maintain_order(true);
+    let by_time = |e: Expr| e.sort_by([col("ms")], in_order.clone());
+    // The value of the newest row meeting `cond`.
+    let last_where =
+        |e: Expr, cond: Expr| e.filter(cond.clone()).sort_by([col("ms").filter(cond)], in_order.clone()).last();
+    let df = users_only(all.clone().filter(col("ms").lt(lit(end))))
+        .group_by([col(c::USER_KEY)])
+        .agg([
+            sum_if(counted.clone(), "counted"),
+            sum_if(counted.clone().and(col(c::MFA_SATISFIED)), "mfa"),
+            sum_if(counted.clone().and(col(c::SINGLE_FACTOR)), "single_factor"),
+            sum_if(counted.clone().and(col(c::LEGACY_AUTH)), "legacy"),
+            sum_if(in_w.clone().and(col(c::MFA_SATISFIED)), "mfa_in_window"),
+            by_time(col(c::UPN)).drop_nulls().last().alias("upn"),
+            by_time(col(c::USER_TYPE)).drop_nulls().last().alias("user_type"),
+            by_time(col(c::PRIVILEGED)).last().alias("privileged"),
+            by_time(col(c::EXCLUDED)).last().alias("excluded"),
+            col("ms").filter(col(c::MFA_SATISFIED)).max().alias("last_mfa"),
+            col("ms").filter(col(c::MFA_FAILURE).eq(lit("registration_required"))).alias("registration_failures"),
+            col("ms").filter(counted.clone().and(col(c::SINGLE_FACTOR))).max().alias("last_sf"),
+            last_where(col(c::APP), counted.clone().and(col(c::SINGLE_FACTOR))).alias("last_sf_app"),
+            last_where(col(c::CLIENT_APP), counted.and(col(c::SINGLE_FACTOR))).alias("last_sf_client"),
+        ])
+        .collect()?;
+    Ok(UserStates { df })
+}
+
+/// What the daemon's coverage says of these users over `w` ("now" being
+/// the newest sign-in of the window), with the uncovered users and the
+/// registration_pending ones.
+fn coverage_of(
+    states: &UserStates,
+    w: Window,
+    newest_ms: i64,
+    grace_days: i64,
+) -> (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>) {
+    let df = &states.df;
+    let start_day = midnight_ms(w.from) / 86_400_000;
+    let mut cov = Coverage::default();
+    let mut cells: BTreeMap<(String, bool), Cell> = BTreeMap::new();
+    let mut uncovered = Vec::new();
+    let mut pending = Vec::new();
+    let registration = df.column("registration_failures").ok().and_then(|c| c.list().ok().cloned());
+    for row in 0..df.height() {
+        cov.users += 1;
+        let user_type = match str_of(df, "user_type", row).to_ascii_lowercase().as_str() {
+            "member" => "member",
+            "guest" => "guest",
+            _ => "unknown",
+        }
+        .to_owned();
+        let privileged = bool_of(df, "privileged", row);
+        let cell = cells.entry((user_type.clone(), privileged)).or_insert_with(|| Cell {
+            user_type: user_type.clone(),
+            privileged,
+            covered: 0,
+            uncovered: 0,
+            never_mfa: 0,
+            coverage_ratio: None,
+        });
+        let (counted, sf, legacy) =
+            (u64_of(df, "counted", row), u64_of(df, "single_factor", row), u64_of(df, "legacy", row));
+        let last_mfa = df.column("last_mfa").ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<i64>());
+        // Registration: pending from the first failure after the last MFA's day.
+        if let Some(failures) = registration.as_ref().and_then(|l| l.get_as_series(row)) {
+            let failures: Vec<i64> = failures.i64().map(|ca| ca.into_no_null_iter().collect()).unwrap_or_default();
+            let last_failure = failures.iter().copied().max();
+            if let Some(last) = last_failure.filter(|&t| last_mfa.is_none_or(|m| t / 1000 > m / 1000)) {
+                let mfa_day = last_mfa.map(|m| m / 86_400_000);
+                let last_day = last / 86_400_000;
+                let since_day = failures
+                    .iter()
+                    .map(|t| t / 86_400_000)
+                    .filter(|d| mfa_day.is_none_or(|m| *d > m) && last_day - d < 32)
+                    .min()
+                    .unwrap_or_else(|| mfa_day.unwrap_or(last_day));
+                let overdue = newest_ms / 1000 - since_day * 86_400 > grace_days * 86_400;
+                cov.registration_pending += 1;
+                cov.registration_overdue += u64::from(overdue);
+                pending.push(Pending {
+                    user_key: str_of(df, c::USER_KEY, row),
+                    upn: str_of(df, "upn", row),
+                    since: chrono::DateTime::from_timestamp(since_day * 86_400, 0).unwrap_or_default().date_naive(),
+                    overdue,
+                });
+            }
+        }
+        if bool_of(df, "excluded", row) {
+            cov.excluded += 1;
+            continue;
+        }
+        if sf + legacy > 0 {
+            let never = last_mfa.is_none_or(|m| m / 86_400_000 < start_day) || u64_of(df, "mfa_in_window", row) == 0;
+            cov.uncovered += 1;
+            cell.uncovered += 1;
+            if never {
+                cov.never_mfa += 1;
+                cell.never_mfa += 1;
+            }
+            let last_sf = df.column("last_sf").ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<i64>());
+            uncovered.push(UncoveredUser {
+                user_key: str_of(df, c::USER_KEY, row),
+                upn: str_of(df, "upn", row),
+                user_type: user_type.clone(),
+                privileged,
+                never_mfa: never,
+                single_factor_sign_ins: sf,
+                legacy_sign_ins: legacy,
+                last_single_factor: last_sf.map(ms_text),
+                last_single_factor_app: Some(str_of(df, "last_sf_app", row)).filter(|s| !s.is_empty()),
+                last_single_factor_client: Some(str_of(df, "last_sf_client", row)).filter(|s| !s.is_empty()),
+            });
+        } else if counted > 0 {
+            cov.covered += 1;
+            cell.covered += 1;
+        } else {
+            cov.inactive += 1;
+        }
+    }
+    cov.coverage_ratio = ratio(cov.covered, cov.uncovered);
+    let cells = cells
+        .into_values()
+        .map(|mut cell| {
+            cell.coverage_ratio = ratio(cell.covered, cell.uncovered);
+            cell
+        })
+        .collect();
+    uncovered.sort_by(|a, b| {
+        (b.privileged, b.single_factor_sign_ins + b.legacy_sign_ins, &a.upn).cmp(&(
+            a.privileged,
+            a.single_factor_sign_ins + a.legacy_sign_ins,
+            &b.upn,
+        ))
+    });
+    pending.sort_by(|a, b| (a.since, &a.upn).cmp(&(b.since, &b.upn)));
+    (cov, cells, uncovered, pending)
+}
+
+/// The newest sign-in (of any subject) before the window's end.
+fn newest_ms(lf: &LazyFrame, w: Window) -> PolarsResult<i64> {
+    let (_, end) = w.millis();
+    let df = lf.clone().filter(col("ms").lt(lit(end))).select([col("ms").max()]).collect()?;
+    Ok(i64_of(&df, "ms", 0))
+}
+
+fn counts(df: &DataFrame, name_col: &str, count_col: &str) -> Vec<Count> {
+    (0..df.height()).map(|r| Count { name: str_of(df, name_col, r), count: u64_of(df, count_col, r) }).collect()
+}
+
+fn sign_in_rows(df: &DataFrame) -> Vec<SignInRow> {
+    (0..df.height())
+        .map(|r| SignInRow {
+            labels: labels_of(df, r),
+            time: ms_text(i64_of(df, "ms", r)),
+            upn: str_of(df, c::UPN, r),
+            user_key: str_of(df, c::USER_KEY, r),
+            app: str_of(df, c::APP, r),
+            client_app: str_of(df, c::CLIENT_APP, r),
+            outcome_code: i64_of(df, c::OUTCOME_CODE, r),
+            risk_level: str_of(df, c::RISK_LEVEL, r),
+            ip: str_of(df, c::IP, r),
+            country: str_of(df, c::COUNTRY, r),
+            record_id: str_of(df, c::RECORD_ID, r),
+            correlation_id: str_of(df, c::CORRELATION_ID, r),
+        })
+        .collect()
+}
+
+const ROW_COLUMNS: [&str; 17] = [
+    c::UPN,
+    c::USER_KEY,
+    c::APP,
+    c::CLIENT_APP,
+    c::OUTCOME_CODE,
+    c::RISK_LEVEL,
+    c::IP,
+    c::COUNTRY,
+    c::RECORD_ID,
+    c::CORRELATION_ID,
+    c::MFA_SATISFIED,
+    c::SINGLE_FACTOR,
+    c::LEGACY_AUTH,
+    c::RISKY,
+    c::FAILED,
+    c::COUNTED,
+    c::MFA_FAILURE,
+];
+
+/// The labels of row `r`, and its MFA failure.
+fn labels_of(df: &DataFrame, r: usize) -> String {
+    let mut out: Vec<String> = [c::MFA_SATISFIED, c::SINGLE_FACTOR, c::LEGACY_AUTH, c::RISKY, c::FAILED]
+        .iter()
+        .filter(|name| bool_of(df, name, r))
+        .map(|name| name.to_string())
+        .collect();
+    let failure = str_of(df, c::MFA_FAILURE, r);
+    if !failure.is_empty() {
+        out.push(format!("mfa_failure:{failure}"));
+    }
+    out.join(";")
+}
+
+/// The rows of a user's notable sign-ins (see `history::notable_sign_ins`).
+pub fn notable_rows(df: &DataFrame) -> Vec<SignInRow> {
+    sign_in_rows(df)
+}
+
+fn row_columns() -> Vec<Expr> {
+    let mut out = vec![col("ms")];
+    out.extend(ROW_COLUMNS.iter().map(|n| col(*n)));
+    out
+}
+
+/// Builds the report.
+pub fn build(req: &Request) -> anyhow::Result<Report> {
+    let dir = &req.history;
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no history at {}: is history.enabled on, and history.dir (default <checkpoint.dir>/history) this folder?",
+        dir.display()
+    );
+    let w = req.window;
+    // Coverage looks at every sign-in up to the week's end (who exists,
+    // their last MFA, their registration); the trend at the weeks before.
+    let oldest = files::dates(dir)?.first().map(|(d, _)| *d).unwrap_or(w.from);
+    progress(&format!("{} ({} to {}): finding the history's files from {oldest}", w.label(), w.from, w.to));
+    let (all_files, damaged) = usable_files(dir, oldest, w.to)?;
+    let (week_files, _) = usable_files(dir, w.from, w.to)?;
+    anyhow::ensure!(
+        !week_files.is_empty(),
+        "the history in {} has no sign-ins for {} ({} to {}); the days it has: {}",
+        dir.display(),
+        w.label(),
+        w.from,
+        w.to,
+        describe_days(dir)
+    );
+    progress(&format!("scanning {} files ({} of them for the week)", all_files.len(), week_files.len()));
+    let all = scan(&all_files)?;
+    let week = between(scan(&week_files)?, w);
+    let stats = week.clone().select([len().alias("sign_ins")]).collect()?;
+    let sign_ins = u64_of(&stats, "sign_ins", 0);
+    anyhow::ensure!(sign_ins > 0, "the history has no sign-ins for {} ({} to {})", w.label(), w.from, w.to);
+
+    progress("coverage");
+    let newest = newest_ms(&all, w)?;
+    let states = user_states(&all, w)?;
+    let (coverage, breakdown, uncovered, registration) = coverage_of(&states, w, newest, req.registration_grace_days);
+
+    progress("trend");
+    let mut trend = Vec::new();
+    let mut previous = None;
+    for back in (0..req.trend_weeks.max(1)).rev() {
+        let past = w.shifted_weeks(-back);
+        if back == 0 {
+            trend.push((past.label(), coverage.coverage_ratio));
+            continue;
+        }
+        let newest = newest_ms(&all, past)?;
+        if newest < midnight_ms(past.from) {
+            trend.push((past.label(), None));
+            continue;
+        }
+        let states = user_states(&all, past)?;
+        let (cov, ..) = coverage_of(&states, past, newest, req.registration_grace_days);
+        trend.push((past.label(), cov.coverage_ratio));
+        if back == 1 {
+            previous = Some(cov);
+        }
+    }
+
+    progress("sign-ins by day, legacy protocols, applications");
+    let users_week = users_only(week.clone());
+    let flag = |name: &str| col(name).cast(DataType::UInt64).sum().alias(name);
+    let daily_df = week
+        .clone()
+        .filter(col(c::SUBJECT).eq(lit("user")))
+        .with_column((col("ms") / lit(86_400_000i64)).alias("day"))
+        .group_by([col("day")])
+        .agg([
+            col(c::MFA_SATISFIED).and(col(c::LEGACY_AUTH).not()).cast(DataType::UInt64).sum().alias("mfa"),
+            col(c::SINGLE_FACTOR).and(col(c::LEGACY_AUTH).not()).cast(DataType::UInt64).sum().alias("single_factor"),
+            col(c::LEGACY_AUTH).and(col(c::SUCCESS)).cast(DataType::UInt64).sum().alias("legacy"),
+            flag(c::FAILED),
+        ])
+        .sort(["day"], SortMultipleOptions::default())
+        .collect()?;
+    let daily = (0..daily_df.height())
+        .map(|r| Daily {
+            date: chrono::DateTime::from_timestamp(i64_of(&daily_df, "day", r) * 86_400, 0)
+                .unwrap_or_default()
+                .date_naive(),
+            mfa: u64_of(&daily_df, "mfa", r),
+            single_factor: u64_of(&daily_df, "single_factor", r),
+            legacy: u64_of(&daily_df, "legacy", r),
+            failed: u64_of(&daily_df, c::FAILED, r),
+        })
+        .collect();
+
+    let legacy_df = week
+        .clone()
+        .filter(col(c::LEGACY_AUTH))
+        .group_by([col(c::CLIENT_APP)])
+        .agg([
+            col(c::SUCCESS).cast(DataType::UInt64).sum().alias("succeeded"),
+            col(c::BLOCKED_BY).is_not_null().cast(DataType::UInt64).sum().alias("blocked"),
+            col(c::SUCCESS)
+                .not()
+                .and(col(c::BLOCKED_BY).is_null())
+                .cast(DataType::UInt64)
+                .sum()
+                .alias("failed_otherwise"),
+            col(c::UPN).filter(col(c::SUCCESS)).drop_nulls().unique().sort(Default::default()).alias("users"),
+        ])
+        .sort(["succeeded"], SortMultipleOptions::new().with_order_descending(true))
+        .collect()?;
+    let users_list = legacy_df.column("users").ok().and_then(|c| c.list().ok().cloned());
+    let legacy = (0..legacy_df.height())
+        .map(|r| {
+            let users: Vec<String> = users_list
+                .as_ref()
+                .and_then(|l| l.get_as_series(r))
+                .and_then(|s| s.str().ok().map(|ca| ca.iter().flatten().map(str::to_owned).collect()))
+                .unwrap_or_default();
+            Protocol {
+                protocol: str_of(&legacy_df, c::CLIENT_APP, r),
+                succeeded: u64_of(&legacy_df, "succeeded", r),
+                blocked: u64_of(&legacy_df, "blocked", r),
+                failed_otherwise: u64_of(&legacy_df, "failed_otherwise", r),
+                user_count: users.len() as u64,
+                users,
+            }
+        })
+        .collect();
+
+    let single_factor = users_week.clone().filter(col(c::COUNTED).and(col(c::SINGLE_FACTOR)));
+    let top = |by: &str| -> PolarsResult<DataFrame> {
+        single_factor
+            .clone()
+            .group_by([col(by)])
+            .agg([len().alias("count")])
+            .sort_by_exprs(
+                [col("count"), col(by)],
+                SortMultipleOptions::new().with_order_descending_multi([true, false]),
+            )
+            .limit(10)
+            .collect()
+    };
+    let top_single_factor_apps = counts(&top(c::APP)?, c::APP, "count");
+    let top_single_factor_users = counts(&top(c::UPN)?, c::UPN, "count");
+
+    progress("risk, MFA failures, report-only policies, protections");
+    let risky_df = users_week
+        .clone()
+        .filter(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED).not()))
+        .select(row_columns())
+        .sort(["ms"], SortMultipleOptions::default())
+        .collect()?;
+    let legacy_rows_df = week
+        .clone()
+        .filter(col(c::LEGACY_AUTH))
+        .select(row_columns())
+        .sort(["ms"], SortMultipleOptions::default())
+        .collect()?;
+    let failures_df = week
+        .clone()
+        .filter(col(c::MFA_FAILURE).is_not_null())
+        .group_by([col(c::MFA_FAILURE)])
+        .agg([len().alias("count")])
+        .sort(["count"], SortMultipleOptions::new().with_order_descending(true))
+        .collect()?;
+    let impact_df = week
+        .clone()
+        .select([col(c::USER_KEY), col(c::REPORT_ONLY)])
+        .explode(cols([c::REPORT_ONLY]), ExplodeOptions { empty_as_null: false, keep_nulls: false })
+        .unnest(cols([c::REPORT_ONLY]), None)
+        .filter(col(c::POLICY).is_not_null())
+        .group_by([col(c::POLICY), col(c::RESULT)])
+        .agg([len().alias("sign_ins"), col(c::USER_KEY).n_unique().alias("users")])
+        .sort_by_exprs([col(c::POLICY), col(c::RESULT)], SortMultipleOptions::default())
+        .collect()?;
+    let report_only = (0..impact_df.height())
+        .map(|r| PolicyImpact {
+            policy: str_of(&impact_df, c::POLICY, r),
+            result: str_of(&impact_df, c::RESULT, r),
+            sign_ins: u64_of(&impact_df, "sign_ins", r),
+            users: u64_of(&impact_df, "users", r),
+        })
+        .collect();
+    let sum_if = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
+    let interactive_ok = col(c::SUBJECT).eq(lit("user")).and(col(c::INTERACTIVE)).and(col(c::SUCCESS));
+    let p = week
+        .clone()
+        .select([
+            sum_if(col(c::BLOCKED_BY).eq(lit("security_defaults")), "sd_blocks"),
+            sum_if(col(c::MFA_FAILURE).eq(lit("registration_required")), "registration_prompts"),
+            sum_if(
+                interactive_ok.clone().and(col(c::CA_STATUS).eq(lit("success"))).and(col(c::MFA_SATISFIED)),
+                "ca_mfa",
+            ),
+            sum_if(interactive_ok, "interactive"),
+            sum_if(col(c::LEGACY_AUTH).and(col(c::BLOCKED_BY).eq(lit("conditional_access"))), "legacy_ca"),
+            sum_if(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED)), "risky_mfa"),
+            sum_if(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED).not()), "risky_no_mfa"),
+        ])
+        .collect()?;
+    let protections = Protections {
+        security_defaults_blocks: u64_of(&p, "sd_blocks", 0),
+        registration_prompts: u64_of(&p, "registration_prompts", 0),
+        ca_mfa_sign_ins: u64_of(&p, "ca_mfa", 0),
+        interactive_sign_ins: u64_of(&p, "interactive", 0),
+        legacy_blocked_by_ca: u64_of(&p, "legacy_ca", 0),
+        risky_with_mfa: u64_of(&p, "risky_mfa", 0),
+        risky_without_mfa: u64_of(&p, "risky_no_mfa", 0),
+    };
+    let duplicates = {
+        let paths: Vec<PlRefPath> = week_files.iter().map(|p| PlRefPath::new(p.to_string_lossy().as_ref())).collect();
+        let args = ScanArgsParquet {
+            hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
+            ..Default::default()
+        };
+        let (start, end) = w.millis();
+        let raw = LazyFrame::scan_parquet_files(paths.into(), args)?
+            .filter(
+                col(c::TIME)
+                    .cast(DataType::Int64)
+                    .gt_eq(lit(start))
+                    .and(col(c::TIME).cast(DataType::Int64).lt(lit(end))),
+            )
+            .select([len().alias("n")])
+            .collect()?;
+        u64_of(&raw, "n", 0).saturating_sub(sign_ins)
+    };
+    progress("done");
+    Ok(Report {
+        window: w,
+        label: w.label(),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sign_ins,
+        duplicates,
+        coverage,
+        previous,
+        trend,
+        breakdown,
+        daily,
+        legacy,
+        top_single_factor_apps,
+        top_single_factor_users,
+        uncovered,
+        registration,
+        risky_without_mfa: sign_in_rows(&risky_df),
+        legacy_sign_ins: sign_in_rows(&legacy_rows_df),
+        mfa_failures: counts(&failures_df, c::MFA_FAILURE, "count"),
+        report_only,
+        protections,
+        damaged,
+    })
+}
+
+/// The days the history has, for an error message.
+fn describe_days(dir: &Path) -> String {
+    match files::dates(dir) {
+        Ok(dates) if dates.is_empty() => "none".into(),
+        Ok(dates) => format!("{} to {} ({} days)", dates[0].0, dates[dates.len() - 1].0, dates.len()),
+        Err(e) => e.to_string(),
+    }
+}

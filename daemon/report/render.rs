@@ -1,0 +1,523 @@
+//! The report's files: `index.html` (self-contained: inline CSS and SVG, no
+//! script, no external URL), `summary.md`, `summary.json` and the CSVs.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::charts::{self, Bars};
+use super::{Report, SignInRow};
+
+/// HTML-escapes text.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".into(), |r| format!("{:.1} %", r * 100.0))
+}
+
+fn share(part: u64, whole: u64) -> String {
+    if whole == 0 { "n/a".into() } else { format!("{:.1} %", part as f64 * 100.0 / whole as f64) }
+}
+
+/// The change against the previous week, in points.
+fn change(now: Option<f64>, before: Option<f64>) -> String {
+    match (now, before) {
+        (Some(n), Some(b)) => format!("{:+.1} points against the week before ({})", (n - b) * 100.0, pct(Some(b))),
+        _ => "no week before to compare with".into(),
+    }
+}
+
+/// The machine-readable summary (`summary.json`).
+#[derive(Serialize)]
+pub struct Summary<'a> {
+    pub window: super::Window,
+    pub label: &'a str,
+    pub generated_at: &'a str,
+    pub sign_ins: u64,
+    pub duplicates_removed: u64,
+    pub users: u64,
+    pub states: States,
+    pub coverage_ratio: Option<f64>,
+    pub previous_coverage_ratio: Option<f64>,
+    pub registration_pending: u64,
+    pub registration_overdue: u64,
+    pub legacy: Vec<LegacySummary<'a>>,
+    pub legacy_sign_ins: usize,
+    pub risky_without_mfa: usize,
+    pub uncovered_users: usize,
+    pub report_only_results: usize,
+    pub damaged_files: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct States {
+    pub covered: u64,
+    pub uncovered: u64,
+    pub never_mfa: u64,
+    pub inactive: u64,
+    pub excluded: u64,
+}
+
+#[derive(Serialize)]
+pub struct LegacySummary<'a> {
+    pub protocol: &'a str,
+    pub succeeded: u64,
+    pub blocked: u64,
+    pub users: u64,
+}
+
+pub fn summary(r: &Report) -> Summary<'_> {
+    let c = &r.coverage;
+    Summary {
+        window: r.window,
+        label: &r.label,
+        generated_at: &r.generated_at,
+        sign_ins: r.sign_ins,
+        duplicates_removed: r.duplicates,
+        users: c.users,
+        states: States {
+            covered: c.covered,
+            uncovered: c.uncovered,
+            never_mfa: c.never_mfa,
+            inactive: c.inactive,
+            excluded: c.excluded,
+        },
+        coverage_ratio: c.coverage_ratio,
+        previous_coverage_ratio: r.previous.as_ref().and_then(|p| p.coverage_ratio),
+        registration_pending: c.registration_pending,
+        registration_overdue: c.registration_overdue,
+        legacy: r
+            .legacy
+            .iter()
+            .map(|p| LegacySummary {
+                protocol: &p.protocol,
+                succeeded: p.succeeded,
+                blocked: p.blocked,
+                users: p.user_count,
+            })
+            .collect(),
+        legacy_sign_ins: r.legacy_sign_ins.len(),
+        risky_without_mfa: r.risky_without_mfa.len(),
+        uncovered_users: r.uncovered.len(),
+        report_only_results: r.report_only.len(),
+        damaged_files: r.damaged.iter().map(|d| d.file.as_str()).collect(),
+    }
+}
+
+/// Writes every file of the report into `out`; returns their paths.
+pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let path = out.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path);
+        Ok(())
+    };
+    put("index.html", html(r).as_bytes())?;
+    put("summary.md", markdown(r).as_bytes())?;
+    put("summary.json", (serde_json::to_string_pretty(&summary(r))? + "\n").as_bytes())?;
+    put("uncovered-users.csv", &csv_of(&r.uncovered)?)?;
+    put("legacy-auth.csv", &csv_of(&r.legacy_sign_ins)?)?;
+    put("risky-without-mfa.csv", &csv_of(&r.risky_without_mfa)?)?;
+    put("report-only-impact.csv", &csv_of(&r.report_only)?)?;
+    Ok(written)
+}
+
+fn csv_of<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// `summary.md`: the headline numbers for a ticket or a mail.
+pub fn markdown(r: &Report) -> String {
+    let c = &r.coverage;
+    let mut md = format!("# MFA coverage, {} ({} to {})\n\n", r.label, r.window.from, r.window.to);
+    let _ = writeln!(
+        md,
+        "- **Coverage: {}** of active users ({} covered, {} uncovered); {}",
+        pct(c.coverage_ratio),
+        c.covered,
+        c.uncovered,
+        change(c.coverage_ratio, r.previous.as_ref().and_then(|p| p.coverage_ratio))
+    );
+    let _ = writeln!(md, "- Never MFA in the week: {} user(s)", c.never_mfa);
+    let privileged = r.uncovered.iter().filter(|u| u.privileged).count();
+    let _ = writeln!(md, "- Privileged users outside coverage: {privileged}");
+    let _ = writeln!(md, "- Registration pending: {} ({} overdue)", c.registration_pending, c.registration_overdue);
+    let legacy_ok: u64 = r.legacy.iter().map(|p| p.succeeded).sum();
+    let legacy_blocked: u64 = r.legacy.iter().map(|p| p.blocked).sum();
+    let _ = writeln!(md, "- Legacy authentication: {legacy_ok} sign-in(s) got in, {legacy_blocked} blocked");
+    let _ = writeln!(md, "- Risky sign-ins without MFA: {}", r.risky_without_mfa.len());
+    let _ = writeln!(md, "- Sign-ins in the week: {} ({} delivered twice, counted once)", r.sign_ins, r.duplicates);
+    if !r.damaged.is_empty() {
+        let _ = writeln!(
+            md,
+            "- **{} damaged history file(s) were skipped**: the numbers miss their sign-ins",
+            r.damaged.len()
+        );
+    }
+    md
+}
+
+fn table(head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let mut t = String::from("<table><thead><tr>");
+    for h in head {
+        let _ = write!(t, "<th>{}</th>", escape(h));
+    }
+    t.push_str("</tr></thead><tbody>");
+    let mut any = false;
+    for row in rows {
+        any = true;
+        t.push_str("<tr>");
+        for cell in row {
+            let _ = write!(t, "<td>{}</td>", escape(&cell));
+        }
+        t.push_str("</tr>");
+    }
+    if !any {
+        let _ = write!(t, "<tr><td colspan=\"{}\" class=\"none\">none</td></tr>", head.len());
+    }
+    t.push_str("</tbody></table>\n");
+    t
+}
+
+fn sign_in_table(rows: &[SignInRow], limit: usize) -> String {
+    let mut t = table(
+        &["time (UTC)", "user", "app", "client", "outcome", "risk", "IP", "country", "record id", "correlation id"],
+        rows.iter().take(limit).map(|s| {
+            vec![
+                s.time.clone(),
+                if s.upn.is_empty() { s.user_key.clone() } else { s.upn.clone() },
+                s.app.clone(),
+                s.client_app.clone(),
+                s.outcome_code.to_string(),
+                s.risk_level.clone(),
+                s.ip.clone(),
+                s.country.clone(),
+                s.record_id.clone(),
+                s.correlation_id.clone(),
+            ]
+        }),
+    );
+    if rows.len() > limit {
+        let _ = writeln!(t, "<p>…and {} more (all in the CSV).</p>", rows.len() - limit);
+    }
+    t
+}
+
+const CSS: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}h1{margin-bottom:0}\
+.sub{color:#666}.headline{font-size:3em;font-weight:bold;margin:.2em 0}.kpis{display:flex;gap:1em;flex-wrap:wrap}\
+.kpi{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.kpi b{display:block;font-size:1.6em}\
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}\
+th{background:#f4f4f4}td.none{color:#888}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}\
+.warn{background:#fff3e0;border:1px solid #ef6c00;padding:.6em 1em}.path{border-left:4px solid #1565c0;padding-left:1em;margin:1em 0}";
+
+/// `index.html`.
+pub fn html(r: &Report) -> String {
+    let c = &r.coverage;
+    let prev = r.previous.as_ref().and_then(|p| p.coverage_ratio);
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>MFA coverage {label}</title><style>{CSS}</style></head><body>\n\
+         <h1>MFA coverage, {label}</h1><p class=\"sub\">{from} to {to} (UTC) · {n} sign-ins · generated {at} by mfawatch</p>\n",
+        label = escape(&r.label),
+        from = r.window.from,
+        to = r.window.to,
+        n = r.sign_ins,
+        at = escape(&r.generated_at),
+    );
+    if !r.damaged.is_empty() {
+        let _ = write!(
+            h,
+            "<div class=\"warn\"><b>{} damaged history file(s) were skipped</b>; the numbers miss their sign-ins:{}</div>",
+            r.damaged.len(),
+            table(&["file", "error"], r.damaged.iter().map(|d| vec![d.file.clone(), d.error.clone()]))
+        );
+    }
+    let _ = write!(
+        h,
+        "<section id=\"headline\"><div class=\"headline\">{}</div><p>of the users who signed in did so with MFA every time; {}.</p><div class=\"kpis\">",
+        pct(c.coverage_ratio),
+        change(c.coverage_ratio, prev)
+    );
+    let privileged = r.uncovered.iter().filter(|u| u.privileged).count();
+    for (name, value) in [
+        ("covered", c.covered.to_string()),
+        ("uncovered", c.uncovered.to_string()),
+        ("never MFA", c.never_mfa.to_string()),
+        ("privileged uncovered", privileged.to_string()),
+        ("inactive", c.inactive.to_string()),
+        ("break-glass (excluded)", c.excluded.to_string()),
+        ("registration pending", c.registration_pending.to_string()),
+        ("registration overdue", c.registration_overdue.to_string()),
+    ] {
+        let _ = write!(h, "<div class=\"kpi\"><b>{}</b>{}</div>", escape(&value), escape(name));
+    }
+    h.push_str("</div></section>\n");
+
+    let labels: Vec<String> = r.trend.iter().map(|(l, _)| l.clone()).collect();
+    let ratios: Vec<Option<f64>> = r.trend.iter().map(|(_, v)| *v).collect();
+    h.push_str("<section id=\"trend\"><h2>MFA rollout: coverage by week</h2>");
+    h.push_str(&charts::ratio_line("trend", "Coverage ratio, week by week", &labels, &ratios));
+    h.push_str("</section>\n");
+
+    h.push_str("<section id=\"breakdown\"><h2>Coverage by user type and privilege</h2>");
+    let cells: Vec<String> = r
+        .breakdown
+        .iter()
+        .map(|b| format!("{}{}", b.user_type, if b.privileged { " (privileged)" } else { "" }))
+        .collect();
+    h.push_str(&charts::bars(
+        "breakdown",
+        "Covered and uncovered users",
+        &cells,
+        &[
+            Bars {
+                name: "covered",
+                color: charts::MFA,
+                values: r.breakdown.iter().map(|b| b.covered as f64).collect(),
+            },
+            Bars {
+                name: "uncovered",
+                color: charts::SINGLE_FACTOR,
+                values: r.breakdown.iter().map(|b| b.uncovered as f64).collect(),
+            },
+        ],
+        false,
+    ));
+    h.push_str(&table(
+        &["user type", "privileged", "covered", "uncovered", "never MFA", "coverage"],
+        r.breakdown.iter().map(|b| {
+            vec![
+                b.user_type.clone(),
+                b.privileged.to_string(),
+                b.covered.to_string(),
+                b.uncovered.to_string(),
+                b.never_mfa.to_string(),
+                pct(b.coverage_ratio),
+            ]
+        }),
+    ));
+    h.push_str("</section>\n");
+
+    h.push_str("<section id=\"daily\"><h2>User sign-ins by day and authentication</h2>");
+    let days: Vec<String> = r.daily.iter().map(|d| d.date.format("%a %d").to_string()).collect();
+    h.push_str(&charts::bars(
+        "daily",
+        "MFA, single factor, legacy (got in) and failed user sign-ins per day",
+        &days,
+        &[
+            Bars { name: "MFA", color: charts::MFA, values: r.daily.iter().map(|d| d.mfa as f64).collect() },
+            Bars {
+                name: "single factor",
+                color: charts::SINGLE_FACTOR,
+                values: r.daily.iter().map(|d| d.single_factor as f64).collect(),
+            },
+            Bars { name: "legacy", color: charts::LEGACY, values: r.daily.iter().map(|d| d.legacy as f64).collect() },
+            Bars { name: "failed", color: charts::FAILED, values: r.daily.iter().map(|d| d.failed as f64).collect() },
+        ],
+        true,
+    ));
+    h.push_str("</section>\n");
+
+    let p = &r.protections;
+    let _ = writeln!(
+        h,
+        "<section id=\"protections\"><h2>Which protections are in force</h2>\
+         <p>From the evidence in the sign-ins, for each of the three ways Microsoft's MFA guidance offers:</p>\
+         <div class=\"path\"><h3>Security defaults</h3><p>{} sign-in(s) blocked by security defaults (530035); {} MFA registration prompt(s) (50072/50079). \
+         {}</p></div>\
+         <div class=\"path\"><h3>Conditional Access</h3><p>{} of {} successful interactive user sign-ins ({}) passed an enforced policy with MFA; \
+         {} legacy sign-in(s) blocked by Conditional Access (53003).</p></div>\
+         <div class=\"path\"><h3>Risk-based policies</h3><p>{} risky sign-in(s) were challenged with MFA, {} got in without it.</p></div></section>",
+        p.security_defaults_blocks,
+        p.registration_prompts,
+        if p.security_defaults_blocks + p.registration_prompts > 0 {
+            "Security defaults look on."
+        } else {
+            "No sign of security defaults."
+        },
+        p.ca_mfa_sign_ins,
+        p.interactive_sign_ins,
+        share(p.ca_mfa_sign_ins, p.interactive_sign_ins),
+        p.legacy_blocked_by_ca,
+        p.risky_with_mfa,
+        p.risky_without_mfa,
+    );
+
+    h.push_str("<section id=\"legacy\"><h2>Legacy authentication by protocol</h2>\
+        <p>Legacy protocols cannot do MFA; a block (53003 Conditional Access, 530035 security defaults) proves it works.</p>");
+    let protocols: Vec<String> = r.legacy.iter().map(|p| p.protocol.clone()).collect();
+    h.push_str(&charts::bars(
+        "legacy",
+        "Legacy sign-ins that got in and that were blocked",
+        &protocols,
+        &[
+            Bars {
+                name: "got in",
+                color: charts::LEGACY,
+                values: r.legacy.iter().map(|p| p.succeeded as f64).collect(),
+            },
+            Bars { name: "blocked", color: charts::MFA, values: r.legacy.iter().map(|p| p.blocked as f64).collect() },
+        ],
+        false,
+    ));
+    h.push_str(&table(
+        &["protocol", "got in", "blocked", "failed otherwise", "users still using it"],
+        r.legacy.iter().map(|p| {
+            let mut users = p.users.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+            if p.users.len() > 10 {
+                let _ = write!(users, " and {} more", p.users.len() - 10);
+            }
+            vec![
+                p.protocol.clone(),
+                p.succeeded.to_string(),
+                p.blocked.to_string(),
+                p.failed_otherwise.to_string(),
+                users,
+            ]
+        }),
+    ));
+    h.push_str("</section>\n");
+
+    h.push_str("<section id=\"single-factor\"><h2>Where single-factor sign-ins happen</h2><h3>Top applications</h3>");
+    h.push_str(&table(
+        &["application", "single-factor sign-ins"],
+        r.top_single_factor_apps.iter().map(|c| vec![c.name.clone(), c.count.to_string()]),
+    ));
+    h.push_str("<h3>Top users</h3>");
+    h.push_str(&table(
+        &["user", "single-factor sign-ins"],
+        r.top_single_factor_users.iter().map(|c| vec![c.name.clone(), c.count.to_string()]),
+    ));
+    h.push_str("</section>\n");
+
+    let uncovered_table = |privileged_only: bool, never_only: bool| {
+        table(
+            &["user", "type", "privileged", "single factor", "legacy", "last single-factor sign-in", "app", "client"],
+            r.uncovered
+                .iter()
+                .filter(|u| (!privileged_only || u.privileged) && (!never_only || u.never_mfa))
+                .take(100)
+                .map(|u| {
+                    vec![
+                        if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
+                        u.user_type.clone(),
+                        u.privileged.to_string(),
+                        u.single_factor_sign_ins.to_string(),
+                        u.legacy_sign_ins.to_string(),
+                        u.last_single_factor.clone().unwrap_or_default(),
+                        u.last_single_factor_app.clone().unwrap_or_default(),
+                        u.last_single_factor_client.clone().unwrap_or_default(),
+                    ]
+                }),
+        )
+    };
+    let _ = writeln!(
+        h,
+        "<section id=\"privileged\"><h2>Privileged users outside MFA coverage</h2><p>Admins first: the accounts an attacker wants most.</p>{}</section>",
+        uncovered_table(true, false)
+    );
+    let _ = writeln!(
+        h,
+        "<section id=\"never-mfa\"><h2>Users who never did MFA in the week ({})</h2>{}<p>The full list of uncovered users is in uncovered-users.csv.</p></section>",
+        c.never_mfa,
+        uncovered_table(false, true)
+    );
+    let _ = writeln!(
+        h,
+        "<section id=\"registration\"><h2>MFA registration pending and overdue</h2><p>Users asked to register MFA who have not done MFA since; overdue past the grace period (security defaults gave 14 days).</p>{}</section>",
+        table(
+            &["user", "pending since", "overdue"],
+            r.registration.iter().map(|p| vec![
+                if p.upn.is_empty() { p.user_key.clone() } else { p.upn.clone() },
+                p.since.to_string(),
+                p.overdue.to_string()
+            ])
+        )
+    );
+    let _ = writeln!(
+        h,
+        "<section id=\"risky\"><h2>Risky sign-ins without MFA ({})</h2>{}</section>",
+        r.risky_without_mfa.len(),
+        sign_in_table(&r.risky_without_mfa, 100)
+    );
+
+    h.push_str("<section id=\"mfa-failures\"><h2>MFA failures by reason</h2>");
+    let reasons: Vec<String> = r.mfa_failures.iter().map(|c| c.name.clone()).collect();
+    h.push_str(&charts::bars(
+        "mfa-failures",
+        "Failed sign-ins with an MFA meaning",
+        &reasons,
+        &[Bars {
+            name: "sign-ins",
+            color: charts::BLUE,
+            values: r.mfa_failures.iter().map(|c| c.count as f64).collect(),
+        }],
+        false,
+    ));
+    h.push_str(&table(
+        &["reason", "sign-ins"],
+        r.mfa_failures.iter().map(|c| vec![c.name.clone(), c.count.to_string()]),
+    ));
+    h.push_str("</section>\n");
+
+    h.push_str("<section id=\"report-only\"><h2>Report-only Conditional Access: what switching on would do</h2>");
+    let mut would: Vec<(String, u64, u64)> = Vec::new();
+    for i in &r.report_only {
+        if i.result.eq_ignore_ascii_case("reportOnlyFailure") || i.result.eq_ignore_ascii_case("reportOnlyInterrupted")
+        {
+            would.push((i.policy.clone(), i.sign_ins, i.users));
+        }
+    }
+    for (policy, sign_ins, users) in &would {
+        let _ = write!(
+            h,
+            "<p>If <b>{}</b> were switched on, {sign_ins} sign-in(s) of {users} user(s) would have been blocked or interrupted.</p>",
+            escape(policy)
+        );
+    }
+    let names: Vec<String> = would.iter().map(|w| w.0.clone()).collect();
+    h.push_str(&charts::bars(
+        "report-only",
+        "Sign-ins report-only policies would have blocked or interrupted",
+        &names,
+        &[Bars { name: "sign-ins", color: charts::SINGLE_FACTOR, values: would.iter().map(|w| w.1 as f64).collect() }],
+        false,
+    ));
+    h.push_str(&table(
+        &["policy", "result", "sign-ins", "users"],
+        r.report_only
+            .iter()
+            .map(|i| vec![i.policy.clone(), i.result.clone(), i.sign_ins.to_string(), i.users.to_string()]),
+    ));
+    h.push_str("</section>\n");
+    let _ = writeln!(
+        h,
+        "<section id=\"legacy-sign-ins\"><h2>Legacy sign-ins ({})</h2>{}</section>",
+        r.legacy_sign_ins.len(),
+        sign_in_table(&r.legacy_sign_ins, 50)
+    );
+    h.push_str("<footer class=\"sub\"><p>Coverage: successful interactive user sign-ins and every successful legacy one are counted; a user with one single-factor or legacy counted sign-in in the week is uncovered (see docs/labels.md). A record delivered twice counts once.</p></footer></body></html>\n");
+    h
+}

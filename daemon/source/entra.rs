@@ -1,0 +1,175 @@
+//! entra: OAUTHBEARER tokens for Event Hubs from a Microsoft Entra service
+//! principal, for namespaces that forbid shared access keys
+//! (`disableLocalAuth`). Client-credentials grant against the tenant's token
+//! endpoint, scope `https://<namespace>.servicebus.windows.net/.default`;
+//! the service principal needs the "Azure Event Hubs Data Receiver" role
+//! (and "Data Sender" on a dead-letter hub). The credential — a client
+//! secret, or a certificate and its key — comes from a systemd credential or
+//! the environment, never the configuration file.
+//!
+//! librdkafka asks for a token through the client context
+//! (`generate_oauth_token`) inside `poll`, on the thread that polls: the
+//! blocking HTTP call there is fine (the pipeline thread, the dead-letter
+//! producer's), never on the async runtime.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use sha2::Digest as _;
+
+use crate::config::Config;
+use crate::secrets::Secret;
+
+/// Fetches tokens for one service principal.
+pub struct TokenSource {
+    token_url: String,
+    client_id: String,
+    scope: String,
+    credential: Credential,
+    agent: ureq::Agent,
+}
+
+enum Credential {
+    Secret(Secret),
+    /// A signed client assertion (RFC 7523) proves the certificate's key.
+    Certificate {
+        key: Box<ring::signature::RsaKeyPair>,
+        thumbprint: String,
+    },
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "TokenSource({}, client {})", self.token_url, self.client_id)
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: Option<serde_json::Value>,
+}
+
+impl TokenSource {
+    /// The token source `auth = "entra"` asks for, with its credential read now.
+    pub fn from_config(config: &Config) -> anyhow::Result<TokenSource> {
+        let k = &config.kafka;
+        let tenant = k.entra_tenant_id.clone().unwrap_or_default();
+        let token_url = k
+            .entra_token_url
+            .clone()
+            .unwrap_or_else(|| format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"));
+        let namespace = k.eventhubs_namespace.clone().unwrap_or_default();
+        let credential = if k.entra_certificate_credential.is_some() || k.entra_certificate_env.is_some() {
+            let pem =
+                crate::secrets::read(k.entra_certificate_credential.as_deref(), k.entra_certificate_env.as_deref())
+                    .map_err(|e| anyhow::anyhow!("the Entra client certificate: {e}"))?;
+            certificate(pem.expose())?
+        } else {
+            let secret =
+                crate::secrets::read(k.entra_client_secret_credential.as_deref(), k.entra_client_secret_env.as_deref())
+                    .map_err(|e| anyhow::anyhow!("the Entra client secret: {e}"))?;
+            Credential::Secret(secret)
+        };
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(20)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Ok(TokenSource {
+            token_url,
+            client_id: k.entra_client_id.clone().unwrap_or_default(),
+            scope: format!("https://{namespace}.servicebus.windows.net/.default"),
+            credential,
+            agent,
+        })
+    }
+
+    /// A fresh token, for librdkafka.
+    pub fn token(&self) -> Result<rdkafka::client::OAuthToken, String> {
+        let assertion;
+        let mut form: Vec<(&str, &str)> =
+            vec![("grant_type", "client_credentials"), ("client_id", &self.client_id), ("scope", &self.scope)];
+        match &self.credential {
+            Credential::Secret(secret) => form.push(("client_secret", secret.expose())),
+            Credential::Certificate { key, thumbprint } => {
+                assertion = client_assertion(key, thumbprint, &self.client_id, &self.token_url)?;
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+                form.push(("client_assertion", &assertion));
+            }
+        }
+        let mut response = self
+            .agent
+            .post(&self.token_url)
+            .send_form(form)
+            .map_err(|e| format!("token endpoint {}: {e}", self.token_url))?;
+        let status = response.status();
+        let body = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            // Entra's error body names the problem (AADSTS codes), never the secret.
+            let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let said = error["error_description"].as_str().or(error["error"].as_str()).unwrap_or("no description");
+            return Err(format!(
+                "token endpoint {} answered {status}: {}",
+                self.token_url,
+                said.lines().next().unwrap_or("")
+            ));
+        }
+        let token: TokenResponse = serde_json::from_str(&body)
+            .map_err(|e| format!("token endpoint {}: not a token response: {e}", self.token_url))?;
+        let expires_in = match token.expires_in {
+            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(3600),
+            Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
+            _ => 3600,
+        };
+        Ok(rdkafka::client::OAuthToken {
+            token: token.access_token,
+            principal_name: self.client_id.clone(),
+            lifetime_ms: chrono::Utc::now().timestamp_millis() + expires_in * 1000,
+        })
+    }
+}
+
+/// The certificate's key and thumbprint, from PEM holding both.
+fn certificate(pem: &str) -> anyhow::Result<Credential> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+    let cert = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the Entra client certificate credential holds no certificate"))?
+        .map_err(|e| anyhow::anyhow!("the Entra client certificate: {e}"))?;
+    let key = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the Entra client certificate credential holds no PKCS#8 private key: {e}"))?;
+    let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der())
+        .map_err(|e| anyhow::anyhow!("the Entra client certificate's key is not an RSA key: {e}"))?;
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.as_ref()));
+    Ok(Credential::Certificate { key: Box::new(key), thumbprint })
+}
+
+/// A JWT signed with the certificate's key (RS256), as Entra takes it.
+fn client_assertion(
+    key: &ring::signature::RsaKeyPair,
+    thumbprint: &str,
+    client_id: &str,
+    audience: &str,
+) -> Result<String, String> {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = chrono::Utc::now().timestamp();
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t#S256": thumbprint});
+    let jti = format!(
+        "{:032x}",
+        u128::from(now as u64) << 64 | u128::from(std::process::id()) << 32 | now as u128 & 0xffff_ffff
+    );
+    let claims = serde_json::json!({"aud": audience, "iss": client_id, "sub": client_id, "jti": jti, "nbf": now, "exp": now + 600});
+    let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        signing_input.as_bytes(),
+        &mut signature,
+    )
+    .map_err(|_| "cannot sign the client assertion".to_string())?;
+    Ok(format!("{signing_input}.{}", b64(&signature)))
+}

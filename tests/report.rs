@@ -1,0 +1,195 @@
+//! The weekly report as a SOC lead gets it: from the history a backfill
+//! wrote, the same coverage as the daemon's API, CSVs that add up, and an
+//! HTML page that a real browser (Debian's Chromium, headless) renders with
+//! every chart drawn and no console error.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::TimeZone;
+use common::{free_port, replay, write_config, write_ndjson};
+use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
+
+/// Three weeks of a tenant, the last one being 2025-W26 (Monday 23 to
+/// Sunday 29 June 2025): its newest sign-in falls on that Sunday, so the
+/// daemon's 7-day window is that week.
+fn spec() -> TenantSpec {
+    TenantSpec {
+        users: 300,
+        records: 15_000,
+        days: 21,
+        seed: 3,
+        end: chrono::Utc.with_ymd_and_hms(2025, 6, 29, 23, 50, 0).unwrap(),
+        format: Format::Envelope,
+        records_per_message: 50,
+        malformed_per_10k: 0,
+        fatigue_per_10k: 5,
+    }
+}
+
+/// A state built by `replay` (history on), its coverage as the daemon says it.
+fn backfilled(dir: &Path) -> serde_json::Value {
+    let tenant = Tenant::new(&spec());
+    let admins: Vec<String> = tenant.users.iter().filter(|u| u.admin).map(|u| format!("{:?}", u.upn)).collect();
+    let input = dir.join("tenant.ndjson");
+    write_ndjson(&input, &Generator::new(spec()).collect::<Vec<_>>());
+    // A fixed week in the past: retention must reach back to it.
+    let extra = format!("\n[coverage]\nprivileged = [{}]\n\n[history]\nretention_days = 3650\n", admins.join(", "));
+    let config = write_config(dir, "127.0.0.1:1", "t", "unused", free_port(), &extra);
+    let out = replay(&config, &[&input], &[]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn report(history: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["report", "--history", history.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn csv_rows(path: &Path) -> usize {
+    csv::Reader::from_path(path).unwrap().records().inspect(|r| assert!(r.is_ok(), "{r:?}")).count()
+}
+
+fn chromium(args: &[&str], page: &Path) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (tests/run installs it)")
+}
+
+#[test]
+fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = backfilled(dir.path());
+    assert_eq!(daemon["window_start"], "2025-06-23T00:00:00Z", "{daemon}");
+    let history = dir.path().join("state/history");
+    let out = dir.path().join("report");
+    let run = report(&history, &out, &["--week", "2025-W26"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("report: coverage"), "progress lines on stderr");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+
+    // The same week, the same numbers as /api/v1/coverage.
+    assert_eq!(summary["users"], daemon["users"], "{summary}");
+    for state in ["covered", "uncovered", "inactive", "excluded"] {
+        assert_eq!(summary["states"][state], daemon["states"][state], "{state}: {summary}");
+    }
+    assert_eq!(summary["states"]["never_mfa"], daemon["never_mfa"]);
+    assert_eq!(summary["registration_pending"], daemon["registration_pending"]);
+    assert_eq!(summary["registration_overdue"], daemon["registration_overdue"]);
+    let (a, b) = (summary["coverage_ratio"].as_f64().unwrap(), daemon["coverage_ratio"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    assert!(summary["previous_coverage_ratio"].is_number(), "the week before is compared with");
+
+    // The CSVs parse and their rows are the summary's numbers.
+    assert_eq!(csv_rows(&out.join("uncovered-users.csv")), summary["uncovered_users"].as_u64().unwrap() as usize);
+    assert_eq!(summary["uncovered_users"], summary["states"]["uncovered"]);
+    assert_eq!(csv_rows(&out.join("legacy-auth.csv")), summary["legacy_sign_ins"].as_u64().unwrap() as usize);
+    assert_eq!(csv_rows(&out.join("risky-without-mfa.csv")), summary["risky_without_mfa"].as_u64().unwrap() as usize);
+    assert_eq!(
+        csv_rows(&out.join("report-only-impact.csv")),
+        summary["report_only_results"].as_u64().unwrap() as usize
+    );
+    assert!(summary["legacy_sign_ins"].as_u64().unwrap() > 0 && summary["report_only_results"].as_u64().unwrap() > 0);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("2025-W26") && md.contains("Coverage"), "{md}");
+
+    // A real browser: no console error, every chart drawn with data.
+    let page = out.join("index.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing fetched (the SVG namespace is a name, not a fetch).
+    let fetched = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(
+        !fetched.contains("http://") && !fetched.contains("https://") && !html.contains("<script"),
+        "self-contained"
+    );
+    let dom = chromium(&["--dump-dom"], &page);
+    let dumped = String::from_utf8_lossy(&dom.stdout);
+    let console = String::from_utf8_lossy(&dom.stderr);
+    assert!(dom.status.success(), "{console}");
+    assert!(
+        !console.lines().any(|l| l.contains("CONSOLE") && (l.contains("Error") || l.contains("Uncaught"))),
+        "{console}"
+    );
+    for chart in ["trend", "breakdown", "daily", "legacy", "mfa-failures", "report-only"] {
+        let at = dumped.find(&format!("data-chart=\"{chart}\"")).unwrap_or_else(|| panic!("chart {chart} missing"));
+        let figure = &dumped[at..at + dumped[at..].find("</figure>").unwrap()];
+        let points: usize = figure
+            .split("data-points=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(points > 0, "chart {chart} has data");
+        assert!(
+            figure.contains("<svg")
+                && (figure.contains("<rect") || figure.contains("<polyline") || figure.contains("<path")),
+            "{chart} drawn"
+        );
+    }
+    for section in
+        ["Which protections are in force", "Privileged users outside MFA coverage", "Report-only Conditional Access"]
+    {
+        assert!(dumped.contains(section), "{section}");
+    }
+    // A screenshot, kept with the test's output (the README's comes from here).
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
+    std::fs::create_dir_all(&shots).unwrap();
+    let png = shots.join("index.png");
+    let shot =
+        chromium(&[&format!("--screenshot={}", png.display()), "--window-size=1200,2600", "--hide-scrollbars"], &page);
+    assert!(
+        shot.status.success() && png.metadata().map(|m| m.len() > 10_000).unwrap_or(false),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+}
+
+#[test]
+fn a_missing_history_an_empty_week_and_a_damaged_file_are_said_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let missing = report(&dir.path().join("nowhere"), &out, &["--week", "2025-W26"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("no history at") && err.contains("nowhere"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    backfilled(dir.path());
+    let history = dir.path().join("state/history");
+    let empty = report(&history, &out, &["--week", "2024-W01"]);
+    assert!(!empty.status.success());
+    let err = String::from_utf8_lossy(&empty.stderr);
+    assert!(err.contains("no sign-ins for 2024-W01") && err.contains("2025-06"), "{err}");
+
+    // One file of the week cut short: named, skipped, and said in the report.
+    let folder = history.join("date=2025-06-25");
+    let (_, part) = mfawatch::history::files::files(&folder).unwrap().into_iter().next().unwrap();
+    let bytes = std::fs::read(&part).unwrap();
+    std::fs::write(&part, &bytes[..bytes.len() / 2]).unwrap();
+    let run = report(&history, &out, &["--week", "2025-W26"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(String::from_utf8_lossy(&run.stderr).contains(part.file_name().unwrap().to_str().unwrap()));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["damaged_files"].as_array().unwrap().len(), 1, "{summary}");
+    assert!(std::fs::read_to_string(out.join("index.html")).unwrap().contains("damaged history file"));
+}
