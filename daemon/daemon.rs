@@ -431,7 +431,9 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
         };
         tracing::info!(input, messages = stats.messages, bytes = stats.bytes, "replayed");
         replayed_now += 1;
-        if let Some(file) = file {
+        // An empty file (a Capture blob not written yet) is not marked as
+        // replayed: once it holds sign-ins, the next replay reads them.
+        if let Some(file) = file.filter(|f| f.bytes > 0) {
             cp.replayed.retain(|r| r.path != file.path);
             cp.replayed.push(file);
         }

@@ -270,3 +270,45 @@ fn the_alertmanager_routing_example_is_valid_and_pages_only_critical_alerts() {
     // Prometheus's own alerts (no source label) keep the default route.
     assert_eq!(route(&["alertname=SignInsLost", "severity=critical"]), "default");
 }
+
+/// The supported high-availability layout: two daemons with their own
+/// consumer groups, each reading everything and complete, both sending to
+/// one Alertmanager, which keeps one alert for each pair of identical ones.
+#[test]
+fn two_daemons_in_their_own_groups_are_each_complete_and_alertmanager_keeps_one_of_each_alert() {
+    const SEED: u64 = 23;
+    let s = scenario(SEED);
+    let am = Alertmanager::start();
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, PARTITIONS);
+    let receivers = format!("[alerts.alertmanager]\nurls = [{:?}]\n", am.url);
+    let start = |name: &str| {
+        let sub = s.dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let port = free_port();
+        let config =
+            write_config(&sub, &tansu.bootstrap(), TOPIC, name, port, &alerts_config(s.dir.path(), SEED, &receivers));
+        Daemon::start(&config, port, &sub.join("daemon.log"), &[])
+    };
+    let (a, b) = (start("mfawatch-a"), start("mfawatch-b"));
+    a.wait_ready(Duration::from_secs(30));
+    b.wait_ready(Duration::from_secs(30));
+    tansu.produce(TOPIC, PARTITIONS, &s.messages);
+    for (name, daemon) in [("mfawatch-a", &a), ("mfawatch-b", &b)] {
+        wait_for("the tenant to be consumed", Duration::from_secs(180), || consumed(&tansu, name, s.messages.len()));
+        wait_for("the outbox to empty", Duration::from_secs(60), || delivered(daemon));
+        assert_eq!(daemon.get("/readyz").unwrap().0, 200, "{name}: each holds all of its group's partitions");
+    }
+    // Each is complete: the same coverage, the same alerts made.
+    assert_eq!(a.json("/api/v1/coverage")["states"], b.json("/api/v1/coverage")["states"]);
+    let made = a.metric("mfawatch_alerts_total");
+    assert!(made > 0.0);
+    assert_eq!(made, b.metric("mfawatch_alerts_total"));
+    // Alertmanager holds each alert once (the same labels from both), and exactly the expected ones.
+    let held = am.alerts();
+    let ids: BTreeSet<String> = held.iter().map(|x| x["labels"]["alert_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(held.len(), ids.len(), "one per alert id");
+    assert_eq!(held.len() as f64, made, "both daemons' identical alerts are one in Alertmanager");
+    assert_eq!(am.rule_users(), s.expected);
+    common::record_reliability("HA: two groups, one Alertmanager", "each daemon complete; identical alerts kept once");
+}

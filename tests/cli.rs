@@ -79,6 +79,14 @@ fn classify_reads_stdin_and_gzip() {
     let out = mfawatch(&["classify", file.path().to_str().unwrap()], None);
     assert!(out.status.success());
     assert_eq!(lines(&out).len(), 2);
+
+    // A copy cut short: the error says where and why, what came before is read.
+    let compressed = std::fs::read(file.path()).unwrap();
+    std::fs::write(file.path(), &compressed[..compressed.len() * 3 / 4]).unwrap();
+    let out = mfawatch(&["classify", file.path().to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("broken at line") && err.contains("truncated"), "{err}");
 }
 
 #[test]
@@ -94,7 +102,13 @@ fn summary_answers_how_many_legacy_sign_ins_are_in_an_export() {
     );
     assert!(out.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["records"], 4);
+    assert_eq!(summary["sign_ins"], 4);
+    let all = |k: &str| summary[k]["total"].as_u64().unwrap();
+    assert_eq!(
+        summary["records"].as_u64().unwrap(),
+        4 + all("skipped") + all("malformed"),
+        "records as mfawatch_records_total counts them"
+    );
     assert_eq!(summary["labels"]["legacy_auth"], 2);
     assert_eq!(summary["labels"]["risky"], 0, "every label is listed, zero or not");
     assert_eq!(summary["malformed"]["total"], 2);
@@ -142,7 +156,7 @@ fn an_unreadable_input_does_not_stop_the_others_from_being_read() {
     let out = mfawatch(&["classify", "--summary", "/nonexistent/export.json", fixture], None);
     assert_eq!(out.status.code(), Some(1));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(summary["records"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["sign_ins"].as_u64().unwrap() > 0, "{summary}");
     assert_eq!(summary["unreadable"], serde_json::json!(["/nonexistent/export.json"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 inputs could not be read"));
 }
@@ -248,6 +262,6 @@ fn generate_is_deterministic_and_classify_reads_it() {
     let out = mfawatch(&["classify", "--summary", "-"], Some(&a.stdout));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let skipped = summary["skipped"]["total"].as_u64().unwrap();
-    assert_eq!(summary["records"].as_u64().unwrap() + skipped, 300);
+    assert_eq!(summary["sign_ins"].as_u64().unwrap() + skipped, 300);
     assert_eq!(summary["malformed"]["total"], 0);
 }

@@ -74,6 +74,15 @@ fn the_api_answers_who_is_outside_mfa_coverage() {
     let (covered, uncovered) = (states["covered"].as_f64().unwrap(), states["uncovered"].as_f64().unwrap());
     assert!((summary["coverage_ratio"].as_f64().unwrap() - covered / (covered + uncovered)).abs() < 1e-9);
     assert!(states["excluded"].as_u64().unwrap() >= 1, "break-glass accounts are excluded: {summary}");
+    // The list and the summary say the same, state by state.
+    for (state, n) in states {
+        assert_eq!(&daemon.json(&format!("/api/v1/users?state={state}&limit=1"))["total"], n, "{state}");
+    }
+    assert_eq!(
+        daemon.json("/api/v1/users?registration_pending=true&limit=1")["total"],
+        summary["registration_pending"]
+    );
+    assert_eq!(daemon.json("/api/v1/users?state=never_mfa&limit=1")["total"], summary["never_mfa"]);
 
     // Privileged users outside coverage, the SOC's first question.
     let check_page = |page: &serde_json::Value, privileged: &[String]| {

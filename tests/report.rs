@@ -35,8 +35,7 @@ fn backfilled(dir: &Path) -> serde_json::Value {
     let admins: Vec<String> = tenant.users.iter().filter(|u| u.admin).map(|u| format!("{:?}", u.upn)).collect();
     let input = dir.join("tenant.ndjson");
     write_ndjson(&input, &Generator::new(spec()).collect::<Vec<_>>());
-    // A fixed week in the past: retention must reach back to it.
-    let extra = format!("\n[coverage]\nprivileged = [{}]\n\n[history]\nretention_days = 3650\n", admins.join(", "));
+    let extra = format!("\n[coverage]\nprivileged = [{}]\n", admins.join(", "));
     let config = write_config(dir, "127.0.0.1:1", "t", "unused", free_port(), &extra);
     let out = replay(&config, &[&input], &[]);
     serde_json::from_slice(&out.stdout).unwrap()

@@ -475,3 +475,44 @@ fn report_only_policy_results_are_kept_with_their_names() {
         assert_eq!(v.report_only[0].result, "reportOnlyFailure");
     });
 }
+
+// Contract v2 (§4): step evidence only from succeeded steps; the method from the evidence step.
+
+#[test]
+fn a_failed_step_saying_mfa_completed_is_no_evidence() {
+    let steps = r#""authenticationDetails":[{"authenticationMethod":"Password","succeeded":true,"authenticationStepRequirement":"Primary authentication"},{"authenticationMethod":"Mobile app notification","succeeded":false,"authenticationStepResultDetail":"MFA successfully completed"}]"#;
+    verdict_of(&user(steps), |v| {
+        assert_eq!(labels(v), ["single_factor"]);
+        assert_eq!(v.mfa_method, None);
+    });
+    // ...and so is a failed step whose requirement is multi-factor, whatever its detail.
+    let steps = r#""authenticationDetails":[{"authenticationMethod":"Phone call","succeeded":false,"authenticationStepRequirement":"Multifactor authentication","authenticationStepResultDetail":"MFA completed in Azure AD"}]"#;
+    verdict_of(&user(steps), |v| assert_eq!(labels(v), ["single_factor"]));
+}
+
+#[test]
+fn the_method_is_that_of_the_step_carrying_the_evidence() {
+    // SEKOIA-style: "MFA successfully completed" on a step whose requirement says Primary authentication.
+    let steps = r#""authenticationDetails":[{"authenticationMethod":"Password","succeeded":true,"authenticationStepRequirement":"Primary authentication","authenticationStepResultDetail":"Correct password"},{"authenticationMethod":"OATH verification code","succeeded":true,"authenticationStepRequirement":"Primary authentication","authenticationStepResultDetail":"MFA successfully completed"}]"#;
+    verdict_of(&user(steps), |v| {
+        assert_eq!(labels(v), ["mfa_satisfied"]);
+        assert_eq!(v.mfa_method, Some(MfaMethod::Method("OATH verification code")));
+    });
+    // Not the first succeeded step, not the last one: the evidence step.
+    let steps = r#""authenticationDetails":[{"authenticationMethod":"Password","succeeded":true},{"authenticationMethod":"FIDO2 security key","succeeded":true,"authenticationStepRequirement":"Multifactor authentication"},{"authenticationMethod":"Previously satisfied","succeeded":true,"authenticationStepResultDetail":"First factor requirement satisfied by claim in the token"}]"#;
+    verdict_of(&user(steps), |v| assert_eq!(v.mfa_method, Some(MfaMethod::Method("FIDO2 security key"))));
+}
+
+#[test]
+fn a_remembered_device_is_previously_satisfied_mfa_and_a_trusted_ip_is_not_mfa() {
+    let remembered = r#""authenticationDetails":[{"authenticationMethod":"Previously satisfied","succeeded":true,"authenticationStepResultDetail":"MFA requirement skipped due to remembered device"}]"#;
+    verdict_of(&user(remembered), |v| {
+        assert_eq!(labels(v), ["mfa_satisfied"]);
+        assert_eq!(v.mfa_method, Some(MfaMethod::PreviouslySatisfied));
+    });
+    for waived in ["MFA requirement skipped due to IP address", "MFA requirement skipped due to location"] {
+        let json = user(r#""authenticationRequirement":"multiFactorAuthentication""#)
+            .replace(r#""errorCode":0"#, &format!(r#""errorCode":0,"additionalDetails":"{waived}""#));
+        verdict_of(&json, |v| assert_eq!(labels(v), ["single_factor"], "{waived}"));
+    }
+}

@@ -17,14 +17,14 @@ pub struct ClassifyArgs {
     /// Files to read (NDJSON, Event Hubs envelopes, Graph pages, Log Analytics
     /// exports; gzip is fine). `-` or nothing reads stdin.
     pub inputs: Vec<String>,
-    /// Print only a JSON summary: records, labels, skipped, malformed.
+    /// Print only a JSON summary: records, sign-ins, labels, skipped, malformed.
     #[arg(long)]
     pub summary: bool,
     /// Append each malformed record (raw bytes, position, reason) to FILE.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
     /// Take the legacy client list and risk threshold from this config file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Add each record's source position (`file:line record N`) to its line.
     #[arg(long)]
@@ -37,8 +37,11 @@ pub struct Summary {
     pub inputs: Vec<String>,
     pub messages: u64,
     pub bytes: u64,
-    /// Sign-ins classified.
+    /// Records read, whatever became of them (as `mfawatch_records_total`):
+    /// `sign_ins` + `skipped.total` + `malformed.total`.
     pub records: u64,
+    /// Sign-ins classified.
+    pub sign_ins: u64,
     pub labels: BTreeMap<&'static str, u64>,
     pub subjects: BTreeMap<&'static str, u64>,
     pub categories: BTreeMap<&'static str, u64>,
@@ -152,6 +155,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.dead_letter {
         dead_letters.sync().with_context(|| format!("cannot write dead-letter file {}", path.display()))?;
     }
+    summary.records = summary.sign_ins + summary.skipped.total + summary.malformed.total;
     if args.summary {
         serde_json::to_writer_pretty(&mut out, &summary)?;
         out.write_all(b"\n")?;
@@ -172,7 +176,7 @@ fn tally(
     category: &crate::decode::Category,
     verdict: &crate::classify::Verdict<'_>,
 ) {
-    summary.records += 1;
+    summary.sign_ins += 1;
     for name in verdict.labels.names() {
         *summary.labels.entry(name).or_default() += 1;
     }

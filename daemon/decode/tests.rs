@@ -347,3 +347,15 @@ fn a_json_scalar_or_empty_input_is_malformed_not_a_panic() {
         assert!(all.iter().all(|i| !matches!(i, Item::SignIn(_))), "{text}: {all:?}");
     }
 }
+
+// Contract v2 (SIGNIN-SEMANTICS §1): event time is the sign-in's own time.
+
+#[test]
+fn created_date_time_is_the_event_time_when_both_are_present() {
+    // The Elastic ADFS sample: written at 15:03:58, signed in at 14:56:31.
+    let both = DIAGNOSTIC.replace(r#""id":"a1","#, r#""id":"a1","createdDateTime":"2025-01-15T09:22:10Z","#);
+    assert_eq!(sign_in(&both).time.to_rfc3339(), "2025-01-15T09:22:10+00:00");
+    // An invalid createdDateTime falls back to `time`, it does not make the record malformed.
+    let bad = DIAGNOSTIC.replace(r#""id":"a1","#, r#""id":"a1","createdDateTime":"yesterday","#);
+    assert_eq!(sign_in(&bad).time.to_rfc3339(), "2025-01-15T09:30:25.123456700+00:00");
+}

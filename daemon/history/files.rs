@@ -279,4 +279,100 @@ mod tests {
             assert_eq!(Name::parse(other), None, "{other}");
         }
     }
+
+    fn frame(values: &[i64]) -> DataFrame {
+        DataFrame::new(values.len(), vec![Column::new("x".into(), values)]).unwrap()
+    }
+
+    fn write(dir: &Path, name: &Name, values: &[i64]) {
+        fs::create_dir_all(dir).unwrap();
+        write_parquet(&dir.join(name.file()), &mut frame(values)).unwrap();
+    }
+
+    fn rows(dir: &Path) -> Vec<i64> {
+        let mut all: Vec<i64> = files(dir)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, p)| {
+                read_parquet(&p).unwrap().column("x").unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn recovery_removes_what_checkpoints_that_did_not_complete_wrote() {
+        let root = tempfile::tempdir().unwrap();
+        let day = date_dir(root.path(), NaiveDate::from_ymd_opt(2025, 6, 23).unwrap());
+        let (epoch, old_epoch) = (7, 3);
+        write(&day, &Name::Part { epoch, seq: 4, k: 0 }, &[1, 2]);
+        write(&day, &Name::Part { epoch, seq: 5, k: 0 }, &[3]); // the checkpoint the crash interrupted
+        write(&day, &Name::Part { epoch, seq: 5, k: 1 }, &[4]);
+        write(&day, &Name::Part { epoch: old_epoch, seq: 9, k: 0 }, &[5]); // a previous state's, committed
+        write(&day, &Name::Part { epoch: old_epoch, seq: 10, k: 0 }, &[6]); // ...and its unfinished last one
+        write_committed(root.path(), old_epoch, 9).unwrap();
+        fs::write(day.join("part-x.parquet.tmp"), b"half").unwrap();
+        let done = recover(root.path(), epoch, 4).unwrap();
+        assert_eq!(done, Recovered { uncommitted: 3, merged: 0, temporary: 1 });
+        assert_eq!(rows(&day), [1, 2, 5]);
+        // Nothing more to do the second time.
+        assert_eq!(recover(root.path(), epoch, 4).unwrap(), Recovered::default());
+    }
+
+    #[test]
+    fn compaction_keeps_every_row_once_and_a_crash_inside_it_is_finished_or_undone() {
+        let root = tempfile::tempdir().unwrap();
+        let day = date_dir(root.path(), NaiveDate::from_ymd_opt(2025, 6, 24).unwrap());
+        let epoch = 11;
+        for seq in 1..=4 {
+            write(&day, &Name::Part { epoch, seq, k: 0 }, &[seq as i64 * 10, seq as i64 * 10 + 1]);
+        }
+        // Only what checkpoint 3 stands for is merged; 4 waits.
+        assert_eq!(compact(&day, epoch, 3).unwrap(), 3);
+        assert_eq!(rows(&day), [10, 11, 20, 21, 30, 31, 40, 41]);
+        let names: Vec<Name> = files(&day).unwrap().into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.contains(&Name::Day { epoch, seq: 3 }) && names.contains(&Name::Part { epoch, seq: 4, k: 0 }),
+            "{names:?}"
+        );
+        // Again, later: the day file and the straggler become one.
+        assert_eq!(compact(&day, epoch, 4).unwrap(), 2);
+        assert_eq!(files(&day).unwrap().len(), 1);
+        assert_eq!(compact(&day, epoch, 4).unwrap(), 0, "nothing left to merge");
+        // A crash after the merged file was renamed but before the parts were
+        // removed: recovery finishes the removal (no row twice).
+        write(&day, &Name::Part { epoch, seq: 5, k: 0 }, &[50]);
+        let manifest = day.join(Name::Day { epoch, seq: 5 }.file().replace(".parquet", ".merged"));
+        fs::write(
+            &manifest,
+            format!("{}\n{}\n", Name::Part { epoch, seq: 5, k: 0 }.file(), Name::Day { epoch, seq: 4 }.file()),
+        )
+        .unwrap();
+        write(&day, &Name::Day { epoch, seq: 5 }, &[10, 11, 20, 21, 30, 31, 40, 41, 50]);
+        assert_eq!(recover(root.path(), epoch, 5).unwrap().merged, 2);
+        assert_eq!(rows(&day), [10, 11, 20, 21, 30, 31, 40, 41, 50]);
+        assert!(!manifest.exists());
+        // A crash before the rename: the manifest alone is dropped, the parts stay.
+        write(&day, &Name::Part { epoch, seq: 6, k: 0 }, &[60]);
+        let manifest = day.join(Name::Day { epoch, seq: 6 }.file().replace(".parquet", ".merged"));
+        fs::write(&manifest, Name::Part { epoch, seq: 6, k: 0 }.file() + "\n").unwrap();
+        assert_eq!(recover(root.path(), epoch, 6).unwrap().merged, 0);
+        assert_eq!(rows(&day), [10, 11, 20, 21, 30, 31, 40, 41, 50, 60]);
+    }
+
+    #[test]
+    fn retention_removes_whole_days_before_the_first_kept() {
+        let root = tempfile::tempdir().unwrap();
+        for d in [1, 2, 3] {
+            write(
+                &date_dir(root.path(), NaiveDate::from_ymd_opt(2025, 1, d).unwrap()),
+                &Name::Day { epoch: 1, seq: 1 },
+                &[d as i64],
+            );
+        }
+        assert_eq!(expire(root.path(), NaiveDate::from_ymd_opt(2025, 1, 2).unwrap()).unwrap(), 1);
+        let kept: Vec<NaiveDate> = dates(root.path()).unwrap().into_iter().map(|(d, _)| d).collect();
+        assert_eq!(kept, [NaiveDate::from_ymd_opt(2025, 1, 2).unwrap(), NaiveDate::from_ymd_opt(2025, 1, 3).unwrap()]);
+    }
 }

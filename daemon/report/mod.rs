@@ -813,3 +813,43 @@ fn describe_days(dir: &Path) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn iso_weeks_are_monday_to_sunday_across_year_ends() {
+        let w = Window::iso_week("2025-W26").unwrap();
+        assert_eq!((w.from, w.to, w.days(), w.label()), (day(2025, 6, 23), day(2025, 6, 29), 7, "2025-W26".to_owned()));
+        // ISO 2026-W01 starts on Monday 29 December 2025; 2020 has a W53.
+        assert_eq!(Window::iso_week("2026-W01").unwrap().from, day(2025, 12, 29));
+        assert_eq!(Window::iso_week("2020-W53").unwrap().to, day(2021, 1, 3));
+        for bad in ["2025-26", "2025-W54", "W26", "2025-W", ""] {
+            let err = Window::iso_week(bad).unwrap_err().to_string();
+            assert!(err.contains("ISO week like"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_default_week_is_the_last_complete_one() {
+        // Sunday 29 November 2026 is still in W48: the last complete week is W47.
+        assert_eq!(Window::last_complete_week(day(2026, 11, 29)).label(), "2026-W47");
+        // On Monday the week that just ended is complete.
+        assert_eq!(Window::last_complete_week(day(2026, 11, 30)).label(), "2026-W48");
+        assert_eq!(Window::last_complete_week(day(2026, 1, 1)).label(), "2025-W52");
+    }
+
+    #[test]
+    fn a_span_that_is_not_a_week_is_named_by_its_days() {
+        let w = Window { from: day(2026, 11, 3), to: day(2026, 11, 9) };
+        assert_eq!(w.label(), "2026-11-03_2026-11-09");
+        let (start, end) = w.millis();
+        assert_eq!(end - start, 7 * 86_400_000);
+        assert_eq!(w.shifted_weeks(-1).from, day(2026, 10, 27));
+    }
+}

@@ -35,7 +35,8 @@ enum Credential {
     /// A signed client assertion (RFC 7523) proves the certificate's key.
     Certificate {
         key: Box<ring::signature::RsaKeyPair>,
-        thumbprint: String,
+        /// base64url SHA-1 (`x5t`) and SHA-256 (`x5t#S256`) of the certificate's DER.
+        thumbprints: (String, String),
     },
 }
 
@@ -93,8 +94,8 @@ impl TokenSource {
             vec![("grant_type", "client_credentials"), ("client_id", &self.client_id), ("scope", &self.scope)];
         match &self.credential {
             Credential::Secret(secret) => form.push(("client_secret", secret.expose())),
-            Credential::Certificate { key, thumbprint } => {
-                assertion = client_assertion(key, thumbprint, &self.client_id, &self.token_url)?;
+            Credential::Certificate { key, thumbprints } => {
+                assertion = client_assertion(key, thumbprints, &self.client_id, &self.token_url)?;
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
                 form.push(("client_assertion", &assertion));
             }
@@ -143,24 +144,34 @@ fn certificate(pem: &str) -> anyhow::Result<Credential> {
         .map_err(|e| anyhow::anyhow!("the Entra client certificate credential holds no PKCS#8 private key: {e}"))?;
     let key = ring::signature::RsaKeyPair::from_pkcs8(key.secret_pkcs8_der())
         .map_err(|e| anyhow::anyhow!("the Entra client certificate's key is not an RSA key: {e}"))?;
-    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(cert.as_ref()));
-    Ok(Credential::Certificate { key: Box::new(key), thumbprint })
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    // Entra identifies the certificate of an RS256 assertion by its SHA-1
+    // thumbprint (`x5t`); it is a name here, not a security property.
+    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
+    let thumbprints = (b64(sha1.as_ref()), b64(&sha2::Sha256::digest(cert.as_ref())));
+    Ok(Credential::Certificate { key: Box::new(key), thumbprints })
 }
 
 /// A JWT signed with the certificate's key (RS256), as Entra takes it.
 fn client_assertion(
     key: &ring::signature::RsaKeyPair,
-    thumbprint: &str,
+    (x5t, x5t_s256): &(String, String),
     client_id: &str,
     audience: &str,
 ) -> Result<String, String> {
+    use ring::rand::SecureRandom as _;
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now = chrono::Utc::now().timestamp();
-    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t#S256": thumbprint});
-    let jti = format!(
-        "{:032x}",
-        u128::from(now as u64) << 64 | u128::from(std::process::id()) << 32 | now as u128 & 0xffff_ffff
-    );
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": x5t, "x5t#S256": x5t_s256});
+    // A random UUID (v4): never the same twice, even within a second.
+    let mut id = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| "no randomness for the client assertion's id".to_string())?;
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let jti = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
     let claims = serde_json::json!({"aud": audience, "iss": client_id, "sub": client_id, "jti": jti, "nbf": now, "exp": now + 600});
     let signing_input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
     let mut signature = vec![0; key.public().modulus_len()];

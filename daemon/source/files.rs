@@ -57,7 +57,9 @@ pub fn read_messages(
     let name: Arc<str> = if path == "-" { Arc::from("<stdin>") } else { Arc::from(path) };
     let mut reader = open(path)?;
     let head = reader.fill_buf()?;
-    if super::capture::is_avro(head) {
+    // A `.avro` file is a Capture file, whatever its first bytes say (a
+    // damaged one is then named as such, not read as text).
+    if super::capture::is_avro(head) || path.to_ascii_lowercase().ends_with(".avro") {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes)?;
         return super::capture::read_messages(&name, &bytes, each);
@@ -71,7 +73,7 @@ pub fn read_messages(
     let mut number = 0u64;
     loop {
         line.clear();
-        let n = reader.read_until(b'\n', &mut line)?;
+        let n = reader.read_until(b'\n', &mut line).map_err(|e| broken(e, number + 1, stats.bytes))?;
         if n == 0 {
             return Ok(stats);
         }
@@ -86,7 +88,7 @@ pub fn read_messages(
             let first_line = number;
             let mut document = strip_bom(&line, number == 1).to_vec();
             let before = document.len();
-            reader.read_to_end(&mut document)?;
+            reader.read_to_end(&mut document).map_err(|e| broken(e, number, stats.bytes))?;
             stats.bytes += (document.len() - before) as u64;
             stats.messages += each_document(&document, &name, first_line, &mut each)?;
             return Ok(stats);
@@ -94,6 +96,17 @@ pub fn read_messages(
         stats.messages += 1;
         each(content, &Position::File { path: name.clone(), line: number })?;
     }
+}
+
+/// A read error, saying where the input broke: a gzip file cut short (a
+/// copy that did not finish) fails with "unexpected end of file".
+fn broken(e: io::Error, line: u64, bytes: u64) -> io::Error {
+    let hint = if e.kind() == io::ErrorKind::UnexpectedEof {
+        ": the compressed data ends early, the file is truncated (what came before was read)"
+    } else {
+        ""
+    };
+    io::Error::new(e.kind(), format!("broken at line {line}, after {bytes} bytes of content: {e}{hint}"))
 }
 
 /// A line opens a multi-line document when it starts a JSON array, or is an

@@ -319,12 +319,7 @@ impl Daemon {
 }
 
 /// The sum of the series in exposition `text` whose lines start with `prefix`.
-pub fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+pub use mfawatch::metrics::sum as metric_sum;
 
 /// `mfawatch replay --config CONFIG INPUT...`; panics with its stderr if it fails.
 pub fn replay(config: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output {
@@ -356,21 +351,34 @@ impl Drop for Daemon {
 
 /// A config file for a daemon on `bootstrap`, state in `dir`, dead letters in
 /// `dir/dead-letters.ndjson` unless `extra` has its own `[dead_letter]`.
-/// `extra` is appended, except that keys under an `[http]` header in it join
-/// the `[http]` section written here.
+/// `extra` is appended, except that keys under an `[http]` or `[history]`
+/// header in it join those sections written here. The history keeps ten
+/// years unless `extra` says otherwise: the tests' tenants are dated in 2025.
 pub fn write_config(dir: &Path, bootstrap: &str, topic: &str, group: &str, http_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("mfawatch.toml");
-    let (mut http_keys, mut rest, mut in_http) = (String::new(), String::new(), false);
+    let (mut http_keys, mut history_keys, mut rest) = (String::new(), String::new(), String::new());
+    let mut section = "";
     for line in extra.lines() {
         if line.trim_start().starts_with('[') {
-            in_http = line.trim() == "[http]";
-            if in_http {
+            section = match line.trim() {
+                "[http]" => "http",
+                "[history]" => "history",
+                _ => "",
+            };
+            if !section.is_empty() {
                 continue;
             }
         }
-        let into = if in_http { &mut http_keys } else { &mut rest };
+        let into = match section {
+            "http" => &mut http_keys,
+            "history" => &mut history_keys,
+            _ => &mut rest,
+        };
         into.push_str(line);
         into.push('\n');
+    }
+    if !history_keys.contains("retention_days") {
+        history_keys.push_str("retention_days = 3650\n");
     }
     let extra = rest;
     let dead_letter = if extra.contains("[dead_letter]") {
@@ -393,6 +401,8 @@ interval = "500ms"
 [http]
 listen = "127.0.0.1:{http_port}"
 {http_keys}
+[history]
+{history_keys}
 [log]
 format = "json"
 level = "info,librdkafka=warn"
