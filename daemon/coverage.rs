@@ -436,7 +436,12 @@ impl AccountSet {
     /// Like `contains`, for a key as text in any case (called per sign-in:
     /// an empty set answers without allocating).
     fn contains_text(&self, key: &str, upn: &str) -> bool {
-        self.len() != 0 && self.contains(Key::of(&key.to_lowercase()), upn)
+        // (An object id parses in any letter case; only a text key is folded.)
+        self.len() != 0
+            && match parse_guid(key) {
+                Some(id) => self.contains(Key::Guid(id), upn),
+                None => self.contains(Key::Text(&lower(key)), upn),
+            }
     }
 
     fn contains(&self, key: Key<'_>, upn: &str) -> bool {
@@ -447,7 +452,7 @@ impl AccountSet {
             Key::Guid(id) => self.ids.contains(&id),
             Key::Text(text) => self.names.contains(text),
         };
-        by_key || (!self.names.is_empty() && self.names.contains(&upn.to_lowercase()))
+        by_key || (!self.names.is_empty() && self.names.contains(lower(upn).as_ref()))
     }
 }
 
@@ -1319,6 +1324,16 @@ fn parse_guid(text: &str) -> Option<[u8; 16]> {
         *byte = (hi << 4 | lo) as u8;
     }
     Some(out)
+}
+
+/// `text` in lower case, copied only when it has upper-case letters (the
+/// per-sign-in account lookups are on the hot path).
+fn lower(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        std::borrow::Cow::Owned(text.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 fn format_guid(id: &[u8; 16]) -> String {

@@ -247,18 +247,16 @@ impl Alerts {
     fn fatigue(&mut self, user: &str, mut event: FatigueEvent) {
         let cfg = &self.config.rules.mfa_fatigue;
         let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
-        let events = self.state.fatigue.entry(user.to_owned()).or_default();
-        if events.iter().any(|e| e.record == event.record) {
-            return;
+        if !self.state.fatigue.contains_key(user) {
+            self.state.fatigue.insert(user.to_owned(), Default::default());
         }
+        let events = self.state.fatigue.get_mut(user).expect("just made");
         if event.success && !events.iter().any(|e| !e.success) {
             event.facts = None;
         }
-        let at = events.partition_point(|e| e.time <= event.time);
         let time = event.time;
-        events.insert(at, event);
-        if events.len() > FATIGUE_EVENTS_PER_USER {
-            events.remove(0);
+        if !remember(events, event) {
+            return;
         }
         let failures: Vec<&FatigueEvent> = events.iter().filter(|e| !e.success).collect();
         if failures.len() < n {
@@ -403,12 +401,29 @@ fn from(f: &SignInFacts) -> String {
     }
 }
 
+/// Adds `event` to a user's recent events (in time order, the oldest
+/// dropped past [`FATIGUE_EVENTS_PER_USER`]); false when the same record
+/// is there already (delivered twice).
+fn remember(events: &mut Vec<FatigueEvent>, event: FatigueEvent) -> bool {
+    if events.iter().any(|e| e.record == event.record) {
+        return false;
+    }
+    let at = events.partition_point(|e| e.time <= event.time);
+    events.insert(at, event);
+    if events.len() > FATIGUE_EVENTS_PER_USER {
+        events.remove(0);
+    }
+    true
+}
+
+/// A field's text, trimmed, if there is any.
+fn own(s: &Option<std::borrow::Cow<'_, str>>) -> Option<String> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
 /// The facts of the sign-in in `event`.
 fn facts(event: &SignInEvent<'_, '_>) -> SignInFacts {
     let f = &event.record.fields;
-    let own = |s: &Option<std::borrow::Cow<'_, str>>| {
-        s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
-    };
     SignInFacts {
         time: event.record.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         category: Some(event.record.category.as_str().to_owned()),
@@ -479,10 +494,39 @@ impl Sink for Alerts {
             (Rule::RiskyWithMfa, v.success && risky && mfa),
             (Rule::BreakGlassSignin, event.excluded),
         ];
-        if !fatigue && !attempt && !wanted.iter().any(|&(rule, hit)| hit && self.enabled(rule)) {
+        let any_wanted = wanted.iter().any(|&(rule, hit)| hit && self.enabled(rule));
+        if !fatigue && !attempt && !any_wanted {
             return;
         }
-        let facts = facts(event);
+        // Most interactive successes only need remembering, small, in case
+        // prompts denied for the user arrive later (see FatigueEvent): with
+        // no failure known for the user, no alert can come of it now.
+        if fatigue
+            && v.success
+            && !attempt
+            && !any_wanted
+            && let Some(user) = v.subject_key.as_deref()
+        {
+            let small = |event: &SignInEvent<'_, '_>| FatigueEvent {
+                time,
+                record: record_identity(event),
+                success: true,
+                facts: None,
+                record_id: own(&event.record.fields.id),
+            };
+            match self.state.fatigue.get_mut(user) {
+                None => {
+                    self.state.fatigue.insert(user.to_owned(), vec![small(event)]);
+                    return;
+                }
+                Some(events) if !events.iter().any(|e| !e.success) => {
+                    remember(events, small(event));
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        let mut facts = facts(event);
         let identity = record_identity(event);
         let Some(user) = v.subject_key.as_deref() else {
             if attempt {
@@ -498,13 +542,10 @@ impl Sink for Alerts {
             self.emit(rule, severity, user, &identity, AlertDraft::new(&facts, summary));
         }
         if fatigue {
-            let event = FatigueEvent {
-                time,
-                record: identity,
-                success: v.success,
-                facts: Some(Box::new(facts.clone())),
-                record_id: facts.record_id.clone(),
-            };
+            let record_id = facts.record_id.clone();
+            let kept = if attempt { facts.clone() } else { std::mem::take(&mut facts) };
+            let event =
+                FatigueEvent { time, record: identity, success: v.success, facts: Some(Box::new(kept)), record_id };
             self.fatigue(user, event);
         }
         if attempt {

@@ -67,17 +67,20 @@ fn length(r: &mut Cursor<&[u8]>, total: usize) -> io::Result<usize> {
 pub fn read_messages(
     path: &str,
     bytes: &[u8],
-    each: impl FnMut(&[u8], &Position, Option<DateTime<Utc>>) -> io::Result<()>,
-) -> io::Result<FileStats> {
-    walk(path, bytes, |_, _, _| Ok(()))?;
-    walk(path, bytes, each)
-}
-
-fn walk(
-    path: &str,
-    bytes: &[u8],
     mut each: impl FnMut(&[u8], &Position, Option<DateTime<Utc>>) -> io::Result<()>,
 ) -> io::Result<FileStats> {
+    // The first pass checks every block and record without keeping
+    // anything; the second hands the events on.
+    walk(path, bytes, None)?;
+    walk(path, bytes, Some(&mut each))
+}
+
+/// The events `each` gets: the body, where it is, when it was enqueued.
+type Each<'e> = &'e mut dyn FnMut(&[u8], &Position, Option<DateTime<Utc>>) -> io::Result<()>;
+
+/// One pass over the file: with `each`, the events are decoded and handed
+/// on; without, they are only checked (skipped by the schema, no copies).
+fn walk(path: &str, bytes: &[u8], mut each: Option<Each<'_>>) -> io::Result<FileStats> {
     let name: Arc<str> = Arc::from(path);
     let total = bytes.len();
     let mut stats = FileStats { bytes: total as u64, ..FileStats::default() };
@@ -121,6 +124,7 @@ fn walk(
     let datum = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
         .build()
         .map_err(|e| bad(path, format!("schema: {e}")))?;
+    let skippable = skippable(&schema);
     let mut block = 0u64;
     while (c.position() as usize) < total {
         let where_ = |e: &dyn std::fmt::Display| bad(path, format!("block {block}: {e}"));
@@ -129,27 +133,130 @@ fn walk(
         if count < 0 {
             return Err(where_(&format!("{count} records")));
         }
-        let mut data = vec![0; size];
-        c.read_exact(&mut data).map_err(|e| where_(&e))?;
+        let at = c.position() as usize;
+        let Some(block_bytes) = bytes.get(at..at + size) else {
+            return Err(where_(&"the block runs past the end of the file (the file is cut)"));
+        };
+        c.set_position((at + size) as u64);
         let mut marker = [0u8; 16];
         c.read_exact(&mut marker).map_err(|e| where_(&e))?;
         if marker != sync {
             return Err(where_(&"sync marker does not match the header's (the file is cut or damaged)"));
         }
-        codec.decompress(&mut data).map_err(|e| where_(&e))?;
+        // Uncompressed blocks (Capture's default) are read where they lie.
+        let data: std::borrow::Cow<'_, [u8]> = if matches!(codec, Codec::Null) {
+            std::borrow::Cow::Borrowed(block_bytes)
+        } else {
+            let mut data = block_bytes.to_vec();
+            codec.decompress(&mut data).map_err(|e| where_(&e))?;
+            std::borrow::Cow::Owned(data)
+        };
         let mut records = Cursor::new(&data[..]);
         for record in 0..count as u64 {
+            stats.messages += 1;
+            let Some(each) = each.as_mut() else {
+                if skippable {
+                    skip(&schema, &mut records).map_err(|e| where_(&format!("record {record}: {e}")))?;
+                } else {
+                    datum.read_value(&mut records).map_err(|e| where_(&format!("record {record}: {e}")))?;
+                }
+                continue;
+            };
             let value = datum.read_value(&mut records).map_err(|e| where_(&format!("record {record}: {e}")))?;
             let (body, enqueued) = body_and_time(value);
-            stats.messages += 1;
             if let Some(body) = body {
                 let position = Position::Avro { path: name.clone(), block, event: record };
                 each(&body, &position, enqueued)?;
             }
         }
+        if (records.position() as usize) != data.len() {
+            return Err(where_(&format!(
+                "{} bytes after its {count} records",
+                data.len() - records.position() as usize
+            )));
+        }
         block += 1;
     }
     Ok(stats)
+}
+
+/// Whether [`skip`] knows every type of `schema` (Capture's does; another
+/// writer's may use logical types, then checked by decoding).
+fn skippable(schema: &Schema) -> bool {
+    match schema {
+        Schema::Null
+        | Schema::Boolean
+        | Schema::Int
+        | Schema::Long
+        | Schema::Enum(_)
+        | Schema::Float
+        | Schema::Double
+        | Schema::Bytes
+        | Schema::String
+        | Schema::Fixed(_) => true,
+        Schema::Array(a) => skippable(&a.items),
+        Schema::Map(m) => skippable(&m.types),
+        Schema::Union(u) => u.variants().iter().all(skippable),
+        Schema::Record(r) => r.fields.iter().all(|f| skippable(&f.schema)),
+        _ => false,
+    }
+}
+
+/// Reads one item of an Avro array or map from a block.
+type Item<'a> = dyn FnMut(&mut Cursor<&[u8]>) -> Result<(), String> + 'a;
+
+/// Skips one datum of `schema`, checking that it is there whole.
+fn skip(schema: &Schema, c: &mut Cursor<&[u8]>) -> Result<(), String> {
+    let total = c.get_ref().len();
+    let bytes = |c: &mut Cursor<&[u8]>| -> Result<(), String> {
+        let n = length(c, total).map_err(|e| e.to_string())?;
+        c.set_position(c.position() + n as u64);
+        Ok(())
+    };
+    let fixed = |c: &mut Cursor<&[u8]>, n: usize| -> Result<(), String> {
+        if total - (c.position() as usize) < n {
+            return Err("a value runs past the end of its block".into());
+        }
+        c.set_position(c.position() + n as u64);
+        Ok(())
+    };
+    // Arrays and maps come in blocks of items, each block's count first.
+    let blocks = |c: &mut Cursor<&[u8]>, item: &mut Item| {
+        loop {
+            let mut n = long(c).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            if n < 0 {
+                long(c).map_err(|e| e.to_string())?; // the block's size in bytes
+                n = -n;
+            }
+            for _ in 0..n {
+                item(c)?;
+            }
+        }
+    };
+    match schema {
+        Schema::Null => Ok(()),
+        Schema::Boolean => fixed(c, 1),
+        Schema::Int | Schema::Long | Schema::Enum(_) => long(c).map(drop).map_err(|e| e.to_string()),
+        Schema::Float => fixed(c, 4),
+        Schema::Double => fixed(c, 8),
+        Schema::Bytes | Schema::String => bytes(c),
+        Schema::Fixed(f) => fixed(c, f.size),
+        Schema::Array(a) => blocks(c, &mut |c| skip(&a.items, c)),
+        Schema::Map(m) => blocks(c, &mut |c| {
+            bytes(c)?;
+            skip(&m.types, c)
+        }),
+        Schema::Union(u) => {
+            let i = long(c).map_err(|e| e.to_string())?;
+            let branch = usize::try_from(i).ok().and_then(|i| u.variants().get(i));
+            skip(branch.ok_or_else(|| format!("union branch {i} does not exist"))?, c)
+        }
+        Schema::Record(r) => r.fields.iter().try_for_each(|f| skip(&f.schema, c)),
+        other => Err(format!("a schema type mfawatch does not read: {other:?}")),
+    }
 }
 
 /// A Capture record's `Body` and `EnqueuedTimeUtc` ("6/12/2020 6:32:34 PM", UTC).
