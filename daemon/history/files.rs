@@ -193,6 +193,7 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame) -> anyhow::Result<u64> {
         .with_compression(ParquetCompression::Zstd(None))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(256 * 1024))
+        .set_parallel(false)
         .finish(df)?;
     file.sync_all()?;
     drop(file);

@@ -7,7 +7,8 @@
 //! coming checkpoint (`part-<epoch>-<seq>-<k>`: temporary file, fsync,
 //! rename) when the checkpoint asks ([`Sink::prepare`]), before the snapshot
 //! is renamed and before offsets are committed — or earlier, when the buffer
-//! grows large, still as parts of that checkpoint. A part counts once the
+//! grows large, still as parts of that checkpoint. A thread of its own
+//! encodes and writes the parts; the checkpoint waits for all of them. A part counts once the
 //! snapshot of its checkpoint is durable; on start, parts of checkpoints that
 //! did not complete are removed ([`files::recover`]). So after a crash at any
 //! instant the history holds each consumed record once.
@@ -43,10 +44,15 @@ use rows::Rows;
 /// The sink's name: the key of its state in the snapshot.
 pub const NAME: &str = "history";
 
-/// Buffered rows past this many are written out as a part of the coming
-/// checkpoint, without waiting for it (a backlog read at full speed, a
-/// replay of a large export, must not hold everything in memory).
-const SPILL_ROWS: usize = 200_000;
+/// Buffered rows past this many go to the writer thread as a part of the
+/// coming checkpoint, without waiting for it: a backlog read at full speed
+/// is encoded beside the pipeline rather than in it, and a replay of a large
+/// export does not hold everything in memory.
+const SPILL_ROWS: usize = 50_000;
+
+/// Rows handed to the writer and not yet on disk past this many, the
+/// pipeline waits (back-pressure) rather than buffering without bound.
+const QUEUED_ROWS: usize = 2 * SPILL_ROWS;
 
 /// What the sink keeps in the snapshot.
 #[derive(Serialize, Deserialize)]
@@ -69,8 +75,12 @@ pub struct History {
     k: u32,
     days: BTreeMap<NaiveDate, Rows>,
     buffered: usize,
-    /// Frames made from rows whose writing failed: written first next time.
-    unwritten: Vec<(NaiveDate, DataFrame)>,
+    writer: Writer,
+    /// Parts whose writing failed: written again, under the same names,
+    /// by the next attempt at the checkpoint.
+    unwritten: Vec<Part>,
+    /// The first error of the writer since the last time it was asked.
+    failed: Option<anyhow::Error>,
     count_non_interactive: bool,
     oldest_kept: NaiveDate,
     retention_days: u32,
@@ -115,6 +125,7 @@ impl History {
                 .spawn(move || maintain(&dir, epoch, retention_days, &shared, rx))?
         };
         Ok(History {
+            writer: Writer::start()?,
             dir,
             epoch,
             next_seq: seq + 1,
@@ -122,6 +133,7 @@ impl History {
             days: BTreeMap::new(),
             buffered: 0,
             unwritten: Vec::new(),
+            failed: None,
             count_non_interactive: Policy::from_config(&config.coverage).count_non_interactive,
             oldest_kept: oldest_kept(retention_days),
             retention_days,
@@ -133,31 +145,159 @@ impl History {
         })
     }
 
-    /// Writes every buffered row as parts of checkpoint `next_seq`.
-    fn write_parts(&mut self) -> anyhow::Result<()> {
-        for (date, mut rows) in std::mem::take(&mut self.days) {
-            let frame = rows.take()?;
-            self.unwritten.push((date, frame));
+    /// Hands every buffered row to the writer as parts of checkpoint
+    /// `next_seq`, and parts that failed before again under their names.
+    fn send_parts(&mut self) -> anyhow::Result<()> {
+        let mut parts = Vec::with_capacity(self.days.len() + self.unwritten.len());
+        for (date, rows) in std::mem::take(&mut self.days) {
+            let name = files::Name::Part { epoch: self.epoch, seq: self.next_seq, k: self.k };
+            self.k += 1;
+            let folder = files::date_dir(&self.dir, date);
+            parts.push(Part { folder, name, rows: rows.len(), data: Data::Rows(Box::new(rows)) });
         }
         self.buffered = 0;
-        while let Some((date, mut frame)) = self.unwritten.pop() {
-            let folder = files::date_dir(&self.dir, date);
-            let name = files::Name::Part { epoch: self.epoch, seq: self.next_seq, k: self.k };
-            let written = create_dir_durable(&folder)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| files::write_parquet(&folder.join(name.file()), &mut frame));
-            match written {
-                Ok(bytes) => {
-                    self.k += 1;
-                    self.shared.metrics.history_part(frame.height(), bytes);
+        parts.append(&mut self.unwritten);
+        for part in parts {
+            self.absorb(QUEUED_ROWS.saturating_sub(part.rows));
+            self.writer.send(part)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in what the writer has finished, waiting until no more than
+    /// `queued` rows are on their way. Parts it could not write are kept for
+    /// the next attempt, and the first error for [`History::failed`].
+    fn absorb(&mut self, queued: usize) {
+        while let Some(done) = self.writer.done(queued) {
+            match done {
+                Ok((rows, bytes)) => self.shared.metrics.history_part(rows, bytes),
+                Err((Some(part), e)) => {
+                    let e = e.context(format!("cannot write the history in {}", part.folder.display()));
+                    self.unwritten.push(part);
+                    self.failed.get_or_insert(e);
                 }
-                Err(e) => {
-                    self.unwritten.push((date, frame));
-                    return Err(e.context(format!("cannot write the history in {}", folder.display())));
+                Err((None, e)) => {
+                    self.failed.get_or_insert(e);
                 }
             }
         }
+    }
+
+    /// The writer's first error since the last call.
+    fn failed(&mut self) -> anyhow::Result<()> {
+        self.failed.take().map_or(Ok(()), Err)
+    }
+
+    /// Writes every buffered row as parts of checkpoint `next_seq`, durably.
+    fn write_parts(&mut self) -> anyhow::Result<()> {
+        let sent = self.send_parts();
+        self.absorb(0);
+        sent.and(self.failed())
+    }
+}
+
+/// One part on its way to disk.
+struct Part {
+    folder: PathBuf,
+    name: files::Name,
+    rows: usize,
+    data: Data,
+}
+
+/// A part's rows: as buffered, or (after a failed write) as a frame already.
+enum Data {
+    Rows(Box<Rows>),
+    Frame(DataFrame),
+}
+
+/// What the writer thread hands back: rows and bytes written, or the part
+/// (None: the thread is gone) with the error that kept it from disk.
+type Done = Result<(usize, u64), (Option<Part>, anyhow::Error)>;
+
+/// The thread that encodes parts (Parquet, zstd) and makes them durable,
+/// beside the pipeline thread.
+struct Writer {
+    parts: Option<mpsc::Sender<Part>>,
+    done: mpsc::Receiver<Done>,
+    in_flight: usize,
+    queued_rows: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start() -> anyhow::Result<Writer> {
+        let (parts, rx) = mpsc::channel::<Part>();
+        let (tx, done) = mpsc::channel();
+        let thread = std::thread::Builder::new().name("history-writer".into()).spawn(move || {
+            for mut part in rx {
+                let frame = match std::mem::replace(&mut part.data, Data::Frame(DataFrame::empty())) {
+                    Data::Rows(mut rows) => rows.take().map_err(anyhow::Error::from),
+                    Data::Frame(frame) => Ok(frame),
+                };
+                let result = frame.and_then(|mut frame| {
+                    let written = create_dir_durable(&part.folder)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| files::write_parquet(&part.folder.join(part.name.file()), &mut frame));
+                    part.data = Data::Frame(frame);
+                    written.map(|bytes| (part.rows, bytes))
+                });
+                if tx.send(result.map_err(|e| (Some(part), e))).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Writer { parts: Some(parts), done, in_flight: 0, queued_rows: 0, thread: Some(thread) })
+    }
+
+    fn send(&mut self, part: Part) -> anyhow::Result<()> {
+        let rows = part.rows;
+        let parts = self.parts.as_ref().expect("open until dropped");
+        parts.send(part).map_err(|_| anyhow::anyhow!("the history writer thread has stopped"))?;
+        self.in_flight += 1;
+        self.queued_rows += rows;
         Ok(())
+    }
+
+    /// The next finished part, waiting for it while more than `queued` rows
+    /// are on their way; None when none is (or none is finished and there
+    /// is no need to wait).
+    fn done(&mut self, queued: usize) -> Option<Done> {
+        if self.in_flight == 0 {
+            return None;
+        }
+        let done = match self.done.try_recv() {
+            Ok(done) => done,
+            Err(mpsc::TryRecvError::Empty) if self.queued_rows <= queued => return None,
+            Err(mpsc::TryRecvError::Empty) => match self.done.recv() {
+                Ok(done) => done,
+                Err(mpsc::RecvError) => return self.stopped(),
+            },
+            Err(mpsc::TryRecvError::Disconnected) => return self.stopped(),
+        };
+        self.in_flight -= 1;
+        let rows = match &done {
+            Ok((rows, _)) => *rows,
+            Err((part, _)) => part.as_ref().map_or(0, |p| p.rows),
+        };
+        self.queued_rows -= rows;
+        Some(done)
+    }
+
+    /// The writer thread is gone (it panicked): what was in flight is not on
+    /// disk, so the checkpoint fails, and every one after it.
+    fn stopped(&mut self) -> Option<Done> {
+        self.in_flight = 0;
+        self.queued_rows = 0;
+        Some(Err((None, anyhow::anyhow!("the history writer thread has stopped; parts in flight were not written"))))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.parts.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -201,7 +341,10 @@ impl Sink for History {
         self.days.entry(date).or_insert_with(|| Rows::new(1024)).push(event, counted);
         self.buffered += 1;
         if self.buffered >= SPILL_ROWS
-            && let Err(e) = self.write_parts()
+            && let Err(e) = self.send_parts().and_then(|()| {
+                self.absorb(usize::MAX);
+                self.failed()
+            })
             && let Some(held_back) = self.throttle.admit("spill")
         {
             tracing::error!(error = %format!("{e:#}"), held_back, "cannot write history rows ahead of the checkpoint; they stay in memory");
@@ -320,4 +463,46 @@ pub fn notable_sign_ins(
         .limit(limit as u32)
         .collect()?;
     Ok(crate::report::notable_rows(&df))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{Column, IntoColumn};
+
+    fn part(folder: &Path, k: u32, values: &[i64]) -> Part {
+        let frame = DataFrame::new(values.len(), vec![Column::new("x".into(), values).into_column()]).unwrap();
+        let name = files::Name::Part { epoch: 7, seq: 1, k };
+        Part { folder: folder.to_owned(), name, rows: values.len(), data: Data::Frame(frame) }
+    }
+
+    fn all_done(writer: &mut Writer) -> Vec<Done> {
+        std::iter::from_fn(|| writer.done(0)).collect()
+    }
+
+    #[test]
+    fn the_writer_hands_back_what_it_could_not_write_to_be_written_again_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("date=2025-06-23");
+        let blocked = dir.path().join("date=2025-06-24");
+        std::fs::write(&blocked, b"a file where the folder should be").unwrap();
+        let mut writer = Writer::start().unwrap();
+        writer.send(part(&good, 0, &[1, 2, 3])).unwrap();
+        writer.send(part(&blocked, 1, &[4, 5])).unwrap();
+        assert_eq!(writer.queued_rows, 5);
+        let done = all_done(&mut writer);
+        assert_eq!((writer.in_flight, writer.queued_rows), (0, 0));
+        assert!(matches!(done[0], Ok((3, bytes)) if bytes > 0), "{:?}", done[0].as_ref().err().map(|e| &e.1));
+        let Err((Some(failed), _)) = done.into_iter().nth(1).unwrap() else { panic!("the second part was written") };
+        assert_eq!(failed.rows, 2, "the part comes back whole");
+
+        // Space returns: the same part, under the same name, goes through.
+        std::fs::remove_file(&blocked).unwrap();
+        let name = failed.name.file();
+        writer.send(failed).unwrap();
+        assert!(matches!(all_done(&mut writer)[..], [Ok((2, _))]));
+        let back = files::read_parquet(&blocked.join(name)).unwrap();
+        assert_eq!(back.column("x").unwrap().i64().unwrap().into_no_null_iter().collect::<Vec<_>>(), [4, 5]);
+        assert!(writer.done(0).is_none(), "nothing left in flight");
+    }
 }
