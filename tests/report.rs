@@ -49,6 +49,51 @@ fn report(history: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// (policy, result) → (sign-ins, users), as the report's CSV says.
+type Impact = std::collections::BTreeMap<(String, String), (u64, u64)>;
+
+fn report_only_rows(path: &Path) -> Impact {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let at = |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name} in {headers:?}"));
+    let (policy, result, sign_ins, users) = (at("policy"), at("result"), at("sign_ins"), at("users"));
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            ((r[policy].to_owned(), r[result].to_owned()), (r[sign_ins].parse().unwrap(), r[users].parse().unwrap()))
+        })
+        .collect()
+}
+
+/// The same, counted from the generated records themselves (decode and
+/// classify, no history, no polars): every sign-in of 2025-W26.
+fn report_only_of_the_week() -> Impact {
+    use mfawatch::decode::{Item, decode_message};
+    let (from, to) = (
+        chrono::Utc.with_ymd_and_hms(2025, 6, 23, 0, 0, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2025, 6, 30, 0, 0, 0).unwrap(),
+    );
+    let rules = mfawatch::classify::Rules::default();
+    let mut seen: std::collections::BTreeMap<(String, String), (u64, std::collections::BTreeSet<String>)> =
+        Default::default();
+    for message in Generator::new(spec()) {
+        for item in decode_message(&message) {
+            let Item::SignIn(record) = item else { continue };
+            if record.time < from || record.time >= to {
+                continue;
+            }
+            let verdict = mfawatch::classify::classify(&record, &rules);
+            for r in verdict.report_only {
+                let entry = seen.entry((r.policy.to_string(), r.result.to_string())).or_default();
+                entry.0 += 1;
+                entry.1.extend(verdict.subject_key.as_deref().map(str::to_owned));
+            }
+        }
+    }
+    seen.into_iter().map(|(k, (n, users))| (k, (n, users.len() as u64))).collect()
+}
+
 fn csv_rows(path: &Path) -> usize {
     csv::Reader::from_path(path).unwrap().records().inspect(|r| assert!(r.is_ok(), "{r:?}")).count()
 }
@@ -109,6 +154,7 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         summary["report_only_results"].as_u64().unwrap() as usize
     );
     assert!(summary["legacy_sign_ins"].as_u64().unwrap() > 0 && summary["report_only_results"].as_u64().unwrap() > 0);
+    assert_eq!(report_only_rows(&out.join("report-only-impact.csv")), report_only_of_the_week(), "report-only impact");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("2025-W26") && md.contains("Coverage"), "{md}");
 

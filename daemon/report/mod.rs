@@ -294,6 +294,39 @@ fn scan(files: &[PathBuf]) -> PolarsResult<LazyFrame> {
         .unique_stable(Some(cols([c::CATEGORY, "identity"])), UniqueKeepStrategy::First))
 }
 
+/// What report-only Conditional Access policies would have done over the
+/// week: per (policy, result), sign-ins and distinct users. A sign-in carries
+/// one result per report-only policy (seven in a typical tenant), so the
+/// results are unrolled a day at a time — a duplicate of a record is in the
+/// same date folder as the record — and only (policy, result, user) counts
+/// are kept between days: memory follows a day, not the week.
+fn report_only_impact(dir: &Path, w: Window) -> anyhow::Result<DataFrame> {
+    let mut per_day = Vec::new();
+    for day in w.from.iter_days().take_while(|d| *d <= w.to) {
+        let (files, _) = usable_files(dir, day, day)?;
+        if files.is_empty() {
+            continue;
+        }
+        let counts = between(scan(&files)?, w)
+            .select([col(c::USER_KEY), col(c::REPORT_ONLY)])
+            .explode(cols([c::REPORT_ONLY]), ExplodeOptions { empty_as_null: false, keep_nulls: false })
+            .unnest(cols([c::REPORT_ONLY]), None)
+            .filter(col(c::POLICY).is_not_null())
+            .group_by([col(c::POLICY), col(c::RESULT), col(c::USER_KEY)])
+            .agg([len().cast(DataType::UInt64).alias("sign_ins")])
+            .collect()?;
+        per_day.push(counts.lazy());
+    }
+    if per_day.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    Ok(concat(per_day, UnionArgs::default())?
+        .group_by([col(c::POLICY), col(c::RESULT)])
+        .agg([col("sign_ins").sum().alias("sign_ins"), col(c::USER_KEY).n_unique().alias("users")])
+        .sort_by_exprs([col(c::POLICY), col(c::RESULT)], SortMultipleOptions::default())
+        .collect()?)
+}
+
 /// Rows of user sign-ins that name an account (the users of §6).
 fn users_only(lf: LazyFrame) -> LazyFrame {
     lf.filter(col(c::SUBJECT).eq(lit("user")).and(col(c::UNKNOWN_ACCOUNT).not()).and(col(c::USER_KEY).is_not_null()))
@@ -717,16 +750,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         .agg([len().alias("count")])
         .sort(["count"], SortMultipleOptions::new().with_order_descending(true))
         .collect()?;
-    let impact_df = week
-        .clone()
-        .select([col(c::USER_KEY), col(c::REPORT_ONLY)])
-        .explode(cols([c::REPORT_ONLY]), ExplodeOptions { empty_as_null: false, keep_nulls: false })
-        .unnest(cols([c::REPORT_ONLY]), None)
-        .filter(col(c::POLICY).is_not_null())
-        .group_by([col(c::POLICY), col(c::RESULT)])
-        .agg([len().alias("sign_ins"), col(c::USER_KEY).n_unique().alias("users")])
-        .sort_by_exprs([col(c::POLICY), col(c::RESULT)], SortMultipleOptions::default())
-        .collect()?;
+    let impact_df = report_only_impact(dir, w)?;
     let report_only = (0..impact_df.height())
         .map(|r| PolicyImpact {
             policy: str_of(&impact_df, c::POLICY, r),
