@@ -238,3 +238,34 @@ fn a_missing_history_an_empty_week_and_a_damaged_file_are_said_clearly() {
     assert_eq!(summary["damaged_files"].as_array().unwrap().len(), 1, "{summary}");
     assert!(std::fs::read_to_string(out.join("index.html")).unwrap().contains("damaged history file"));
 }
+
+#[test]
+fn a_backfill_of_sign_ins_the_history_already_has_counts_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("tenant.ndjson");
+    write_ndjson(&input, &Generator::new(spec()).collect::<Vec<_>>());
+    let config = write_config(dir.path(), "127.0.0.1:1", "t", "unused", free_port(), "");
+    assert!(replay(&config, &[&input], &[]).status.success());
+    let history = dir.path().join("state/history");
+    let once = dir.path().join("once");
+    assert!(report(&history, &once, &["--week", "2025-W26"]).status.success());
+    let once: serde_json::Value = serde_json::from_slice(&std::fs::read(once.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(once["duplicates_removed"], 0, "{once}");
+
+    // The same export again under another name (as an analyst downloads it
+    // twice): new to the state, so read, and every row of it in the history.
+    let again = dir.path().join("export-again.ndjson");
+    std::fs::copy(&input, &again).unwrap();
+    assert!(replay(&config, &[&again], &[]).status.success());
+    let twice = dir.path().join("twice");
+    let run = report(&history, &twice, &["--week", "2025-W26"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let twice: serde_json::Value = serde_json::from_slice(&std::fs::read(twice.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(twice["duplicates_removed"], once["sign_ins"], "every sign-in of the week came twice: {twice}");
+    for key in
+        ["sign_ins", "users", "states", "coverage_ratio", "legacy_sign_ins", "risky_without_mfa", "report_only_results"]
+    {
+        assert_eq!(twice[key], once[key], "{key}");
+    }
+    assert_eq!(report_only_rows(&dir.path().join("twice/report-only-impact.csv")), report_only_of_the_week());
+}
