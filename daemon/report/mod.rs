@@ -245,8 +245,11 @@ fn progress(what: &str) {
     eprintln!("report: {what}");
 }
 
+/// A history file and the date of its folder.
+type DatedFile = (NaiveDate, PathBuf);
+
 /// The history's readable files for the days from `from` to `to`, and the damaged ones.
-fn usable_files(dir: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<(Vec<PathBuf>, Vec<Damaged>)> {
+fn usable_files(dir: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<(Vec<DatedFile>, Vec<Damaged>)> {
     let mut good = Vec::new();
     let mut damaged = Vec::new();
     for (date, folder) in files::dates(dir)? {
@@ -255,7 +258,7 @@ fn usable_files(dir: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<(V
         }
         for (_, path) in files::files(&folder)? {
             match check(&path) {
-                Ok(()) => good.push(path),
+                Ok(()) => good.push((date, path)),
                 Err(error) => {
                     progress(&format!("skipping damaged file {}: {error}", path.display()));
                     damaged.push(Damaged { file: path.display().to_string(), error });
@@ -279,15 +282,16 @@ fn check(path: &Path) -> Result<(), String> {
     .unwrap_or_else(|_| Err("the Parquet reader gave up on it".into()))
 }
 
-/// The sign-ins of `files`, a record delivered twice counted once.
+/// The sign-ins of `files` (whole date folders, as listed for [`Repeats`]),
+/// a record delivered twice counted once.
 ///
-/// The rows to leave out are found first (see [`repeated_rows`]) and left
-/// out by row number, so that each query of the report reads only its own
-/// columns and its filters reach the Parquet reader: a `unique` over the
-/// week in every query read every column it names for every row first
-/// (12 GB over 10 million rows).
-fn scan(files: &[PathBuf]) -> PolarsResult<LazyFrame> {
-    let repeated = repeated_rows(files)?;
+/// The rows to leave out are found first (see [`Repeats`]) and left out by
+/// row number, so that each query of the report reads only its own columns
+/// and its filters reach the Parquet reader: a `unique` over the week in
+/// every query read every column it names for every row first (12 GB over
+/// 10 million rows).
+fn scan(files: &[PathBuf], repeats: &Repeats) -> PolarsResult<LazyFrame> {
+    let repeated = repeats.rows(files);
     let lf = scan_rows(files, true)?.with_column(col(c::TIME).cast(DataType::Int64).alias("ms"));
     if repeated.is_empty() {
         return Ok(lf);
@@ -309,28 +313,49 @@ fn scan_rows(files: &[PathBuf], row_index: bool) -> PolarsResult<LazyFrame> {
     LazyFrame::scan_parquet_files(paths.into(), args)
 }
 
-/// The row numbers (in the order of `files`) of sign-ins already there
-/// earlier: the same category and record id (a backfill of an export Kafka
-/// had delivered, one event in two hubs), or without a record id the same
-/// source position. A record's copies have its event time, so they are in
-/// one date folder: the folders are read one at a time, three columns each.
-fn repeated_rows(files: &[PathBuf]) -> PolarsResult<Vec<IdxSize>> {
-    let mut repeated = Vec::new();
-    let mut offset: IdxSize = 0;
-    for day in files.chunk_by(|a, b| a.parent() == b.parent()) {
-        let df = scan_rows(day, false)?.select([col(c::CATEGORY), col(c::RECORD_ID), col(c::SOURCE)]).collect()?;
-        let (category, record_id, source) =
-            (df.column(c::CATEGORY)?.str()?, df.column(c::RECORD_ID)?.str()?, df.column(c::SOURCE)?.str()?);
-        let mut seen = std::collections::HashSet::with_capacity(df.height());
-        for (i, ((category, record_id), source)) in category.iter().zip(record_id.iter()).zip(source.iter()).enumerate()
-        {
-            if !seen.insert((category, record_id.or(source))) {
-                repeated.push(offset + i as IdxSize);
+/// Per date folder: its rows, and the row numbers within it of sign-ins
+/// already there earlier — the same category and record id (a backfill of an
+/// export Kafka had delivered, one event in two hubs), or without a record
+/// id the same source position. A record's copies have its event time, so
+/// they are in one date folder: each folder is read once, three columns.
+struct Repeats(std::collections::HashMap<PathBuf, (IdxSize, Vec<IdxSize>)>);
+
+impl Repeats {
+    fn of(files: &[PathBuf]) -> PolarsResult<Repeats> {
+        let mut folders = std::collections::HashMap::new();
+        for day in files.chunk_by(|a, b| a.parent() == b.parent()) {
+            let df = scan_rows(day, false)?.select([col(c::CATEGORY), col(c::RECORD_ID), col(c::SOURCE)]).collect()?;
+            let (category, record_id, source) =
+                (df.column(c::CATEGORY)?.str()?, df.column(c::RECORD_ID)?.str()?, df.column(c::SOURCE)?.str()?);
+            let mut seen = std::collections::HashSet::with_capacity(df.height());
+            let mut repeated = Vec::new();
+            for (i, ((category, record_id), source)) in
+                category.iter().zip(record_id.iter()).zip(source.iter()).enumerate()
+            {
+                if !seen.insert((category, record_id.or(source))) {
+                    repeated.push(i as IdxSize);
+                }
             }
+            folders.insert(folder_of(&day[0]), (df.height() as IdxSize, repeated));
         }
-        offset += df.height() as IdxSize;
+        Ok(Repeats(folders))
     }
-    Ok(repeated)
+
+    /// The row numbers to leave out of a scan of `files`, in their order.
+    fn rows(&self, files: &[PathBuf]) -> Vec<IdxSize> {
+        let mut rows = Vec::new();
+        let mut offset: IdxSize = 0;
+        for day in files.chunk_by(|a, b| a.parent() == b.parent()) {
+            let (height, repeated) = &self.0[&folder_of(&day[0])];
+            rows.extend(repeated.iter().map(|i| offset + i));
+            offset += height;
+        }
+        rows
+    }
+}
+
+fn folder_of(file: &Path) -> PathBuf {
+    file.parent().unwrap_or(Path::new("")).to_owned()
 }
 
 /// What report-only Conditional Access policies would have done over the
@@ -339,14 +364,10 @@ fn repeated_rows(files: &[PathBuf]) -> PolarsResult<Vec<IdxSize>> {
 /// results are counted a day at a time — a duplicate of a record is in the
 /// same date folder as the record — and only (policy, result, user) counts
 /// are kept between days: memory follows a day, not the week.
-fn report_only_impact(dir: &Path, w: Window) -> anyhow::Result<DataFrame> {
+fn report_only_impact(week_files: &[PathBuf], repeats: &Repeats, w: Window) -> anyhow::Result<DataFrame> {
     let mut per_day = Vec::new();
-    for day in w.from.iter_days().take_while(|d| *d <= w.to) {
-        let (files, _) = usable_files(dir, day, day)?;
-        if files.is_empty() {
-            continue;
-        }
-        let day = between(scan(&files)?, w).select([col(c::USER_KEY), col(c::REPORT_ONLY)]).collect()?;
+    for files in week_files.chunk_by(|a, b| a.parent() == b.parent()) {
+        let day = between(scan(files, repeats)?, w).select([col(c::USER_KEY), col(c::REPORT_ONLY)]).collect()?;
         let longest = day.clone().lazy().select([col(c::REPORT_ONLY).list().len().max().alias("n")]).collect()?;
         // The i-th result of every sign-in at a time rather than all of them
         // unrolled at once (`explode`), which took twice the day's size again.
@@ -655,8 +676,10 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     // their last MFA, their registration); the trend at the weeks before.
     let oldest = files::dates(dir)?.first().map(|(d, _)| *d).unwrap_or(w.from);
     progress(&format!("{} ({} to {}): finding the history's files from {oldest}", w.label(), w.from, w.to));
-    let (all_files, damaged) = usable_files(dir, oldest, w.to)?;
-    let (week_files, _) = usable_files(dir, w.from, w.to)?;
+    let (listed, damaged) = usable_files(dir, oldest, w.to)?;
+    let all_files: Vec<PathBuf> = listed.iter().map(|(_, path)| path.clone()).collect();
+    let week_files: Vec<PathBuf> =
+        listed.into_iter().filter(|(date, _)| *date >= w.from).map(|(_, path)| path).collect();
     anyhow::ensure!(
         !week_files.is_empty(),
         "the history in {} has no sign-ins for {} ({} to {}); the days it has: {}",
@@ -667,8 +690,9 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         describe_days(dir)
     );
     progress(&format!("scanning {} files ({} of them for the week)", all_files.len(), week_files.len()));
-    let all = scan(&all_files)?;
-    let week = between(scan(&week_files)?, w);
+    let repeats = Repeats::of(&all_files)?;
+    let all = scan(&all_files, &repeats)?;
+    let week = between(scan(&week_files, &repeats)?, w);
     let stats = week.clone().select([len().alias("sign_ins")]).collect()?;
     let sign_ins = u64_of(&stats, "sign_ins", 0);
     anyhow::ensure!(sign_ins > 0, "the history has no sign-ins for {} ({} to {})", w.label(), w.from, w.to);
@@ -800,7 +824,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         .agg([len().alias("count")])
         .sort(["count"], SortMultipleOptions::new().with_order_descending(true))
         .collect()?;
-    let impact_df = report_only_impact(dir, w)?;
+    let impact_df = report_only_impact(&week_files, &repeats, w)?;
     let report_only = (0..impact_df.height())
         .map(|r| PolicyImpact {
             policy: str_of(&impact_df, c::POLICY, r),
