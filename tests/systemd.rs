@@ -86,8 +86,17 @@ fn drain(socket: &UnixDatagram) {
     socket.set_nonblocking(false).unwrap();
 }
 
-#[test]
-fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
+/// A daemon reading an empty hub on tansu, told to notify a socket the test
+/// listens on, with a 1 s watchdog and `hooks` (MFAWATCH_TEST_HOOKS, if any).
+/// Bind every field: tansu and the folder must live as long as the test.
+struct Notified {
+    tansu: common::Tansu,
+    socket: UnixDatagram,
+    daemon: common::Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn notified(group: &str, hooks: Option<&str>) -> Notified {
     use common::{Daemon, Tansu, free_port, write_config};
     let tansu = Tansu::start();
     tansu.create_topic("insights-logs-signinlogs", 1);
@@ -95,10 +104,27 @@ fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", "notify", port, "");
-    let notify = socket_path.to_str().unwrap();
-    let env = [("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "1000000")];
-    let mut daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
+    let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", group, port, "");
+    let mut env = vec![("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")];
+    env.extend(hooks.map(|h| ("MFAWATCH_TEST_HOOKS", h)));
+    let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
+    Notified { tansu, socket, daemon, _dir: dir }
+}
+
+/// WATCHDOG=1 messages heard in the next 3 s, after what came before is thrown away.
+fn pets_in_3_s(socket: &UnixDatagram) -> usize {
+    drain(socket);
+    let mut pets = 0;
+    listen(socket, Instant::now() + Duration::from_secs(3), |m| {
+        pets += usize::from(m.contains("WATCHDOG=1"));
+        false
+    });
+    pets
+}
+
+#[test]
+fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
+    let Notified { tansu: _tansu, socket, mut daemon, _dir } = notified("notify", None);
     assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("READY=1")), "READY=1");
     let mut status = String::new();
     assert!(listen(&socket, Instant::now() + Duration::from_secs(15), |m| {
@@ -108,12 +134,7 @@ fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
         !status.is_empty()
     }));
     assert!(status.contains("partition") && status.contains("users"), "{status}");
-    let mut pets = 0;
-    drain(&socket);
-    listen(&socket, Instant::now() + Duration::from_secs(3), |m| {
-        pets += usize::from(m.contains("WATCHDOG=1"));
-        false
-    });
+    let pets = pets_in_3_s(&socket);
     assert!(pets >= 3, "WATCHDOG=1 keeps coming ({pets} in 3 s)");
     let _ = Command::new("kill").args(["-TERM", &daemon.pid().to_string()]).status();
     assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("STOPPING=1")), "STOPPING=1");
@@ -122,22 +143,9 @@ fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
 
 #[test]
 fn a_stalled_pipeline_stops_petting_the_watchdog() {
-    use common::{Daemon, Tansu, free_port, write_config};
     use mfawatch::generate::{Generator, TenantSpec};
-    let tansu = Tansu::start();
-    tansu.create_topic("insights-logs-signinlogs", 1);
-    let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    let port = free_port();
-    let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", "stall", port, "");
     // Every message stalls the pipeline for a minute (a test hook).
-    let env = [
-        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
-        ("WATCHDOG_USEC", "1000000"),
-        ("MFAWATCH_TEST_HOOKS", "pause=pipeline:60000"),
-    ];
-    let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
+    let Notified { tansu, socket, daemon, _dir } = notified("stall", Some("pause=pipeline:60000"));
     assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("WATCHDOG=1")), "pets while idle");
     tansu.produce(
         "insights-logs-signinlogs",
@@ -149,11 +157,5 @@ fn a_stalled_pipeline_stops_petting_the_watchdog() {
     });
     // Whatever was in flight arrives; after that, silence.
     std::thread::sleep(Duration::from_millis(1500));
-    drain(&socket);
-    let mut pets = 0;
-    listen(&socket, Instant::now() + Duration::from_secs(3), |m| {
-        pets += usize::from(m.contains("WATCHDOG=1"));
-        false
-    });
-    assert_eq!(pets, 0, "no WATCHDOG=1 while the pipeline is stalled");
+    assert_eq!(pets_in_3_s(&socket), 0, "no WATCHDOG=1 while the pipeline is stalled");
 }
