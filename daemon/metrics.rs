@@ -108,6 +108,7 @@ pub struct Metrics {
     checkpoint_time: Gauge,
     checkpoint_duration: Histogram,
     checkpoints: IntCounterVec,
+    commit_answers: IntCounterVec,
     ready: IntGauge,
 }
 
@@ -289,6 +290,15 @@ impl Metrics {
         );
         for result in ["ok", "error", "commit_failed"] {
             checkpoints.with_label_values(&[result]);
+        }
+        let commit_answers = counter_vec(
+            &registry,
+            "mfawatch_offset_commit_answers_total",
+            "Answers of the brokers to the offset commits checkpoints send: ok (taken) or refused.",
+            &["result"],
+        );
+        for result in ["ok", "refused"] {
+            commit_answers.with_label_values(&[result]);
         }
         let time_lag = Histogram::with_opts(
             HistogramOpts::new("mfawatch_event_time_lag_seconds", "Time between a sign-in and mfawatch processing it.")
@@ -483,6 +493,7 @@ impl Metrics {
             ),
             checkpoint_duration: register(&registry, checkpoint_duration),
             checkpoints,
+            commit_answers,
             ready: register(
                 &registry,
                 IntGauge::new("mfawatch_ready", "1 when the source is connected and the state loaded.").expect("valid"),
@@ -739,6 +750,11 @@ impl Metrics {
     /// `commit_failed` (snapshot durable, offsets not committed).
     pub fn checkpoint_result(&self, result: &'static str) {
         self.checkpoints.with_label_values(&[result]).inc();
+    }
+
+    /// The brokers answered an offset commit: taken (`ok` true) or refused.
+    pub fn commit_answered(&self, ok: bool) {
+        self.commit_answers.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
     }
 
     pub fn set_ready(&self, ready: bool) {

@@ -58,6 +58,36 @@ fn an_idle_partition_with_start_latest_is_read_after_a_restart() {
     });
 }
 
+/// Checkpoints commit asynchronously (a hung broker must not hold the loop),
+/// so the brokers' answers must come back to the daemon: without them every
+/// commit looks unanswered, and after 30 s of steady consumption the daemon
+/// would call a healthy broker hung and say it is not ready.
+#[test]
+fn the_brokers_answers_to_asynchronous_offset_commits_reach_the_daemon() {
+    let tansu = Tansu::start();
+    tansu.create_topic(TOPIC, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "answers", port, "");
+    let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &[]);
+    daemon.wait_ready(Duration::from_secs(30));
+    wait_for("partitions assigned", Duration::from_secs(30), || daemon.log_text().contains("partitions assigned"));
+
+    // Steady consumption, no rebalance: checkpoints (every 500 ms here) commit asynchronously.
+    let messages = tenant(300, 4);
+    for batch in messages.chunks(6) {
+        tansu.produce_to(TOPIC, 0, batch, None);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let ok = "mfawatch_offset_commit_answers_total{result=\"ok\"}";
+    wait_for("the brokers' answers to three commits", Duration::from_secs(30), || daemon.metric(ok) >= 3.0);
+    assert_eq!(daemon.metric("mfawatch_offset_commit_answers_total{result=\"refused\"}"), 0.0);
+    wait_for("every message read", Duration::from_secs(30), || daemon.metric("mfawatch_messages_total") >= 30.0);
+    let answered = daemon.metric(ok);
+    wait_for("the last commit answered", Duration::from_secs(10), || daemon.metric(ok) > answered);
+    assert_eq!(daemon.get("/readyz").map(|(status, _)| status), Some(200), "{}", daemon.log_text());
+}
+
 #[test]
 fn an_empty_state_rereads_what_the_hub_holds_whatever_the_group_committed() {
     let tansu = Tansu::start();
@@ -462,8 +492,11 @@ fn a_broker_gone_longer_than_the_session_timeout_is_rejoined_without_loss_or_dou
     wait_for("the first half", Duration::from_secs(60), || sum(&tansu) == first.len() as i64);
     // 40 s of silence: longer than session.timeout.ms (30 s).
     tansu.freeze();
-    let noticed = common::within(Duration::from_secs(90), || daemon.get("/readyz").is_some_and(|(s, _)| s == 503));
-    assert!(noticed, "/readyz did not notice: {}", daemon.log_text());
+    // The connection stays up; what gives the broker away is that it answers nothing.
+    let noticed = common::within(Duration::from_secs(90), || {
+        daemon.get("/readyz").is_some_and(|(s, body)| s == 503 && body.contains("have not answered an offset commit"))
+    });
+    assert!(noticed, "/readyz did not notice: {:?}\n{}", daemon.get("/readyz"), daemon.log_text());
     std::thread::sleep(Duration::from_secs(40));
     tansu.thaw();
     tansu.produce(TOPIC, 2, &second);
@@ -476,7 +509,7 @@ fn a_broker_gone_longer_than_the_session_timeout_is_rejoined_without_loss_or_dou
     assert_eq!(daemon.metric("mfawatch_messages_total"), all.len() as f64, "each message read once");
     common::record_reliability(
         "broker gone > session timeout",
-        "40 s frozen: not ready meanwhile, rejoined, read once each",
+        "40 s frozen: not ready meanwhile (commit unanswered), rejoined, read once each",
     );
 }
 

@@ -243,7 +243,11 @@ fn commit_assigned(
     if tpl.count() == 0 {
         return Ok(Committed::Done);
     }
-    consumer.commit(&tpl, mode).map_err(|e| e.to_string())?;
+    match mode {
+        CommitMode::Sync => consumer.commit(&tpl, mode),
+        CommitMode::Async => commit_answered_on_poll(consumer, &tpl),
+    }
+    .map_err(|e| e.to_string())?;
     match mode {
         CommitMode::Sync => {
             consumer.context().commits_settled();
@@ -253,6 +257,37 @@ fn commit_assigned(
             consumer.context().commit_sent();
             Ok(Committed::Sent)
         }
+    }
+}
+
+/// Sends an asynchronous offset commit whose answer comes back through the
+/// consumer's queue, as an OFFSET_COMMIT event the next polls hand to
+/// [`Context::commit_callback`].
+///
+/// Not `consumer.commit(.., CommitMode::Async)`: that calls `rd_kafka_commit`
+/// without a reply queue, and librdkafka then hands the answer only to a
+/// configured `offset_commit_cb`, which rust-rdkafka (event API) never sets.
+/// The answer was dropped, and every commit looked unanswered: after 30 s of
+/// steady consumption the daemon said the brokers were hung.
+fn commit_answered_on_poll(consumer: &BaseConsumer<Context>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    use rdkafka::bindings as rd;
+    let rk = consumer.client().native_ptr();
+    // SAFETY: `rk` is the live client `consumer` owns. `rd_kafka_queue_get_consumer`
+    // returns a new reference to its consumer queue (NULL without a group);
+    // `rd_kafka_commit_queue` copies the list and takes its own reference on the
+    // queue for the reply, so ours is released right after.
+    let err = unsafe {
+        let queue = rd::rd_kafka_queue_get_consumer(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownGroup));
+        }
+        let err = rd::rd_kafka_commit_queue(rk, tpl.ptr(), queue, None, std::ptr::null_mut());
+        rd::rd_kafka_queue_destroy(queue);
+        err
+    };
+    match RDKafkaErrorCode::from(err) {
+        RDKafkaErrorCode::NoError => Ok(()),
+        code => Err(KafkaError::ConsumerCommit(code)),
     }
 }
 
@@ -553,6 +588,7 @@ impl ConsumerContext for Context {
     /// The answer to an offset commit. Only asynchronous ones are accounted
     /// here (a synchronous commit's caller has its answer already).
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.shared.metrics.commit_answered(result.is_ok());
         let mut u = self.unanswered();
         if u.count == 0 {
             return;
