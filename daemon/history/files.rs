@@ -184,13 +184,27 @@ fn remove_if_there(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// How hard a Parquet file is compressed.
+#[derive(Clone, Copy)]
+pub enum Zstd {
+    /// Level 1, for parts: they live until their day is merged, and are
+    /// written beside the pipeline, where every cycle counts under load.
+    Fast,
+    /// zstd's default level, for the merged day files that are kept.
+    Default,
+}
+
 /// Writes `df` as a Parquet file at `path` (zstd), atomically and durably.
-pub fn write_parquet(path: &Path, df: &mut DataFrame) -> anyhow::Result<u64> {
+pub fn write_parquet(path: &Path, df: &mut DataFrame, level: Zstd) -> anyhow::Result<u64> {
     crate::testhooks::write_fault()?;
     let tmp = tmp_name(path);
     let file = fs::File::create(&tmp)?;
+    let level = match level {
+        Zstd::Fast => Some(polars_utils::compression::ZstdLevel::try_new(1)?),
+        Zstd::Default => None,
+    };
     let bytes = ParquetWriter::new(&file)
-        .with_compression(ParquetCompression::Zstd(None))
+        .with_compression(ParquetCompression::Zstd(level))
         .with_statistics(StatisticsOptions::default())
         .with_row_group_size(Some(256 * 1024))
         .set_parallel(false)
@@ -241,7 +255,7 @@ pub fn compact(date_dir: &Path, epoch: u64, upto: u64) -> anyhow::Result<usize> 
     let manifest = date_dir.join(name.file().replace(".parquet", ".merged"));
     let list: String = eligible.iter().filter(|(_, p)| *p != target).map(|(n, _)| n.file() + "\n").collect();
     write_atomic(&manifest, list.as_bytes())?;
-    write_parquet(&target, &mut merged)?;
+    write_parquet(&target, &mut merged, Zstd::Default)?;
     for (_, path) in eligible.iter().filter(|(_, p)| *p != target) {
         remove_if_there(path)?;
     }
@@ -287,7 +301,7 @@ mod tests {
 
     fn write(dir: &Path, name: &Name, values: &[i64]) {
         fs::create_dir_all(dir).unwrap();
-        write_parquet(&dir.join(name.file()), &mut frame(values)).unwrap();
+        write_parquet(&dir.join(name.file()), &mut frame(values), Zstd::Fast).unwrap();
     }
 
     fn rows(dir: &Path) -> Vec<i64> {

@@ -2,6 +2,8 @@
 //! written. The column names are here, once: the writer and the report use
 //! them.
 
+use std::fmt::Write as _;
+
 use polars::prelude::*;
 
 use crate::classify::{Labels, Subject};
@@ -64,6 +66,12 @@ pub struct Rows {
     len: usize,
     time: Vec<i64>,
     text: Vec<StringChunkedBuilder>,
+    /// The columns whose values are names the classifier gives (a handful
+    /// each): kept as references here and made strings on the writer
+    /// thread, which spares the pipeline thread a copy of each.
+    names: Vec<Vec<Option<&'static str>>>,
+    /// Formatting room for `source`, kept between rows.
+    source: String,
     flags: Vec<Vec<bool>>,
     outcome_code: Vec<i64>,
     policies: StringChunkedBuilder,
@@ -71,32 +79,43 @@ pub struct Rows {
     offsets: Vec<i64>,
 }
 
-/// Text columns, in the order of `Rows::text`.
-const TEXT: [&str; 23] = [
-    col::CATEGORY,
-    col::SUBJECT,
-    col::TENANT_ID,
-    col::USER_KEY,
-    col::UPN,
-    col::DISPLAY_NAME,
-    col::USER_TYPE,
-    col::APP_ID,
-    col::APP,
-    col::RESOURCE,
-    col::CLIENT_APP,
-    col::CLIENT_CLASS,
-    col::MFA_METHOD,
-    col::MFA_FAILURE,
-    col::BLOCKED_BY,
-    col::RISK_LEVEL,
-    col::RISK_STATE,
-    col::CA_STATUS,
-    col::IP,
-    col::COUNTRY,
-    col::RECORD_ID,
-    col::CORRELATION_ID,
-    col::SOURCE,
+/// A text column: its values copied as they come (`Copied`, the index in
+/// `Rows::text`) or one of the classifier's names (`Named`, the index in
+/// `Rows::names`).
+#[derive(Clone, Copy)]
+enum Text {
+    Copied(usize),
+    Named(usize),
+}
+
+/// The text columns, in the order of the history's schema.
+const TEXT: [(&str, Text); 23] = [
+    (col::CATEGORY, Text::Named(0)),
+    (col::SUBJECT, Text::Named(1)),
+    (col::TENANT_ID, Text::Copied(0)),
+    (col::USER_KEY, Text::Copied(1)),
+    (col::UPN, Text::Copied(2)),
+    (col::DISPLAY_NAME, Text::Copied(3)),
+    (col::USER_TYPE, Text::Copied(4)),
+    (col::APP_ID, Text::Copied(5)),
+    (col::APP, Text::Copied(6)),
+    (col::RESOURCE, Text::Copied(7)),
+    (col::CLIENT_APP, Text::Copied(8)),
+    (col::CLIENT_CLASS, Text::Named(2)),
+    (col::MFA_METHOD, Text::Copied(9)),
+    (col::MFA_FAILURE, Text::Named(3)),
+    (col::BLOCKED_BY, Text::Named(4)),
+    (col::RISK_LEVEL, Text::Named(5)),
+    (col::RISK_STATE, Text::Copied(10)),
+    (col::CA_STATUS, Text::Named(6)),
+    (col::IP, Text::Copied(11)),
+    (col::COUNTRY, Text::Copied(12)),
+    (col::RECORD_ID, Text::Copied(13)),
+    (col::CORRELATION_ID, Text::Copied(14)),
+    (col::SOURCE, Text::Copied(15)),
 ];
+const COPIED: usize = 16;
+const NAMED: usize = 7;
 
 /// Flag columns, in the order of `Rows::flags`.
 const FLAGS: [&str; FLAG_COUNT] = [
@@ -120,7 +139,13 @@ impl Rows {
         Rows {
             len: 0,
             time: Vec::with_capacity(capacity),
-            text: TEXT.iter().map(|name| StringChunkedBuilder::new((*name).into(), capacity)).collect(),
+            text: TEXT
+                .iter()
+                .filter(|(_, t)| matches!(t, Text::Copied(_)))
+                .map(|(name, _)| StringChunkedBuilder::new((*name).into(), capacity))
+                .collect(),
+            names: (0..NAMED).map(|_| Vec::with_capacity(capacity)).collect(),
+            source: String::new(),
             flags: (0..FLAG_COUNT).map(|_| Vec::with_capacity(capacity)).collect(),
             outcome_code: Vec::with_capacity(capacity),
             policies: StringChunkedBuilder::new(col::POLICY.into(), 0),
@@ -144,11 +169,9 @@ impl Rows {
         fn opt<'a>(s: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a str> {
             s.as_deref().map(str::trim).filter(|s| !s.is_empty())
         }
-        let source = RecordAt { position: e.position, index: Some(e.index) }.to_string();
-        let mfa_method = v.mfa_method.as_ref().map(|m| m.as_str());
-        let texts: [Option<&str>; 23] = [
-            Some(r.category.as_str()),
-            Some(v.subject.as_str()),
+        self.source.clear();
+        let _ = write!(self.source, "{}", RecordAt { position: e.position, index: Some(e.index) });
+        let copied: [Option<&str>; COPIED] = [
             opt(&f.tenant_id),
             v.subject_key.as_deref(),
             opt(&f.user_principal_name),
@@ -158,21 +181,28 @@ impl Rows {
             opt(&f.app_display_name),
             opt(&f.resource_display_name),
             Some(v.client_app.trim()).filter(|c| !c.is_empty()),
-            Some(v.client_class.as_str()),
-            mfa_method,
-            v.mfa_failure.map(|m| m.as_str()),
-            v.blocked_by.map(|b| b.as_str()),
-            Some(v.risk_level.as_str()),
+            v.mfa_method.as_ref().map(|m| m.as_str()),
             opt(&f.risk_state),
-            Some(v.ca_status.as_str()),
             opt(&f.ip_address).or_else(|| opt(&f.caller_ip_address)),
             opt(&f.country),
             opt(&f.id),
             opt(&f.correlation_id),
-            Some(source.as_str()),
+            Some(self.source.as_str()),
         ];
-        for (builder, value) in self.text.iter_mut().zip(texts) {
+        for (builder, value) in self.text.iter_mut().zip(copied) {
             builder.append_option(value);
+        }
+        let named: [Option<&'static str>; NAMED] = [
+            Some(r.category.as_str()),
+            Some(v.subject.as_str()),
+            Some(v.client_class.as_str()),
+            v.mfa_failure.map(|m| m.as_str()),
+            v.blocked_by.map(|b| b.as_str()),
+            Some(v.risk_level.as_str()),
+            Some(v.ca_status.as_str()),
+        ];
+        for (column, value) in self.names.iter_mut().zip(named) {
+            column.push(value);
         }
         let l = v.labels;
         let flags: [bool; FLAG_COUNT] = [
@@ -212,8 +242,13 @@ impl Rows {
             .into_datetime(TimeUnit::Milliseconds, None)
             .into_column();
         columns.push(time);
-        for builder in rows.text {
-            columns.push(builder.finish().into_column());
+        let mut copied: Vec<Option<StringChunkedBuilder>> = rows.text.into_iter().map(Some).collect();
+        for (name, text) in TEXT {
+            let column = match text {
+                Text::Copied(i) => copied[i].take().expect("each copied column once").finish(),
+                Text::Named(i) => StringChunked::from_iter_options(name.into(), rows.names[i].iter().copied()),
+            };
+            columns.push(column.into_column());
         }
         for (name, values) in FLAGS.iter().zip(rows.flags) {
             columns.push(BooleanChunked::from_slice((*name).into(), &values).into_column());
