@@ -365,10 +365,13 @@ fn folder_of(file: &Path) -> PathBuf {
 /// same date folder as the record — and only (policy, result, user) counts
 /// are kept between days: memory follows a day, not the week.
 fn report_only_impact(week_files: &[PathBuf], repeats: &Repeats, w: Window) -> anyhow::Result<DataFrame> {
-    let mut per_day = Vec::new();
+    // Sign-ins per (policy, result, user) so far, folded in after each day:
+    // what is kept follows the users, not the days.
+    let mut so_far: Option<DataFrame> = None;
     for files in week_files.chunk_by(|a, b| a.parent() == b.parent()) {
         let day = between(scan(files, repeats)?, w).select([col(c::USER_KEY), col(c::REPORT_ONLY)]).collect()?;
         let longest = day.clone().lazy().select([col(c::REPORT_ONLY).list().len().max().alias("n")]).collect()?;
+        let mut counted: Vec<LazyFrame> = so_far.take().map(IntoLazy::lazy).into_iter().collect();
         // The i-th result of every sign-in at a time rather than all of them
         // unrolled at once (`explode`), which took twice the day's size again.
         for i in 0..u64_of(&longest, "n", 0) {
@@ -385,13 +388,21 @@ fn report_only_impact(week_files: &[PathBuf], repeats: &Repeats, w: Window) -> a
                 .group_by([col(c::POLICY), col(c::RESULT), col(c::USER_KEY)])
                 .agg([len().cast(DataType::UInt64).alias("sign_ins")])
                 .collect()?;
-            per_day.push(counts.lazy());
+            counted.push(counts.lazy());
+        }
+        drop(day);
+        if !counted.is_empty() {
+            so_far = Some(
+                concat(counted, UnionArgs::default())?
+                    .group_by([col(c::POLICY), col(c::RESULT), col(c::USER_KEY)])
+                    .agg([col("sign_ins").sum().alias("sign_ins")])
+                    .collect()?,
+            );
         }
     }
-    if per_day.is_empty() {
-        return Ok(DataFrame::empty());
-    }
-    Ok(concat(per_day, UnionArgs::default())?
+    let Some(counts) = so_far else { return Ok(DataFrame::empty()) };
+    Ok(counts
+        .lazy()
         .group_by([col(c::POLICY), col(c::RESULT)])
         .agg([col("sign_ins").sum().alias("sign_ins"), col(c::USER_KEY).n_unique().alias("users")])
         .sort_by_exprs([col(c::POLICY), col(c::RESULT)], SortMultipleOptions::default())
@@ -442,39 +453,161 @@ struct UserStates {
     df: DataFrame,
 }
 
-/// Each user seen up to the window's end with their counts in the window,
-/// newest attributes, last MFA and registration failures — the daemon's
-/// per-user entry, computed from the rows.
-fn user_states(all: &LazyFrame, w: Window) -> PolarsResult<UserStates> {
-    let (start, end) = w.millis();
-    let in_w = col("ms").gt_eq(lit(start)).and(col("ms").lt(lit(end)));
-    let counted = col(c::COUNTED).and(in_w.clone());
+/// The per-user columns coverage needs: sums over the window's days, and
+/// values as of the window's end.
+mod part {
+    pub const ORDER: &str = "order";
+    pub const COUNTED: &str = "counted";
+    pub const SINGLE_FACTOR: &str = "single_factor";
+    pub const LEGACY: &str = "legacy";
+    pub const MFA_IN_WINDOW: &str = "mfa_in_window";
+    pub const UPN: &str = "upn";
+    pub const USER_TYPE: &str = "user_type";
+    pub const PRIVILEGED: &str = "privileged";
+    pub const EXCLUDED: &str = "excluded";
+    pub const LAST_MFA: &str = "last_mfa";
+    pub const LAST_SF: &str = "last_sf";
+    pub const LAST_SF_APP: &str = "last_sf_app";
+    pub const LAST_SF_CLIENT: &str = "last_sf_client";
+    pub const REGISTRATION_FAILURES: &str = "registration_failures";
+    /// The sums: of the window's days only.
+    pub const SUMS: [&str; 4] = [COUNTED, SINGLE_FACTOR, LEGACY, MFA_IN_WINDOW];
+}
+
+/// Each user's state at the end of each of `windows` (consecutive weeks,
+/// oldest first; `None` for a window not asked for): what the daemon's
+/// per-user entry would hold, computed from the rows of every day up to the
+/// window's end.
+///
+/// A day at a time: each date folder is summed up per user (its counts, and
+/// its newest attributes, MFA and single-factor sign-in), and the days are
+/// then folded — a record and its copies share a date folder, and the days'
+/// rows do not overlap in time, so the newest value of the newest day that
+/// has one is the newest of all. Memory follows a day and the users, not
+/// the week (the week at once took 5 GB over 10 million rows) nor the
+/// history's length.
+fn user_states(
+    files: &[PathBuf],
+    repeats: &Repeats,
+    windows: &[Option<Window>],
+) -> PolarsResult<Vec<Option<UserStates>>> {
+    let mut days = files.chunk_by(|a, b| a.parent() == b.parent()).peekable();
+    let mut before: Option<DataFrame> = None;
+    let mut registrations: Vec<DataFrame> = Vec::new();
+    let mut out = Vec::with_capacity(windows.len());
+    let mut order = 0i32;
+    for window in windows {
+        let Some(w) = window else {
+            out.push(None);
+            continue;
+        };
+        let (start, end) = w.millis();
+        let mut within = Vec::new();
+        while let Some(day) = days.next_if(|day| folder_start_ms(&day[0]).is_none_or(|ms| ms < end)) {
+            order += 1;
+            let lf = users_only(scan(day, repeats)?).filter(col("ms").lt(lit(end)));
+            registrations.push(
+                lf.clone()
+                    .filter(col(c::MFA_FAILURE).eq(lit("registration_required")))
+                    .select([col(c::USER_KEY), col("ms")])
+                    .collect()?,
+            );
+            let partial = day_partial(lf, order)?;
+            if folder_start_ms(&day[0]).is_some_and(|ms| ms >= start) {
+                within.push(partial);
+            } else {
+                before = Some(values_only(fold(before.into_iter().chain([partial]).collect())?)?);
+            }
+        }
+        let mut frames: Vec<DataFrame> = before.iter().cloned().collect();
+        frames.extend(within.iter().cloned());
+        let states = fold(frames)?;
+        let failures =
+            concat(registrations.iter().map(|r| r.clone().lazy()).collect::<Vec<_>>(), UnionArgs::default())?
+                .filter(col("ms").lt(lit(end)))
+                .group_by([col(c::USER_KEY)])
+                .agg([col("ms").alias(part::REGISTRATION_FAILURES)]);
+        let df = states.lazy().join(failures, [col(c::USER_KEY)], [col(c::USER_KEY)], JoinArgs::new(JoinType::Left));
+        out.push(Some(UserStates { df: df.collect()? }));
+        // What the window's days leave for the next: the values, not the sums.
+        let mut all = before.into_iter().collect::<Vec<_>>();
+        all.extend(within);
+        before = Some(values_only(fold(all)?)?);
+    }
+    Ok(out)
+}
+
+/// A per-user summary with its window's sums cleared: what days before a
+/// window tell about it (who the user is, their last MFA), not its counts.
+fn values_only(df: DataFrame) -> PolarsResult<DataFrame> {
+    let mut cleared: Vec<Expr> = part::SUMS.iter().map(|name| lit(0u64).cast(DataType::UInt64).alias(*name)).collect();
+    cleared.push(lit(NULL).cast(DataType::Int64).alias(part::LAST_SF));
+    cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_APP));
+    cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_CLIENT));
+    df.lazy().with_columns(cleared).collect()
+}
+
+/// Start of the day of a history file's date folder (Unix milliseconds).
+fn folder_start_ms(file: &Path) -> Option<i64> {
+    let name = file.parent()?.file_name()?.to_str()?;
+    let date = NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
+    Some(midnight_ms(date))
+}
+
+/// One day's user sign-ins summed up per user ([`part`]'s columns).
+fn day_partial(lf: LazyFrame, order: i32) -> PolarsResult<DataFrame> {
+    let counted = col(c::COUNTED);
     let sum_if = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
     let in_order = SortMultipleOptions::default().with_maintain_order(true);
     let by_time = |e: Expr| e.sort_by([col("ms")], in_order.clone());
     // The value of the newest row meeting `cond`.
     let last_where =
         |e: Expr, cond: Expr| e.filter(cond.clone()).sort_by([col("ms").filter(cond)], in_order.clone()).last();
-    let df = users_only(all.clone().filter(col("ms").lt(lit(end))))
-        .group_by([col(c::USER_KEY)])
+    let single_factor = counted.clone().and(col(c::SINGLE_FACTOR));
+    lf.group_by([col(c::USER_KEY)])
         .agg([
-            sum_if(counted.clone(), "counted"),
-            sum_if(counted.clone().and(col(c::MFA_SATISFIED)), "mfa"),
-            sum_if(counted.clone().and(col(c::SINGLE_FACTOR)), "single_factor"),
-            sum_if(counted.clone().and(col(c::LEGACY_AUTH)), "legacy"),
-            sum_if(in_w.clone().and(col(c::MFA_SATISFIED)), "mfa_in_window"),
-            by_time(col(c::UPN)).drop_nulls().last().alias("upn"),
-            by_time(col(c::USER_TYPE)).drop_nulls().last().alias("user_type"),
-            by_time(col(c::PRIVILEGED)).last().alias("privileged"),
-            by_time(col(c::EXCLUDED)).last().alias("excluded"),
-            col("ms").filter(col(c::MFA_SATISFIED)).max().alias("last_mfa"),
-            col("ms").filter(col(c::MFA_FAILURE).eq(lit("registration_required"))).alias("registration_failures"),
-            col("ms").filter(counted.clone().and(col(c::SINGLE_FACTOR))).max().alias("last_sf"),
-            last_where(col(c::APP), counted.clone().and(col(c::SINGLE_FACTOR))).alias("last_sf_app"),
-            last_where(col(c::CLIENT_APP), counted.and(col(c::SINGLE_FACTOR))).alias("last_sf_client"),
+            sum_if(counted.clone(), part::COUNTED),
+            sum_if(single_factor.clone(), part::SINGLE_FACTOR),
+            sum_if(counted.and(col(c::LEGACY_AUTH)), part::LEGACY),
+            sum_if(col(c::MFA_SATISFIED), part::MFA_IN_WINDOW),
+            by_time(col(c::UPN)).drop_nulls().last().alias(part::UPN),
+            by_time(col(c::USER_TYPE)).drop_nulls().last().alias(part::USER_TYPE),
+            by_time(col(c::PRIVILEGED)).last().alias(part::PRIVILEGED),
+            by_time(col(c::EXCLUDED)).last().alias(part::EXCLUDED),
+            col("ms").filter(col(c::MFA_SATISFIED)).max().alias(part::LAST_MFA),
+            col("ms").filter(single_factor.clone()).max().alias(part::LAST_SF),
+            last_where(col(c::APP), single_factor.clone()).alias(part::LAST_SF_APP),
+            last_where(col(c::CLIENT_APP), single_factor).alias(part::LAST_SF_CLIENT),
         ])
-        .collect()?;
-    Ok(UserStates { df })
+        .with_column(lit(order).cast(DataType::Int32).alias(part::ORDER))
+        .collect()
+}
+
+/// Folds per-user summaries of days (oldest first) into one: sums added,
+/// the newest day's values kept.
+fn fold(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    if frames.len() == 1 {
+        return Ok(frames.into_iter().next().expect("one"));
+    }
+    let in_order = SortMultipleOptions::default().with_maintain_order(true);
+    let newest = |e: Expr| e.sort_by([col(part::ORDER)], in_order.clone());
+    let newest_where =
+        |e: Expr, cond: Expr| e.filter(cond.clone()).sort_by([col(part::ORDER).filter(cond)], in_order.clone()).last();
+    let with_sf = col(part::LAST_SF).is_not_null();
+    let lazy: Vec<LazyFrame> = frames.into_iter().map(IntoLazy::lazy).collect();
+    let mut agg: Vec<Expr> = part::SUMS.iter().map(|name| col(*name).sum().alias(*name)).collect();
+    agg.extend([
+        newest(col(part::UPN)).drop_nulls().last().alias(part::UPN),
+        newest(col(part::USER_TYPE)).drop_nulls().last().alias(part::USER_TYPE),
+        newest(col(part::PRIVILEGED)).last().alias(part::PRIVILEGED),
+        newest(col(part::EXCLUDED)).last().alias(part::EXCLUDED),
+        col(part::LAST_MFA).max().alias(part::LAST_MFA),
+        col(part::LAST_SF).max().alias(part::LAST_SF),
+        newest_where(col(part::LAST_SF_APP), with_sf.clone()).alias(part::LAST_SF_APP),
+        newest_where(col(part::LAST_SF_CLIENT), with_sf).alias(part::LAST_SF_CLIENT),
+        col(part::ORDER).max().alias(part::ORDER),
+    ]);
+    concat(lazy, UnionArgs::default())?.group_by([col(c::USER_KEY)]).agg(agg).collect()
 }
 
 /// What the daemon's coverage says of these users over `w` ("now" being
@@ -698,31 +831,34 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     anyhow::ensure!(sign_ins > 0, "the history has no sign-ins for {} ({} to {})", w.label(), w.from, w.to);
 
     progress("coverage");
-    let newest = newest_ms(&all, w)?;
-    let states = user_states(&all, w)?;
-    let (coverage, breakdown, uncovered, registration) = coverage_of(&states, w, newest, req.registration_grace_days);
-
-    progress("trend");
-    let mut trend = Vec::new();
-    let mut previous = None;
-    for back in (0..req.trend_weeks.max(1)).rev() {
-        let past = w.shifted_weeks(-back);
-        if back == 0 {
-            trend.push((past.label(), coverage.coverage_ratio));
-            continue;
-        }
-        let newest = newest_ms(&all, past)?;
-        if newest < midnight_ms(past.from) {
-            trend.push((past.label(), None));
-            continue;
-        }
-        let states = user_states(&all, past)?;
-        let (cov, ..) = coverage_of(&states, past, newest, req.registration_grace_days);
-        trend.push((past.label(), cov.coverage_ratio));
-        if back == 1 {
-            previous = Some(cov);
-        }
+    // The report's week and the trend's weeks before it, oldest first; a
+    // past week without sign-ins is not worked out.
+    let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted_weeks(-back)).collect();
+    let mut newest = Vec::with_capacity(weeks.len());
+    for week in &weeks {
+        newest.push(newest_ms(&all, *week)?);
     }
+    let asked: Vec<Option<Window>> = weeks
+        .iter()
+        .zip(&newest)
+        .map(|(week, newest)| (*week == w || *newest >= midnight_ms(week.from)).then_some(*week))
+        .collect();
+    let states = user_states(&all_files, &repeats, &asked)?;
+    let mut covered: Vec<Option<(Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>)>> = states
+        .iter()
+        .zip(weeks.iter().zip(&newest))
+        .map(|(states, (week, newest))| {
+            states.as_ref().map(|s| coverage_of(s, *week, *newest, req.registration_grace_days))
+        })
+        .collect();
+    let trend: Vec<(String, Option<f64>)> = weeks
+        .iter()
+        .zip(&covered)
+        .map(|(week, cov)| (week.label(), cov.as_ref().and_then(|(c, ..)| c.coverage_ratio)))
+        .collect();
+    let (coverage, breakdown, uncovered, registration) =
+        covered.pop().flatten().expect("the report's week is always worked out");
+    let previous = covered.pop().flatten().map(|(c, ..)| c);
 
     progress("sign-ins by day, legacy protocols, applications");
     let users_week = users_only(week.clone());
