@@ -610,15 +610,13 @@ fn fold(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     concat(lazy, UnionArgs::default())?.group_by([col(c::USER_KEY)]).agg(agg).collect()
 }
 
+/// Coverage, its cells, the uncovered users and the registration_pending ones.
+type Covered = (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>);
+
 /// What the daemon's coverage says of these users over `w` ("now" being
 /// the newest sign-in of the window), with the uncovered users and the
 /// registration_pending ones.
-fn coverage_of(
-    states: &UserStates,
-    w: Window,
-    newest_ms: i64,
-    grace_days: i64,
-) -> (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>) {
+fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_days: i64) -> Covered {
     let df = &states.df;
     let start_day = midnight_ms(w.from) / 86_400_000;
     let mut cov = Coverage::default();
@@ -844,7 +842,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         .map(|(week, newest)| (*week == w || *newest >= midnight_ms(week.from)).then_some(*week))
         .collect();
     let states = user_states(&all_files, &repeats, &asked)?;
-    let mut covered: Vec<Option<(Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>)>> = states
+    let mut covered: Vec<Option<Covered>> = states
         .iter()
         .zip(weeks.iter().zip(&newest))
         .map(|(states, (week, newest))| {
