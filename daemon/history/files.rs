@@ -199,16 +199,71 @@ pub fn write_parquet(path: &Path, df: &mut DataFrame, level: Zstd) -> anyhow::Re
     crate::testhooks::write_fault()?;
     let tmp = tmp_name(path);
     let file = fs::File::create(&tmp)?;
+    let bytes = parquet_writer(&file, level)?.finish(df)?;
+    file.sync_all()?;
+    drop(file);
+    rename_durable(&tmp, path)?;
+    Ok(bytes)
+}
+
+/// Rows per row group of the files written here.
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+fn parquet_writer(file: &fs::File, level: Zstd) -> anyhow::Result<ParquetWriter<&fs::File>> {
     let level = match level {
-        Zstd::Fast => Some(polars_utils::compression::ZstdLevel::try_new(1)?),
+        Zstd::Fast => Some(polars::polars_utils::compression::ZstdLevel::try_new(1)?),
         Zstd::Default => None,
     };
-    let bytes = ParquetWriter::new(&file)
+    Ok(ParquetWriter::new(file)
         .with_compression(ParquetCompression::Zstd(level))
         .with_statistics(StatisticsOptions::default())
-        .with_row_group_size(Some(256 * 1024))
-        .set_parallel(false)
-        .finish(df)?;
+        .with_row_group_size(Some(ROW_GROUP_ROWS))
+        .set_parallel(false))
+}
+
+/// Writes the rows of the Parquet files `parts`, in order, as one file at
+/// `path` (zstd's default level), atomically and durably, a row group at a
+/// time: memory follows a row group, not the day (a day of a large tenant
+/// is over a million rows, and the daemon runs under `MemoryMax=2G`).
+fn write_merged(path: &Path, parts: &[&PathBuf]) -> anyhow::Result<u64> {
+    crate::testhooks::write_fault()?;
+    let Some((first, rest)) = parts.split_first() else { anyhow::bail!("nothing to merge into {}", path.display()) };
+    let mut pending = Some(read_parquet(first)?);
+    let schema = pending.as_ref().map(|df| df.schema().clone()).unwrap_or_default();
+    let tmp = tmp_name(path);
+    let file = fs::File::create(&tmp)?;
+    let mut batched = parquet_writer(&file, Zstd::Default)?.batched(&schema)?;
+    // Writes whole row groups of `rows` (all of it when `last`) and returns the rest.
+    let mut write = |mut rows: DataFrame, last: bool| -> anyhow::Result<Option<DataFrame>> {
+        rows.rechunk_mut();
+        let mut offset = 0;
+        while rows.height().saturating_sub(offset) >= ROW_GROUP_ROWS || (last && offset < rows.height()) {
+            batched.write_batch(&rows.slice(offset as i64, ROW_GROUP_ROWS))?;
+            offset += ROW_GROUP_ROWS;
+        }
+        Ok((offset < rows.height()).then(|| rows.slice(offset as i64, usize::MAX)))
+    };
+    for part in rest {
+        let df = read_parquet(part)?;
+        anyhow::ensure!(
+            df.schema() == &schema,
+            "{}: its columns differ from the other files of its day",
+            part.display()
+        );
+        let rows = match pending.take() {
+            Some(mut rows) => {
+                rows.vstack_mut(&df).map_err(|e| anyhow::anyhow!("{}: {e}", part.display()))?;
+                rows
+            }
+            None => df,
+        };
+        pending = if rows.height() >= ROW_GROUP_ROWS { write(rows, false)? } else { Some(rows) };
+    }
+    if let Some(rows) = pending {
+        write(rows, true)?;
+    }
+    let bytes = batched.finish()?;
+    drop(batched);
     file.sync_all()?;
     drop(file);
     rename_durable(&tmp, path)?;
@@ -236,18 +291,9 @@ pub fn compact(date_dir: &Path, epoch: u64, upto: u64) -> anyhow::Result<usize> 
     if eligible.len() <= 1 && eligible.iter().all(|(n, _)| matches!(n, Name::Day { .. })) {
         return Ok(0);
     }
-    let mut merged: Option<DataFrame> = None;
-    for (_, path) in &eligible {
-        let df = read_parquet(path)?;
-        match &mut merged {
-            Some(all) => {
-                all.vstack_mut(&df)?;
-            }
-            None => merged = Some(df),
-        }
+    if eligible.is_empty() {
+        return Ok(0);
     }
-    let Some(mut merged) = merged else { return Ok(0) };
-    merged.rechunk_mut();
     let name = Name::Day { epoch, seq: upto };
     let target = date_dir.join(name.file());
     // What it merges is written down before it counts, so that a crash
@@ -255,7 +301,7 @@ pub fn compact(date_dir: &Path, epoch: u64, upto: u64) -> anyhow::Result<usize> 
     let manifest = date_dir.join(name.file().replace(".parquet", ".merged"));
     let list: String = eligible.iter().filter(|(_, p)| *p != target).map(|(n, _)| n.file() + "\n").collect();
     write_atomic(&manifest, list.as_bytes())?;
-    write_parquet(&target, &mut merged, Zstd::Default)?;
+    write_merged(&target, &eligible.iter().map(|(_, path)| path).collect::<Vec<_>>())?;
     for (_, path) in eligible.iter().filter(|(_, p)| *p != target) {
         remove_if_there(path)?;
     }
@@ -333,6 +379,27 @@ mod tests {
         assert_eq!(rows(&day), [1, 2, 5]);
         // Nothing more to do the second time.
         assert_eq!(recover(root.path(), epoch, 4).unwrap(), Recovered::default());
+    }
+
+    #[test]
+    fn a_day_larger_than_a_row_group_is_merged_a_row_group_at_a_time_in_order() {
+        let root = tempfile::tempdir().unwrap();
+        let day = date_dir(root.path(), NaiveDate::from_ymd_opt(2025, 6, 25).unwrap());
+        let epoch = 12;
+        // Five parts of 120,000 rows: row groups are cut across parts.
+        let n = 120_000i64;
+        for seq in 0..5 {
+            let values: Vec<i64> = (seq * n..(seq + 1) * n).collect();
+            write(&day, &Name::Part { epoch, seq: seq as u64 + 1, k: 0 }, &values);
+        }
+        assert_eq!(compact(&day, epoch, 5).unwrap(), 5);
+        let (_, merged) = files(&day).unwrap().pop().unwrap();
+        let mut reader = ParquetReader::new(fs::File::open(&merged).unwrap());
+        let sizes: Vec<usize> = reader.get_metadata().unwrap().row_groups.iter().map(|g| g.num_rows()).collect();
+        assert_eq!(sizes, [ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5 * n as usize - 2 * ROW_GROUP_ROWS], "whole row groups");
+        let x: Vec<i64> =
+            read_parquet(&merged).unwrap().column("x").unwrap().i64().unwrap().into_no_null_iter().collect();
+        assert_eq!(x, (0..5 * n).collect::<Vec<_>>(), "every row once, in the parts' order");
     }
 
     #[test]
