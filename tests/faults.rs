@@ -44,7 +44,7 @@ fn an_idle_partition_with_start_latest_is_read_after_a_restart() {
 
     let mut daemon = Daemon::start(&config, port, &log, &[]);
     daemon.wait_ready(Duration::from_secs(30));
-    wait_for("partitions assigned", Duration::from_secs(30), || daemon.log_text().contains("partitions assigned"));
+    daemon.wait_assigned(Duration::from_secs(30));
     tansu.produce_to(TOPIC, 0, &tenant(100, 1), None);
     wait_for("partition 0 read", Duration::from_secs(30), || daemon.metric("mfawatch_messages_total") >= 10.0);
     assert_eq!(daemon.terminate(), Some(0));
@@ -71,7 +71,7 @@ fn the_brokers_answers_to_asynchronous_offset_commits_reach_the_daemon() {
     let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, "answers", port, "");
     let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &[]);
     daemon.wait_ready(Duration::from_secs(30));
-    wait_for("partitions assigned", Duration::from_secs(30), || daemon.log_text().contains("partitions assigned"));
+    daemon.wait_assigned(Duration::from_secs(30));
 
     // Steady consumption, no rebalance: checkpoints (every 500 ms here) commit asynchronously.
     let messages = tenant(300, 4);

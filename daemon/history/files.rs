@@ -196,10 +196,16 @@ pub enum Zstd {
 
 /// Writes `df` as a Parquet file at `path` (zstd), atomically and durably.
 pub fn write_parquet(path: &Path, df: &mut DataFrame, level: Zstd) -> anyhow::Result<u64> {
+    write_durably(path, |file| Ok(parquet_writer(file, level)?.finish(df)?))
+}
+
+/// Writes a file at `path` with `write` (which returns its size): to a
+/// temporary file, fsynced, then renamed into place durably.
+fn write_durably(path: &Path, write: impl FnOnce(&fs::File) -> anyhow::Result<u64>) -> anyhow::Result<u64> {
     crate::testhooks::write_fault()?;
     let tmp = tmp_name(path);
     let file = fs::File::create(&tmp)?;
-    let bytes = parquet_writer(&file, level)?.finish(df)?;
+    let bytes = write(&file)?;
     file.sync_all()?;
     drop(file);
     rename_durable(&tmp, path)?;
@@ -226,48 +232,43 @@ fn parquet_writer(file: &fs::File, level: Zstd) -> anyhow::Result<ParquetWriter<
 /// time: memory follows a row group, not the day (a day of a large tenant
 /// is over a million rows, and the daemon runs under `MemoryMax=2G`).
 fn write_merged(path: &Path, parts: &[&PathBuf]) -> anyhow::Result<u64> {
-    crate::testhooks::write_fault()?;
     let Some((first, rest)) = parts.split_first() else { anyhow::bail!("nothing to merge into {}", path.display()) };
-    let mut pending = Some(read_parquet(first)?);
-    let schema = pending.as_ref().map(|df| df.schema().clone()).unwrap_or_default();
-    let tmp = tmp_name(path);
-    let file = fs::File::create(&tmp)?;
-    let mut batched = parquet_writer(&file, Zstd::Default)?.batched(&schema)?;
-    // Writes whole row groups of `rows` (all of it when `last`) and returns the rest.
-    let mut write = |mut rows: DataFrame, last: bool| -> anyhow::Result<Option<DataFrame>> {
-        rows.rechunk_mut();
-        let mut offset = 0;
-        while rows.height().saturating_sub(offset) >= ROW_GROUP_ROWS || (last && offset < rows.height()) {
-            batched.write_batch(&rows.slice(offset as i64, ROW_GROUP_ROWS))?;
-            offset += ROW_GROUP_ROWS;
-        }
-        Ok((offset < rows.height()).then(|| rows.slice(offset as i64, usize::MAX)))
-    };
-    for part in rest {
-        let df = read_parquet(part)?;
-        anyhow::ensure!(
-            df.schema() == &schema,
-            "{}: its columns differ from the other files of its day",
-            part.display()
-        );
-        let rows = match pending.take() {
-            Some(mut rows) => {
-                rows.vstack_mut(&df).map_err(|e| anyhow::anyhow!("{}: {e}", part.display()))?;
-                rows
+    let first = read_parquet(first)?;
+    let schema = first.schema().clone();
+    write_durably(path, |file| {
+        let mut batched = parquet_writer(file, Zstd::Default)?.batched(&schema)?;
+        // Writes whole row groups of `rows` (all of it when `last`) and returns the rest.
+        let mut write = |mut rows: DataFrame, last: bool| -> anyhow::Result<Option<DataFrame>> {
+            rows.rechunk_mut();
+            let mut offset = 0;
+            while rows.height().saturating_sub(offset) >= ROW_GROUP_ROWS || (last && offset < rows.height()) {
+                batched.write_batch(&rows.slice(offset as i64, ROW_GROUP_ROWS))?;
+                offset += ROW_GROUP_ROWS;
             }
-            None => df,
+            Ok((offset < rows.height()).then(|| rows.slice(offset as i64, usize::MAX)))
         };
-        pending = if rows.height() >= ROW_GROUP_ROWS { write(rows, false)? } else { Some(rows) };
-    }
-    if let Some(rows) = pending {
-        write(rows, true)?;
-    }
-    let bytes = batched.finish()?;
-    drop(batched);
-    file.sync_all()?;
-    drop(file);
-    rename_durable(&tmp, path)?;
-    Ok(bytes)
+        let mut pending = Some(first);
+        for part in rest {
+            let df = read_parquet(part)?;
+            anyhow::ensure!(
+                df.schema() == &schema,
+                "{}: its columns differ from the other files of its day",
+                part.display()
+            );
+            let rows = match pending.take() {
+                Some(mut rows) => {
+                    rows.vstack_mut(&df).map_err(|e| anyhow::anyhow!("{}: {e}", part.display()))?;
+                    rows
+                }
+                None => df,
+            };
+            pending = if rows.height() >= ROW_GROUP_ROWS { write(rows, false)? } else { Some(rows) };
+        }
+        if let Some(rows) = pending {
+            write(rows, true)?;
+        }
+        Ok(batched.finish()?)
+    })
 }
 
 /// Reads a Parquet file whole; an error names the file.
@@ -289,9 +290,6 @@ pub fn compact(date_dir: &Path, epoch: u64, upto: u64) -> anyhow::Result<usize> 
         })
         .collect();
     if eligible.len() <= 1 && eligible.iter().all(|(n, _)| matches!(n, Name::Day { .. })) {
-        return Ok(0);
-    }
-    if eligible.is_empty() {
         return Ok(0);
     }
     let name = Name::Day { epoch, seq: upto };

@@ -323,7 +323,7 @@ struct Repeats(std::collections::HashMap<PathBuf, (IdxSize, Vec<IdxSize>)>);
 impl Repeats {
     fn of(files: &[PathBuf]) -> PolarsResult<Repeats> {
         let mut folders = std::collections::HashMap::new();
-        for day in files.chunk_by(|a, b| a.parent() == b.parent()) {
+        for day in by_folder(files) {
             let df = scan_rows(day, false)?.select([col(c::CATEGORY), col(c::RECORD_ID), col(c::SOURCE)]).collect()?;
             let (category, record_id, source) =
                 (df.column(c::CATEGORY)?.str()?, df.column(c::RECORD_ID)?.str()?, df.column(c::SOURCE)?.str()?);
@@ -345,13 +345,18 @@ impl Repeats {
     fn rows(&self, files: &[PathBuf]) -> Vec<IdxSize> {
         let mut rows = Vec::new();
         let mut offset: IdxSize = 0;
-        for day in files.chunk_by(|a, b| a.parent() == b.parent()) {
+        for day in by_folder(files) {
             let (height, repeated) = &self.0[&folder_of(&day[0])];
             rows.extend(repeated.iter().map(|i| offset + i));
             offset += height;
         }
         rows
     }
+}
+
+/// `files` (listed folder by folder) a date folder at a time.
+fn by_folder(files: &[PathBuf]) -> impl Iterator<Item = &[PathBuf]> {
+    files.chunk_by(|a, b| a.parent() == b.parent())
 }
 
 fn folder_of(file: &Path) -> PathBuf {
@@ -368,7 +373,7 @@ fn report_only_impact(week_files: &[PathBuf], repeats: &Repeats, w: Window) -> a
     // Sign-ins per (policy, result, user) so far, folded in after each day:
     // what is kept follows the users, not the days.
     let mut so_far: Option<DataFrame> = None;
-    for files in week_files.chunk_by(|a, b| a.parent() == b.parent()) {
+    for files in by_folder(week_files) {
         let day = between(scan(files, repeats)?, w).select([col(c::USER_KEY), col(c::REPORT_ONLY)]).collect()?;
         let longest = day.clone().lazy().select([col(c::REPORT_ONLY).list().len().max().alias("n")]).collect()?;
         let mut counted: Vec<LazyFrame> = so_far.take().map(IntoLazy::lazy).into_iter().collect();
@@ -487,11 +492,11 @@ mod part {
 /// the week (the week at once took 5 GB over 10 million rows) nor the
 /// history's length.
 fn user_states(
-    files: &[PathBuf],
+    files: &[DatedFile],
     repeats: &Repeats,
     windows: &[Option<Window>],
 ) -> PolarsResult<Vec<Option<UserStates>>> {
-    let mut days = files.chunk_by(|a, b| a.parent() == b.parent()).peekable();
+    let mut days = files.chunk_by(|a, b| a.0 == b.0).peekable();
     let mut before: Option<DataFrame> = None;
     let mut registrations: Vec<DataFrame> = Vec::new();
     let mut out = Vec::with_capacity(windows.len());
@@ -501,11 +506,12 @@ fn user_states(
             out.push(None);
             continue;
         };
-        let (start, end) = w.millis();
+        let (_, end) = w.millis();
         let mut within = Vec::new();
-        while let Some(day) = days.next_if(|day| folder_start_ms(&day[0]).is_none_or(|ms| ms < end)) {
+        while let Some(day) = days.next_if(|day| day[0].0 <= w.to) {
             order += 1;
-            let lf = users_only(scan(day, repeats)?).filter(col("ms").lt(lit(end)));
+            let paths: Vec<PathBuf> = day.iter().map(|(_, path)| path.clone()).collect();
+            let lf = users_only(scan(&paths, repeats)?).filter(col("ms").lt(lit(end)));
             registrations.push(
                 lf.clone()
                     .filter(col(c::MFA_FAILURE).eq(lit("registration_required")))
@@ -513,26 +519,22 @@ fn user_states(
                     .collect()?,
             );
             let partial = day_partial(lf, order)?;
-            if folder_start_ms(&day[0]).is_some_and(|ms| ms >= start) {
+            if day[0].0 >= w.from {
                 within.push(partial);
             } else {
                 before = Some(values_only(fold(before.into_iter().chain([partial]).collect())?)?);
             }
         }
-        let mut frames: Vec<DataFrame> = before.iter().cloned().collect();
-        frames.extend(within.iter().cloned());
-        let states = fold(frames)?;
+        let states = fold(before.into_iter().chain(within).collect())?;
         let failures =
             concat(registrations.iter().map(|r| r.clone().lazy()).collect::<Vec<_>>(), UnionArgs::default())?
                 .filter(col("ms").lt(lit(end)))
                 .group_by([col(c::USER_KEY)])
                 .agg([col("ms").alias(part::REGISTRATION_FAILURES)]);
+        // What the window's days leave for the next: the values, not the sums.
+        before = Some(values_only(states.clone())?);
         let df = states.lazy().join(failures, [col(c::USER_KEY)], [col(c::USER_KEY)], JoinArgs::new(JoinType::Left));
         out.push(Some(UserStates { df: df.collect()? }));
-        // What the window's days leave for the next: the values, not the sums.
-        let mut all = before.into_iter().collect::<Vec<_>>();
-        all.extend(within);
-        before = Some(values_only(fold(all)?)?);
     }
     Ok(out)
 }
@@ -545,13 +547,6 @@ fn values_only(df: DataFrame) -> PolarsResult<DataFrame> {
     cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_APP));
     cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_CLIENT));
     df.lazy().with_columns(cleared).collect()
-}
-
-/// Start of the day of a history file's date folder (Unix milliseconds).
-fn folder_start_ms(file: &Path) -> Option<i64> {
-    let name = file.parent()?.file_name()?.to_str()?;
-    let date = NaiveDate::parse_from_str(name.strip_prefix("date=")?, "%Y-%m-%d").ok()?;
-    Some(midnight_ms(date))
 }
 
 /// One day's user sign-ins summed up per user ([`part`]'s columns).
@@ -810,7 +805,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let (listed, damaged) = usable_files(dir, oldest, w.to)?;
     let all_files: Vec<PathBuf> = listed.iter().map(|(_, path)| path.clone()).collect();
     let week_files: Vec<PathBuf> =
-        listed.into_iter().filter(|(date, _)| *date >= w.from).map(|(_, path)| path).collect();
+        listed.iter().filter(|(date, _)| *date >= w.from).map(|(_, path)| path.clone()).collect();
     anyhow::ensure!(
         !week_files.is_empty(),
         "the history in {} has no sign-ins for {} ({} to {}); the days it has: {}",
@@ -841,7 +836,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         .zip(&newest)
         .map(|(week, newest)| (*week == w || *newest >= midnight_ms(week.from)).then_some(*week))
         .collect();
-    let states = user_states(&all_files, &repeats, &asked)?;
+    let states = user_states(&listed, &repeats, &asked)?;
     let mut covered: Vec<Option<Covered>> = states
         .iter()
         .zip(weeks.iter().zip(&newest))

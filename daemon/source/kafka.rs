@@ -244,16 +244,13 @@ fn commit_assigned(
         return Ok(Committed::Done);
     }
     match mode {
-        CommitMode::Sync => consumer.commit(&tpl, mode),
-        CommitMode::Async => commit_answered_on_poll(consumer, &tpl),
-    }
-    .map_err(|e| e.to_string())?;
-    match mode {
         CommitMode::Sync => {
+            consumer.commit(&tpl, mode).map_err(|e| e.to_string())?;
             consumer.context().commits_settled();
             Ok(Committed::Done)
         }
         CommitMode::Async => {
+            commit_answered_on_poll(consumer, &tpl).map_err(|e| e.to_string())?;
             consumer.context().commit_sent();
             Ok(Committed::Sent)
         }

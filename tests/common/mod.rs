@@ -276,6 +276,11 @@ impl Daemon {
         wait_for("the daemon to be ready", timeout, || self.get("/readyz").is_some_and(|(s, _)| s == 200));
     }
 
+    /// Waits until the consumer has been given its partitions (its log says so).
+    pub fn wait_assigned(&self, timeout: Duration) {
+        wait_for("partitions assigned", timeout, || self.log_text().contains("partitions assigned"));
+    }
+
     /// The exit code once the process has ended by itself (-1 for a signal).
     pub fn exited(&mut self) -> Option<i32> {
         let child = self.child.as_mut()?;
