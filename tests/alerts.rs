@@ -64,8 +64,12 @@ fn alerts_config(dir: &std::path::Path, seed: u64, receivers: &str) -> String {
     )
 }
 
+/// Whether `group` has committed every partition to its end (what the broker
+/// holds: at least `messages`, more if a producer retry stored one twice).
 fn consumed(tansu: &Tansu, group: &str, messages: usize) -> bool {
-    tansu.group_progress(group, TOPIC, PARTITIONS).iter().map(|(c, _)| *c).sum::<i64>() == messages as i64
+    let progress = tansu.group_progress(group, TOPIC, PARTITIONS);
+    progress.iter().all(|(committed, end)| committed == end)
+        && progress.iter().map(|(_, end)| end).sum::<i64>() >= messages as i64
 }
 
 fn delivered(daemon: &Daemon) -> bool {
@@ -295,7 +299,13 @@ fn two_daemons_in_their_own_groups_are_each_complete_and_alertmanager_keeps_one_
     b.wait_ready(Duration::from_secs(30));
     tansu.produce(TOPIC, PARTITIONS, &s.messages);
     for (name, daemon) in [("mfawatch-a", &a), ("mfawatch-b", &b)] {
-        wait_for("the tenant to be consumed", Duration::from_secs(180), || consumed(&tansu, name, s.messages.len()));
+        if !common::within(Duration::from_secs(180), || consumed(&tansu, name, s.messages.len())) {
+            panic!(
+                "timed out after 180 s waiting for {name} to consume {} messages: (committed, end) per partition {:?}",
+                s.messages.len(),
+                tansu.group_progress(name, TOPIC, PARTITIONS)
+            );
+        }
         wait_for("the outbox to empty", Duration::from_secs(60), || delivered(daemon));
         assert_eq!(daemon.get("/readyz").unwrap().0, 200, "{name}: each holds all of its group's partitions");
     }

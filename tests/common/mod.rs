@@ -14,8 +14,36 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+/// A loopback port no other test process is given while this one runs.
+///
+/// Not `bind(0)`: the kernel hands that port out again once we let go of it,
+/// to another test (nextest runs tests side by side) or as the source port of
+/// an outgoing connection, and a test that restarts a daemon on its port
+/// could then talk to another test's daemon. Ports here come from below the
+/// kernel's ephemeral range, each held by a lock file until the process ends.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    const FIRST: u16 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = u32::from(ephemeral.saturating_sub(FIRST).max(1));
+    let dir = std::env::temp_dir().join("mfawatch-test-ports");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut held = HELD.lock().unwrap();
+    // Start somewhere that depends on the process, so that tests rarely probe the same ports.
+    let start = std::process::id().wrapping_mul(2_654_435_761).wrapping_add(held.len() as u32 * 7);
+    for i in 0..span {
+        let port = FIRST + (start.wrapping_add(i) % span) as u16;
+        let lock = std::fs::File::create(dir.join(port.to_string())).unwrap();
+        if lock.try_lock().is_ok() && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            held.push(lock);
+            return port;
+        }
+    }
+    panic!("no free loopback port between {FIRST} and {ephemeral}");
 }
 
 pub fn wait_for(what: &str, timeout: Duration, ready: impl FnMut() -> bool) {
@@ -272,8 +300,20 @@ impl Daemon {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// Waits for `/readyz` to answer 200 from this daemon (not from whatever
+    /// else might answer on its port if it has exited).
     pub fn wait_ready(&self, timeout: Duration) {
-        wait_for("the daemon to be ready", timeout, || self.get("/readyz").is_some_and(|(s, _)| s == 200));
+        wait_for("the daemon to be ready", timeout, || {
+            assert!(self.running(), "the daemon exited; its log:\n{}", self.log_text());
+            self.get("/readyz").is_some_and(|(s, _)| s == 200)
+        });
+    }
+
+    /// Whether the process is still there (not ended, not a zombie).
+    pub fn running(&self) -> bool {
+        let Some(child) = &self.child else { return false };
+        std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
     }
 
     /// Waits until the consumer has been given its partitions (its log says so).
@@ -350,6 +390,28 @@ pub fn write_ndjson(path: &Path, messages: &[Vec<u8>]) {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test shows what the daemon said (its metrics first, while it still answers).
+        if std::thread::panicking() {
+            let metrics = self.get("/metrics").map(|(_, text)| text).unwrap_or_default();
+            let keep = [
+                "mfawatch_records_total",
+                "mfawatch_checkpoints_total",
+                "mfawatch_offset_commit",
+                "mfawatch_ready",
+                "mfawatch_partitions",
+            ];
+            let lines: Vec<&str> = metrics.lines().filter(|l| keep.iter().any(|k| l.starts_with(k))).collect();
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            eprintln!(
+                "--- daemon {} (log {}):\n{}\n--- its log, last {} lines:\n{}\n---",
+                self.http,
+                self.log.display(),
+                lines.join("\n"),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
         self.kill();
     }
 }
