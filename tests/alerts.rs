@@ -240,7 +240,7 @@ fn the_webhook_gets_a_documented_payload_with_the_token_and_stable_ids_across_a_
 
 #[test]
 fn the_alertmanager_routing_example_is_valid_and_pages_only_critical_alerts() {
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/alertmanager.yml");
+    let example = common::root().join("config/alertmanager.yml");
     let check = std::process::Command::new("amtool")
         .arg("check-config")
         .arg(&example)

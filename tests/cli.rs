@@ -1,7 +1,8 @@
 //! The `mfawatch classify` and `mfawatch generate` commands, as a user runs them.
 
+mod common;
+
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn mfawatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -19,7 +20,7 @@ fn mfawatch(args: &[&str], stdin: Option<&[u8]>) -> Output {
 }
 
 fn sample(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public").join(name).to_string_lossy().into_owned()
+    common::root().join("../shared/samples/public").join(name).to_string_lossy().into_owned()
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
@@ -152,7 +153,7 @@ fn unreadable_input_fails_with_a_message_naming_it() {
 
 #[test]
 fn an_unreadable_input_does_not_stop_the_others_from_being_read() {
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph-signins.json");
+    let fixture = &common::root().join("tests/fixtures/graph-signins.json").to_string_lossy().into_owned();
     let out = mfawatch(&["classify", "--summary", "/nonexistent/export.json", fixture], None);
     assert_eq!(out.status.code(), Some(1));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -184,7 +185,7 @@ fn replay_opens_every_input_before_it_reads_any() {
     let config = dir.path().join("mfawatch.toml");
     std::fs::write(&config, format!("[checkpoint]\ndir = {:?}\n", dir.path().join("state").display().to_string()))
         .unwrap();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/graph-signins.json");
+    let fixture = &common::root().join("tests/fixtures/graph-signins.json").to_string_lossy().into_owned();
     let out = mfawatch(&["replay", "--config", config.to_str().unwrap(), fixture, "/nonexistent/export.json"], None);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -211,7 +211,7 @@ fn metrics_read_well_and_never_carry_a_user_ip_or_id() {
 fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let (tansu, daemon) = consumed("", dir.path());
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards/alerts.yml");
+    let rules = common::root().join("dashboards/alerts.yml");
     let prometheus = Prometheus::start(daemon.http.trim_start_matches("http://"), &[&rules]);
     wait_for("a successful scrape", Duration::from_secs(30), || prometheus.value("up{job=\"mfawatch\"}") == Some(1.0));
     let summary = daemon.json("/api/v1/coverage");
@@ -227,10 +227,9 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
         Some(3000.0)
     );
     // Every panel of the Grafana dashboard is a valid query on real data.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/mfawatch.json")).unwrap(),
-    )
-    .unwrap();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::root().join("dashboards/mfawatch.json")).unwrap())
+            .unwrap();
     std::thread::sleep(Duration::from_secs(3)); // a few scrapes, so that rate() has points
     // The dashboard's daemon variable lists this daemon; its panels show it.
     let instance = daemon.http.trim_start_matches("http://").to_owned();
@@ -293,7 +292,7 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
 
 #[test]
 fn the_alert_rules_pass_promtool() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let dir = common::root().join("dashboards");
     for args in [vec!["check", "rules", "alerts.yml"], vec!["test", "rules", "alerts_test.yml"]] {
         let out =
             Command::new("promtool").args(&args).current_dir(&dir).output().expect("promtool (package prometheus)");
@@ -515,7 +514,7 @@ fn configuration_errors_name_the_key_and_what_is_allowed() {
 
 #[test]
 fn the_example_configs_check_and_print_the_effective_configuration() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let dir = common::root().join("config");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -549,7 +548,7 @@ fn the_example_configs_check_and_print_the_effective_configuration() {
 
 #[test]
 fn check_config_takes_config_like_run_and_says_when_the_secret_is_not_there() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/eventhubs.toml");
+    let path = common::root().join("config/eventhubs.toml");
     let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
         .args(["check-config", "--config", path.to_str().unwrap()])
         .env_remove("MFAWATCH_EVENTHUBS_CONNECTION_STRING")

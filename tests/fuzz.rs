@@ -2,6 +2,8 @@
 //! message is accounted for (classified, skipped or malformed), and decode's
 //! two readers (the fast hand-written one and the serde one) read alike.
 
+mod common;
+
 use mfawatch::classify::{Rules, classify};
 use mfawatch::decode::{Fields, Item, decode_message, fields, scan};
 use mfawatch::generate::{Format, Generator, TenantSpec};
@@ -60,7 +62,7 @@ fn make_seeds() -> Vec<Vec<u8>> {
         ..TenantSpec::default()
     };
     let mut out: Vec<Vec<u8>> = Generator::new(spec).collect();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::root();
     for dir in ["../shared/samples/public/panther", "../shared/samples/public/elastic", "tests/fixtures"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();

@@ -2,19 +2,21 @@
 //! tests/fixtures decodes; records whose meaning is clear get the labels the
 //! contract gives them.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mfawatch::classify::{MfaFailure, MfaMethod, RiskLevel, Rules, Subject, Verdict, classify};
 use mfawatch::decode::{DecodeError, Item, SignIn, decode_message};
 use mfawatch::source::files;
 
 fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples/public")
+    common::root().join("../shared/samples/public")
 }
 
 fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).to_string_lossy().into_owned()
+    common::root().join("tests/fixtures").join(name).to_string_lossy().into_owned()
 }
 
 /// Every sample record file (not the Panther `.expect` files).

@@ -13,7 +13,7 @@ const UNITS: [&str; 3] = ["mfawatch.service", "mfawatch-report.service", "mfawat
 fn units() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for unit in UNITS {
-        let text = std::fs::read_to_string(format!("{}/systemd/{unit}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = std::fs::read_to_string(common::root().join("systemd").join(unit)).unwrap();
         std::fs::write(dir.path().join(unit), text.replace("/usr/local/bin/mfawatch", env!("CARGO_BIN_EXE_mfawatch")))
             .unwrap();
     }
@@ -22,7 +22,7 @@ fn units() -> tempfile::TempDir {
 
 #[test]
 fn the_units_pass_systemd_analyze_verify() {
-    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/mfawatch.service")).unwrap();
+    let unit = std::fs::read_to_string(common::root().join("systemd/mfawatch.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/local/bin/mfawatch run --config /etc/mfawatch/mfawatch.toml"));
     assert!(unit.contains("Type=notify") && unit.contains("WatchdogSec="));
     assert!(unit.contains("LoadCredential=mfawatch:/etc/mfawatch/credentials"), "secrets arrive as credentials");

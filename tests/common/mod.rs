@@ -14,6 +14,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+/// The checkout the tests run in: cargo and nextest say so at run time. The
+/// path compiled in is only a fallback, since a test binary built in another
+/// checkout that shares the target directory would read that checkout's files.
+pub fn root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// A loopback port no other test process is given while this one runs.
 ///
 /// Not `bind(0)`: the kernel hands that port out again once we let go of it,
