@@ -410,7 +410,7 @@ fn a_broker_outage_is_survived_and_reported_by_readyz() {
 
     let tansu = Tansu::start_on(broker_port);
     tansu.create_topic(TOPIC, 1);
-    wait_for("/readyz to recover", Duration::from_secs(90), || daemon.get("/readyz").is_some_and(|(s, _)| s == 200));
+    daemon.wait_ready(Duration::from_secs(90));
     let messages: Vec<Vec<u8>> = Generator::new(TenantSpec { records: 200, ..spec() }).collect();
     tansu.produce(TOPIC, 1, &messages);
     wait_for("records after the outage", Duration::from_secs(60), || {

@@ -462,7 +462,7 @@ fn a_full_disk_at_checkpoint_time_commits_nothing_says_so_and_recovers_when_spac
     wait_for("the next checkpoint to succeed", Duration::from_secs(60), || {
         tansu.group_progress("full", TOPIC, 1)[0].0 == messages.len() as i64
     });
-    wait_for("ready again", Duration::from_secs(30), || daemon.get("/readyz").is_some_and(|(s, _)| s == 200));
+    daemon.wait_ready(Duration::from_secs(30));
     assert_eq!(users(&daemon), replay_users(&messages), "nothing lost, nothing twice");
     let complaints = std::fs::read_to_string(&log).unwrap().matches("checkpoint failed").count();
     assert!((1..=2).contains(&complaints), "said once a minute, not at every checkpoint ({complaints})");
