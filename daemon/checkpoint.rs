@@ -24,12 +24,14 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
+use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
 use crate::pipeline::Pipeline;
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
@@ -131,53 +133,6 @@ pub enum SnapshotError {
     Damaged { path: PathBuf, reason: String },
 }
 
-/// Makes a directory entry (a new or renamed file) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    File::open(dir)?.sync_all()
-}
-
-/// Creates `dir` and its missing parents, fsyncing each parent so that the
-/// new directories survive a power cut.
-pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && !d.exists()).collect();
-    fs::create_dir_all(dir)?;
-    for d in missing.iter().rev() {
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to `path` atomically and durably: a temporary file beside
-/// it, fsync, rename, directory fsync.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = tmp_name(path);
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    rename_durable(&tmp, path)
-}
-
-/// Renames `from` over `to` and fsyncs the directory.
-pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
-    fs::rename(from, to)?;
-    sync_dir(to.parent().unwrap_or(Path::new(".")))
-}
-
-/// `name.tmp` beside `path`.
-pub fn tmp_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
 /// The snapshot file in a state directory.
 #[derive(Debug, Clone)]
 pub struct SnapshotFile {
@@ -203,8 +158,13 @@ impl SnapshotFile {
     pub fn lock(&self) -> Result<File, SnapshotError> {
         let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
         create_dir_durable(&self.dir).map_err(err)?;
-        let file =
-            File::options().create(true).truncate(false).write(true).open(self.dir.join("state.lock")).map_err(err)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(crate::durable::FILE_MODE)
+            .open(self.dir.join("state.lock"))
+            .map_err(err)?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(fs::TryLockError::WouldBlock) => Err(SnapshotError::Locked { dir: self.dir.clone() }),
@@ -226,7 +186,7 @@ impl SnapshotFile {
         let tmp = tmp_name(&self.path());
         let write_tmp = || -> io::Result<()> {
             crate::testhooks::write_fault()?;
-            let mut file = File::create(&tmp)?;
+            let mut file = create_private(&tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()
         };
@@ -321,6 +281,9 @@ pub struct Checkpointer {
     /// Set when a message was only partly processed: the in-memory state is
     /// then ahead of any offset, and must never be checkpointed.
     pub poisoned: bool,
+    /// Why this run must not checkpoint at all (the brokers are another
+    /// cluster than the state's): nothing written, nothing committed.
+    pub refused: Option<String>,
     /// Held while this process owns the state directory.
     pub _state_lock: File,
 }
@@ -354,6 +317,9 @@ impl Checkpointer {
             return Err(CheckpointError::Fatal(anyhow::anyhow!(
                 "not checkpointing: a message was only partly processed"
             )));
+        }
+        if let Some(why) = &self.refused {
+            return Err(CheckpointError::Fatal(anyhow::anyhow!("not checkpointing: {why}")));
         }
         let started = Instant::now();
         let shared = self.pipeline.shared().clone();
@@ -396,9 +362,12 @@ impl Checkpointer {
             )));
         }
         let seq = self.seq + 1;
-        let states = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        let (states, superseded) = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
         let mut sinks = self.sink_states.clone();
         sinks.extend(states);
+        for key in superseded {
+            sinks.remove(key);
+        }
         let shared = self.pipeline.shared().clone();
         shared.compact_coverage_names();
         let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
@@ -539,15 +508,6 @@ mod tests {
         write(&file);
     }
 
-    #[test]
-    fn new_directories_are_created_with_their_parents() {
-        let dir = tempfile::tempdir().unwrap();
-        let deep = dir.path().join("a/b/c");
-        create_dir_durable(&deep).unwrap();
-        assert!(deep.is_dir());
-        create_dir_durable(&deep).unwrap();
-    }
-
     fn checkpointer(dir: &Path) -> Checkpointer {
         use crate::classify::Rules;
         use crate::coverage::Accounts;
@@ -567,6 +527,7 @@ mod tests {
             last_checkpoint: Instant::now(),
             failed_commits: 0,
             poisoned: false,
+            refused: None,
             _state_lock: lock,
         }
     }

@@ -271,12 +271,21 @@ pub struct AlertmanagerConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
-    /// Where alerts are POSTed as JSON.
-    pub url: String,
+    /// Where alerts are POSTed as JSON. A URL that is itself a secret (a
+    /// Slack-style path) belongs in a credential instead: `url_credential`
+    /// or `url_env`. It is never logged or printed whole.
+    pub url: Option<String>,
+    /// systemd credential holding the URL.
+    pub url_credential: Option<String>,
+    /// Environment variable holding the URL.
+    pub url_env: Option<String>,
     /// systemd credential holding the bearer token (preferred when set).
     pub token_credential: Option<String>,
     /// Environment variable holding the bearer token.
     pub token_env: Option<String>,
+    /// A token or secret URL goes over https only; `true` lets it go over
+    /// plain http to a loopback address (a test receiver on this host).
+    pub plain_http_loopback: bool,
 }
 
 /// One rule's switch and tuning.
@@ -316,13 +325,19 @@ pub struct FatigueRuleConfig {
     pub reorder_tolerance: Duration,
 }
 
-/// `legacy_auth_attempt`: failed legacy sign-ins, per source IP per hour.
+/// `legacy_auth_attempt`: failed legacy sign-ins, per source network per hour.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttemptRuleConfig {
     pub enabled: bool,
-    /// Alert once an IP reaches this many failed legacy sign-ins in an hour (UTC, event time).
+    /// Alert once a source reaches this many failed legacy sign-ins in an hour (UTC, event time).
     pub min_attempts: u32,
+    /// IPv6 addresses count together per prefix of this many bits (an
+    /// attacker rotates through a /64 for free); IPv4 addresses one by one.
+    pub ipv6_prefix: u8,
+    /// At most this many (source, hour) entries are kept; past it the
+    /// oldest are forgotten (counted in `mfawatch_spray_sources_evicted_total`).
+    pub max_sources: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -383,7 +398,7 @@ impl Default for FatigueRuleConfig {
 
 impl Default for AttemptRuleConfig {
     fn default() -> Self {
-        AttemptRuleConfig { enabled: false, min_attempts: 10 }
+        AttemptRuleConfig { enabled: false, min_attempts: 10, ipv6_prefix: 64, max_sources: 100_000 }
     }
 }
 
@@ -842,10 +857,22 @@ impl Config {
                 "list 1 to 6 Alertmanager URLs, each http:// or https://".into(),
             );
         }
-        if let Some(w) = &a.webhook
-            && !url_ok(&w.url)
-        {
-            return invalid("alerts.webhook.url", format!("{:?}: an http:// or https:// URL", w.url));
+        if let Some(w) = &a.webhook {
+            let named = [w.url.is_some(), w.url_credential.is_some() || w.url_env.is_some()];
+            if named.iter().filter(|&&n| n).count() != 1 {
+                return invalid(
+                    "alerts.webhook.url",
+                    "give the URL once: url, or (when the URL is a secret) url_credential / url_env".into(),
+                );
+            }
+            if let Some(url) = &w.url {
+                let token = w.token_credential.is_some() || w.token_env.is_some();
+                if let Err(e) =
+                    crate::outbound::check_secret_url("alerts.webhook.url", url, token, w.plain_http_loopback)
+                {
+                    return invalid("alerts.webhook.url", e);
+                }
+            }
         }
         if let Some(api) = &a.api_url
             && !url_ok(api)
@@ -863,8 +890,21 @@ impl Config {
                 "failures at least 2, window from 1m to 6h, reorder_tolerance at most 24h (defaults 3, 10m, 1h)".into(),
             );
         }
-        if a.rules.legacy_auth_attempt.min_attempts == 0 {
+        let spray = &a.rules.legacy_auth_attempt;
+        if spray.min_attempts == 0 {
             return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());
+        }
+        if !(16..=128).contains(&spray.ipv6_prefix) {
+            return invalid(
+                "alerts.rules.legacy_auth_attempt.ipv6_prefix",
+                format!("{}: from 16 to 128", spray.ipv6_prefix),
+            );
+        }
+        if spray.max_sources < 1000 {
+            return invalid(
+                "alerts.rules.legacy_auth_attempt.max_sources",
+                format!("{}: at least 1000", spray.max_sources),
+            );
         }
         if !(1..=3650).contains(&self.history.retention_days) {
             return invalid("history.retention_days", format!("{}: from 1 to 3650", self.history.retention_days));
@@ -942,6 +982,13 @@ impl Config {
         let mut effective = self.clone();
         effective.kafka.brokers = Some(self.brokers());
         effective.kafka.group_instance_id = Some(self.group_instance_id().unwrap_or_default());
+        // Receiver addresses may hold a user and password, or be a secret themselves.
+        if let Some(am) = &mut effective.alerts.alertmanager {
+            am.urls = am.urls.iter().map(|u| crate::outbound::redact_url(u)).collect();
+        }
+        if let Some(w) = &mut effective.alerts.webhook {
+            w.url = w.url.as_deref().map(crate::outbound::redact_url);
+        }
         let text = toml::to_string_pretty(&effective).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
         // `tls` is auth = "sasl"'s switch; say what the connection really is.
         let security = self.kafka.auth.security(self.kafka.tls);

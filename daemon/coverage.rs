@@ -241,27 +241,10 @@ pub struct Observation<'a> {
     pub client_app: &'a str,
     /// A successful risky sign-in (for `/api/v1/users?risky=true`).
     pub risky: bool,
-    /// The record's identity (§5) as a 64-bit hash: a counted sign-in
+    /// The record's identity ([`crate::decode::Identity`]): a counted sign-in
     /// delivered twice — by Azure Monitor, or by Kafka and then a backfill —
     /// counts once. 0: no identity.
     pub identity: u64,
-}
-
-/// The identity of a record (SIGNIN-SEMANTICS §1, §5) as a 64-bit hash:
-/// category and id, else category, correlation id, time and user.
-pub fn record_identity(record: &SignIn<'_>, user: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    record.category.as_str().hash(&mut h);
-    match record.fields.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => id.to_ascii_lowercase().hash(&mut h),
-        None => {
-            record.fields.correlation_id.as_deref().unwrap_or("").hash(&mut h);
-            record.time.timestamp_millis().hash(&mut h);
-            user.hash(&mut h);
-        }
-    }
-    h.finish().max(1)
 }
 
 impl<'a> Observation<'a> {
@@ -291,7 +274,7 @@ impl<'a> Observation<'a> {
             app: f.app_display_name.as_deref(),
             client_app: verdict.client_app,
             risky: verdict.success && verdict.labels.contains(Labels::RISKY),
-            identity: if counted { record_identity(record, key) } else { 0 },
+            identity: if counted { record.identity().0 } else { 0 },
         })
     }
 }

@@ -127,7 +127,7 @@ pub fn reset_state(config: &Config) -> anyhow::Result<()> {
         return Ok(());
     }
     let aside = path.with_file_name(format!("state.snapshot.reset-{}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ")));
-    crate::checkpoint::rename_durable(&path, &aside)
+    crate::durable::rename_durable(&path, &aside)
         .with_context(|| format!("cannot move {} aside to reset the state", path.display()))?;
     tracing::warn!(
         kept = %aside.display(),
@@ -195,7 +195,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         Mode::Replay { alerts } => alerts,
     };
     if config.alerts.enabled && alerts_on {
-        let alerts = crate::alerts::Alerts::start(config, shared.clone(), state.sinks.get(crate::alerts::NAME))
+        let alerts = crate::alerts::Alerts::start(config, shared.clone(), &state.sinks)
             .map_err(|e| e.context(format!("{}", SnapshotFile::new(&config.checkpoint.dir).path().display())))?;
         pipeline.add_sink(Box::new(alerts));
     }
@@ -217,6 +217,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         last_checkpoint: Instant::now(),
         failed_commits: 0,
         poisoned: false,
+        refused: None,
         _state_lock: state_lock,
     };
     Ok(Daemon { shared, checkpointer: Arc::new(Mutex::new(checkpointer)) })

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -123,12 +124,13 @@ impl DeadLetterFile {
     /// its record was not checkpointed and will be written again whole.
     pub fn open(path: &Path) -> io::Result<DeadLetterFile> {
         let dir = path.parent().unwrap_or(Path::new(""));
-        crate::checkpoint::create_dir_durable(dir)?;
+        crate::durable::create_dir_durable(dir)?;
         let new = !path.exists();
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+        let mut file =
+            OpenOptions::new().create(true).read(true).append(true).mode(crate::durable::FILE_MODE).open(path)?;
         if new {
             // The file's name must survive a power cut as its lines do.
-            crate::checkpoint::sync_dir(dir)?;
+            crate::durable::sync_dir(dir)?;
         }
         drop_partial_last_line(&mut file)?;
         Ok(DeadLetterFile { path: path.to_owned(), out: BufWriter::new(file) })

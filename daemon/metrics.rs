@@ -99,6 +99,9 @@ pub struct Metrics {
     alerts_suppressed: IntCounterVec,
     alert_deliveries: IntCounterVec,
     alert_outbox: IntGauge,
+    spray_sources_evicted: IntCounter,
+    clock_skew: IntGauge,
+    reloads: IntCounterVec,
     history_rows: IntCounter,
     history_bytes: IntCounter,
     history_parts: IntCounter,
@@ -439,6 +442,28 @@ impl Metrics {
                 &registry,
                 IntGauge::new("mfawatch_alert_outbox", "Alerts waiting for a receiver to take them.").expect("valid"),
             ),
+            spray_sources_evicted: register(
+                &registry,
+                IntCounter::new(
+                    "mfawatch_spray_sources_evicted_total",
+                    "Sources of failed legacy sign-ins the spray rule forgot to stay within legacy_auth_attempt.max_sources.",
+                )
+                .expect("valid"),
+            ),
+            clock_skew: register(
+                &registry,
+                IntGauge::new(
+                    "mfawatch_clock_skew_seconds",
+                    "How far the host's clock is ahead of the brokers' (negative: behind), from messages read as they arrived.",
+                )
+                .expect("valid"),
+            ),
+            reloads: counter_vec(
+                &registry,
+                "mfawatch_reloads_total",
+                "SIGHUP reloads of the privileged accounts, API tokens and TLS certificate, by result (ok, error: the previous ones kept).",
+                &["result"],
+            ),
             history_rows: register(
                 &registry,
                 IntCounter::new("mfawatch_history_rows_total", "Sign-ins written to the history (Parquet rows).")
@@ -685,6 +710,19 @@ impl Metrics {
 
     pub fn alert_outbox(&self, n: usize) {
         self.alert_outbox.set(n as i64);
+    }
+
+    pub fn spray_sources_evicted(&self, n: u64) {
+        self.spray_sources_evicted.inc_by(n);
+    }
+
+    pub fn clock_skew(&self, seconds: i64) {
+        self.clock_skew.set(seconds);
+    }
+
+    /// A SIGHUP reload ended: `ok`, or `error` (what was there before stays).
+    pub fn reload(&self, result: &'static str) {
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// A history part of `rows` rows, `bytes` long, was written.

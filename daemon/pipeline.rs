@@ -38,6 +38,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub health: Health,
     pub alerts: crate::alerts::Recent,
+    /// The brokers' time, as the source tells it (see [`crate::clock`]).
+    pub clock: crate::clock::Clock,
     /// The partitions the source holds now, and since when: sinks that wait
     /// for every source (alerts' reordering window) know whom to wait for.
     assigned: std::sync::Mutex<Vec<(String, i32, std::time::Instant)>>,
@@ -51,6 +53,7 @@ impl Shared {
             metrics: Metrics::new(rules),
             health: Health::default(),
             alerts: crate::alerts::Recent::default(),
+            clock: crate::clock::Clock::default(),
             assigned: Default::default(),
         })
     }
@@ -340,8 +343,9 @@ impl Pipeline {
         self.dead_letters.sync()
     }
 
-    /// Asks every sink to make checkpoint `seq` durable; their snapshot states by name.
-    pub fn prepare_sinks(&mut self, seq: u64) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    /// Asks every sink to make checkpoint `seq` durable; their snapshot
+    /// states by key, and the keys of earlier formats they replace.
+    pub fn prepare_sinks(&mut self, seq: u64) -> anyhow::Result<SinkStates> {
         if !self.sinks.is_empty() {
             let accounts = self.shared.accounts();
             let coverage = self.shared.coverage.read().unwrap_or_else(|e| e.into_inner());
@@ -350,13 +354,15 @@ impl Pipeline {
             }
         }
         let mut states = BTreeMap::new();
+        let mut superseded = Vec::new();
         for sink in &mut self.sinks {
             let name = sink.name();
             if let Some(state) = sink.prepare(seq).map_err(|e| e.context(name))? {
-                states.insert(name.to_owned(), state);
+                states.insert(sink.state_key().to_owned(), state);
+                superseded.extend_from_slice(sink.superseded());
             }
         }
-        Ok(states)
+        Ok((states, superseded))
     }
 
     /// The snapshot of checkpoint `seq` is durable.
@@ -366,6 +372,9 @@ impl Pipeline {
         }
     }
 }
+
+/// The sinks' states by snapshot key, and the keys of earlier formats they replace.
+pub type SinkStates = (BTreeMap<String, Vec<u8>>, Vec<&'static str>);
 
 /// Every sign-in of an excluded (break-glass) account is logged (the alert
 /// is the break_glass_signin rule's). Returns whether the account is one.

@@ -35,8 +35,20 @@ pub struct SignInEvent<'e, 'a> {
 
 /// A stage after classify that keeps what it makes.
 pub trait Sink: Send {
-    /// Its name: the key of its state in the snapshot, and in logs.
+    /// Its name, in logs (and by default the key of its state in the snapshot).
     fn name(&self) -> &'static str;
+
+    /// The key of its state in the snapshot: a new key for a new format,
+    /// the old one listed in [`Sink::superseded`] and read once to convert.
+    fn state_key(&self) -> &'static str {
+        self.name()
+    }
+
+    /// Keys of its state in earlier formats, dropped from the snapshot once
+    /// it has written its own.
+    fn superseded(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// One sign-in. Must not block on I/O: work that waits goes to the
     /// sink's own thread.

@@ -5,12 +5,18 @@
 //! - `pause=POINT:MS` — at the named point, log "test hook: paused at POINT"
 //!   and sleep MS milliseconds (every time), so that a test can kill the
 //!   process exactly there. Points: `snapshot-before-rename`,
-//!   `checkpoint-before-commit`, `pipeline` (every message: a stalled pipeline).
+//!   `checkpoint-before-commit`, `pipeline` (every message: a stalled
+//!   pipeline), `compact-before-remove` (a day's merged file in place, the
+//!   files it merged not yet removed), `deliver-before-clear` (a receiver
+//!   took alerts, the outbox still has them).
 //! - `fatal-after=N` — after N messages, librdkafka raises a fatal error
 //!   (`rd_kafka_test_fatal_error`), as a fenced static member would.
 //! - `fail-writes=PATH` — while the file PATH exists, snapshot writes fail
 //!   with "No space left on device" (where the test cannot mount a small
 //!   filesystem).
+//! - `clock-offset-file=PATH` — the host clock ([`crate::clock::wall`]) is
+//!   off by the number of seconds the file PATH holds (read again at most
+//!   every 200 ms; no file: 0), as a host clock that jumps would be.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -20,6 +26,7 @@ struct Hooks {
     pauses: Vec<(String, u64)>,
     fatal_after: Option<u64>,
     fail_writes: Option<std::path::PathBuf>,
+    clock_offset_file: Option<std::path::PathBuf>,
 }
 
 fn hooks() -> &'static Hooks {
@@ -38,10 +45,15 @@ fn hooks() -> &'static Hooks {
                 }
                 Some(("fatal-after", n)) => hooks.fatal_after = n.parse().ok(),
                 Some(("fail-writes", path)) => hooks.fail_writes = Some(path.into()),
+                Some(("clock-offset-file", path)) => hooks.clock_offset_file = Some(path.into()),
                 _ => {}
             }
         }
-        if !hooks.pauses.is_empty() || hooks.fatal_after.is_some() || hooks.fail_writes.is_some() {
+        if !hooks.pauses.is_empty()
+            || hooks.fatal_after.is_some()
+            || hooks.fail_writes.is_some()
+            || hooks.clock_offset_file.is_some()
+        {
             tracing::warn!(hooks = %text, "test hooks are on (MFAWATCH_TEST_HOOKS): never in production");
         }
         hooks
@@ -68,5 +80,22 @@ pub fn write_fault() -> std::io::Result<()> {
     match &hooks().fail_writes {
         Some(flag) if flag.exists() => Err(std::io::Error::from_raw_os_error(28)), // ENOSPC
         _ => Ok(()),
+    }
+}
+
+/// Seconds the host clock is off by, as a test set it (0 without the hook).
+pub fn clock_offset() -> i64 {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static READ: Mutex<Option<(Instant, i64)>> = Mutex::new(None);
+    let Some(path) = &hooks().clock_offset_file else { return 0 };
+    let mut read = READ.lock().unwrap_or_else(|e| e.into_inner());
+    match *read {
+        Some((at, offset)) if at.elapsed() < Duration::from_millis(200) => offset,
+        _ => {
+            let offset = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0);
+            *read = Some((Instant::now(), offset));
+            offset
+        }
     }
 }

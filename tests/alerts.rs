@@ -190,7 +190,8 @@ fn the_webhook_gets_a_documented_payload_with_the_token_and_stable_ids_across_a_
     let tansu = Tansu::start();
     tansu.create_topic(TOPIC, PARTITIONS);
     tansu.produce(TOPIC, PARTITIONS, &s.messages);
-    let receivers = format!("[alerts.webhook]\nurl = {:?}\ntoken_env = \"HOOK_TOKEN\"\n", hook.url);
+    let receivers =
+        format!("[alerts.webhook]\nurl = {:?}\ntoken_env = \"HOOK_TOKEN\"\nplain_http_loopback = true\n", hook.url);
     let env = [("HOOK_TOKEN", "s3cret-token-value")];
 
     // An uninterrupted run, and one killed midway, each with its own state and group.

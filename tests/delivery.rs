@@ -84,6 +84,27 @@ fn history_rows(dir: &Path) -> (usize, BTreeSet<(String, String, String)>) {
     (rows, set)
 }
 
+/// Every alert a file receiver got: (id, rule, user), repeats included.
+fn alerts_of(dir: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(dir.join("alerts.ndjson")).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            let a: serde_json::Value = serde_json::from_str(l).unwrap();
+            let field = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+            (field(&a["id"]), field(&a["rule"]), field(&a["sign_in"]["user_key"]))
+        })
+        .collect()
+}
+
+/// The alerts and history settings of every run here: the tenant is dated
+/// 2025 (no alert too old), days merge as soon as they are over.
+fn extra(dir: &Path) -> String {
+    format!(
+        "[history]\ncompact_after = \"0s\"\n[alerts]\nmax_age = \"100000d\"\nrate_limit_per_minute = 1000000\nlog_file = {:?}\n",
+        dir.join("alerts.ndjson").display().to_string()
+    )
+}
+
 /// How many kills, and how each lands.
 const KILLS: usize = 21;
 
@@ -123,7 +144,8 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
     // The uninterrupted run of history: a daemon reading the same broker, never killed.
     let calm_dir = tempfile::tempdir().unwrap();
     let calm_port = free_port();
-    let calm_config = write_config(calm_dir.path(), &tansu.bootstrap(), TOPIC, "calm", calm_port, "");
+    let calm_config =
+        write_config(calm_dir.path(), &tansu.bootstrap(), TOPIC, "calm", calm_port, &extra(calm_dir.path()));
     let mut calm = Daemon::start(&calm_config, calm_port, &calm_dir.path().join("daemon.log"), &[]);
     calm.wait_ready(Duration::from_secs(30));
     wait_for("the calm run to read everything", Duration::from_secs(180), || committed(&tansu, "calm") == ends);
@@ -131,6 +153,8 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
     let (calm_rows, calm_history) = history_rows(calm_dir.path());
     assert_eq!(calm_rows, calm_history.len(), "the calm run's history has no row twice");
     assert!(calm_rows > 10_000, "the calm run wrote the history ({calm_rows} rows)");
+    let calm_alerts: BTreeSet<(String, String, String)> = alerts_of(calm_dir.path()).into_iter().collect();
+    assert!(calm_alerts.len() > 50, "the calm run alerted ({})", calm_alerts.len());
 
     // The daemon, killed with SIGKILL again and again while it consumes: at
     // random moments, and inside checkpoints (a test hook holds it between
@@ -138,14 +162,20 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
     // the offset commit, and the kill lands there).
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, GROUP, port, "");
+    let config = write_config(dir.path(), &tansu.bootstrap(), TOPIC, GROUP, port, &extra(dir.path()));
     let log = dir.path().join("daemon.log");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let (mut midway, mut in_checkpoint) = (0, 0);
+    let (mut midway, mut in_checkpoint, mut in_merge, mut in_delivery) = (0, 0, 0, 0);
     for round in 0..KILLS {
-        let hook = match round % 3 {
+        // Inside a checkpoint (between writing the new snapshot and renaming
+        // it, between the rename and the offset commit), inside a day's merge
+        // (its file in place, the parts not yet removed), inside an alert
+        // delivery (the receiver has them, the outbox still too), or at random.
+        let hook = match round % 5 {
             1 => Some("snapshot-before-rename"),
             2 => Some("checkpoint-before-commit"),
+            3 => Some("compact-before-remove"),
+            4 => Some("deliver-before-clear"),
             _ => None,
         };
         let hooks = hook.map(|point| format!("pause={point}:1500"));
@@ -155,12 +185,23 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
         daemon.wait_ready(Duration::from_secs(30));
         match hook {
             Some(point) => {
+                // A merge or a delivery only happens while there is one to do.
                 let mark = format!("paused at {point}");
-                wait_for(&mark, Duration::from_secs(30), || daemon.log_text()[before..].contains(&mark));
-                in_checkpoint += 1;
+                let always = matches!(point, "snapshot-before-rename" | "checkpoint-before-commit");
+                let wait = if always { Duration::from_secs(30) } else { Duration::from_secs(4) };
+                let landed = common::within(wait, || daemon.log_text()[before..].contains(&mark));
+                assert!(landed || !always, "timed out waiting for {mark}");
+                match (landed, point) {
+                    (false, _) => {}
+                    (true, "compact-before-remove") => in_merge += 1,
+                    (true, "deliver-before-clear") => in_delivery += 1,
+                    (true, _) => in_checkpoint += 1,
+                }
             }
             None => {
-                wait_for("the daemon to consume", Duration::from_secs(30), || messages_read(&daemon) > 0);
+                wait_for("the daemon to consume", Duration::from_secs(30), || {
+                    messages_read(&daemon) > 0 || committed(&tansu, GROUP) == ends
+                });
                 std::thread::sleep(Duration::from_millis(rng.random_range(100..700)));
             }
         }
@@ -172,6 +213,7 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
         eprintln!("round {round}: killed {} at {progress:?}", hook.unwrap_or("at random"));
     }
     assert!(midway >= 5, "at least five kills must land after a checkpoint and before the end ({midway} did)");
+    assert!(in_merge >= 1 && in_delivery >= 1, "kills inside a merge ({in_merge}) and a delivery ({in_delivery})");
 
     // Restart once more and let it finish.
     let mut daemon = Daemon::start(&config, port, &log, &[]);
@@ -194,6 +236,13 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
     assert_eq!((missing, extra), (0, 0), "history rows missing / not in the calm run");
     assert_eq!(rows, history.len(), "no history row twice");
 
+    // Alerts are at-least-once: the same alerts, by id and by (rule, user), none lost.
+    let got_alerts = alerts_of(dir.path());
+    let got_set: BTreeSet<(String, String, String)> = got_alerts.iter().cloned().collect();
+    assert_eq!(got_set, calm_alerts, "the alerts of the calm run, by id, rule and user");
+    let by_id: BTreeSet<&String> = got_alerts.iter().map(|(id, _, _)| id).collect();
+    assert_eq!(by_id.len(), calm_alerts.len(), "an id stands for one alert");
+
     // Dead letters are at-least-once: none lost, repeats only of the same records.
     let (_, want_letters) = dead_letter_keys(expected_dir.path());
     let (written, got_letters) = dead_letter_keys(dir.path());
@@ -212,9 +261,10 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
     common::record_reliability(
         "kill -9 against tansu",
         &format!(
-            "{KILLS} kills ({in_checkpoint} inside a checkpoint, {midway} mid-stream), {} records, {} users: lost 0, counted twice 0, history rows {rows} = calm run",
+            "{KILLS} kills ({in_checkpoint} inside a checkpoint, {in_merge} inside a day's merge, {in_delivery} inside an alert delivery, {midway} mid-stream), {} records, {} users: lost 0, counted twice 0, history rows {rows} = calm run, alerts {} = calm run by id",
             RECORDS,
-            got.len()
+            got.len(),
+            calm_alerts.len()
         ),
     );
 }

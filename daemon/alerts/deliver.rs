@@ -4,15 +4,29 @@
 //!
 //! The pipeline only ever pushes into the outbox (bounded), so a receiver
 //! that is down or slow never holds up ingestion. An alert leaves the outbox
-//! once every receiver has taken it; each receiver retries with exponential
-//! backoff (1 s doubling to 5 min). The outbox is part of the checkpoint
-//! snapshot: an alert waiting at a crash is sent after the restart.
+//! once every receiver it was made for has taken it; each receiver retries
+//! with exponential backoff (1 s doubling to 5 min). The outbox is part of
+//! the checkpoint snapshot: an alert waiting at a crash is sent after the
+//! restart.
+//!
+//! Receivers are known by what they are (kind and address), not by their
+//! place in the configuration: an alert waiting for a receiver that is then
+//! removed from the configuration is dropped for it (counted), and one added
+//! gets the alerts made from then on.
+//!
+//! A receiver that refuses a batch as such (a 4xx other than 408/429: one
+//! alert it cannot take, say) gets it split in halves until the alert it
+//! refuses is found; that one is set aside for that receiver (counted,
+//! logged with its id, kept in `alerts-rejected.ndjson` in the state
+//! directory) and the rest go on. Redirects are never followed: a POST
+//! redirected is re-sent as a GET without its alerts, so a 3xx is an error
+//! naming the new address.
 //!
 //! Lock discipline: the outbox mutex is held to push, bump, copy or take a
 //! batch out, never while sending.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -28,12 +42,16 @@ use crate::logging::Throttle;
 use crate::pipeline::Shared;
 use crate::secrets::{self, Secret};
 
-/// An alert not yet taken by every receiver.
+/// An alert not yet taken by every receiver it was made for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pending {
     pub alert: Alert,
-    /// Receivers (bit i: receiver i) that have not taken it yet.
-    pub targets: u8,
+    /// The receivers ([`Target::id`]) that have not taken it yet.
+    pub targets: Vec<String>,
+    /// When it stops firing in Alertmanager (`endsAt`, Unix seconds): fixed
+    /// the first time it is sent, so that every Alertmanager of a pair, and
+    /// a re-send after a restart, say the same.
+    pub ends_at: Option<i64>,
 }
 
 /// The outbox and the condition the delivery thread waits on.
@@ -58,7 +76,7 @@ impl OutboxCell {
 /// A receiver.
 pub(crate) enum Target {
     Alertmanager { url: String },
-    Webhook { url: String, token: Option<Secret> },
+    Webhook { url: Secret, token: Option<Secret> },
     File { path: PathBuf, file: Option<File> },
 }
 
@@ -72,16 +90,32 @@ impl Target {
         }
     }
 
-    fn name(&self) -> String {
+    /// What it is called in logs: never a credential in its URL.
+    pub(crate) fn name(&self) -> String {
         match self {
-            Target::Alertmanager { url } | Target::Webhook { url, .. } => url.clone(),
+            Target::Alertmanager { url } => crate::outbound::redact_url(url),
+            Target::Webhook { url, .. } => crate::outbound::redact_url(url.expose()),
             Target::File { path, .. } => path.display().to_string(),
         }
     }
+
+    /// What identifies it across restarts and configuration changes: its
+    /// kind and address (hashed: the address may hold a secret).
+    pub(crate) fn id(&self) -> String {
+        use sha2::Digest as _;
+        let address = match self {
+            Target::Alertmanager { url } => url.clone(),
+            Target::Webhook { url, .. } => url.expose().to_owned(),
+            Target::File { path, .. } => path.display().to_string(),
+        };
+        let digest = sha2::Sha256::digest(format!("{}\u{0}{address}", self.kind()).as_bytes());
+        format!("{}-{}", self.kind(), digest[..8].iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
 }
 
-/// The receivers as configured; a webhook token comes from a systemd
-/// credential or the environment, never the configuration file.
+/// The receivers as configured; a webhook's token, and its URL when it is a
+/// secret, come from a systemd credential or the environment, never the
+/// configuration file.
 pub(crate) fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
     let a = &config.alerts;
     let mut targets = Vec::new();
@@ -91,6 +125,11 @@ pub(crate) fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
         }
     }
     if let Some(w) = &a.webhook {
+        let url = match &w.url {
+            Some(url) => Secret::new(url.clone()),
+            None => secrets::read(w.url_credential.as_deref(), w.url_env.as_deref())
+                .map_err(|e| anyhow::anyhow!("alerts.webhook URL: {e}"))?,
+        };
         let token = if w.token_credential.is_some() || w.token_env.is_some() {
             Some(
                 secrets::read(w.token_credential.as_deref(), w.token_env.as_deref())
@@ -99,7 +138,10 @@ pub(crate) fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
         } else {
             None
         };
-        targets.push(Target::Webhook { url: w.url.clone(), token });
+        let secret = token.is_some() || w.url.is_none();
+        crate::outbound::check_secret_url("alerts.webhook", url.expose(), secret, w.plain_http_loopback)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        targets.push(Target::Webhook { url, token });
     }
     if let Some(path) = &a.log_file {
         targets.push(Target::File { path: path.clone(), file: None });
@@ -110,7 +152,7 @@ pub(crate) fn targets(config: &Config) -> anyhow::Result<Vec<Target>> {
 /// The outbox's owner on the pipeline side; dropping it stops the thread.
 pub struct Delivery {
     cell: Arc<OutboxCell>,
-    all: u8,
+    ids: Vec<String>,
     max: usize,
     shared: Arc<Shared>,
     throttle: Throttle,
@@ -119,39 +161,46 @@ pub struct Delivery {
 
 impl Delivery {
     /// Starts delivering to the configured receivers, beginning with what a
-    /// previous run left in the outbox.
+    /// previous run left in the outbox: for the receivers still configured.
     pub fn start(config: &Config, shared: Arc<Shared>, outbox: Vec<Pending>) -> anyhow::Result<Delivery> {
         let targets = targets(config)?;
-        let all = ((1u16 << targets.len()) - 1) as u8;
+        let ids: Vec<String> = targets.iter().map(Target::id).collect();
         let cell = Arc::new(OutboxCell::default());
+        let mut removed = 0;
         {
             let mut o = cell.lock();
-            o.pending = outbox
-                .into_iter()
-                .map(|mut p| {
-                    p.targets &= all;
-                    p
-                })
-                .filter(|p| p.targets != 0)
-                .collect();
+            for mut p in outbox {
+                let before = p.targets.len();
+                p.targets.retain(|t| ids.contains(t));
+                if p.targets.len() < before {
+                    removed += before - p.targets.len();
+                    shared.metrics.alert_suppressed(p.alert.rule, "receiver_removed");
+                }
+                if !p.targets.is_empty() {
+                    o.pending.push_back(p);
+                }
+            }
             shared.metrics.alert_outbox(o.pending.len());
+            if !o.pending.is_empty() {
+                tracing::info!(alerts = o.pending.len(), "alerts from before the restart are waiting to be delivered");
+            }
         }
-        if !cell.lock().pending.is_empty() {
-            tracing::info!(
-                alerts = cell.lock().pending.len(),
-                "alerts from before the restart are waiting to be delivered"
+        if removed > 0 {
+            tracing::warn!(
+                copies = removed,
+                "alerts waiting for receivers that are no longer configured are dropped for them (the other receivers still get theirs)"
             );
         }
         let thread = if targets.is_empty() {
             tracing::info!("no alert receiver configured: alerts are listed at /api/v1/alerts only");
             None
         } else {
-            let (cell, shared, api) = (cell.clone(), shared.clone(), Sender::new(config));
-            Some(std::thread::Builder::new().name("alerts".into()).spawn(move || run(cell, targets, shared, api))?)
+            let (cell, shared, sender) = (cell.clone(), shared.clone(), Sender::new(config));
+            Some(std::thread::Builder::new().name("alerts".into()).spawn(move || run(cell, targets, shared, sender))?)
         };
         Ok(Delivery {
             cell,
-            all,
+            ids,
             max: config.alerts.outbox_max as usize,
             shared,
             throttle: Throttle::default(),
@@ -161,7 +210,7 @@ impl Delivery {
 
     /// Queues an alert for every receiver.
     pub fn push(&self, alert: Alert) {
-        if self.all == 0 {
+        if self.ids.is_empty() {
             return;
         }
         let mut o = self.cell.lock();
@@ -177,7 +226,7 @@ impl Delivery {
             }
             return;
         }
-        o.pending.push_back(Pending { alert, targets: self.all });
+        o.pending.push_back(Pending { alert, targets: self.ids.clone(), ends_at: None });
         self.shared.metrics.alert_outbox(o.pending.len());
         drop(o);
         self.cell.wake.notify_one();
@@ -211,50 +260,62 @@ impl Drop for Delivery {
 const BATCH: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Alertmanager keeps label values as they come; past this a value is cut
+/// (a hostile user name must not make every request huge).
+const MAX_LABEL: usize = 512;
+const MAX_ANNOTATION: usize = 4096;
+
+/// Why a receiver did not take a batch.
+#[derive(Debug)]
+enum Refusal {
+    /// It refuses these alerts as they are (a 4xx other than 408/429):
+    /// sending them again will not help.
+    Rejected(String),
+    /// It could not take them now (down, 5xx, timeout, redirect, disk): try again later.
+    Failed(String),
+}
 
 /// What a receiver's request needs besides the alerts.
 struct Sender {
     agent: ureq::Agent,
     resolve_after: chrono::TimeDelta,
     api_url: String,
+    /// Where alerts a receiver refuses are kept.
+    rejected: PathBuf,
 }
 
 impl Sender {
     fn new(config: &Config) -> Sender {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .user_agent(concat!("mfawatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
         let api_url = config.alerts.api_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
         Sender {
-            agent,
+            agent: crate::outbound::agent(Duration::from_secs(10)),
             resolve_after: chrono::TimeDelta::from_std(config.alerts.resolve_after)
                 .unwrap_or(chrono::TimeDelta::hours(1)),
             api_url: api_url.trim_end_matches('/').to_owned(),
+            rejected: config.checkpoint.dir.join("alerts-rejected.ndjson"),
         }
     }
 
-    fn send(&self, target: &mut Target, alerts: &[Alert]) -> Result<(), String> {
+    fn send(&self, target: &mut Target, alerts: &[Pending]) -> Result<(), Refusal> {
         match target {
             Target::Alertmanager { url } => {
-                let body: Vec<Value> = alerts.iter().map(|a| self.alertmanager(a)).collect();
+                let body: Vec<Value> = alerts.iter().map(|p| self.alertmanager(p)).collect();
                 self.post(&format!("{url}/api/v2/alerts"), None, &Value::Array(body))
             }
             Target::Webhook { url, token } => {
+                let alerts: Vec<&Alert> = alerts.iter().map(|p| &p.alert).collect();
                 let body = json!({ "version": 1, "source": "mfawatch", "alerts": alerts });
-                self.post(url, token.as_ref(), &body)
+                self.post(url.expose(), token.as_ref(), &body)
             }
             Target::File { path, file } => {
                 let write = |file: &mut Option<File>| -> std::io::Result<()> {
                     if file.is_none() {
-                        *file = Some(OpenOptions::new().create(true).append(true).open(&*path)?);
+                        *file = Some(crate::durable::open_append(path)?);
                     }
                     let f = file.as_mut().expect("opened");
                     let mut lines = Vec::new();
-                    for a in alerts {
-                        serde_json::to_writer(&mut lines, a)?;
+                    for p in alerts {
+                        serde_json::to_writer(&mut lines, &p.alert)?;
                         lines.push(b'\n');
                     }
                     f.write_all(&lines)?;
@@ -262,36 +323,60 @@ impl Sender {
                 };
                 write(file).map_err(|e| {
                     *file = None;
-                    e.to_string()
+                    Refusal::Failed(e.to_string())
                 })
             }
         }
     }
 
-    fn post(&self, url: &str, token: Option<&Secret>, body: &Value) -> Result<(), String> {
-        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    fn post(&self, url: &str, token: Option<&Secret>, body: &Value) -> Result<(), Refusal> {
+        let bytes = serde_json::to_vec(body).map_err(|e| Refusal::Failed(e.to_string()))?;
         let mut request = self.agent.post(url).header("content-type", "application/json");
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {}", token.expose()));
         }
-        match request.send(&bytes[..]) {
-            Ok(response) if response.status().is_success() => Ok(()),
-            Ok(mut response) => {
-                let text = response.body_mut().read_to_string().unwrap_or_default();
-                Err(format!("HTTP {}: {}", response.status(), text.chars().take(200).collect::<String>()))
-            }
-            Err(e) => Err(e.to_string()),
+        let mut response = request.send(&bytes[..]).map_err(|e| Refusal::Failed(redact_error(&e.to_string(), url)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status.is_redirection() {
+            let to = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Err(Refusal::Failed(format!(
+                "HTTP {status}: the receiver redirects to {} (redirects are not followed: the alerts would be lost); configure that address",
+                crate::outbound::redact_url(to)
+            )));
+        }
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let message = format!("HTTP {}: {}", status, text.chars().take(200).collect::<String>());
+        match status.as_u16() {
+            408 | 429 => Err(Refusal::Failed(message)),
+            400..=499 => Err(Refusal::Rejected(message)),
+            _ => Err(Refusal::Failed(message)),
+        }
+    }
+
+    /// When `p` stops firing in Alertmanager: fixed at its first sending;
+    /// an Alertmanager that gets it only after that time (down for longer
+    /// than `alerts.resolve_after`) gets it firing for `resolve_after` from now,
+    /// so the page still reaches someone.
+    fn ends_at(&self, p: &Pending) -> chrono::DateTime<chrono::Utc> {
+        let now = chrono::Utc::now();
+        match p.ends_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
+            Some(ends) if ends > now => ends,
+            _ => now + self.resolve_after,
         }
     }
 
     /// One alert as Alertmanager takes it. Labels identify it (the same
     /// alert from two daemons is one alert there); annotations carry the rest.
-    fn alertmanager(&self, a: &Alert) -> Value {
+    fn alertmanager(&self, p: &Pending) -> Value {
+        let a = &p.alert;
         let f = &a.sign_in;
         let mut labels = Map::new();
         let mut label = |k: &str, v: Option<&str>| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
-                labels.insert(k.into(), Value::String(v.to_owned()));
+                labels.insert(k.into(), Value::String(bounded(v, MAX_LABEL)));
             }
         };
         label("alertname", Some(a.rule.alertname()));
@@ -309,7 +394,7 @@ impl Sender {
         let mut annotations = Map::new();
         let mut note = |k: &str, v: Option<String>| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
-                annotations.insert(k.into(), Value::String(v));
+                annotations.insert(k.into(), Value::String(bounded(&v, MAX_ANNOTATION)));
             }
         };
         note("summary", Some(a.summary.clone()));
@@ -333,41 +418,107 @@ impl Sender {
         note("users", Some(a.users.join(", ")));
         let now = chrono::Utc::now();
         let starts = chrono::DateTime::parse_from_rfc3339(&f.time).map_or(now, |t| t.with_timezone(&chrono::Utc));
-        let ends = starts.max(now) + self.resolve_after;
-        let generator = match (&f.user_key, a.rule) {
-            (Some(key), _) => format!("{}/api/v1/users/{key}", self.api_url),
-            (None, rule) => format!("{}/api/v1/alerts?rule={}", self.api_url, rule.as_str()),
-        };
         json!({
             "labels": labels,
             "annotations": annotations,
             "startsAt": starts.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "endsAt": ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "generatorURL": generator,
+            "endsAt": self.ends_at(p).max(starts).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "generatorURL": generator_url(&self.api_url, a),
         })
     }
+
+    /// Sends `batch` to `target`; a batch the receiver refuses as such is
+    /// split until the alerts it refuses are found. Returns the refused
+    /// ones with the reason, or the error that made the rest wait.
+    fn deliver(&self, target: &mut Target, batch: &[Pending]) -> Result<Vec<(String, String)>, String> {
+        match self.send(target, batch) {
+            Ok(()) => Ok(Vec::new()),
+            Err(Refusal::Failed(e)) => Err(e),
+            Err(Refusal::Rejected(e)) if batch.len() == 1 => Ok(vec![(batch[0].alert.id.clone(), e)]),
+            Err(Refusal::Rejected(_)) => {
+                let (first, second) = batch.split_at(batch.len() / 2);
+                let mut refused = self.deliver(target, first)?;
+                refused.extend(self.deliver(target, second)?);
+                Ok(refused)
+            }
+        }
+    }
+
+    /// Keeps an alert a receiver refused, with why, in `alerts-rejected.ndjson`.
+    fn set_aside(&self, receiver: &str, alert: &Alert, reason: &str) -> std::io::Result<()> {
+        let mut file = crate::durable::open_append(&self.rejected)?;
+        let line = json!({ "receiver": receiver, "reason": reason, "alert": alert });
+        let mut bytes = serde_json::to_vec(&line)?;
+        bytes.push(b'\n');
+        file.write_all(&bytes)?;
+        file.sync_data()
+    }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary, marked when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// An HTTP client error, without the URL's secrets (ureq quotes the URL).
+fn redact_error(error: &str, url: &str) -> String {
+    error.replace(url, &crate::outbound::redact_url(url))
+}
+
+/// The link from an alert into this daemon's API: the user (its key
+/// percent-encoded as one path segment), or the rule's alerts.
+pub fn generator_url(api_url: &str, a: &Alert) -> String {
+    let Ok(mut url) = url::Url::parse(api_url) else { return api_url.to_owned() };
+    let user = a.sign_in.user_key.as_deref().filter(|k| !k.is_empty());
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty().push("api").push("v1");
+        match user {
+            Some(key) => {
+                path.push("users").push(key);
+            }
+            None => {
+                path.push("alerts");
+            }
+        }
+    }
+    if user.is_none() {
+        url.query_pairs_mut().append_pair("rule", a.rule.as_str());
+    }
+    url.to_string()
 }
 
 /// The delivery thread: sends what waits to each receiver that is not
 /// backing off, clears what was taken, sleeps until there is more.
 fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, shared: Arc<Shared>, sender: Sender) {
     let throttle = Throttle::default();
+    let ids: Vec<String> = targets.iter().map(Target::id).collect();
     let mut next_try = vec![Instant::now(); targets.len()];
     let mut backoff = vec![FIRST_BACKOFF; targets.len()];
     loop {
-        let o = cell.lock();
+        let mut o = cell.lock();
         if o.stop {
             return;
         }
         let now = Instant::now();
-        let due: Vec<(usize, Vec<Alert>)> = (0..targets.len())
-            .filter(|&i| next_try[i] <= now)
-            .map(|i| {
-                let bit = 1u8 << i;
-                (i, o.pending.iter().filter(|p| p.targets & bit != 0).take(BATCH).map(|p| p.alert.clone()).collect())
-            })
-            .filter(|(_, batch): &(usize, Vec<Alert>)| !batch.is_empty())
-            .collect();
+        let mut due: Vec<(usize, Vec<Pending>)> = Vec::new();
+        for (i, id) in ids.iter().enumerate().filter(|&(i, _)| next_try[i] <= now) {
+            let mut batch = Vec::new();
+            for p in o.pending.iter_mut().filter(|p| p.targets.contains(id)).take(BATCH) {
+                // Fixed the first time it goes out, for every receiver after.
+                p.ends_at.get_or_insert_with(|| (chrono::Utc::now() + sender.resolve_after).timestamp());
+                batch.push(p.clone());
+            }
+            if !batch.is_empty() {
+                due.push((i, batch));
+            }
+        }
         if due.is_empty() {
             let wait = next_try
                 .iter()
@@ -382,29 +533,89 @@ fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, shared: Arc<Shared>, sen
         drop(o);
         for (i, batch) in due {
             let target = &mut targets[i];
-            let result = sender.send(target, &batch);
             let kind = target.kind();
-            match result {
-                Ok(()) => {
-                    shared.metrics.alert_delivered(kind, "ok", batch.len());
+            match sender.deliver(target, &batch) {
+                Ok(refused) => {
+                    crate::testhooks::pause("deliver-before-clear");
+                    shared.metrics.alert_delivered(kind, "ok", batch.len() - refused.len());
                     backoff[i] = FIRST_BACKOFF;
-                    let bit = 1u8 << i;
-                    let mut o = cell.lock();
-                    for p in o.pending.iter_mut().filter(|p| batch.iter().any(|a| a.id == p.alert.id)) {
-                        p.targets &= !bit;
+                    for (id, reason) in &refused {
+                        shared.metrics.alert_delivered(kind, "rejected", 1);
+                        let alert = &batch.iter().find(|p| &p.alert.id == id).expect("from the batch").alert;
+                        let kept = sender.set_aside(&target.name(), alert, reason);
+                        tracing::error!(
+                            receiver = %target.name(),
+                            alert_id = %id,
+                            rule = alert.rule.as_str(),
+                            reason = %reason,
+                            kept_in = %sender.rejected.display(),
+                            kept = kept.is_ok(),
+                            "the receiver refuses this alert; it is set aside for it and the others go on"
+                        );
                     }
-                    o.pending.retain(|p| p.targets != 0);
+                    let mut o = cell.lock();
+                    for p in o.pending.iter_mut().filter(|p| batch.iter().any(|b| b.alert.id == p.alert.id)) {
+                        p.targets.retain(|t| t != &ids[i]);
+                    }
+                    o.pending.retain(|p| !p.targets.is_empty());
                     shared.metrics.alert_outbox(o.pending.len());
                 }
                 Err(e) => {
                     shared.metrics.alert_delivered(kind, "error", batch.len());
                     next_try[i] = Instant::now() + backoff[i];
-                    if let Some(held_back) = throttle.admit(&target.name()) {
+                    if let Some(held_back) = throttle.admit(&ids[i]) {
                         tracing::warn!(receiver = %target.name(), error = %e, retry_in = ?backoff[i], held_back, "alert delivery failed; the alerts wait in the outbox");
                     }
                     backoff[i] = (backoff[i] * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::{Rule, Severity, SignInFacts};
+
+    fn alert(user: Option<&str>) -> Alert {
+        Alert {
+            id: "abc".into(),
+            rule: Rule::LegacyAuthSuccess,
+            severity: Severity::Warning,
+            summary: String::new(),
+            count: 1,
+            mfa_failures: None,
+            users: Vec::new(),
+            held_back: Vec::new(),
+            created_at: String::new(),
+            sign_in: SignInFacts { user_key: user.map(str::to_owned), ..SignInFacts::default() },
+        }
+    }
+
+    #[test]
+    fn links_percent_encode_the_user_whatever_it_holds() {
+        let url = generator_url("https://mfawatch.example/soc/", &alert(Some("x%zz@contoso.example/../a b?c#d")));
+        assert_eq!(url, "https://mfawatch.example/soc/api/v1/users/x%25zz@contoso.example%2F..%2Fa%20b%3Fc%23d");
+        assert!(url::Url::parse(&url).is_ok());
+        let url = generator_url("http://127.0.0.1:9464", &alert(None));
+        assert_eq!(url, "http://127.0.0.1:9464/api/v1/alerts?rule=legacy_auth_success");
+    }
+
+    #[test]
+    fn long_label_values_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let cut = bounded(&long, MAX_LABEL);
+        assert!(cut.len() <= MAX_LABEL && cut.ends_with('…'), "{}", cut.len());
+        assert_eq!(bounded("short", MAX_LABEL), "short");
+    }
+
+    #[test]
+    fn a_receiver_is_known_by_its_kind_and_address_not_its_place() {
+        let am = Target::Alertmanager { url: "http://am:9093".into() };
+        let file = Target::File { path: "/var/log/mfawatch/alerts.ndjson".into(), file: None };
+        assert_ne!(am.id(), file.id());
+        assert_eq!(am.id(), Target::Alertmanager { url: "http://am:9093".into() }.id());
+        assert!(am.id().starts_with("alertmanager-") && !am.id().contains("am:9093"));
     }
 }

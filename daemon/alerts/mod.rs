@@ -18,7 +18,15 @@
 //! Order: rules look at event time only, and a cooldown window is a fixed
 //! slice of event time (`floor(time / cooldown)`), so the same input in
 //! another partition interleaving makes the same alerts. Only staleness
-//! (event time against now) and the per-minute rate limit look at the clock.
+//! (event time against now, by the brokers' clock: see [`crate::clock`]) and
+//! the per-minute rate limit (the host's clock) look at a clock.
+//!
+//! The rate limit keeps what it holds back: each rule's window (the minute,
+//! what it sent, what it held back) is part of the snapshot, and when the
+//! minute is over the held-back alerts go out as one summary that names
+//! them, with an id made from the first of them (not from the minute), so a
+//! restart — a stop inside the minute, a kill -9 — neither loses it nor sends
+//! it under a second id.
 
 pub mod deliver;
 mod rules;
@@ -150,12 +158,30 @@ pub struct Alert {
     pub count: u64,
     /// For mfa_fatigue: the prompts denied or unanswered in the burst.
     pub mfa_failures: Option<u32>,
-    /// For legacy_auth_attempt: some of the accounts tried.
+    /// For legacy_auth_attempt: some of the accounts tried; for a rate-limit
+    /// summary, the users of the alerts it holds back.
     pub users: Vec<String>,
+    /// For a rate-limit summary: the users of the alerts it stands for, each
+    /// with the first of their alerts held back (the first [`HELD_NAMED`]
+    /// users; `count` says how many alerts in all).
+    pub held_back: Vec<HeldBack>,
     /// When mfawatch made it, RFC 3339.
     pub created_at: String,
     pub sign_in: SignInFacts,
 }
+
+/// An alert the rate limit held back, as its summary names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldBack {
+    pub id: String,
+    pub user_key: Option<String>,
+    pub upn: Option<String>,
+    /// Event time, RFC 3339.
+    pub time: String,
+}
+
+/// A rate-limit summary names at most this many users of the alerts it holds back.
+pub const HELD_NAMED: usize = 100;
 
 /// The alerts made since start, newest first, for `/api/v1/alerts`.
 ///

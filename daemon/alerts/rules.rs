@@ -1,5 +1,7 @@
 //! The rules: one sign-in in, zero or more alerts out (README "Alerts").
 
+mod upgrade;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -8,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::deliver::{Delivery, Pending};
-use super::{Alert, Rule, Severity, SignInFacts};
+use super::{Alert, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
 use crate::classify::{Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config};
 use crate::coverage::{Accounts, Coverage, Policy};
@@ -25,14 +27,19 @@ struct State {
     fatigue: HashMap<String, Vec<FatigueEvent>>,
     /// Users alerted as registration overdue, with the pending period's start.
     overdue: HashMap<String, u32>,
-    /// Failed legacy sign-ins per (source IP, hour).
+    /// Failed legacy sign-ins per (source network, hour): at most
+    /// `legacy_auth_attempt.max_sources` entries, the oldest evicted.
     attempts: HashMap<(String, i64), Attempts>,
+    /// Entries made in `attempts` so far (their `made`).
+    attempts_made: u64,
     /// The newest event time seen (Unix seconds).
     watermark: i64,
     /// The low watermark the state was last pruned to: after a restart,
     /// before the sources have been heard from again, nothing older is kept
     /// and nothing newer is dropped.
     pruned_to: i64,
+    /// The rate limit's window of each rule, with what it held back.
+    rates: BTreeMap<Rule, RateWindow>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,19 +62,27 @@ struct FatigueEvent {
     record_id: Option<String>,
 }
 
+/// Failed legacy sign-ins from one source network in one hour.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Attempts {
     count: u64,
+    /// Some of the accounts tried (at most [`SPRAY_SAMPLE`], each cut to [`SPRAY_NAME`] bytes).
     users: Vec<String>,
-    first: Option<Box<SignInFacts>>,
+    /// When the entry was made, in the order of all entries (the oldest is evicted first).
+    made: u64,
+    /// The sign-in that reached `min_attempts`: kept only then, so a spray
+    /// from a million addresses does not keep a million sign-ins.
+    facts: Option<Box<SignInFacts>>,
 }
 
 /// Per rule per wall-clock minute: sent and held back.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct RateWindow {
     minute: i64,
     sent: u32,
-    held_back: u32,
+    /// How many were held back, and the first [`HELD_NAMED`] of them.
+    held_count: u64,
+    held: Vec<HeldBack>,
 }
 
 /// The alert sink: rules, their state, and the delivery thread.
@@ -77,36 +92,45 @@ pub struct Alerts {
     shared: Arc<Shared>,
     state: State,
     delivery: Delivery,
-    rates: BTreeMap<Rule, RateWindow>,
     /// What may be forgotten is decided by the slowest source still sending,
     /// not by the newest sign-in: that keeps the rules independent of the
     /// interleaving.
     clock: SourceClock,
 }
 
-/// What the sink keeps in the snapshot.
+/// What the sink keeps in the snapshot, under [`STATE_KEY`].
 #[derive(Serialize, Deserialize)]
 struct Saved {
     state: State,
     outbox: Vec<Pending>,
 }
 
+/// The key of the sink's state in the snapshot. The first format, under
+/// the sink's bare name, is read once and converted ([`super::upgrade`]).
+pub const STATE_KEY: &str = "alerts/2";
+
 /// Distinct users listed in a spray alert.
 const SPRAY_SAMPLE: usize = 10;
+/// A name or text kept by the spray rule is cut to this many bytes.
+const SPRAY_NAME: usize = 128;
 /// At most this many sign-ins per user are kept for mfa_fatigue.
 const FATIGUE_EVENTS_PER_USER: usize = 64;
 
 impl Alerts {
-    /// Builds the sink from its snapshot state and starts delivering.
-    pub fn start(config: &Config, shared: Arc<Shared>, saved: Option<&Vec<u8>>) -> anyhow::Result<Alerts> {
-        let saved: Option<Saved> = match saved {
-            Some(bytes) => Some(
-                postcard::from_bytes(bytes)
-                    .map_err(|e| anyhow::anyhow!("the alerts' state in the snapshot cannot be read: {e}"))?,
-            ),
-            None => None,
+    /// Builds the sink from its snapshot state (`sinks`: every sink's state
+    /// by key, as the snapshot has them) and starts delivering.
+    pub fn start(config: &Config, shared: Arc<Shared>, sinks: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<Alerts> {
+        let unreadable = |e: postcard::Error| anyhow::anyhow!("the alerts' state in the snapshot cannot be read: {e}");
+        let (state, outbox) = if let Some(bytes) = sinks.get(STATE_KEY) {
+            let saved: Saved = postcard::from_bytes(bytes).map_err(unreadable)?;
+            (saved.state, saved.outbox)
+        } else if let Some(bytes) = sinks.get(super::NAME) {
+            // The first format named receivers by their place in the configuration.
+            let ids: Vec<String> = super::deliver::targets(config)?.iter().map(|t| t.id()).collect();
+            upgrade::v1(bytes, &ids).map_err(unreadable)?
+        } else {
+            (State::default(), Vec::new())
         };
-        let (state, outbox) = saved.map_or_else(Default::default, |s| (s.state, s.outbox));
         let delivery = Delivery::start(config, shared.clone(), outbox)?;
         Ok(Alerts {
             config: config.alerts.clone(),
@@ -114,7 +138,6 @@ impl Alerts {
             shared,
             state,
             delivery,
-            rates: BTreeMap::new(),
             clock: SourceClock::default(),
         })
     }
@@ -165,11 +188,9 @@ impl Alerts {
             return;
         }
         self.state.made.insert(id.clone(), Made { time, count: 1 });
-        if Utc::now().timestamp() - time > self.config.max_age.as_secs() as i64 {
+        // Stale by the brokers' clock, not the host's (see crate::clock).
+        if self.shared.clock.now().timestamp() - time > self.config.max_age.as_secs() as i64 {
             self.shared.metrics.alert_suppressed(rule, "stale");
-            return;
-        }
-        if !self.admit(rule) {
             return;
         }
         let alert = Alert {
@@ -180,10 +201,13 @@ impl Alerts {
             count: 1,
             mfa_failures: alert.mfa_failures,
             users: std::mem::take(&mut alert.users),
+            held_back: Vec::new(),
             created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             sign_in: alert.facts,
         };
-        self.send(alert);
+        if self.admit(&alert) {
+            self.send(alert);
+        }
     }
 
     fn send(&mut self, alert: Alert) {
@@ -192,50 +216,72 @@ impl Alerts {
         self.delivery.push(alert);
     }
 
-    /// The per-rule rate limit (wall clock): past it alerts are held back,
-    /// counted, and summed up in one alert when the minute ends.
-    fn admit(&mut self, rule: Rule) -> bool {
+    /// The per-rule rate limit (wall clock): past it an alert is held back —
+    /// counted, and named in the window's summary, which goes out when the
+    /// minute is over. Windows are in the snapshot.
+    fn admit(&mut self, alert: &Alert) -> bool {
         let minute = Utc::now().timestamp().div_euclid(60);
         self.roll_rates(minute);
         let limit = self.config.rate_limit_per_minute;
-        let w = self.rates.entry(rule).or_default();
+        let w = self.state.rates.entry(alert.rule).or_default();
         w.minute = minute;
         if w.sent < limit {
             w.sent += 1;
-            true
-        } else {
-            w.held_back += 1;
-            self.shared.metrics.alert_suppressed(rule, "rate_limit");
-            false
+            return true;
         }
+        w.held_count += 1;
+        // Each user once (their first alert held back), the first HELD_NAMED users.
+        let named = w.held.iter().any(|h| h.user_key == alert.sign_in.user_key && h.upn == alert.sign_in.upn);
+        if !named && w.held.len() < HELD_NAMED {
+            w.held.push(HeldBack {
+                id: alert.id.clone(),
+                user_key: alert.sign_in.user_key.clone(),
+                upn: alert.sign_in.upn.clone().or_else(|| alert.sign_in.ip.clone()),
+                time: alert.sign_in.time.clone(),
+            });
+        }
+        self.shared.metrics.alert_suppressed(alert.rule, "rate_limit");
+        false
     }
 
-    /// Ends the minutes that are over, with one alert per rule that held some back.
+    /// Ends the minutes that are over, with one alert per rule that held some
+    /// back. Its id comes from the first alert it holds back, so the same
+    /// window summed up again after a restart is the same alert.
     fn roll_rates(&mut self, minute: i64) {
-        let over: Vec<(Rule, i64, u32)> = self
+        let over: Vec<(Rule, RateWindow)> = self
+            .state
             .rates
             .iter()
-            .filter(|(_, w)| w.minute < minute && w.held_back > 0)
-            .map(|(r, w)| (*r, w.minute, w.held_back))
+            .filter(|(_, w)| w.minute < minute && w.held_count > 0)
+            .map(|(r, w)| (*r, w.clone()))
             .collect();
-        self.rates.retain(|_, w| w.minute >= minute);
-        for (rule, at, held_back) in over {
-            let time = DateTime::from_timestamp(at * 60, 0).unwrap_or_default();
+        self.state.rates.retain(|_, w| w.minute >= minute);
+        for (rule, w) in over {
+            let time = DateTime::from_timestamp(w.minute * 60, 0).unwrap_or_default();
+            let first = w.held.first().map_or("", |h| h.id.as_str());
+            let names: Vec<String> =
+                w.held.iter().filter_map(|h| h.upn.clone().or_else(|| h.user_key.clone())).collect();
+            let shown = names.iter().take(20).cloned().collect::<Vec<_>>().join(", ");
+            let more = w.held_count.saturating_sub(names.len().min(20) as u64);
+            let summary = format!(
+                "{} more {} alerts in the minute from {} were held back by alerts.rate_limit_per_minute ({}): {shown}{} (held_back lists them with their ids)",
+                w.held_count,
+                rule.as_str(),
+                time.format("%H:%M UTC"),
+                self.config.rate_limit_per_minute,
+                if more > 0 { format!(" and {more} more") } else { String::new() },
+            );
             let alert = Alert {
-                id: alert_id(rule, "*", &format!("rate limit {at}")),
+                id: alert_id(rule, "*", &format!("held back from {first}")),
                 rule,
                 severity: Severity::Warning,
-                summary: format!(
-                    "{held_back} more {} alerts in the minute from {} were held back by alerts.rate_limit_per_minute ({}); see /api/v1/coverage and the dashboard",
-                    rule.as_str(),
-                    time.format("%H:%M UTC"),
-                    self.config.rate_limit_per_minute
-                ),
-                count: held_back as u64,
+                summary,
+                count: w.held_count,
                 mfa_failures: None,
-                users: Vec::new(),
+                users: names,
+                held_back: w.held,
                 created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                sign_in: SignInFacts { time: rfc3339(at * 60), ..SignInFacts::default() },
+                sign_in: SignInFacts { time: rfc3339(w.minute * 60), ..SignInFacts::default() },
             };
             self.send(alert);
         }
@@ -295,37 +341,61 @@ impl Alerts {
         }
     }
 
-    /// legacy_auth_attempt: failed legacy sign-ins per source IP per hour.
+    /// legacy_auth_attempt: failed legacy sign-ins per source network per
+    /// hour. Bounded: at most `max_sources` entries, each small until it
+    /// alerts (a count and a few names), the oldest tenth forgotten at once
+    /// when full.
     fn attempt(&mut self, facts: SignInFacts, time: i64) {
-        let Some(ip) = facts.ip.clone().filter(|ip| !ip.is_empty()) else { return };
+        let cfg = &self.config.rules.legacy_auth_attempt;
+        let Some(source) = facts.ip.as_deref().and_then(|ip| source_network(ip, cfg.ipv6_prefix)) else { return };
+        let (min, max_sources) = (cfg.min_attempts as u64, cfg.max_sources as usize);
         let hour = time.div_euclid(3600);
-        let min = self.config.rules.legacy_auth_attempt.min_attempts as u64;
-        let a = self.state.attempts.entry((ip.clone(), hour)).or_default();
+        let key = (source, hour);
+        if !self.state.attempts.contains_key(&key) {
+            if self.state.attempts.len() >= max_sources {
+                self.evict_attempts(max_sources);
+            }
+            self.state.attempts_made += 1;
+            let made = self.state.attempts_made;
+            self.state.attempts.insert(key.clone(), Attempts { made, ..Attempts::default() });
+        }
+        let a = self.state.attempts.get_mut(&key).expect("just made");
         a.count += 1;
-        if let Some(upn) = facts.upn.clone()
+        if let Some(upn) = facts.upn.as_deref().map(|u| bounded(u, SPRAY_NAME))
             && a.users.len() < SPRAY_SAMPLE
             && !a.users.contains(&upn)
         {
             a.users.push(upn);
         }
-        if a.first.is_none() {
-            a.first = Some(Box::new(facts));
-        }
         if a.count < min {
             return;
         }
-        let (count, users, first) = (a.count, a.users.clone(), a.first.clone().unwrap_or_default());
+        let first = a.facts.get_or_insert_with(|| Box::new(trimmed(facts))).as_ref().clone();
+        let (count, users) = (a.count, a.users.clone());
+        let source = &key.0;
         let summary = format!(
-            "Password spray over legacy protocols: {count} failed legacy sign-ins from {ip}{} in the hour from {} ({} account(s) tried, e.g. {})",
+            "Password spray over legacy protocols: {count} failed legacy sign-ins from {source}{} in the hour from {} ({} account(s) tried, e.g. {})",
             first.country.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(),
             DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default().format("%Y-%m-%d %H:00 UTC"),
             users.len(),
             users.first().map(String::as_str).unwrap_or("none named")
         );
         let mut draft = AlertDraft::new(&first, summary);
+        draft.facts.ip = Some(source.clone());
         draft.users = users;
         draft.time = time;
-        self.emit(Rule::LegacyAuthAttempt, Severity::Warning, &ip, &format!("hour {hour}"), draft);
+        self.emit(Rule::LegacyAuthAttempt, Severity::Warning, source, &format!("hour {hour}"), draft);
+    }
+
+    /// Forgets the oldest tenth of the spray's entries (one pass, so a spray
+    /// from ever new addresses costs a pass per tenth of the bound).
+    fn evict_attempts(&mut self, max_sources: usize) {
+        let mut made: Vec<u64> = self.state.attempts.values().map(|a| a.made).collect();
+        let k = (max_sources / 10).max(1).min(made.len() - 1);
+        let (_, &mut cut, _) = made.select_nth_unstable(k);
+        let before = self.state.attempts.len();
+        self.state.attempts.retain(|_, a| a.made > cut);
+        self.shared.metrics.spray_sources_evicted((before - self.state.attempts.len()) as u64);
     }
 
     /// Forgets what no rule can use any more (older than the window any rule
@@ -374,6 +444,39 @@ impl AlertDraft {
         self.mfa_failures = Some(n);
         self
     }
+}
+
+/// The source a failed legacy sign-in is counted under: an IPv4 address as
+/// it is, an IPv6 address as its `/prefix` network (`2001:db8:1:2::/64`).
+/// None for what is not an address.
+fn source_network(ip: &str, ipv6_prefix: u8) -> Option<String> {
+    match ip.trim().parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => Some(v4.to_string()),
+        std::net::IpAddr::V6(v6) if ipv6_prefix >= 128 => Some(v6.to_string()),
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(ipv6_prefix)));
+            Some(format!("{}/{ipv6_prefix}", std::net::Ipv6Addr::from(bits)))
+        }
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// A sign-in's facts with its long free texts cut ([`SPRAY_NAME`]), for state kept long.
+fn trimmed(mut f: SignInFacts) -> SignInFacts {
+    for text in [&mut f.user_agent, &mut f.display_name, &mut f.app, &mut f.resource, &mut f.upn] {
+        if let Some(t) = text.as_mut() {
+            *t = bounded(t, SPRAY_NAME);
+        }
+    }
+    f
 }
 
 /// A stable alert id: the same rule, subject and sign-in (or window) give
@@ -448,25 +551,22 @@ fn facts(event: &SignInEvent<'_, '_>) -> SignInFacts {
     }
 }
 
-/// A record's identity (SIGNIN-SEMANTICS §1, §5): category and id, else
-/// category, correlation id, time and user.
+/// A record's identity ([`crate::decode::Identity`]), as alert ids take it.
 fn record_identity(event: &SignInEvent<'_, '_>) -> String {
-    let f = &event.record.fields;
-    match f.id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => format!("{} {id}", event.record.category.as_str()),
-        None => format!(
-            "{} {} {} {}",
-            event.record.category.as_str(),
-            f.correlation_id.as_deref().unwrap_or(""),
-            event.record.time.timestamp_millis(),
-            event.verdict.subject_key.as_deref().unwrap_or("")
-        ),
-    }
+    event.record.identity().hex()
 }
 
 impl Sink for Alerts {
     fn name(&self) -> &'static str {
         super::NAME
+    }
+
+    fn state_key(&self) -> &'static str {
+        STATE_KEY
+    }
+
+    fn superseded(&self) -> &'static [&'static str] {
+        &[super::NAME]
     }
 
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
@@ -675,7 +775,7 @@ mod tests {
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
         let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
         let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
-        (Alerts::start(&config, shared.clone(), None).unwrap(), shared)
+        (Alerts::start(&config, shared.clone(), &BTreeMap::new()).unwrap(), shared)
     }
 
     /// A sign-in record: who, when (minutes after 2025-06-10 09:00), how it ended.
@@ -826,6 +926,40 @@ mod tests {
     }
 
     #[test]
+    fn what_the_rate_limit_holds_back_survives_a_restart_and_is_summed_up_under_one_id() {
+        let users = [ANN, BOB, "2f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9", "3f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"];
+        let summary = |restart: bool| {
+            let (mut a, shared) = alerts("rate_limit_per_minute = 1\n");
+            for user in users {
+                feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(user, 0) }, false, false);
+            }
+            let (mut a, shared) = if restart {
+                // Stopped inside the minute: the window, and what it held back, are in the snapshot.
+                let saved = a.prepare(1).unwrap().unwrap();
+                drop(a);
+                let config =
+                    Config::parse("[alerts]\nmax_age = \"100000d\"\nrate_limit_per_minute = 1\n", "t.toml".as_ref())
+                        .unwrap();
+                let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
+                let b =
+                    Alerts::start(&config, shared.clone(), &BTreeMap::from([(STATE_KEY.to_string(), saved)])).unwrap();
+                (b, shared)
+            } else {
+                (a, shared)
+            };
+            // Some minutes later (a restart takes its time): the summary of that minute.
+            a.roll_rates(Utc::now().timestamp().div_euclid(60) + 5);
+            let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), None, 10);
+            let summary = list.into_iter().find(|a| a.count == 3).expect("one summary for the three held back");
+            assert_eq!(summary.held_back.len(), 3);
+            assert_eq!(summary.users.len(), 3);
+            assert!(summary.summary.contains("3 more legacy_auth_success alerts"), "{}", summary.summary);
+            summary.id
+        };
+        assert_eq!(summary(true), summary(false), "the same window gives the same summary, restart or not");
+    }
+
+    #[test]
     fn sign_ins_older_than_max_age_update_state_but_do_not_page() {
         let (mut a, shared) = alerts("");
         a.config.max_age = std::time::Duration::from_secs(86_400);
@@ -960,7 +1094,7 @@ mod tests {
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
         let config = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
         let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
-        let mut b = Alerts::start(&config, shared.clone(), Some(&saved)).unwrap();
+        let mut b = Alerts::start(&config, shared.clone(), &BTreeMap::from([(STATE_KEY.to_string(), saved)])).unwrap();
         assert_eq!(b.delivery.pending().len(), 1, "the waiting alert is still there");
         // The same sign-in read again after the restart is the same alert, counted once more.
         feed(&mut b, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);

@@ -298,7 +298,7 @@ fn pipeline_with(alerts: bool, history: Option<&std::path::Path>) -> anyhow::Res
     let mut pipe = new_pipeline();
     let shared = pipe.shared().clone();
     if alerts {
-        pipe.add_sink(Box::new(crate::alerts::Alerts::start(&config, shared.clone(), None)?));
+        pipe.add_sink(Box::new(crate::alerts::Alerts::start(&config, shared.clone(), &Default::default())?));
     }
     if history.is_some() {
         config.history.retention_days = 3650;
@@ -709,9 +709,9 @@ fn report(rows: u64, users: u32, history: Option<std::path::PathBuf>) -> anyhow:
     // One pass: `compact` takes every other state's committed files along.
     let started = Instant::now();
     let mut merged = 0;
-    if let Some((epoch, seq)) = crate::history::files::read_committed(&dir).pop_last() {
+    if let Some((epoch, seq)) = crate::history::files::read_committed(&dir)?.pop_last() {
         for (_, folder) in crate::history::files::dates(&dir)? {
-            merged += crate::history::files::compact(&folder, epoch, seq)?;
+            merged += crate::history::files::compact(&folder, epoch, seq, crate::history::files::READERS_WAIT)?;
         }
     }
     if merged > 0 {

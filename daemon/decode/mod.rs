@@ -142,6 +142,82 @@ pub struct SignIn<'a> {
     pub fields: Fields<'a>,
 }
 
+/// What makes two records the same record (SIGNIN-SEMANTICS §5): its
+/// category and `id`, else — for a record without one — its category,
+/// `correlationId`, time and user. Coverage, the alerts, the history, the
+/// report and the user detail all go by it, as a 64-bit XXH3 hash: a fixed,
+/// published algorithm, so a state kept across an upgrade of mfawatch still
+/// knows the records it has counted. Never 0 (0 means "no identity" where
+/// one is stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+pub struct Identity(pub u64);
+
+impl Identity {
+    /// The identity of a record with these parts: `id` (compared without
+    /// letter case), else correlation id, time (Unix ms) and user key.
+    pub fn of(
+        category: &str,
+        id: Option<&str>,
+        correlation_id: Option<&str>,
+        time_ms: i64,
+        user: Option<&str>,
+    ) -> Identity {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(category.as_bytes());
+        match id.map(str::trim).filter(|id| !id.is_empty()) {
+            Some(id) => {
+                h.update(b"\0id\0");
+                let mut lower = [0u8; 64];
+                for chunk in id.as_bytes().chunks(64) {
+                    let lower = &mut lower[..chunk.len()];
+                    lower.copy_from_slice(chunk);
+                    lower.make_ascii_lowercase();
+                    h.update(lower);
+                }
+            }
+            None => {
+                h.update(b"\0correlation\0");
+                h.update(correlation_id.unwrap_or("").trim().as_bytes());
+                h.update(b"\0");
+                h.update(&time_ms.to_le_bytes());
+                h.update(b"\0");
+                h.update(user.unwrap_or("").trim().as_bytes());
+            }
+        }
+        Identity(h.digest().max(1))
+    }
+
+    /// As text (alert ids are made from it).
+    pub fn hex(self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+impl SignIn<'_> {
+    /// This record's [`Identity`]. Its user, for a record without an id, is
+    /// the object id, else the UPN without letter case, else the service
+    /// principal or app (the key of SIGNIN-SEMANTICS §2).
+    pub fn identity(&self) -> Identity {
+        let f = &self.fields;
+        let present = |s: &Option<Str<'_>>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let user = || {
+            present(&f.user_id)
+                .or_else(|| present(&f.user_principal_name).map(|u| u.to_lowercase()))
+                .or_else(|| present(&f.service_principal_id))
+                .or_else(|| present(&f.app_id))
+        };
+        let id = f.id.as_deref().map(str::trim).filter(|id| !id.is_empty());
+        let user = if id.is_some() { None } else { user() };
+        Identity::of(
+            self.category.as_str(),
+            id,
+            f.correlation_id.as_deref(),
+            self.time.timestamp_millis(),
+            user.as_deref(),
+        )
+    }
+}
+
 /// Why a record (or a whole message) could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

@@ -17,7 +17,13 @@
 //! thread of its own merges a day's parts into one file once every
 //! partition being read has moved `history.compact_after` past the day's end,
 //! atomically and with the same guarantee, and removes folders past
-//! `history.retention_days`.
+//! `history.retention_days`. Both go by event time: retention counts back
+//! from the newest sign-in the history holds (and never from later than the
+//! host's today), so a host clock that jumps ahead deletes nothing.
+//!
+//! One state writes a history folder at a time ([`files::StateLock`]), and
+//! readers (the report, the user detail) never see a file replaced under
+//! them ([`files::read_lock`]).
 
 pub mod files;
 pub mod rows;
@@ -28,14 +34,14 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use chrono::{NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::create_dir_durable;
 use crate::classify::{Labels, Subject};
 use crate::config::Config;
 use crate::coverage::Policy;
+use crate::durable::create_dir_durable;
 use crate::logging::Throttle;
 use crate::pipeline::Shared;
 use crate::sinks::{SignInEvent, Sink, SourceClock};
@@ -67,11 +73,39 @@ const QUEUED_ROWS: usize = 2 * SPILL_ROWS;
 struct Saved {
     /// The state's epoch: part names carry it (see [`files`]).
     epoch: u64,
+    /// The newest event time the history has had (Unix seconds): where
+    /// retention counts back from.
+    newest: i64,
 }
 
-/// The maintenance thread, and how to tell it of a checkpoint: (checkpoint,
-/// event time every source has passed less `compact_after`).
-type Maintenance = (mpsc::Sender<(u64, i64)>, JoinHandle<()>);
+/// The state as the first version kept it.
+#[derive(Deserialize)]
+struct SavedV1 {
+    epoch: u64,
+}
+
+impl Saved {
+    fn read(bytes: &[u8]) -> anyhow::Result<Saved> {
+        postcard::from_bytes::<Saved>(bytes)
+            .or_else(|_| postcard::from_bytes::<SavedV1>(bytes).map(|v| Saved { epoch: v.epoch, newest: 0 }))
+            .map_err(|e| anyhow::anyhow!("the history's state in the snapshot cannot be read: {e}"))
+    }
+}
+
+/// What the maintenance thread hears at each checkpoint.
+struct Round {
+    /// The checkpoint that is durable now.
+    upto: u64,
+    /// The event time every source has passed, less `compact_after`: days
+    /// ending before it are merged.
+    settled: i64,
+    /// The first day retention keeps.
+    keep_from: NaiveDate,
+    /// The first day it would keep by the host's clock alone.
+    wall_keep_from: NaiveDate,
+}
+
+type Maintenance = (mpsc::Sender<Round>, JoinHandle<()>);
 
 /// The history sink.
 pub struct History {
@@ -90,6 +124,8 @@ pub struct History {
     /// The first error of the writer since the last time it was asked.
     failed: Option<anyhow::Error>,
     count_non_interactive: bool,
+    /// The newest event time seen (Unix seconds), kept in the snapshot.
+    newest: i64,
     oldest_kept: NaiveDate,
     retention_days: u32,
     compact_after: i64,
@@ -97,6 +133,7 @@ pub struct History {
     shared: Arc<Shared>,
     throttle: Throttle,
     maintenance: Option<Maintenance>,
+    _lock: files::StateLock,
 }
 
 impl History {
@@ -105,32 +142,28 @@ impl History {
     pub fn start(config: &Config, shared: Arc<Shared>, saved: Option<&Vec<u8>>, seq: u64) -> anyhow::Result<History> {
         let dir = config.history.dir(&config.checkpoint);
         create_dir_durable(&dir).map_err(|e| anyhow::anyhow!("cannot create history.dir {}: {e}", dir.display()))?;
-        let epoch = match saved {
-            Some(bytes) => {
-                postcard::from_bytes::<Saved>(bytes)
-                    .map_err(|e| anyhow::anyhow!("the history's state in the snapshot cannot be read: {e}"))?
-                    .epoch
-            }
-            None => new_epoch(),
-        };
-        let recovered = files::recover(&dir, epoch, seq)
-            .map_err(|e| anyhow::anyhow!("cannot bring the history in {} back to the snapshot: {e}", dir.display()))?;
+        let lock = files::StateLock::take(&dir, &config.checkpoint.dir)?;
+        let saved = saved.map(|bytes| Saved::read(bytes)).transpose()?;
+        let (epoch, newest) = saved.map_or_else(|| (new_epoch(), 0), |s| (s.epoch, s.newest));
+        let recovered = files::recover(&dir, epoch, seq).map_err(|e| {
+            anyhow::anyhow!("cannot bring the history in {} back to the snapshot: {e:#}", dir.display())
+        })?;
         if recovered != files::Recovered::default() {
             tracing::info!(
                 dir = %dir.display(),
                 uncommitted_parts = recovered.uncommitted,
                 merged_files = recovered.merged,
                 temporary = recovered.temporary,
-                "history brought back to the snapshot: parts of a checkpoint that did not complete removed"
+                rows_past_snapshot = recovered.rows_past_snapshot,
+                kept_whole = recovered.kept_whole,
+                "history brought back to the snapshot: what checkpoints after it wrote is removed (the hub is read again from the snapshot's offsets)"
             );
         }
         let retention_days = config.history.retention_days;
         let (tx, rx) = mpsc::channel();
         let thread = {
             let (dir, shared) = (dir.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name("history".into())
-                .spawn(move || maintain(&dir, epoch, retention_days, &shared, rx))?
+            std::thread::Builder::new().name("history".into()).spawn(move || maintain(&dir, epoch, &shared, rx))?
         };
         Ok(History {
             writer: Writer::start()?,
@@ -143,13 +176,15 @@ impl History {
             unwritten: Vec::new(),
             failed: None,
             count_non_interactive: Policy::from_config(&config.coverage).count_non_interactive,
-            oldest_kept: oldest_kept(retention_days),
+            newest,
+            oldest_kept: keep_from(retention_days, newest),
             retention_days,
             compact_after: config.history.compact_after.as_secs() as i64,
             clock: SourceClock::default(),
             shared,
             throttle: Throttle::default(),
             maintenance: Some((tx, thread)),
+            _lock: lock,
         })
     }
 
@@ -253,7 +288,7 @@ impl Writer {
         let thread = std::thread::Builder::new().name("history-writer".into()).spawn(move || {
             for mut part in rx {
                 let frame = match std::mem::replace(&mut part.data, Data::Frame(DataFrame::empty())) {
-                    Data::Rows(mut rows) => rows.take().map_err(anyhow::Error::from),
+                    Data::Rows(mut rows) => rows.take(part.name.epoch_seq()).map_err(anyhow::Error::from),
                     Data::Frame(frame) => Ok(frame),
                 };
                 let result = frame.and_then(|mut frame| {
@@ -329,8 +364,13 @@ fn new_epoch() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 40)
 }
 
-fn oldest_kept(retention_days: u32) -> NaiveDate {
-    Utc::now().date_naive() - chrono::Days::new(u64::from(retention_days))
+/// The first day `history.retention_days` keeps: counted back from the
+/// newest sign-in the history has had (`newest`, Unix seconds), and from no
+/// later than the host's today. Going by the sign-ins, a host clock that
+/// jumps ahead removes nothing; the host's today only ever keeps more.
+fn keep_from(retention_days: u32, newest: i64) -> NaiveDate {
+    let newest = DateTime::from_timestamp(newest, 0).unwrap_or_default().date_naive();
+    newest.min(crate::clock::wall().date_naive()) - chrono::Days::new(u64::from(retention_days))
 }
 
 impl Sink for History {
@@ -341,6 +381,10 @@ impl Sink for History {
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
         let time = event.record.time;
         self.clock.heard(event.position, time.timestamp());
+        if time.timestamp() > self.newest {
+            self.newest = time.timestamp();
+            self.oldest_kept = keep_from(self.retention_days, self.newest);
+        }
         let date = time.date_naive();
         if date < self.oldest_kept {
             // Past history.retention_days: it would be removed at once.
@@ -376,7 +420,7 @@ impl Sink for History {
     fn prepare(&mut self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
         anyhow::ensure!(seq == self.next_seq, "history: checkpoint {seq} where {} was expected", self.next_seq);
         self.write_parts()?;
-        Ok(Some(postcard::to_allocvec(&Saved { epoch: self.epoch })?))
+        Ok(Some(postcard::to_allocvec(&Saved { epoch: self.epoch, newest: self.newest })?))
     }
 
     fn committed(&mut self, seq: u64) {
@@ -387,9 +431,12 @@ impl Sink for History {
         {
             tracing::warn!(error = %e, held_back, "cannot note the checkpoint in the history's _committed file");
         }
-        self.oldest_kept = oldest_kept(self.retention_days);
+        self.oldest_kept = keep_from(self.retention_days, self.newest);
         if let (Some((tx, _)), Some(low)) = (&self.maintenance, self.clock.low(&self.shared)) {
-            let _ = tx.send((seq, low - self.compact_after));
+            let wall_keep_from = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(self.retention_days));
+            let round =
+                Round { upto: seq, settled: low - self.compact_after, keep_from: self.oldest_kept, wall_keep_from };
+            let _ = tx.send(round);
         }
     }
 }
@@ -403,33 +450,46 @@ impl Drop for History {
     }
 }
 
-/// The maintenance thread: for each checkpoint it hears of (`upto`, and the
-/// event time every source has passed, less `compact_after`), merges the
-/// days that are over and removes folders past retention.
-fn maintain(dir: &Path, epoch: u64, retention_days: u32, shared: &Shared, rx: mpsc::Receiver<(u64, i64)>) {
+/// The maintenance thread: for each checkpoint it hears of, merges the days
+/// that are over and removes folders past retention. Either waits for the
+/// history's readers at most [`files::READERS_WAIT`], else leaves the files
+/// for the next round.
+fn maintain(dir: &Path, epoch: u64, shared: &Shared, rx: mpsc::Receiver<Round>) {
     let throttle = Throttle::default();
-    let mut expired_on = None;
-    while let Ok((mut upto, mut settled)) = rx.recv() {
+    while let Ok(mut round) = rx.recv() {
         // Only the newest request matters.
-        while let Ok((u, s)) = rx.try_recv() {
-            (upto, settled) = (u, s);
+        while let Ok(newer) = rx.try_recv() {
+            round = newer;
         }
-        let today = Utc::now().date_naive();
-        if expired_on != Some(today) {
-            expired_on = Some(today);
-            match files::expire(dir, oldest_kept(retention_days)) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(folders = n, retention_days, "history past retention removed"),
-                Err(e) => tracing::error!(error = %e, "cannot remove history past retention"),
+        if round.wall_keep_from > round.keep_from
+            && let Ok(dates) = files::dates(dir)
+            && dates.iter().any(|(d, _)| *d >= round.keep_from && *d < round.wall_keep_from)
+            && let Some(held_back) = throttle.admit("clock ahead")
+        {
+            tracing::warn!(
+                keep_from = %round.keep_from,
+                by_host_clock = %round.wall_keep_from,
+                held_back,
+                "the host's clock is ahead of the newest sign-in by more than history.retention_days: retention goes by the sign-ins and removes nothing the host clock alone would (check the clock)"
+            );
+        }
+        match files::expire(dir, round.keep_from, files::READERS_WAIT) {
+            Ok(Some(0)) => {}
+            Ok(Some(n)) => tracing::info!(folders = n, keep_from = %round.keep_from, "history past retention removed"),
+            Ok(None) => tracing::debug!("history retention waits for a reader of the history"),
+            Err(e) => {
+                if let Some(held_back) = throttle.admit("expire") {
+                    tracing::error!(error = %e, held_back, "cannot remove history past retention");
+                }
             }
         }
         let Ok(dates) = files::dates(dir) else { continue };
         for (date, folder) in dates {
             let day_end = date.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 86_400;
-            if day_end > settled {
+            if day_end > round.settled {
                 break;
             }
-            match files::compact(&folder, epoch, upto) {
+            match files::compact(&folder, epoch, round.upto, files::READERS_WAIT) {
                 Ok(0) => {}
                 Ok(n) => {
                     shared.metrics.history_compaction("ok");
@@ -459,7 +519,8 @@ pub fn notable_sign_ins(
 ) -> anyhow::Result<Vec<crate::report::SignInRow>> {
     use polars::prelude::*;
     use rows::col as c;
-    let since = Utc::now().date_naive() - chrono::Days::new(u64::from(days));
+    let since = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(days));
+    let _reading = files::read_lock(dir)?;
     let mut paths = Vec::new();
     for (date, folder) in files::dates(dir)? {
         if date >= since {
@@ -469,18 +530,32 @@ pub fn notable_sign_ins(
     if paths.is_empty() {
         return Ok(Vec::new());
     }
-    let args = ScanArgsParquet {
-        hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
-        ..Default::default()
-    };
     let notable = col(c::LEGACY_AUTH)
         .or(col(c::SINGLE_FACTOR).and(col(c::COUNTED)))
         .or(col(c::RISKY))
         .or(col(c::MFA_FAILURE).is_not_null());
-    let df = LazyFrame::scan_parquet_files(paths.into(), args)?
+    let df = LazyFrame::scan_parquet_files(paths.into(), files::scan_args(None))?
         .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
         .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
-        .unique_stable(Some(cols([c::CATEGORY, c::RECORD_ID, c::SOURCE])), UniqueKeepStrategy::First)
+        .collect()?;
+    // A record the history holds twice is listed once, by the report's rule (its identity).
+    let mut seen = std::collections::HashSet::new();
+    let ids = df.column(c::IDENTITY)?.u64()?;
+    let text = |name: &str| df.column(name).and_then(|c| c.str().cloned());
+    let (category, record_id, correlation) = (text(c::CATEGORY)?, text(c::RECORD_ID)?, text(c::CORRELATION_ID)?);
+    let ms = df.column("ms")?.i64()?;
+    let first: Vec<bool> = (0..df.height())
+        .map(|i| {
+            let identity = ids.get(i).unwrap_or_else(|| {
+                let (category, time) = (category.get(i).unwrap_or(""), ms.get(i).unwrap_or(0));
+                crate::decode::Identity::of(category, record_id.get(i), correlation.get(i), time, Some(user_key)).0
+            });
+            seen.insert(identity)
+        })
+        .collect();
+    let df = df
+        .filter(&BooleanChunked::from_slice("first".into(), &first))?
+        .lazy()
         .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
         .limit(limit as u32)
         .collect()?;

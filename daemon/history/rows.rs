@@ -57,6 +57,13 @@ pub mod col {
     pub const CORRELATION_ID: &str = "correlation_id";
     /// Where it was read: `topic[partition]@offset record i` or `file:line record i`.
     pub const SOURCE: &str = "source";
+    /// The record's identity (`decode::Identity`): a record the history
+    /// holds twice (a backfill of what Kafka delivered) has it twice.
+    pub const IDENTITY: &str = "identity";
+    /// The state (epoch) and checkpoint that wrote the row: how recovery
+    /// keeps exactly the rows up to a restored snapshot (see `files`).
+    pub const CHECKPOINT_EPOCH: &str = "checkpoint_epoch";
+    pub const CHECKPOINT_SEQ: &str = "checkpoint_seq";
     /// The Hive partition column (`date=YYYY-MM-DD` folders).
     pub const DATE: &str = "date";
 }
@@ -74,6 +81,7 @@ pub struct Rows {
     source: String,
     flags: Vec<Vec<bool>>,
     outcome_code: Vec<i64>,
+    identity: Vec<u64>,
     policies: StringChunkedBuilder,
     results: StringChunkedBuilder,
     offsets: Vec<i64>,
@@ -148,6 +156,7 @@ impl Rows {
             source: String::new(),
             flags: (0..FLAG_COUNT).map(|_| Vec::with_capacity(capacity)).collect(),
             outcome_code: Vec::with_capacity(capacity),
+            identity: Vec::with_capacity(capacity),
             policies: StringChunkedBuilder::new(col::POLICY.into(), 0),
             results: StringChunkedBuilder::new(col::RESULT.into(), 0),
             offsets: vec![0],
@@ -224,6 +233,7 @@ impl Rows {
         }
         self.time.push(r.time.timestamp_millis());
         self.outcome_code.push(r.outcome_code);
+        self.identity.push(r.identity().0);
         for p in v.report_only {
             self.policies.append_value(p.policy.as_ref());
             self.results.append_value(p.result.as_ref());
@@ -233,8 +243,9 @@ impl Rows {
         self.len += 1;
     }
 
-    /// The rows as a DataFrame (the buffer is emptied).
-    pub fn take(&mut self) -> PolarsResult<DataFrame> {
+    /// The rows as a DataFrame (the buffer is emptied), each marked as
+    /// written by checkpoint `seq` of state `epoch`.
+    pub fn take(&mut self, (epoch, seq): (u64, u64)) -> PolarsResult<DataFrame> {
         let rows = std::mem::replace(self, Rows::new(0));
         let n = rows.len;
         let mut columns: Vec<Column> = Vec::with_capacity(TEXT.len() + FLAG_COUNT + 3);
@@ -255,6 +266,9 @@ impl Rows {
         }
         columns.push(Int64Chunked::from_vec(col::OUTCOME_CODE.into(), rows.outcome_code).into_column());
         columns.push(report_only_column(rows.policies, rows.results, rows.offsets)?);
+        columns.push(Column::new(col::IDENTITY.into(), rows.identity));
+        columns.push(Column::new(col::CHECKPOINT_EPOCH.into(), vec![epoch; n]));
+        columns.push(Column::new(col::CHECKPOINT_SEQ.into(), vec![seq; n]));
         DataFrame::new(n, columns)
     }
 }
@@ -278,5 +292,5 @@ fn report_only_column(
 /// The schema every part has (for scanning an empty history, and checks).
 pub fn schema() -> Schema {
     let mut rows = Rows::new(0);
-    rows.take().map(|df| df.schema().as_ref().clone()).unwrap_or_default()
+    rows.take((0, 0)).map(|df| df.schema().as_ref().clone()).unwrap_or_default()
 }

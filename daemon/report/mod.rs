@@ -305,38 +305,32 @@ const ROW: &str = "row";
 
 fn scan_rows(files: &[PathBuf], row_index: bool) -> PolarsResult<LazyFrame> {
     let paths: Vec<PlRefPath> = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().as_ref())).collect();
-    let args = ScanArgsParquet {
-        hive_options: HiveOptions { enabled: Some(false), ..Default::default() },
-        row_index: row_index.then(|| RowIndex { name: ROW.into(), offset: 0 }),
-        ..Default::default()
-    };
-    LazyFrame::scan_parquet_files(paths.into(), args)
+    LazyFrame::scan_parquet_files(paths.into(), files::scan_args(row_index.then_some(ROW)))
 }
 
 /// Per date folder: its rows, and the row numbers within it of sign-ins
-/// already there earlier — the same category and record id (a backfill of an
-/// export Kafka had delivered, one event in two hubs), or without a record
-/// id the same source position. A record's copies have its event time, so
-/// they are in one date folder: each folder is read once, three columns.
+/// already there earlier — the same record identity (a backfill of an
+/// export Kafka had delivered, one event in two hubs: see
+/// `decode::Identity`). A record's copies have its event time, so they are
+/// in one date folder: each folder is read once, one column.
 struct Repeats(std::collections::HashMap<PathBuf, (IdxSize, Vec<IdxSize>)>);
 
 impl Repeats {
-    fn of(files: &[PathBuf]) -> PolarsResult<Repeats> {
+    fn of(files: &[PathBuf]) -> anyhow::Result<Repeats> {
         let mut folders = std::collections::HashMap::new();
         for day in by_folder(files) {
-            let df = scan_rows(day, false)?.select([col(c::CATEGORY), col(c::RECORD_ID), col(c::SOURCE)]).collect()?;
-            let (category, record_id, source) =
-                (df.column(c::CATEGORY)?.str()?, df.column(c::RECORD_ID)?.str()?, df.column(c::SOURCE)?.str()?);
-            let mut seen = std::collections::HashSet::with_capacity(df.height());
+            let mut seen = std::collections::HashSet::new();
             let mut repeated = Vec::new();
-            for (i, ((category, record_id), source)) in
-                category.iter().zip(record_id.iter()).zip(source.iter()).enumerate()
-            {
-                if !seen.insert((category, record_id.or(source))) {
-                    repeated.push(i as IdxSize);
+            let mut rows: IdxSize = 0;
+            for file in day {
+                for identity in files::identities(file)? {
+                    if !seen.insert(identity) {
+                        repeated.push(rows);
+                    }
+                    rows += 1;
                 }
             }
-            folders.insert(folder_of(&day[0]), (df.height() as IdxSize, repeated));
+            folders.insert(folder_of(&day[0]), (rows, repeated));
         }
         Ok(Repeats(folders))
     }
@@ -797,6 +791,9 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         "no history at {}: is history.enabled on, and history.dir (default <checkpoint.dir>/history) this folder?",
         dir.display()
     );
+    // No file of the history is replaced or removed until the report is done
+    // (a day merged meanwhile would be read twice, or a part found gone).
+    let _reading = files::read_lock(dir)?;
     let w = req.window;
     // Coverage looks at every sign-in up to the week's end (who exists,
     // their last MFA, their registration); the trend at the weeks before.

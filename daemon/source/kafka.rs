@@ -191,7 +191,11 @@ pub fn consumer_config(config: &Config) -> Result<ClientConfig, SourceError> {
     }
     c.set("enable.auto.commit", "false");
     c.set("enable.auto.offset.store", "false");
-    c.set("auto.offset.reset", k.start.as_str());
+    // Never jump silently: a fetch at an offset that is gone (retention ran
+    // out during a backlog) is an error the loop handles — it counts the
+    // messages lost and resumes at the log start (see `resume_after_reset`).
+    // Where a partition starts when it is new is decided in `place`.
+    c.set("auto.offset.reset", "error");
     c.set("session.timeout.ms", "30000");
     c.set("heartbeat.interval.ms", "3000");
     c.set("max.poll.interval.ms", "300000");
@@ -299,9 +303,6 @@ struct Unanswered {
 /// What the source knows about its partitions beyond their offsets.
 #[derive(Default)]
 struct Partitions {
-    /// The offset the first message of each partition should have after
-    /// assignment; a higher one means messages were gone (retention).
-    expected: HashMap<Partition, i64>,
     /// Partitions whose snapshot offset is past their end: not consumed.
     refused: BTreeSet<Partition>,
     /// The cluster identity was compared with the snapshot's.
@@ -415,8 +416,14 @@ impl Context {
         if !parts.identity_checked {
             parts.identity_checked = true;
             if let Err(reason) = self.check_identity(consumer, &mut cp) {
+                // Nothing is consumed, nothing checkpointed, nothing committed:
+                // the offsets of this state mean nothing on these brokers.
+                cp.refused = Some(reason.clone());
                 parts.stop = Some(reason);
             }
+        }
+        if parts.stop.is_some() {
+            return Vec::new();
         }
         let mut refused = Vec::new();
         let elements: Vec<Partition> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
@@ -476,9 +483,6 @@ impl Context {
                     StartPosition::Latest => Offset::End,
                 },
             };
-            if let Offset::Offset(at) = start {
-                parts.expected.insert(key.clone(), at);
-            }
             let _ = tpl.set_partition_offset(topic, partition, start);
         }
         parts.refused.extend(refused.iter().cloned());
@@ -559,6 +563,20 @@ impl ClientContext for Context {
             tracing::info!("connected to the brokers");
         }
         self.shared.metrics.set_ready(self.shared.health.not_ready().is_none());
+        if let Some(skew) = self.shared.clock.skew_secs() {
+            self.shared.metrics.clock_skew(skew);
+            if skew.abs() > crate::clock::SKEW_WARN_SECS
+                && let Some(held_back) = self.throttle.admit("clock skew")
+            {
+                tracing::warn!(
+                    skew_seconds = skew,
+                    held_back,
+                    "the host's clock is {} the brokers' by {} s: mfawatch goes by the brokers' time (alerts.max_age, retention), fix the host clock (NTP)",
+                    if skew > 0 { "ahead of" } else { "behind" },
+                    skew.abs()
+                );
+            }
+        }
         for (topic, t) in &statistics.topics {
             for (&partition, p) in &t.partitions {
                 if partition >= 0 && p.desired && p.consumer_lag >= 0 {
@@ -612,6 +630,14 @@ impl ConsumerContext for Context {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let refused = self.place(consumer, tpl);
+                if self.partitions().stop.is_some() {
+                    // Another cluster: take none of the partitions (an empty
+                    // assignment), the loop then stops without a checkpoint.
+                    if !cooperative && let Err(e) = consumer.assign(&TopicPartitionList::new()) {
+                        tracing::error!(error = %e, "cannot decline the partitions");
+                    }
+                    return;
+                }
                 let held: Vec<Partition> =
                     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
                 self.shared.set_assigned(&held, true);
@@ -646,7 +672,6 @@ impl ConsumerContext for Context {
                 for e in tpl.elements() {
                     self.shared.metrics.forget_partition(e.topic(), e.partition());
                     let key = (e.topic().to_owned(), e.partition());
-                    parts.expected.remove(&key);
                     parts.refused.remove(&key);
                 }
                 self.shared.metrics.set_partitions_refused(parts.refused.len());
@@ -713,6 +738,13 @@ pub fn consume(
     let interval = config.checkpoint.interval;
     let topics_by_name: BTreeMap<String, Arc<str>> =
         config.kafka.topics.iter().map(|t| (t.clone(), Arc::from(t.as_str()))).collect();
+    // librdkafka's own names for the topics, for asking it where a partition ends.
+    let topic_names: HashMap<String, std::ffi::CString> = config
+        .kafka
+        .topics
+        .iter()
+        .filter_map(|t| Some((t.clone(), std::ffi::CString::new(t.as_str()).ok()?)))
+        .collect();
     let mut messages = 0u64;
     let mut last_fatal_check = Instant::now();
     let mut next_topic_check = Instant::now() + Duration::from_secs(5);
@@ -736,18 +768,24 @@ pub fn consume(
                 let topic = topics_by_name.get(message.topic()).cloned().unwrap_or_else(|| Arc::from(message.topic()));
                 let (partition, offset) = (message.partition(), message.offset());
                 let key = (message.topic().to_owned(), partition);
-                if let Some(expected) = consumer.context().partitions().expected.remove(&key)
-                    && offset > expected
+                let timestamp = message.timestamp().to_millis();
+                if let Some(ts) = timestamp
+                    && topic_names.get(&*topic).is_some_and(|name| at_head(&consumer, name, partition, offset))
                 {
-                    let lost = (offset - expected) as u64;
-                    tracing::error!(topic = %topic, partition, expected, offset, lost_messages = lost, "messages expired before they could be read: their sign-ins are lost");
-                    shared.metrics.offsets_skipped(&topic, lost);
+                    shared.clock.heard_at_head(ts);
                 }
-                let position = Position::Kafka { topic, partition, offset };
-                let received = message.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis);
+                let position = Position::Kafka { topic: topic.clone(), partition, offset };
+                let received = timestamp.and_then(chrono::DateTime::from_timestamp_millis);
                 let inflated = gunzipped(&message);
                 let payload = inflated.as_deref().or(message.payload());
                 let mut cp = lock_checkpointer(&checkpointer);
+                // Every message is the one after the last: a higher offset
+                // means the ones between were gone before they were read.
+                if let Some(&expected) = cp.offsets.get(&key)
+                    && offset > expected
+                {
+                    lost_between(&shared, &topic, partition, expected, offset);
+                }
                 if let Some(payload) = payload
                     && let Err(e) = cp.pipeline.process(payload, &position, received)
                 {
@@ -765,6 +803,10 @@ pub fn consume(
                 }
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                // A partition's next offset is gone (auto.offset.reset = error).
+                resume_after_reset(&consumer, &checkpointer, &shared);
+            }
             Some(Err(e)) => {
                 // Errors also reach Context::error; librdkafka retries by itself,
                 // except after a fatal error (checked below).
@@ -899,6 +941,94 @@ fn check_topics(
     let fine = problem.is_none() && assigned > 0;
     shared.health.set_source_problem(problem.or(refusal));
     fine
+}
+
+/// A message this close to its partition's end (as librdkafka last heard
+/// it from the broker) was read as it arrived: its timestamp tells the
+/// brokers' time (see [`crate::clock`]).
+const HEAD_SLACK: i64 = 100;
+
+/// Whether `offset` is at the head of its partition, by the end offset
+/// librdkafka has cached from its last fetch (no request to the broker).
+fn at_head(consumer: &BaseConsumer<Context>, topic: &std::ffi::CStr, partition: i32, offset: i64) -> bool {
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime and the
+    // topic a NUL-terminated string; librdkafka only reads its cached
+    // watermarks into the two integers.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    err == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 && offset + 1 + HEAD_SLACK >= high
+}
+
+/// Messages `expected..offset` of a partition were gone before they could be
+/// read (retention ran out while they waited): counted, and logged with the range.
+fn lost_between(shared: &Shared, topic: &str, partition: i32, expected: i64, offset: i64) {
+    let lost = (offset - expected) as u64;
+    tracing::error!(
+        topic,
+        partition,
+        first_lost = expected,
+        last_lost = offset - 1,
+        lost_messages = lost,
+        "messages expired before they could be read: their sign-ins are lost"
+    );
+    shared.metrics.offsets_skipped(topic, lost);
+}
+
+/// After a fetch found a partition's next offset gone (`auto.offset.reset =
+/// error`: librdkafka says so without naming the partition, and stops
+/// fetching it): each held partition whose next offset is before its log
+/// start has lost the messages between — counted, logged with the range —
+/// and is assigned again at its log start (a seek is refused in that state).
+fn resume_after_reset(consumer: &BaseConsumer<Context>, checkpointer: &Mutex<Checkpointer>, shared: &Shared) {
+    let Ok(assignment) = consumer.assignment() else { return };
+    let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+    let mut again = TopicPartitionList::new();
+    let mut moved = TopicPartitionList::new();
+    for e in assignment.elements() {
+        let (topic, partition) = (e.topic().to_owned(), e.partition());
+        let key = (topic.clone(), partition);
+        let next = lock_checkpointer(checkpointer).offsets.get(&key).copied();
+        let low = consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)).ok().map(|(low, _)| low);
+        let at = match (next, low) {
+            (Some(next), Some(low)) if next < low => {
+                lost_between(shared, &topic, partition, next, low);
+                lock_checkpointer(checkpointer).offsets.insert(key, low);
+                let _ = moved.add_partition_offset(&topic, partition, Offset::Offset(low));
+                Offset::Offset(low)
+            }
+            (Some(next), _) => Offset::Offset(next),
+            (None, _) => e.offset(),
+        };
+        let _ = again.add_partition_offset(&topic, partition, at);
+    }
+    if moved.count() == 0 {
+        return;
+    }
+    let result = if cooperative {
+        consumer.incremental_unassign(&moved).and_then(|()| consumer.incremental_assign(&moved))
+    } else {
+        consumer.assign(&again)
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot resume the partitions at their log start");
+    }
+    // Partitions refused before stay paused.
+    let refused = consumer.context().partitions().refused.clone();
+    if !refused.is_empty() {
+        let mut paused = TopicPartitionList::new();
+        for (topic, partition) in &refused {
+            paused.add_partition(topic, *partition);
+        }
+        let _ = consumer.pause(&paused);
+    }
 }
 
 /// The largest message mfawatch inflates: Event Hubs takes 1 MB, a gzip

@@ -83,10 +83,17 @@ impl Tansu {
     }
 
     pub fn start_on(port: u16) -> Tansu {
+        Tansu::start_cluster(port, "tansu_cluster")
+    }
+
+    /// A broker that says it is cluster `cluster_id` (another namespace, as far as a state can tell).
+    pub fn start_cluster(port: u16, cluster_id: &str) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
             .args([
                 "broker",
+                "--kafka-cluster-id",
+                cluster_id,
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
@@ -430,17 +437,19 @@ impl Drop for Daemon {
 /// A config file for a daemon on `bootstrap`, state in `dir`, dead letters in
 /// `dir/dead-letters.ndjson` unless `extra` has its own `[dead_letter]`.
 /// `extra` is appended, except that keys under an `[http]` or `[history]`
-/// header in it join those sections written here. The history keeps ten
+/// (or `[kafka]`) header in it join those sections written here. The history keeps ten
 /// years unless `extra` says otherwise: the tests' tenants are dated in 2025.
 pub fn write_config(dir: &Path, bootstrap: &str, topic: &str, group: &str, http_port: u16, extra: &str) -> PathBuf {
     let path = dir.join("mfawatch.toml");
-    let (mut http_keys, mut history_keys, mut rest) = (String::new(), String::new(), String::new());
+    let (mut http_keys, mut history_keys, mut kafka_keys, mut rest) =
+        (String::new(), String::new(), String::new(), String::new());
     let mut section = "";
     for line in extra.lines() {
         if line.trim_start().starts_with('[') {
             section = match line.trim() {
                 "[http]" => "http",
                 "[history]" => "history",
+                "[kafka]" => "kafka",
                 _ => "",
             };
             if !section.is_empty() {
@@ -450,6 +459,7 @@ pub fn write_config(dir: &Path, bootstrap: &str, topic: &str, group: &str, http_
         let into = match section {
             "http" => &mut http_keys,
             "history" => &mut history_keys,
+            "kafka" => &mut kafka_keys,
             _ => &mut rest,
         };
         into.push_str(line);
@@ -470,7 +480,7 @@ brokers = "{bootstrap}"
 topics = ["{topic}"]
 group_id = "{group}"
 start = "earliest"
-
+{kafka_keys}
 [checkpoint]
 dir = "{state}"
 interval = "500ms"
