@@ -99,6 +99,9 @@ pub struct KafkaConfig {
     /// Token endpoint; default `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`
     /// (set it for a national cloud).
     pub entra_token_url: Option<String>,
+    /// The token endpoint gets the client secret (or a signed assertion):
+    /// https only; `true` allows plain http to a loopback address (a test endpoint).
+    pub entra_token_plain_http_loopback: bool,
     /// CA bundle for TLS (default: the system's).
     pub ca_file: Option<PathBuf>,
     /// Upper bound on prefetched data held by the consumer, in KiB
@@ -471,6 +474,10 @@ pub struct HttpConfig {
     pub tls_key: Option<PathBuf>,
     /// Connections served at once; more are closed at once.
     pub max_connections: u32,
+    /// Ask for a token on /metrics too (it tells the tenant's posture: which
+    /// legacy protocols succeed, how many privileged users lack MFA).
+    /// Prometheus then sends it (`authorization: { credentials_file: ... }`).
+    pub metrics_require_token: bool,
     /// Longest a request may take before it gets a 503.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -526,6 +533,7 @@ impl Default for KafkaConfig {
             entra_certificate_credential: None,
             entra_certificate_env: None,
             entra_token_url: None,
+            entra_token_plain_http_loopback: false,
             ca_file: None,
             prefetch_kbytes: 32 * 1024,
             librdkafka: BTreeMap::new(),
@@ -576,6 +584,7 @@ impl Default for HttpConfig {
             tls_cert: None,
             tls_key: None,
             max_connections: 64,
+            metrics_require_token: false,
             request_timeout: Duration::from_secs(30),
         }
     }
@@ -624,6 +633,17 @@ const OWNED_SETTINGS: [(&str, &str); 7] = [
 /// What `auth = "eventhubs"` and `auth = "sasl"` set: overriding it could send
 /// the secret in clear text or to the wrong mechanism.
 const AUTH_SETTINGS: [&str; 4] = ["security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username"];
+
+/// What decides whether the brokers' certificate is trusted: refused where a
+/// secret is sent (a private CA goes in `kafka.ca_file`).
+const TLS_SETTINGS: [&str; 6] = [
+    "enable.ssl.certificate.verification",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.ca.location",
+    "ssl.ca.pem",
+    "ssl.ca.certificate.stores",
+    "https.ca.location",
+];
 
 /// Whether a librdkafka setting (lower-cased) carries a secret. Those are
 /// refused in `[kafka.librdkafka]`, under any spelling, and never echoed.
@@ -686,10 +706,10 @@ impl Config {
         }
         match k.auth {
             Auth::Eventhubs => {
-                if k.brokers.is_none() && k.eventhubs_namespace.as_deref().is_none_or(|n| n.trim().is_empty()) {
+                if k.eventhubs_namespace.as_deref().is_none_or(|n| n.trim().is_empty()) {
                     return invalid(
                         "kafka.eventhubs_namespace",
-                        "set the namespace (or `kafka.brokers`) for auth = \"eventhubs\"".into(),
+                        "set the namespace for auth = \"eventhubs\": the key is sent to that namespace only".into(),
                     );
                 }
                 if let Some(ns) = &k.eventhubs_namespace
@@ -763,7 +783,14 @@ impl Config {
             || k.entra_client_secret_env.is_some()
             || k.entra_certificate_credential.is_some()
             || k.entra_certificate_env.is_some()
-            || k.entra_token_url.is_some();
+            || k.entra_token_url.is_some()
+            || k.entra_token_plain_http_loopback;
+        if let Some(url) = &k.entra_token_url
+            && let Err(e) =
+                crate::outbound::check_secret_url("kafka.entra_token_url", url, true, k.entra_token_plain_http_loopback)
+        {
+            return invalid("kafka.entra_token_url", e);
+        }
         if k.auth != Auth::Sasl && sasl_set {
             return invalid(
                 "kafka.auth",
@@ -786,8 +813,36 @@ impl Config {
                 format!("{}: at least 1024 (a message can be 1 MB)", k.prefetch_kbytes),
             );
         }
+        // A key or token goes to the namespace's own host, and nowhere else.
+        if matches!(k.auth, Auth::Eventhubs | Auth::Entra)
+            && let (Some(brokers), Some(ns)) = (&k.brokers, &k.eventhubs_namespace)
+        {
+            let host = format!("{}.servicebus.windows.net", ns.trim());
+            let elsewhere = brokers.split(',').map(str::trim).find(|b| {
+                let name = b.rsplit_once(':').map_or(*b, |(h, _)| h);
+                !name.eq_ignore_ascii_case(&host)
+            });
+            if let Some(other) = elsewhere {
+                return invalid(
+                    "kafka.brokers",
+                    format!(
+                        "{other:?} is not the namespace's host: with auth = {:?} the secret is sent only to {host}:9093 (leave kafka.brokers out)",
+                        k.auth.as_str()
+                    ),
+                );
+            }
+        }
         for (key, value) in &k.librdkafka {
             let normal = key.trim().to_ascii_lowercase();
+            let secret_sent = matches!(k.auth, Auth::Eventhubs | Auth::Entra) || (k.auth == Auth::Sasl && k.tls);
+            if secret_sent && TLS_SETTINGS.contains(&normal.as_str()) {
+                return invalid(
+                    "kafka.librdkafka",
+                    format!(
+                        "{key:?} would weaken the TLS that carries the secret (certificate verification, host name check, trusted CAs): not allowed; give a private CA with kafka.ca_file"
+                    ),
+                );
+            }
             if is_secret_setting(&normal) {
                 return invalid(
                     "kafka.librdkafka",
@@ -918,6 +973,17 @@ impl Config {
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return invalid("http.tls_cert", "set both http.tls_cert and http.tls_key, or neither".into());
         }
+        let h = &self.http;
+        if h.metrics_require_token
+            && h.api_token_credential.is_none()
+            && h.api_token_env.is_none()
+            && h.api_token_file.is_none()
+        {
+            return invalid(
+                "http.metrics_require_token",
+                "needs API tokens (http.api_token_credential, _env or _file): the token Prometheus sends is one of them".into(),
+            );
+        }
         if self.http.max_connections == 0 || self.http.request_timeout < Duration::from_secs(1) {
             return invalid(
                 "http.max_connections",
@@ -1002,6 +1068,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn an_event_hubs_secret_goes_only_to_the_namespace_over_verified_tls() {
+        let eh = "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso\"\n";
+        let err = parse(&format!("{eh}brokers = \"attacker.example:9093\"\n")).unwrap_err().to_string();
+        assert!(err.contains("kafka.brokers") && err.contains("contoso.servicebus.windows.net"), "{err}");
+        assert!(parse(&format!("{eh}brokers = \"CONTOSO.servicebus.windows.net:9093\"\n")).is_ok());
+        for (key, value) in [
+            ("enable.ssl.certificate.verification", "false"),
+            ("ssl.endpoint.identification.algorithm", "none"),
+            ("ssl.ca.location", "/tmp/evil.pem"),
+        ] {
+            let err = parse(&format!("{eh}[kafka.librdkafka]\n{key:?} = {value:?}\n")).unwrap_err().to_string();
+            assert!(err.contains("weaken the TLS") && err.contains(key), "{err}");
+        }
+        let entra = "[kafka]\nauth = \"entra\"\neventhubs_namespace = \"contoso\"\nentra_tenant_id = \"t\"\nentra_client_id = \"c\"\nentra_client_secret_env = \"S\"\n";
+        let err = parse(&format!("{entra}entra_token_url = \"http://login.example/token\"\n")).unwrap_err().to_string();
+        assert!(err.contains("plain http"), "{err}");
+        let local = format!("{entra}entra_token_url = \"http://127.0.0.1:8080/token\"\n");
+        assert!(parse(&local).unwrap_err().to_string().contains("plain_http_loopback"));
+        assert!(parse(&format!("{local}entra_token_plain_http_loopback = true\n")).is_ok());
+        let hook = "[alerts.webhook]\nurl = \"http://siem.example/hook\"\ntoken_env = \"T\"\n";
+        assert!(parse(hook).unwrap_err().to_string().contains("plain http"));
     }
 
     #[test]

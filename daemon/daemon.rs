@@ -117,6 +117,38 @@ pub fn load_state(config: &Config) -> anyhow::Result<LoadedState> {
     }
 }
 
+/// `privacy.pseudonymise` switched on (or off) over a state that was built
+/// otherwise: says what still holds real names (or mixes them with
+/// pseudonyms), once, and notes the setting in `<checkpoint.dir>/privacy`.
+fn note_privacy_change(config: &Config, existing_state: bool) -> anyhow::Result<()> {
+    let marker = config.checkpoint.dir.join("privacy");
+    let was = marker.exists();
+    let on = config.privacy.pseudonymise;
+    if on && !was {
+        if existing_state {
+            tracing::warn!(
+                state = %config.checkpoint.dir.display(),
+                history = %config.history.dir(&config.checkpoint).display(),
+                dead_letters = config.dead_letter.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                alert_log = config.alerts.log_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "privacy.pseudonymise is on now, over a state built without it: what was written before still holds real names — the coverage state (until those users sign in again or leave the window), the history's files from before today, the dead letters and the alert log written so far, and alerts already sent. For a clean start: `mfawatch run --reset-state`, and move the old history and files aside"
+            );
+        }
+        crate::durable::write_atomic(
+            &marker,
+            format!("pseudonymised since {}\n", chrono::Utc::now().to_rfc3339()).as_bytes(),
+        )
+        .with_context(|| format!("cannot write {}", marker.display()))?;
+    } else if !on && was {
+        tracing::warn!(
+            state = %config.checkpoint.dir.display(),
+            "privacy.pseudonymise is off now, over a state built with it: the state and history hold pseudonyms for what came before and real names from now on"
+        );
+        std::fs::remove_file(&marker).with_context(|| format!("cannot remove {}", marker.display()))?;
+    }
+    Ok(())
+}
+
 /// Moves the snapshot aside (`--reset-state`), so that the daemon starts from
 /// an empty state and every partition at `kafka.start`; the old one is kept
 /// as `state.snapshot.reset-<time>` for an operator who changes their mind.
@@ -139,7 +171,11 @@ pub fn reset_state(config: &Config) -> anyhow::Result<()> {
 
 /// The dead-letter targets; the topic is checked (exists, takes a message).
 fn dead_letters(config: &Config, check_topic: bool) -> anyhow::Result<DeadLetters> {
-    let mut sinks = DeadLetters { max_bytes: config.dead_letter.max_bytes as usize, ..DeadLetters::default() };
+    let mut sinks = DeadLetters {
+        max_bytes: config.dead_letter.max_bytes as usize,
+        pseudonyms: crate::privacy::Pseudonyms::from_config(&config.privacy)?,
+        ..DeadLetters::default()
+    };
     if let Some(path) = &config.dead_letter.file {
         sinks.file = Some(
             DeadLetterFile::open(path).with_context(|| format!("cannot open dead_letter.file {}", path.display()))?,
@@ -181,6 +217,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
     let state_lock = snapshots.lock()?;
     let accounts = load_accounts(config)?;
     let state = load_state(config)?;
+    note_privacy_change(config, state.seq > 0)?;
     let rules = config.rules();
     let shared = Shared::new(state.coverage, accounts, &rules);
     let mut pipeline = Pipeline::new(
@@ -195,8 +232,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         Mode::Replay { alerts } => alerts,
     };
     if config.alerts.enabled && alerts_on {
-        let alerts = crate::alerts::Alerts::start(config, shared.clone(), &state.sinks)
-            .map_err(|e| e.context(format!("{}", SnapshotFile::new(&config.checkpoint.dir).path().display())))?;
+        let alerts = crate::alerts::Alerts::start(config, shared.clone(), &state.sinks)?;
         pipeline.add_sink(Box::new(alerts));
     }
     check_privileged(&shared);
@@ -323,12 +359,24 @@ async fn signals(
                         let shared = shared.clone();
                         let _ = tokio::task::spawn_blocking(move || check_privileged(&shared)).await;
                     }
-                    Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts"),
+                    Ok(Err(e)) => {
+                        shared.metrics.reload("error");
+                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts");
+                    }
+                    Err(e) => {
+                        shared.metrics.reload("error");
+                        tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts");
+                    }
                 }
                 match access.reload(&config.http) {
-                    Ok(()) => tracing::info!(api_tokens = access.tokens.count(), tls = access.tls.is_some(), "SIGHUP: API tokens and TLS certificate re-read"),
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous API tokens and TLS certificate"),
+                    Ok(()) => {
+                        shared.metrics.reload("ok");
+                        tracing::info!(api_tokens = access.tokens.count(), tls = access.tls.is_some(), "SIGHUP: API tokens and TLS certificate re-read");
+                    }
+                    Err(e) => {
+                        shared.metrics.reload("error");
+                        tracing::error!(error = %format!("{e:#}"), api_tokens = access.tokens.count(), "SIGHUP: the reload failed; keeping the previous API tokens and TLS certificate");
+                    }
                 }
             }
         }
@@ -478,36 +526,37 @@ pub fn check_dead_letter_topic(config: &Config) -> anyhow::Result<Option<String>
 }
 
 /// What would stop `run` here although the file is valid: a secret that
-/// cannot be found, a directory that cannot be written. Never a secret's value.
-pub fn environment_warnings(config: &Config) -> Vec<String> {
-    let mut warnings = Vec::new();
+/// cannot be found or is wrong, API tokens that read empty, a directory that
+/// cannot be written. Never a secret's value.
+pub fn environment_errors(config: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
     // Building the client settings is where `run` reads the secret.
     if let Err(e) = kafka::client_config(config) {
-        warnings.push(e.to_string());
+        errors.push(e.to_string());
     }
     if let Err(e) = kafka::token_source(config) {
-        warnings.push(format!("{e:#}"));
+        errors.push(format!("{e:#}"));
     }
     // The other secrets and files `run` reads before it serves.
     if let Err(e) = crate::http::Access::load(&config.http) {
-        warnings.push(format!("{e:#}"));
+        errors.push(format!("{e:#}"));
     }
     if let Err(e) = crate::privacy::Pseudonyms::from_config(&config.privacy) {
-        warnings.push(format!("{e:#}"));
+        errors.push(format!("{e:#}"));
     }
     if config.alerts.enabled
         && let Err(e) = crate::alerts::deliver::targets(config)
     {
-        warnings.push(format!("{e:#}"));
+        errors.push(format!("{e:#}"));
     }
     let dead_letter_dir = config.dead_letter.file.as_deref().and_then(Path::parent);
     for (key, dir) in [("checkpoint.dir", Some(config.checkpoint.dir.as_path())), ("dead_letter.file", dead_letter_dir)]
     {
         if let Some(problem) = dir.and_then(|d| unwritable(if d.as_os_str().is_empty() { Path::new(".") } else { d })) {
-            warnings.push(format!("{key}: {problem}"));
+            errors.push(format!("{key}: {problem}"));
         }
     }
-    warnings
+    errors
 }
 
 /// Why files cannot be created in `dir` (or in the directory it would be

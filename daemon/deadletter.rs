@@ -45,6 +45,10 @@ pub struct DeadLetter<'a> {
     /// large for a dead letter that must always be deliverable).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// With `privacy.pseudonymise`: `raw` holds the record with its names and
+    /// addresses replaced, or (`withheld`) nothing, when it is not JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pseudonymised: Option<&'static str>,
     /// When mfawatch wrote it (RFC 3339).
     pub written_at: String,
 }
@@ -66,6 +70,7 @@ impl<'a> DeadLetter<'a> {
             raw_bytes: malformed.raw.len(),
             raw_sha256: hex(&sha2::Sha256::digest(malformed.raw)),
             truncated: false,
+            pseudonymised: None,
             written_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         letter.keep_raw(malformed.raw, malformed.raw.len());
@@ -329,11 +334,13 @@ pub struct DeadLetters {
     pub topic: Option<DeadLetterTopic>,
     /// Largest dead letter written (`dead_letter.max_bytes`).
     pub max_bytes: usize,
+    /// `privacy.pseudonymise`: dead letters hold no name or address either.
+    pub pseudonyms: Option<crate::privacy::Pseudonyms>,
 }
 
 impl Default for DeadLetters {
     fn default() -> Self {
-        DeadLetters { file: None, topic: None, max_bytes: DEFAULT_MAX_BYTES }
+        DeadLetters { file: None, topic: None, max_bytes: DEFAULT_MAX_BYTES, pseudonyms: None }
     }
 }
 
@@ -343,9 +350,25 @@ impl DeadLetters {
         if self.file.is_none() && self.topic.is_none() {
             return Ok(());
         }
-        let letter = DeadLetter::new(position, index, malformed);
+        let mut letter = DeadLetter::new(position, index, malformed);
+        let cleaned = self.pseudonyms.as_ref().map(|p| p.raw_record(malformed.raw));
+        let raw: &[u8] = match &cleaned {
+            None => malformed.raw,
+            Some(Some(cleaned)) => {
+                letter.pseudonymised = Some("replaced");
+                cleaned
+            }
+            Some(None) => {
+                letter.pseudonymised = Some("withheld");
+                &[]
+            }
+        };
+        letter.keep_raw(raw, raw.len());
+        if raw.is_empty() {
+            (letter.raw, letter.raw_base64) = (None, None);
+        }
         let key = letter.source.clone();
-        let bytes = letter.encode(malformed.raw, self.max_bytes);
+        let bytes = letter.encode(raw, self.max_bytes);
         if let Some(file) = &mut self.file {
             file.write(&bytes)?;
         }

@@ -36,6 +36,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    mfawatch::secrets::no_core_dumps();
+    // What mfawatch writes holds user names and IPs: its own files 0600 and
+    // folders 0700 whatever umask it was started with; a report's 0640/0750,
+    // for the group that reads reports.
+    let umask = if matches!(cli.command, Command::Report(_)) { 0o027 } else { 0o077 };
+    // SAFETY: umask(2) only sets this process's file creation mask.
+    unsafe { libc::umask(umask) };
     let result = match cli.command {
         Command::Classify(args) => cli::classify::run(args),
         Command::Generate(args) => cli::generate::run(args),

@@ -740,8 +740,10 @@ impl Metrics {
         self.http_refused.with_label_values(&["unauthorized"]).inc();
     }
 
-    pub fn http_refused(&self) {
-        self.http_refused.with_label_values(&["busy"]).inc();
+    /// A connection turned away (`busy`: every connection in a request;
+    /// `per_peer`: that peer holds its share) or an idle one closed for a new one (`evicted_idle`).
+    pub fn http_refused(&self, reason: &'static str) {
+        self.http_refused.with_label_values(&[reason]).inc();
     }
 
     /// Partitions held of all the subscribed topics' partitions.

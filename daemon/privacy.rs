@@ -6,6 +6,11 @@
 //! can tell who it is. The domain of a UPN is kept (which tenant, not who),
 //! and so are object ids: they name accounts, not people, and are what an
 //! investigation looks up in Entra with the right to do so.
+//!
+//! Dead letters are pseudonymised too: a malformed record that still parses
+//! as JSON keeps its shape with the same fields replaced, at any depth and in
+//! any letter case; one that does not parse keeps only its length, SHA-256
+//! and why it was refused.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -84,6 +89,46 @@ impl Pseudonyms {
         }
     }
 
+    /// A raw record with its identifying fields replaced, for a dead letter;
+    /// `None` when it does not parse as JSON (then nothing of it is kept).
+    pub fn raw_record(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        let mut value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        self.value(&mut value, 0);
+        serde_json::to_vec(&value).ok()
+    }
+
+    fn value(&self, value: &mut serde_json::Value, depth: usize) {
+        use serde_json::Value;
+        // Deeper than any record is nested: what is below is dropped, not kept unread.
+        if depth > 32 {
+            *value = Value::Null;
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    let replace: Option<fn(&Pseudonyms, &str) -> String> = match key.to_ascii_lowercase().as_str() {
+                        "userprincipalname" | "signinidentifier" | "alternatesigninname" | "upn" => {
+                            Some(Pseudonyms::upn)
+                        }
+                        "userdisplayname" => Some(Pseudonyms::display_name),
+                        "ipaddress" | "calleripaddress" => Some(Pseudonyms::ip),
+                        _ => None,
+                    };
+                    match (replace, &*v) {
+                        (Some(f), Value::String(text)) if !text.trim().is_empty() => *v = Value::String(f(self, text)),
+                        (Some(_), Value::String(_) | Value::Null) => {}
+                        // A name given as something else than text is not kept at all.
+                        (Some(_), _) => *v = Value::Null,
+                        (None, _) => self.value(v, depth + 1),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.value(v, depth + 1)),
+            _ => {}
+        }
+    }
+
     /// A configured account (privileged, excluded): object ids stay, UPNs are pseudonymised.
     pub fn account(&self, item: &str) -> String {
         if crate::coverage::is_guid(item.trim()) { item.trim().to_owned() } else { self.upn(item) }
@@ -105,5 +150,17 @@ mod tests {
         assert!(p.ip("203.0.113.7").starts_with("ip-") && !p.ip("203.0.113.7").contains("203"));
         assert_eq!(p.account("0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"), "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9");
         assert_eq!(p.account("Ann@contoso.com"), p.upn("ann@contoso.com"));
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_records_shape_without_names_or_addresses() {
+        let p = Pseudonyms::new(b"0123456789abcdef-test-key");
+        let raw = br#"{"records":[{"time":"x","properties":{"userPrincipalName":"Ann@contoso.com","UserDisplayName":"Ann Example","ipAddress":"203.0.113.7","status":{"errorCode":"oops"}}}],"CallerIpAddress":"198.51.100.1"}"#;
+        let text = String::from_utf8(p.raw_record(raw).unwrap()).unwrap();
+        for real in ["Ann", "ann@", "203.0.113.7", "198.51.100.1"] {
+            assert!(!text.contains(real), "{real} in {text}");
+        }
+        assert!(text.contains(&p.upn("ann@contoso.com")) && text.contains("\"oops\""), "{text}");
+        assert!(p.raw_record(b"{\"userPrincipalName\":\"ann@contoso.com\",").is_none(), "not JSON: nothing kept");
     }
 }

@@ -73,3 +73,26 @@ pub fn read(credential: Option<&str>, env: Option<&str>) -> Result<Secret, Strin
     }
     Err(if tried.is_empty() { "no credential or environment variable named".into() } else { tried.join(" and ") })
 }
+
+/// Keeps the process's memory, which holds the secrets, out of core dumps
+/// and from other processes of the same user (`/proc/<pid>/mem`, ptrace):
+/// the watchdog ends a stuck daemon with SIGABRT, which would otherwise dump
+/// it. The units set `LimitCORE=0` as well.
+pub fn no_core_dumps() {
+    // SAFETY: PR_SET_DUMPABLE takes an integer argument and changes only this
+    // process's dumpable flag; the unused arguments are 0 as prctl(2) asks.
+    let done = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if done != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot keep the process out of core dumps");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_process_is_kept_out_of_core_dumps() {
+        super::no_core_dumps();
+        // SAFETY: PR_GET_DUMPABLE only reads the flag.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+}

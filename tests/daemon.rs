@@ -424,12 +424,11 @@ const SECRET: &str = "Endpoint=sb://contoso-logs.servicebus.windows.net/;SharedA
 fn the_event_hubs_connection_string_never_appears_anywhere() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let closed = free_port();
     let config = dir.path().join("eh.toml");
     std::fs::write(
         &config,
         format!(
-            "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso-logs\"\nbrokers = \"127.0.0.1:{closed}\"\n\n[checkpoint]\ndir = {:?}\ninterval = \"1s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[log]\nlevel = \"debug\"\n",
+            "[kafka]\nauth = \"eventhubs\"\neventhubs_namespace = \"contoso-logs\"\n\n[checkpoint]\ndir = {:?}\ninterval = \"1s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n\n[log]\nlevel = \"debug\"\n",
             dir.path().join("state").display().to_string()
         ),
     )
@@ -522,10 +521,25 @@ fn the_example_configs_check_and_print_the_effective_configuration() {
         .collect();
     files.sort();
     assert!(files.len() >= 3, "{files:?}");
+    // The credentials the examples name, as an operator puts them in /etc/mfawatch/credentials.
+    let credentials = tempfile::tempdir().unwrap();
+    let put = |name: &str, text: &str| std::fs::write(credentials.path().join(name), text).unwrap();
+    put("eventhubs-connection-string", SECRET.replace("contoso-logs", "contoso-signin-logs").as_str());
+    put("api-tokens", "0123456789abcdef0123456789abcdef\n");
+    let openssl = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=mfawatch", "-days", "2"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem"])
+        .current_dir(credentials.path())
+        .output()
+        .expect("openssl (tests/run installs it)");
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    let pem = |f: &str| std::fs::read_to_string(credentials.path().join(f)).unwrap();
+    put("entra-certificate", &format!("{}{}", pem("key.pem"), pem("cert.pem")));
     for path in &files {
         let file = path.display();
         let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
-            .args(["check-config", path.to_str().unwrap()])
+            .args(["check-config", path.to_str().unwrap(), "--credentials-dir", credentials.path().to_str().unwrap()])
+            .env_remove("CREDENTIALS_DIRECTORY")
             .output()
             .unwrap();
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
@@ -549,34 +563,47 @@ fn the_example_configs_check_and_print_the_effective_configuration() {
 #[test]
 fn check_config_takes_config_like_run_and_says_when_the_secret_is_not_there() {
     let path = common::root().join("config/eventhubs.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
+    let nowhere = tempfile::tempdir().unwrap();
+    let check = |connection_string: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mfawatch"));
+        cmd.args([
+            "check-config",
+            "--config",
+            path.to_str().unwrap(),
+            "--credentials-dir",
+            nowhere.path().to_str().unwrap(),
+        ])
         .env_remove("MFAWATCH_EVENTHUBS_CONNECTION_STRING")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+        .env_remove("CREDENTIALS_DIRECTORY");
+        if let Some(cs) = connection_string {
+            cmd.env("MFAWATCH_EVENTHUBS_CONNECTION_STRING", cs);
+        }
+        cmd.output().unwrap()
+    };
+    // `run` would refuse to start without the secret: so does check-config, saying where it looked.
+    let out = check(None);
+    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("warning: no Event Hubs connection string")
-            && err.contains("MFAWATCH_EVENTHUBS_CONNECTION_STRING"),
+        err.contains("would refuse to start")
+            && err.contains("no Event Hubs connection string")
+            && err.contains("MFAWATCH_EVENTHUBS_CONNECTION_STRING")
+            && err.contains(&nowhere.path().display().to_string()),
         "{err}"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
-        .env("MFAWATCH_EVENTHUBS_CONNECTION_STRING", SECRET.replace("contoso-logs", "contoso-signin-logs"))
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
+    std::fs::write(nowhere.path().join("api-tokens"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let out = check(Some(&SECRET.replace("contoso-logs", "contoso-signin-logs")));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(!err.contains("connection string") && !err.contains("Zm9v"), "{err}");
-    // A connection string of another namespace is said, without its key.
-    let out = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
-        .args(["check-config", "--config", path.to_str().unwrap()])
-        .env("MFAWATCH_EVENTHUBS_CONNECTION_STRING", SECRET)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .output()
-        .unwrap();
+    // A connection string of another namespace is refused, without its key.
+    let out = check(Some(SECRET));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(err.contains("\"contoso-logs\"") && err.contains("contoso-signin-logs") && !err.contains("Zm9v"), "{err}");
+    // An emptied token file is refused as run refuses it (and a reload with it fails).
+    std::fs::write(nowhere.path().join("api-tokens"), "\n").unwrap();
+    let out = check(Some(&SECRET.replace("contoso-logs", "contoso-signin-logs")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("holds no token"), "{err}");
 }

@@ -226,7 +226,10 @@ fn token_answer(expires_in: &str) -> String {
 /// A configuration with `auth = "entra"` and `credential` (TOML lines naming
 /// the secret or certificate), tokens asked from `token_url`.
 fn config(credential: &str, token_url: Option<&str>) -> Config {
-    let url = token_url.map(|u| format!("entra_token_url = {u:?}\n")).unwrap_or_default();
+    // The test endpoint is plain http on loopback, which the configuration must allow in so many words.
+    let url = token_url
+        .map(|u| format!("entra_token_url = {u:?}\nentra_token_plain_http_loopback = true\n"))
+        .unwrap_or_default();
     let text = format!(
         "[kafka]\nauth = \"entra\"\neventhubs_namespace = {NAMESPACE:?}\nentra_tenant_id = {TENANT:?}\nentra_client_id = {CLIENT:?}\n{credential}\n{url}"
     );
@@ -618,7 +621,7 @@ fn a_certificate_credential_without_its_key_is_refused_without_printing_it() {
 }
 
 #[test]
-fn check_config_warns_when_the_entra_secret_is_not_there() {
+fn check_config_fails_when_the_entra_secret_is_not_there() {
     let dir = tempfile::tempdir().unwrap();
     let var = "MFAWATCH_TEST_ENTRA_SECRET_CHECK_CONFIG";
     let path = dir.path().join("entra.toml");
@@ -639,13 +642,14 @@ fn check_config_warns_when_the_entra_secret_is_not_there() {
         let out = cmd.output().unwrap();
         let (stdout, stderr) =
             (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string());
-        assert!(out.status.success(), "{stderr}");
-        (stdout, stderr)
+        (out.status.success(), stdout, stderr)
     };
-    let (_, stderr) = check(None);
-    let warning = stderr.lines().find(|l| l.contains("Entra client secret")).unwrap_or_else(|| panic!("{stderr}"));
-    assert!(warning.starts_with("warning:") && warning.contains(var) && warning.contains("not set"), "{warning}");
-    let (stdout, stderr) = check(Some(SECRET));
+    let (ok, _, stderr) = check(None);
+    assert!(!ok, "run would refuse to start: {stderr}");
+    let error = stderr.lines().find(|l| l.contains("Entra client secret")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(error.contains(var) && error.contains("not set"), "{error}");
+    let (ok, stdout, stderr) = check(Some(SECRET));
+    assert!(ok, "{stderr}");
     assert!(!stderr.contains("Entra client secret"), "{stderr}");
     assert!(stdout.contains(var), "the effective configuration says where the secret is: {stdout}");
     assert!(!stdout.contains(SECRET) && !stderr.contains(SECRET), "the secret leaked");

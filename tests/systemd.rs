@@ -59,8 +59,14 @@ fn the_services_are_hardened_to_an_exposure_of_two_or_less() {
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("{line}"));
         assert!(score <= 2.0, "{unit}: {line}\n{report}");
+        // Its memory holds the secrets: never in a core dump.
+        let text = std::fs::read_to_string(common::root().join("systemd").join(unit)).unwrap();
+        assert!(text.lines().any(|l| l.trim() == "LimitCORE=0"), "{unit} sets LimitCORE=0");
         common::record_reliability("systemd-analyze security", &format!("{unit}: exposure {score} (≤ 2.0)"));
     }
+    // The weekly report's week is a UTC week: the timer fires when it is over everywhere.
+    let timer = std::fs::read_to_string(common::root().join("systemd/mfawatch-report.timer")).unwrap();
+    assert!(timer.lines().any(|l| l.starts_with("OnCalendar=") && l.trim_end().ends_with(" UTC")), "{timer}");
 }
 
 /// What the daemon sends to `NOTIFY_SOCKET`, as it arrives.

@@ -120,7 +120,9 @@ impl Alerts {
     /// Builds the sink from its snapshot state (`sinks`: every sink's state
     /// by key, as the snapshot has them) and starts delivering.
     pub fn start(config: &Config, shared: Arc<Shared>, sinks: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<Alerts> {
-        let unreadable = |e: postcard::Error| anyhow::anyhow!("the alerts' state in the snapshot cannot be read: {e}");
+        let snapshot = config.checkpoint.dir.join("state.snapshot");
+        let unreadable =
+            |e: postcard::Error| anyhow::anyhow!("the alerts' state in {} cannot be read: {e}", snapshot.display());
         let (state, outbox) = if let Some(bytes) = sinks.get(STATE_KEY) {
             let saved: Saved = postcard::from_bytes(bytes).map_err(unreadable)?;
             (saved.state, saved.outbox)
@@ -825,6 +827,50 @@ mod tests {
         let verdict = classify(s, &Rules::default());
         let position = Position::File { path: "t".into(), line: 1 };
         a.sign_in(&SignInEvent { record: s, verdict: &verdict, position: &position, index: 0, privileged, excluded });
+    }
+
+    /// A failed legacy sign-in from `ip` (the record of `r`, another address).
+    fn feed_from(a: &mut Alerts, record: &R, ip: &str) {
+        let json = record.json().replace("203.0.113.7", ip);
+        let items = decode_message(json.as_bytes());
+        let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
+        let verdict = classify(s, &Rules::default());
+        let position = Position::File { path: "t".into(), line: 1 };
+        a.sign_in(&SignInEvent {
+            record: s,
+            verdict: &verdict,
+            position: &position,
+            index: 0,
+            privileged: false,
+            excluded: false,
+        });
+    }
+
+    #[test]
+    fn a_spray_from_rotating_addresses_is_one_source_per_ipv6_prefix_and_the_state_is_bounded() {
+        let spray = "[alerts.rules.legacy_auth_attempt]\nenabled = true\nmin_attempts = 10\nmax_sources = 1000\n";
+        let (mut a, shared) = alerts(spray);
+        let failed = |i: i64| R { client: "IMAP4", code: 50126, id: format!("spray-{i}"), ..r(ANN, 0) };
+        // 5,000 addresses of one /64: one source, one alert.
+        for i in 0..5_000i64 {
+            feed_from(&mut a, &failed(i), &format!("2001:db8:1:2:{:x}:{:x}::1", i / 65_536, i % 65_536));
+        }
+        assert_eq!(a.state.attempts.len(), 1);
+        let sprays: Vec<_> = made(&shared).into_iter().filter(|m| m.0 == Rule::LegacyAuthAttempt).collect();
+        assert_eq!(sprays.len(), 1, "{sprays:?}");
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthAttempt), None, 10);
+        assert_eq!(list[0].sign_in.ip.as_deref(), Some("2001:db8:1:2::/64"));
+        // 5,000 sources of one attempt each: the state keeps at most max_sources, small, and says what it forgot.
+        for i in 0..5_000i64 {
+            feed_from(&mut a, &failed(10_000 + i), &format!("198.{}.{}.{}", i / 65_536, (i / 256) % 256, i % 256));
+        }
+        assert!(a.state.attempts.len() <= 1000, "{}", a.state.attempts.len());
+        assert!(
+            a.state.attempts.values().filter(|e| e.count < 10).all(|e| e.facts.is_none()),
+            "no sign-in kept before it alerts"
+        );
+        let evicted = crate::metrics::sum(&shared.metrics.render(), "mfawatch_spray_sources_evicted_total");
+        assert!(evicted >= 4_000.0, "evictions are counted: {evicted}");
     }
 
     fn made(shared: &Shared) -> Vec<(Rule, Severity, String, u64)> {

@@ -63,6 +63,17 @@ pub enum Bench {
         #[arg(long, default_value_t = 32 * 1024)]
         prefetch_kbytes: u32,
     },
+    /// The legacy password-spray rule (legacy_auth_attempt) under a spray from
+    /// ever new source addresses with 1 KB user agents: its memory stays
+    /// bounded (`max_sources`), and its snapshot with it.
+    Spray {
+        /// Failed legacy sign-ins, each from a source of its own.
+        #[arg(long, default_value_t = 1_000_000)]
+        sources: u64,
+        /// IPv6 sources (rotating through /64s) instead of IPv4.
+        #[arg(long)]
+        ipv6: bool,
+    },
     /// decode + classify on one thread, beside serde_json's parse-only (IgnoredAny) over the same bytes.
     Decode {
         /// Records to generate (realistic sizes, Event Hubs envelopes of 40).
@@ -83,6 +94,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Coverage { users, spray } => coverage(users, spray),
         Bench::Report { rows, users, history } => report(rows, users, history),
         Bench::Backlog { brokers, records, prefetch_kbytes } => backlog(&brokers, records, prefetch_kbytes),
+        Bench::Spray { sources, ipv6 } => spray(sources, ipv6),
     }
 }
 
@@ -664,6 +676,80 @@ fn spray_into(coverage: crate::coverage::Coverage, count: u64) -> anyhow::Result
         after as f64 / 1e6,
         before as f64 / users.max(1) as f64,
         after as f64 / coverage.len().max(1) as f64
+    );
+    Ok(())
+}
+
+/// `sources` failed legacy sign-ins (IMAP4, 1 KB user agent), each from an
+/// address of its own, through the pipeline with the spray rule on.
+fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
+    use crate::sinks::Sink as _;
+    let mut config = crate::config::Config::default();
+    config.alerts.max_age = Duration::from_secs(3650 * 86_400);
+    config.alerts.rate_limit_per_minute = u32::MAX;
+    config.alerts.rules.legacy_auth_attempt.enabled = true;
+    let max_sources = config.alerts.rules.legacy_auth_attempt.max_sources;
+    let pipe = new_pipeline();
+    let shared = pipe.shared().clone();
+    let mut alerts = crate::alerts::Alerts::start(&config, shared.clone(), &Default::default())?;
+    let (empty, rss_before) = (alerts.prepare(1)?.map_or(0, |s| s.len()), rss_bytes());
+    let agent = "Mozilla/5.0 ".repeat(86);
+    let time = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let (mut peak, mut bytes) = (rss_before, 0u64);
+    let position = crate::source::Position::Kafka { topic: "bench".into(), partition: 0, offset: 0 };
+    let started = Instant::now();
+    for batch in 0..sources.div_ceil(20) {
+        let records: Vec<serde_json::Value> = (batch * 20..((batch + 1) * 20).min(sources))
+            .map(|i| {
+                let ip = if ipv6 {
+                    format!("2001:db8:{:x}:{:x}::1", i >> 16, i & 0xffff)
+                } else {
+                    std::net::Ipv4Addr::from(0x0a00_0000u32 + i as u32).to_string()
+                };
+                serde_json::json!({"time": time.to_rfc3339(), "category": "SignInLogs", "properties": {
+                    "id": format!("spray-{i}"), "createdDateTime": time.to_rfc3339(),
+                    "userPrincipalName": format!("guess{}@contoso.example", i % 5_000), "userId": format!("{:08x}-0000-4000-8000-000000000000", i % 5_000),
+                    "status": {"errorCode": 50126}, "clientAppUsed": "IMAP4", "ipAddress": ip, "userAgent": agent,
+                    "appDisplayName": "Office 365 Exchange Online"}})
+            })
+            .collect();
+        let message = serde_json::to_vec(&serde_json::json!({ "records": records }))?;
+        bytes += message.len() as u64;
+        for (index, item) in crate::decode::decode_message(&message).into_iter().enumerate() {
+            if let crate::decode::Item::SignIn(record) = item {
+                let verdict = crate::classify::classify(&record, &Rules::default());
+                let event = crate::sinks::SignInEvent {
+                    record: &record,
+                    verdict: &verdict,
+                    position: &position,
+                    index,
+                    privileged: false,
+                    excluded: false,
+                };
+                alerts.sign_in(&event);
+            }
+        }
+        if batch % 5_000 == 0 {
+            peak = peak.max(rss_bytes());
+        }
+    }
+    let elapsed = started.elapsed();
+    peak = peak.max(rss_bytes());
+    let snapshot = alerts.prepare(2)?.map_or(0, |s| s.len());
+    let evicted = crate::metrics::sum(&shared.metrics.render(), "mfawatch_spray_sources_evicted_total");
+    drop(pipe);
+    println!(
+        "spray: {sources} failed legacy sign-ins from as many {} sources ({:.0} MB of JSON) in {:.1} s = {:.0} sign-ins/s through decode, classify and the alert rules",
+        if ipv6 { "IPv6 (a /64 each)" } else { "IPv4" },
+        bytes as f64 / 1e6,
+        elapsed.as_secs_f64(),
+        sources as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  legacy_auth_attempt.max_sources {max_sources}: sources forgotten {evicted}; RSS growth, peak {:.1} MB; alerts' snapshot state {:.1} MB (empty: {empty} bytes) = {:.0} bytes a source kept",
+        peak.saturating_sub(rss_before) as f64 / 1e6,
+        snapshot as f64 / 1e6,
+        snapshot as f64 / f64::from(max_sources)
     );
     Ok(())
 }

@@ -23,7 +23,8 @@ pub struct ClassifyArgs {
     /// Append each malformed record (raw bytes, position, reason) to FILE.
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
-    /// Take the legacy client list and risk threshold from this config file.
+    /// Take the legacy client list, risk threshold and `privacy.pseudonymise`
+    /// (then no output names anyone) from this config file.
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Add each record's source position (`file:line record N`) to its line.
@@ -78,12 +79,15 @@ impl<K: Ord> Counted<K> {
 const WARN_LIMIT: u64 = 20;
 
 pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
-    let rules = match &args.config {
-        Some(path) => crate::config::Config::load(path)?.rules(),
-        None => Rules::default(),
+    let config = args.config.as_deref().map(crate::config::Config::load).transpose()?;
+    let rules = config.as_ref().map_or_else(Rules::default, |c| c.rules());
+    // privacy.pseudonymise holds here too: verdicts and dead letters name no one.
+    let pseudonyms = match &config {
+        Some(c) => crate::privacy::Pseudonyms::from_config(&c.privacy)?,
+        None => None,
     };
     let inputs = if args.inputs.is_empty() { vec!["-".to_string()] } else { args.inputs.clone() };
-    let mut dead_letters = DeadLetters::default();
+    let mut dead_letters = DeadLetters { pseudonyms: pseudonyms.clone(), ..DeadLetters::default() };
     if let Some(path) = &args.dead_letter {
         dead_letters.file = Some(
             DeadLetterFile::open(path).with_context(|| format!("cannot open dead-letter file {}", path.display()))?,
@@ -110,7 +114,10 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
             summary.bytes += bytes.len() as u64;
             for (index, item) in decode_message(bytes).into_iter().enumerate() {
                 match item {
-                    Item::SignIn(record) => {
+                    Item::SignIn(mut record) => {
+                        if let Some(p) = &pseudonyms {
+                            p.apply(&mut record.fields);
+                        }
                         let verdict = classify(&record, &rules);
                         tally(&mut summary, &rules, &record.category, &verdict);
                         if !args.summary {

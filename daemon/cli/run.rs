@@ -44,7 +44,14 @@ pub struct CheckConfigArgs {
     /// Say only whether it is valid (and the warnings), not the effective configuration.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Where the credentials are when not under systemd (default: systemd's
+    /// $CREDENTIALS_DIRECTORY, else /etc/mfawatch/credentials).
+    #[arg(long, value_name = "DIR")]
+    pub credentials_dir: Option<PathBuf>,
 }
+
+/// Where `check-config` finds the credentials outside systemd.
+const CREDENTIALS: &str = "/etc/mfawatch/credentials";
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
@@ -80,12 +87,37 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Fails (non-zero) on everything `run` would refuse here — the file, and
+/// the secrets, tokens and directories it names — and warns about what would
+/// only leave it short (privileged accounts, a dead-letter topic it could not ask about).
 pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
     let path = args.file.or(args.config).expect("clap requires one");
+    let credentials = match (&args.credentials_dir, std::env::var_os("CREDENTIALS_DIRECTORY")) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(PathBuf::from(CREDENTIALS)).filter(|d| d.is_dir()),
+    };
+    if let Some(dir) = &credentials {
+        anyhow::ensure!(
+            std::fs::read_dir(dir).is_ok(),
+            "cannot read the credentials in {}: run check-config as root (they are root's, 0700), or give --credentials-dir",
+            dir.display()
+        );
+        // SAFETY: no other thread runs yet; the credentials are read as `run` reads them under systemd.
+        unsafe { std::env::set_var("CREDENTIALS_DIRECTORY", dir) };
+    }
     let config = Config::load(&path)?;
     let accounts = daemon::load_accounts(&config)?;
     check_state_dir(&config.checkpoint.dir)?;
     let topic_warning = daemon::check_dead_letter_topic(&config)?;
+    let errors = daemon::environment_errors(&config);
+    if !errors.is_empty() {
+        let looked = match &credentials {
+            Some(dir) => format!(" (credentials looked for in {})", dir.display()),
+            None => String::new(),
+        };
+        anyhow::bail!("{}: `run` would refuse to start{looked}:\n  {}", path.display(), errors.join("\n  "));
+    }
     if args.quiet {
         println!("{}: valid", path.display());
     } else {
@@ -94,11 +126,6 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<()> {
             path.display(),
             config.to_toml()
         );
-    }
-    // What `run` needs from where it runs: said, not fatal, since this may
-    // run elsewhere than the service (without its credentials).
-    for warning in daemon::environment_warnings(&config) {
-        eprintln!("warning: {warning}");
     }
     if let Some(warning) = topic_warning {
         eprintln!("warning: {warning}");

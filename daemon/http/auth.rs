@@ -60,6 +60,8 @@ pub fn load(http: &HttpConfig) -> anyhow::Result<Vec<[u8; 32]>> {
             .map_err(|e| anyhow::anyhow!("http.api_token_file {}: {e}", path.display()))?;
         texts.extend(text.lines().map(|l| l.split('#').next().unwrap_or("").to_owned()));
     }
+    let configured =
+        http.api_token_credential.is_some() || http.api_token_env.is_some() || http.api_token_file.is_some();
     let mut digests = Vec::new();
     for (i, token) in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).enumerate() {
         anyhow::ensure!(
@@ -69,15 +71,36 @@ pub fn load(http: &HttpConfig) -> anyhow::Result<Vec<[u8; 32]>> {
         );
         digests.push(sha2::Sha256::digest(token.as_bytes()).into());
     }
+    // Tokens asked for but none there (an emptied file, a credential not
+    // written yet) must never mean an open API.
+    anyhow::ensure!(
+        !configured || !digests.is_empty(),
+        "the API token source ({}) holds no token: refusing to open /api/v1 to everyone; put the tokens back (one per line), or remove the http.api_token_* setting to serve the API on loopback without tokens",
+        sources(http)
+    );
     Ok(digests)
 }
 
-/// The tokens the daemon starts with; refuses an API reachable from other
-/// hosts with none.
-pub fn for_start(http: &HttpConfig) -> anyhow::Result<Tokens> {
-    let digests = load(http)?;
+/// Where the configuration says the tokens are, for messages.
+fn sources(http: &HttpConfig) -> String {
+    let mut named = Vec::new();
+    if let Some(name) = &http.api_token_credential {
+        named.push(format!("credential {name:?}"));
+    }
+    if let Some(var) = &http.api_token_env {
+        named.push(format!("environment variable {var}"));
+    }
+    if let Some(path) = &http.api_token_file {
+        named.push(format!("file {}", path.display()));
+    }
+    named.join(", ")
+}
+
+/// Whether the API may be served open (no token) at `listen`: only on a
+/// loopback address. The rule for the start and for every reload.
+pub fn check_open(http: &HttpConfig, tokens: usize) -> anyhow::Result<()> {
     let addr: SocketAddr = http.listen.parse().map_err(|e| anyhow::anyhow!("http.listen {:?}: {e}", http.listen))?;
-    if digests.is_empty() && !addr.ip().is_loopback() {
+    if tokens == 0 && !addr.ip().is_loopback() {
         anyhow::bail!(
             "http.listen {} can be reached from other hosts, and /api/v1 lists the users who sign in without MFA: give it API \
              tokens (http.api_token_credential with LoadCredential=, http.api_token_env, or http.api_token_file: one token per \
@@ -85,6 +108,14 @@ pub fn for_start(http: &HttpConfig) -> anyhow::Result<Tokens> {
             http.listen
         );
     }
+    Ok(())
+}
+
+/// The tokens the daemon starts with; refuses an API reachable from other
+/// hosts with none.
+pub fn for_start(http: &HttpConfig) -> anyhow::Result<Tokens> {
+    let digests = load(http)?;
+    check_open(http, digests.len())?;
     let tokens = Tokens::default();
     tokens.replace(digests);
     Ok(tokens)
@@ -119,5 +150,17 @@ mod tests {
         std::fs::write(&file, "short\n").unwrap();
         let err = load(&config).err().unwrap().to_string();
         assert!(err.contains("shorter") && !err.contains("short\n"), "{err}");
+    }
+
+    #[test]
+    fn a_token_source_that_reads_empty_never_opens_the_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "# all tokens revoked\n\n").unwrap();
+        for listen in ["127.0.0.1:9464", "0.0.0.0:9464"] {
+            let config = http(&format!("listen = {listen:?}\napi_token_file = {:?}", file.display().to_string()));
+            let err = for_start(&config).err().unwrap().to_string();
+            assert!(err.contains("holds no token") && err.contains("tokens"), "{err}");
+        }
     }
 }

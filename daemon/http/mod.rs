@@ -37,6 +37,8 @@ struct App {
     /// The last summary and when it was made: a large state is summarised at
     /// most once a second however often it is scraped.
     summary: Arc<Mutex<Option<(Instant, Summary)>>>,
+    /// Besides loopback names, the host people reach the API by (`alerts.api_url`).
+    api_host: Option<String>,
 }
 
 impl App {
@@ -74,24 +76,61 @@ pub fn router(
     tokens: auth::Tokens,
     request_timeout: Duration,
     history: Option<(std::path::PathBuf, u32)>,
+    api_url: Option<&str>,
+    metrics_need_token: bool,
 ) -> Router {
-    let app = App { shared, tokens, history, summary: Arc::new(Mutex::new(None)) };
-    let api = Router::new()
+    let api_host =
+        api_url.and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let app = App { shared, tokens, history, summary: Arc::new(Mutex::new(None)), api_host };
+    let mut api = Router::new();
+    let mut open = Router::new();
+    // /metrics tells the posture (who is privileged without MFA, which legacy
+    // protocols get in): behind the tokens too when http.metrics_require_token.
+    if metrics_need_token {
+        api = api.route("/metrics", get(metrics));
+    } else {
+        open = open.route("/metrics", get(metrics));
+    }
+    let api = api
         .route("/api/v1/coverage", get(coverage))
         .route("/api/v1/users", get(users))
         .route("/api/v1/users/{id}", get(user))
         .route("/api/v1/alerts", get(alerts))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), require_token));
-    Router::new()
-        .route("/", get(index))
-        .route("/metrics", get(metrics))
+    open.route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), known_host))
         .layer(axum::middleware::from_fn(move |req, next| within(request_timeout, req, next)))
         .with_state(app)
+}
+
+/// Without tokens the API is open to this host only: a request naming
+/// another host (`Host:`) is a browser tricked into it (DNS rebinding) or one
+/// following a tunnel's links, and gets 421. With tokens, the token decides.
+async fn known_host(State(app): State<App>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !app.tokens.open() {
+        return next.run(request).await;
+    }
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    }
+    .to_ascii_lowercase();
+    let loopback = name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback || app.api_host.as_deref() == Some(name.as_str()) {
+        return next.run(request).await;
+    }
+    app.shared.metrics.http_refused("unknown_host");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        Json(json!({"error": "this API without tokens answers requests for this host only (127.0.0.1, localhost, or the host of alerts.api_url)"})),
+    )
+        .into_response()
 }
 
 /// 401 with `WWW-Authenticate` unless the request carries one of the tokens.
@@ -157,9 +196,22 @@ pub async fn serve(
 ) {
     let refused = {
         let shared = shared.clone();
-        move || shared.metrics.http_refused()
+        move |why: server::Turned| {
+            shared.metrics.http_refused(match why {
+                server::Turned::Busy => "busy",
+                server::Turned::PerPeer => "per_peer",
+                server::Turned::Evicted => "evicted_idle",
+            })
+        }
     };
-    let router = router(shared, access.tokens, config.http.request_timeout, history(config));
+    let router = router(
+        shared,
+        access.tokens,
+        config.http.request_timeout,
+        history(config),
+        config.alerts.api_url.as_deref(),
+        config.http.metrics_require_token,
+    );
     server::run(listener, router, access.tls, config.http.max_connections as usize, refused, stop).await;
 }
 
@@ -175,15 +227,17 @@ impl Access {
         Ok(Access { tokens: auth::for_start(config)?, tls: server::Tls::load(config)? })
     }
 
-    /// SIGHUP: new tokens and certificate; on an error the old ones stay.
+    /// SIGHUP: new tokens and certificate, each only if it reads whole and
+    /// leaves the API no less protected than the start rule asks (a token
+    /// source that reads empty or fails, or no token on an address others
+    /// reach, is an error: the old ones stay).
     pub fn reload(&self, config: &crate::config::HttpConfig) -> anyhow::Result<()> {
         let digests = auth::load(config)?;
+        auth::check_open(config, digests.len())?;
         if let Some(tls) = &self.tls {
             tls.reload(config)?;
         }
-        if !self.tokens.open() || !digests.is_empty() {
-            self.tokens.replace(digests);
-        }
+        self.tokens.replace(digests);
         Ok(())
     }
 }

@@ -3,12 +3,19 @@
 //! hostile client from holding the daemon: a bound on concurrent
 //! connections, on the request head (line and headers), on the time to send
 //! it, and on the time a request may take.
+//!
+//! One client must not take every connection (then Prometheus' scrapes and
+//! systemd's probes fail): at the bound a new connection takes the place of
+//! the one that has been idle longest — a socket that never sent a request,
+//! or a keep-alive between requests — so a client that asks at once (a
+//! scrape, a probe) gets through a flood of held sockets; only when every
+//! connection is in a request is a new one refused. A peer other than
+//! loopback holds at most a quarter of the connections.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -64,67 +71,142 @@ fn server_config(http: &HttpConfig) -> anyhow::Result<Option<rustls::ServerConfi
     Ok(Some(config))
 }
 
+/// What the accept loop knows of each open connection.
+struct Open {
+    id: u64,
+    peer: std::net::IpAddr,
+    /// Inside a request (from its head read to its response given).
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    /// When it last became idle (accepted, or a response given), ms since start.
+    idle_since: Arc<std::sync::atomic::AtomicU64>,
+    close: CancellationToken,
+}
+
+/// Why a connection was not served.
+pub enum Turned {
+    /// Every connection is inside a request.
+    Busy,
+    /// This peer holds its share already.
+    PerPeer,
+    /// An idle one was closed to make room.
+    Evicted,
+}
+
 /// Accepts connections until `stop` is cancelled; then lets the ones open finish.
 pub async fn run(
     listener: TcpListener,
     router: axum::Router,
     tls: Option<Tls>,
     max_connections: usize,
-    refused: impl Fn() + Send + Sync + 'static,
+    turned: impl Fn(Turned) + Send + Sync + 'static,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let refused = Arc::new(refused);
+    use std::sync::atomic::Ordering;
+    let open: Arc<std::sync::Mutex<Vec<Open>>> = Arc::default();
+    let started = std::time::Instant::now();
+    let now_ms = move || started.elapsed().as_millis() as u64;
+    let per_peer = (max_connections / 4).max(1);
+    let turned = Arc::new(turned);
     let connections = tokio_util::task::TaskTracker::new();
+    let mut next_id = 0u64;
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot accept an HTTP connection");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        // Past the limit a connection is closed at once rather than queued.
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused();
-            drop(stream);
-            continue;
-        };
-        let (router, tls, stop) = (router.clone(), tls.clone(), stop.clone());
-        connections.spawn(async move {
-            let _slot = slot;
-            let service = TowerToHyperService::new(router);
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.max_buf_size(MAX_HEAD)
-                .max_headers(MAX_HEADERS)
-                .header_read_timeout(HEAD_TIMEOUT)
-                .timer(TokioTimer::new());
-            match tls {
-                Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
-                    Ok(Ok(stream)) => serve(&http, TokioIo::new(stream), service, stop).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
-                None => serve(&http, TokioIo::new(stream), service, stop).await,
+        {
+            let registry = open.clone();
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = |o: &&Open| !o.busy.load(Ordering::Relaxed);
+            let longest_idle = |of: &mut dyn Iterator<Item = &Open>| {
+                of.filter(idle).min_by_key(|o| o.idle_since.load(Ordering::Relaxed)).map(|o| o.id)
+            };
+            let from_peer = open.iter().filter(|o| o.peer == peer).count();
+            let victim = if !peer.is_loopback() && from_peer >= per_peer {
+                // Its own idle one makes room, or it waits for one of its requests to end.
+                match longest_idle(&mut open.iter().filter(|o| o.peer == peer)) {
+                    Some(id) => Some(id),
+                    None => {
+                        turned(Turned::PerPeer);
+                        continue;
+                    }
+                }
+            } else if open.len() >= max_connections {
+                match longest_idle(&mut open.iter()) {
+                    Some(id) => Some(id),
+                    None => {
+                        turned(Turned::Busy);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            if let Some(id) = victim
+                && let Some(at) = open.iter().position(|o| o.id == id)
+            {
+                open.swap_remove(at).close.cancel();
+                turned(Turned::Evicted);
             }
-        });
+            next_id += 1;
+            let conn = Open {
+                id: next_id,
+                peer,
+                busy: Arc::default(),
+                idle_since: Arc::new(std::sync::atomic::AtomicU64::new(now_ms())),
+                close: stop.child_token(),
+            };
+            let (id, busy, idle_since, close) =
+                (conn.id, conn.busy.clone(), conn.idle_since.clone(), conn.close.clone());
+            open.push(conn);
+            let (router, tls, open) = (router.clone(), tls.clone(), registry);
+            connections.spawn(async move {
+                let service = tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let (mut router, busy, idle_since) = (router.clone(), busy.clone(), idle_since.clone());
+                    async move {
+                        busy.store(true, Ordering::Relaxed);
+                        let response = tower::Service::call(&mut router, request.map(axum::body::Body::new)).await;
+                        idle_since.store(now_ms(), Ordering::Relaxed);
+                        busy.store(false, Ordering::Relaxed);
+                        response
+                    }
+                });
+                let service = hyper_util::service::TowerToHyperService::new(service);
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.max_buf_size(MAX_HEAD)
+                    .max_headers(MAX_HEADERS)
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .timer(TokioTimer::new());
+                match tls {
+                    Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream)).await {
+                        Ok(Ok(stream)) => serve(&http, TokioIo::new(stream), service, close).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    },
+                    None => serve(&http, TokioIo::new(stream), service, close).await,
+                }
+                open.lock().unwrap_or_else(|e| e.into_inner()).retain(|o| o.id != id);
+            });
+        }
     }
     connections.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
 }
 
-async fn serve<I>(
-    http: &hyper::server::conn::http1::Builder,
-    io: I,
-    service: TowerToHyperService<axum::Router>,
-    stop: CancellationToken,
-) where
+async fn serve<I, S>(http: &hyper::server::conn::http1::Builder, io: I, service: S, stop: CancellationToken)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);

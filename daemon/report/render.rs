@@ -139,12 +139,38 @@ pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The rows as CSV, each text cell made safe for a spreadsheet (see [`cell`]).
 fn csv_of<T: Serialize>(rows: &[T]) -> anyhow::Result<Vec<u8>> {
+    use serde_json::Value;
     let mut w = csv::Writer::from_writer(Vec::new());
+    let mut headers = false;
     for row in rows {
-        w.serialize(row)?;
+        let Value::Object(fields) = serde_json::to_value(row)? else { anyhow::bail!("a CSV row is not a record") };
+        if !headers {
+            w.write_record(fields.keys())?;
+            headers = true;
+        }
+        w.write_record(fields.values().map(|v| match v {
+            Value::String(text) => cell(text),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }))?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A text cell as a spreadsheet may take it (OWASP "CSV injection"):
+/// control characters removed, and one that would start a formula (`=`,
+/// `+`, `-`, `@`, tab, carriage return) starts with a quote instead. App,
+/// policy and user names come from the sign-ins, which anyone can type.
+pub fn cell(text: &str) -> String {
+    let clean: String = text.chars().filter(|c| !c.is_control() || *c == '\t' || *c == '\r').collect();
+    match clean.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => {
+            format!("'{}", clean.replace(['\t', '\r'], " "))
+        }
+        _ => clean.replace(['\t', '\r'], " "),
+    }
 }
 
 /// `summary.md`: the headline numbers for a ticket or a mail.
@@ -520,4 +546,33 @@ pub fn html(r: &Report) -> String {
     );
     h.push_str("<footer class=\"sub\"><p>Coverage: successful interactive user sign-ins and every successful legacy one are counted; a user with one single-factor or legacy counted sign-in in the week is uncovered (see docs/labels.md). A record delivered twice counts once.</p></footer></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_that_would_start_a_formula_are_quoted_and_control_characters_removed() {
+        for (text, want) in [
+            ("=HYPERLINK(\"http://evil.example\",\"click\")", "'=HYPERLINK(\"http://evil.example\",\"click\")"),
+            ("=cmd|' /C calc'!A0", "'=cmd|' /C calc'!A0"),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "' x"),
+            ("\rx", "' x"),
+            ("ann\u{1b}[31m@contoso.example", "ann[31m@contoso.example"),
+            ("Office 365 Exchange Online", "Office 365 Exchange Online"),
+        ] {
+            assert_eq!(cell(text), want, "{text:?}");
+        }
+        #[derive(Serialize)]
+        struct Row {
+            app: String,
+            count: i64,
+        }
+        let bytes = csv_of(&[Row { app: "=1+1".into(), count: -3 }]).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), "app,count\n'=1+1,-3\n", "numbers stay numbers");
+    }
 }

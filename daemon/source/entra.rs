@@ -73,11 +73,8 @@ impl TokenSource {
                     .map_err(|e| anyhow::anyhow!("the Entra client secret: {e}"))?;
             Credential::Secret(secret)
         };
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(20)))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        // No redirect followed: the request carries the secret.
+        let agent = crate::outbound::agent(Duration::from_secs(20));
         Ok(TokenSource {
             token_url,
             client_id: k.entra_client_id.clone().unwrap_or_default(),
@@ -107,6 +104,14 @@ impl TokenSource {
             .map_err(|e| format!("token endpoint {}: {e}", self.token_url))?;
         let status = response.status();
         let body = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+        if status.is_redirection() {
+            let to = response.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("");
+            return Err(format!(
+                "token endpoint {} redirects to {} (not followed: the request carries the secret); configure kafka.entra_token_url",
+                self.token_url,
+                crate::outbound::redact_url(to)
+            ));
+        }
         if !status.is_success() {
             // Entra's error body names the problem (AADSTS codes), never the secret.
             let error: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
