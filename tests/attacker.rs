@@ -438,6 +438,26 @@ fn pseudonymised_dead_letters_name_no_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("still holds real names"), "a new state is clean");
+    // Turned on over a state built without it: said once, naming what still holds real names.
+    let other = tempfile::tempdir().unwrap();
+    let plain = write_config(other.path(), "127.0.0.1:1", TOPIC, "privacy", free_port(), "");
+    common::replay(&plain, &[&input], &[]);
+    let with = write_config(
+        other.path(),
+        "127.0.0.1:1",
+        TOPIC,
+        "privacy",
+        free_port(),
+        "[privacy]\npseudonymise = true\nkey_env = \"PSEUDONYM_KEY\"\n",
+    );
+    let late = Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["replay", "--again", "--config", with.to_str().unwrap(), input.to_str().unwrap()])
+        .env("PSEUDONYM_KEY", "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&late.stderr);
+    assert!(late.status.success() && said.contains("still holds real names") && said.contains("dead letters"), "{said}");
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.ndjson")).unwrap();
     assert_eq!(letters.lines().count(), 2, "{letters}");
     for real in ["ann@", "bob@", "203.0.113.7", "198.51.100.9"] {
