@@ -519,6 +519,32 @@ fn is_risky(level: RiskLevel, state: Option<&str>, threshold: RiskLevel) -> bool
         || is("confirmedCompromised")
 }
 
+/// Why a sign-in is risky, in words for a person (alerts, the report):
+/// the level when it says so, else the risk state — "high risk", "risk
+/// state: confirmed compromised (level low)", "risk state: at risk, level
+/// hidden by licence". Never "none risk".
+pub fn risk_reason(level: RiskLevel, state: Option<&str>) -> String {
+    let state = state.unwrap_or("").trim();
+    let is = |name: &str| state.eq_ignore_ascii_case(name);
+    let graded = matches!(level, RiskLevel::Low | RiskLevel::Medium | RiskLevel::High);
+    let level_words = match level {
+        RiskLevel::Hidden => "level hidden by licence".to_owned(),
+        RiskLevel::None => "level none".to_owned(),
+        l => format!("level {}", l.as_str()),
+    };
+    if is("confirmedCompromised") {
+        format!("risk state: confirmed compromised, {level_words}")
+    } else if graded && is("remediated") {
+        format!("{} risk, remediated", level.as_str())
+    } else if graded {
+        format!("{} risk", level.as_str())
+    } else if is("atRisk") {
+        format!("risk state: at risk, {level_words}")
+    } else {
+        level_words
+    }
+}
+
 /// §3: the MFA meaning of a failure code.
 fn mfa_failure(code: i64, additional_details: &str) -> Option<MfaFailure> {
     if code == 500121 || starts_with_ignore_case(additional_details.trim(), "MFA denied") {

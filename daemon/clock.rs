@@ -40,7 +40,7 @@ impl Clock {
     /// A message stamped `timestamp_ms` by the broker (or its producer) was
     /// read at the head of its partition: it arrived just now.
     pub fn heard_at_head(&self, timestamp_ms: i64) {
-        let mut head = self.head.lock().unwrap_or_else(|e| e.into_inner());
+        let mut head = crate::locks::lock(&self.head);
         let now = Instant::now();
         let estimate = |(ts, at): (i64, Instant)| ts + now.duration_since(at).as_millis() as i64;
         if head.is_none_or(|h| timestamp_ms > estimate(h)) {
@@ -50,7 +50,7 @@ impl Clock {
 
     /// The brokers' time now, if any message has been read at its partition's head.
     pub fn brokers(&self) -> Option<DateTime<Utc>> {
-        let head = *self.head.lock().unwrap_or_else(|e| e.into_inner());
+        let head = *crate::locks::lock(&self.head);
         head.and_then(|(ts, at)| DateTime::from_timestamp_millis(ts + at.elapsed().as_millis() as i64))
     }
 

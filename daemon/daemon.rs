@@ -11,17 +11,66 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Checkpointer, Partition, Replayed, SnapshotFile, SourceIdentity};
+use crate::alerts::Recent;
+use crate::checkpoint::{Checkpointer, Partition, Replayed, Resumed, SnapshotFile, SourceIdentity};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
-use crate::pipeline::{Pipeline, Shared};
-use crate::source::{Position, files, kafka};
+use crate::decode::Position;
+use crate::events::Events;
+use crate::health::Health;
+use crate::kafka;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::sinks::{Assignment, SinkContext};
+use crate::source::files;
+use crate::source::kafka::SourceContext;
+
+/// The parts of a running daemon that more than one thread uses, each with
+/// its lock inside: the pipeline, the source, the HTTP server and the signal
+/// handler are each handed the ones they need, never all of them.
+#[derive(Clone)]
+pub struct Handles {
+    pub coverage: Arc<crate::coverage::Handle>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// The recent alerts the API lists (the alerts sink adds to them).
+    pub recent: Arc<Recent>,
+    pub assignment: Assignment,
+    pub clock: Arc<Clock>,
+}
+
+impl Handles {
+    /// What a sink is handed.
+    pub fn sink(&self) -> SinkContext {
+        SinkContext { metrics: self.metrics.clone(), assignment: self.assignment.clone(), clock: self.clock.clone() }
+    }
+
+    /// What a source is handed.
+    pub fn source(&self) -> SourceContext {
+        SourceContext {
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            assignment: self.assignment.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    fn served(&self) -> crate::http::Served {
+        crate::http::Served {
+            coverage: self.coverage.clone(),
+            metrics: self.metrics.clone(),
+            health: self.health.clone(),
+            recent: self.recent.clone(),
+        }
+    }
+}
 
 /// Privileged and excluded accounts from the configuration (and the
 /// privileged file); pseudonymised like the records when privacy asks.
@@ -45,14 +94,14 @@ pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
 
 /// Says what is wrong with the privileged list: empty, or naming accounts
 /// that have never signed in (a typo'd UPN stays silent otherwise).
-pub fn check_privileged(shared: &Shared) {
-    let accounts = shared.accounts();
-    shared.metrics.set_privileged_configured(accounts.privileged_count());
+pub fn check_privileged(handle: &crate::coverage::Handle, metrics: &Metrics) {
+    let accounts = handle.accounts();
+    metrics.set_privileged_configured(accounts.privileged_count());
     if accounts.privileged_count() == 0 {
         tracing::warn!("{}", crate::coverage::NO_PRIVILEGED);
         return;
     }
-    let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+    let coverage = handle.read();
     if coverage.is_empty() {
         return; // nothing read yet: everyone is unseen
     }
@@ -170,7 +219,7 @@ pub fn reset_state(config: &Config) -> anyhow::Result<()> {
 }
 
 /// The dead-letter targets; the topic is checked (exists, takes a message).
-fn dead_letters(config: &Config, check_topic: bool) -> anyhow::Result<DeadLetters> {
+fn dead_letters(config: &Config, check_topic: bool, metrics: &Arc<Metrics>) -> anyhow::Result<DeadLetters> {
     let mut sinks = DeadLetters {
         max_bytes: config.dead_letter.max_bytes as usize,
         pseudonyms: crate::privacy::Pseudonyms::from_config(&config.privacy)?,
@@ -182,7 +231,7 @@ fn dead_letters(config: &Config, check_topic: bool) -> anyhow::Result<DeadLetter
         );
     }
     if let Some(topic) = &config.dead_letter.topic {
-        let deliveries = crate::deadletter::Deliveries::new(kafka::token_source(config)?);
+        let deliveries = crate::deadletter::Deliveries::new(kafka::token_source(config)?, Events::new(metrics.clone()));
         let producer = kafka::producer_config(config)?
             .create_with_context(deliveries)
             .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
@@ -204,9 +253,9 @@ pub enum Mode {
     Replay { alerts: bool },
 }
 
-/// The assembled daemon: shared state and the checkpointer that owns the pipeline.
+/// The assembled daemon: its handles and the checkpointer that owns the pipeline.
 pub struct Daemon {
-    pub shared: Arc<Shared>,
+    pub handles: Handles,
     pub checkpointer: Arc<Mutex<Checkpointer>>,
 }
 
@@ -219,12 +268,20 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
     let state = load_state(config)?;
     note_privacy_change(config, state.seq > 0)?;
     let rules = config.rules();
-    let shared = Shared::new(state.coverage, accounts, &rules);
+    let handles = Handles {
+        coverage: crate::coverage::Handle::new(state.coverage, accounts),
+        metrics: Arc::new(Metrics::new(&rules)),
+        health: Arc::new(Health::default()),
+        recent: Arc::new(Recent::default()),
+        assignment: Assignment::default(),
+        clock: Arc::new(Clock::default()),
+    };
     let mut pipeline = Pipeline::new(
         rules,
         Policy::from_config(&config.coverage),
-        shared.clone(),
-        dead_letters(config, mode == Mode::Consume)?,
+        handles.coverage.clone(),
+        handles.metrics.clone(),
+        dead_letters(config, mode == Mode::Consume, &handles.metrics)?,
     );
     pipeline.set_pseudonyms(crate::privacy::Pseudonyms::from_config(&config.privacy)?);
     let alerts_on = match mode {
@@ -232,31 +289,26 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         Mode::Replay { alerts } => alerts,
     };
     if config.alerts.enabled && alerts_on {
-        let alerts = crate::alerts::Alerts::start(config, shared.clone(), &state.sinks)?;
+        let alerts = crate::alerts::Alerts::start(config, handles.sink(), handles.recent.clone(), &state.sinks)?;
         pipeline.add_sink(Box::new(alerts));
     }
-    check_privileged(&shared);
+    check_privileged(&handles.coverage, &handles.metrics);
     if config.history.enabled {
         let history =
-            crate::history::History::start(config, shared.clone(), state.sinks.get(crate::history::NAME), state.seq)?;
+            crate::history::History::start(config, handles.sink(), state.sinks.get(crate::history::NAME), state.seq)?;
         pipeline.add_sink(Box::new(history));
     }
-    shared.health.state_loaded.store(true, Ordering::Relaxed);
-    let checkpointer = Checkpointer {
-        pipeline,
+    handles.metrics.set_api_url(&config.api_url());
+    handles.health.state_loaded.store(true, Ordering::Relaxed);
+    let resumed = Resumed {
         offsets: state.offsets,
         replayed: state.replayed,
-        source: state.source,
-        sink_states: state.sinks,
-        snapshots,
         seq: state.seq,
-        last_checkpoint: Instant::now(),
-        failed_commits: 0,
-        poisoned: false,
-        refused: None,
-        _state_lock: state_lock,
+        source: state.source,
+        sinks: state.sinks,
     };
-    Ok(Daemon { shared, checkpointer: Arc::new(Mutex::new(checkpointer)) })
+    let checkpointer = Checkpointer::new(pipeline, resumed, snapshots, state_lock, handles.health.clone());
+    Ok(Daemon { handles, checkpointer: Arc::new(Mutex::new(checkpointer)) })
 }
 
 /// Runs the consumer on its own thread and the HTTP server on the runtime
@@ -271,7 +323,7 @@ pub fn serve_and_consume(
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
-    let Daemon { shared, checkpointer } = daemon;
+    let Daemon { handles, checkpointer } = daemon;
 
     let access = crate::http::Access::load(&config.http)?;
     let listener = runtime.block_on(crate::http::bind(&config.http.listen))?;
@@ -280,21 +332,21 @@ pub fn serve_and_consume(
     tracing::info!(%addr, scheme, api_tokens = access.tokens.count(), "serving /metrics /healthz /readyz /api/v1");
     before_start(&format!("{scheme}://{addr}"));
     let server = {
-        let (shared, access, config, cancel) = (shared.clone(), access.clone(), config.clone(), cancel.clone());
-        runtime.spawn(async move { crate::http::serve(listener, shared, access, &config, cancel).await })
+        let (served, access, config, cancel) = (handles.served(), access.clone(), config.clone(), cancel.clone());
+        runtime.spawn(async move { crate::http::serve(listener, served, access, &config, cancel).await })
     };
-    runtime.spawn(signals(config.clone(), shared.clone(), access, stop.clone(), cancel.clone(), stop_after));
+    runtime.spawn(signals(config.clone(), handles.clone(), access, stop.clone(), cancel.clone(), stop_after));
     // Ready for systemd now, not once the brokers answer: a hub that cannot
     // be reached must not hang `systemctl start`; /readyz says whether the
     // feed is there.
     crate::notify::ready();
-    runtime.spawn(report_status(shared.clone(), cancel.clone()));
+    runtime.spawn(report_status(handles.clone(), cancel.clone()));
 
     let consumer = {
-        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        let (config, source, stop) = (config.clone(), handles.source(), stop.clone());
         std::thread::Builder::new()
             .name("pipeline".into())
-            .spawn(move || kafka::consume(&config, checkpointer, shared, &stop))?
+            .spawn(move || crate::source::kafka::consume(&config, checkpointer, source, &stop))?
     };
     let result = consumer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
     crate::notify::stopping();
@@ -305,14 +357,14 @@ pub fn serve_and_consume(
 }
 
 /// STATUS= lines for systemd, every few seconds.
-async fn report_status(shared: Arc<Shared>, cancel: CancellationToken) {
+async fn report_status(handles: Handles, cancel: CancellationToken) {
     loop {
-        let users = shared.coverage.read().map(|c| c.len()).unwrap_or(0);
+        let users = handles.coverage.read().len();
         let text = crate::notify::describe(
-            shared.assigned().len(),
-            shared.metrics.total_lag(),
+            handles.assignment.held().len(),
+            handles.metrics.total_lag(),
             users,
-            shared.health.not_ready().as_deref(),
+            handles.health.not_ready().as_deref(),
         );
         crate::notify::status(&text);
         tokio::select! {
@@ -324,7 +376,7 @@ async fn report_status(shared: Arc<Shared>, cancel: CancellationToken) {
 
 async fn signals(
     config: Config,
-    shared: Arc<Shared>,
+    handles: Handles,
     access: crate::http::Access,
     stop: Arc<AtomicBool>,
     cancel: CancellationToken,
@@ -355,26 +407,26 @@ async fn signals(
                 match tokio::task::spawn_blocking(move || load_accounts(&reread)).await {
                     Ok(Ok(accounts)) => {
                         tracing::info!(privileged = accounts.privileged_count(), "SIGHUP: privileged accounts re-read");
-                        shared.set_accounts(accounts);
-                        let shared = shared.clone();
-                        let _ = tokio::task::spawn_blocking(move || check_privileged(&shared)).await;
+                        handles.coverage.set_accounts(accounts);
+                        let handles = handles.clone();
+                        let _ = tokio::task::spawn_blocking(move || check_privileged(&handles.coverage, &handles.metrics)).await;
                     }
                     Ok(Err(e)) => {
-                        shared.metrics.reload("error");
+                        handles.metrics.reload("error");
                         tracing::error!(error = %format!("{e:#}"), "SIGHUP: keeping the previous privileged accounts");
                     }
                     Err(e) => {
-                        shared.metrics.reload("error");
+                        handles.metrics.reload("error");
                         tracing::error!(error = %e, "SIGHUP: keeping the previous privileged accounts");
                     }
                 }
                 match access.reload(&config.http) {
                     Ok(()) => {
-                        shared.metrics.reload("ok");
+                        handles.metrics.reload("ok");
                         tracing::info!(api_tokens = access.tokens.count(), tls = access.tls.is_some(), "SIGHUP: API tokens and TLS certificate re-read");
                     }
                     Err(e) => {
-                        shared.metrics.reload("error");
+                        handles.metrics.reload("error");
                         tracing::error!(error = %format!("{e:#}"), api_tokens = access.tokens.count(), "SIGHUP: the reload failed; keeping the previous API tokens and TLS certificate");
                     }
                 }
@@ -383,7 +435,7 @@ async fn signals(
     }
     tracing::info!("stopping: checkpointing and leaving the consumer group");
     crate::notify::stopping();
-    shared.health.stopping.store(true, Ordering::Relaxed);
+    handles.health.stopping.store(true, Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
 }
 
@@ -401,18 +453,20 @@ pub struct Replay {
 /// unsaved, and a file read into this state before is not read again (its
 /// sign-ins would count twice). Stdin cannot be recognised and is always read.
 pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result<Replay> {
-    let mut cp = daemon.checkpointer.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cp = crate::locks::lock(&daemon.checkpointer);
     let mut plan = Vec::new();
     let mut skipped = Vec::new();
-    // A folder is an Event Hubs Capture tree: its .avro files, in time order.
+    // A folder: every input file in it (an Event Hubs Capture tree's .avro
+    // files in time order; exports and `generate --per-hub` files by name).
     let mut expanded = Vec::new();
     for input in inputs {
         if input != "-" && Path::new(input).is_dir() {
-            let found = crate::source::capture::files_in(Path::new(input))
+            let found = files::inputs_in(Path::new(input))
                 .with_context(|| format!("cannot read the folder {input}; nothing was replayed"))?;
             anyhow::ensure!(
                 !found.is_empty(),
-                "{input} holds no .avro (Event Hubs Capture) files; nothing was replayed"
+                "{input} holds no input file ({}); nothing was replayed",
+                files::INPUT_EXTENSIONS.join(", ")
             );
             expanded.extend(found.into_iter().map(|p| p.to_string_lossy().into_owned()));
         } else {
@@ -427,7 +481,7 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
             Some(replayed_file(input)?)
         };
         if let Some(file) = &file
-            && let Some(before) = cp.replayed.iter().find(|r| r.path == file.path)
+            && let Some(before) = cp.replayed().iter().find(|r| r.path == file.path)
             && !again
         {
             let when = chrono::DateTime::from_timestamp(before.at, 0).unwrap_or_default();
@@ -459,7 +513,7 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
         let mut processed = 0u64;
         let read = files::read_messages(input, |bytes, position: &Position, enqueued| {
             processed += 1;
-            if let Err(e) = cp.pipeline.process(bytes, position, enqueued.or(received)) {
+            if let Err(e) = cp.process(bytes, position, enqueued.or(received)) {
                 failure = Some(format!("{position}: {e}"));
                 return Err(std::io::Error::other("stopped"));
             }
@@ -483,12 +537,11 @@ pub fn replay(daemon: &Daemon, inputs: &[String], again: bool) -> anyhow::Result
         // An empty file (a Capture blob not written yet) is not marked as
         // replayed: once it holds sign-ins, the next replay reads them.
         if let Some(file) = file.filter(|f| f.bytes > 0) {
-            cp.replayed.retain(|r| r.path != file.path);
-            cp.replayed.push(file);
+            cp.note_replayed(file);
         }
     }
     cp.checkpoint(None).map_err(|e| anyhow::anyhow!("{e}; the state was not saved"))?;
-    let (records, dead_letters) = daemon.shared.metrics.records_read();
+    let (records, dead_letters) = daemon.handles.metrics.records_read();
     Ok(Replay { inputs: replayed_now, records, dead_letters, skipped })
 }
 
@@ -516,7 +569,11 @@ pub fn check_dead_letter_topic(config: &Config) -> anyhow::Result<Option<String>
         return Ok(None); // the missing credential is a warning of its own
     };
     let producer = producer_config
-        .create_with_context(crate::deadletter::Deliveries::new(tokens))
+        // Nothing is counted for a check: its metrics are not served.
+        .create_with_context(crate::deadletter::Deliveries::new(
+            tokens,
+            Events::new(Arc::new(Metrics::new(&config.rules()))),
+        ))
         .map_err(|e| anyhow::anyhow!("cannot create the dead-letter producer: {}", kafka::redacted(&e)))?;
     match DeadLetterTopic::new(producer, topic).exists(Duration::from_secs(10)) {
         Ok(()) => Ok(None),

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::decode::Malformed;
-use crate::source::Position;
+use crate::decode::Position;
 
 /// One dead letter as written.
 #[derive(Debug, Serialize)]
@@ -53,9 +53,8 @@ pub struct DeadLetter<'a> {
     pub written_at: String,
 }
 
-/// A dead letter is at most this large unless configured (`dead_letter.max_bytes`):
-/// well under the 1 MB that Event Hubs and librdkafka take by default.
-pub const DEFAULT_MAX_BYTES: usize = 512 * 1024;
+/// A dead letter is at most this large unless configured (`dead_letter.max_bytes`).
+pub const DEFAULT_MAX_BYTES: usize = crate::config::DEAD_LETTER_MAX_BYTES as usize;
 
 impl<'a> DeadLetter<'a> {
     pub fn new(position: &Position, index: Option<usize>, malformed: &Malformed<'a>) -> DeadLetter<'a> {
@@ -192,18 +191,20 @@ pub struct DeadLetterTopic {
 
 /// Remembers the first failed delivery: a dead letter the broker did not take
 /// is lost unless its record is read again, so it must stop the checkpoint.
-#[derive(Default)]
 pub struct Deliveries {
     failure: std::sync::Mutex<Option<String>>,
     /// `auth = "entra"`: where OAUTHBEARER tokens come from.
-    pub tokens: Option<std::sync::Arc<crate::source::entra::TokenSource>>,
-    throttle: crate::logging::Throttle,
+    pub tokens: Option<std::sync::Arc<crate::kafka::entra::TokenSource>>,
+    events: crate::events::Events,
 }
 
 impl Deliveries {
     /// `tokens`: where OAUTHBEARER tokens come from under `auth = "entra"`.
-    pub fn new(tokens: Option<std::sync::Arc<crate::source::entra::TokenSource>>) -> Deliveries {
-        Deliveries { tokens, ..Default::default() }
+    pub fn new(
+        tokens: Option<std::sync::Arc<crate::kafka::entra::TokenSource>>,
+        events: crate::events::Events,
+    ) -> Deliveries {
+        Deliveries { failure: std::sync::Mutex::default(), tokens, events }
     }
 }
 
@@ -211,7 +212,7 @@ impl rdkafka::ClientContext for Deliveries {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn generate_oauth_token(&self, _: Option<&str>) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        crate::source::kafka::oauth_token(self.tokens.as_deref(), &self.throttle)
+        crate::kafka::oauth_token(self.tokens.as_deref(), &self.events)
     }
 }
 
@@ -219,7 +220,7 @@ impl rdkafka::producer::ProducerContext for Deliveries {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+            let mut failure = crate::locks::lock(&self.failure);
             failure.get_or_insert_with(|| e.to_string());
         }
     }
@@ -232,7 +233,7 @@ impl DeadLetterTopic {
 
     fn failed(&self) -> io::Result<()> {
         use rdkafka::producer::Producer;
-        let failure = self.producer.context().failure.lock().unwrap_or_else(|e| e.into_inner());
+        let failure = crate::locks::lock(&self.producer.context().failure);
         match failure.as_ref() {
             Some(e) => Err(io::Error::other(format!("dead-letter topic {}: delivery failed: {e}", self.topic))),
             None => Ok(()),

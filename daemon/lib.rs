@@ -1,12 +1,13 @@
 //! mfawatch: labels Microsoft Entra ID sign-ins and keeps per-user MFA coverage.
 //!
-//! The modules follow the data flow of DESIGN.md, one per stage:
-//! `source` (bytes + position) → `decode` (records) → `classify` (verdicts)
-//! → `pipeline`, which feeds `coverage`, `metrics` and the `sinks` (`alerts`,
-//! ...), and `deadletter`; `checkpoint` makes it all durable. `daemon`
-//! assembles them for `run`, `replay` and `demo`; `http` serves the API;
-//! `config` is the TOML file, `generate` makes synthetic tenants for tests,
-//! benchmarks and the demo, `cli` the commands.
+//! The modules follow the data flow and the layers of `docs/design.md`, one
+//! per stage: `source` (bytes + position) → `checkpoint` → `pipeline`:
+//! `decode` (records) → `classify` (verdicts) → `coverage`, `metrics` and
+//! the `sinks` (`alerts`, `history`) and `deadletter`. `kafka` is Kafka as a
+//! client; `events` counts and logs what happens; `daemon` assembles the
+//! stages for `run`, `replay` and `demo`; `http` serves the API; `report`
+//! reads the history; `config` is the TOML file, `generate` makes synthetic
+//! tenants for tests, benchmarks and the demo, `cli` the commands.
 
 // The generator builds realistic records with serde_json::json!, which nests deeply.
 #![recursion_limit = "256"]
@@ -22,9 +23,13 @@ pub mod daemon;
 pub mod deadletter;
 pub mod decode;
 pub mod durable;
+pub mod events;
 pub mod generate;
+pub mod health;
 pub mod history;
 pub mod http;
+pub mod kafka;
+pub mod locks;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -25,35 +25,74 @@ pub fn init(config: &Config) {
 /// minute per kind, saying how many were held back; metrics still count
 /// every one.
 #[derive(Default)]
-pub struct Throttle(Mutex<HashMap<String, (Instant, u64)>>);
+pub struct Throttle(Mutex<HashMap<String, Window>>);
+
+/// One kind's current minute: when it began, how many were logged in it,
+/// and how many were held back since the last line.
+struct Window {
+    start: Instant,
+    admitted: u32,
+    held: u64,
+}
 
 impl Throttle {
     pub const EVERY: Duration = Duration::from_secs(60);
 
     /// `Some(held back since the last one)` when a report of `kind` is to be logged now.
     pub fn admit(&self, kind: &str) -> Option<u64> {
-        let mut kinds = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.admit_n(kind, 1)
+    }
+
+    /// As [`Throttle::admit`], logging up to `burst` reports of `kind` a minute.
+    pub fn admit_n(&self, kind: &str, burst: u32) -> Option<u64> {
+        let mut kinds = crate::locks::lock(&self.0);
         let now = Instant::now();
         match kinds.get_mut(kind) {
-            Some((last, held)) if now.duration_since(*last) < Self::EVERY => {
-                *held += 1;
+            Some(w) if now.duration_since(w.start) < Self::EVERY && w.admitted >= burst.max(1) => {
+                w.held += 1;
                 None
             }
-            Some((last, held)) => {
-                *last = now;
-                Some(std::mem::take(held))
+            Some(w) if now.duration_since(w.start) < Self::EVERY => {
+                w.admitted += 1;
+                Some(std::mem::take(&mut w.held))
+            }
+            Some(w) => {
+                let held = std::mem::take(&mut w.held);
+                *w = Window { start: now, admitted: 1, held: 0 };
+                Some(held)
             }
             None => {
-                kinds.insert(kind.to_owned(), (now, 0));
+                kinds.insert(kind.to_owned(), Window { start: now, admitted: 1, held: 0 });
                 Some(0)
             }
         }
     }
 
+    /// How many reports of `kind` were held back since its last line, if
+    /// any; it starts again from none.
+    pub fn take_held_of(&self, kind: &str) -> Option<u64> {
+        let mut kinds = crate::locks::lock(&self.0);
+        kinds.get_mut(kind).map(|w| std::mem::take(&mut w.held)).filter(|&n| n > 0)
+    }
+
+    /// The kinds with reports held back since their last line, and how
+    /// many; they start again from none.
+    #[cfg(test)]
+    pub fn take_held(&self) -> Vec<(String, u64)> {
+        let mut kinds = crate::locks::lock(&self.0);
+        let mut held: Vec<(String, u64)> = kinds
+            .iter_mut()
+            .filter(|(_, w)| w.held > 0)
+            .map(|(k, w)| (k.clone(), std::mem::take(&mut w.held)))
+            .collect();
+        held.sort();
+        held
+    }
+
     #[cfg(test)]
     fn age(&self, kind: &str, by: Duration) {
-        if let Some((last, _)) = self.0.lock().unwrap().get_mut(kind) {
-            *last -= by;
+        if let Some(w) = self.0.lock().unwrap().get_mut(kind) {
+            w.start -= by;
         }
     }
 }

@@ -28,6 +28,8 @@ enum Command {
     Report(cli::report::ReportArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig(cli::run::CheckConfigArgs),
+    /// What the daemon calls a user when privacy.pseudonymise is on (its key, its pseudonym).
+    Pseudonym(cli::run::PseudonymArgs),
     /// The real pipeline on a synthetic tenant through an in-process Kafka cluster.
     Demo(cli::demo::DemoArgs),
     /// Run a benchmark and print its figures (use a release build).
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::run::replay(args),
         Command::Report(args) => cli::report::run(args),
         Command::CheckConfig(args) => cli::run::check_config(args),
+        Command::Pseudonym(args) => cli::run::pseudonym(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::Bench(args) => cli::bench::run(args),
     };

@@ -56,6 +56,15 @@ const OUTCOME: [&str; 2] = ["success", "failure"];
 
 pub struct Metrics {
     registry: Registry,
+    read: Read,
+    coverage: CoverageGauges,
+    progress: Progress,
+    sinks: SinkMetrics,
+    service: Service,
+}
+
+/// What was read: messages, records, sign-ins by label, decode errors, dead letters.
+struct Read {
     /// [category][outcome][auth][client_class]; `None` where the combination
     /// cannot occur (a managed identity does no MFA, a failed sign-in has none).
     sign_ins: Vec<Option<IntCounter>>,
@@ -78,6 +87,11 @@ pub struct Metrics {
     bytes: IntCounter,
     records: IntCounter,
     event_time_lag: Histogram,
+    unknown_accounts: IntCounterVec,
+}
+
+/// Coverage: users by state, the ratio, what the state refused or saw twice.
+struct CoverageGauges {
     users: IntGaugeVec,
     never_mfa: IntGaugeVec,
     registration: IntGaugeVec,
@@ -86,33 +100,46 @@ pub struct Metrics {
     users_refused: IntCounter,
     late_sign_ins: IntCounter,
     duplicate_sign_ins: IntCounter,
+    privileged_configured: IntGauge,
+}
+
+/// How the source keeps up and how durable it is: topics, partitions, lag, Kafka errors, the clock, checkpoints and commits.
+struct Progress {
     newest_sign_in: GaugeVec,
     last_message: GaugeVec,
-    privileged_configured: IntGauge,
-    unknown_accounts: IntCounterVec,
     consumer_lag: IntGaugeVec,
     offsets_skipped: IntCounterVec,
     partitions_refused: IntGauge,
     partitions_assigned: IntGauge,
     partitions_total: IntGauge,
-    alerts: IntCounterVec,
-    alerts_suppressed: IntCounterVec,
-    alert_deliveries: IntCounterVec,
-    alert_outbox: IntGauge,
-    spray_sources_evicted: IntCounter,
     clock_skew: IntGauge,
-    reloads: IntCounterVec,
-    history_rows: IntCounter,
-    history_bytes: IntCounter,
-    history_parts: IntCounter,
-    history_compactions: IntCounterVec,
-    http_refused: IntCounterVec,
     kafka_errors: IntCounterVec,
     checkpoint_time: Gauge,
     checkpoint_duration: Histogram,
     checkpoints: IntCounterVec,
     commit_answers: IntCounterVec,
+}
+
+/// The sinks: alerts made, held back and delivered; history written and merged.
+struct SinkMetrics {
+    alerts: IntCounterVec,
+    alerts_suppressed: IntCounterVec,
+    alert_deliveries: IntCounterVec,
+    alert_outbox: IntGauge,
+    spray_sources_evicted: IntCounter,
+    history_rows: IntCounter,
+    history_bytes: IntCounter,
+    history_parts: IntCounter,
+    history_compactions: IntCounterVec,
+}
+
+/// The daemon as a service: reloads, refused HTTP requests, readiness.
+struct Service {
+    reloads: IntCounterVec,
+    http_refused: IntCounterVec,
     ready: IntGauge,
+    /// Where people reach this daemon's API (`alerts.api_url`): one series, for links.
+    api_info: IntGaugeVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -132,11 +159,10 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
-impl Metrics {
-    pub fn new(rules: &Rules) -> Metrics {
-        let registry = Registry::new();
+impl Read {
+    fn new(registry: &Registry, rules: &Rules) -> Read {
         let sign_ins_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_signins_total",
             "Sign-ins by category, outcome, authentication (mfa, single_factor, not_applicable, none = failed user sign-in) and client class.",
             &["category", "outcome", "auth", "client_class"],
@@ -160,7 +186,7 @@ impl Metrics {
             }
         }
         let legacy_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_legacy_signins_total",
             "Legacy-authentication sign-ins by protocol (clientAppUsed of the contract's list, other for clients added in configuration) and outcome.",
             &["protocol", "outcome"],
@@ -171,9 +197,9 @@ impl Metrics {
             .flat_map(|p| OUTCOME.map(|o| legacy_vec.with_label_values(&[protocol_label(p), o])))
             .collect();
         let risky_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_risky_signins_total",
-            "Risky sign-ins by risk level (the higher of during-sign-in and aggregated) and whether MFA was satisfied.",
+            "Users' risky sign-ins that got in, by risk level (the higher of during-sign-in and aggregated) and whether MFA was satisfied (mfa=\"no\": risky without MFA).",
             &["level", "mfa"],
         );
         let risky = RiskLevel::ALL
@@ -181,21 +207,21 @@ impl Metrics {
             .flat_map(|l| ["yes", "no"].map(|m| risky_vec.with_label_values(&[l.as_str(), m])))
             .collect();
         let risk_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_signin_risk_levels_total",
             "Sign-ins by risk level; `hidden` means the tenant lacks the licence that shows risk.",
             &["level"],
         );
         let risk_levels = RiskLevel::ALL.iter().map(|l| risk_vec.with_label_values(&[l.as_str()])).collect();
         let failures_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_mfa_failures_total",
             "Failed sign-ins with an MFA meaning, by reason.",
             &["reason"],
         );
         let mfa_failures = MfaFailure::ALL.iter().map(|f| failures_vec.with_label_values(&[f.as_str()])).collect();
         let blocked_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_blocked_signins_total",
             "Sign-ins blocked by Conditional Access (53003) or security defaults (530035).",
             &["by"],
@@ -205,104 +231,30 @@ impl Metrics {
             .map(|b| blocked_vec.with_label_values(&[b.as_str()]))
             .collect();
         let report_only = counter_vec(
-            &registry,
+            registry,
             "mfawatch_report_only_results_total",
             "What report-only Conditional Access policies would have done, by policy display name and result.",
             &["policy", "result"],
         );
         let skipped = counter_vec(
-            &registry,
+            registry,
             "mfawatch_skipped_records_total",
             "Records of other categories (AuditLogs, RiskyUsers, ...) skipped, by category.",
             &["category"],
         );
         let errors_vec = counter_vec(
-            &registry,
+            registry,
             "mfawatch_decode_errors_total",
             "Records (or whole messages) that could not be used, by reason. Each is dead-lettered.",
             &["reason"],
         );
         let decode_errors = DecodeError::REASONS.iter().map(|r| errors_vec.with_label_values(&[r])).collect();
-        let users = gauge_vec(
-            &registry,
-            "mfawatch_users",
-            "Users by coverage state over the window, user type and privileged.",
-            &["state", "user_type", "privileged"],
-        );
-        let never_mfa = gauge_vec(
-            &registry,
-            "mfawatch_users_never_mfa",
-            "Uncovered users with no MFA sign-in at all in the window.",
-            &["user_type", "privileged"],
-        );
-        let registration = gauge_vec(
-            &registry,
-            "mfawatch_users_registration_pending",
-            "Users who hit MFA registration required and have not done MFA since; overdue past the grace period.",
-            &["overdue"],
-        );
-        let coverage_ratio = GaugeVec::new(
-            Opts::new("mfawatch_mfa_coverage_ratio", "covered / (covered + uncovered) users over the window, by user type and privileged (all = every user)."),
-            &["user_type", "privileged"],
-        )
-        .expect("valid metric");
-        let coverage_ratio = register(&registry, coverage_ratio);
-        let consumer_lag = gauge_vec(
-            &registry,
-            "mfawatch_consumer_lag_messages",
-            "Messages between the consumer's position and the end of each partition.",
-            &["topic", "partition"],
-        );
-        let kafka_errors =
-            counter_vec(&registry, "mfawatch_kafka_errors_total", "librdkafka errors by kind.", &["kind"]);
         let unknown_accounts = counter_vec(
-            &registry,
+            registry,
             "mfawatch_unknown_account_signins_total",
             "Failed user sign-ins that name no account (no object id: 50034 user not found, unresolved names), by category, client class and legacy protocol (none for modern clients). A burst over legacy protocols is a password spray.",
             &["category", "client_class", "protocol"],
         );
-        let alerts = counter_vec(
-            &registry,
-            "mfawatch_alerts_total",
-            "Alerts made, by rule and severity (each names a user: see /api/v1/alerts and the receivers).",
-            &["rule", "severity"],
-        );
-        let alerts_suppressed = counter_vec(
-            &registry,
-            "mfawatch_alerts_suppressed_total",
-            "Alerts not sent, by rule and reason: cooldown (a repeat counted on the alert already made), rate_limit, stale (older than alerts.max_age), outbox_full.",
-            &["rule", "reason"],
-        );
-        let alert_deliveries = counter_vec(
-            &registry,
-            "mfawatch_alert_deliveries_total",
-            "Alerts handed to a receiver, by receiver kind (alertmanager, webhook, file) and result (ok, error: retried).",
-            &["sink", "result"],
-        );
-        let offsets_skipped = counter_vec(
-            &registry,
-            "mfawatch_offsets_skipped_total",
-            "Messages never read because the broker no longer had them when a partition resumed (retention ran out while mfawatch was down): lost sign-ins.",
-            &["topic"],
-        );
-        let checkpoints = counter_vec(
-            &registry,
-            "mfawatch_checkpoints_total",
-            "Checkpoints by result: ok; error (nothing made durable, retried); commit_failed (snapshot durable, the broker refused the offsets).",
-            &["result"],
-        );
-        for result in ["ok", "error", "commit_failed"] {
-            checkpoints.with_label_values(&[result]);
-        }
-        let commit_answers = counter_vec(
-            &registry,
-            "mfawatch_offset_commit_answers_total",
-            "Answers of the brokers to the offset commits checkpoints send: ok (taken) or refused.",
-            &["result"],
-        );
-        for result in ["ok", "refused"] {
-            commit_answers.with_label_values(&[result]);
-        }
         let time_lag = Histogram::with_opts(
             HistogramOpts::new("mfawatch_event_time_lag_seconds", "Time between a sign-in and mfawatch processing it.")
                 .buckets(vec![
@@ -322,24 +274,7 @@ impl Metrics {
                 ]),
         )
         .expect("valid metric");
-        let checkpoint_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "mfawatch_checkpoint_duration_seconds",
-                "How long checkpoints take (sinks durable, snapshot, commit).",
-            )
-            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-        )
-        .expect("valid metric");
-        let build_info =
-            IntGaugeVec::new(Opts::new("mfawatch_build_info", "mfawatch's version; always 1."), &["version"])
-                .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        register(&registry, build_info);
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
-            .expect("registered once");
-        Metrics {
+        Read {
             sign_ins,
             legacy,
             legacy_clients: rules.legacy_clients.len(),
@@ -353,33 +288,65 @@ impl Metrics {
             skipped,
             decode_errors,
             dead_letters: register(
-                &registry,
+                registry,
                 IntCounter::new("mfawatch_dead_letters_total", "Dead letters written.").expect("valid"),
             ),
             messages: register(
-                &registry,
+                registry,
                 IntCounter::new("mfawatch_messages_total", "Messages read (Kafka messages, file lines or documents).")
                     .expect("valid"),
             ),
             bytes: register(
-                &registry,
+                registry,
                 IntCounter::new("mfawatch_bytes_total", "Bytes of messages read.").expect("valid"),
             ),
             records: register(
-                &registry,
+                registry,
                 IntCounter::new("mfawatch_records_total", "Records read, whatever became of them.").expect("valid"),
             ),
-            event_time_lag: register(&registry, time_lag),
+            event_time_lag: register(registry, time_lag),
+            unknown_accounts,
+        }
+    }
+}
+
+impl CoverageGauges {
+    fn new(registry: &Registry) -> CoverageGauges {
+        let users = gauge_vec(
+            registry,
+            "mfawatch_users",
+            "Users by coverage state over the window, user type and privileged.",
+            &["state", "user_type", "privileged"],
+        );
+        let never_mfa = gauge_vec(
+            registry,
+            "mfawatch_users_never_mfa",
+            "Uncovered users with no MFA sign-in at all in the window.",
+            &["user_type", "privileged"],
+        );
+        let registration = gauge_vec(
+            registry,
+            "mfawatch_users_registration_pending",
+            "Users who hit MFA registration required and have not done MFA since; overdue past the grace period.",
+            &["overdue"],
+        );
+        let coverage_ratio = GaugeVec::new(
+            Opts::new("mfawatch_mfa_coverage_ratio", "covered / (covered + uncovered) users over the window, by user type and privileged (all = every user)."),
+            &["user_type", "privileged"],
+        )
+        .expect("valid metric");
+        let coverage_ratio = register(registry, coverage_ratio);
+        CoverageGauges {
             users,
             never_mfa,
             registration,
             coverage_ratio,
             users_tracked: register(
-                &registry,
+                registry,
                 IntGauge::new("mfawatch_users_tracked", "Users held in the coverage state.").expect("valid"),
             ),
             users_refused: register(
-                &registry,
+                registry,
                 IntCounter::new(
                     "mfawatch_users_refused_total",
                     "Sign-ins of new users not tracked because coverage.max_users was reached.",
@@ -387,7 +354,7 @@ impl Metrics {
                 .expect("valid"),
             ),
             late_sign_ins: register(
-                &registry,
+                registry,
                 IntCounter::new(
                     "mfawatch_late_signins_total",
                     "Counted sign-ins that arrived after their day had left the coverage window (last-seen times updated, counts not).",
@@ -395,15 +362,70 @@ impl Metrics {
                 .expect("valid"),
             ),
             duplicate_sign_ins: register(
-                &registry,
+                registry,
                 IntCounter::new(
                     "mfawatch_duplicate_signins_total",
                     "Counted sign-ins seen before (same record identity: delivered twice, or replayed after Kafka delivered them), not counted again.",
                 )
                 .expect("valid"),
             ),
+            privileged_configured: register(
+                registry,
+                IntGauge::new(
+                    "mfawatch_privileged_accounts_configured",
+                    "Accounts on the privileged list (coverage.privileged, coverage.privileged_file). 0: privileged coverage is not watched.",
+                )
+                .expect("valid"),
+            ),
+        }
+    }
+}
+
+impl Progress {
+    fn new(registry: &Registry) -> Progress {
+        let consumer_lag = gauge_vec(
+            registry,
+            "mfawatch_consumer_lag_messages",
+            "Messages between the consumer's position and the end of each partition.",
+            &["topic", "partition"],
+        );
+        let kafka_errors =
+            counter_vec(registry, "mfawatch_kafka_errors_total", "librdkafka errors by kind.", &["kind"]);
+        let offsets_skipped = counter_vec(
+            registry,
+            "mfawatch_offsets_skipped_total",
+            "Messages never read because the broker no longer had them when a partition resumed (retention ran out while mfawatch was down): lost sign-ins.",
+            &["topic"],
+        );
+        let checkpoints = counter_vec(
+            registry,
+            "mfawatch_checkpoints_total",
+            "Checkpoints by result: ok; error (nothing made durable, retried); commit_failed (snapshot durable, the broker refused the offsets).",
+            &["result"],
+        );
+        for result in ["ok", "error", "commit_failed"] {
+            checkpoints.with_label_values(&[result]);
+        }
+        let commit_answers = counter_vec(
+            registry,
+            "mfawatch_offset_commit_answers_total",
+            "Answers of the brokers to the offset commits checkpoints send: ok (taken) or refused.",
+            &["result"],
+        );
+        for result in ["ok", "refused"] {
+            commit_answers.with_label_values(&[result]);
+        }
+        let checkpoint_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "mfawatch_checkpoint_duration_seconds",
+                "How long checkpoints take (sinks durable, snapshot, commit).",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        Progress {
             newest_sign_in: register(
-                &registry,
+                registry,
                 GaugeVec::new(
                     Opts::new(
                         "mfawatch_newest_signin_timestamp_seconds",
@@ -414,7 +436,7 @@ impl Metrics {
                 .expect("valid"),
             ),
             last_message: register(
-                &registry,
+                registry,
                 GaugeVec::new(
                     Opts::new(
                         "mfawatch_last_message_received_timestamp_seconds",
@@ -424,83 +446,28 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
-            privileged_configured: register(
-                &registry,
-                IntGauge::new(
-                    "mfawatch_privileged_accounts_configured",
-                    "Accounts on the privileged list (coverage.privileged, coverage.privileged_file). 0: privileged coverage is not watched.",
-                )
-                .expect("valid"),
-            ),
-            unknown_accounts,
             consumer_lag,
             offsets_skipped,
-            alerts,
-            alerts_suppressed,
-            alert_deliveries,
-            alert_outbox: register(
-                &registry,
-                IntGauge::new("mfawatch_alert_outbox", "Alerts waiting for a receiver to take them.").expect("valid"),
-            ),
-            spray_sources_evicted: register(
-                &registry,
-                IntCounter::new(
-                    "mfawatch_spray_sources_evicted_total",
-                    "Sources of failed legacy sign-ins the spray rule forgot to stay within legacy_auth_attempt.max_sources.",
-                )
-                .expect("valid"),
-            ),
             clock_skew: register(
-                &registry,
+                registry,
                 IntGauge::new(
                     "mfawatch_clock_skew_seconds",
                     "How far the host's clock is ahead of the brokers' (negative: behind), from messages read as they arrived.",
                 )
                 .expect("valid"),
             ),
-            reloads: counter_vec(
-                &registry,
-                "mfawatch_reloads_total",
-                "SIGHUP reloads of the privileged accounts, API tokens and TLS certificate, by result (ok, error: the previous ones kept).",
-                &["result"],
-            ),
-            history_rows: register(
-                &registry,
-                IntCounter::new("mfawatch_history_rows_total", "Sign-ins written to the history (Parquet rows).")
-                    .expect("valid"),
-            ),
-            history_bytes: register(
-                &registry,
-                IntCounter::new("mfawatch_history_bytes_total", "Bytes of history parts written.").expect("valid"),
-            ),
-            history_parts: register(
-                &registry,
-                IntCounter::new("mfawatch_history_parts_total", "History part files written.").expect("valid"),
-            ),
-            history_compactions: counter_vec(
-                &registry,
-                "mfawatch_history_compactions_total",
-                "History days merged into one file, by result.",
-                &["result"],
-            ),
-            http_refused: counter_vec(
-                &registry,
-                "mfawatch_http_refused_total",
-                "HTTP requests refused, by reason: unauthorized (no or a wrong token), busy (too many connections).",
-                &["reason"],
-            ),
             partitions_assigned: register(
-                &registry,
+                registry,
                 IntGauge::new("mfawatch_partitions_assigned", "Partitions of the subscribed topics this daemon holds.")
                     .expect("valid"),
             ),
             partitions_total: register(
-                &registry,
+                registry,
                 IntGauge::new("mfawatch_partitions", "Partitions of the subscribed topics on the brokers.")
                     .expect("valid"),
             ),
             partitions_refused: register(
-                &registry,
+                registry,
                 IntGauge::new(
                     "mfawatch_partitions_refused",
                     "Assigned partitions not consumed because the snapshot's offset is past their end (another cluster or a recreated hub).",
@@ -509,76 +476,197 @@ impl Metrics {
             ),
             kafka_errors,
             checkpoint_time: register(
-                &registry,
+                registry,
                 Gauge::new(
                     "mfawatch_last_checkpoint_timestamp_seconds",
                     "When the last successful checkpoint finished (Unix time).",
                 )
                 .expect("valid"),
             ),
-            checkpoint_duration: register(&registry, checkpoint_duration),
+            checkpoint_duration: register(registry, checkpoint_duration),
             checkpoints,
             commit_answers,
-            ready: register(
-                &registry,
-                IntGauge::new("mfawatch_ready", "1 when the source is connected and the state loaded.").expect("valid"),
-            ),
-            registry,
         }
     }
+}
 
-    /// A message was read.
+impl SinkMetrics {
+    fn new(registry: &Registry) -> SinkMetrics {
+        let alerts = counter_vec(
+            registry,
+            "mfawatch_alerts_total",
+            "Alerts made, by rule and severity (each names a user: see /api/v1/alerts and the receivers).",
+            &["rule", "severity"],
+        );
+        let alerts_suppressed = counter_vec(
+            registry,
+            "mfawatch_alerts_suppressed_total",
+            "Alerts not sent, by rule and reason: cooldown (a repeat counted on the alert already made), rate_limit, stale (older than alerts.max_age), outbox_full.",
+            &["rule", "reason"],
+        );
+        let alert_deliveries = counter_vec(
+            registry,
+            "mfawatch_alert_deliveries_total",
+            "Alerts handed to a receiver, by receiver kind (alertmanager, webhook, file) and result (ok, error: retried).",
+            &["sink", "result"],
+        );
+        SinkMetrics {
+            alerts,
+            alerts_suppressed,
+            alert_deliveries,
+            alert_outbox: register(
+                registry,
+                IntGauge::new("mfawatch_alert_outbox", "Alerts waiting for a receiver to take them.").expect("valid"),
+            ),
+            spray_sources_evicted: register(
+                registry,
+                IntCounter::new(
+                    "mfawatch_spray_sources_evicted_total",
+                    "Sources of failed legacy sign-ins the spray rule forgot to stay within legacy_auth_attempt.max_sources.",
+                )
+                .expect("valid"),
+            ),
+            history_rows: register(
+                registry,
+                IntCounter::new("mfawatch_history_rows_total", "Sign-ins written to the history (Parquet rows).")
+                    .expect("valid"),
+            ),
+            history_bytes: register(
+                registry,
+                IntCounter::new("mfawatch_history_bytes_total", "Bytes of history parts written.").expect("valid"),
+            ),
+            history_parts: register(
+                registry,
+                IntCounter::new("mfawatch_history_parts_total", "History part files written.").expect("valid"),
+            ),
+            history_compactions: counter_vec(
+                registry,
+                "mfawatch_history_compactions_total",
+                "History days merged into one file, by result.",
+                &["result"],
+            ),
+        }
+    }
+}
+
+impl Service {
+    fn new(registry: &Registry) -> Service {
+        Service {
+            reloads: counter_vec(
+                registry,
+                "mfawatch_reloads_total",
+                "SIGHUP reloads of the privileged accounts, API tokens and TLS certificate, by result (ok, error: the previous ones kept).",
+                &["result"],
+            ),
+            http_refused: counter_vec(
+                registry,
+                "mfawatch_http_refused_total",
+                "HTTP requests refused, by reason: unauthorized (no or a wrong token), busy (too many connections).",
+                &["reason"],
+            ),
+            ready: register(
+                registry,
+                IntGauge::new("mfawatch_ready", "1 when the source is connected and the state loaded.").expect("valid"),
+            ),
+            api_info: IntGaugeVec::new(
+                Opts::new(
+                    "mfawatch_api_info",
+                    "Where people reach this daemon's API (alerts.api_url, else http.listen): the rules' and the dashboard's links start with `url`; always 1.",
+                ),
+                &["url"],
+            )
+            .expect("valid metric"),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new(rules: &Rules) -> Metrics {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            read: Read::new(&registry, rules),
+            coverage: CoverageGauges::new(&registry),
+            progress: Progress::new(&registry),
+            sinks: SinkMetrics::new(&registry),
+            service: Service::new(&registry),
+            registry,
+        };
+        let build_info =
+            IntGaugeVec::new(Opts::new("mfawatch_build_info", "mfawatch's version; always 1."), &["version"])
+                .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        register(&metrics.registry, build_info);
+        register(&metrics.registry, metrics.service.api_info.clone());
+        #[cfg(target_os = "linux")]
+        metrics
+            .registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("registered once");
+        metrics
+    }
+
+    /// The API's address people click (`Config::api_url`): the one series of `mfawatch_api_info`.
+    pub fn set_api_url(&self, url: &str) {
+        self.service.api_info.reset();
+        self.service.api_info.with_label_values(&[url]).set(1);
+    }
+
     /// Messages read so far.
     pub fn messages_read(&self) -> u64 {
-        self.messages.get()
+        self.read.messages.get()
     }
 
     /// Records read so far and, of them, dead-lettered ones.
     pub fn records_read(&self) -> (u64, u64) {
-        (self.records.get(), self.dead_letters.get())
+        (self.read.records.get(), self.read.dead_letters.get())
     }
 
     pub fn message(&self, bytes: usize) {
-        self.messages.inc();
-        self.bytes.inc_by(bytes as u64);
+        self.read.messages.inc();
+        self.read.bytes.inc_by(bytes as u64);
     }
 
     /// A sign-in was classified.
     pub fn sign_in(&self, category: Category, verdict: &Verdict<'_>, lag_seconds: f64) {
-        self.records.inc();
+        self.read.records.inc();
         let outcome = usize::from(!verdict.success);
         let class = ClientClass::ALL.iter().position(|c| *c == verdict.client_class).unwrap_or(3);
         let idx =
             ((category as usize * 2 + outcome) * AUTH.len() + auth_label(verdict)) * ClientClass::ALL.len() + class;
-        if let Some(counter) = &self.sign_ins[idx] {
+        if let Some(counter) = &self.read.sign_ins[idx] {
             counter.inc();
         }
-        if let Some(i) = verdict.legacy_client.filter(|&i| i < self.legacy_clients) {
-            self.legacy[i * 2 + outcome].inc();
+        if let Some(i) = verdict.legacy_client.filter(|&i| i < self.read.legacy_clients) {
+            self.read.legacy[i * 2 + outcome].inc();
         }
-        self.risk_levels[verdict.risk_level as usize].inc();
-        if verdict.labels.contains(Labels::RISKY) {
+        self.read.risk_levels[verdict.risk_level as usize].inc();
+        // "Risky without MFA" has one meaning (docs/labels.md): a user's
+        // risky sign-in that got in; a service principal cannot do MFA.
+        if verdict.labels.contains(Labels::RISKY)
+            && verdict.success
+            && verdict.subject == crate::classify::Subject::User
+        {
             let mfa = usize::from(!verdict.labels.contains(Labels::MFA_SATISFIED));
-            self.risky[verdict.risk_level as usize * 2 + mfa].inc();
+            self.read.risky[verdict.risk_level as usize * 2 + mfa].inc();
         }
         if let Some(f) = verdict.mfa_failure {
-            self.mfa_failures[f as usize].inc();
+            self.read.mfa_failures[f as usize].inc();
         }
         if let Some(b) = verdict.blocked_by {
-            self.blocked[b as usize].inc();
+            self.read.blocked[b as usize].inc();
         }
         for r in verdict.report_only {
             let policy = self.policy_label(&r.policy);
-            self.report_only.with_label_values(&[policy, r.result.as_ref()]).inc();
+            self.read.report_only.with_label_values(&[policy, r.result.as_ref()]).inc();
         }
         if lag_seconds.is_finite() && lag_seconds >= 0.0 {
-            self.event_time_lag.observe(lag_seconds);
+            self.read.event_time_lag.observe(lag_seconds);
         }
     }
 
     /// Policy names are tenant-defined but few; past the cap they are `other`.
     fn policy_label<'a>(&self, name: &'a str) -> &'a str {
-        let mut seen = self.report_only_policies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = crate::locks::lock(&self.read.report_only_policies);
         if seen.contains(name) {
             return name;
         }
@@ -591,26 +679,33 @@ impl Metrics {
 
     /// A record of another category was skipped.
     pub fn skipped(&self, category: &str) {
-        self.records.inc();
+        self.read.records.inc();
         let label = SKIPPED_CATEGORIES.iter().find(|c| c.eq_ignore_ascii_case(category)).copied().unwrap_or("other");
-        self.skipped.with_label_values(&[label]).inc();
+        self.read.skipped.with_label_values(&[label]).inc();
     }
 
     /// A record or message could not be used.
     pub fn malformed(&self, error: &DecodeError) {
-        self.records.inc();
+        self.read.records.inc();
         let i = DecodeError::REASONS.iter().position(|r| *r == error.reason()).unwrap_or(0);
-        self.decode_errors[i].inc();
+        self.read.decode_errors[i].inc();
     }
 
     pub fn dead_letter(&self) {
-        self.dead_letters.inc();
+        self.read.dead_letters.inc();
     }
 
     /// The coverage gauges, from a fresh summary.
+    /// The summary of `coverage` as it is now, with the coverage gauges brought up to date.
+    pub fn coverage_summary(&self, coverage: &crate::coverage::Handle) -> Summary {
+        let (summary, users) = coverage.summary();
+        self.coverage(&summary, users);
+        summary
+    }
+
     pub fn coverage(&self, summary: &Summary, users_tracked: usize) {
-        self.users.reset();
-        self.never_mfa.reset();
+        self.coverage.users.reset();
+        self.coverage.never_mfa.reset();
         for b in &summary.breakdown {
             let (t, p) = (b.user_type.as_str(), if b.privileged { "true" } else { "false" });
             for (state, n) in [
@@ -619,13 +714,13 @@ impl Metrics {
                 (State::Inactive, b.inactive),
                 (State::Excluded, b.excluded),
             ] {
-                self.users.with_label_values(&[state.as_str(), t, p]).set(n as i64);
+                self.coverage.users.with_label_values(&[state.as_str(), t, p]).set(n as i64);
             }
-            self.never_mfa.with_label_values(&[t, p]).set(b.never_mfa as i64);
+            self.coverage.never_mfa.with_label_values(&[t, p]).set(b.never_mfa as i64);
             match b.coverage_ratio {
-                Some(r) => self.coverage_ratio.with_label_values(&[t, p]).set(r),
+                Some(r) => self.coverage.coverage_ratio.with_label_values(&[t, p]).set(r),
                 None => {
-                    let _ = self.coverage_ratio.remove_label_values(&[t, p]);
+                    let _ = self.coverage.coverage_ratio.remove_label_values(&[t, p]);
                 }
             }
         }
@@ -633,43 +728,50 @@ impl Metrics {
         for t in UserType::ALL {
             for p in ["true", "false"] {
                 for state in State::ALL {
-                    let _ = self.users.get_metric_with_label_values(&[state.as_str(), t.as_str(), p]);
+                    let _ = self.coverage.users.get_metric_with_label_values(&[state.as_str(), t.as_str(), p]);
                 }
-                let _ = self.never_mfa.get_metric_with_label_values(&[t.as_str(), p]);
+                let _ = self.coverage.never_mfa.get_metric_with_label_values(&[t.as_str(), p]);
             }
         }
         match summary.coverage_ratio {
-            Some(r) => self.coverage_ratio.with_label_values(&["all", "all"]).set(r),
+            Some(r) => self.coverage.coverage_ratio.with_label_values(&["all", "all"]).set(r),
             None => {
-                let _ = self.coverage_ratio.remove_label_values(&["all", "all"]);
+                let _ = self.coverage.coverage_ratio.remove_label_values(&["all", "all"]);
             }
         }
-        self.registration
+        self.coverage
+            .registration
             .with_label_values(&["false"])
             .set((summary.registration_pending - summary.registration_overdue) as i64);
-        self.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
-        self.users_tracked.set(users_tracked as i64);
+        self.coverage.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
+        self.coverage.users_tracked.set(users_tracked as i64);
     }
 
     /// A failed sign-in that names no account (the spray signal).
     pub fn unknown_account(&self, category: Category, verdict: &Verdict<'_>) {
         let protocol = match verdict.legacy_client {
-            Some(i) => self.legacy_protocols.get(i).copied().unwrap_or("other"),
+            Some(i) => self.read.legacy_protocols.get(i).copied().unwrap_or("other"),
             None => "none",
         };
-        self.unknown_accounts.with_label_values(&[category.as_str(), verdict.client_class.as_str(), protocol]).inc();
+        self.read
+            .unknown_accounts
+            .with_label_values(&[category.as_str(), verdict.client_class.as_str(), protocol])
+            .inc();
     }
 
     /// A counted sign-in arrived after its day had left the window.
     pub fn late_sign_in(&self) {
-        self.late_sign_ins.inc();
+        self.coverage.late_sign_ins.inc();
     }
 
     /// A message of `topic` was read; its newest sign-in is from `newest` (Unix seconds), if it had any.
     pub fn topic_read(&self, topic: &str, newest: Option<i64>) {
-        self.last_message.with_label_values(&[topic]).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.progress
+            .last_message
+            .with_label_values(&[topic])
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         if let Some(t) = newest {
-            let g = self.newest_sign_in.with_label_values(&[topic]);
+            let g = self.progress.newest_sign_in.with_label_values(&[topic]);
             if (t as f64) > g.get() {
                 g.set(t as f64);
             }
@@ -677,89 +779,91 @@ impl Metrics {
     }
 
     pub fn set_privileged_configured(&self, n: usize) {
-        self.privileged_configured.set(n as i64);
+        self.coverage.privileged_configured.set(n as i64);
     }
 
     /// A counted sign-in seen before: not counted again.
     pub fn duplicate_sign_in(&self) {
-        self.duplicate_sign_ins.inc();
+        self.coverage.duplicate_sign_ins.inc();
     }
 
     /// A new user was not tracked: `coverage.max_users` reached.
     pub fn user_refused(&self) {
-        self.users_refused.inc();
+        self.coverage.users_refused.inc();
     }
 
     /// Messages of `topic` that were gone before they could be read.
     pub fn offsets_skipped(&self, topic: &str, messages: u64) {
-        self.offsets_skipped.with_label_values(&[topic]).inc_by(messages);
+        self.progress.offsets_skipped.with_label_values(&[topic]).inc_by(messages);
     }
 
-    pub fn alert_made(&self, rule: crate::alerts::Rule, severity: crate::alerts::Severity) {
-        self.alerts.with_label_values(&[rule.as_str(), severity.as_str()]).inc();
+    /// An alert was made: its rule and severity (the alert rules' names, a bounded set).
+    pub fn alert_made(&self, rule: &'static str, severity: &'static str) {
+        self.sinks.alerts.with_label_values(&[rule, severity]).inc();
     }
 
-    pub fn alert_suppressed(&self, rule: crate::alerts::Rule, reason: &'static str) {
-        self.alerts_suppressed.with_label_values(&[rule.as_str(), reason]).inc();
+    pub fn alert_suppressed(&self, rule: &'static str, reason: &'static str) {
+        self.sinks.alerts_suppressed.with_label_values(&[rule, reason]).inc();
     }
 
     /// `n` alerts handed to a receiver of kind `sink`.
     pub fn alert_delivered(&self, sink: &'static str, result: &'static str, n: usize) {
-        self.alert_deliveries.with_label_values(&[sink, result]).inc_by(n as u64);
+        self.sinks.alert_deliveries.with_label_values(&[sink, result]).inc_by(n as u64);
     }
 
     pub fn alert_outbox(&self, n: usize) {
-        self.alert_outbox.set(n as i64);
+        self.sinks.alert_outbox.set(n as i64);
     }
 
     pub fn spray_sources_evicted(&self, n: u64) {
-        self.spray_sources_evicted.inc_by(n);
+        self.sinks.spray_sources_evicted.inc_by(n);
     }
 
     pub fn clock_skew(&self, seconds: i64) {
-        self.clock_skew.set(seconds);
+        self.progress.clock_skew.set(seconds);
     }
 
     /// A SIGHUP reload ended: `ok`, or `error` (what was there before stays).
     pub fn reload(&self, result: &'static str) {
-        self.reloads.with_label_values(&[result]).inc();
+        self.service.reloads.with_label_values(&[result]).inc();
     }
 
     /// A history part of `rows` rows, `bytes` long, was written.
     pub fn history_part(&self, rows: usize, bytes: u64) {
-        self.history_rows.inc_by(rows as u64);
-        self.history_bytes.inc_by(bytes);
-        self.history_parts.inc();
+        self.sinks.history_rows.inc_by(rows as u64);
+        self.sinks.history_bytes.inc_by(bytes);
+        self.sinks.history_parts.inc();
     }
 
     pub fn history_compaction(&self, result: &'static str) {
-        self.history_compactions.with_label_values(&[result]).inc();
+        self.sinks.history_compactions.with_label_values(&[result]).inc();
     }
 
     pub fn http_unauthorized(&self) {
-        self.http_refused.with_label_values(&["unauthorized"]).inc();
+        self.service.http_refused.with_label_values(&["unauthorized"]).inc();
     }
 
     /// A connection turned away (`busy`: every connection in a request;
     /// `per_peer`: that peer holds its share) or an idle one closed for a new one (`evicted_idle`).
     pub fn http_refused(&self, reason: &'static str) {
-        self.http_refused.with_label_values(&[reason]).inc();
+        self.service.http_refused.with_label_values(&[reason]).inc();
     }
 
     /// Partitions held of all the subscribed topics' partitions.
     pub fn partitions(&self, assigned: usize, total: usize) {
-        self.partitions_assigned.set(assigned as i64);
-        self.partitions_total.set(total as i64);
+        self.progress.partitions_assigned.set(assigned as i64);
+        self.progress.partitions_total.set(total as i64);
     }
 
     pub fn set_partitions_refused(&self, n: usize) {
-        self.partitions_refused.set(n as i64);
+        self.progress.partitions_refused.set(n as i64);
     }
 
     /// Messages behind, over every partition held.
     pub fn total_lag(&self) -> i64 {
         use prometheus::core::Collector;
-        self.consumer_lag
+        self.progress
+            .consumer_lag
             .collect()
             .iter()
             .flat_map(|family| family.get_metric())
@@ -768,37 +872,37 @@ impl Metrics {
     }
 
     pub fn consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
+        self.progress.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(lag);
     }
 
     pub fn forget_partition(&self, topic: &str, partition: i32) {
-        let _ = self.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
+        let _ = self.progress.consumer_lag.remove_label_values(&[topic, &partition.to_string()]);
     }
 
     /// A librdkafka error; `kind` is its bounded error-code name.
     pub fn kafka_error(&self, kind: &str) {
-        self.kafka_errors.with_label_values(&[kind]).inc();
+        self.progress.kafka_errors.with_label_values(&[kind]).inc();
     }
 
     pub fn checkpoint_done(&self, seconds: f64) {
         self.checkpoint_result("ok");
-        self.checkpoint_duration.observe(seconds);
-        self.checkpoint_time.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.progress.checkpoint_duration.observe(seconds);
+        self.progress.checkpoint_time.set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
     /// A checkpoint ended: `ok`, `error` (nothing made durable) or
     /// `commit_failed` (snapshot durable, offsets not committed).
     pub fn checkpoint_result(&self, result: &'static str) {
-        self.checkpoints.with_label_values(&[result]).inc();
+        self.progress.checkpoints.with_label_values(&[result]).inc();
     }
 
     /// The brokers answered an offset commit: taken (`ok` true) or refused.
     pub fn commit_answered(&self, ok: bool) {
-        self.commit_answers.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
+        self.progress.commit_answers.with_label_values(&[if ok { "ok" } else { "refused" }]).inc();
     }
 
     pub fn set_ready(&self, ready: bool) {
-        self.ready.set(i64::from(ready));
+        self.service.ready.set(i64::from(ready));
     }
 
     /// The text exposition format.
@@ -831,14 +935,14 @@ mod tests {
     #[test]
     fn sign_in_handles_cover_every_label_combination_once() {
         let m = Metrics::new(&Rules::default());
-        assert_eq!(m.sign_ins.len(), Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len());
+        assert_eq!(m.read.sign_ins.len(), Category::ALL.len() * 2 * AUTH.len() * ClientClass::ALL.len());
         // User categories: mfa/single_factor on success, none on failure; workloads: not_applicable.
         let users = Category::ALL
             .iter()
             .filter(|c| crate::classify::subject_of(**c).0 == crate::classify::Subject::User)
             .count();
         let possible = (users * 3 + (Category::ALL.len() - users) * 2) * ClientClass::ALL.len();
-        assert_eq!(m.sign_ins.iter().flatten().count(), possible);
+        assert_eq!(m.read.sign_ins.iter().flatten().count(), possible);
         let text = m.render();
         assert!(text.contains("mfawatch_signins_total{auth=\"mfa\",category=\"SignInLogs\",client_class=\"browser\",outcome=\"success\"} 0"));
         assert!(!text.contains("auth=\"mfa\",category=\"ManagedIdentitySignInLogs\""), "no series that cannot occur");
@@ -852,10 +956,10 @@ mod tests {
             ..Rules::default()
         };
         let m = Metrics::new(&rules);
-        assert_eq!(m.legacy.len(), 6);
-        m.legacy[2].inc(); // Contoso Mailer 1.0, success
-        m.legacy[4].inc(); // Fabrikam Sync, success
-        m.legacy[0].inc(); // imap4, success
+        assert_eq!(m.read.legacy.len(), 6);
+        m.read.legacy[2].inc(); // Contoso Mailer 1.0, success
+        m.read.legacy[4].inc(); // Fabrikam Sync, success
+        m.read.legacy[0].inc(); // imap4, success
         let text = m.render();
         assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"success\",protocol=\"other\"} 2"), "{text}");
         assert!(text.contains("mfawatch_legacy_signins_total{outcome=\"success\",protocol=\"IMAP4\"} 1"), "{text}");

@@ -11,213 +11,46 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Rules, Subject, Verdict, classify};
-use crate::coverage::{Accounts, Coverage, Observation, Observed, Policy, Summary};
+use crate::coverage::{Accounts, Observation, Observed, Policy};
 use crate::deadletter::DeadLetters;
-use crate::decode::{Item, SignIn, decode_message_received};
-use crate::logging::Throttle;
+use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
+use crate::events::{Events, MalformedRecord, UserRefused};
 use crate::metrics::Metrics;
 use crate::sinks::{SignInEvent, Sink};
-use crate::source::{Position, RecordAt};
-
-/// State shared between the pipeline thread and the HTTP server.
-///
-/// Lock discipline: `accounts` is only ever held long enough to clone the
-/// `Arc` inside, and never while waiting for `coverage`; so the pipeline
-/// (which writes `coverage`), the HTTP handlers and SIGHUP (which replaces
-/// the accounts) cannot wait on each other in a circle. `alerts` (the
-/// recent alerts the API lists) is taken alone, never with `coverage`.
-pub struct Shared {
-    pub coverage: RwLock<Coverage>,
-    accounts: RwLock<Arc<Accounts>>,
-    pub metrics: Metrics,
-    pub health: Health,
-    pub alerts: crate::alerts::Recent,
-    /// The brokers' time, as the source tells it (see [`crate::clock`]).
-    pub clock: crate::clock::Clock,
-    /// The partitions the source holds now, and since when: sinks that wait
-    /// for every source (alerts' reordering window) know whom to wait for.
-    assigned: std::sync::Mutex<Vec<(String, i32, std::time::Instant)>>,
-}
-
-impl Shared {
-    pub fn new(coverage: Coverage, accounts: Accounts, rules: &Rules) -> Arc<Shared> {
-        Arc::new(Shared {
-            coverage: RwLock::new(coverage),
-            accounts: RwLock::new(Arc::new(accounts)),
-            metrics: Metrics::new(rules),
-            health: Health::default(),
-            alerts: crate::alerts::Recent::default(),
-            clock: crate::clock::Clock::default(),
-            assigned: Default::default(),
-        })
-    }
-
-    /// The source was given (`true`) or lost partitions.
-    pub fn set_assigned(&self, partitions: &[(String, i32)], assigned: bool) {
-        let mut held = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
-        held.retain(|(t, p, _)| !partitions.iter().any(|(t2, p2)| t == t2 && p == p2));
-        if assigned {
-            let now = std::time::Instant::now();
-            held.extend(partitions.iter().map(|(t, p)| (t.clone(), *p, now)));
-        }
-    }
-
-    /// The partitions the source holds, and since when.
-    pub fn assigned(&self) -> Vec<(String, i32, std::time::Instant)> {
-        self.assigned.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The privileged and excluded accounts as they are now.
-    pub fn accounts(&self) -> Arc<Accounts> {
-        self.accounts.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Replaces the privileged and excluded accounts (SIGHUP).
-    pub fn set_accounts(&self, accounts: Accounts) {
-        *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(accounts);
-    }
-
-    /// The coverage summary, with the coverage gauges brought up to date.
-    pub fn coverage_summary(&self) -> Summary {
-        let accounts = self.accounts();
-        let coverage = self.coverage.read().unwrap_or_else(|e| e.into_inner());
-        let summary = coverage.summary(&accounts);
-        self.metrics.coverage(&summary, coverage.len());
-        summary
-    }
-
-    /// Drops UPNs and display names no user holds any more from the names
-    /// arena, when they are most of it (before a snapshot).
-    pub fn compact_coverage_names(&self) {
-        let wasteful = self.coverage.read().unwrap_or_else(|e| e.into_inner()).names_wasteful();
-        if wasteful {
-            self.coverage.write().unwrap_or_else(|e| e.into_inner()).compact_names();
-        }
-    }
-}
-
-/// An offset commit unanswered this long makes the daemon not ready.
-pub const COMMIT_ANSWER_WITHIN_SECS: i64 = 30;
-
-/// Liveness and readiness, as the HTTP probes report them.
-#[derive(Default)]
-pub struct Health {
-    /// Unix seconds of the pipeline loop's last turn.
-    pub heartbeat: AtomicI64,
-    pub state_loaded: AtomicBool,
-    pub source_connected: AtomicBool,
-    pub stopping: AtomicBool,
-    /// Offset commits that failed in a row.
-    commit_failures: AtomicU32,
-    /// Since when an offset commit sent to the brokers has waited for its
-    /// answer (Unix seconds; 0: none waiting). A broker that takes the
-    /// connection but answers nothing (a black-holed network) shows here
-    /// long before librdkafka's request timeout.
-    commit_waiting_since: AtomicI64,
-    /// Why checkpoints fail, while they do.
-    checkpoint_problem: Mutex<Option<String>>,
-    /// Why the source cannot be trusted (a partition refused, a topic missing).
-    source_problem: Mutex<Option<String>>,
-}
-
-impl Health {
-    pub fn beat(&self) {
-        self.heartbeat.store(Utc::now().timestamp(), Ordering::Relaxed);
-    }
-
-    pub fn set_commit_failures(&self, n: u32) {
-        self.commit_failures.store(n, Ordering::Relaxed);
-    }
-
-    /// An offset commit was answered: refused (`ok` false) or taken.
-    pub fn commit_answered(&self, ok: bool) {
-        if ok {
-            self.commit_failures.store(0, Ordering::Relaxed);
-        } else {
-            self.commit_failures.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Commits are waiting for an answer since `since` (Unix seconds), or none (`None`).
-    pub fn set_commit_waiting_since(&self, since: Option<i64>) {
-        self.commit_waiting_since.store(since.unwrap_or(0), Ordering::Relaxed);
-    }
-
-    pub fn set_checkpoint_problem(&self, problem: Option<String>) {
-        *self.checkpoint_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
-    }
-
-    pub fn set_source_problem(&self, problem: Option<String>) {
-        *self.source_problem.lock().unwrap_or_else(|e| e.into_inner()) = problem;
-    }
-
-    /// Why the daemon is not ready, or `None` when it is.
-    pub fn not_ready(&self) -> Option<String> {
-        if self.stopping.load(Ordering::Relaxed) {
-            return Some("stopping".into());
-        }
-        if !self.state_loaded.load(Ordering::Relaxed) {
-            return Some("state not loaded yet".into());
-        }
-        if let Some(problem) = self.source_problem.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Some(problem);
-        }
-        if !self.source_connected.load(Ordering::Relaxed) {
-            return Some("not connected to the Kafka / Event Hubs brokers".into());
-        }
-        let waiting_since = self.commit_waiting_since.load(Ordering::Relaxed);
-        let waited = Utc::now().timestamp() - waiting_since;
-        if waiting_since != 0 && waited >= COMMIT_ANSWER_WITHIN_SECS {
-            return Some(format!(
-                "the brokers have not answered an offset commit for {waited} s: they are unreachable or hung (connection up, no answers)"
-            ));
-        }
-        let failures = self.commit_failures.load(Ordering::Relaxed);
-        if failures >= crate::checkpoint::COMMIT_FAILURES_NOT_READY {
-            return Some(format!("{failures} offset commits in a row failed (the broker does not take our offsets)"));
-        }
-        self.checkpoint_problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Alive when the pipeline loop turned within `max_silence_secs`.
-    pub fn alive(&self, max_silence_secs: i64) -> bool {
-        Utc::now().timestamp() - self.heartbeat.load(Ordering::Relaxed) <= max_silence_secs
-    }
-}
-
-/// Malformed records are logged one by one up to this many per checkpoint interval.
-const LOG_LIMIT: u64 = 10;
 
 pub struct Pipeline {
     rules: Rules,
     policy: Policy,
-    shared: Arc<Shared>,
+    coverage: Arc<crate::coverage::Handle>,
+    metrics: Arc<Metrics>,
     dead_letters: DeadLetters,
     sinks: Vec<Box<dyn Sink>>,
     pseudonyms: Option<crate::privacy::Pseudonyms>,
-    malformed_logged: u64,
-    malformed_suppressed: u64,
-    throttle: Throttle,
+    events: Events,
 }
 
 impl Pipeline {
-    pub fn new(rules: Rules, policy: Policy, shared: Arc<Shared>, dead_letters: DeadLetters) -> Pipeline {
+    pub fn new(
+        rules: Rules,
+        policy: Policy,
+        coverage: Arc<crate::coverage::Handle>,
+        metrics: Arc<Metrics>,
+        dead_letters: DeadLetters,
+    ) -> Pipeline {
         Pipeline {
+            events: Events::new(metrics.clone()),
             rules,
             policy,
-            shared,
+            coverage,
+            metrics,
             dead_letters,
             sinks: Vec::new(),
             pseudonyms: None,
-            malformed_logged: 0,
-            malformed_suppressed: 0,
-            throttle: Throttle::default(),
         }
     }
 
@@ -231,8 +64,12 @@ impl Pipeline {
         self.sinks.push(sink);
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn coverage(&self) -> &Arc<crate::coverage::Handle> {
+        &self.coverage
     }
 
     /// Processes one message. `received` is when the source got it (a Kafka
@@ -242,12 +79,12 @@ impl Pipeline {
     /// as done.
     pub fn process(&mut self, bytes: &[u8], position: &Position, received: Option<DateTime<Utc>>) -> io::Result<()> {
         crate::testhooks::pause("pipeline");
-        let shared = self.shared.clone();
-        let metrics = &shared.metrics;
+        let (coverage_handle, metrics) = (self.coverage.clone(), self.metrics.clone());
+        let metrics = &*metrics;
         metrics.message(bytes.len());
         let items = decode_message_received(bytes, received);
         let now = Utc::now();
-        let accounts = shared.accounts();
+        let accounts = coverage_handle.accounts();
         let mut records: Vec<(usize, SignIn<'_>)> = Vec::with_capacity(items.len());
         let mut malformed_items = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
@@ -267,7 +104,7 @@ impl Pipeline {
             metrics.topic_read(topic, records.iter().map(|(_, r)| r.time.timestamp()).max());
         }
         {
-            let mut coverage = shared.coverage.write().unwrap_or_else(|e| e.into_inner());
+            let mut coverage = coverage_handle.write();
             for ((_, record), verdict) in records.iter().zip(&verdicts) {
                 let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
                 metrics.sign_in(record.category, verdict, lag);
@@ -303,43 +140,21 @@ impl Pipeline {
         // Dead letters are written without holding the coverage lock: a slow
         // dead-letter topic must not stall the API.
         for (index, malformed) in malformed_items {
-            metrics.malformed(&malformed.error);
             let index = malformed.record_index(index);
             self.dead_letters.write(position, index, &malformed)?;
-            metrics.dead_letter();
-            if self.malformed_logged < LOG_LIMIT {
-                self.malformed_logged += 1;
-                let at = RecordAt { position, index };
-                tracing::warn!(source = %at, reason = malformed.error.reason(), error = %malformed.error, "malformed record dead-lettered");
-            } else {
-                self.malformed_suppressed += 1;
-            }
+            self.events.emit(MalformedRecord { source: RecordAt { position, index }, error: &malformed.error });
         }
         Ok(())
     }
 
     /// A new user that `coverage.max_users` keeps out: counted, said once a minute.
     fn refused_user(&self, users: usize) {
-        self.shared.metrics.user_refused();
-        if let Some(held_back) = self.throttle.admit("max_users") {
-            tracing::warn!(
-                users,
-                held_back,
-                "coverage.max_users reached: sign-ins of new users are counted but the users are not tracked"
-            );
-        }
+        self.events.emit(UserRefused { users });
     }
 
     /// Makes dead letters durable (first step of a checkpoint).
     pub fn sync_dead_letters(&mut self) -> io::Result<()> {
-        if self.malformed_suppressed > 0 {
-            tracing::warn!(
-                count = self.malformed_suppressed,
-                "more malformed records dead-lettered (not logged one by one)"
-            );
-        }
-        self.malformed_logged = 0;
-        self.malformed_suppressed = 0;
+        self.events.flush_malformed();
         self.dead_letters.sync()
     }
 
@@ -347,8 +162,8 @@ impl Pipeline {
     /// states by key, and the keys of earlier formats they replace.
     pub fn prepare_sinks(&mut self, seq: u64) -> anyhow::Result<SinkStates> {
         if !self.sinks.is_empty() {
-            let accounts = self.shared.accounts();
-            let coverage = self.shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+            let accounts = self.coverage.accounts();
+            let coverage = self.coverage.read();
             for sink in &mut self.sinks {
                 sink.review(&coverage, &accounts);
             }

@@ -131,7 +131,7 @@ impl Pseudonyms {
 
     /// A configured account (privileged, excluded): object ids stay, UPNs are pseudonymised.
     pub fn account(&self, item: &str) -> String {
-        if crate::coverage::is_guid(item.trim()) { item.trim().to_owned() } else { self.upn(item) }
+        if crate::decode::is_guid(item.trim()) { item.trim().to_owned() } else { self.upn(item) }
     }
 }
 

@@ -1,6 +1,6 @@
 //! sinks: the seam where a classified sign-in leaves the pipeline, and how a
-//! sink with state takes part in the checkpoint (DESIGN.md, "Sinks and the
-//! checkpoint").
+//! sink with state takes part in the checkpoint (docs/design.md, "The
+//! seams").
 //!
 //! Coverage and metrics are the pipeline's own stages; every other sink
 //! (alerts, history) implements [`Sink`] and is handed each sign-in, in the
@@ -16,10 +16,43 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::classify::Verdict;
+use crate::clock::Clock;
 use crate::coverage::{Accounts, Coverage};
-use crate::decode::SignIn;
-use crate::pipeline::Shared;
-use crate::source::Position;
+use crate::decode::{Position, SignIn};
+use crate::metrics::Metrics;
+
+/// What a sink gets besides the sign-ins: the metrics it counts in, the
+/// partitions the source holds (whom a window waits for), and the brokers'
+/// clock. Never the pipeline, never the source.
+#[derive(Clone)]
+pub struct SinkContext {
+    pub metrics: Arc<Metrics>,
+    pub assignment: Assignment,
+    pub clock: Arc<Clock>,
+}
+
+/// The partitions the source holds now, and since when: sinks that wait for
+/// every source (alerts' reordering window, history's compaction) know whom
+/// to wait for. The source sets it; one mutex, held to copy or replace.
+#[derive(Clone, Default)]
+pub struct Assignment(Arc<std::sync::Mutex<Vec<(String, i32, Instant)>>>);
+
+impl Assignment {
+    /// The source was given (`true`) or lost partitions.
+    pub fn set(&self, partitions: &[(String, i32)], assigned: bool) {
+        let mut held = crate::locks::lock(&self.0);
+        held.retain(|(t, p, _)| !partitions.iter().any(|(t2, p2)| t == t2 && p == p2));
+        if assigned {
+            let now = Instant::now();
+            held.extend(partitions.iter().map(|(t, p)| (t.clone(), *p, now)));
+        }
+    }
+
+    /// The partitions held, and since when.
+    pub fn held(&self) -> Vec<(String, i32, Instant)> {
+        crate::locks::lock(&self.0).clone()
+    }
+}
 
 /// One classified sign-in, as every sink sees it.
 pub struct SignInEvent<'e, 'a> {
@@ -103,10 +136,10 @@ impl SourceClock {
     /// from yet holds everything back (it may hold the other half of what a
     /// sink waits for) until it has been silent for [`IDLE_SOURCE`]. `None`
     /// when nothing is known (after a restart, before anything is read).
-    pub fn low(&self, shared: &Shared) -> Option<i64> {
+    pub fn low(&self, assignment: &Assignment) -> Option<i64> {
         let now = Instant::now();
         let mut low = i64::MAX;
-        for (topic, partition, since) in shared.assigned() {
+        for (topic, partition, since) in assignment.held() {
             let heard = self.sources.iter().find(|s| s.1 == partition && *s.0 == topic);
             match heard {
                 Some(s) if now.duration_since(s.3) < IDLE_SOURCE => low = low.min(s.2),

@@ -14,7 +14,7 @@
 //! - `fail-writes=PATH` — while the file PATH exists, snapshot writes fail
 //!   with "No space left on device" (where the test cannot mount a small
 //!   filesystem).
-//! - `clock-offset-file=PATH` — the host clock ([`crate::clock::wall`]) is
+//! - `clock-offset-file=PATH` — the host clock (as the `clock` module reads it) is
 //!   off by the number of seconds the file PATH holds (read again at most
 //!   every 200 ms; no file: 0), as a host clock that jumps would be.
 
@@ -89,7 +89,7 @@ pub fn clock_offset() -> i64 {
     use std::time::Instant;
     static READ: Mutex<Option<(Instant, i64)>> = Mutex::new(None);
     let Some(path) = &hooks().clock_offset_file else { return 0 };
-    let mut read = READ.lock().unwrap_or_else(|e| e.into_inner());
+    let mut read = crate::locks::lock(&READ);
     match *read {
         Some((at, offset)) if at.elapsed() < Duration::from_millis(200) => offset,
         _ => {

@@ -272,8 +272,75 @@ fn the_alertmanager_routing_example_is_valid_and_pages_only_critical_alerts() {
             assert_eq!(route(&labels), expected, "{labels:?}");
         }
     }
-    // Prometheus's own alerts (no source label) keep the default route.
-    assert_eq!(route(&["alertname=SignInsLost", "severity=critical"]), "default");
+    // Prometheus's rules over the metrics: the daemon's health pages when
+    // critical (MfawatchDown above all), the tenant's numbers too; nothing
+    // goes to a receiver that sends nowhere.
+    assert_eq!(route(&["alertname=MfawatchDown", "severity=critical", "instance=mfawatch1:9464"]), "soc-pager");
+    assert_eq!(route(&["alertname=TenantRiskySignInsWithoutMfa", "severity=critical"]), "soc-pager");
+    assert_eq!(route(&["alertname=TenantLegacyAuthSucceeding", "severity=warning"]), "soc-queue");
+    assert_eq!(route(&["alertname=SomethingElse", "severity=critical"]), "soc-queue");
+    // Which family an alert is from shows in its name: Prometheus's rules
+    // are Tenant* (counts) or Mfawatch* (health), the daemon's per-user
+    // alerts never start so; an on-call never meets two near-twins.
+    let rules = std::fs::read_to_string(common::root().join("dashboards/alerts.yml")).unwrap();
+    let names: Vec<&str> = rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")).collect();
+    assert!(names.len() > 10);
+    for name in &names {
+        assert!(name.starts_with("Tenant") || name.starts_with("Mfawatch"), "{name}");
+        assert_ne!(route(&[&format!("alertname={name}"), "severity=warning"]), "", "{name} is routed");
+    }
+    for rule in mfawatch::alerts::Rule::ALL {
+        let daemon = rule.alertname();
+        assert!(!daemon.starts_with("Tenant") && !daemon.starts_with("Mfawatch"), "{daemon}");
+    }
+}
+
+#[test]
+fn the_example_routing_pages_a_privileged_imap_sign_in_once_and_holds_back_the_counts() {
+    // A real Alertmanager with config/alertmanager.yml as it is (its example
+    // receivers cannot be reached: what matters is what it inhibits).
+    let example = std::fs::read_to_string(common::root().join("config/alertmanager.yml")).unwrap();
+    let am = common::Alertmanager::start_with(&example);
+    let now = chrono::Utc::now();
+    let alert = |labels: serde_json::Value| {
+        serde_json::json!({
+            "labels": labels,
+            "startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+        })
+    };
+    let upn = "admin@contoso.example";
+    let sent = serde_json::json!([
+        alert(
+            serde_json::json!({"alertname": "LegacyAuthSignIn", "severity": "critical", "source": "mfawatch", "rule": "legacy_auth_success", "upn": upn, "alert_id": "a1"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "PrivilegedSingleFactorSignIn", "severity": "critical", "source": "mfawatch", "rule": "privileged_single_factor", "upn": upn, "alert_id": "a2"})
+        ),
+        alert(
+            serde_json::json!({"alertname": "TenantLegacyAuthSucceeding", "severity": "warning", "instance": "mfawatch1:9464", "protocol": "IMAP4"})
+        ),
+        alert(serde_json::json!({"alertname": "MfawatchDown", "severity": "critical", "instance": "mfawatch2:9464"})),
+    ]);
+    ureq::post(&format!("{}/api/v2/alerts", am.url))
+        .header("content-type", "application/json")
+        .send(sent.to_string().as_bytes())
+        .unwrap();
+    let state = |name: &str| -> (String, usize) {
+        let alerts = am.alerts();
+        let a = alerts.iter().find(|a| a["labels"]["alertname"] == name).unwrap_or_else(|| panic!("{name}"));
+        (
+            a["status"]["state"].as_str().unwrap_or("").to_owned(),
+            a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
+        )
+    };
+    common::wait_for("Alertmanager to apply its inhibit rules", std::time::Duration::from_secs(15), || {
+        state("PrivilegedSingleFactorSignIn").0 == "suppressed"
+    });
+    assert_eq!(state("LegacyAuthSignIn"), ("active".to_owned(), 0), "the one page");
+    assert_eq!(state("PrivilegedSingleFactorSignIn").1, 1, "held back by the legacy page");
+    assert_eq!(state("TenantLegacyAuthSucceeding").0, "suppressed", "the count waits while the daemon names the user");
+    assert_eq!(state("MfawatchDown"), ("active".to_owned(), 0));
 }
 
 /// The supported high-availability layout: two daemons with their own

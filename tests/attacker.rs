@@ -457,7 +457,10 @@ fn pseudonymised_dead_letters_name_no_one() {
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&late.stderr);
-    assert!(late.status.success() && said.contains("still holds real names") && said.contains("dead letters"), "{said}");
+    assert!(
+        late.status.success() && said.contains("still holds real names") && said.contains("dead letters"),
+        "{said}"
+    );
     let letters = std::fs::read_to_string(dir.path().join("dead-letters.ndjson")).unwrap();
     assert_eq!(letters.lines().count(), 2, "{letters}");
     for real in ["ann@", "bob@", "203.0.113.7", "198.51.100.9"] {

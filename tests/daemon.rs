@@ -234,6 +234,11 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
     // The dashboard's daemon variable lists this daemon; its panels show it.
     let instance = daemon.http.trim_start_matches("http://").to_owned();
     assert_eq!(prometheus.query(&format!("mfawatch_build_info{{instance=\"{instance}\"}}")).len(), 1);
+    // Links start where people reach the API (alerts.api_url; here http.listen).
+    let info = prometheus.query(&format!("mfawatch_api_info{{instance=\"{instance}\"}}"));
+    assert_eq!(info.len(), 1, "{info:?}");
+    let api_url = info[0]["metric"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(api_url, daemon.http);
     let mut answered = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
@@ -248,8 +253,9 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
             }
             // Links lead to this daemon's API.
             for link in panel["links"].as_array().into_iter().flatten() {
-                let url = link["url"].as_str().unwrap().replace("${instance}", &instance);
-                let path = url.trim_start_matches(&format!("http://{instance}"));
+                let url = link["url"].as_str().unwrap().replace("${api_url}", &api_url);
+                assert!(url.starts_with(&api_url), "{}: {url}", panel["title"]);
+                let path = url.trim_start_matches(&api_url);
                 assert!(daemon.get(path).is_some_and(|(s, _)| s == 200), "{}: {url}", panel["title"]);
             }
         }
@@ -268,12 +274,12 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
     // New sign-ins while Prometheus watches: the legacy ones raise the alert.
     let more: Vec<Vec<u8>> = Generator::new(TenantSpec { seed: 6, records: 2_000, ..spec() }).collect();
     tansu.produce(TOPIC, 2, &more);
-    wait_for("LegacyAuthenticationSucceeded to fire", Duration::from_secs(30), || {
+    wait_for("TenantLegacyAuthSucceeding to fire", Duration::from_secs(30), || {
         prometheus.api("/api/v1/alerts")["alerts"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["labels"]["alertname"] == "LegacyAuthenticationSucceeded" && a["state"] == "firing")
+            .any(|a| a["labels"]["alertname"] == "TenantLegacyAuthSucceeding" && a["state"] == "firing")
     });
     // Its link is the investigation's next step: who, newest first.
     let alerts = prometheus.api("/api/v1/alerts");
@@ -281,11 +287,11 @@ fn prometheus_scrapes_the_daemon_and_the_numbers_agree_with_the_api() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["labels"]["alertname"] == "LegacyAuthenticationSucceeded")
+        .find(|a| a["labels"]["alertname"] == "TenantLegacyAuthSucceeding")
         .unwrap();
     let api = firing["annotations"]["api"].as_str().unwrap();
-    assert!(api.starts_with(&format!("http://{instance}/")), "{api}");
-    let users = daemon.json(api.trim_start_matches(&format!("http://{instance}")));
+    assert!(api.starts_with(&format!("{api_url}/")), "{api}");
+    let users = daemon.json(api.trim_start_matches(&api_url));
     let users = users["users"].as_array().unwrap();
     assert!(!users.is_empty() && users.iter().all(|u| u["last_legacy"].is_object()), "{users:?}");
 }

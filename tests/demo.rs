@@ -27,7 +27,7 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
             "20",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -70,10 +70,38 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     ureq::get(&format!("{base}/metrics")).call().unwrap().body_mut().as_reader().read_to_string(&mut metrics).unwrap();
     assert!(metrics.contains("mfawatch_signins_total{"));
 
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
     let status = child.wait().unwrap();
     assert!(status.success());
+    let err = reading.join().unwrap();
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    // It stops without an error (the producer goes before the cluster), and
+    // keeps its files: the weekly report it told of runs on its history.
+    assert!(!err.lines().any(|l| l.contains("ERROR")), "{err}");
+    let kept = out.lines().find_map(|l| l.split_once(" stay in ").map(|(_, dir)| dir.trim().to_owned()));
+    let kept = std::path::PathBuf::from(kept.unwrap_or_else(|| panic!("where the demo's files stay: {out}")));
+    let command = out.lines().find(|l| l.contains("mfawatch report") && l.contains("--week")).expect("a --week report");
+    let args: Vec<&str> = command.split_whitespace().skip(2).collect();
+    let report_dir = tempfile::tempdir().unwrap();
+    let mut report = Command::new(env!("CARGO_BIN_EXE_mfawatch"));
+    report.arg("report");
+    for pair in args.chunks(2) {
+        match pair {
+            ["--out", _] => report.arg("--out").arg(report_dir.path()),
+            [flag, value] => report.args([flag, value]),
+            other => panic!("{other:?} in {command}"),
+        };
+    }
+    let ran = report.output().unwrap();
+    assert!(ran.status.success(), "{command}: {}", String::from_utf8_lossy(&ran.stderr));
+    assert!(report_dir.path().join("index.html").exists());
+    std::fs::remove_dir_all(&kept).unwrap();
     assert!(out.contains(&format!("{base}/metrics")) && out.contains("/api/v1/coverage"), "{out}");
     // The in-process cluster keeps only a few MB per partition: the demo paces
     // its backfill to the consumer, and every message of it is read.

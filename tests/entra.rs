@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use mfawatch::config::Config;
-use mfawatch::source::entra::TokenSource;
+use mfawatch::kafka::entra::TokenSource;
 
 const NAMESPACE: &str = "contoso-logs";
 const SCOPE: &str = "https://contoso-logs.servicebus.windows.net/.default";

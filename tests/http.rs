@@ -60,7 +60,11 @@ fn the_api_takes_only_its_tokens_while_metrics_and_probes_stay_open() {
         let (code, body, challenge) = status(&daemon, path, None);
         assert_eq!(code, 401, "{path}: {body}");
         assert_eq!(challenge.as_deref(), Some("Bearer realm=\"mfawatch\""), "{path}");
-        assert_eq!(status(&daemon, path, Some("wrong-token-wrong-token")).0, 401, "{path}");
+        // A wrong token is told apart from a missing one (RFC 6750 invalid_token).
+        let (code, wrong, challenge) = status(&daemon, path, Some("wrong-token-wrong-token"));
+        assert_eq!(code, 401, "{path}");
+        assert_eq!(challenge.as_deref(), Some("Bearer realm=\"mfawatch\", error=\"invalid_token\""), "{path}");
+        assert!(wrong.contains("not one of this API's tokens") && wrong != body, "{wrong}");
     }
     assert_eq!(status(&daemon, "/api/v1/coverage", Some(TOKEN)).0, 200);
     assert_eq!(status(&daemon, "/api/v1/coverage", Some("0000000000000000-old-one")).0, 200, "several tokens at once");
@@ -236,6 +240,35 @@ fn pseudonymised_the_api_shows_no_upn_or_ip_and_the_same_user_keeps_one_pseudony
     let someone = &users["users"][0];
     let again = daemon.json(&format!("/api/v1/users/{}", someone["upn"].as_str().unwrap()));
     assert_eq!(again["key"], someone["key"]);
+    // An investigator has a real UPN: the API says why it is not found, and
+    // `mfawatch pseudonym` (the daemon's key, from the same place) gives the name to ask by.
+    let real = records
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<serde_json::Value>(r).ok())
+        .flat_map(|r| r["records"].as_array().cloned().unwrap_or_else(|| vec![r.clone()]))
+        .filter_map(|r| r["properties"]["userPrincipalName"].as_str().map(str::to_owned))
+        .find(|upn| upn.contains('@'))
+        .expect("a user with a UPN");
+    let (code, body, _) = status(&daemon, &format!("/api/v1/users/{real}"), None);
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("pseudonymises") && body.contains("mfawatch pseudonym"), "{body}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mfawatch"))
+        .args(["pseudonym", "--config"])
+        .arg(dir.path().join("mfawatch.toml"))
+        .arg(&real)
+        .env("PSEUDONYM_KEY", "a-long-random-pseudonym-key-0123")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let pseudonym = line.trim().split('\t').nth(1).expect("UPN, tab, pseudonym").to_owned();
+    assert!(pseudonym.starts_with("u-"), "{line}");
+    let path = format!("/api/v1/users/{pseudonym}");
+    assert!(
+        common::within(Duration::from_secs(15), || daemon.get(&path).is_some_and(|(code, _)| code == 200)),
+        "{real} is known as {pseudonym}"
+    );
+    assert_eq!(daemon.json(&path)["upn"].as_str(), Some(pseudonym.as_str()));
     // The history holds pseudonyms too.
     let history = dir.path().join("state/history");
     let written = || -> usize {

@@ -31,11 +31,16 @@ fn spec() -> TenantSpec {
 
 /// A state built by `replay` (history on), its coverage as the daemon says it.
 fn backfilled(dir: &Path) -> serde_json::Value {
+    backfilled_with(dir, "")
+}
+
+/// The same, with more `[coverage]` settings (`window = "15d"`).
+fn backfilled_with(dir: &Path, coverage: &str) -> serde_json::Value {
     let tenant = Tenant::new(&spec());
     let admins: Vec<String> = tenant.users.iter().filter(|u| u.admin).map(|u| format!("{:?}", u.upn)).collect();
     let input = dir.join("tenant.ndjson");
     write_ndjson(&input, &Generator::new(spec()).collect::<Vec<_>>());
-    let extra = format!("\n[coverage]\nprivileged = [{}]\n", admins.join(", "));
+    let extra = format!("\n[coverage]\nprivileged = [{}]\n{coverage}\n", admins.join(", "));
     let config = write_config(dir, "127.0.0.1:1", "t", "unused", free_port(), &extra);
     let out = replay(&config, &[&input], &[]);
     serde_json::from_slice(&out.stdout).unwrap()
@@ -155,6 +160,10 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
     );
     assert!(summary["legacy_sign_ins"].as_u64().unwrap() > 0 && summary["report_only_results"].as_u64().unwrap() > 0);
     assert_eq!(report_only_rows(&out.join("report-only-impact.csv")), report_only_of_the_week(), "report-only impact");
+    // One "risky without MFA": users' sign-ins, in the protections section as in the list.
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let said = html.split(" got in without it").next().unwrap().rsplit(", ").next().unwrap();
+    assert_eq!(said.parse::<u64>().ok(), summary["risky_without_mfa"].as_u64(), "protections say {said}");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("2025-W26") && md.contains("Coverage"), "{md}");
 
@@ -268,4 +277,46 @@ fn a_backfill_of_sign_ins_the_history_already_has_counts_them_once() {
         assert_eq!(twice[key], once[key], "{key}");
     }
     assert_eq!(report_only_rows(&dir.path().join("twice/report-only-impact.csv")), report_only_of_the_week());
+}
+
+#[test]
+fn a_report_over_any_range_is_coverage_over_exactly_that_range_and_compares_with_the_same_span_before() {
+    // The oracle: the daemon's own coverage over a 15-day window ending on
+    // the history's last day (2025-06-15 to 2025-06-29).
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = backfilled_with(dir.path(), "window = \"15d\"");
+    assert_eq!(daemon["window_start"], "2025-06-15T00:00:00Z", "{daemon}");
+    let history = dir.path().join("state/history");
+    let out = dir.path().join("fortnight");
+    let run = report(&history, &out, &["--from", "2025-06-15", "--to", "2025-06-29"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["users"], daemon["users"], "{summary}");
+    for state in ["covered", "uncovered", "inactive", "excluded"] {
+        assert_eq!(summary["states"][state], daemon["states"][state], "{state}: {summary}");
+    }
+    assert_eq!(summary["states"]["never_mfa"], daemon["never_mfa"]);
+    let (a, b) = (summary["coverage_ratio"].as_f64().unwrap(), daemon["coverage_ratio"].as_f64().unwrap());
+    assert!((a - b).abs() < 1e-9, "{a} vs {b}");
+    assert_eq!(csv_rows(&out.join("uncovered-users.csv")), summary["states"]["uncovered"].as_u64().unwrap() as usize);
+    // The period before is the 15 days before, disjoint; the history has only
+    // 6 of them (it starts 2025-06-09), so it is said, not compared with.
+    let previous = &summary["previous"];
+    assert_eq!(
+        (previous["window"]["from"].as_str(), previous["window"]["to"].as_str()),
+        (Some("2025-05-31"), Some("2025-06-14")),
+        "{summary}"
+    );
+    assert_eq!(previous["compared"], false, "{summary}");
+    let hours = previous["hours_of_data"].as_f64().unwrap();
+    assert!(hours > 100.0 && hours < 150.0, "{hours}");
+    assert!(summary["previous_coverage_ratio"].is_null(), "{summary}");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("h of data of 360, not compared"), "{md}");
+    // A week whose week before the history covers is compared with it.
+    let week = dir.path().join("week");
+    assert!(report(&history, &week, &["--week", "2025-W26"]).status.success());
+    let week: serde_json::Value = serde_json::from_slice(&std::fs::read(week.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(week["previous"]["compared"], true, "{week}");
+    assert!(week["previous_coverage_ratio"].is_number());
 }

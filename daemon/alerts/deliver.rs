@@ -38,8 +38,8 @@ use serde_json::{Map, Value, json};
 
 use super::Alert;
 use crate::config::Config;
-use crate::logging::Throttle;
-use crate::pipeline::Shared;
+use crate::events::{AlertRejected, DeliveryFailed, Events, OutboxFull};
+use crate::metrics::Metrics;
 use crate::secrets::{self, Secret};
 
 /// An alert not yet taken by every receiver it was made for.
@@ -69,7 +69,7 @@ struct Outbox {
 
 impl OutboxCell {
     fn lock(&self) -> MutexGuard<'_, Outbox> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::locks::lock(&self.state)
     }
 }
 
@@ -154,15 +154,15 @@ pub struct Delivery {
     cell: Arc<OutboxCell>,
     ids: Vec<String>,
     max: usize,
-    shared: Arc<Shared>,
-    throttle: Throttle,
+    metrics: Arc<Metrics>,
+    events: Events,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Delivery {
     /// Starts delivering to the configured receivers, beginning with what a
     /// previous run left in the outbox: for the receivers still configured.
-    pub fn start(config: &Config, shared: Arc<Shared>, outbox: Vec<Pending>) -> anyhow::Result<Delivery> {
+    pub fn start(config: &Config, metrics: Arc<Metrics>, outbox: Vec<Pending>) -> anyhow::Result<Delivery> {
         let targets = targets(config)?;
         let ids: Vec<String> = targets.iter().map(Target::id).collect();
         let cell = Arc::new(OutboxCell::default());
@@ -174,13 +174,13 @@ impl Delivery {
                 p.targets.retain(|t| ids.contains(t));
                 if p.targets.len() < before {
                     removed += before - p.targets.len();
-                    shared.metrics.alert_suppressed(p.alert.rule, "receiver_removed");
+                    metrics.alert_suppressed(p.alert.rule.as_str(), "receiver_removed");
                 }
                 if !p.targets.is_empty() {
                     o.pending.push_back(p);
                 }
             }
-            shared.metrics.alert_outbox(o.pending.len());
+            metrics.alert_outbox(o.pending.len());
             if !o.pending.is_empty() {
                 tracing::info!(alerts = o.pending.len(), "alerts from before the restart are waiting to be delivered");
             }
@@ -195,15 +195,19 @@ impl Delivery {
             tracing::info!("no alert receiver configured: alerts are listed at /api/v1/alerts only");
             None
         } else {
-            let (cell, shared, sender) = (cell.clone(), shared.clone(), Sender::new(config));
-            Some(std::thread::Builder::new().name("alerts".into()).spawn(move || run(cell, targets, shared, sender))?)
+            let (cell, metrics, sender) = (cell.clone(), metrics.clone(), Sender::new(config));
+            Some(
+                std::thread::Builder::new()
+                    .name("alerts".into())
+                    .spawn(move || run(cell, targets, &metrics, sender))?,
+            )
         };
         Ok(Delivery {
             cell,
             ids,
             max: config.alerts.outbox_max as usize,
-            shared,
-            throttle: Throttle::default(),
+            events: Events::new(metrics.clone()),
+            metrics,
             thread,
         })
     }
@@ -216,18 +220,11 @@ impl Delivery {
         let mut o = self.cell.lock();
         if o.pending.len() >= self.max {
             drop(o);
-            self.shared.metrics.alert_suppressed(alert.rule, "outbox_full");
-            if let Some(held_back) = self.throttle.admit("outbox full") {
-                tracing::error!(
-                    max = self.max,
-                    held_back,
-                    "the alert outbox is full (receivers down for long): new alerts are counted, not sent"
-                );
-            }
+            self.events.emit(OutboxFull { rule: alert.rule.as_str(), max: self.max });
             return;
         }
         o.pending.push_back(Pending { alert, targets: self.ids.clone(), ends_at: None });
-        self.shared.metrics.alert_outbox(o.pending.len());
+        self.metrics.alert_outbox(o.pending.len());
         drop(o);
         self.cell.wake.notify_one();
     }
@@ -275,6 +272,9 @@ enum Refusal {
     Failed(String),
 }
 
+/// The least time a break-glass alert fires in Alertmanager.
+const BREAK_GLASS_FIRING: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
 /// What a receiver's request needs besides the alerts.
 struct Sender {
     agent: ureq::Agent,
@@ -286,7 +286,7 @@ struct Sender {
 
 impl Sender {
     fn new(config: &Config) -> Sender {
-        let api_url = config.alerts.api_url.clone().unwrap_or_else(|| format!("http://{}", config.http.listen));
+        let api_url = config.api_url();
         Sender {
             agent: crate::outbound::agent(Duration::from_secs(10)),
             resolve_after: chrono::TimeDelta::from_std(config.alerts.resolve_after)
@@ -356,6 +356,16 @@ impl Sender {
         }
     }
 
+    /// How long an alert of `rule` fires: `alerts.resolve_after`; a
+    /// break-glass sign-in at least [`BREAK_GLASS_FIRING`], since nobody
+    /// acting on it is no reason for it to go away (silence it once confirmed).
+    fn firing_for(&self, rule: super::Rule) -> chrono::TimeDelta {
+        match rule {
+            super::Rule::BreakGlassSignin => self.resolve_after.max(BREAK_GLASS_FIRING),
+            _ => self.resolve_after,
+        }
+    }
+
     /// When `p` stops firing in Alertmanager: fixed at its first sending;
     /// an Alertmanager that gets it only after that time (down for longer
     /// than `alerts.resolve_after`) gets it firing for `resolve_after` from now,
@@ -364,7 +374,7 @@ impl Sender {
         let now = chrono::Utc::now();
         match p.ends_at.and_then(|t| chrono::DateTime::from_timestamp(t, 0)) {
             Some(ends) if ends > now => ends,
-            _ => now + self.resolve_after,
+            _ => now + self.firing_for(p.alert.rule),
         }
     }
 
@@ -413,7 +423,7 @@ impl Sender {
         note("city", f.city.clone());
         note("record_id", f.record_id.clone());
         note("correlation_id", f.correlation_id.clone());
-        note("labels", Some(f.labels.join(",")));
+        note("labels", Some(f.labels.join(";")));
         note("mfa_failures", a.mfa_failures.map(|n| n.to_string()));
         note("users", Some(a.users.join(", ")));
         let now = chrono::Utc::now();
@@ -496,8 +506,8 @@ pub fn generator_url(api_url: &str, a: &Alert) -> String {
 
 /// The delivery thread: sends what waits to each receiver that is not
 /// backing off, clears what was taken, sleeps until there is more.
-fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, shared: Arc<Shared>, sender: Sender) {
-    let throttle = Throttle::default();
+fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, metrics: &Arc<Metrics>, sender: Sender) {
+    let events = Events::new(metrics.clone());
     let ids: Vec<String> = targets.iter().map(Target::id).collect();
     let mut next_try = vec![Instant::now(); targets.len()];
     let mut backoff = vec![FIRST_BACKOFF; targets.len()];
@@ -512,7 +522,7 @@ fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, shared: Arc<Shared>, sen
             let mut batch = Vec::new();
             for p in o.pending.iter_mut().filter(|p| p.targets.contains(id)).take(BATCH) {
                 // Fixed the first time it goes out, for every receiver after.
-                p.ends_at.get_or_insert_with(|| (chrono::Utc::now() + sender.resolve_after).timestamp());
+                p.ends_at.get_or_insert_with(|| (chrono::Utc::now() + sender.firing_for(p.alert.rule)).timestamp());
                 batch.push(p.clone());
             }
             if !batch.is_empty() {
@@ -537,35 +547,38 @@ fn run(cell: Arc<OutboxCell>, mut targets: Vec<Target>, shared: Arc<Shared>, sen
             match sender.deliver(target, &batch) {
                 Ok(refused) => {
                     crate::testhooks::pause("deliver-before-clear");
-                    shared.metrics.alert_delivered(kind, "ok", batch.len() - refused.len());
+                    metrics.alert_delivered(kind, "ok", batch.len() - refused.len());
                     backoff[i] = FIRST_BACKOFF;
                     for (id, reason) in &refused {
-                        shared.metrics.alert_delivered(kind, "rejected", 1);
                         let alert = &batch.iter().find(|p| &p.alert.id == id).expect("from the batch").alert;
                         let kept = sender.set_aside(&target.name(), alert, reason);
-                        tracing::error!(
-                            receiver = %target.name(),
-                            alert_id = %id,
-                            rule = alert.rule.as_str(),
-                            reason = %reason,
-                            kept_in = %sender.rejected.display(),
-                            kept = kept.is_ok(),
-                            "the receiver refuses this alert; it is set aside for it and the others go on"
-                        );
+                        events.emit(AlertRejected {
+                            receiver: &target.name(),
+                            kind,
+                            id,
+                            rule: alert.rule.as_str(),
+                            reason,
+                            kept_in: &sender.rejected,
+                            kept: kept.is_ok(),
+                        });
                     }
                     let mut o = cell.lock();
                     for p in o.pending.iter_mut().filter(|p| batch.iter().any(|b| b.alert.id == p.alert.id)) {
                         p.targets.retain(|t| t != &ids[i]);
                     }
                     o.pending.retain(|p| !p.targets.is_empty());
-                    shared.metrics.alert_outbox(o.pending.len());
+                    metrics.alert_outbox(o.pending.len());
                 }
                 Err(e) => {
-                    shared.metrics.alert_delivered(kind, "error", batch.len());
                     next_try[i] = Instant::now() + backoff[i];
-                    if let Some(held_back) = throttle.admit(&ids[i]) {
-                        tracing::warn!(receiver = %target.name(), error = %e, retry_in = ?backoff[i], held_back, "alert delivery failed; the alerts wait in the outbox");
-                    }
+                    events.emit(DeliveryFailed {
+                        id: &ids[i],
+                        receiver: &target.name(),
+                        kind,
+                        alerts: batch.len(),
+                        error: e,
+                        retry_in: backoff[i],
+                    });
                     backoff[i] = (backoff[i] * 2).min(MAX_BACKOFF);
                 }
             }
@@ -600,6 +613,22 @@ mod tests {
         assert!(url::Url::parse(&url).is_ok());
         let url = generator_url("http://127.0.0.1:9464", &alert(None));
         assert_eq!(url, "http://127.0.0.1:9464/api/v1/alerts?rule=legacy_auth_success");
+    }
+
+    #[test]
+    fn a_break_glass_page_does_not_resolve_itself_an_hour_later() {
+        let config = Config::default();
+        let sender = Sender::new(&config);
+        let pending = |rule| Pending {
+            alert: Alert { rule, severity: Severity::Critical, ..alert(Some("bg@contoso.example")) },
+            targets: Vec::new(),
+            ends_at: None,
+        };
+        let now = chrono::Utc::now();
+        let firing = |rule| sender.ends_at(&pending(rule)) - now;
+        assert!(firing(Rule::BreakGlassSignin) >= chrono::TimeDelta::days(7) - chrono::TimeDelta::minutes(1));
+        let other = firing(Rule::LegacyAuthSuccess);
+        assert!(other < chrono::TimeDelta::minutes(61) && other > chrono::TimeDelta::minutes(59), "{other}");
     }
 
     #[test]

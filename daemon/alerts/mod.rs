@@ -195,14 +195,14 @@ const RECENT: usize = 2_000;
 
 impl Recent {
     pub fn push(&self, alert: Alert) {
-        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = crate::locks::lock(&self.0);
         recent.push_front(alert);
         recent.truncate(RECENT);
     }
 
     /// A repeat inside a cooldown: the alert already made counts it.
     pub fn bump(&self, id: &str) {
-        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = crate::locks::lock(&self.0);
         if let Some(a) = recent.iter_mut().find(|a| a.id == id) {
             a.count += 1;
         }
@@ -210,7 +210,7 @@ impl Recent {
 
     /// Newest first: (how many match, the page).
     pub fn list(&self, rule: Option<Rule>, user: Option<&str>, limit: usize) -> (usize, Vec<Alert>) {
-        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = crate::locks::lock(&self.0);
         let user = user.map(str::to_lowercase);
         let matches = |a: &&Alert| {
             rule.is_none_or(|r| a.rule == r)

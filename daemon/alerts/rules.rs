@@ -14,8 +14,7 @@ use super::{Alert, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
 use crate::classify::{Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config};
 use crate::coverage::{Accounts, Coverage, Policy};
-use crate::pipeline::Shared;
-use crate::sinks::{SignInEvent, Sink, SourceClock};
+use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
 
 /// The rules' state that must survive a restart (the snapshot's part).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -89,7 +88,9 @@ struct RateWindow {
 pub struct Alerts {
     config: AlertsConfig,
     policy: Policy,
-    shared: Arc<Shared>,
+    ctx: SinkContext,
+    /// The recent alerts the API lists.
+    recent: Arc<super::Recent>,
     state: State,
     delivery: Delivery,
     /// What may be forgotten is decided by the slowest source still sending,
@@ -119,7 +120,12 @@ const FATIGUE_EVENTS_PER_USER: usize = 64;
 impl Alerts {
     /// Builds the sink from its snapshot state (`sinks`: every sink's state
     /// by key, as the snapshot has them) and starts delivering.
-    pub fn start(config: &Config, shared: Arc<Shared>, sinks: &BTreeMap<String, Vec<u8>>) -> anyhow::Result<Alerts> {
+    pub fn start(
+        config: &Config,
+        ctx: SinkContext,
+        recent: Arc<super::Recent>,
+        sinks: &BTreeMap<String, Vec<u8>>,
+    ) -> anyhow::Result<Alerts> {
         let snapshot = config.checkpoint.dir.join("state.snapshot");
         let unreadable =
             |e: postcard::Error| anyhow::anyhow!("the alerts' state in {} cannot be read: {e}", snapshot.display());
@@ -133,11 +139,12 @@ impl Alerts {
         } else {
             (State::default(), Vec::new())
         };
-        let delivery = Delivery::start(config, shared.clone(), outbox)?;
+        let delivery = Delivery::start(config, ctx.metrics.clone(), outbox)?;
         Ok(Alerts {
             config: config.alerts.clone(),
             policy: Policy::from_config(&config.coverage),
-            shared,
+            ctx,
+            recent,
             state,
             delivery,
             clock: SourceClock::default(),
@@ -182,17 +189,17 @@ impl Alerts {
         let id = alert_id(rule, subject, &window);
         if let Some(made) = self.state.made.get_mut(&id) {
             made.count += 1;
-            self.shared.alerts.bump(&id);
+            self.recent.bump(&id);
             self.delivery.bump(&id);
             if cooldown > 0 {
-                self.shared.metrics.alert_suppressed(rule, "cooldown");
+                self.ctx.metrics.alert_suppressed(rule.as_str(), "cooldown");
             }
             return;
         }
         self.state.made.insert(id.clone(), Made { time, count: 1 });
         // Stale by the brokers' clock, not the host's (see crate::clock).
-        if self.shared.clock.now().timestamp() - time > self.config.max_age.as_secs() as i64 {
-            self.shared.metrics.alert_suppressed(rule, "stale");
+        if self.ctx.clock.now().timestamp() - time > self.config.max_age.as_secs() as i64 {
+            self.ctx.metrics.alert_suppressed(rule.as_str(), "stale");
             return;
         }
         let alert = Alert {
@@ -213,8 +220,8 @@ impl Alerts {
     }
 
     fn send(&mut self, alert: Alert) {
-        self.shared.metrics.alert_made(alert.rule, alert.severity);
-        self.shared.alerts.push(alert.clone());
+        self.ctx.metrics.alert_made(alert.rule.as_str(), alert.severity.as_str());
+        self.recent.push(alert.clone());
         self.delivery.push(alert);
     }
 
@@ -242,7 +249,7 @@ impl Alerts {
                 time: alert.sign_in.time.clone(),
             });
         }
-        self.shared.metrics.alert_suppressed(alert.rule, "rate_limit");
+        self.ctx.metrics.alert_suppressed(alert.rule.as_str(), "rate_limit");
         false
     }
 
@@ -397,7 +404,7 @@ impl Alerts {
         let (_, &mut cut, _) = made.select_nth_unstable(k);
         let before = self.state.attempts.len();
         self.state.attempts.retain(|_, a| a.made > cut);
-        self.shared.metrics.spray_sources_evicted((before - self.state.attempts.len()) as u64);
+        self.ctx.metrics.spray_sources_evicted((before - self.state.attempts.len()) as u64);
     }
 
     /// Forgets what no rule can use any more (older than the window any rule
@@ -423,7 +430,7 @@ impl Alerts {
     /// Where every source still sending has been read up to; after a
     /// restart, before they are heard from again, where the state was pruned to.
     fn low_watermark(&self) -> i64 {
-        self.clock.low(&self.shared).unwrap_or(self.state.pruned_to)
+        self.clock.low(&self.ctx.assignment).unwrap_or(self.state.pruned_to)
     }
 }
 
@@ -536,7 +543,7 @@ fn facts(event: &SignInEvent<'_, '_>) -> SignInFacts {
         user_key: event.verdict.subject_key.as_deref().map(str::to_owned),
         upn: own(&f.user_principal_name),
         display_name: own(&f.user_display_name),
-        user_type: own(&f.user_type),
+        user_type: f.user_type.as_deref().map(|t| crate::coverage::UserType::parse(Some(t)).as_str().to_owned()),
         privileged: event.privileged,
         app: own(&f.app_display_name),
         resource: own(&f.resource_display_name),
@@ -738,15 +745,20 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
         Rule::RiskyWithoutMfa => (
             Severity::Critical,
             format!(
-                "Risky sign-in ({} risk) by {}{app}{} succeeded without MFA",
-                v.risk_level.as_str(),
+                "Risky sign-in ({}) by {}{app}{} succeeded without MFA",
+                crate::classify::risk_reason(v.risk_level, event.record.fields.risk_state.as_deref()),
                 who(f),
                 from(f)
             ),
         ),
         Rule::RiskyWithMfa => (
             Severity::Warning,
-            format!("Risky sign-in ({} risk) by {}{app}{} succeeded with MFA", v.risk_level.as_str(), who(f), from(f)),
+            format!(
+                "Risky sign-in ({}) by {}{app}{} succeeded with MFA",
+                crate::classify::risk_reason(v.risk_level, event.record.fields.risk_state.as_deref()),
+                who(f),
+                from(f)
+            ),
         ),
         Rule::BreakGlassSignin => (
             Severity::Critical,
@@ -766,18 +778,38 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
 mod tests {
     use super::*;
     use crate::classify::{Rules, classify};
+    use crate::decode::Position;
     use crate::decode::{Item, decode_message};
-    use crate::source::Position;
     use chrono::TimeZone as _;
 
     const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
     const BOB: &str = "1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
 
+    /// What a test looks at: the recent alerts and the metrics.
+    struct Shared {
+        alerts: Arc<crate::alerts::Recent>,
+        metrics: Arc<crate::metrics::Metrics>,
+        ctx: SinkContext,
+    }
+
+    impl Shared {
+        fn new(rules: &Rules) -> Arc<Shared> {
+            let metrics = Arc::new(crate::metrics::Metrics::new(rules));
+            let ctx =
+                SinkContext { metrics: metrics.clone(), assignment: Default::default(), clock: Default::default() };
+            Arc::new(Shared { alerts: Default::default(), metrics, ctx })
+        }
+
+        fn start(&self, config: &Config, saved: BTreeMap<String, Vec<u8>>) -> Alerts {
+            Alerts::start(config, self.ctx.clone(), self.alerts.clone(), &saved).unwrap()
+        }
+    }
+
     fn alerts(extra: &str) -> (Alerts, Arc<Shared>) {
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
         let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
-        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
-        (Alerts::start(&config, shared.clone(), &BTreeMap::new()).unwrap(), shared)
+        let shared = Shared::new(&config.rules());
+        (shared.start(&config, BTreeMap::new()), shared)
     }
 
     /// A sign-in record: who, when (minutes after 2025-06-10 09:00), how it ended.
@@ -807,7 +839,7 @@ mod tests {
             };
             let details = if self.code == 500121 { "MFA denied; user declined the authentication" } else { "" };
             format!(
-                r#"{{"time":"{t}","category":"{c}","properties":{{"id":"{id}","createdDateTime":"{t}","userId":"{u}","userPrincipalName":"{u}@contoso.example","status":{{"errorCode":{code},"additionalDetails":"{details}"}},"clientAppUsed":"{client}","authenticationRequirement":"{req}","riskLevelDuringSignIn":"{risk}","riskState":"{state}","ipAddress":"203.0.113.7","location":{{"countryOrRegion":"NL"}},"appDisplayName":"Office 365"}}}}"#,
+                r#"{{"time":"{t}","category":"{c}","properties":{{"id":"{id}","createdDateTime":"{t}","userId":"{u}","userPrincipalName":"{u}@contoso.example","userType":"Member","status":{{"errorCode":{code},"additionalDetails":"{details}"}},"clientAppUsed":"{client}","authenticationRequirement":"{req}","riskLevelDuringSignIn":"{risk}","riskState":"{state}","ipAddress":"203.0.113.7","location":{{"countryOrRegion":"NL"}},"appDisplayName":"Office 365"}}}}"#,
                 t = time.to_rfc3339(),
                 c = if self.interactive { "SignInLogs" } else { "NonInteractiveUserSignInLogs" },
                 u = self.user,
@@ -815,7 +847,8 @@ mod tests {
                 client = self.client,
                 req = if self.mfa { "multiFactorAuthentication" } else { "singleFactorAuthentication" },
                 risk = self.risk,
-                state = if self.risk == "high" { "atRisk" } else { "none" },
+                // Risk hidden by licence: risky by its state only.
+                state = if matches!(self.risk, "high" | "hidden") { "atRisk" } else { "none" },
             )
         }
     }
@@ -986,9 +1019,8 @@ mod tests {
                 let config =
                     Config::parse("[alerts]\nmax_age = \"100000d\"\nrate_limit_per_minute = 1\n", "t.toml".as_ref())
                         .unwrap();
-                let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
-                let b =
-                    Alerts::start(&config, shared.clone(), &BTreeMap::from([(STATE_KEY.to_string(), saved)])).unwrap();
+                let shared = Shared::new(&config.rules());
+                let b = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
                 (b, shared)
             } else {
                 (a, shared)
@@ -1003,6 +1035,25 @@ mod tests {
             summary.id
         };
         assert_eq!(summary(true), summary(false), "the same window gives the same summary, restart or not");
+    }
+
+    #[test]
+    fn an_alert_says_the_user_type_and_why_a_sign_in_is_risky_in_the_daemons_words() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
+        feed(&mut a, &R { mfa: false, risk: "hidden", ..r(BOB, 1) }, false, false);
+        let (_, list) = shared.alerts.list(None, None, 100);
+        assert!(!list.is_empty());
+        assert!(list.iter().any(|a| a.summary.contains("risk state: at risk, level hidden by licence")), "{list:?}");
+        for alert in &list {
+            let t = alert.sign_in.user_type.as_deref();
+            assert!(matches!(t, Some("member" | "guest" | "unknown")), "as the API and the report say it: {t:?}");
+            assert!(
+                !alert.summary.contains("none risk") && !alert.summary.contains("hidden risk"),
+                "{}",
+                alert.summary
+            );
+        }
     }
 
     #[test]
@@ -1129,6 +1180,43 @@ mod tests {
     }
 
     #[test]
+    fn a_registration_period_overdue_longer_ago_than_max_age_does_not_page() {
+        use crate::coverage::Observation;
+        // A backfill of 2025 data, then the first `run`: the overdue periods
+        // it finds are history, as old sign-ins are.
+        let (mut a, shared) = alerts("");
+        a.config.max_age = std::time::Duration::from_secs(86_400);
+        let mut coverage = Coverage::new(Policy::default());
+        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
+        for (days, registration_required) in [(0, true), (20, false)] {
+            coverage.observe(&Observation {
+                key: ANN,
+                upn: Some("ann@contoso.example"),
+                display_name: None,
+                user_type: Some("Member"),
+                time: t0 + chrono::Duration::days(days),
+                counted: false,
+                mfa: false,
+                single_factor: false,
+                legacy: false,
+                registration_required,
+                any_mfa: false,
+                app: None,
+                client_app: "Browser",
+                risky: false,
+                identity: 0,
+            });
+        }
+        a.review(&coverage, &Accounts::default());
+        assert!(made(&shared).is_empty(), "{:?}", made(&shared));
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("mfawatch_alerts_suppressed_total{reason=\"stale\",rule=\"registration_overdue\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_outbox_and_rule_state_survive_a_restart_through_the_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         // A receiver that never answers: alerts wait in the outbox.
@@ -1139,8 +1227,8 @@ mod tests {
         drop(a);
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
         let config = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
-        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &config.rules());
-        let mut b = Alerts::start(&config, shared.clone(), &BTreeMap::from([(STATE_KEY.to_string(), saved)])).unwrap();
+        let shared = Shared::new(&config.rules());
+        let mut b = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
         assert_eq!(b.delivery.pending().len(), 1, "the waiting alert is still there");
         // The same sign-in read again after the restart is the same alert, counted once more.
         feed(&mut b, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);

@@ -516,3 +516,21 @@ fn a_remembered_device_is_previously_satisfied_mfa_and_a_trusted_ip_is_not_mfa()
         verdict_of(&json, |v| assert_eq!(labels(v), ["single_factor"], "{waived}"));
     }
 }
+
+#[test]
+fn why_a_sign_in_is_risky_is_said_in_words_never_none_risk() {
+    use crate::classify::{RiskLevel as L, risk_reason};
+    let cases: [(L, Option<&str>, &str); 7] = [
+        (L::High, Some("atRisk"), "high risk"),
+        (L::Medium, None, "medium risk"),
+        (L::None, Some("atRisk"), "risk state: at risk, level none"),
+        (L::Hidden, Some("atRisk"), "risk state: at risk, level hidden by licence"),
+        (L::Low, Some("confirmedCompromised"), "risk state: confirmed compromised, level low"),
+        (L::None, Some("confirmedCompromised"), "risk state: confirmed compromised, level none"),
+        (L::High, Some("remediated"), "high risk, remediated"),
+    ];
+    for (level, state, words) in cases {
+        assert_eq!(risk_reason(level, state), words, "{level:?} {state:?}");
+        assert!(!risk_reason(level, state).contains("none risk") && !risk_reason(level, state).contains("hidden risk"));
+    }
+}

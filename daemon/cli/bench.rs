@@ -292,10 +292,31 @@ pub fn rss_bytes() -> u64 {
 }
 
 fn new_pipeline() -> crate::pipeline::Pipeline {
-    use crate::coverage::{Accounts, Coverage, Policy};
+    pipeline_over(crate::coverage::Coverage::new(crate::coverage::Policy::default()))
+}
+
+/// A pipeline with no sink over `coverage`.
+fn pipeline_over(coverage: crate::coverage::Coverage) -> crate::pipeline::Pipeline {
+    use crate::coverage::{Accounts, Policy};
     let rules = Rules::default();
-    let shared = crate::pipeline::Shared::new(Coverage::new(Policy::default()), Accounts::default(), &rules);
-    crate::pipeline::Pipeline::new(rules, Policy::default(), shared, crate::deadletter::DeadLetters::default())
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&rules));
+    let coverage = crate::coverage::Handle::new(coverage, Accounts::default());
+    crate::pipeline::Pipeline::new(
+        rules,
+        Policy::default(),
+        coverage,
+        metrics,
+        crate::deadletter::DeadLetters::default(),
+    )
+}
+
+/// What a sink of `pipe` is handed (nothing assigned: no source holds partitions here).
+fn sink_context(pipe: &crate::pipeline::Pipeline) -> crate::sinks::SinkContext {
+    crate::sinks::SinkContext {
+        metrics: pipe.metrics().clone(),
+        assignment: Default::default(),
+        clock: Default::default(),
+    }
 }
 
 /// A pipeline with the sinks a daemon has: alerts (default rules, no
@@ -308,13 +329,18 @@ fn pipeline_with(alerts: bool, history: Option<&std::path::Path>) -> anyhow::Res
         config.checkpoint.dir = dir.to_owned();
     }
     let mut pipe = new_pipeline();
-    let shared = pipe.shared().clone();
+    let ctx = sink_context(&pipe);
     if alerts {
-        pipe.add_sink(Box::new(crate::alerts::Alerts::start(&config, shared.clone(), &Default::default())?));
+        pipe.add_sink(Box::new(crate::alerts::Alerts::start(
+            &config,
+            ctx.clone(),
+            Default::default(),
+            &Default::default(),
+        )?));
     }
     if history.is_some() {
         config.history.retention_days = 3650;
-        pipe.add_sink(Box::new(crate::history::History::start(&config, shared, None, 0)?));
+        pipe.add_sink(Box::new(crate::history::History::start(&config, ctx, None, 0)?));
     }
     Ok(pipe)
 }
@@ -417,7 +443,7 @@ fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
         ),
     ];
     measure("the daemon's sinks, in memory (ratio: against no sinks)", rounds, records, bytes, passes);
-    let text = with_alerts.shared().metrics.render();
+    let text = with_alerts.metrics().render();
     let made = crate::metrics::sum(&text, "mfawatch_alerts_total");
     let repeats = crate::metrics::sum(&text, "mfawatch_alerts_suppressed_total");
     println!(
@@ -639,16 +665,8 @@ fn coverage(users: u32, spray: u64) -> anyhow::Result<()> {
 /// A password spray of `count` failed sign-ins of made-up accounts through
 /// the pipeline, into a state of real users: it must cost the state nothing.
 fn spray_into(coverage: crate::coverage::Coverage, count: u64) -> anyhow::Result<()> {
-    use crate::coverage::{Accounts, Policy};
-    let rules = Rules::default();
     let (users, (before, _)) = (coverage.len(), coverage.heap_bytes());
-    let shared = crate::pipeline::Shared::new(coverage, Accounts::default(), &rules);
-    let mut pipe = crate::pipeline::Pipeline::new(
-        rules,
-        Policy::default(),
-        shared.clone(),
-        crate::deadletter::DeadLetters::default(),
-    );
+    let mut pipe = pipeline_over(coverage);
     let end = chrono::Utc::now();
     let mut spray = crate::generate::Spray::new(count, end, 7, 100);
     let position = crate::source::Position::Kafka { topic: "bench".into(), partition: 0, offset: 0 };
@@ -659,9 +677,9 @@ fn spray_into(coverage: crate::coverage::Coverage, count: u64) -> anyhow::Result
         pipe.process(&message, &position, None).expect("no dead-letter sink to fail");
     }
     let elapsed = started.elapsed();
-    let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+    let coverage = pipe.coverage().read();
     let after = coverage.heap_bytes().0;
-    let unknown = crate::metrics::sum(&shared.metrics.render(), "mfawatch_unknown_account_signins_total");
+    let unknown = crate::metrics::sum(&pipe.metrics().render(), "mfawatch_unknown_account_signins_total");
     println!(
         "password spray: {count} failed sign-ins of made-up accounts ({:.1} MB) in {:.1} s = {:.0} sign-ins/s through decode, classify, coverage, metrics",
         bytes as f64 / 1e6,
@@ -690,8 +708,8 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
     config.alerts.rules.legacy_auth_attempt.enabled = true;
     let max_sources = config.alerts.rules.legacy_auth_attempt.max_sources;
     let pipe = new_pipeline();
-    let shared = pipe.shared().clone();
-    let mut alerts = crate::alerts::Alerts::start(&config, shared.clone(), &Default::default())?;
+    let mut alerts =
+        crate::alerts::Alerts::start(&config, sink_context(&pipe), Default::default(), &Default::default())?;
     let (empty, rss_before) = (alerts.prepare(1)?.map_or(0, |s| s.len()), rss_bytes());
     let agent = "Mozilla/5.0 ".repeat(86);
     let time = chrono::Utc::now() - chrono::Duration::minutes(30);
@@ -736,7 +754,7 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     peak = peak.max(rss_bytes());
     let snapshot = alerts.prepare(2)?.map_or(0, |s| s.len());
-    let evicted = crate::metrics::sum(&shared.metrics.render(), "mfawatch_spray_sources_evicted_total");
+    let evicted = crate::metrics::sum(&pipe.metrics().render(), "mfawatch_spray_sources_evicted_total");
     drop(pipe);
     println!(
         "spray: {sources} failed legacy sign-ins from as many {} sources ({:.0} MB of JSON) in {:.1} s = {:.0} sign-ins/s through decode, classify and the alert rules",
@@ -893,14 +911,14 @@ fn backlog(brokers: &str, records: u64, prefetch_kbytes: u32) -> anyhow::Result<
     config.kafka.prefetch_kbytes = prefetch_kbytes;
     config.checkpoint.dir = dir.path().to_owned();
     let prepared = crate::daemon::prepare(&config, crate::daemon::Mode::Consume)?;
-    let shared = prepared.shared.clone();
+    let handles = prepared.handles.clone();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let rss_start = rss_bytes();
     let started = Instant::now();
     let consumer = {
-        let (config, stop, progress, shared) =
-            (config.clone(), stop.clone(), prepared.checkpointer.clone(), shared.clone());
-        std::thread::spawn(move || crate::source::kafka::consume(&config, progress, shared, &stop))
+        let (config, stop, progress, source) =
+            (config.clone(), stop.clone(), prepared.checkpointer.clone(), handles.source());
+        std::thread::spawn(move || crate::source::kafka::consume(&config, progress, source, &stop))
     };
     let mut peak = rss_start;
     let messages_read = |text: &str| {
@@ -909,7 +927,7 @@ fn backlog(brokers: &str, records: u64, prefetch_kbytes: u32) -> anyhow::Result<
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    while messages_read(&shared.metrics.render()) < count && started.elapsed() < Duration::from_secs(3600) {
+    while messages_read(&handles.metrics.render()) < count && started.elapsed() < Duration::from_secs(3600) {
         std::thread::sleep(Duration::from_millis(100));
         peak = peak.max(rss_bytes());
     }

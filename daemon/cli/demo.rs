@@ -4,6 +4,8 @@
 //! days of backfill, then live sign-ins; metrics, the API, alerts and the
 //! history on localhost.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -46,13 +48,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     for hub in DEFAULT_TOPICS.iter().chain(OTHER_HUBS.iter()) {
         mock.create_topic(hub, 2, 1)?;
     }
-    let state = tempfile::Builder::new().prefix("mfawatch-demo-").tempdir()?;
+    // Kept when the demo ends: the report command it prints reads the history.
+    let state = tempfile::Builder::new().prefix("mfawatch-demo-").tempdir()?.keep();
 
     let now = chrono::Utc::now();
     let backfill = TenantSpec {
         users: args.users,
         records: args.backfill,
-        days: 7,
+        // Two weeks: the last complete ISO week is in it, for a weekly report.
+        days: 14,
         seed: args.seed,
         end: now,
         format: Format::Envelope,
@@ -65,9 +69,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.kafka.brokers = Some(mock.bootstrap_servers());
     config.kafka.group_id = "mfawatch-demo".into();
-    config.checkpoint.dir = state.path().join("state");
-    config.dead_letter.file = Some(state.path().join("dead-letters.ndjson"));
-    config.alerts.log_file = Some(state.path().join("alerts.ndjson"));
+    config.checkpoint.dir = state.as_path().join("state");
+    config.dead_letter.file = Some(state.as_path().join("dead-letters.ndjson"));
+    config.alerts.log_file = Some(state.as_path().join("alerts.ndjson"));
     config.http.listen = args.listen.clone();
     config.coverage.privileged = tenant.users.iter().filter(|u| u.admin).map(|u| u.upn.clone()).collect();
     config.coverage.excluded = tenant.users.iter().filter(|u| u.break_glass).map(|u| u.upn.clone()).collect();
@@ -79,14 +83,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let prepared = crate::daemon::prepare(&config, crate::daemon::Mode::Consume)?;
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
-    let shared = prepared.shared.clone();
-    let dead_letters = state.path().join("dead-letters.ndjson");
-    let history = config.history.dir(&config.checkpoint);
-    let feeder = std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
-        if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, &shared, &dead_letters, &history) {
-            tracing::error!(error = %e, "demo feeder stopped");
-        }
-    })?;
+    let metrics = prepared.handles.metrics.clone();
+    let files =
+        Files { dead_letters: state.join("dead-letters.ndjson"), history: config.history.dir(&config.checkpoint) };
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
+            if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, &metrics, &files, &stop) {
+                tracing::error!(error = %e, "demo feeder stopped");
+            }
+        })?
+    };
 
     let result = crate::daemon::serve_and_consume(config, prepared, args.seconds.map(Duration::from_secs), |url| {
         println!(
@@ -106,8 +114,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         println!("  {url}/api/v1/alerts");
         println!("  {url}/readyz");
     });
-    drop(feeder); // detached: it ends with the process
+    // The producer goes before the cluster it talks to (else librdkafka
+    // complains that the brokers went away).
+    stop.store(true, Ordering::Relaxed);
+    let _ = feeder.join();
     drop(mock);
+    println!("mfawatch demo: stopped; its state, history, alerts and dead letters stay in {}", state.display());
     result
 }
 
@@ -116,6 +128,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// a log you can fall behind on), so the backfill waits for the consumer.
 const AHEAD: u64 = 24;
 
+/// Where the demo keeps what it tells the user about.
+struct Files {
+    dead_letters: std::path::PathBuf,
+    history: std::path::PathBuf,
+}
+
 /// Produces the backfill hub by hub, never more than [`AHEAD`] messages
 /// ahead of what the pipeline has read, then live sign-ins at `rate` a second.
 fn feed(
@@ -123,11 +141,12 @@ fn feed(
     backfill: TenantSpec,
     rate: u32,
     seed: u64,
-    shared: &crate::pipeline::Shared,
-    dead_letters: &std::path::Path,
-    history: &std::path::Path,
+    metrics: &crate::metrics::Metrics,
+    files: &Files,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let read = || shared.metrics.messages_read();
+    let (dead_letters, history) = (&files.dead_letters, &files.history);
+    let read = || metrics.messages_read();
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
     let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub);
@@ -150,8 +169,14 @@ fn feed(
     let mut per_hub = PerHub::new(backfill);
     let mut n = 0u64;
     while let Some((hub, message)) = per_hub.next_message() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         if subscribed(&hub) {
             while n >= read() + AHEAD {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
                 producer.poll(Duration::from_millis(10));
             }
             n += 1;
@@ -163,18 +188,23 @@ fn feed(
     // Nothing else is produced until the backfill has been read, so that the
     // demo says truthfully whether it all got through.
     let started = Instant::now();
-    while read() < n && started.elapsed() < Duration::from_secs(60) {
+    while read() < n && started.elapsed() < Duration::from_secs(60) && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if read() >= n {
-        let (_, malformed) = shared.metrics.records_read();
+        let (_, malformed) = metrics.records_read();
         println!(
             "  backfill: {records} records in {n} messages on the four sign-in hubs, all read; {malformed} malformed on purpose, dead-lettered in {}",
             dead_letters.display()
         );
-        println!("  now live at {rate} sign-ins/s; the history is in {}:", history.display());
+        let week = crate::report::Window::last_complete_week(chrono::Utc::now().date_naive()).label();
         println!(
-            "    mfawatch report --history {} --from {first_day} --to {last_day} --out demo-report",
+            "  now live at {rate} sign-ins/s; the history is in {} (kept when the demo stops):",
+            history.display()
+        );
+        println!("    mfawatch report --history {} --week {week} --out demo-report", history.display());
+        println!(
+            "    mfawatch report --history {} --from {first_day} --to {last_day} --out demo-report-all",
             history.display()
         );
     } else {
@@ -198,13 +228,20 @@ fn feed(
     let started = Instant::now();
     let mut sent = 0u64;
     while let Some((hub, message)) = per_hub.next_message() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         send(&hub, &message, n + sent)?;
         sent += 1;
         producer.poll(Duration::ZERO);
         let due = Duration::from_secs_f64((sent * per_message as u64) as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(started.elapsed()) {
-            std::thread::sleep(wait);
+        while let Some(wait) = due.checked_sub(started.elapsed()) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(200)));
         }
     }
+    producer.flush(Duration::from_secs(2))?;
     Ok(())
 }

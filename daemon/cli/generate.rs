@@ -77,6 +77,16 @@ pub fn current_hour() -> DateTime<Utc> {
     DateTime::from_timestamp(now - now.rem_euclid(3600), 0).unwrap_or_default()
 }
 
+/// The alerts the default rules should raise for what `generator` wrote, one JSON line each.
+fn write_expected(path: &std::path::Path, generator: &Generator) -> anyhow::Result<()> {
+    let mut lines = String::new();
+    for (rule, user) in generator.expected_alerts() {
+        lines.push_str(&serde_json::json!({"rule": rule, "user": user}).to_string());
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     args.spec().validate()?;
     let mut out: Box<dyn Write> = match &args.out {
@@ -114,6 +124,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         for (_, mut file) in files {
             file.flush()?;
         }
+        if let Some(path) = &args.expect_alerts {
+            write_expected(path, per_hub.generator())?;
+        }
         return Ok(());
     }
     if let Some(n) = args.spray {
@@ -131,12 +144,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             }
         }
         if let Some(path) = &args.expect_alerts {
-            let mut lines = String::new();
-            for (rule, user) in generator.expected_alerts() {
-                lines.push_str(&serde_json::json!({"rule": rule, "user": user}).to_string());
-                lines.push('\n');
-            }
-            std::fs::write(path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+            write_expected(path, &generator)?;
         }
     }
     match out.flush() {

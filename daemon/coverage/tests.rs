@@ -1,6 +1,7 @@
 //! SIGNIN-SEMANTICS §6, rule by rule.
 
 use super::*;
+use crate::decode::parse_guid;
 use chrono::TimeZone;
 
 const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";

@@ -13,6 +13,7 @@
 
 pub mod fields;
 mod keys;
+mod position;
 pub mod scan;
 pub mod time;
 
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 use fields::RawMessage;
 pub use fields::{AuthStep, EventTypes, Fields, ReportOnlyResult, Status, Str};
+pub use position::{Position, RecordAt};
 
 /// The sign-in log categories of Entra diagnostic settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -216,6 +218,30 @@ impl SignIn<'_> {
             user.as_deref(),
         )
     }
+}
+
+/// Whether `text` is a canonical GUID (an object id).
+pub fn is_guid(text: &str) -> bool {
+    parse_guid(text).is_some()
+}
+
+/// Parses a canonical GUID (`8-4-4-4-12` hex digits, any case).
+pub fn parse_guid(text: &str) -> Option<[u8; 16]> {
+    let b = text.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    let mut digits = b.iter().enumerate().filter(|(i, _)| ![8, 13, 18, 23].contains(i));
+    if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    for byte in &mut out {
+        let hi = (*digits.next()?.1 as char).to_digit(16)?;
+        let lo = (*digits.next()?.1 as char).to_digit(16)?;
+        *byte = (hi << 4 | lo) as u8;
+    }
+    Some(out)
 }
 
 /// Why a record (or a whole message) could not be used.

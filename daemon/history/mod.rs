@@ -30,7 +30,6 @@ pub mod rows;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -42,9 +41,11 @@ use crate::classify::{Labels, Subject};
 use crate::config::Config;
 use crate::coverage::Policy;
 use crate::durable::create_dir_durable;
-use crate::logging::Throttle;
-use crate::pipeline::Shared;
-use crate::sinks::{SignInEvent, Sink, SourceClock};
+use std::sync::Arc;
+
+use crate::events::{CompactionFailed, Events, Problem};
+use crate::metrics::Metrics;
+use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
 use rows::Rows;
 
 /// The sink's name: the key of its state in the snapshot.
@@ -130,8 +131,8 @@ pub struct History {
     retention_days: u32,
     compact_after: i64,
     clock: SourceClock,
-    shared: Arc<Shared>,
-    throttle: Throttle,
+    ctx: SinkContext,
+    events: Events,
     maintenance: Option<Maintenance>,
     _lock: files::StateLock,
 }
@@ -139,7 +140,7 @@ pub struct History {
 impl History {
     /// Opens the history for a state whose snapshot is checkpoint `seq`
     /// (0: none), removing what checkpoints that did not complete left behind.
-    pub fn start(config: &Config, shared: Arc<Shared>, saved: Option<&Vec<u8>>, seq: u64) -> anyhow::Result<History> {
+    pub fn start(config: &Config, ctx: SinkContext, saved: Option<&Vec<u8>>, seq: u64) -> anyhow::Result<History> {
         let dir = config.history.dir(&config.checkpoint);
         create_dir_durable(&dir).map_err(|e| anyhow::anyhow!("cannot create history.dir {}: {e}", dir.display()))?;
         let lock = files::StateLock::take(&dir, &config.checkpoint.dir)?;
@@ -162,8 +163,8 @@ impl History {
         let retention_days = config.history.retention_days;
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let (dir, shared) = (dir.clone(), shared.clone());
-            std::thread::Builder::new().name("history".into()).spawn(move || maintain(&dir, epoch, &shared, rx))?
+            let (dir, metrics) = (dir.clone(), ctx.metrics.clone());
+            std::thread::Builder::new().name("history".into()).spawn(move || maintain(&dir, epoch, &metrics, rx))?
         };
         Ok(History {
             writer: Writer::start()?,
@@ -181,8 +182,8 @@ impl History {
             retention_days,
             compact_after: config.history.compact_after.as_secs() as i64,
             clock: SourceClock::default(),
-            shared,
-            throttle: Throttle::default(),
+            events: Events::new(ctx.metrics.clone()),
+            ctx,
             maintenance: Some((tx, thread)),
             _lock: lock,
         })
@@ -213,7 +214,7 @@ impl History {
     fn absorb(&mut self, queued: usize) {
         while let Some(done) = self.writer.done(queued) {
             match done {
-                Ok((rows, bytes)) => self.shared.metrics.history_part(rows, bytes),
+                Ok((rows, bytes)) => self.ctx.metrics.history_part(rows, bytes),
                 Err((Some(part), e)) => {
                     let e = e.context(format!("cannot write the history in {}", part.folder.display()));
                     self.unwritten.push(part);
@@ -388,14 +389,18 @@ impl Sink for History {
         let date = time.date_naive();
         if date < self.oldest_kept {
             // Past history.retention_days: it would be removed at once.
-            if let Some(held_back) = self.throttle.admit("retention") {
-                tracing::warn!(
-                    date = %date,
-                    retention_days = self.retention_days,
-                    held_back,
-                    "a sign-in older than history.retention_days is not kept in the history (raise it to backfill older exports)"
-                );
-            }
+            let retention_days = self.retention_days;
+            self.events.emit(Problem {
+                kind: "retention",
+                log: |held_back| {
+                    tracing::warn!(
+                        date = %date,
+                        retention_days,
+                        held_back,
+                        "a sign-in older than history.retention_days is not kept in the history (raise it to backfill older exports)"
+                    )
+                },
+            });
             return;
         }
         let v = event.verdict;
@@ -411,9 +416,11 @@ impl Sink for History {
                 self.absorb(usize::MAX);
                 self.failed()
             })
-            && let Some(held_back) = self.throttle.admit("spill")
         {
-            tracing::error!(error = %format!("{e:#}"), held_back, "cannot write history rows ahead of the checkpoint; they stay in memory");
+            self.events.emit(Problem {
+                kind: "spill",
+                log: |held_back| tracing::error!(error = %format!("{e:#}"), held_back, "cannot write history rows ahead of the checkpoint; they stay in memory"),
+            });
         }
     }
 
@@ -426,13 +433,14 @@ impl Sink for History {
     fn committed(&mut self, seq: u64) {
         self.next_seq = seq + 1;
         self.k = 0;
-        if let Err(e) = files::write_committed(&self.dir, self.epoch, seq)
-            && let Some(held_back) = self.throttle.admit("committed")
-        {
-            tracing::warn!(error = %e, held_back, "cannot note the checkpoint in the history's _committed file");
+        if let Err(e) = files::write_committed(&self.dir, self.epoch, seq) {
+            self.events.emit(Problem {
+                kind: "committed",
+                log: |held_back| tracing::warn!(error = %e, held_back, "cannot note the checkpoint in the history's _committed file"),
+            });
         }
         self.oldest_kept = keep_from(self.retention_days, self.newest);
-        if let (Some((tx, _)), Some(low)) = (&self.maintenance, self.clock.low(&self.shared)) {
+        if let (Some((tx, _)), Some(low)) = (&self.maintenance, self.clock.low(&self.ctx.assignment)) {
             let wall_keep_from = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(self.retention_days));
             let round =
                 Round { upto: seq, settled: low - self.compact_after, keep_from: self.oldest_kept, wall_keep_from };
@@ -454,8 +462,8 @@ impl Drop for History {
 /// that are over and removes folders past retention. Either waits for the
 /// history's readers at most [`files::READERS_WAIT`], else leaves the files
 /// for the next round.
-fn maintain(dir: &Path, epoch: u64, shared: &Shared, rx: mpsc::Receiver<Round>) {
-    let throttle = Throttle::default();
+fn maintain(dir: &Path, epoch: u64, metrics: &Arc<Metrics>, rx: mpsc::Receiver<Round>) {
+    let events = Events::new(metrics.clone());
     while let Ok(mut round) = rx.recv() {
         // Only the newest request matters.
         while let Ok(newer) = rx.try_recv() {
@@ -464,24 +472,27 @@ fn maintain(dir: &Path, epoch: u64, shared: &Shared, rx: mpsc::Receiver<Round>) 
         if round.wall_keep_from > round.keep_from
             && let Ok(dates) = files::dates(dir)
             && dates.iter().any(|(d, _)| *d >= round.keep_from && *d < round.wall_keep_from)
-            && let Some(held_back) = throttle.admit("clock ahead")
         {
-            tracing::warn!(
-                keep_from = %round.keep_from,
-                by_host_clock = %round.wall_keep_from,
-                held_back,
-                "the host's clock is ahead of the newest sign-in by more than history.retention_days: retention goes by the sign-ins and removes nothing the host clock alone would (check the clock)"
-            );
+            events.emit(Problem {
+                kind: "clock ahead",
+                log: |held_back| {
+                    tracing::warn!(
+                        keep_from = %round.keep_from,
+                        by_host_clock = %round.wall_keep_from,
+                        held_back,
+                        "the host's clock is ahead of the newest sign-in by more than history.retention_days: retention goes by the sign-ins and removes nothing the host clock alone would (check the clock)"
+                    )
+                },
+            });
         }
         match files::expire(dir, round.keep_from, files::READERS_WAIT) {
             Ok(Some(0)) => {}
             Ok(Some(n)) => tracing::info!(folders = n, keep_from = %round.keep_from, "history past retention removed"),
             Ok(None) => tracing::debug!("history retention waits for a reader of the history"),
-            Err(e) => {
-                if let Some(held_back) = throttle.admit("expire") {
-                    tracing::error!(error = %e, held_back, "cannot remove history past retention");
-                }
-            }
+            Err(e) => events.emit(Problem {
+                kind: "expire",
+                log: |held_back| tracing::error!(error = %e, held_back, "cannot remove history past retention"),
+            }),
         }
         let Ok(dates) = files::dates(dir) else { continue };
         for (date, folder) in dates {
@@ -492,74 +503,13 @@ fn maintain(dir: &Path, epoch: u64, shared: &Shared, rx: mpsc::Receiver<Round>) 
             match files::compact(&folder, epoch, round.upto, files::READERS_WAIT) {
                 Ok(0) => {}
                 Ok(n) => {
-                    shared.metrics.history_compaction("ok");
+                    metrics.history_compaction("ok");
                     tracing::info!(date = %date, files = n, "history day merged into one file");
                 }
-                Err(e) => {
-                    shared.metrics.history_compaction("error");
-                    if let Some(held_back) = throttle.admit("compact") {
-                        tracing::error!(date = %date, error = %format!("{e:#}"), held_back, "cannot merge the history of a day; its parts stay as they are");
-                    }
-                }
+                Err(e) => events.emit(CompactionFailed { date, error: format!("{e:#}") }),
             }
         }
     }
-}
-
-/// A user's notable sign-ins — legacy, single-factor, risky, MFA failures —
-/// newest first, from the history's files of the last `days` days (what the
-/// last checkpoint made durable). For `/api/v1/users/{user}`: the pivot into
-/// Entra's own log by record and correlation id, without the coverage state
-/// keeping any of it.
-pub fn notable_sign_ins(
-    dir: &Path,
-    user_key: &str,
-    days: u32,
-    limit: usize,
-) -> anyhow::Result<Vec<crate::report::SignInRow>> {
-    use polars::prelude::*;
-    use rows::col as c;
-    let since = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(days));
-    let _reading = files::read_lock(dir)?;
-    let mut paths = Vec::new();
-    for (date, folder) in files::dates(dir)? {
-        if date >= since {
-            paths.extend(files::files(&folder)?.into_iter().map(|(_, p)| PlRefPath::new(p.to_string_lossy().as_ref())));
-        }
-    }
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    let notable = col(c::LEGACY_AUTH)
-        .or(col(c::SINGLE_FACTOR).and(col(c::COUNTED)))
-        .or(col(c::RISKY))
-        .or(col(c::MFA_FAILURE).is_not_null());
-    let df = LazyFrame::scan_parquet_files(paths.into(), files::scan_args(None))?
-        .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
-        .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
-        .collect()?;
-    // A record the history holds twice is listed once, by the report's rule (its identity).
-    let mut seen = std::collections::HashSet::new();
-    let ids = df.column(c::IDENTITY)?.u64()?;
-    let text = |name: &str| df.column(name).and_then(|c| c.str().cloned());
-    let (category, record_id, correlation) = (text(c::CATEGORY)?, text(c::RECORD_ID)?, text(c::CORRELATION_ID)?);
-    let ms = df.column("ms")?.i64()?;
-    let first: Vec<bool> = (0..df.height())
-        .map(|i| {
-            let identity = ids.get(i).unwrap_or_else(|| {
-                let (category, time) = (category.get(i).unwrap_or(""), ms.get(i).unwrap_or(0));
-                crate::decode::Identity::of(category, record_id.get(i), correlation.get(i), time, Some(user_key)).0
-            });
-            seen.insert(identity)
-        })
-        .collect();
-    let df = df
-        .filter(&BooleanChunked::from_slice("first".into(), &first))?
-        .lazy()
-        .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
-        .limit(limit as u32)
-        .collect()?;
-    Ok(crate::report::notable_rows(&df))
 }
 
 #[cfg(test)]

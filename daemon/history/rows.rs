@@ -8,8 +8,8 @@ use polars::prelude::*;
 
 use crate::classify::{Labels, Subject};
 use crate::coverage::Observation;
+use crate::decode::RecordAt;
 use crate::sinks::SignInEvent;
-use crate::source::RecordAt;
 
 /// The history's columns (and `date`, the Hive partition of the folders).
 pub mod col {

@@ -25,12 +25,21 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::coverage::{State as CoverageState, Summary, UserQuery, UserType};
-use crate::pipeline::Shared;
+
+/// What the HTTP server reads: the coverage state, the metrics, readiness,
+/// the recent alerts. It never writes any of them.
+#[derive(Clone)]
+pub struct Served {
+    pub coverage: Arc<crate::coverage::Handle>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub health: Arc<crate::health::Health>,
+    pub recent: Arc<crate::alerts::Recent>,
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 struct App {
-    shared: Arc<Shared>,
+    shared: Served,
     tokens: auth::Tokens,
     /// The history folder, when there is one: a user's notable sign-ins come from it.
     history: Option<(std::path::PathBuf, u32)>,
@@ -39,6 +48,8 @@ struct App {
     summary: Arc<Mutex<Option<(Instant, Summary)>>>,
     /// Besides loopback names, the host people reach the API by (`alerts.api_url`).
     api_host: Option<String>,
+    /// `privacy.pseudonymise`: the state knows users by their pseudonyms only.
+    pseudonymised: bool,
 }
 
 impl App {
@@ -63,7 +74,8 @@ impl App {
 
     async fn fresh_summary_locked(&self, cached: &mut Option<(Instant, Summary)>) -> Option<Summary> {
         let shared = self.shared.clone();
-        let summary = tokio::task::spawn_blocking(move || shared.coverage_summary()).await.ok()?;
+        let summary =
+            tokio::task::spawn_blocking(move || shared.metrics.coverage_summary(&shared.coverage)).await.ok()?;
         *cached = Some((Instant::now(), summary.clone()));
         Some(summary)
     }
@@ -71,17 +83,23 @@ impl App {
 
 /// The routes: /metrics and the probes open (they carry no personal data),
 /// /api/v1 behind the tokens when there are any; every request bounded in time.
-pub fn router(
-    shared: Arc<Shared>,
-    tokens: auth::Tokens,
-    request_timeout: Duration,
-    history: Option<(std::path::PathBuf, u32)>,
-    api_url: Option<&str>,
-    metrics_need_token: bool,
-) -> Router {
-    let api_host =
-        api_url.and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_ascii_lowercase));
-    let app = App { shared, tokens, history, summary: Arc::new(Mutex::new(None)), api_host };
+pub fn router(shared: Served, tokens: auth::Tokens, config: &crate::config::Config) -> Router {
+    let request_timeout = config.http.request_timeout;
+    let metrics_need_token = config.http.metrics_require_token;
+    let api_host = config
+        .alerts
+        .api_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+    let app = App {
+        shared,
+        tokens,
+        history: history(config),
+        summary: Arc::new(Mutex::new(None)),
+        api_host,
+        pseudonymised: config.privacy.pseudonymise,
+    };
     let mut api = Router::new();
     let mut open = Router::new();
     // /metrics tells the posture (who is privileged without MFA, which legacy
@@ -150,13 +168,20 @@ async fn require_token(
         .map(str::trim);
     match presented {
         Some(token) if app.tokens.admits(token) => next.run(request).await,
-        _ => {
+        presented => {
             app.shared.metrics.http_unauthorized();
-            (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"mfawatch\"")],
-                Json(json!({"error": "this API needs a bearer token: Authorization: Bearer <token> (see http.api_token_* in the configuration)"})),
-            )
+            // RFC 6750: a token that does not match is `invalid_token`; none at all, no error code.
+            let (challenge, error) = match presented {
+                Some(_) => (
+                    "Bearer realm=\"mfawatch\", error=\"invalid_token\"",
+                    "this bearer token is not one of this API's tokens (http.api_token_*; a token is compared whole, case and all)",
+                ),
+                None => (
+                    "Bearer realm=\"mfawatch\"",
+                    "this API needs a bearer token: Authorization: Bearer <token> (see http.api_token_* in the configuration)",
+                ),
+            };
+            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], Json(json!({ "error": error })))
                 .into_response()
         }
     }
@@ -189,7 +214,7 @@ fn history(config: &crate::config::Config) -> Option<(std::path::PathBuf, u32)> 
 /// Serves until `stop` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+    shared: Served,
     access: Access,
     config: &crate::config::Config,
     stop: CancellationToken,
@@ -204,14 +229,7 @@ pub async fn serve(
             })
         }
     };
-    let router = router(
-        shared,
-        access.tokens,
-        config.http.request_timeout,
-        history(config),
-        config.alerts.api_url.as_deref(),
-        config.http.metrics_require_token,
-    );
+    let router = router(shared, access.tokens, config);
     server::run(listener, router, access.tls, config.http.max_connections as usize, refused, stop).await;
 }
 
@@ -303,7 +321,7 @@ async fn alerts(State(app): State<App>, Query(params): Query<Vec<(String, String
             _ => return bad_request(key, value, "rule, user, limit").into_response(),
         }
     }
-    let (total, alerts) = app.shared.alerts.list(rule, user.as_deref(), limit);
+    let (total, alerts) = app.shared.recent.list(rule, user.as_deref(), limit);
     Json(json!({"total": total, "alerts": alerts})).into_response()
 }
 
@@ -401,8 +419,8 @@ async fn users(State(app): State<App>, Query(params): Query<Vec<(String, String)
     };
     let shared = app.shared.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let accounts = shared.accounts();
-        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = shared.coverage.accounts();
+        let coverage = shared.coverage.read();
         let newest = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let (total, users) = coverage.users(&accounts, &query);
         json!({"newest_sign_in": newest, "total": total, "offset": query.offset, "limit": query.limit, "users": users})
@@ -418,26 +436,29 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     let shared = app.shared.clone();
     let lookup = id.clone();
     let found = tokio::task::spawn_blocking(move || {
-        let accounts = shared.accounts();
-        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
+        let accounts = shared.coverage.accounts();
+        let coverage = shared.coverage.read();
         coverage.user(&accounts, &lookup)
     })
     .await
     .ok()
     .flatten();
     let Some(user) = found else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no sign-in seen for {id:?} (give a UPN or an object id)")})),
-        )
-            .into_response();
+        let error = if app.pseudonymised && id.contains('@') && !id.starts_with("u-") {
+            format!(
+                "no sign-in seen for {id:?}: this daemon pseudonymises users (privacy.pseudonymise), so it knows them by pseudonym only; look the pseudonym up with `mfawatch pseudonym --config FILE {id}`, or give the object id"
+            )
+        } else {
+            format!("no sign-in seen for {id:?} (give a UPN or an object id)")
+        };
+        return (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response();
     };
     let mut body = serde_json::to_value(&user).unwrap_or_default();
     // The coverage state keeps counts; the sign-ins behind them are in the history.
     body["notable_sign_ins"] = match app.history.clone() {
         Some((dir, days)) => {
             let key = user.key.clone();
-            match tokio::task::spawn_blocking(move || crate::history::notable_sign_ins(&dir, &key, days, 50)).await {
+            match tokio::task::spawn_blocking(move || crate::report::notable_sign_ins(&dir, &key, days, 50)).await {
                 Ok(Ok(rows)) => json!(rows),
                 Ok(Err(e)) => json!({"error": format!("cannot read the history: {e:#}")}),
                 Err(_) => json!({"error": "cannot read the history"}),

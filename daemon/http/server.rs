@@ -43,13 +43,13 @@ impl Tls {
     /// Reads the files again (SIGHUP): a renewed certificate without a restart.
     pub fn reload(&self, http: &HttpConfig) -> anyhow::Result<()> {
         if let Some(config) = server_config(http)? {
-            *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+            *crate::locks::write(&self.0) = Arc::new(config);
         }
         Ok(())
     }
 
     fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        tokio_rustls::TlsAcceptor::from(self.0.read().unwrap_or_else(|e| e.into_inner()).clone())
+        tokio_rustls::TlsAcceptor::from(crate::locks::read(&self.0).clone())
     }
 }
 
@@ -124,7 +124,7 @@ pub async fn run(
         };
         {
             let registry = open.clone();
-            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            let mut open = crate::locks::lock(&open);
             let idle = |o: &&Open| !o.busy.load(Ordering::Relaxed);
             let longest_idle = |of: &mut dyn Iterator<Item = &Open>| {
                 of.filter(idle).min_by_key(|o| o.idle_since.load(Ordering::Relaxed)).map(|o| o.id)
@@ -193,7 +193,7 @@ pub async fn run(
                     },
                     None => serve(&http, TokioIo::new(stream), service, close).await,
                 }
-                open.lock().unwrap_or_else(|e| e.into_inner()).retain(|o| o.id != id);
+                crate::locks::lock(&open).retain(|o| o.id != id);
             });
         }
     }

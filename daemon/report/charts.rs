@@ -54,6 +54,7 @@ pub fn ratio_line(id: &str, title: &str, labels: &[String], values: &[Option<f64
             .x_label_formatter(&|x| label_at(labels, *x))
             .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
             .y_desc("MFA coverage")
+            .light_line_style(WHITE)
             .label_style((FONT, 12))
             .draw()?;
         let line: Vec<(f64, f64)> = values.iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as f64, v))).collect();
@@ -93,6 +94,7 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], s
             .x_labels(n.min(31))
             .x_label_formatter(&|x| label_at(categories, *x))
             .y_label_formatter(&|y| format!("{y:.0}"))
+            .light_line_style(WHITE)
             .label_style((FONT, 11))
             .draw()?;
         let width = 0.8 / if stacked { 1.0 } else { series.len().max(1) as f64 };
@@ -126,16 +128,43 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], s
     figure(id, title, points, svg + &error)
 }
 
-/// The label of the category nearest `x`, shortened.
+/// The label of the category nearest `x`, shortened only when the room
+/// its category has on the axis (the chart's width shared by all of them,
+/// about 6.5 px a character at 11 px) cannot hold it.
 fn label_at(labels: &[String], x: f64) -> String {
     let i = x.round();
     if (x - i).abs() > 0.01 || i < 0.0 {
         return String::new();
     }
     let label = labels.get(i as usize).map(String::as_str).unwrap_or("");
-    if label.chars().count() > 18 {
-        format!("{}…", label.chars().take(17).collect::<String>())
+    let room = label_room(labels.len());
+    if label.chars().count() > room {
+        format!("{}…", label.chars().take(room - 1).collect::<String>())
     } else {
         label.to_owned()
+    }
+}
+
+/// Characters a category label has room for when `n` share the axis.
+fn label_room(n: usize) -> usize {
+    ((W as usize - 90) * 2 / (13 * n.max(1))).clamp(8, 40)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_cut_only_when_they_do_not_fit() {
+        let cells: Vec<String> =
+            ["member", "member, privileged", "guest", "unknown, privileged"].iter().map(|s| s.to_string()).collect();
+        for x in 0..cells.len() {
+            assert_eq!(label_at(&cells, x as f64), cells[x], "four categories have room");
+        }
+        let policies = vec!["CA002: Block legacy authentication".to_string(); 2];
+        assert_eq!(label_at(&policies, 0.0), policies[0]);
+        let many = vec!["a label far too long for thirty bars".to_string(); 30];
+        let cut = label_at(&many, 0.0);
+        assert!(cut.ends_with('…') && cut.chars().count() == label_room(30), "{cut}");
     }
 }

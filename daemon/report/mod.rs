@@ -10,6 +10,11 @@
 
 pub mod charts;
 pub mod render;
+mod scan;
+mod users;
+
+use scan::*;
+use users::*;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,16 @@ use serde::Serialize;
 
 use crate::history::files;
 use crate::history::rows::col as c;
+
+/// The period before the report's, as the report compares with it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Previous {
+    pub window: Window,
+    /// From its first sign-in to its last.
+    pub hours_of_data: f64,
+    /// Whether its data cover it well enough (90 %) to compare with.
+    pub compared: bool,
+}
 
 /// The days a report covers, inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,14 +74,30 @@ impl Window {
         }
     }
 
+    /// For a chart's axis: `2026-W47`, else `10-07–10-21`.
+    pub fn short_label(&self) -> String {
+        if self.from.weekday() == chrono::Weekday::Mon && self.days() == 7 {
+            self.label()
+        } else {
+            format!("{}–{}", self.from.format("%m-%d"), self.to.format("%m-%d"))
+        }
+    }
+
     /// Start of the first day and end of the last, Unix milliseconds [start, end).
     fn millis(&self) -> (i64, i64) {
         (midnight_ms(self.from), midnight_ms(self.to) + 86_400_000)
     }
 
-    fn shifted_weeks(&self, weeks: i64) -> Window {
-        let d = chrono::Duration::days(7 * weeks);
+    /// The window `periods` of its own length later (earlier when negative):
+    /// the period before a 15-day window is the 15 days before it, disjoint.
+    fn shifted(&self, periods: i64) -> Window {
+        let d = chrono::Duration::days(self.days() * periods);
         Window { from: self.from + d, to: self.to + d }
+    }
+
+    /// "week" for a week, else "15 days".
+    pub fn period(&self) -> String {
+        if self.days() == 7 { "week".into() } else { format!("{} days", self.days()) }
     }
 }
 
@@ -170,6 +201,9 @@ pub struct SignInRow {
     pub client_app: String,
     pub outcome_code: i64,
     pub risk_level: String,
+    /// Why it is risky, in words ("high risk", "risk state: at risk, level
+    /// hidden by licence"); empty when it is not.
+    pub risk: String,
     pub ip: String,
     pub country: String,
     pub record_id: String,
@@ -222,7 +256,10 @@ pub struct Report {
     pub sign_ins: u64,
     pub duplicates: u64,
     pub coverage: Coverage,
+    /// The period before, when its data cover it (see `previous_period`).
     pub previous: Option<Coverage>,
+    /// The period of the same length before the report's, and how much of it the history covers.
+    pub previous_period: Option<Previous>,
     /// (week label, ratio) oldest first.
     pub trend: Vec<(String, Option<f64>)>,
     pub breakdown: Vec<Cell>,
@@ -238,123 +275,6 @@ pub struct Report {
     pub report_only: Vec<PolicyImpact>,
     pub protections: Protections,
     pub damaged: Vec<Damaged>,
-}
-
-/// Progress lines on stderr, as a scan goes.
-fn progress(what: &str) {
-    eprintln!("report: {what}");
-}
-
-/// A history file and the date of its folder.
-type DatedFile = (NaiveDate, PathBuf);
-
-/// The history's readable files for the days from `from` to `to`, and the damaged ones.
-fn usable_files(dir: &Path, from: NaiveDate, to: NaiveDate) -> anyhow::Result<(Vec<DatedFile>, Vec<Damaged>)> {
-    let mut good = Vec::new();
-    let mut damaged = Vec::new();
-    for (date, folder) in files::dates(dir)? {
-        if date < from || date > to {
-            continue;
-        }
-        for (_, path) in files::files(&folder)? {
-            match check(&path) {
-                Ok(()) => good.push((date, path)),
-                Err(error) => {
-                    progress(&format!("skipping damaged file {}: {error}", path.display()));
-                    damaged.push(Damaged { file: path.display().to_string(), error });
-                }
-            }
-        }
-    }
-    Ok((good, damaged))
-}
-
-/// Whether a Parquet file can be read (its footer and schema), without panicking on garbage.
-fn check(path: &Path) -> Result<(), String> {
-    let path = path.to_owned();
-    std::panic::catch_unwind(move || -> Result<(), String> {
-        let file = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        let mut reader = ParquetReader::new(file);
-        reader.schema().map_err(|e| e.to_string())?;
-        reader.num_rows().map_err(|e| e.to_string())?;
-        Ok(())
-    })
-    .unwrap_or_else(|_| Err("the Parquet reader gave up on it".into()))
-}
-
-/// The sign-ins of `files` (whole date folders, as listed for [`Repeats`]),
-/// a record delivered twice counted once.
-///
-/// The rows to leave out are found first (see [`Repeats`]) and left out by
-/// row number, so that each query of the report reads only its own columns
-/// and its filters reach the Parquet reader: a `unique` over the week in
-/// every query read every column it names for every row first (12 GB over
-/// 10 million rows).
-fn scan(files: &[PathBuf], repeats: &Repeats) -> PolarsResult<LazyFrame> {
-    let repeated = repeats.rows(files);
-    let lf = scan_rows(files, true)?.with_column(col(c::TIME).cast(DataType::Int64).alias("ms"));
-    if repeated.is_empty() {
-        return Ok(lf);
-    }
-    let repeated = Series::new("repeated".into(), repeated);
-    Ok(lf.filter(col(ROW).is_in(lit(repeated).implode(false), false).not()))
-}
-
-/// The row-number column of [`scan_rows`].
-const ROW: &str = "row";
-
-fn scan_rows(files: &[PathBuf], row_index: bool) -> PolarsResult<LazyFrame> {
-    let paths: Vec<PlRefPath> = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().as_ref())).collect();
-    LazyFrame::scan_parquet_files(paths.into(), files::scan_args(row_index.then_some(ROW)))
-}
-
-/// Per date folder: its rows, and the row numbers within it of sign-ins
-/// already there earlier — the same record identity (a backfill of an
-/// export Kafka had delivered, one event in two hubs: see
-/// `decode::Identity`). A record's copies have its event time, so they are
-/// in one date folder: each folder is read once, one column.
-struct Repeats(std::collections::HashMap<PathBuf, (IdxSize, Vec<IdxSize>)>);
-
-impl Repeats {
-    fn of(files: &[PathBuf]) -> anyhow::Result<Repeats> {
-        let mut folders = std::collections::HashMap::new();
-        for day in by_folder(files) {
-            let mut seen = std::collections::HashSet::new();
-            let mut repeated = Vec::new();
-            let mut rows: IdxSize = 0;
-            for file in day {
-                for identity in files::identities(file)? {
-                    if !seen.insert(identity) {
-                        repeated.push(rows);
-                    }
-                    rows += 1;
-                }
-            }
-            folders.insert(folder_of(&day[0]), (rows, repeated));
-        }
-        Ok(Repeats(folders))
-    }
-
-    /// The row numbers to leave out of a scan of `files`, in their order.
-    fn rows(&self, files: &[PathBuf]) -> Vec<IdxSize> {
-        let mut rows = Vec::new();
-        let mut offset: IdxSize = 0;
-        for day in by_folder(files) {
-            let (height, repeated) = &self.0[&folder_of(&day[0])];
-            rows.extend(repeated.iter().map(|i| offset + i));
-            offset += height;
-        }
-        rows
-    }
-}
-
-/// `files` (listed folder by folder) a date folder at a time.
-fn by_folder(files: &[PathBuf]) -> impl Iterator<Item = &[PathBuf]> {
-    files.chunk_by(|a, b| a.parent() == b.parent())
-}
-
-fn folder_of(file: &Path) -> PathBuf {
-    file.parent().unwrap_or(Path::new("")).to_owned()
 }
 
 /// What report-only Conditional Access policies would have done over the
@@ -409,8 +329,25 @@ fn report_only_impact(week_files: &[PathBuf], repeats: &Repeats, w: Window) -> a
 }
 
 /// Rows of user sign-ins that name an account (the users of §6).
+/// A risky sign-in that got in, of a user (service principals and managed
+/// identities cannot do MFA), with MFA (`true`) or without: the one
+/// definition of "risky without MFA" (docs/labels.md) the report uses everywhere.
+fn risky(with_mfa: bool) -> Expr {
+    let mfa = if with_mfa { col(c::MFA_SATISFIED) } else { col(c::MFA_SATISFIED).not() };
+    of_a_user().and(col(c::RISKY)).and(col(c::SUCCESS)).and(mfa)
+}
+
+fn risky_without_mfa() -> Expr {
+    risky(false)
+}
+
+/// A row of a user's sign-in (not a service principal's, nor one naming no account).
+fn of_a_user() -> Expr {
+    col(c::SUBJECT).eq(lit("user")).and(col(c::UNKNOWN_ACCOUNT).not()).and(col(c::USER_KEY).is_not_null())
+}
+
 fn users_only(lf: LazyFrame) -> LazyFrame {
-    lf.filter(col(c::SUBJECT).eq(lit("user")).and(col(c::UNKNOWN_ACCOUNT).not()).and(col(c::USER_KEY).is_not_null()))
+    lf.filter(of_a_user())
 }
 
 fn between(lf: LazyFrame, w: Window) -> LazyFrame {
@@ -447,268 +384,19 @@ fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
     (covered + uncovered > 0).then(|| covered as f64 / (covered + uncovered) as f64)
 }
 
-/// Per user over the week, and what the daemon would call their state.
-struct UserStates {
-    df: DataFrame,
-}
-
-/// The per-user columns coverage needs: sums over the window's days, and
-/// values as of the window's end.
-mod part {
-    pub const ORDER: &str = "order";
-    pub const COUNTED: &str = "counted";
-    pub const SINGLE_FACTOR: &str = "single_factor";
-    pub const LEGACY: &str = "legacy";
-    pub const MFA_IN_WINDOW: &str = "mfa_in_window";
-    pub const UPN: &str = "upn";
-    pub const USER_TYPE: &str = "user_type";
-    pub const PRIVILEGED: &str = "privileged";
-    pub const EXCLUDED: &str = "excluded";
-    pub const LAST_MFA: &str = "last_mfa";
-    pub const LAST_SF: &str = "last_sf";
-    pub const LAST_SF_APP: &str = "last_sf_app";
-    pub const LAST_SF_CLIENT: &str = "last_sf_client";
-    pub const REGISTRATION_FAILURES: &str = "registration_failures";
-    /// The sums: of the window's days only.
-    pub const SUMS: [&str; 4] = [COUNTED, SINGLE_FACTOR, LEGACY, MFA_IN_WINDOW];
-}
-
-/// Each user's state at the end of each of `windows` (consecutive weeks,
-/// oldest first; `None` for a window not asked for): what the daemon's
-/// per-user entry would hold, computed from the rows of every day up to the
-/// window's end.
-///
-/// A day at a time: each date folder is summed up per user (its counts, and
-/// its newest attributes, MFA and single-factor sign-in), and the days are
-/// then folded — a record and its copies share a date folder, and the days'
-/// rows do not overlap in time, so the newest value of the newest day that
-/// has one is the newest of all. Memory follows a day and the users, not
-/// the week (the week at once took 5 GB over 10 million rows) nor the
-/// history's length.
-fn user_states(
-    files: &[DatedFile],
-    repeats: &Repeats,
-    windows: &[Option<Window>],
-) -> PolarsResult<Vec<Option<UserStates>>> {
-    let mut days = files.chunk_by(|a, b| a.0 == b.0).peekable();
-    let mut before: Option<DataFrame> = None;
-    let mut registrations: Vec<DataFrame> = Vec::new();
-    let mut out = Vec::with_capacity(windows.len());
-    let mut order = 0i32;
-    for window in windows {
-        let Some(w) = window else {
-            out.push(None);
-            continue;
-        };
-        let (_, end) = w.millis();
-        let mut within = Vec::new();
-        while let Some(day) = days.next_if(|day| day[0].0 <= w.to) {
-            order += 1;
-            let paths: Vec<PathBuf> = day.iter().map(|(_, path)| path.clone()).collect();
-            let lf = users_only(scan(&paths, repeats)?).filter(col("ms").lt(lit(end)));
-            registrations.push(
-                lf.clone()
-                    .filter(col(c::MFA_FAILURE).eq(lit("registration_required")))
-                    .select([col(c::USER_KEY), col("ms")])
-                    .collect()?,
-            );
-            let partial = day_partial(lf, order)?;
-            if day[0].0 >= w.from {
-                within.push(partial);
-            } else {
-                before = Some(values_only(fold(before.into_iter().chain([partial]).collect())?)?);
-            }
-        }
-        let states = fold(before.into_iter().chain(within).collect())?;
-        let failures =
-            concat(registrations.iter().map(|r| r.clone().lazy()).collect::<Vec<_>>(), UnionArgs::default())?
-                .filter(col("ms").lt(lit(end)))
-                .group_by([col(c::USER_KEY)])
-                .agg([col("ms").alias(part::REGISTRATION_FAILURES)]);
-        // What the window's days leave for the next: the values, not the sums.
-        before = Some(values_only(states.clone())?);
-        let df = states.lazy().join(failures, [col(c::USER_KEY)], [col(c::USER_KEY)], JoinArgs::new(JoinType::Left));
-        out.push(Some(UserStates { df: df.collect()? }));
-    }
-    Ok(out)
-}
-
-/// A per-user summary with its window's sums cleared: what days before a
-/// window tell about it (who the user is, their last MFA), not its counts.
-fn values_only(df: DataFrame) -> PolarsResult<DataFrame> {
-    let mut cleared: Vec<Expr> = part::SUMS.iter().map(|name| lit(0u64).cast(DataType::UInt64).alias(*name)).collect();
-    cleared.push(lit(NULL).cast(DataType::Int64).alias(part::LAST_SF));
-    cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_APP));
-    cleared.push(lit(NULL).cast(DataType::String).alias(part::LAST_SF_CLIENT));
-    df.lazy().with_columns(cleared).collect()
-}
-
-/// One day's user sign-ins summed up per user ([`part`]'s columns).
-fn day_partial(lf: LazyFrame, order: i32) -> PolarsResult<DataFrame> {
-    let counted = col(c::COUNTED);
-    let sum_if = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
-    let in_order = SortMultipleOptions::default().with_maintain_order(true);
-    let by_time = |e: Expr| e.sort_by([col("ms")], in_order.clone());
-    // The value of the newest row meeting `cond`.
-    let last_where =
-        |e: Expr, cond: Expr| e.filter(cond.clone()).sort_by([col("ms").filter(cond)], in_order.clone()).last();
-    let single_factor = counted.clone().and(col(c::SINGLE_FACTOR));
-    lf.group_by([col(c::USER_KEY)])
-        .agg([
-            sum_if(counted.clone(), part::COUNTED),
-            sum_if(single_factor.clone(), part::SINGLE_FACTOR),
-            sum_if(counted.and(col(c::LEGACY_AUTH)), part::LEGACY),
-            sum_if(col(c::MFA_SATISFIED), part::MFA_IN_WINDOW),
-            by_time(col(c::UPN)).drop_nulls().last().alias(part::UPN),
-            by_time(col(c::USER_TYPE)).drop_nulls().last().alias(part::USER_TYPE),
-            by_time(col(c::PRIVILEGED)).last().alias(part::PRIVILEGED),
-            by_time(col(c::EXCLUDED)).last().alias(part::EXCLUDED),
-            col("ms").filter(col(c::MFA_SATISFIED)).max().alias(part::LAST_MFA),
-            col("ms").filter(single_factor.clone()).max().alias(part::LAST_SF),
-            last_where(col(c::APP), single_factor.clone()).alias(part::LAST_SF_APP),
-            last_where(col(c::CLIENT_APP), single_factor).alias(part::LAST_SF_CLIENT),
-        ])
-        .with_column(lit(order).cast(DataType::Int32).alias(part::ORDER))
-        .collect()
-}
-
-/// Folds per-user summaries of days (oldest first) into one: sums added,
-/// the newest day's values kept.
-fn fold(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
-    if frames.len() == 1 {
-        return Ok(frames.into_iter().next().expect("one"));
-    }
-    let in_order = SortMultipleOptions::default().with_maintain_order(true);
-    let newest = |e: Expr| e.sort_by([col(part::ORDER)], in_order.clone());
-    let newest_where =
-        |e: Expr, cond: Expr| e.filter(cond.clone()).sort_by([col(part::ORDER).filter(cond)], in_order.clone()).last();
-    let with_sf = col(part::LAST_SF).is_not_null();
-    let lazy: Vec<LazyFrame> = frames.into_iter().map(IntoLazy::lazy).collect();
-    let mut agg: Vec<Expr> = part::SUMS.iter().map(|name| col(*name).sum().alias(*name)).collect();
-    agg.extend([
-        newest(col(part::UPN)).drop_nulls().last().alias(part::UPN),
-        newest(col(part::USER_TYPE)).drop_nulls().last().alias(part::USER_TYPE),
-        newest(col(part::PRIVILEGED)).last().alias(part::PRIVILEGED),
-        newest(col(part::EXCLUDED)).last().alias(part::EXCLUDED),
-        col(part::LAST_MFA).max().alias(part::LAST_MFA),
-        col(part::LAST_SF).max().alias(part::LAST_SF),
-        newest_where(col(part::LAST_SF_APP), with_sf.clone()).alias(part::LAST_SF_APP),
-        newest_where(col(part::LAST_SF_CLIENT), with_sf).alias(part::LAST_SF_CLIENT),
-        col(part::ORDER).max().alias(part::ORDER),
-    ]);
-    concat(lazy, UnionArgs::default())?.group_by([col(c::USER_KEY)]).agg(agg).collect()
-}
-
-/// Coverage, its cells, the uncovered users and the registration_pending ones.
-type Covered = (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>);
-
-/// What the daemon's coverage says of these users over `w` ("now" being
-/// the newest sign-in of the window), with the uncovered users and the
-/// registration_pending ones.
-fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_days: i64) -> Covered {
-    let df = &states.df;
-    let start_day = midnight_ms(w.from) / 86_400_000;
-    let mut cov = Coverage::default();
-    let mut cells: BTreeMap<(String, bool), Cell> = BTreeMap::new();
-    let mut uncovered = Vec::new();
-    let mut pending = Vec::new();
-    let registration = df.column("registration_failures").ok().and_then(|c| c.list().ok().cloned());
-    for row in 0..df.height() {
-        cov.users += 1;
-        let user_type = match str_of(df, "user_type", row).to_ascii_lowercase().as_str() {
-            "member" => "member",
-            "guest" => "guest",
-            _ => "unknown",
-        }
-        .to_owned();
-        let privileged = bool_of(df, "privileged", row);
-        let cell = cells.entry((user_type.clone(), privileged)).or_insert_with(|| Cell {
-            user_type: user_type.clone(),
-            privileged,
-            covered: 0,
-            uncovered: 0,
-            never_mfa: 0,
-            coverage_ratio: None,
-        });
-        let (counted, sf, legacy) =
-            (u64_of(df, "counted", row), u64_of(df, "single_factor", row), u64_of(df, "legacy", row));
-        let last_mfa = df.column("last_mfa").ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<i64>());
-        // Registration: pending from the first failure after the last MFA's day.
-        if let Some(failures) = registration.as_ref().and_then(|l| l.get_as_series(row)) {
-            let failures: Vec<i64> = failures.i64().map(|ca| ca.into_no_null_iter().collect()).unwrap_or_default();
-            let last_failure = failures.iter().copied().max();
-            if let Some(last) = last_failure.filter(|&t| last_mfa.is_none_or(|m| t / 1000 > m / 1000)) {
-                let mfa_day = last_mfa.map(|m| m / 86_400_000);
-                let last_day = last / 86_400_000;
-                let since_day = failures
-                    .iter()
-                    .map(|t| t / 86_400_000)
-                    .filter(|d| mfa_day.is_none_or(|m| *d > m) && last_day - d < 32)
-                    .min()
-                    .unwrap_or_else(|| mfa_day.unwrap_or(last_day));
-                let overdue = newest_ms / 1000 - since_day * 86_400 > grace_days * 86_400;
-                cov.registration_pending += 1;
-                cov.registration_overdue += u64::from(overdue);
-                pending.push(Pending {
-                    user_key: str_of(df, c::USER_KEY, row),
-                    upn: str_of(df, "upn", row),
-                    since: chrono::DateTime::from_timestamp(since_day * 86_400, 0).unwrap_or_default().date_naive(),
-                    overdue,
-                });
-            }
-        }
-        if bool_of(df, "excluded", row) {
-            cov.excluded += 1;
-            continue;
-        }
-        if sf + legacy > 0 {
-            let never = last_mfa.is_none_or(|m| m / 86_400_000 < start_day) || u64_of(df, "mfa_in_window", row) == 0;
-            cov.uncovered += 1;
-            cell.uncovered += 1;
-            if never {
-                cov.never_mfa += 1;
-                cell.never_mfa += 1;
-            }
-            let last_sf = df.column("last_sf").ok().and_then(|c| c.get(row).ok()).and_then(|v| v.extract::<i64>());
-            uncovered.push(UncoveredUser {
-                user_key: str_of(df, c::USER_KEY, row),
-                upn: str_of(df, "upn", row),
-                user_type: user_type.clone(),
-                privileged,
-                never_mfa: never,
-                single_factor_sign_ins: sf,
-                legacy_sign_ins: legacy,
-                last_single_factor: last_sf.map(ms_text),
-                last_single_factor_app: Some(str_of(df, "last_sf_app", row)).filter(|s| !s.is_empty()),
-                last_single_factor_client: Some(str_of(df, "last_sf_client", row)).filter(|s| !s.is_empty()),
-            });
-        } else if counted > 0 {
-            cov.covered += 1;
-            cell.covered += 1;
-        } else {
-            cov.inactive += 1;
-        }
-    }
-    cov.coverage_ratio = ratio(cov.covered, cov.uncovered);
-    let cells = cells
-        .into_values()
-        .map(|mut cell| {
-            cell.coverage_ratio = ratio(cell.covered, cell.uncovered);
-            cell
-        })
-        .collect();
-    uncovered.sort_by(|a, b| {
-        (b.privileged, b.single_factor_sign_ins + b.legacy_sign_ins, &a.upn).cmp(&(
-            a.privileged,
-            a.single_factor_sign_ins + a.legacy_sign_ins,
-            &b.upn,
-        ))
-    });
-    pending.sort_by(|a, b| (a.since, &a.upn).cmp(&(b.since, &b.upn)));
-    (cov, cells, uncovered, pending)
-}
-
 /// The newest sign-in (of any subject) before the window's end.
+/// Hours from the first sign-in of `w` to its last: how much of it the history covers.
+fn data_hours(lf: &LazyFrame, w: Window) -> PolarsResult<f64> {
+    let (start, end) = w.millis();
+    let df = lf
+        .clone()
+        .filter(col("ms").gt_eq(lit(start)).and(col("ms").lt(lit(end))))
+        .select([col("ms").min().alias("first"), col("ms").max().alias("last")])
+        .collect()?;
+    let (first, last) = (i64_of(&df, "first", 0), i64_of(&df, "last", 0));
+    Ok(if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 })
+}
+
 fn newest_ms(lf: &LazyFrame, w: Window) -> PolarsResult<i64> {
     let (_, end) = w.millis();
     let df = lf.clone().filter(col("ms").lt(lit(end))).select([col("ms").max()]).collect()?;
@@ -730,6 +418,13 @@ fn sign_in_rows(df: &DataFrame) -> Vec<SignInRow> {
             client_app: str_of(df, c::CLIENT_APP, r),
             outcome_code: i64_of(df, c::OUTCOME_CODE, r),
             risk_level: str_of(df, c::RISK_LEVEL, r),
+            risk: if bool_of(df, c::RISKY, r) {
+                let level = crate::classify::RiskLevel::parse(Some(&str_of(df, c::RISK_LEVEL, r)));
+                let state = str_of(df, c::RISK_STATE, r);
+                crate::classify::risk_reason(level.unwrap_or(crate::classify::RiskLevel::None), Some(&state))
+            } else {
+                String::new()
+            },
             ip: str_of(df, c::IP, r),
             country: str_of(df, c::COUNTRY, r),
             record_id: str_of(df, c::RECORD_ID, r),
@@ -738,13 +433,14 @@ fn sign_in_rows(df: &DataFrame) -> Vec<SignInRow> {
         .collect()
 }
 
-const ROW_COLUMNS: [&str; 17] = [
+const ROW_COLUMNS: [&str; 18] = [
     c::UPN,
     c::USER_KEY,
     c::APP,
     c::CLIENT_APP,
     c::OUTCOME_CODE,
     c::RISK_LEVEL,
+    c::RISK_STATE,
     c::IP,
     c::COUNTRY,
     c::RECORD_ID,
@@ -772,9 +468,57 @@ fn labels_of(df: &DataFrame, r: usize) -> String {
     out.join(";")
 }
 
-/// The rows of a user's notable sign-ins (see `history::notable_sign_ins`).
-pub fn notable_rows(df: &DataFrame) -> Vec<SignInRow> {
-    sign_in_rows(df)
+/// A user's notable sign-ins — legacy, single-factor, risky, MFA failures —
+/// newest first, from the history's files of the last `days` days (what the
+/// last checkpoint made durable). For `/api/v1/users/{user}`: the pivot into
+/// Entra's own log by record and correlation id, without the coverage state
+/// keeping any of it.
+pub fn notable_sign_ins(dir: &Path, user_key: &str, days: u32, limit: usize) -> anyhow::Result<Vec<SignInRow>> {
+    let since = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(days));
+    let _reading = crate::history::files::read_lock(dir)?;
+    let mut paths = Vec::new();
+    for (date, folder) in crate::history::files::dates(dir)? {
+        if date >= since {
+            paths.extend(
+                crate::history::files::files(&folder)?
+                    .into_iter()
+                    .map(|(_, p)| PlRefPath::new(p.to_string_lossy().as_ref())),
+            );
+        }
+    }
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let notable = col(c::LEGACY_AUTH)
+        .or(col(c::SINGLE_FACTOR).and(col(c::COUNTED)))
+        .or(col(c::RISKY))
+        .or(col(c::MFA_FAILURE).is_not_null());
+    let df = LazyFrame::scan_parquet_files(paths.into(), crate::history::files::scan_args(None))?
+        .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
+        .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
+        .collect()?;
+    // A record the history holds twice is listed once, by the report's rule (its identity).
+    let mut seen = std::collections::HashSet::new();
+    let ids = df.column(c::IDENTITY)?.u64()?;
+    let text = |name: &str| df.column(name).and_then(|c| c.str().cloned());
+    let (category, record_id, correlation) = (text(c::CATEGORY)?, text(c::RECORD_ID)?, text(c::CORRELATION_ID)?);
+    let ms = df.column("ms")?.i64()?;
+    let first: Vec<bool> = (0..df.height())
+        .map(|i| {
+            let identity = ids.get(i).unwrap_or_else(|| {
+                let (category, time) = (category.get(i).unwrap_or(""), ms.get(i).unwrap_or(0));
+                crate::decode::Identity::of(category, record_id.get(i), correlation.get(i), time, Some(user_key)).0
+            });
+            seen.insert(identity)
+        })
+        .collect();
+    let df = df
+        .filter(&BooleanChunked::from_slice("first".into(), &first))?
+        .lazy()
+        .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
+        .limit(limit as u32)
+        .collect()?;
+    Ok(sign_in_rows(&df))
 }
 
 fn row_columns() -> Vec<Expr> {
@@ -823,7 +567,9 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     progress("coverage");
     // The report's week and the trend's weeks before it, oldest first; a
     // past week without sign-ins is not worked out.
-    let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted_weeks(-back)).collect();
+    // Periods of the report's own length, back to back: a 15-day report's
+    // "before" is the 15 days before it.
+    let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted(-back)).collect();
     let mut newest = Vec::with_capacity(weeks.len());
     for week in &weeks {
         newest.push(newest_ms(&all, *week)?);
@@ -844,11 +590,20 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let trend: Vec<(String, Option<f64>)> = weeks
         .iter()
         .zip(&covered)
-        .map(|(week, cov)| (week.label(), cov.as_ref().and_then(|(c, ..)| c.coverage_ratio)))
+        .map(|(week, cov)| (week.short_label(), cov.as_ref().and_then(|(c, ..)| c.coverage_ratio)))
         .collect();
     let (coverage, breakdown, uncovered, registration) =
         covered.pop().flatten().expect("the report's week is always worked out");
-    let previous = covered.pop().flatten().map(|(c, ..)| c);
+    let previous_coverage = covered.pop().flatten().map(|(c, ..)| c);
+    // The period before is compared with only when its data cover it (90 %
+    // of its hours from its first sign-in to its last): a history that
+    // begins midweek is not a week to compare with.
+    let previous_period = (weeks.len() >= 2).then(|| {
+        let before = weeks[weeks.len() - 2];
+        let hours = data_hours(&all, before).unwrap_or(0.0);
+        Previous { window: before, hours_of_data: hours, compared: hours >= 0.9 * (before.days() * 24) as f64 }
+    });
+    let previous = previous_coverage.filter(|_| previous_period.as_ref().is_some_and(|p| p.compared));
 
     progress("sign-ins by day, legacy protocols, applications");
     let users_week = users_only(week.clone());
@@ -933,7 +688,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     progress("risk, MFA failures, report-only policies, protections");
     let risky_df = users_week
         .clone()
-        .filter(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED).not()))
+        .filter(risky_without_mfa())
         .select(row_columns())
         .sort(["ms"], SortMultipleOptions::default())
         .collect()?;
@@ -972,8 +727,8 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
             ),
             sum_if(interactive_ok, "interactive"),
             sum_if(col(c::LEGACY_AUTH).and(col(c::BLOCKED_BY).eq(lit("conditional_access"))), "legacy_ca"),
-            sum_if(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED)), "risky_mfa"),
-            sum_if(col(c::RISKY).and(col(c::SUCCESS)).and(col(c::MFA_SATISFIED).not()), "risky_no_mfa"),
+            sum_if(risky(true), "risky_mfa"),
+            sum_if(risky_without_mfa(), "risky_no_mfa"),
         ])
         .collect()?;
     let protections = Protections {
@@ -1007,6 +762,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         duplicates,
         coverage,
         previous,
+        previous_period,
         trend,
         breakdown,
         daily,
@@ -1069,6 +825,8 @@ mod tests {
         assert_eq!(w.label(), "2026-11-03_2026-11-09");
         let (start, end) = w.millis();
         assert_eq!(end - start, 7 * 86_400_000);
-        assert_eq!(w.shifted_weeks(-1).from, day(2026, 10, 27));
+        assert_eq!(w.shifted(-1).from, day(2026, 10, 27));
+        let fortnight = Window { from: day(2026, 11, 1), to: day(2026, 11, 15) };
+        assert_eq!((fortnight.shifted(-1).from, fortnight.shifted(-1).to), (day(2026, 10, 17), day(2026, 10, 31)));
     }
 }

@@ -34,11 +34,23 @@ fn share(part: u64, whole: u64) -> String {
     if whole == 0 { "n/a".into() } else { format!("{:.1} %", part as f64 * 100.0 / whole as f64) }
 }
 
-/// The change against the previous week, in points.
-fn change(now: Option<f64>, before: Option<f64>) -> String {
-    match (now, before) {
-        (Some(n), Some(b)) => format!("{:+.1} points against the week before ({})", (n - b) * 100.0, pct(Some(b))),
-        _ => "no week before to compare with".into(),
+/// The change against the period before, in points — or why there is none.
+fn change(r: &Report) -> String {
+    let now = r.coverage.coverage_ratio;
+    let before = r.previous.as_ref().and_then(|p| p.coverage_ratio);
+    let period = r.window.period();
+    match (&r.previous_period, now, before) {
+        (Some(p), Some(n), Some(b)) if p.compared => {
+            format!("{:+.1} points against the {period} before ({})", (n - b) * 100.0, pct(Some(b)))
+        }
+        (Some(p), ..) if !p.compared && p.hours_of_data > 0.0 => format!(
+            "the {period} before ({} to {}): {:.0} h of data of {}, not compared",
+            p.window.from,
+            p.window.to,
+            p.hours_of_data,
+            p.window.days() * 24
+        ),
+        _ => format!("no {period} before to compare with"),
     }
 }
 
@@ -54,6 +66,8 @@ pub struct Summary<'a> {
     pub states: States,
     pub coverage_ratio: Option<f64>,
     pub previous_coverage_ratio: Option<f64>,
+    /// The period of the same length before, how much of it the history covers, and whether it was compared.
+    pub previous: Option<&'a super::Previous>,
     pub registration_pending: u64,
     pub registration_overdue: u64,
     pub legacy: Vec<LegacySummary<'a>>,
@@ -61,6 +75,8 @@ pub struct Summary<'a> {
     pub risky_without_mfa: usize,
     pub uncovered_users: usize,
     pub report_only_results: usize,
+    /// Security defaults or Conditional Access, as the sign-ins tell (or contradictory).
+    pub protections_in_force: InForce,
     pub damaged_files: Vec<&'a str>,
 }
 
@@ -99,6 +115,7 @@ pub fn summary(r: &Report) -> Summary<'_> {
         },
         coverage_ratio: c.coverage_ratio,
         previous_coverage_ratio: r.previous.as_ref().and_then(|p| p.coverage_ratio),
+        previous: r.previous_period.as_ref(),
         registration_pending: c.registration_pending,
         registration_overdue: c.registration_overdue,
         legacy: r
@@ -115,6 +132,7 @@ pub fn summary(r: &Report) -> Summary<'_> {
         risky_without_mfa: r.risky_without_mfa.len(),
         uncovered_users: r.uncovered.len(),
         report_only_results: r.report_only.len(),
+        protections_in_force: in_force(&r.protections),
         damaged_files: r.damaged.iter().map(|d| d.file.as_str()).collect(),
     }
 }
@@ -183,9 +201,9 @@ pub fn markdown(r: &Report) -> String {
         pct(c.coverage_ratio),
         c.covered,
         c.uncovered,
-        change(c.coverage_ratio, r.previous.as_ref().and_then(|p| p.coverage_ratio))
+        change(r)
     );
-    let _ = writeln!(md, "- Never MFA in the week: {} user(s)", c.never_mfa);
+    let _ = writeln!(md, "- Never MFA in the {}: {} user(s)", r.window.period(), c.never_mfa);
     let privileged = r.uncovered.iter().filter(|u| u.privileged).count();
     let _ = writeln!(md, "- Privileged users outside coverage: {privileged}");
     let _ = writeln!(md, "- Registration pending: {} ({} overdue)", c.registration_pending, c.registration_overdue);
@@ -193,7 +211,13 @@ pub fn markdown(r: &Report) -> String {
     let legacy_blocked: u64 = r.legacy.iter().map(|p| p.blocked).sum();
     let _ = writeln!(md, "- Legacy authentication: {legacy_ok} sign-in(s) got in, {legacy_blocked} blocked");
     let _ = writeln!(md, "- Risky sign-ins without MFA: {}", r.risky_without_mfa.len());
-    let _ = writeln!(md, "- Sign-ins in the week: {} ({} delivered twice, counted once)", r.sign_ins, r.duplicates);
+    let _ = writeln!(
+        md,
+        "- Sign-ins in the {}: {} ({} delivered twice, counted once)",
+        r.window.period(),
+        r.sign_ins,
+        r.duplicates
+    );
     if !r.damaged.is_empty() {
         let _ = writeln!(
             md,
@@ -226,7 +250,15 @@ fn table(head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     t
 }
 
-fn sign_in_table(rows: &[SignInRow], limit: usize) -> String {
+/// Users listed in the page; the CSVs have them all.
+const INLINE_USERS: usize = 25;
+
+/// "…and N more in FILE" when a list was cut at `shown`.
+fn more(total: usize, shown: usize, file: &str) -> String {
+    if total > shown { format!("<p>…and {} more in {file}.</p>", total - shown) } else { String::new() }
+}
+
+fn sign_in_table(rows: &[SignInRow], limit: usize, file: &str) -> String {
     let mut t = table(
         &["time (UTC)", "user", "app", "client", "outcome", "risk", "IP", "country", "record id", "correlation id"],
         rows.iter().take(limit).map(|s| {
@@ -236,7 +268,7 @@ fn sign_in_table(rows: &[SignInRow], limit: usize) -> String {
                 s.app.clone(),
                 s.client_app.clone(),
                 s.outcome_code.to_string(),
-                s.risk_level.clone(),
+                if s.risk.is_empty() { s.risk_level.clone() } else { s.risk.clone() },
                 s.ip.clone(),
                 s.country.clone(),
                 s.record_id.clone(),
@@ -244,23 +276,62 @@ fn sign_in_table(rows: &[SignInRow], limit: usize) -> String {
             ]
         }),
     );
-    if rows.len() > limit {
-        let _ = writeln!(t, "<p>…and {} more (all in the CSV).</p>", rows.len() - limit);
-    }
+    t.push_str(&more(rows.len(), limit, file));
     t
 }
 
 const CSS: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}h1{margin-bottom:0}\
 .sub{color:#666}.headline{font-size:3em;font-weight:bold;margin:.2em 0}.kpis{display:flex;gap:1em;flex-wrap:wrap}\
-.kpi{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.kpi b{display:block;font-size:1.6em}\
+.kpi{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.kpi b{display:block;font-size:1.6em}.kpi.urgent{border-color:#c62828;color:#c62828}\
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}\
 th{background:#f4f4f4}td.none{color:#888}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}\
 .warn{background:#fff3e0;border:1px solid #ef6c00;padding:.6em 1em}.path{border-left:4px solid #1565c0;padding-left:1em;margin:1em 0}";
 
+/// Which of the two tenant-wide ways to require MFA the week's sign-ins
+/// point to. Entra allows security defaults or Conditional Access, never
+/// both at once: evidence of both is said to be contradictory, not claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InForce {
+    SecurityDefaults,
+    ConditionalAccess,
+    Contradictory,
+    NoEvidence,
+}
+
+impl InForce {
+    fn words(self) -> &'static str {
+        match self {
+            InForce::SecurityDefaults => {
+                "Security defaults look on (530035 blocks, and no Conditional Access enforcing MFA)."
+            }
+            InForce::ConditionalAccess => "No sign of security defaults: Conditional Access enforces MFA.",
+            InForce::Contradictory => {
+                "Contradictory evidence: security defaults blocked sign-ins (530035) and Conditional Access enforced MFA in the same period, \
+                 which Entra does not allow at once — one was switched for the other during it, or the records come from two tenants. Check the tenant's settings."
+            }
+            InForce::NoEvidence => "No sign of security defaults, nor of Conditional Access enforcing MFA.",
+        }
+    }
+}
+
+/// What the evidence says. Registration prompts (50072/50079) come from
+/// either, so they point to neither; a 530035 block is security defaults'
+/// own, an MFA grant or a 53003 block Conditional Access's.
+pub fn in_force(p: &super::Protections) -> InForce {
+    let defaults = p.security_defaults_blocks > 0;
+    let conditional_access = p.ca_mfa_sign_ins > 0 || p.legacy_blocked_by_ca > 0;
+    match (defaults, conditional_access) {
+        (true, true) => InForce::Contradictory,
+        (true, false) => InForce::SecurityDefaults,
+        (false, true) => InForce::ConditionalAccess,
+        (false, false) => InForce::NoEvidence,
+    }
+}
+
 /// `index.html`.
 pub fn html(r: &Report) -> String {
     let c = &r.coverage;
-    let prev = r.previous.as_ref().and_then(|p| p.coverage_ratio);
     let mut h = String::new();
     let _ = write!(
         h,
@@ -284,7 +355,7 @@ pub fn html(r: &Report) -> String {
         h,
         "<section id=\"headline\"><div class=\"headline\">{}</div><p>of the users who signed in did so with MFA every time; {}.</p><div class=\"kpis\">",
         pct(c.coverage_ratio),
-        change(c.coverage_ratio, prev)
+        change(r)
     );
     let privileged = r.uncovered.iter().filter(|u| u.privileged).count();
     for (name, value) in [
@@ -297,7 +368,10 @@ pub fn html(r: &Report) -> String {
         ("registration pending", c.registration_pending.to_string()),
         ("registration overdue", c.registration_overdue.to_string()),
     ] {
-        let _ = write!(h, "<div class=\"kpi\"><b>{}</b>{}</div>", escape(&value), escape(name));
+        // The privileged number is the one a CISO acts on first: red when not zero.
+        let urgent = name == "privileged uncovered" && privileged > 0;
+        let class = if urgent { "kpi urgent" } else { "kpi" };
+        let _ = write!(h, "<div class=\"{class}\"><b>{}</b>{}</div>", escape(&value), escape(name));
     }
     h.push_str("</div></section>\n");
 
@@ -311,25 +385,30 @@ pub fn html(r: &Report) -> String {
     let cells: Vec<String> = r
         .breakdown
         .iter()
-        .map(|b| format!("{}{}", b.user_type, if b.privileged { " (privileged)" } else { "" }))
+        .map(|b| format!("{}{}", b.user_type, if b.privileged { ", privileged" } else { "" }))
         .collect();
+    // Shares, not counts: a dozen admins next to a thousand members stay visible.
+    let share_of = |part: u64, b: &super::Cell| {
+        let whole = b.covered + b.uncovered;
+        if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    };
     h.push_str(&charts::bars(
         "breakdown",
-        "Covered and uncovered users",
+        "Covered and uncovered users, % of each group (the table has the numbers)",
         &cells,
         &[
             Bars {
-                name: "covered",
+                name: "covered %",
                 color: charts::MFA,
-                values: r.breakdown.iter().map(|b| b.covered as f64).collect(),
+                values: r.breakdown.iter().map(|b| share_of(b.covered, b)).collect(),
             },
             Bars {
-                name: "uncovered",
+                name: "uncovered %",
                 color: charts::SINGLE_FACTOR,
-                values: r.breakdown.iter().map(|b| b.uncovered as f64).collect(),
+                values: r.breakdown.iter().map(|b| share_of(b.uncovered, b)).collect(),
             },
         ],
-        false,
+        true,
     ));
     h.push_str(&table(
         &["user type", "privileged", "covered", "uncovered", "never MFA", "coverage"],
@@ -378,11 +457,7 @@ pub fn html(r: &Report) -> String {
          <div class=\"path\"><h3>Risk-based policies</h3><p>{} risky sign-in(s) were challenged with MFA, {} got in without it.</p></div></section>",
         p.security_defaults_blocks,
         p.registration_prompts,
-        if p.security_defaults_blocks + p.registration_prompts > 0 {
-            "Security defaults look on."
-        } else {
-            "No sign of security defaults."
-        },
+        in_force(p).words(),
         p.ca_mfa_sign_ins,
         p.interactive_sign_ins,
         share(p.ca_mfa_sign_ins, p.interactive_sign_ins),
@@ -444,7 +519,7 @@ pub fn html(r: &Report) -> String {
             r.uncovered
                 .iter()
                 .filter(|u| (!privileged_only || u.privileged) && (!never_only || u.never_mfa))
-                .take(100)
+                .take(INLINE_USERS)
                 .map(|u| {
                     vec![
                         if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
@@ -461,14 +536,17 @@ pub fn html(r: &Report) -> String {
     };
     let _ = writeln!(
         h,
-        "<section id=\"privileged\"><h2>Privileged users outside MFA coverage</h2><p>Admins first: the accounts an attacker wants most.</p>{}</section>",
-        uncovered_table(true, false)
+        "<section id=\"privileged\"><h2>Privileged users outside MFA coverage</h2><p>Admins first: the accounts an attacker wants most.</p>{}{}</section>",
+        uncovered_table(true, false),
+        more(privileged, INLINE_USERS, "uncovered-users.csv")
     );
     let _ = writeln!(
         h,
-        "<section id=\"never-mfa\"><h2>Users who never did MFA in the week ({})</h2>{}<p>The full list of uncovered users is in uncovered-users.csv.</p></section>",
+        "<section id=\"never-mfa\"><h2>Users who never did MFA in the {} ({})</h2>{}{}</section>",
+        r.window.period(),
         c.never_mfa,
-        uncovered_table(false, true)
+        uncovered_table(false, true),
+        more(r.uncovered.iter().filter(|u| u.never_mfa).count(), INLINE_USERS, "uncovered-users.csv")
     );
     let _ = writeln!(
         h,
@@ -486,7 +564,7 @@ pub fn html(r: &Report) -> String {
         h,
         "<section id=\"risky\"><h2>Risky sign-ins without MFA ({})</h2>{}</section>",
         r.risky_without_mfa.len(),
-        sign_in_table(&r.risky_without_mfa, 100)
+        sign_in_table(&r.risky_without_mfa, 50, "risky-without-mfa.csv")
     );
 
     h.push_str("<section id=\"mfa-failures\"><h2>MFA failures by reason</h2>");
@@ -542,7 +620,7 @@ pub fn html(r: &Report) -> String {
         h,
         "<section id=\"legacy-sign-ins\"><h2>Legacy sign-ins ({})</h2>{}</section>",
         r.legacy_sign_ins.len(),
-        sign_in_table(&r.legacy_sign_ins, 50)
+        sign_in_table(&r.legacy_sign_ins, 25, "legacy-auth.csv")
     );
     h.push_str("<footer class=\"sub\"><p>Coverage: successful interactive user sign-ins and every successful legacy one are counted; a user with one single-factor or legacy counted sign-in in the week is uncovered (see docs/labels.md). A record delivered twice counts once.</p></footer></body></html>\n");
     h
@@ -574,5 +652,31 @@ mod tests {
         }
         let bytes = csv_of(&[Row { app: "=1+1".into(), count: -3 }]).unwrap();
         assert_eq!(String::from_utf8(bytes).unwrap(), "app,count\n'=1+1,-3\n", "numbers stay numbers");
+    }
+
+    fn protections(sd_blocks: u64, ca_mfa: u64, legacy_ca: u64, prompts: u64) -> super::super::Protections {
+        super::super::Protections {
+            security_defaults_blocks: sd_blocks,
+            registration_prompts: prompts,
+            ca_mfa_sign_ins: ca_mfa,
+            interactive_sign_ins: 100,
+            legacy_blocked_by_ca: legacy_ca,
+            risky_with_mfa: 0,
+            risky_without_mfa: 0,
+        }
+    }
+
+    #[test]
+    fn security_defaults_and_conditional_access_are_never_both_claimed() {
+        assert_eq!(in_force(&protections(3, 40, 0, 0)), InForce::Contradictory);
+        assert!(in_force(&protections(3, 0, 2, 0)).words().starts_with("Contradictory evidence"));
+        assert_eq!(in_force(&protections(3, 0, 0, 5)), InForce::SecurityDefaults);
+        assert_eq!(in_force(&protections(0, 40, 0, 5)), InForce::ConditionalAccess);
+        // Registration prompts come from either: no evidence of security defaults alone.
+        assert_eq!(in_force(&protections(0, 0, 0, 5)), InForce::NoEvidence);
+        for p in [protections(3, 40, 0, 0), protections(0, 40, 1, 9)] {
+            let words = in_force(&p).words();
+            assert!(!(words.contains("look on") && words.contains("Conditional Access enforces")), "{words}");
+        }
     }
 }

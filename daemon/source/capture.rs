@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Cursor, Read};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use apache_avro::types::Value;
@@ -277,33 +276,6 @@ fn body_and_time(value: Value) -> (Option<Vec<u8>>, Option<DateTime<Utc>>) {
         }
     }
     (body, enqueued)
-}
-
-/// The `.avro` files under `dir`, in time order: Capture names them
-/// `{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}.avro`
-/// (zero-padded), so the last six parts of the path sort by time, and
-/// partitions interleave as their files were written.
-pub fn files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("avro")) {
-                out.push(path);
-            }
-        }
-    }
-    let key = |p: &PathBuf| {
-        let parts: Vec<String> = p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        let time = parts[parts.len().saturating_sub(6)..].join("/");
-        (time, p.clone())
-    };
-    out.sort_by_cached_key(key);
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -41,6 +41,43 @@ pub fn open(path: &str) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
+/// The files `replay` reads from a folder, by how their names end (any
+/// letter case): Capture's Avro, NDJSON and JSON exports, CSV downloads,
+/// each gzipped too.
+pub const INPUT_EXTENSIONS: [&str; 7] = [".avro", ".ndjson", ".jsonl", ".json", ".csv", ".gz", ".log"];
+
+/// Every input file under `dir` (its sub-folders too), hidden files left
+/// out: Capture's `.avro` files in the time order of their folders
+/// (`…/2025/06/29/23/50/00.avro`), the others by path.
+pub fn inputs_in(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_lowercase();
+            if name.starts_with('.') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                stack.push(path);
+            } else if INPUT_EXTENSIONS.iter().any(|e| name.ends_with(e)) {
+                out.push(path);
+            }
+        }
+    }
+    // The last six parts of a Capture path are its time; other files sort by path.
+    let key = |p: &std::path::PathBuf| {
+        let avro = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("avro"));
+        let parts: Vec<String> = p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let time = if avro { parts[parts.len().saturating_sub(6)..].join("/") } else { String::new() };
+        (avro, time, p.clone())
+    };
+    out.sort_by_cached_key(key);
+    Ok(out)
+}
+
 /// When a message was received, if its input says (an Event Hubs Capture
 /// event's enqueued time).
 pub type Received = Option<chrono::DateTime<chrono::Utc>>;

@@ -573,12 +573,19 @@ pub struct Alertmanager {
     pub url: String,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    config: String,
 }
 
 impl Alertmanager {
     pub fn start() -> Alertmanager {
+        Alertmanager::start_with("route:\n  receiver: silent\n  group_wait: 1h\nreceivers:\n  - name: silent\n")
+    }
+
+    /// With this configuration (YAML) instead of the silent one.
+    pub fn start_with(config: &str) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
-        let mut am = Alertmanager { port: free_port(), url: String::new(), child: None, dir };
+        let mut am =
+            Alertmanager { port: free_port(), url: String::new(), child: None, dir, config: config.to_owned() };
         am.url = format!("http://127.0.0.1:{}", am.port);
         am.restart();
         am
@@ -588,8 +595,7 @@ impl Alertmanager {
     pub fn restart(&mut self) {
         self.stop();
         let config = self.dir.path().join("alertmanager.yml");
-        std::fs::write(&config, "route:\n  receiver: silent\n  group_wait: 1h\nreceivers:\n  - name: silent\n")
-            .unwrap();
+        std::fs::write(&config, &self.config).unwrap();
         let child = Command::new(alertmanager_binary())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", self.dir.path().join("data").display()))

@@ -22,6 +22,7 @@ use std::hash::BuildHasher;
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::classify::{Labels, MfaFailure, Subject, Verdict};
 use crate::decode::SignIn;
@@ -107,7 +108,7 @@ impl UserType {
         }
     }
 
-    fn parse(text: Option<&str>) -> UserType {
+    pub fn parse(text: Option<&str>) -> UserType {
         match text.map(str::trim) {
             Some(t) if t.eq_ignore_ascii_case("member") => UserType::Member,
             Some(t) if t.eq_ignore_ascii_case("guest") => UserType::Guest,
@@ -207,7 +208,7 @@ enum Key<'a> {
 
 impl<'a> Key<'a> {
     fn of(text: &'a str) -> Key<'a> {
-        parse_guid(text).map_or(Key::Text(text), Key::Guid)
+        crate::decode::parse_guid(text).map_or(Key::Text(text), Key::Guid)
     }
 
     fn hash(&self, hasher: &hashbrown::DefaultHashBuilder) -> u64 {
@@ -292,7 +293,7 @@ impl Observation<'_> {
 /// A `userId` that names an account: not empty, not the all-zero GUID.
 fn has_object_id(user_id: Option<&str>) -> bool {
     let id = user_id.map(str::trim).unwrap_or("");
-    !id.is_empty() && parse_guid(id) != Some([0; 16])
+    !id.is_empty() && crate::decode::parse_guid(id) != Some([0; 16])
 }
 
 /// What [`Coverage::observe`] did with a sign-in.
@@ -386,188 +387,56 @@ pub struct Coverage {
     seen: Vec<(i64, hashbrown::HashSet<u64>)>,
 }
 
-/// Who is privileged or excluded; changes on SIGHUP, so it is passed in.
-#[derive(Debug, Clone, Default)]
-pub struct Accounts {
-    privileged: AccountSet,
-    excluded: AccountSet,
+/// The coverage state and the accounts it is judged against, each behind
+/// its own lock: the pipeline writes the state, the HTTP server and the sinks
+/// read it, SIGHUP replaces the accounts.
+///
+/// Lock discipline: the accounts' lock is only ever held long enough to
+/// clone the `Arc` inside, and never while waiting for the state's; so the
+/// pipeline, the HTTP handlers and SIGHUP cannot wait on each other in a
+/// circle. Nothing holds the state's lock while writing to a socket.
+pub struct Handle {
+    coverage: RwLock<Coverage>,
+    accounts: RwLock<Arc<Accounts>>,
 }
 
-/// Accounts named by object id or UPN (lower-cased).
-#[derive(Debug, Clone, Default)]
-struct AccountSet {
-    ids: HashSet<[u8; 16]>,
-    names: HashSet<String>,
-}
+impl Handle {
+    pub fn new(coverage: Coverage, accounts: Accounts) -> Arc<Handle> {
+        Arc::new(Handle { coverage: RwLock::new(coverage), accounts: RwLock::new(Arc::new(accounts)) })
+    }
 
-impl AccountSet {
-    fn new<'a>(items: impl IntoIterator<Item = &'a str>) -> AccountSet {
-        let mut set = AccountSet::default();
-        for item in items.into_iter().map(str::trim).filter(|s| !s.is_empty()) {
-            match parse_guid(item) {
-                Some(id) => set.ids.insert(id),
-                None => set.names.insert(item.to_lowercase()),
-            };
+    pub fn read(&self) -> RwLockReadGuard<'_, Coverage> {
+        crate::locks::read(&self.coverage)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Coverage> {
+        crate::locks::write(&self.coverage)
+    }
+
+    /// The privileged and excluded accounts as they are now.
+    pub fn accounts(&self) -> Arc<Accounts> {
+        crate::locks::read(&self.accounts).clone()
+    }
+
+    /// Replaces the privileged and excluded accounts (SIGHUP).
+    pub fn set_accounts(&self, accounts: Accounts) {
+        *crate::locks::write(&self.accounts) = Arc::new(accounts);
+    }
+
+    /// The summary of the state as it is now, and how many users it tracks.
+    pub fn summary(&self) -> (Summary, usize) {
+        let accounts = self.accounts();
+        let coverage = self.read();
+        (coverage.summary(&accounts), coverage.len())
+    }
+
+    /// Drops UPNs and display names no user holds any more from the names
+    /// arena, when they are most of it (before a snapshot).
+    pub fn compact_names(&self) {
+        if self.read().names_wasteful() {
+            self.write().compact_names();
         }
-        set
     }
-
-    fn len(&self) -> usize {
-        self.ids.len() + self.names.len()
-    }
-
-    /// Like `contains`, for a key as text in any case (called per sign-in:
-    /// an empty set answers without allocating).
-    fn contains_text(&self, key: &str, upn: &str) -> bool {
-        // (An object id parses in any letter case; only a text key is folded.)
-        self.len() != 0
-            && match parse_guid(key) {
-                Some(id) => self.contains(Key::Guid(id), upn),
-                None => self.contains(Key::Text(&lower(key)), upn),
-            }
-    }
-
-    fn contains(&self, key: Key<'_>, upn: &str) -> bool {
-        if self.len() == 0 {
-            return false;
-        }
-        let by_key = match key {
-            Key::Guid(id) => self.ids.contains(&id),
-            Key::Text(text) => self.names.contains(text),
-        };
-        by_key || (!self.names.is_empty() && self.names.contains(lower(upn).as_ref()))
-    }
-}
-
-impl Accounts {
-    pub fn new<'a>(
-        privileged: impl IntoIterator<Item = &'a str>,
-        excluded: impl IntoIterator<Item = &'a str>,
-    ) -> Accounts {
-        Accounts { privileged: AccountSet::new(privileged), excluded: AccountSet::new(excluded) }
-    }
-
-    /// Whether the user with this key (object id or lower-cased UPN) and UPN is privileged.
-    pub fn privileged(&self, key: &str, upn: &str) -> bool {
-        self.privileged.contains_text(key, upn)
-    }
-
-    pub fn excluded(&self, key: &str, upn: &str) -> bool {
-        self.excluded.contains_text(key, upn)
-    }
-
-    pub fn privileged_count(&self) -> usize {
-        self.privileged.len()
-    }
-
-    /// The privileged accounts as listed (object ids and lower-cased UPNs).
-    pub fn privileged_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.privileged.ids.iter().map(format_guid).collect();
-        names.extend(self.privileged.names.iter().cloned());
-        names.sort();
-        names
-    }
-}
-
-/// Said when no privileged account is configured.
-pub const NO_PRIVILEGED: &str = "no privileged account is configured (coverage.privileged, coverage.privileged_file): \
-    privileged users outside MFA coverage cannot be told apart, and their alerts never fire";
-
-/// One user as the API shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserView {
-    pub key: String,
-    pub upn: String,
-    pub display_name: Option<String>,
-    pub user_type: UserType,
-    pub state: State,
-    pub never_mfa: bool,
-    pub privileged: bool,
-    pub registration_pending: bool,
-    pub registration_overdue: bool,
-    pub registration_pending_since: Option<String>,
-    /// Counted sign-ins in the window.
-    pub counts: Counts,
-    pub last_seen: Option<String>,
-    pub last_mfa: Option<String>,
-    pub last_single_factor: Option<LastSignIn>,
-    pub last_legacy: Option<LastSignIn>,
-    pub last_risky: Option<String>,
-}
-
-/// The newest sign-in of a kind: when, to what, from which client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LastSignIn {
-    pub time: String,
-    pub app: Option<String>,
-    pub client: Option<String>,
-}
-
-/// Users per (state, user type, privileged), and the ratio. The window is the
-/// `window_days` UTC days ending with the newest sign-in seen.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Summary {
-    pub window_days: u16,
-    pub window_start: Option<String>,
-    pub window_end: Option<String>,
-    pub users: u64,
-    pub states: std::collections::BTreeMap<&'static str, u64>,
-    pub never_mfa: u64,
-    pub registration_pending: u64,
-    pub registration_overdue: u64,
-    /// covered / (covered + uncovered); `None` when both are zero.
-    pub coverage_ratio: Option<f64>,
-    /// The newest sign-in this reflects (event time): numbers that stop
-    /// moving while this stays put mean the feed has stopped.
-    pub as_of: Option<String>,
-    /// Accounts on the privileged list.
-    pub privileged_accounts: usize,
-    /// What makes these numbers less than they seem.
-    pub warnings: Vec<String>,
-    pub breakdown: Vec<Breakdown>,
-    /// Counted sign-ins folded in after their day had left the window.
-    pub late_records: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Breakdown {
-    pub user_type: UserType,
-    pub privileged: bool,
-    pub covered: u64,
-    pub uncovered: u64,
-    pub never_mfa: u64,
-    pub inactive: u64,
-    pub excluded: u64,
-    pub coverage_ratio: Option<f64>,
-}
-
-/// A user registration_overdue, as alerts name them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverdueUser {
-    pub key: String,
-    pub upn: String,
-    pub display_name: Option<String>,
-    pub user_type: UserType,
-    /// Unix seconds: the UTC day the pending period began.
-    pub pending_since: u32,
-}
-
-/// Filter for [`Coverage::users`].
-#[derive(Debug, Clone, Default)]
-pub struct UserQuery {
-    pub state: Option<State>,
-    pub never_mfa: Option<bool>,
-    pub privileged: Option<bool>,
-    pub user_type: Option<UserType>,
-    pub registration_pending: Option<bool>,
-    /// Users with (or without) a counted legacy sign-in in the window.
-    pub legacy: Option<bool>,
-    /// Users with (or without) a counted single-factor sign-in in the window.
-    pub single_factor: Option<bool>,
-    /// Users with (or without) a successful risky sign-in in the window.
-    pub risky: Option<bool>,
-    pub limit: usize,
-    pub offset: usize,
 }
 
 impl Coverage {
@@ -1099,138 +968,6 @@ impl Coverage {
     }
 }
 
-/// The serialisable form of [`Coverage`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CoverageSnapshot {
-    window_days: u16,
-    entries: Vec<Entry>,
-    days: Vec<DayCounts>,
-    arena: String,
-    apps: Interner,
-    clients: Interner,
-    watermark: i64,
-    late_records: u64,
-    /// The identities of the window's counted sign-ins, per day slot.
-    seen: Vec<(i64, Vec<u64>)>,
-}
-
-/// [`CoverageSnapshot`] borrowed; serialises to the same bytes.
-#[derive(Debug, Serialize)]
-pub struct CoverageSnapshotRef<'a> {
-    window_days: u16,
-    entries: &'a [Entry],
-    days: &'a [DayCounts],
-    arena: &'a str,
-    apps: &'a Interner,
-    clients: &'a Interner,
-    watermark: i64,
-    late_records: u64,
-    seen: SeenRef<'a>,
-}
-
-/// The day slots of counted identities, written as `Vec<(i64, Vec<u64>)>`.
-#[derive(Debug)]
-struct SeenRef<'a>(&'a [(i64, hashbrown::HashSet<u64>)]);
-
-impl Serialize for SeenRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Ids<'a>(&'a hashbrown::HashSet<u64>);
-        impl Serialize for Ids<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter())
-            }
-        }
-        s.collect_seq(self.0.iter().map(|(day, ids)| (day, Ids(ids))))
-    }
-}
-
-/// Snapshot formats 1 to 3 kept coverage like this: entries without
-/// `last_risky`, no counted identities, a count of records set aside for
-/// being ahead of the clock (decode dead-letters those now).
-#[derive(Debug, Clone, Deserialize)]
-pub struct CoverageSnapshotV3 {
-    window_days: u16,
-    entries: Vec<EntryV3>,
-    days: Vec<DayCounts>,
-    arena: String,
-    apps: Interner,
-    clients: Interner,
-    watermark: i64,
-    late_records: u64,
-    _future_records: u64,
-}
-
-/// [`Entry`] as formats 1 to 3 had it.
-#[derive(Debug, Clone, Deserialize)]
-struct EntryV3 {
-    id: [u8; 16],
-    names: Names,
-    last_seen: u32,
-    last_mfa: u32,
-    last_single_factor: u32,
-    last_legacy: u32,
-    single_factor_app: u16,
-    legacy_app: u16,
-    single_factor_client: u16,
-    legacy_client: u16,
-    registration_days: u32,
-    registration_last: u32,
-    names_time: u32,
-    type_time: u32,
-    head_day: u16,
-    flags: u8,
-}
-
-impl CoverageSnapshotV3 {
-    /// The current form; `registration_days` is converted when the
-    /// snapshot is older than format 3 (it held the first failure's time).
-    pub fn upgrade(self, before_format_3: bool) -> CoverageSnapshot {
-        let mut entries: Vec<Entry> = self
-            .entries
-            .into_iter()
-            .map(|e| Entry {
-                id: e.id,
-                names: e.names,
-                last_seen: e.last_seen,
-                last_mfa: e.last_mfa,
-                last_single_factor: e.last_single_factor,
-                last_legacy: e.last_legacy,
-                last_risky: 0,
-                single_factor_app: e.single_factor_app,
-                legacy_app: e.legacy_app,
-                single_factor_client: e.single_factor_client,
-                legacy_client: e.legacy_client,
-                registration_days: e.registration_days,
-                registration_last: e.registration_last,
-                names_time: e.names_time,
-                type_time: e.type_time,
-                head_day: e.head_day,
-                flags: e.flags,
-            })
-            .collect();
-        if before_format_3 {
-            for e in &mut entries {
-                let (since, last) = (e.registration_days, e.registration_last);
-                (e.registration_days, e.registration_last) = (0, 0);
-                for failure in [since, last].into_iter().filter(|&t| t != 0) {
-                    note_registration_failure(e, failure);
-                }
-            }
-        }
-        CoverageSnapshot {
-            window_days: self.window_days,
-            entries,
-            days: self.days,
-            arena: self.arena,
-            apps: self.apps,
-            clients: self.clients,
-            watermark: self.watermark,
-            late_records: self.late_records,
-            seen: Vec::new(),
-        }
-    }
-}
-
 fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
     let total = covered + uncovered;
     (total > 0).then(|| covered as f64 / total as f64)
@@ -1285,30 +1022,6 @@ impl std::fmt::Display for Key<'_> {
     }
 }
 
-/// Whether `text` is a canonical GUID (an object id).
-pub fn is_guid(text: &str) -> bool {
-    parse_guid(text).is_some()
-}
-
-/// Parses a canonical GUID (`8-4-4-4-12` hex digits, any case).
-fn parse_guid(text: &str) -> Option<[u8; 16]> {
-    let b = text.as_bytes();
-    if b.len() != 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    let mut digits = b.iter().enumerate().filter(|(i, _)| ![8, 13, 18, 23].contains(i));
-    if [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
-        return None;
-    }
-    for byte in &mut out {
-        let hi = (*digits.next()?.1 as char).to_digit(16)?;
-        let lo = (*digits.next()?.1 as char).to_digit(16)?;
-        *byte = (hi << 4 | lo) as u8;
-    }
-    Some(out)
-}
-
 /// `text` in lower case, copied only when it has upper-case letters (the
 /// per-sign-in account lookups are on the hot path).
 fn lower(text: &str) -> std::borrow::Cow<'_, str> {
@@ -1323,6 +1036,17 @@ fn format_guid(id: &[u8; 16]) -> String {
     let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
+
+mod accounts;
+mod snapshot;
+mod views;
+
+pub use accounts::{Accounts, NO_PRIVILEGED};
+#[cfg(test)]
+use snapshot::EntryV3;
+use snapshot::SeenRef;
+pub use snapshot::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
+pub use views::*;
 
 #[cfg(test)]
 mod tests;

@@ -1,21 +1,6 @@
-//! checkpoint: the one place where progress becomes durable.
-//!
-//! A checkpoint runs in this order (DESIGN.md, "Delivery guarantee"):
-//! 1. dead letters are synced;
-//! 2. each stateful sink makes its part durable for checkpoint number `seq`
-//!    (history finishes its Parquet parts; alerts hand over their outbox and
-//!    rule state) and returns the state it keeps in the snapshot;
-//! 3. the snapshot — coverage, the next offset of every partition, the sinks'
-//!    states, `seq` — is written to a temporary file, fsynced, renamed over
-//!    `state.snapshot`, and the directory fsynced;
-//! 4. the sinks hear that `seq` is durable;
-//! 5. only then does the source commit the offsets (a closure it passes in).
-//!
-//! On start the snapshot is loaded, each sink discards what a checkpoint
-//! numbered above the snapshot's `seq` left behind, and each partition resumes
-//! from the snapshot's offset; so a crash at any instant loses nothing and
-//! counts nothing twice. Sources only say *when* (interval, revoke, stop) and
-//! *which offsets*; nothing else commits.
+//! snapshot: the file a checkpoint writes, `state.snapshot` — its format,
+//! its upgrades from earlier formats, and the lock that gives a state
+//! directory to one process. Knows nothing of when checkpoints happen.
 //!
 //! File format: 8-byte magic, u32 format version, u32 CRC-32 of the payload,
 //! u64 payload length, then the payload (postcard). A snapshot that fails any
@@ -26,13 +11,11 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
 use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
-use crate::pipeline::Pipeline;
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
 const VERSION: u32 = 4;
@@ -79,6 +62,16 @@ pub struct Replayed {
     pub modified: i64,
     /// When it was replayed, Unix seconds.
     pub at: i64,
+}
+
+impl SourceIdentity {
+    /// For messages: the cluster id and brokers.
+    pub fn describe(&self) -> String {
+        match &self.cluster_id {
+            Some(id) => format!("cluster id {id}, brokers {}", self.brokers),
+            None => format!("brokers {}", self.brokers),
+        }
+    }
 }
 
 impl Replayed {
@@ -243,155 +236,6 @@ impl SnapshotFile {
     }
 }
 
-/// How a checkpoint ended.
-#[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
-    /// Nothing was made durable; the next checkpoint tries again.
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
-    /// The snapshot is durable but the broker did not take the offsets; the
-    /// snapshot is authoritative, the next checkpoint commits again.
-    #[error("the snapshot is written but the offset commit failed: {0}")]
-    Commit(String),
-    /// Effects may have been lost (a dead letter not kept, a message half
-    /// processed): the process must stop so that a restart reads them again.
-    #[error("{0:#}")]
-    Fatal(anyhow::Error),
-}
-
-/// What the pipeline thread has done and not yet made durable, and the
-/// routine that makes it so.
-pub struct Checkpointer {
-    pub pipeline: Pipeline,
-    /// Next offset to read, per partition: from the snapshot, then advanced.
-    pub offsets: BTreeMap<Partition, i64>,
-    /// The files `replay` has read into the state (kept across runs).
-    pub replayed: Vec<Replayed>,
-    /// The cluster the offsets belong to.
-    pub source: Option<SourceIdentity>,
-    /// The sinks' states as last snapshotted; a sink not running now (alerts
-    /// during a `replay` without `--alerts`) keeps its state from before.
-    pub sink_states: BTreeMap<String, Vec<u8>>,
-    pub snapshots: SnapshotFile,
-    /// The number of the last durable checkpoint.
-    pub seq: u64,
-    pub last_checkpoint: Instant,
-    /// Commit failures in a row (readiness fails past a few).
-    pub failed_commits: u32,
-    /// Set when a message was only partly processed: the in-memory state is
-    /// then ahead of any offset, and must never be checkpointed.
-    pub poisoned: bool,
-    /// Why this run must not checkpoint at all (the brokers are another
-    /// cluster than the state's): nothing written, nothing committed.
-    pub refused: Option<String>,
-    /// Held while this process owns the state directory.
-    pub _state_lock: File,
-}
-
-/// How the source commits the offsets a checkpoint made durable:
-/// `Ok(Committed::Done)` once the broker took them, `Ok(Committed::Sent)`
-/// when the answer comes later (the source then reports it to
-/// [`crate::pipeline::Health`] itself), `Err` when the broker refused them.
-pub type Commit<'a> = &'a dyn Fn(&BTreeMap<Partition, i64>) -> Result<Committed, String>;
-
-/// What became of an offset commit, as far as the checkpoint can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    Done,
-    Sent,
-}
-
-/// Commits after this many failures in a row make the daemon not ready.
-pub const COMMIT_FAILURES_NOT_READY: u32 = 3;
-
-impl Checkpointer {
-    /// The checkpoint of DESIGN.md: sinks durable, snapshot with offsets
-    /// written atomically, then — only then — `commit` with the offsets.
-    pub fn checkpoint(&mut self, commit: Option<Commit<'_>>) -> Result<(), CheckpointError> {
-        // A panic unwinding through the pipeline drops the consumer, whose
-        // close runs the revoke callback: the state may hold half a message.
-        if std::thread::panicking() {
-            self.poisoned = true;
-        }
-        if self.poisoned {
-            return Err(CheckpointError::Fatal(anyhow::anyhow!(
-                "not checkpointing: a message was only partly processed"
-            )));
-        }
-        if let Some(why) = &self.refused {
-            return Err(CheckpointError::Fatal(anyhow::anyhow!("not checkpointing: {why}")));
-        }
-        let started = Instant::now();
-        let shared = self.pipeline.shared().clone();
-        let result = self.write_snapshot();
-        self.last_checkpoint = Instant::now();
-        if let Err(e) = result {
-            shared.metrics.checkpoint_result("error");
-            if let CheckpointError::Failed(e) = &e {
-                shared.health.set_checkpoint_problem(Some(format!("checkpoint failing: {e:#}")));
-            }
-            return Err(e);
-        }
-        shared.health.set_checkpoint_problem(None);
-        crate::testhooks::pause("checkpoint-before-commit");
-        match commit.map(|commit| commit(&self.offsets)) {
-            Some(Err(e)) => {
-                self.failed_commits += 1;
-                shared.metrics.checkpoint_result("commit_failed");
-                shared.health.set_commit_failures(self.failed_commits);
-                return Err(CheckpointError::Commit(e));
-            }
-            // The broker's answer is reported when it comes.
-            Some(Ok(Committed::Sent)) => {}
-            Some(Ok(Committed::Done)) | None => {
-                self.failed_commits = 0;
-                shared.health.set_commit_failures(0);
-            }
-        }
-        shared.metrics.checkpoint_done(started.elapsed().as_secs_f64());
-        Ok(())
-    }
-
-    fn write_snapshot(&mut self) -> Result<(), CheckpointError> {
-        if let Err(e) = self.pipeline.sync_dead_letters() {
-            // Some dead letters may be lost: only reading their records again
-            // (from the last snapshot, after a restart) recovers them.
-            self.poisoned = true;
-            return Err(CheckpointError::Fatal(anyhow::anyhow!(
-                "cannot make dead letters durable: {e}; stopping so that a restart writes them again"
-            )));
-        }
-        let seq = self.seq + 1;
-        let (states, superseded) = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
-        let mut sinks = self.sink_states.clone();
-        sinks.extend(states);
-        for key in superseded {
-            sinks.remove(key);
-        }
-        let shared = self.pipeline.shared().clone();
-        shared.compact_coverage_names();
-        let coverage = shared.coverage.read().unwrap_or_else(|e| e.into_inner());
-        let bytes = self
-            .snapshots
-            .write(&SnapshotRef {
-                offsets: &self.offsets,
-                coverage: coverage.snapshot_ref(),
-                written_at: chrono::Utc::now().timestamp(),
-                replayed: &self.replayed,
-                seq,
-                source: self.source.as_ref(),
-                sinks: &sinks,
-            })
-            .map_err(|e| CheckpointError::Failed(e.into()))?;
-        drop(coverage);
-        self.seq = seq;
-        self.sink_states = sinks;
-        self.pipeline.sinks_committed(seq);
-        tracing::debug!(bytes, seq, partitions = self.offsets.len(), "snapshot written");
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,72 +350,5 @@ mod tests {
         fs::write(dir.path().join("state.snapshot.tmp"), b"half written").unwrap();
         assert!(file.read().unwrap().is_some());
         write(&file);
-    }
-
-    fn checkpointer(dir: &Path) -> Checkpointer {
-        use crate::classify::Rules;
-        use crate::coverage::Accounts;
-        use crate::pipeline::Shared;
-        let shared = Shared::new(Coverage::new(Policy::default()), Accounts::default(), &Rules::default());
-        let snapshots = SnapshotFile::new(dir);
-        let lock = snapshots.lock().unwrap();
-        let pipeline = Pipeline::new(Rules::default(), Policy::default(), shared, Default::default());
-        Checkpointer {
-            pipeline,
-            offsets: BTreeMap::from([(("t".to_string(), 0), 5)]),
-            replayed: Vec::new(),
-            source: None,
-            sink_states: BTreeMap::new(),
-            snapshots,
-            seq: 0,
-            last_checkpoint: Instant::now(),
-            failed_commits: 0,
-            poisoned: false,
-            refused: None,
-            _state_lock: lock,
-        }
-    }
-
-    #[test]
-    fn a_failed_commit_is_its_own_result_and_repeated_makes_the_daemon_not_ready() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cp = checkpointer(dir.path());
-        let shared = cp.pipeline.shared().clone();
-        shared.health.state_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
-        shared.health.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
-        let refuse = |_: &BTreeMap<Partition, i64>| Err("NOT_COORDINATOR".to_string());
-        for n in 1..=COMMIT_FAILURES_NOT_READY {
-            let err = cp.checkpoint(Some(&refuse)).unwrap_err();
-            assert!(matches!(err, CheckpointError::Commit(_)), "{err}");
-            // The snapshot is durable all the same: it holds the offsets.
-            assert_eq!(SnapshotFile::new(dir.path()).read().unwrap().unwrap().seq, n as u64);
-        }
-        let why = shared.health.not_ready().expect("not ready after repeated commit failures");
-        assert!(why.contains("offset commits"), "{why}");
-        let text = shared.metrics.render();
-        assert!(text.contains("mfawatch_checkpoints_total{result=\"commit_failed\"} 3"), "{text}");
-        cp.checkpoint(Some(&|_: &BTreeMap<Partition, i64>| Ok(Committed::Done))).unwrap();
-        assert_eq!(shared.health.not_ready(), None);
-    }
-
-    #[test]
-    fn a_snapshot_that_cannot_be_written_commits_nothing_and_says_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cp = checkpointer(dir.path());
-        let shared = cp.pipeline.shared().clone();
-        shared.health.state_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
-        shared.health.source_connected.store(true, std::sync::atomic::Ordering::Relaxed);
-        // The state directory disappears under the daemon: the temporary file cannot be made.
-        cp.snapshots = SnapshotFile::new(&dir.path().join("gone/and/a/file\0name"));
-        let committed = std::cell::Cell::new(false);
-        let commit = |_: &BTreeMap<Partition, i64>| {
-            committed.set(true);
-            Ok(Committed::Done)
-        };
-        let err = cp.checkpoint(Some(&commit)).unwrap_err();
-        assert!(matches!(err, CheckpointError::Failed(_)), "{err}");
-        assert!(!committed.get(), "no offset commit without a durable snapshot");
-        assert!(shared.health.not_ready().unwrap().contains("checkpoint failing"));
-        assert_eq!(cp.seq, 0, "the next attempt reuses the checkpoint number");
     }
 }
