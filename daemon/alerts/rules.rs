@@ -97,7 +97,15 @@ pub struct Alerts {
     /// not by the newest sign-in: that keeps the rules independent of the
     /// interleaving.
     clock: SourceClock,
+    /// The tenants the sign-ins come from (a few at most; not in the
+    /// snapshot: the sign-ins before the first review tell them again). A
+    /// registration_overdue alert, made from coverage rather than a sign-in,
+    /// names the tenant when there is only one.
+    tenants: std::collections::BTreeSet<String>,
 }
+
+/// At most this many tenants are remembered for [`Alerts::tenants`].
+const MAX_TENANTS: usize = 16;
 
 /// What the sink keeps in the snapshot, under [`STATE_KEY`].
 #[derive(Serialize, Deserialize)]
@@ -148,6 +156,7 @@ impl Alerts {
             state,
             delivery,
             clock: SourceClock::default(),
+            tenants: Default::default(),
         })
     }
 
@@ -586,6 +595,12 @@ impl Sink for Alerts {
             return;
         }
         self.state.watermark = self.state.watermark.max(time);
+        if let Some(tenant) = event.record.fields.tenant_id.as_deref().map(str::trim).filter(|t| !t.is_empty())
+            && self.tenants.len() < MAX_TENANTS
+            && !self.tenants.contains(tenant)
+        {
+            self.tenants.insert(tenant.to_owned());
+        }
         let labels = v.labels;
         let (legacy, mfa, risky) = (
             labels.contains(Labels::LEGACY_AUTH),
@@ -684,6 +699,7 @@ impl Sink for Alerts {
                 display_name: user.display_name.clone(),
                 user_type: Some(user.user_type.as_str().to_owned()),
                 privileged,
+                tenant_id: (self.tenants.len() == 1).then(|| self.tenants.iter().next().cloned()).flatten(),
                 ..SignInFacts::default()
             };
             let summary = format!(
@@ -784,6 +800,7 @@ mod tests {
 
     const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
     const BOB: &str = "1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
     /// What a test looks at: the recent alerts and the metrics.
     struct Shared {
@@ -839,10 +856,11 @@ mod tests {
             };
             let details = if self.code == 500121 { "MFA denied; user declined the authentication" } else { "" };
             format!(
-                r#"{{"time":"{t}","category":"{c}","properties":{{"id":"{id}","createdDateTime":"{t}","userId":"{u}","userPrincipalName":"{u}@contoso.example","userType":"Member","status":{{"errorCode":{code},"additionalDetails":"{details}"}},"clientAppUsed":"{client}","authenticationRequirement":"{req}","riskLevelDuringSignIn":"{risk}","riskState":"{state}","ipAddress":"203.0.113.7","location":{{"countryOrRegion":"NL"}},"appDisplayName":"Office 365"}}}}"#,
+                r#"{{"time":"{t}","category":"{c}","properties":{{"id":"{id}","createdDateTime":"{t}","userId":"{u}","userPrincipalName":"{u}@contoso.example","userType":"Member","tenantId":"{tenant}","status":{{"errorCode":{code},"additionalDetails":"{details}"}},"clientAppUsed":"{client}","authenticationRequirement":"{req}","riskLevelDuringSignIn":"{risk}","riskState":"{state}","ipAddress":"203.0.113.7","location":{{"countryOrRegion":"NL"}},"appDisplayName":"Office 365"}}}}"#,
                 t = time.to_rfc3339(),
                 c = if self.interactive { "SignInLogs" } else { "NonInteractiveUserSignInLogs" },
                 u = self.user,
+                tenant = TENANT,
                 code = self.code,
                 client = self.client,
                 req = if self.mfa { "multiFactorAuthentication" } else { "singleFactorAuthentication" },
@@ -1141,13 +1159,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_user_becoming_registration_overdue_alerts_once_per_pending_period() {
-        use crate::coverage::Observation;
-        let (mut a, shared) = alerts("");
-        let mut coverage = Coverage::new(Policy::default());
-        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
-        let o = |time, registration_required, any_mfa| Observation {
+    /// Ann at `time`, asked to register MFA or not, with MFA or not.
+    fn ann_seen(
+        time: chrono::DateTime<chrono::Utc>,
+        registration_required: bool,
+        any_mfa: bool,
+    ) -> crate::coverage::Observation<'static> {
+        crate::coverage::Observation {
             key: ANN,
             upn: Some("ann@contoso.example"),
             display_name: None,
@@ -1163,7 +1181,34 @@ mod tests {
             client_app: "Browser",
             risky: false,
             identity: 0,
-        };
+        }
+    }
+
+    /// Coverage in which Ann, asked to register on 1 June 2025, is overdue 20 days later.
+    fn ann_overdue() -> Coverage {
+        let mut coverage = Coverage::new(Policy::default());
+        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
+        coverage.observe(&ann_seen(t0, true, false));
+        coverage.observe(&ann_seen(t0 + chrono::Duration::days(20), false, false));
+        coverage
+    }
+
+    #[test]
+    fn a_registration_overdue_alert_names_the_tenant_the_sign_ins_come_from() {
+        let (mut a, shared) = alerts("");
+        feed(&mut a, &r(BOB, 0), false, false);
+        a.review(&ann_overdue(), &Accounts::default());
+        let (_, list) = shared.alerts.list(Some(Rule::RegistrationOverdue), None, 10);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].sign_in.tenant_id.as_deref(), Some(TENANT), "{:?}", list[0]);
+    }
+
+    #[test]
+    fn a_user_becoming_registration_overdue_alerts_once_per_pending_period() {
+        let (mut a, shared) = alerts("");
+        let mut coverage = Coverage::new(Policy::default());
+        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
+        let o = ann_seen;
         coverage.observe(&o(t0, true, false));
         coverage.observe(&o(t0 + chrono::Duration::days(20), false, false));
         a.review(&coverage, &Accounts::default());
@@ -1181,33 +1226,11 @@ mod tests {
 
     #[test]
     fn a_registration_period_overdue_longer_ago_than_max_age_does_not_page() {
-        use crate::coverage::Observation;
         // A backfill of 2025 data, then the first `run`: the overdue periods
         // it finds are history, as old sign-ins are.
         let (mut a, shared) = alerts("");
         a.config.max_age = std::time::Duration::from_secs(86_400);
-        let mut coverage = Coverage::new(Policy::default());
-        let t0 = chrono::Utc.with_ymd_and_hms(2025, 6, 1, 9, 0, 0).unwrap();
-        for (days, registration_required) in [(0, true), (20, false)] {
-            coverage.observe(&Observation {
-                key: ANN,
-                upn: Some("ann@contoso.example"),
-                display_name: None,
-                user_type: Some("Member"),
-                time: t0 + chrono::Duration::days(days),
-                counted: false,
-                mfa: false,
-                single_factor: false,
-                legacy: false,
-                registration_required,
-                any_mfa: false,
-                app: None,
-                client_app: "Browser",
-                risky: false,
-                identity: 0,
-            });
-        }
-        a.review(&coverage, &Accounts::default());
+        a.review(&ann_overdue(), &Accounts::default());
         assert!(made(&shared).is_empty(), "{:?}", made(&shared));
         let text = shared.metrics.render();
         assert!(

@@ -4,6 +4,8 @@
 use plotters::prelude::*;
 
 const W: u32 = 760;
+/// Bar charts are wider: their categories are names (protocols, policies).
+const W_BARS: u32 = 1000;
 const H: u32 = 300;
 const FONT: &str = "sans-serif";
 
@@ -51,7 +53,7 @@ pub fn ratio_line(id: &str, title: &str, labels: &[String], values: &[Option<f64
         chart
             .configure_mesh()
             .x_labels(n)
-            .x_label_formatter(&|x| label_at(labels, *x))
+            .x_label_formatter(&|x| label_at(labels, *x, W))
             .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
             .y_desc("MFA coverage")
             .light_line_style(WHITE)
@@ -71,7 +73,7 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], s
     let mut svg = String::new();
     let points = series.iter().map(|s| s.values.iter().filter(|v| **v > 0.0).count()).sum();
     let error = draw((|| -> Result<(), Box<dyn std::error::Error>> {
-        let root = SVGBackend::with_string(&mut svg, (W, H + 30)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (W_BARS, H + 30)).into_drawing_area();
         root.fill(&WHITE)?;
         let n = categories.len().max(1);
         let top = (0..n)
@@ -92,7 +94,7 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], s
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n.min(31))
-            .x_label_formatter(&|x| label_at(categories, *x))
+            .x_label_formatter(&|x| label_at(categories, *x, W_BARS))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .light_line_style(WHITE)
             .label_style((FONT, 11))
@@ -129,15 +131,15 @@ pub fn bars(id: &str, title: &str, categories: &[String], series: &[Bars<'_>], s
 }
 
 /// The label of the category nearest `x`, shortened only when the room
-/// its category has on the axis (the chart's width shared by all of them,
+/// its category has on the axis (the chart's `width` shared by all of them,
 /// about 6.5 px a character at 11 px) cannot hold it.
-fn label_at(labels: &[String], x: f64) -> String {
+fn label_at(labels: &[String], x: f64, width: u32) -> String {
     let i = x.round();
     if (x - i).abs() > 0.01 || i < 0.0 {
         return String::new();
     }
     let label = labels.get(i as usize).map(String::as_str).unwrap_or("");
-    let room = label_room(labels.len());
+    let room = label_room(labels.len(), width);
     if label.chars().count() > room {
         format!("{}…", label.chars().take(room - 1).collect::<String>())
     } else {
@@ -145,9 +147,9 @@ fn label_at(labels: &[String], x: f64) -> String {
     }
 }
 
-/// Characters a category label has room for when `n` share the axis.
-fn label_room(n: usize) -> usize {
-    ((W as usize - 90) * 2 / (13 * n.max(1))).clamp(8, 40)
+/// Characters a category label has room for when `n` share an axis `width` wide.
+fn label_room(n: usize, width: u32) -> usize {
+    ((width as usize - 90) * 2 / (13 * n.max(1))).clamp(8, 40)
 }
 
 #[cfg(test)]
@@ -159,12 +161,21 @@ mod tests {
         let cells: Vec<String> =
             ["member", "member, privileged", "guest", "unknown, privileged"].iter().map(|s| s.to_string()).collect();
         for x in 0..cells.len() {
-            assert_eq!(label_at(&cells, x as f64), cells[x], "four categories have room");
+            assert_eq!(label_at(&cells, x as f64, W_BARS), cells[x], "four categories have room");
+        }
+        // The legacy protocols as Entra names them, side by side.
+        let protocols: Vec<String> =
+            ["POP3", "Other clients", "Authenticated SMTP", "IMAP4", "Exchange ActiveSync", "Exchange Web Services"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        for x in 0..protocols.len() {
+            assert_eq!(label_at(&protocols, x as f64, W_BARS), protocols[x]);
         }
         let policies = vec!["CA002: Block legacy authentication".to_string(); 2];
-        assert_eq!(label_at(&policies, 0.0), policies[0]);
+        assert_eq!(label_at(&policies, 0.0, W_BARS), policies[0]);
         let many = vec!["a label far too long for thirty bars".to_string(); 30];
-        let cut = label_at(&many, 0.0);
-        assert!(cut.ends_with('…') && cut.chars().count() == label_room(30), "{cut}");
+        let cut = label_at(&many, 0.0, W_BARS);
+        assert!(cut.ends_with('…') && cut.chars().count() == label_room(30, W_BARS), "{cut}");
     }
 }

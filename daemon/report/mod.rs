@@ -385,6 +385,15 @@ fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
 }
 
 /// The newest sign-in (of any subject) before the window's end.
+/// The share of a period's hours the history must cover for the period to
+/// be compared with or drawn in the trend.
+const COVERED: f64 = 0.9;
+
+/// Whether the history covers `w` (see [`COVERED`]).
+fn covers(lf: &LazyFrame, w: Window) -> PolarsResult<bool> {
+    Ok(data_hours(lf, w)? >= COVERED * (w.days() * 24) as f64)
+}
+
 /// Hours from the first sign-in of `w` to its last: how much of it the history covers.
 fn data_hours(lf: &LazyFrame, w: Window) -> PolarsResult<f64> {
     let (start, end) = w.millis();
@@ -587,11 +596,15 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
             states.as_ref().map(|s| coverage_of(s, *week, *newest, req.registration_grace_days))
         })
         .collect();
-    let trend: Vec<(String, Option<f64>)> = weeks
-        .iter()
-        .zip(&covered)
-        .map(|(week, cov)| (week.short_label(), cov.as_ref().and_then(|(c, ..)| c.coverage_ratio)))
-        .collect();
+    // A period the history covers only in part (its first hours) is no
+    // point of the trend: a few minutes of sign-ins make 100 % or 0 %.
+    // The report's own period is always shown.
+    let mut trend = Vec::with_capacity(weeks.len());
+    for (k, (week, cov)) in weeks.iter().zip(&covered).enumerate() {
+        let ratio = cov.as_ref().and_then(|(c, ..)| c.coverage_ratio);
+        let whole = k + 1 == weeks.len() || ratio.is_none() || covers(&all, *week)?;
+        trend.push((week.short_label(), ratio.filter(|_| whole)));
+    }
     let (coverage, breakdown, uncovered, registration) =
         covered.pop().flatten().expect("the report's week is always worked out");
     let previous_coverage = covered.pop().flatten().map(|(c, ..)| c);
@@ -601,7 +614,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let previous_period = (weeks.len() >= 2).then(|| {
         let before = weeks[weeks.len() - 2];
         let hours = data_hours(&all, before).unwrap_or(0.0);
-        Previous { window: before, hours_of_data: hours, compared: hours >= 0.9 * (before.days() * 24) as f64 }
+        Previous { window: before, hours_of_data: hours, compared: hours >= COVERED * (before.days() * 24) as f64 }
     });
     let previous = previous_coverage.filter(|_| previous_period.as_ref().is_some_and(|p| p.compared));
 

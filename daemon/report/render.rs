@@ -378,7 +378,17 @@ pub fn html(r: &Report) -> String {
     let labels: Vec<String> = r.trend.iter().map(|(l, _)| l.clone()).collect();
     let ratios: Vec<Option<f64>> = r.trend.iter().map(|(_, v)| *v).collect();
     h.push_str("<section id=\"trend\"><h2>MFA rollout: coverage by week</h2>");
-    h.push_str(&charts::ratio_line("trend", "Coverage ratio, week by week", &labels, &ratios));
+    h.push_str(&charts::ratio_line(
+        "trend",
+        &format!(
+            "Coverage ratio, {} by {} (a {} the history covers less than 90 % of is left out)",
+            r.window.period(),
+            r.window.period(),
+            r.window.period()
+        ),
+        &labels,
+        &ratios,
+    ));
     h.push_str("</section>\n");
 
     h.push_str("<section id=\"breakdown\"><h2>Coverage by user type and privilege</h2>");
