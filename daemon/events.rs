@@ -48,10 +48,6 @@ impl Events {
         Events { metrics, throttle: Arc::default() }
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// Counts `event` and logs it unless the throttle holds it back.
     pub fn emit(&self, event: impl Event) {
         event.count(&self.metrics);

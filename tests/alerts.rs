@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{Alertmanager, Daemon, Tansu, Webhook, free_port, wait_for, write_config};
-use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
+use mfawatch::generate::{Generator, Tenant, TenantSpec};
 use rand::{Rng, SeedableRng};
 
 const TOPIC: &str = "insights-logs-signinlogs";
@@ -19,17 +19,7 @@ const PARTITIONS: i32 = 4;
 /// A day of a 300-user tenant, dense enough that a message spans about a
 /// minute of sign-ins, with MFA fatigue attacks planted.
 fn spec(seed: u64) -> TenantSpec {
-    TenantSpec {
-        users: 300,
-        records: 6_000,
-        days: 1,
-        seed,
-        end: chrono::Utc::now() - chrono::Duration::hours(1),
-        format: Format::Envelope,
-        records_per_message: 5,
-        malformed_per_10k: 0,
-        fatigue_per_10k: 25,
-    }
+    common::alerting_tenant(seed, 6_000)
 }
 
 struct Scenario {

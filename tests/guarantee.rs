@@ -186,23 +186,8 @@ fn reports_running_while_days_are_merged_see_every_sign_in_once() {
 
 const TOPIC: &str = "insights-logs-signinlogs";
 
-/// A day of a 300-user tenant ending an hour ago, with alerts of every kind.
-fn alerting_spec(seed: u64, records: u64) -> TenantSpec {
-    TenantSpec {
-        users: 300,
-        records,
-        days: 1,
-        seed,
-        end: chrono::Utc::now() - chrono::Duration::hours(1),
-        format: Format::Envelope,
-        records_per_message: 5,
-        malformed_per_10k: 0,
-        fatigue_per_10k: 25,
-    }
-}
-
 fn alerting(seed: u64, records: u64) -> (Vec<Vec<u8>>, BTreeSet<(String, String)>) {
-    let mut generator = Generator::new(alerting_spec(seed, records));
+    let mut generator = Generator::new(common::alerting_tenant(seed, records));
     let messages: Vec<Vec<u8>> = generator.by_ref().collect();
     let expected = generator.expected_alerts();
     (messages, expected)
@@ -213,7 +198,7 @@ fn alerting(seed: u64, records: u64) -> (Vec<Vec<u8>>, BTreeSet<(String, String)
 fn accounts(seeds: &[u64]) -> String {
     let (mut admins, mut break_glass) = (Vec::new(), Vec::new());
     for &seed in seeds {
-        let tenant = mfawatch::generate::Tenant::new(&alerting_spec(seed, 0));
+        let tenant = mfawatch::generate::Tenant::new(&common::alerting_tenant(seed, 0));
         admins.extend(tenant.users.iter().filter(|u| u.admin).map(|u| format!("{:?}", u.upn)));
         break_glass.extend(tenant.users.iter().filter(|u| u.break_glass).map(|u| format!("{:?}", u.upn)));
     }

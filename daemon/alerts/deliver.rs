@@ -286,12 +286,11 @@ struct Sender {
 
 impl Sender {
     fn new(config: &Config) -> Sender {
-        let api_url = config.api_url();
         Sender {
             agent: crate::outbound::agent(Duration::from_secs(10)),
             resolve_after: chrono::TimeDelta::from_std(config.alerts.resolve_after)
                 .unwrap_or(chrono::TimeDelta::hours(1)),
-            api_url: api_url.trim_end_matches('/').to_owned(),
+            api_url: config.api_url(),
             rejected: config.checkpoint.dir.join("alerts-rejected.ndjson"),
         }
     }

@@ -64,19 +64,20 @@ impl Window {
         (self.to - self.from).num_days() + 1
     }
 
+    /// Whether it is an ISO week (Monday to Sunday).
+    fn is_iso_week(&self) -> bool {
+        self.from.weekday() == chrono::Weekday::Mon && self.days() == 7
+    }
+
     /// Its name: `2026-W47` for an ISO week, else `from_to`.
     pub fn label(&self) -> String {
         let w = self.from.iso_week();
-        if self.from.weekday() == chrono::Weekday::Mon && self.days() == 7 {
-            format!("{}-W{:02}", w.year(), w.week())
-        } else {
-            format!("{}_{}", self.from, self.to)
-        }
+        if self.is_iso_week() { format!("{}-W{:02}", w.year(), w.week()) } else { format!("{}_{}", self.from, self.to) }
     }
 
     /// For a chart's axis: `2026-W47`, else `10-07–10-21`.
     pub fn short_label(&self) -> String {
-        if self.from.weekday() == chrono::Weekday::Mon && self.days() == 7 {
+        if self.is_iso_week() {
             self.label()
         } else {
             format!("{}–{}", self.from.format("%m-%d"), self.to.format("%m-%d"))
@@ -384,32 +385,41 @@ fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
     (covered + uncovered > 0).then(|| covered as f64 / (covered + uncovered) as f64)
 }
 
-/// The newest sign-in (of any subject) before the window's end.
 /// The share of a period's hours the history must cover for the period to
 /// be compared with or drawn in the trend.
 const COVERED: f64 = 0.9;
 
-/// Whether the history covers `w` (see [`COVERED`]).
-fn covers(lf: &LazyFrame, w: Window) -> PolarsResult<bool> {
-    Ok(data_hours(lf, w)? >= COVERED * (w.days() * 24) as f64)
+/// What the history holds of a period, from one scan.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// The newest sign-in (of any subject) before the period's end, Unix ms.
+    newest_ms: i64,
+    /// Hours from the period's first sign-in to its last.
+    hours: f64,
 }
 
-/// Hours from the first sign-in of `w` to its last: how much of it the history covers.
-fn data_hours(lf: &LazyFrame, w: Window) -> PolarsResult<f64> {
-    let (start, end) = w.millis();
-    let df = lf
-        .clone()
-        .filter(col("ms").gt_eq(lit(start)).and(col("ms").lt(lit(end))))
-        .select([col("ms").min().alias("first"), col("ms").max().alias("last")])
-        .collect()?;
-    let (first, last) = (i64_of(&df, "first", 0), i64_of(&df, "last", 0));
-    Ok(if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 })
-}
+impl Span {
+    fn of(lf: &LazyFrame, w: Window) -> PolarsResult<Span> {
+        let (start, end) = w.millis();
+        let within = col("ms").gt_eq(lit(start));
+        let df = lf
+            .clone()
+            .filter(col("ms").lt(lit(end)))
+            .select([
+                col("ms").max().alias("newest"),
+                col("ms").filter(within.clone()).min().alias("first"),
+                col("ms").filter(within).max().alias("last"),
+            ])
+            .collect()?;
+        let (first, last) = (i64_of(&df, "first", 0), i64_of(&df, "last", 0));
+        let hours = if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 };
+        Ok(Span { newest_ms: i64_of(&df, "newest", 0), hours })
+    }
 
-fn newest_ms(lf: &LazyFrame, w: Window) -> PolarsResult<i64> {
-    let (_, end) = w.millis();
-    let df = lf.clone().filter(col("ms").lt(lit(end))).select([col("ms").max()]).collect()?;
-    Ok(i64_of(&df, "ms", 0))
+    /// Whether the history covers `w` well enough (see [`COVERED`]).
+    fn covers(&self, w: Window) -> bool {
+        self.hours >= COVERED * (w.days() * 24) as f64
+    }
 }
 
 fn counts(df: &DataFrame, name_col: &str, count_col: &str) -> Vec<Count> {
@@ -579,10 +589,8 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     // Periods of the report's own length, back to back: a 15-day report's
     // "before" is the 15 days before it.
     let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted(-back)).collect();
-    let mut newest = Vec::with_capacity(weeks.len());
-    for week in &weeks {
-        newest.push(newest_ms(&all, *week)?);
-    }
+    let spans = weeks.iter().map(|week| Span::of(&all, *week)).collect::<PolarsResult<Vec<Span>>>()?;
+    let newest: Vec<i64> = spans.iter().map(|s| s.newest_ms).collect();
     let asked: Vec<Option<Window>> = weeks
         .iter()
         .zip(&newest)
@@ -602,7 +610,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let mut trend = Vec::with_capacity(weeks.len());
     for (k, (week, cov)) in weeks.iter().zip(&covered).enumerate() {
         let ratio = cov.as_ref().and_then(|(c, ..)| c.coverage_ratio);
-        let whole = k + 1 == weeks.len() || ratio.is_none() || covers(&all, *week)?;
+        let whole = k + 1 == weeks.len() || spans[k].covers(*week);
         trend.push((week.short_label(), ratio.filter(|_| whole)));
     }
     let (coverage, breakdown, uncovered, registration) =
@@ -612,9 +620,8 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     // of its hours from its first sign-in to its last): a history that
     // begins midweek is not a week to compare with.
     let previous_period = (weeks.len() >= 2).then(|| {
-        let before = weeks[weeks.len() - 2];
-        let hours = data_hours(&all, before).unwrap_or(0.0);
-        Previous { window: before, hours_of_data: hours, compared: hours >= COVERED * (before.days() * 24) as f64 }
+        let k = weeks.len() - 2;
+        Previous { window: weeks[k], hours_of_data: spans[k].hours, compared: spans[k].covers(weeks[k]) }
     });
     let previous = previous_coverage.filter(|_| previous_period.as_ref().is_some_and(|p| p.compared));
 

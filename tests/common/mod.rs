@@ -434,6 +434,23 @@ impl Drop for Daemon {
     }
 }
 
+/// A day of a 300-user tenant ending an hour ago, `records` sign-ins five
+/// to a message (about a minute each), with MFA fatigue attacks planted:
+/// alerts of every kind, recent enough to be sent.
+pub fn alerting_tenant(seed: u64, records: u64) -> mfawatch::generate::TenantSpec {
+    mfawatch::generate::TenantSpec {
+        users: 300,
+        records,
+        days: 1,
+        seed,
+        end: chrono::Utc::now() - chrono::Duration::hours(1),
+        format: mfawatch::generate::Format::Envelope,
+        records_per_message: 5,
+        malformed_per_10k: 0,
+        fatigue_per_10k: 25,
+    }
+}
+
 /// A config file for a daemon on `bootstrap`, state in `dir`, dead letters in
 /// `dir/dead-letters.ndjson` unless `extra` has its own `[dead_letter]`.
 /// `extra` is appended, except that keys under an `[http]` or `[history]`
