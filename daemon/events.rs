@@ -10,6 +10,10 @@
 //! goes through the [`Throttle`] (a repeated complaint is one line a minute,
 //! with the number held back). The model is Vector's `internal_events`.
 //!
+//! Each line keeps the log target of the stage it happens in
+//! (`mfawatch::pipeline`, `mfawatch::source::kafka`, …), so that a
+//! `log.level` or `RUST_LOG` filter per stage goes on working.
+//!
 //! This module sits at the bottom with `metrics` and `logging`: it knows
 //! no stage, and no stage's type beyond the decoder's error.
 
@@ -67,6 +71,7 @@ impl Events {
     pub fn flush_malformed(&self) {
         if let Some(held_back) = self.throttle.take_held_of(MALFORMED) {
             tracing::warn!(
+                target: "mfawatch::pipeline",
                 held_back,
                 "more malformed records dead-lettered (not logged one by one; the metrics count each)"
             );
@@ -86,7 +91,7 @@ impl<E: Display> Event for CommitFailed<E> {
         metrics.checkpoint_result("commit_failed");
     }
     fn log(&self, held_back: u64) {
-        tracing::error!(error = %self.0, held_back, "offset commit failed; the snapshot holds the offsets, the next checkpoint commits again");
+        tracing::error!(target: "mfawatch::source::kafka", error = %self.0, held_back, "offset commit failed; the snapshot holds the offsets, the next checkpoint commits again");
     }
 }
 
@@ -106,7 +111,7 @@ impl<E: Display> Event for CheckpointFailed<E> {
     }
     fn log(&self, held_back: u64) {
         if !self.fatal {
-            tracing::error!(error = %self.error, held_back, "checkpoint failed; nothing committed, retrying at the next interval");
+            tracing::error!(target: "mfawatch::source::kafka", error = %self.error, held_back, "checkpoint failed; nothing committed, retrying at the next interval");
         }
     }
 }
@@ -126,7 +131,7 @@ impl<E: Display> Event for KafkaClientError<'_, E> {
         metrics.kafka_error(&self.code);
     }
     fn log(&self, held_back: u64) {
-        tracing::error!(error = %self.error, reason = self.reason, held_back, "Kafka error");
+        tracing::error!(target: "mfawatch::source::kafka", error = %self.error, reason = self.reason, held_back, "Kafka error");
     }
 }
 
@@ -138,7 +143,7 @@ impl<E: Display> Event for EntraTokenFailed<E> {
         "entra token".into()
     }
     fn log(&self, held_back: u64) {
-        tracing::error!(error = %self.0, held_back, "cannot get a Microsoft Entra token for Event Hubs");
+        tracing::error!(target: "mfawatch::kafka", error = %self.0, held_back, "cannot get a Microsoft Entra token for Event Hubs");
     }
 }
 
@@ -163,7 +168,7 @@ impl<S: Display> Event for MalformedRecord<'_, S> {
         metrics.dead_letter();
     }
     fn log(&self, held_back: u64) {
-        tracing::warn!(source = %self.source, reason = self.error.reason(), error = %self.error, held_back, "malformed record dead-lettered");
+        tracing::warn!(target: "mfawatch::pipeline", source = %self.source, reason = self.error.reason(), error = %self.error, held_back, "malformed record dead-lettered");
     }
 }
 
@@ -181,6 +186,7 @@ impl Event for UserRefused {
     }
     fn log(&self, held_back: u64) {
         tracing::warn!(
+            target: "mfawatch::pipeline",
             users = self.users,
             held_back,
             "coverage.max_users reached: sign-ins of new users are counted but the users are not tracked"
@@ -207,7 +213,7 @@ impl<E: Display> Event for DeliveryFailed<'_, E> {
         metrics.alert_delivered(self.kind, "error", self.alerts);
     }
     fn log(&self, held_back: u64) {
-        tracing::warn!(receiver = self.receiver, error = %self.error, retry_in = ?self.retry_in, held_back, "alert delivery failed; the alerts wait in the outbox");
+        tracing::warn!(target: "mfawatch::alerts::deliver", receiver = self.receiver, error = %self.error, retry_in = ?self.retry_in, held_back, "alert delivery failed; the alerts wait in the outbox");
     }
 }
 
@@ -236,6 +242,7 @@ impl<R: Display> Event for AlertRejected<'_, R> {
     }
     fn log(&self, held_back: u64) {
         tracing::error!(
+            target: "mfawatch::alerts::deliver",
             receiver = self.receiver,
             alert_id = self.id,
             rule = self.rule,
@@ -263,6 +270,7 @@ impl Event for OutboxFull {
     }
     fn log(&self, held_back: u64) {
         tracing::error!(
+            target: "mfawatch::alerts::deliver",
             max = self.max,
             held_back,
             "the alert outbox is full (receivers down for long): new alerts are counted, not sent"
@@ -284,7 +292,7 @@ impl<E: Display> Event for CompactionFailed<E> {
         metrics.history_compaction("error");
     }
     fn log(&self, held_back: u64) {
-        tracing::error!(date = %self.date, error = %self.error, held_back, "cannot merge the history of a day; its parts stay as they are");
+        tracing::error!(target: "mfawatch::history", date = %self.date, error = %self.error, held_back, "cannot merge the history of a day; its parts stay as they are");
     }
 }
 
@@ -300,7 +308,7 @@ impl Event for SourceProblem<'_> {
         self.kind.into()
     }
     fn log(&self, held_back: u64) {
-        tracing::error!(held_back, "{}", self.problem);
+        tracing::error!(target: "mfawatch::source::kafka", held_back, "{}", self.problem);
     }
 }
 
@@ -316,6 +324,7 @@ impl Event for ClockSkewed {
     }
     fn log(&self, held_back: u64) {
         tracing::warn!(
+            target: "mfawatch::source::kafka",
             skew_seconds = self.skew,
             held_back,
             "the host's clock is {} the brokers' by {} s: mfawatch goes by the brokers' time (alerts.max_age, retention), fix the host clock (NTP)",
