@@ -279,6 +279,8 @@ fn pseudonymised_the_api_shows_no_upn_or_ip_and_the_same_user_keeps_one_pseudony
         panic!("no history: {}", daemon.log_text());
     }
     let mut rows = 0;
+    // As the report reads it: no part is merged away while it is read.
+    let _reading = mfawatch::history::files::read_lock(&history).unwrap();
     for (_, folder) in mfawatch::history::files::dates(&history).unwrap() {
         for (_, file) in mfawatch::history::files::files(&folder).unwrap() {
             let df = mfawatch::history::files::read_parquet(&file).unwrap();
