@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::deadletter::{DeadLetterFile, DeadLetterTopic, DeadLetters};
 use crate::decode::Position;
+use crate::directory::PrivilegedRoles;
 use crate::events::Events;
 use crate::health::Health;
 use crate::kafka;
@@ -38,6 +39,7 @@ use crate::source::kafka::SourceContext;
 #[derive(Clone)]
 pub struct Handles {
     pub coverage: Arc<crate::coverage::Handle>,
+    pub directory: Arc<crate::directory::Handle>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     /// The recent alerts the API lists (the alerts sink adds to them).
@@ -65,6 +67,7 @@ impl Handles {
     fn served(&self) -> crate::http::Served {
         crate::http::Served {
             coverage: self.coverage.clone(),
+            directory: self.directory.clone(),
             metrics: self.metrics.clone(),
             health: self.health.clone(),
             recent: self.recent.clone(),
@@ -97,7 +100,7 @@ pub fn load_accounts(config: &Config) -> anyhow::Result<Accounts> {
 pub fn check_privileged(handle: &crate::coverage::Handle, metrics: &Metrics) {
     let accounts = handle.accounts();
     metrics.set_privileged_configured(accounts.privileged_count());
-    if accounts.privileged_count() == 0 {
+    if !accounts.any_privileged() {
         tracing::warn!("{}", crate::coverage::NO_PRIVILEGED);
         return;
     }
@@ -120,6 +123,7 @@ pub fn check_privileged(handle: &crate::coverage::Handle, metrics: &Metrics) {
 /// The state a run starts from: the snapshot's, or empty.
 pub struct LoadedState {
     pub coverage: Coverage,
+    pub directory: crate::directory::Directory,
     pub offsets: BTreeMap<Partition, i64>,
     pub replayed: Vec<Replayed>,
     pub seq: u64,
@@ -139,6 +143,7 @@ pub fn load_state(config: &Config) -> anyhow::Result<LoadedState> {
             );
             Ok(LoadedState {
                 coverage: Coverage::new(policy),
+                directory: crate::directory::Directory::new(PrivilegedRoles::from_config(&config.directory)),
                 offsets: BTreeMap::new(),
                 replayed: Vec::new(),
                 seq: 0,
@@ -153,9 +158,19 @@ pub fn load_state(config: &Config) -> anyhow::Result<LoadedState> {
                     file.path().display()
                 )
             })?;
-            tracing::info!(users = coverage.len(), partitions = snapshot.offsets.len(), "state loaded from snapshot");
+            let directory = crate::directory::Directory::from_snapshot(
+                PrivilegedRoles::from_config(&config.directory),
+                snapshot.directory,
+            );
+            tracing::info!(
+                users = coverage.len(),
+                directory_users = directory.len(),
+                partitions = snapshot.offsets.len(),
+                "state loaded from snapshot"
+            );
             Ok(LoadedState {
                 coverage,
+                directory,
                 offsets: snapshot.offsets,
                 replayed: snapshot.replayed,
                 seq: snapshot.seq,
@@ -268,8 +283,13 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
     let state = load_state(config)?;
     note_privacy_change(config, state.seq > 0)?;
     let rules = config.rules();
+    let holders = state.directory.holders(state.directory.newest().unwrap_or_else(chrono::Utc::now));
     let handles = Handles {
-        coverage: crate::coverage::Handle::new(state.coverage, accounts),
+        coverage: crate::coverage::Handle::new(
+            state.coverage,
+            accounts.with_holders(holders.iter().map(String::as_str)),
+        ),
+        directory: crate::directory::Handle::new(state.directory),
         metrics: Arc::new(Metrics::new(&rules)),
         health: Arc::new(Health::default()),
         recent: Arc::new(Recent::default()),
@@ -284,6 +304,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
         dead_letters(config, mode == Mode::Consume, &handles.metrics)?,
     );
     pipeline.set_pseudonyms(crate::privacy::Pseudonyms::from_config(&config.privacy)?);
+    pipeline.set_directory(handles.directory.clone());
     let alerts_on = match mode {
         Mode::Consume => true,
         Mode::Replay { alerts } => alerts,

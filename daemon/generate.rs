@@ -1210,6 +1210,7 @@ mod tests {
                         }
                     }
                     Item::Skipped { .. } => *seen.entry("skipped".into()).or_default() += 1,
+                    Item::Directory(_) => *seen.entry("directory".into()).or_default() += 1,
                     Item::Malformed(m) => panic!("generator made a malformed record: {}", m.error),
                 }
             }
@@ -1231,7 +1232,7 @@ mod tests {
             "registration_required",
             "ropc",
             "report_only",
-            "skipped",
+            "directory",
         ] {
             assert!(seen.get(kind).copied().unwrap_or(0) > 0, "no {kind} in {seen:?}");
         }
@@ -1301,6 +1302,7 @@ mod tests {
                 let category = match item {
                     Item::SignIn(s) => s.category.as_str().to_ascii_lowercase(),
                     Item::Skipped { category } => category.to_ascii_lowercase(),
+                    Item::Directory(d) => d.category.as_str().to_ascii_lowercase(),
                     Item::Malformed(m) => panic!("{}", m.error),
                 };
                 assert_eq!(hub, format!("insights-logs-{category}"));

@@ -22,6 +22,7 @@ pub mod coverage;
 pub mod daemon;
 pub mod deadletter;
 pub mod decode;
+pub mod directory;
 pub mod durable;
 pub mod events;
 pub mod generate;

@@ -22,12 +22,10 @@ use crate::classify::{BlockedBy, ClientClass, DEFAULT_LEGACY_CLIENTS, Labels, Mf
 use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError};
 
-/// Non-sign-in categories named in metrics; anything else is `other`.
-const SKIPPED_CATEGORIES: [&str; 10] = [
-    "AuditLogs",
+/// Categories mfawatch does not read, named in metrics; anything else is
+/// `other` (the directory categories have their own counter).
+const SKIPPED_CATEGORIES: [&str; 7] = [
     "ProvisioningLogs",
-    "RiskyUsers",
-    "UserRiskEvents",
     "RiskyServicePrincipals",
     "ServicePrincipalRiskEvents",
     "NetworkAccessTrafficLogs",
@@ -61,6 +59,73 @@ pub struct Metrics {
     progress: Progress,
     sinks: SinkMetrics,
     service: Service,
+    directory: DirectoryMetrics,
+}
+
+/// The directory records and state: records by category, family and what
+/// applying them did; privileged accounts by source; users by registration.
+struct DirectoryMetrics {
+    records: IntCounterVec,
+    privileged: IntGaugeVec,
+    registration: IntGaugeVec,
+    phishing_resistant: IntGauge,
+    newest: Gauge,
+}
+
+impl DirectoryMetrics {
+    fn new(registry: &Registry) -> DirectoryMetrics {
+        let records = counter_vec(
+            registry,
+            "mfawatch_directory_records_total",
+            "Directory records read (AuditLogs, RiskyUsers, UserRiskEvents, registration and role seeds), by category, \
+             operation family and result: applied (changed the state), stale (older than what it holds), \
+             not_user (a service principal's role), skipped (an operation mfawatch does not read).",
+            &["category", "family", "result"],
+        );
+        for c in crate::decode::directory::DirCategory::ALL {
+            for f in crate::decode::directory::Family::ALL {
+                for r in crate::directory::Applied::ALL {
+                    records.with_label_values(&[c.as_str(), f.as_str(), r.as_str()]);
+                }
+            }
+        }
+        let privileged = gauge_vec(
+            registry,
+            "mfawatch_privileged_accounts",
+            "Privileged accounts by source: list (coverage.privileged, coverage.privileged_file), roles (holding a \
+             privileged directory role now: active, PIM-eligible or activated).",
+            &["source"],
+        );
+        let registration = gauge_vec(
+            registry,
+            "mfawatch_directory_users",
+            "Users the directory records name, by MFA registration (registered, not_registered, unknown: no \
+             registration evidence).",
+            &["registration"],
+        );
+        DirectoryMetrics {
+            records,
+            privileged,
+            registration,
+            phishing_resistant: register(
+                registry,
+                IntGauge::new(
+                    "mfawatch_directory_phishing_resistant_users",
+                    "Users with a phishing-resistant method registered (FIDO2, passkey, Windows Hello for Business, certificate).",
+                )
+                .expect("valid"),
+            ),
+            newest: register(
+                registry,
+                Gauge::new(
+                    "mfawatch_directory_newest_record_timestamp_seconds",
+                    "Event time of the newest directory record read (0: none yet). Far behind the newest sign-in: the \
+                     audit hub is silent and the privileged set is going stale.",
+                )
+                .expect("valid"),
+            ),
+        }
+    }
 }
 
 /// What was read: messages, records, sign-ins by label, decode errors, dead letters.
@@ -239,9 +304,12 @@ impl Read {
         let skipped = counter_vec(
             registry,
             "mfawatch_skipped_records_total",
-            "Records of other categories (AuditLogs, RiskyUsers, ...) skipped, by category.",
+            "Records of categories mfawatch does not read (ProvisioningLogs, NetworkAccessTrafficLogs, ...) skipped, by category.",
             &["category"],
         );
+        for category in SKIPPED_CATEGORIES.iter().chain(&["other"]) {
+            skipped.with_label_values(&[category]);
+        }
         let errors_vec = counter_vec(
             registry,
             "mfawatch_decode_errors_total",
@@ -589,6 +657,7 @@ impl Metrics {
             progress: Progress::new(&registry),
             sinks: SinkMetrics::new(&registry),
             service: Service::new(&registry),
+            directory: DirectoryMetrics::new(&registry),
             registry,
         };
         let build_info =
@@ -682,6 +751,34 @@ impl Metrics {
         self.read.records.inc();
         let label = SKIPPED_CATEGORIES.iter().find(|c| c.eq_ignore_ascii_case(category)).copied().unwrap_or("other");
         self.read.skipped.with_label_values(&[label]).inc();
+    }
+
+    /// A directory record was read and applied.
+    pub fn directory_record(
+        &self,
+        record: &crate::decode::directory::DirectoryRecord,
+        applied: crate::directory::Applied,
+    ) {
+        self.read.records.inc();
+        self.directory
+            .records
+            .with_label_values(&[record.category.as_str(), record.family().as_str(), applied.as_str()])
+            .inc();
+    }
+
+    /// The directory gauges, from the directory's summary and the configured list.
+    pub fn directory(&self, summary: &crate::directory::DirectorySummary, listed: usize) {
+        self.directory.privileged.with_label_values(&["list"]).set(listed as i64);
+        self.directory.privileged.with_label_values(&["roles"]).set(summary.privileged as i64);
+        for (label, n) in [
+            ("registered", summary.registered),
+            ("not_registered", summary.not_registered),
+            ("unknown", summary.unknown),
+        ] {
+            self.directory.registration.with_label_values(&[label]).set(n as i64);
+        }
+        self.directory.phishing_resistant.set(summary.phishing_resistant as i64);
+        self.directory.newest.set(summary.newest.map_or(0.0, |t| t as f64 / 1000.0));
     }
 
     /// A record or message could not be used.

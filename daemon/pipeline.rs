@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use crate::classify::{Rules, Subject, Verdict, classify};
 use crate::coverage::{Accounts, Observation, Observed, Policy};
 use crate::deadletter::DeadLetters;
+use crate::decode::directory::{DirectoryRecord, Fact};
 use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
+use crate::directory::Applied;
 use crate::events::{Events, MalformedRecord, UserRefused};
 use crate::metrics::Metrics;
 use crate::sinks::{SignInEvent, Sink};
@@ -27,6 +29,7 @@ pub struct Pipeline {
     rules: Rules,
     policy: Policy,
     coverage: Arc<crate::coverage::Handle>,
+    directory: Arc<crate::directory::Handle>,
     metrics: Arc<Metrics>,
     dead_letters: DeadLetters,
     sinks: Vec<Box<dyn Sink>>,
@@ -47,6 +50,7 @@ impl Pipeline {
             rules,
             policy,
             coverage,
+            directory: crate::directory::Handle::new(Default::default()),
             metrics,
             dead_letters,
             sinks: Vec::new(),
@@ -57,6 +61,15 @@ impl Pipeline {
     /// Pseudonymise every record as it is decoded (`privacy.pseudonymise`).
     pub fn set_pseudonyms(&mut self, pseudonyms: Option<crate::privacy::Pseudonyms>) {
         self.pseudonyms = pseudonyms;
+    }
+
+    /// The directory state records of the audit and Identity Protection hubs go to.
+    pub fn set_directory(&mut self, directory: Arc<crate::directory::Handle>) {
+        self.directory = directory;
+    }
+
+    pub fn directory(&self) -> &Arc<crate::directory::Handle> {
+        &self.directory
     }
 
     /// Adds a sink after the ones already there.
@@ -84,8 +97,8 @@ impl Pipeline {
         metrics.message(bytes.len());
         let items = decode_message_received(bytes, received);
         let now = Utc::now();
-        let accounts = coverage_handle.accounts();
         let mut records: Vec<(usize, SignIn<'_>)> = Vec::with_capacity(items.len());
+        let mut directory_records = Vec::new();
         let mut malformed_items = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             match item {
@@ -95,10 +108,20 @@ impl Pipeline {
                     }
                     records.push((index, record))
                 }
+                Item::Directory(mut record) => {
+                    if let Some(p) = &self.pseudonyms {
+                        p.apply_directory(&mut record);
+                    }
+                    directory_records.push(record)
+                }
                 Item::Skipped { category } => metrics.skipped(&category),
                 Item::Malformed(malformed) => malformed_items.push((index, malformed)),
             }
         }
+        if !directory_records.is_empty() {
+            self.apply_directory(&directory_records, now);
+        }
+        let accounts = coverage_handle.accounts();
         let verdicts: Vec<Verdict<'_>> = records.iter().map(|(_, r)| classify(r, &self.rules)).collect();
         if let Position::Kafka { topic, .. } = position {
             metrics.topic_read(topic, records.iter().map(|(_, r)| r.time.timestamp()).max());
@@ -122,21 +145,25 @@ impl Pipeline {
                 }
             }
         }
+        let directory = self.directory.read();
         for ((index, record), verdict) in records.iter().zip(&verdicts) {
             let excluded = verdict.subject == Subject::User && note_excluded_account(&accounts, record, verdict);
             if self.sinks.is_empty() {
                 continue;
             }
+            // Privileged as of the sign-in: listed, or holding a privileged role then.
+            let (key, upn) = (
+                verdict.subject_key.as_deref().unwrap_or(""),
+                record.fields.user_principal_name.as_deref().unwrap_or(""),
+            );
             let privileged = verdict.subject == Subject::User
-                && accounts.privileged(
-                    verdict.subject_key.as_deref().unwrap_or(""),
-                    record.fields.user_principal_name.as_deref().unwrap_or(""),
-                );
+                && (accounts.listed(key, upn) || directory.privileged_at(key, upn, record.time).is_some());
             let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded };
             for sink in &mut self.sinks {
                 sink.sign_in(&event);
             }
         }
+        drop(directory);
         // Dead letters are written without holding the coverage lock: a slow
         // dead-letter topic must not stall the API.
         for (index, malformed) in malformed_items {
@@ -145,6 +172,24 @@ impl Pipeline {
             self.events.emit(MalformedRecord { source: RecordAt { position, index }, error: &malformed.error });
         }
         Ok(())
+    }
+
+    /// Applies a message's directory records to the directory state; when a
+    /// role changed, coverage learns who holds a privileged role now (as of
+    /// the newest directory record).
+    fn apply_directory(&self, records: &[Box<DirectoryRecord>], now: DateTime<Utc>) {
+        let mut directory = self.directory.write();
+        let mut roles_changed = false;
+        for record in records {
+            let applied = directory.apply(record);
+            self.metrics.directory_record(record, applied);
+            roles_changed |= applied == Applied::Changed && matches!(record.fact, Fact::Role(_));
+        }
+        if roles_changed {
+            let holders = directory.holders(directory.newest().unwrap_or(now));
+            drop(directory);
+            self.coverage.set_role_holders(holders.iter().map(String::as_str));
+        }
     }
 
     /// A new user that `coverage.max_users` keeps out: counted, said once a minute.

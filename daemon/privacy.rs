@@ -89,6 +89,25 @@ impl Pseudonyms {
         }
     }
 
+    /// Replaces the identifying fields of a directory record: the user's UPN
+    /// and display name, who made the change, a detection's address.
+    pub fn apply_directory(&self, record: &mut crate::decode::directory::DirectoryRecord) {
+        use crate::decode::directory::Fact;
+        if let Some(by) = &record.initiated_by {
+            // A UPN, or an app's name (which names no person and stays).
+            if by.contains('@') {
+                record.initiated_by = Some(self.upn(by));
+            }
+        }
+        if let Some(user) = record.fact.subject_mut() {
+            user.upn = user.upn.as_deref().map(|u| self.upn(u));
+            user.display_name = user.display_name.as_deref().map(|n| self.display_name(n));
+        }
+        if let Fact::Risk(detection) = &mut record.fact {
+            detection.ip = detection.ip.as_deref().map(|ip| self.ip(ip));
+        }
+    }
+
     /// A raw record with its identifying fields replaced, for a dead letter;
     /// `None` when it does not parse as JSON (then nothing of it is kept).
     pub fn raw_record(&self, raw: &[u8]) -> Option<Vec<u8>> {

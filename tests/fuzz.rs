@@ -63,18 +63,36 @@ fn make_seeds() -> Vec<Vec<u8>> {
     };
     let mut out: Vec<Vec<u8>> = Generator::new(spec).collect();
     let root = common::root();
-    for dir in ["../shared/samples/public/panther", "../shared/samples/public/elastic", "tests/fixtures"] {
+    let dirs = [
+        "../shared/samples/public/panther",
+        "../shared/samples/public/elastic",
+        "tests/fixtures",
+        "tests/fixtures/directory",
+    ];
+    for dir in dirs {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
+            if path.is_dir() {
+                continue;
+            }
             let text = std::fs::read(&path).unwrap();
             match path.extension().and_then(|e| e.to_str()) {
                 // Whole documents: pretty-printed Graph pages and Log Analytics arrays.
-                Some("json") if dir == "tests/fixtures" => out.push(text),
+                Some("json") if dir.starts_with("tests/fixtures") => out.push(text),
                 Some("json" | "ndjson" | "log") => {
                     out.extend(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec))
                 }
                 _ => {}
             }
+        }
+    }
+    // The public directory samples, whole files (Graph pages, Event Hubs records) and lines.
+    for sample in common::directory_samples() {
+        let text = std::fs::read(&sample).unwrap();
+        if sample.extension().is_some_and(|e| e == "json") {
+            out.push(text);
+        } else {
+            out.extend(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
         }
     }
     out

@@ -84,7 +84,7 @@ fn outcomes(path: &str) -> Vec<Outcome> {
             out.push(match item {
                 Item::SignIn(record) => Outcome::Verdict(Summary::of(&record, &classify(&record, &rules))),
                 Item::Malformed(m) => Outcome::Malformed(m.error),
-                Item::Skipped { .. } => Outcome::Skipped,
+                Item::Skipped { .. } | Item::Directory(_) => Outcome::Skipped,
             });
         }
         Ok(())

@@ -303,6 +303,8 @@ impl Checkpointer {
         }
         let handle = self.pipeline.coverage().clone();
         handle.compact_names();
+        let directory_handle = self.pipeline.directory().clone();
+        let directory = directory_handle.read();
         let coverage = handle.read();
         let bytes = self
             .snapshots
@@ -314,9 +316,11 @@ impl Checkpointer {
                 seq,
                 source: self.source.as_ref(),
                 sinks: &sinks,
+                directory: directory.snapshot_ref(),
             })
             .map_err(|e| CheckpointError::Failed(e.into()))?;
         drop(coverage);
+        drop(directory);
         self.seq = seq;
         self.sink_states = sinks;
         self.pipeline.sinks_committed(seq);

@@ -15,10 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
+use crate::directory::{DirectorySnapshot, DirectorySnapshotRef};
 use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
@@ -40,6 +41,20 @@ pub struct Snapshot {
     pub source: Option<SourceIdentity>,
     /// Each stateful sink's own state, by sink name (opaque here).
     pub sinks: BTreeMap<String, Vec<u8>>,
+    /// What the directory records said (format 5 on; empty before).
+    pub directory: DirectorySnapshot,
+}
+
+/// Format 4: before the directory state.
+#[derive(Deserialize)]
+struct SnapshotV4 {
+    offsets: BTreeMap<Partition, i64>,
+    coverage: CoverageSnapshot,
+    written_at: i64,
+    replayed: Vec<Replayed>,
+    seq: u64,
+    source: Option<SourceIdentity>,
+    sinks: BTreeMap<String, Vec<u8>>,
 }
 
 /// Which cluster (Event Hubs namespace) and topics a state was built from:
@@ -110,6 +125,7 @@ pub struct SnapshotRef<'a> {
     pub seq: u64,
     pub source: Option<&'a SourceIdentity>,
     pub sinks: &'a BTreeMap<String, Vec<u8>>,
+    pub directory: DirectorySnapshotRef<'a>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +238,7 @@ impl SnapshotFile {
             seq: 0,
             source: None,
             sinks: BTreeMap::new(),
+            directory: DirectorySnapshot::default(),
         };
         // Format 3 keeps registration failures as a set of days.
         let before_3 = version < 3;
@@ -230,6 +247,16 @@ impl SnapshotFile {
                 .map(|v| older(v.offsets, v.coverage.upgrade(before_3), v.written_at, Vec::new())),
             2 | 3 => postcard::from_bytes::<SnapshotV3>(payload)
                 .map(|v| older(v.offsets, v.coverage.upgrade(before_3), v.written_at, v.replayed)),
+            4 => postcard::from_bytes::<SnapshotV4>(payload).map(|v| Snapshot {
+                offsets: v.offsets,
+                coverage: v.coverage,
+                written_at: v.written_at,
+                replayed: v.replayed,
+                seq: v.seq,
+                source: v.source,
+                sinks: v.sinks,
+                directory: DirectorySnapshot::default(),
+            }),
             _ => postcard::from_bytes::<Snapshot>(payload),
         };
         Ok(Some(snapshot.map_err(|e| damaged(e.to_string()))?))
@@ -248,6 +275,7 @@ mod tests {
         let replayed = [Replayed { path: "/exports/june.json.gz".into(), bytes: 10, modified: 2, at: 3 }];
         let source = SourceIdentity { cluster_id: Some("abc".into()), brokers: "k:9092".into() };
         let sinks = BTreeMap::from([("alerts".to_string(), vec![1, 2, 3])]);
+        let directory = crate::directory::Directory::default();
         file.write(&SnapshotRef {
             offsets: &offsets,
             coverage: coverage.snapshot_ref(),
@@ -256,6 +284,7 @@ mod tests {
             seq: 7,
             source: Some(&source),
             sinks: &sinks,
+            directory: directory.snapshot_ref(),
         })
         .unwrap();
     }

@@ -74,6 +74,18 @@ pub enum Bench {
         #[arg(long)]
         ipv6: bool,
     },
+    /// Directory records (AuditLogs role changes and security-info events in
+    /// Event Hubs envelopes) decoded and applied to the directory state, beside
+    /// serde_json's parse-only over the same bytes; then the state's bytes per
+    /// user after a registration seed of every user.
+    Directory {
+        #[arg(long, default_value_t = 100_000)]
+        users: u32,
+        #[arg(long, default_value_t = 200_000)]
+        records: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+    },
     /// decode + classify on one thread, beside serde_json's parse-only (IgnoredAny) over the same bytes.
     Decode {
         /// Records to generate (realistic sizes, Event Hubs envelopes of 40).
@@ -89,6 +101,7 @@ pub enum Bench {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
+        Bench::Directory { users, records, rounds } => directory(users, records, rounds),
         Bench::Decode { records, users, rounds } => decode(records, users, rounds),
         Bench::Pipeline { records, users, rounds } => pipeline(records, users, rounds),
         Bench::Coverage { users, spray } => coverage(users, spray),
@@ -231,6 +244,142 @@ fn decode(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
     let counts =
         measure("MB/s of JSON bodies (goal for Capture: at least 80 % of NDJSON)", rounds, records, bytes, passes);
     anyhow::ensure!(counts[1] == records, "read {} of {records} records from the Capture file", counts[1]);
+    Ok(())
+}
+
+/// Audit records of a tenant: role changes (Core Directory and PIM) and
+/// security-info registrations, 40 to an Event Hubs message, as Entra writes them.
+fn directory_messages(users: u32, records: u64) -> Vec<Vec<u8>> {
+    use serde_json::json;
+    let roles = crate::directory::roles::DEFAULT_PRIVILEGED;
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").expect("valid").timestamp();
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..records {
+        let u = (i.wrapping_mul(2_654_435_761) % users as u64) as u32;
+        let id = format!("7c5b3a5e-0000-4000-8000-{u:012x}");
+        let upn = format!("user{u}@contoso.example");
+        let time = chrono::DateTime::from_timestamp(start + i as i64 * 3, 0).expect("in range").to_rfc3339();
+        let target = |mods: serde_json::Value| json!({"id": id, "displayName": format!("User {u}"), "type": "User", "userPrincipalName": upn, "modifiedProperties": mods});
+        let (op, service, category, targets, reason) = match i % 4 {
+            0 | 1 => {
+                let (role_id, role_name) = roles[(i as usize / 4) % roles.len()];
+                let op = if i % 4 == 0 { "Add member to role" } else { "Remove member from role" };
+                let mods = json!([
+                    {"displayName": "Role.DisplayName", "oldValue": null, "newValue": format!("\"{role_name}\"")},
+                    {"displayName": "Role.TemplateId", "oldValue": null, "newValue": format!("\"{role_id}\"")},
+                ]);
+                (op, "Core Directory", "RoleManagement", json!([target(mods)]), "")
+            }
+            2 => (
+                "User registered security info",
+                "Authentication Methods",
+                "UserManagement",
+                json!([target(json!([]))]),
+                "User registered Authenticator App with Notification and Code",
+            ),
+            _ => (
+                "User deleted security info",
+                "Authentication Methods",
+                "UserManagement",
+                json!([target(json!([]))]),
+                "User deleted Mobile Phone Call and SMS",
+            ),
+        };
+        batch.push(json!({
+            "time": time, "category": "AuditLogs", "operationName": op, "tenantId": "11111111-2222-4333-8444-555555555555",
+            "resultSignature": "None", "durationMs": 0, "callerIpAddress": "198.51.100.7", "Level": 4,
+            "properties": {
+                "id": format!("Directory_{i:016x}"), "category": category, "result": "success", "resultReason": reason,
+                "activityDisplayName": op, "activityDateTime": time, "loggedByService": service, "operationType": "Assign",
+                "initiatedBy": {"user": {"id": "7c5b3a5e-ffff-4000-8000-000000000000", "userPrincipalName": "admin@contoso.example", "ipAddress": "198.51.100.7"}},
+                "targetResources": targets, "additionalDetails": [],
+            }
+        }));
+        if batch.len() == 40 {
+            out.push(serde_json::to_vec(&json!({ "records": std::mem::take(&mut batch) })).expect("serialises"));
+        }
+    }
+    if !batch.is_empty() {
+        out.push(serde_json::to_vec(&json!({ "records": batch })).expect("serialises"));
+    }
+    out
+}
+
+fn directory(users: u32, records: u64, rounds: u32) -> anyhow::Result<()> {
+    use crate::decode::decode_message_received;
+    use crate::directory::{Directory, PrivilegedRoles};
+    eprintln!("generating {records} audit records for {users} users...");
+    let messages = directory_messages(users, records);
+    let bytes: u64 = messages.iter().map(|m| m.len() as u64).sum();
+    println!(
+        "input: {} messages, {records} audit records, {:.1} MB, {:.0} bytes/record",
+        messages.len(),
+        bytes as f64 / 1e6,
+        bytes as f64 / records as f64
+    );
+    let received = Some(chrono::Utc::now());
+    let passes: Vec<Pass> = vec![
+        (
+            "serde_json::from_slice::<IgnoredAny> (baseline)",
+            Box::new(|| messages.iter().map(|m| serde_json::from_slice::<IgnoredAny>(m).map_or(0, |_| 1u64)).sum()),
+        ),
+        (
+            "decode + apply to the directory state",
+            Box::new(|| {
+                let mut state = Directory::new(PrivilegedRoles::default());
+                let mut n = 0u64;
+                for m in &messages {
+                    for item in decode_message_received(m, received) {
+                        if let Item::Directory(record) = item {
+                            black_box(state.apply(&record));
+                            n += 1;
+                        }
+                    }
+                }
+                n
+            }),
+        ),
+    ];
+    let counts = measure("directory records, one thread", rounds, records, bytes, passes);
+    anyhow::ensure!(counts[1] == records, "applied {} of {records} directory records", counts[1]);
+
+    // A registration seed of every user, then the audit records: bytes per user.
+    let mut state = Directory::new(PrivilegedRoles::default());
+    let seed_at = chrono::Utc::now() - chrono::TimeDelta::days(30);
+    for u in 0..users {
+        let seed = serde_json::json!({
+            "@odata.context": "bench#reports/authenticationMethods/userRegistrationDetails",
+            "id": format!("7c5b3a5e-0000-4000-8000-{u:012x}"), "userPrincipalName": format!("user{u}@contoso.example"),
+            "userDisplayName": format!("User {u}"), "isMfaRegistered": u % 3 != 0, "isMfaCapable": u % 3 != 0,
+            "methodsRegistered": if u % 3 == 0 { serde_json::json!([]) } else { serde_json::json!(["microsoftAuthenticatorPush", "mobilePhone"]) },
+            "lastUpdatedDateTime": seed_at.to_rfc3339(),
+        });
+        let bytes = serde_json::to_vec(&seed)?;
+        for item in decode_message_received(&bytes, received) {
+            if let Item::Directory(record) = item {
+                state.apply(&record);
+            }
+        }
+    }
+    for m in &messages {
+        for item in decode_message_received(m, received) {
+            if let Item::Directory(record) = item {
+                state.apply(&record);
+            }
+        }
+    }
+    let summary = state.summary(chrono::Utc::now());
+    let snapshot = postcard::to_allocvec(&state.snapshot_ref())?;
+    println!(
+        "directory state: {} users ({} privileged now, {} registered, {} not registered), {:.0} bytes/user in memory (estimate), {:.0} bytes/user in the snapshot",
+        state.len(),
+        summary.privileged,
+        summary.registered,
+        summary.not_registered,
+        state.heap_bytes() as f64 / state.len().max(1) as f64,
+        snapshot.len() as f64 / state.len().max(1) as f64
+    );
     Ok(())
 }
 
@@ -614,6 +763,7 @@ fn coverage(users: u32, spray: u64) -> anyhow::Result<()> {
         seq: 1,
         source: None,
         sinks: &Default::default(),
+        directory: crate::directory::Directory::default().snapshot_ref(),
     })?;
     let snapshot_time = t.elapsed();
     let n = users as f64;

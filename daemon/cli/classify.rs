@@ -39,7 +39,7 @@ pub struct Summary {
     pub messages: u64,
     pub bytes: u64,
     /// Records read, whatever became of them (as `mfawatch_records_total`):
-    /// `sign_ins` + `skipped.total` + `malformed.total`.
+    /// `sign_ins` + `directory.total` + `skipped.total` + `malformed.total`.
     pub records: u64,
     /// Sign-ins classified.
     pub sign_ins: u64,
@@ -48,6 +48,8 @@ pub struct Summary {
     pub categories: BTreeMap<&'static str, u64>,
     pub mfa_failures: BTreeMap<&'static str, u64>,
     pub legacy_clients: BTreeMap<String, u64>,
+    /// Directory records (audit, Identity Protection, seeds), by category and family.
+    pub directory: Counted<String>,
     pub skipped: Counted<String>,
     pub malformed: Counted<&'static str>,
     /// Inputs that could not be read (the others were).
@@ -129,6 +131,21 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
                             out.write_all(b"\n").map_err(&mut stop)?;
                         }
                     }
+                    Item::Directory(mut record) => {
+                        if let Some(p) = &pseudonyms {
+                            p.apply_directory(&mut record);
+                        }
+                        summary.directory.add(format!("{}/{}", record.category.as_str(), record.family().as_str()));
+                        if !args.summary {
+                            let mut line =
+                                serde_json::json!({ "directory": record, "identity": record.identity().hex() });
+                            if args.with_source {
+                                line["source"] = RecordAt { position, index: Some(index) }.to_string().into();
+                            }
+                            serde_json::to_writer(&mut out, &line).map_err(|e| stop(e.into()))?;
+                            out.write_all(b"\n").map_err(&mut stop)?;
+                        }
+                    }
                     Item::Skipped { category } => summary.skipped.add(category.into_owned()),
                     Item::Malformed(malformed) => {
                         summary.malformed.add(malformed.error.reason());
@@ -162,7 +179,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.dead_letter {
         dead_letters.sync().with_context(|| format!("cannot write dead-letter file {}", path.display()))?;
     }
-    summary.records = summary.sign_ins + summary.skipped.total + summary.malformed.total;
+    summary.records = summary.sign_ins + summary.directory.total + summary.skipped.total + summary.malformed.total;
     if args.summary {
         serde_json::to_writer_pretty(&mut out, &summary)?;
         out.write_all(b"\n")?;

@@ -25,6 +25,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub classify: ClassifyConfig,
     pub coverage: CoverageConfig,
+    pub directory: DirectoryConfig,
     pub checkpoint: CheckpointConfig,
     pub dead_letter: DeadLetterConfig,
     pub alerts: AlertsConfig,
@@ -444,6 +445,28 @@ impl HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig { enabled: true, dir: None, retention_days: 400, compact_after: Duration::from_secs(6 * 3600) }
+    }
+}
+
+/// The directory records (AuditLogs, RiskyUsers, UserRiskEvents) and what
+/// they make privileged.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// Directory roles whose holders are privileged, by template id or
+    /// display name. Empty (the default): Microsoft's privileged roles (the
+    /// "Require MFA for admins" template's fourteen, with Intune, Hybrid
+    /// Identity and Authentication Policy Administrator; docs/labels.md).
+    /// The accounts of `coverage.privileged` stay privileged as well.
+    pub privileged_roles: Vec<String>,
+    /// A PIM-eligible assignment makes its holder privileged (they can
+    /// activate the role at any time).
+    pub eligible_is_privileged: bool,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> DirectoryConfig {
+        DirectoryConfig { privileged_roles: Vec::new(), eligible_is_privileged: true }
     }
 }
 

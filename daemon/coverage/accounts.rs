@@ -1,7 +1,9 @@
-//! accounts: who is privileged and who is excluded, by object id or UPN,
-//! as the configuration and `coverage.privileged_file` name them. Replaced
-//! whole on SIGHUP (through [`super::Handle`]); read by coverage, alerts
-//! and the report. Plain data: no I/O, no stage.
+//! accounts: who is privileged and who is excluded, by object id or UPN:
+//! the configuration and `coverage.privileged_file` name them (the list),
+//! and the directory names who holds a privileged role now (the role
+//! holders). The list is replaced on SIGHUP, the holders whenever a role
+//! changes (both through [`super::Handle`]); read by coverage, alerts and
+//! the report. Privileged is the union of the two. Plain data: no I/O, no stage.
 
 use super::*;
 
@@ -10,6 +12,8 @@ use super::*;
 pub struct Accounts {
     pub(super) privileged: AccountSet,
     pub(super) excluded: AccountSet,
+    /// Who holds a privileged directory role now (object ids and lower-case UPNs).
+    pub(super) holders: AccountSet,
 }
 
 /// Accounts named by object id or UPN (lower-cased).
@@ -63,20 +67,45 @@ impl Accounts {
         privileged: impl IntoIterator<Item = &'a str>,
         excluded: impl IntoIterator<Item = &'a str>,
     ) -> Accounts {
-        Accounts { privileged: AccountSet::new(privileged), excluded: AccountSet::new(excluded) }
+        Accounts {
+            privileged: AccountSet::new(privileged),
+            excluded: AccountSet::new(excluded),
+            holders: AccountSet::default(),
+        }
     }
 
-    /// Whether the user with this key (object id or lower-cased UPN) and UPN is privileged.
+    /// These accounts with `holders` as the directory's role holders.
+    pub fn with_holders<'a>(&self, holders: impl IntoIterator<Item = &'a str>) -> Accounts {
+        Accounts { holders: AccountSet::new(holders), ..self.clone() }
+    }
+
+    /// Whether the user with this key (object id or lower-cased UPN) and UPN
+    /// is privileged now: listed, or holding a privileged role.
     pub fn privileged(&self, key: &str, upn: &str) -> bool {
+        self.privileged.contains_text(key, upn) || self.holders.contains_text(key, upn)
+    }
+
+    /// Whether the user is on the configured list (the directory answers as of a time).
+    pub fn listed(&self, key: &str, upn: &str) -> bool {
         self.privileged.contains_text(key, upn)
+    }
+
+    pub(super) fn privileged_key(&self, key: Key<'_>, upn: &str) -> bool {
+        self.privileged.contains(key, upn) || self.holders.contains(key, upn)
     }
 
     pub fn excluded(&self, key: &str, upn: &str) -> bool {
         self.excluded.contains_text(key, upn)
     }
 
+    /// Accounts on the configured list.
     pub fn privileged_count(&self) -> usize {
         self.privileged.len()
+    }
+
+    /// Whether anyone counts as privileged (listed or holding a role).
+    pub fn any_privileged(&self) -> bool {
+        self.privileged.len() + self.holders.len() > 0
     }
 
     /// The privileged accounts as listed (object ids and lower-cased UPNs).
@@ -89,5 +118,6 @@ impl Accounts {
 }
 
 /// Said when no privileged account is configured.
-pub const NO_PRIVILEGED: &str = "no privileged account is configured (coverage.privileged, coverage.privileged_file): \
-    privileged users outside MFA coverage cannot be told apart, and their alerts never fire";
+pub const NO_PRIVILEGED: &str = "no privileged account is known: none configured (coverage.privileged, coverage.privileged_file) \
+    and no role holder read from the audit log or a role-assignment seed; privileged users outside MFA coverage cannot \
+    be told apart, and their alerts never fire";

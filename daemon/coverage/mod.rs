@@ -418,9 +418,18 @@ impl Handle {
         crate::locks::read(&self.accounts).clone()
     }
 
-    /// Replaces the privileged and excluded accounts (SIGHUP).
+    /// Replaces the privileged and excluded accounts (SIGHUP); the
+    /// directory's role holders stay.
     pub fn set_accounts(&self, accounts: Accounts) {
-        *crate::locks::write(&self.accounts) = Arc::new(accounts);
+        let mut slot = crate::locks::write(&self.accounts);
+        let holders = slot.holders.clone();
+        *slot = Arc::new(Accounts { holders, ..accounts });
+    }
+
+    /// Replaces the directory's role holders (object ids and lower-case UPNs).
+    pub fn set_role_holders<'a>(&self, holders: impl IntoIterator<Item = &'a str>) {
+        let mut slot = crate::locks::write(&self.accounts);
+        *slot = Arc::new(slot.with_holders(holders));
     }
 
     /// The summary of the state as it is now, and how many users it tracks.
@@ -721,7 +730,7 @@ impl Coverage {
         for i in 0..self.entries.len() {
             let e = &self.entries[i];
             let (state, never_mfa, _) = self.view_state(i, window, accounts);
-            let privileged = accounts.privileged.contains(entry_key(e, &self.arena), upn_of(&self.arena, e.names));
+            let privileged = accounts.privileged_key(entry_key(e, &self.arena), upn_of(&self.arena, e.names));
             let user_type = UserType::from_bits(e.flags);
             *s.states.entry(state.as_str()).or_default() += 1;
             let cell = cells.entry((user_type, privileged)).or_insert_with(|| Breakdown {
@@ -765,7 +774,7 @@ impl Coverage {
             s.as_of = Some(rfc3339(self.watermark));
         }
         s.privileged_accounts = accounts.privileged_count();
-        if s.privileged_accounts == 0 {
+        if !accounts.any_privileged() {
             s.warnings.push(NO_PRIVILEGED.into());
         }
         s.late_records = self.late_records;
@@ -786,7 +795,7 @@ impl Coverage {
             })
         };
         UserView {
-            privileged: accounts.privileged.contains(key, upn),
+            privileged: accounts.privileged_key(key, upn),
             key: key.to_string(),
             // A user seen only in records without a UPN is shown by key.
             upn: if upn.is_empty() { key.to_string() } else { upn.to_owned() },
@@ -845,9 +854,7 @@ impl Coverage {
                     && query
                         .registration_pending
                         .is_none_or(|p| Coverage::registration_pending_since(e).is_some() == p)
-                    && query
-                        .privileged
-                        .is_none_or(|p| accounts.privileged.contains(entry_key(e, &self.arena), upn) == p)
+                    && query.privileged.is_none_or(|p| accounts.privileged_key(entry_key(e, &self.arena), upn) == p)
                     && query.legacy.is_none_or(|l| (counts.legacy > 0) == l)
                     && query.single_factor.is_none_or(|f| (counts.single_factor > 0) == f)
                     && query.risky.is_none_or(|r| in_window(e.last_risky) == r);
@@ -1032,7 +1039,7 @@ fn lower(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn format_guid(id: &[u8; 16]) -> String {
+pub fn format_guid(id: &[u8; 16]) -> String {
     let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }

@@ -11,6 +11,7 @@
 //! serde reader of [`fields`], which gives the same fields. Only when that fails is the message split into raw records and each
 //! parsed alone, so that one bad record costs only itself.
 
+pub mod directory;
 pub mod fields;
 mod keys;
 mod position;
@@ -321,7 +322,10 @@ impl Malformed<'_> {
 #[allow(clippy::large_enum_variant)]
 pub enum Item<'a> {
     SignIn(SignIn<'a>),
-    /// A record of another category (`AuditLogs`, `RiskyUsers`, ...).
+    /// A directory record (audit, Identity Protection, a registration or
+    /// role-assignment seed): see [`directory`].
+    Directory(Box<directory::DirectoryRecord>),
+    /// A record of a category mfawatch does not read (`AADProvisioningLogs`, ...).
     Skipped {
         category: Str<'a>,
     },
@@ -347,15 +351,19 @@ const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// the verdict does not depend on when or where it is read.
 pub fn decode_message_received(bytes: &[u8], received: Option<DateTime<Utc>>) -> Vec<Item<'_>> {
     let mut items = decode_unchecked(bytes);
+    lift_directory(bytes, &mut items, received);
     if let Some(received) = received {
         let limit = received + FUTURE_TOLERANCE;
         let mut future = false;
         for item in &mut items {
-            if let Item::SignIn(record) = item
-                && record.time > limit
-            {
+            let time = match item {
+                Item::SignIn(record) => record.time,
+                Item::Directory(record) => record.time,
+                _ => continue,
+            };
+            if time > limit {
                 let error = DecodeError::FutureTime {
-                    time: record.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     received: received.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 };
                 *item = Item::Malformed(Malformed { raw: bytes, error });
@@ -367,6 +375,54 @@ pub fn decode_message_received(bytes: &[u8], received: Option<DateTime<Utc>>) ->
         }
     }
     items
+}
+
+/// Records the sign-in reader set aside — another category, or a Graph
+/// object without a sign-in's time — that are directory records are decoded
+/// as such ([`directory`]); the rest stay as they were. A message of sign-ins
+/// only costs nothing here.
+fn lift_directory<'a>(bytes: &'a [u8], items: &mut [Item<'a>], received: Option<DateTime<Utc>>) {
+    let candidate = |item: &Item<'_>| match item {
+        Item::Skipped { .. } => true,
+        Item::Malformed(m) => matches!(
+            m.error,
+            DecodeError::MissingTime
+                | DecodeError::MissingOutcome
+                | DecodeError::MissingCategory
+                | DecodeError::BadTime(_)
+                | DecodeError::BadOutcome(_)
+                | DecodeError::Field(_)
+        ),
+        _ => false,
+    };
+    if !items.iter().any(candidate) {
+        return;
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope<'s> {
+        #[serde(rename = "@odata.context", borrow)]
+        context: Option<Str<'s>>,
+    }
+    let envelope = serde_json::from_slice::<Envelope<'_>>(bytes).ok();
+    let context = directory::Context { odata_context: envelope.as_ref().and_then(|e| e.context.as_deref()), received };
+    let raws: Vec<&[u8]> = match serde_json::from_slice::<RawMessage>(bytes) {
+        Ok(RawMessage::Batch(raws)) => raws.into_iter().map(|r| r.get().as_bytes()).collect(),
+        Ok(RawMessage::Single) => vec![bytes],
+        Err(_) => return,
+    };
+    if raws.len() != items.len() {
+        return;
+    }
+    for (item, raw) in items.iter_mut().zip(raws) {
+        if !candidate(item) {
+            continue;
+        }
+        match directory::decode_directory(raw, context) {
+            Some(Ok(record)) => *item = Item::Directory(Box::new(record)),
+            Some(Err(error)) => *item = Item::Malformed(Malformed { raw, error }),
+            None => {}
+        }
+    }
 }
 
 fn decode_unchecked(bytes: &[u8]) -> Vec<Item<'_>> {

@@ -220,8 +220,15 @@ fn pascal_case_sequence_keys_beside_camel_case_steps_are_tolerated() {
 }
 
 #[test]
-fn non_sign_in_categories_are_skipped_not_malformed() {
-    for category in ["AuditLogs", "RiskyUsers", "ProvisioningLogs"] {
+fn non_sign_in_categories_are_directory_records_or_skipped_never_malformed() {
+    for category in ["AuditLogs", "RiskyUsers", "UserRiskEvents"] {
+        let json = format!(r#"{{"time":"2025-01-15T09:30:25Z","category":"{category}","properties":{{}}}}"#);
+        match items(&json).remove(0) {
+            Item::Directory(r) => assert_eq!(r.category.as_str(), category),
+            other => panic!("{other:?}"),
+        }
+    }
+    for category in ["ProvisioningLogs", "NetworkAccessTrafficLogs"] {
         let json = format!(r#"{{"time":"2025-01-15T09:30:25Z","category":"{category}","properties":{{}}}}"#);
         match items(&json).remove(0) {
             Item::Skipped { category: c } => assert_eq!(c, category),
@@ -234,7 +241,7 @@ fn non_sign_in_categories_are_skipped_not_malformed() {
 fn the_category_is_the_envelope_s_not_a_category_inside_properties() {
     let audit = r#"{"time":"2025-01-15T09:30:25Z","category":"AuditLogs","properties":{"category":"UserManagement","result":"success"}}"#;
     match items(audit).remove(0) {
-        Item::Skipped { category } => assert_eq!(category, "AuditLogs"),
+        Item::Directory(r) => assert_eq!(r.category.as_str(), "AuditLogs"),
         other => panic!("{other:?}"),
     }
     let record = r#"{"time":"2025-01-15T09:30:25Z","category":"SignInLogs","resultType":0,"properties":{"category":"Other","time":"garbage","resultType":"x"}}"#;
@@ -322,7 +329,7 @@ fn log_analytics_rows_with_json_text_columns_decode() {
     assert_eq!((second.category, second.outcome_code), (Category::NonInteractiveUser, 50076));
     assert_eq!(second.fields.report_only.as_ref().unwrap()[0].policy, "CA021");
     assert!(matches!(&all[2], Item::SignIn(s) if s.category == Category::ManagedIdentity));
-    assert!(matches!(&all[3], Item::Skipped { category } if category == "AuditLogs"));
+    assert!(matches!(&all[3], Item::Directory(r) if r.category.as_str() == "AuditLogs"));
 }
 
 #[test]

@@ -31,6 +31,7 @@ use crate::coverage::{State as CoverageState, Summary, UserQuery, UserType};
 #[derive(Clone)]
 pub struct Served {
     pub coverage: Arc<crate::coverage::Handle>,
+    pub directory: Arc<crate::directory::Handle>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub health: Arc<crate::health::Health>,
     pub recent: Arc<crate::alerts::Recent>,
@@ -74,8 +75,15 @@ impl App {
 
     async fn fresh_summary_locked(&self, cached: &mut Option<(Instant, Summary)>) -> Option<Summary> {
         let shared = self.shared.clone();
-        let summary =
-            tokio::task::spawn_blocking(move || shared.metrics.coverage_summary(&shared.coverage)).await.ok()?;
+        let summary = tokio::task::spawn_blocking(move || {
+            let summary = shared.metrics.coverage_summary(&shared.coverage);
+            let directory = shared.directory.read();
+            let now = directory.newest().unwrap_or_else(chrono::Utc::now);
+            shared.metrics.directory(&directory.summary(now), shared.coverage.accounts().privileged_count());
+            summary
+        })
+        .await
+        .ok()?;
         *cached = Some((Instant::now(), summary.clone()));
         Some(summary)
     }
@@ -438,12 +446,33 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     let found = tokio::task::spawn_blocking(move || {
         let accounts = shared.coverage.accounts();
         let coverage = shared.coverage.read();
-        coverage.user(&accounts, &lookup)
+        let user = coverage.user(&accounts, &lookup);
+        let watermark = coverage.watermark();
+        drop(coverage);
+        // Never both locks at once: the coverage state's is let go first.
+        let (key, upn) = user.as_ref().map_or((lookup.as_str(), lookup.as_str()), |u| (u.key.as_str(), u.upn.as_str()));
+        let directory = shared.directory.read();
+        let now = directory.newest().max(watermark).unwrap_or_else(chrono::Utc::now);
+        let seen = directory.user(key, upn, now);
+        let listed = accounts.listed(key, upn);
+        (user, seen, listed)
     })
     .await
-    .ok()
-    .flatten();
+    .ok();
+    let (found, directory, listed) = found.unwrap_or((None, None, false));
     let Some(user) = found else {
+        if let Some(directory) = directory {
+            // Known to the directory only: an admin who has not signed in (yet).
+            let registration = crate::directory::registration_state(directory.registration, None);
+            let body = json!({
+                "key": id,
+                "signed_in": false,
+                "privileged_because": crate::directory::privileged_because(listed, &directory),
+                "registration": registration,
+                "directory": directory,
+            });
+            return Json(body).into_response();
+        }
         let error = if app.pseudonymised && id.contains('@') && !id.starts_with("u-") {
             format!(
                 "no sign-in seen for {id:?}: this daemon pseudonymises users (privacy.pseudonymise), so it knows them by pseudonym only; look the pseudonym up with `mfawatch pseudonym --config FILE {id}`, or give the object id"
@@ -454,6 +483,14 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
         return (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response();
     };
     let mut body = serde_json::to_value(&user).unwrap_or_default();
+    let registration = directory.as_ref().map_or(crate::directory::Registration::Unknown, |d| d.registration);
+    body["registration"] = json!(crate::directory::registration_state(registration, Some(&user)));
+    body["privileged_because"] = match &directory {
+        Some(d) => json!(crate::directory::privileged_because(listed, d)),
+        None if listed => json!(["listed in coverage.privileged"]),
+        None => json!([]),
+    };
+    body["directory"] = json!(directory);
     // The coverage state keeps counts; the sign-ins behind them are in the history.
     body["notable_sign_ins"] = match app.history.clone() {
         Some((dir, days)) => {

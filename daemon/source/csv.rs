@@ -28,6 +28,70 @@ pub enum Kind {
     Portal(&'static str),
     /// Log Analytics "Export → CSV (all columns)".
     LogAnalytics,
+    /// The admin center's "User registration details" download (or the same
+    /// Graph `userRegistrationDetails` list written as CSV): a directory seed.
+    RegistrationDetails,
+    /// A role-assignment download (the admin center's "Download assignments",
+    /// PowerShell's `Get-MgRoleManagementDirectoryRoleAssignment… | Export-Csv`):
+    /// a directory seed.
+    RoleAssignments,
+}
+
+/// A header's name with only its letters and digits, lower case:
+/// "Is MFA registered", "isMfaRegistered" and "IsMfaRegistered" are one name.
+fn squeezed(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_ascii_lowercase()
+}
+
+/// Column names of the directory seeds, by the Graph property they fill.
+const REGISTRATION_COLUMNS: [(&str, &[&str]); 10] = [
+    ("id", &["id", "objectid", "userid"]),
+    ("userPrincipalName", &["userprincipalname", "upn", "username"]),
+    ("userDisplayName", &["userdisplayname", "displayname", "user", "name"]),
+    ("userType", &["usertype"]),
+    ("isAdmin", &["isadmin", "admin"]),
+    (
+        "isMfaRegistered",
+        &[
+            "ismfaregistered",
+            "mfaregistered",
+            "multifactorauthenticationregistered",
+            "multifactorauthenticationmfaregistered",
+        ],
+    ),
+    (
+        "isMfaCapable",
+        &["ismfacapable", "mfacapable", "multifactorauthenticationcapable", "multifactorauthenticationmfacapable"],
+    ),
+    ("methodsRegistered", &["methodsregistered", "methods", "authenticationmethods"]),
+    ("defaultMfaMethod", &["defaultmfamethod", "defaultmethod", "defaultmultifactorauthenticationmethod"]),
+    ("lastUpdatedDateTime", &["lastupdateddatetime", "lastupdated", "lastupdatedtime"]),
+];
+
+const ROLE_COLUMNS: [(&str, &[&str]); 9] = [
+    ("principalId", &["principalid", "objectid", "userid", "assigneeid", "memberid"]),
+    (
+        "userPrincipalName",
+        &["userprincipalname", "principalname", "upn", "username", "signinname", "assigneeuserprincipalname"],
+    ),
+    ("displayName", &["displayname", "principaldisplayname", "name", "assignee", "assigneename", "member"]),
+    ("principalType", &["principaltype", "type", "objecttype", "assigneetype"]),
+    ("roleName", &["role", "rolename", "roledisplayname", "roledefinitionname", "roledefinition"]),
+    ("roleId", &["roledefinitionid", "roletemplateid", "templateid", "roleid"]),
+    ("assignmentType", &["assignmenttype", "assignmentstate", "state", "membertype"]),
+    ("startDateTime", &["startdatetime", "starttime", "start", "assignmentstarttime"]),
+    ("endDateTime", &["enddatetime", "endtime", "end", "expiration", "expirationtime", "assignmentendtime"]),
+];
+
+/// The column of each property a seed has, by the squeezed names above.
+fn seed_columns(header_row: &::csv::StringRecord, columns: &[(&'static str, &[&str])]) -> Vec<(&'static str, usize)> {
+    let names: Vec<String> = header_row.iter().map(squeezed).collect();
+    columns
+        .iter()
+        .filter_map(|(property, aliases)| {
+            aliases.iter().find_map(|a| names.iter().position(|n| n == a)).map(|i| (*property, i))
+        })
+        .collect()
 }
 
 /// A header's name as compared: trimmed, spaces collapsed, lower case, a
@@ -54,6 +118,35 @@ pub fn is_csv(path: &str, head: &[u8]) -> bool {
 fn kind(path: &str, headers: &HashMap<String, usize>) -> io::Result<Kind> {
     let file = path.rsplit('/').next().unwrap_or(path).to_lowercase();
     let has = |name: &str| headers.contains_key(name);
+    let squeezed_has = |names: &[&str]| headers.keys().any(|h| names.contains(&squeezed(h).as_str()));
+    if squeezed_has(&[
+        "ismfaregistered",
+        "mfaregistered",
+        "multifactorauthenticationregistered",
+        "methodsregistered",
+        "ismfacapable",
+        "mfacapable",
+    ]) {
+        return Ok(Kind::RegistrationDetails);
+    }
+    if squeezed_has(&[
+        "role",
+        "rolename",
+        "roledisplayname",
+        "roledefinitionname",
+        "roledefinitionid",
+        "roletemplateid",
+    ]) && squeezed_has(&[
+        "principalid",
+        "objectid",
+        "userprincipalname",
+        "principalname",
+        "upn",
+        "username",
+        "signinname",
+    ]) {
+        return Ok(Kind::RoleAssignments);
+    }
     if has("timegenerated") || (has("type") && has("resultType".to_lowercase().as_str())) {
         return Ok(Kind::LogAnalytics);
     }
@@ -107,6 +200,11 @@ pub fn read_messages(
             }
         })
         .collect();
+    let seed = match kind {
+        Kind::RegistrationDetails => seed_columns(&header_row, &REGISTRATION_COLUMNS),
+        Kind::RoleAssignments => seed_columns(&header_row, &ROLE_COLUMNS),
+        _ => Vec::new(),
+    };
     let mut stats = FileStats::default();
     let mut row = ::csv::StringRecord::new();
     loop {
@@ -120,6 +218,8 @@ pub fn read_messages(
         let record = match kind {
             Kind::Portal(event_type) => portal_record(&headers, &row, event_type),
             Kind::LogAnalytics => la_record(&la_names, &row),
+            Kind::RegistrationDetails => registration_record(&seed, &row),
+            Kind::RoleAssignments => role_record(&seed, &row),
         };
         let bytes = serde_json::to_vec(&record).map_err(io::Error::other)?;
         stats.bytes += row.as_slice().len() as u64;
@@ -143,6 +243,79 @@ fn la_record(names: &[(String, bool)], row: &::csv::StringRecord) -> Value {
         }
         let value = if *datetime { portal_time(value).unwrap_or_else(|| value.to_owned()) } else { value.to_owned() };
         out.insert(name.clone(), Value::String(value));
+    }
+    Value::Object(out)
+}
+
+/// A row of the registration-details download as a Graph `userRegistrationDetails`.
+fn registration_record(columns: &[(&'static str, usize)], row: &::csv::StringRecord) -> Value {
+    let mut out = Map::new();
+    out.insert("@odata.context".into(), json!("mfawatch-csv#reports/authenticationMethods/userRegistrationDetails"));
+    for (property, i) in columns {
+        let Some(value) = row.get(*i).map(str::trim).filter(|v| !v.is_empty()) else { continue };
+        let value = match *property {
+            // "microsoftAuthenticatorPush, softwareOneTimePasscode" or a JSON list.
+            "methodsRegistered" => match serde_json::from_str::<Value>(value) {
+                Ok(list @ Value::Array(_)) => list,
+                _ => json!(value.split([',', ';', '\n']).map(str::trim).filter(|m| !m.is_empty()).collect::<Vec<_>>()),
+            },
+            "lastUpdatedDateTime" => json!(portal_time(value).unwrap_or_else(|| value.to_owned())),
+            _ => json!(value),
+        };
+        out.insert((*property).into(), value);
+    }
+    Value::Object(out)
+}
+
+/// A row of a role-assignment download as a Graph role assignment (an
+/// eligible one in a `roleEligibilitySchedule…` context).
+fn role_record(columns: &[(&'static str, usize)], row: &::csv::StringRecord) -> Value {
+    let get = |name: &str| {
+        columns.iter().find(|(p, _)| *p == name).and_then(|(_, i)| row.get(*i)).map(str::trim).filter(|v| !v.is_empty())
+    };
+    let assignment = get("assignmentType").unwrap_or("Active");
+    let eligible = assignment.to_ascii_lowercase().contains("eligible");
+    let context = if eligible {
+        "mfawatch-csv#roleManagement/directory/roleEligibilityScheduleInstances"
+    } else {
+        "mfawatch-csv#roleManagement/directory/roleAssignmentScheduleInstances"
+    };
+    let kind = match get("principalType").map(squeezed).as_deref() {
+        None | Some("user") | Some("member") | Some("guest") => "user",
+        Some("serviceprincipal") | Some("application") | Some("app") => "servicePrincipal",
+        Some("group") => "group",
+        Some(_) => "directoryObject",
+    };
+    // A built-in role named, not given by id, is its template id (the same in every tenant).
+    let role_id = get("roleId").or_else(|| get("roleName").and_then(crate::directory::roles::id_of));
+    // "Principal name" is a UPN for a user, a name for anything else.
+    let (upn, name) = match kind {
+        "user" => (get("userPrincipalName"), get("displayName")),
+        _ => (None, get("displayName").or(get("userPrincipalName"))),
+    };
+    let mut out = Map::new();
+    out.insert("@odata.context".into(), json!(context));
+    out.insert("principalId".into(), json!(get("principalId").or(upn).unwrap_or("")));
+    out.insert("roleDefinitionId".into(), json!(role_id.or(get("roleName")).unwrap_or("")));
+    out.insert(
+        "principal".into(),
+        json!({ "@odata.type": format!("#microsoft.graph.{kind}"), "userPrincipalName": upn, "displayName": name }),
+    );
+    out.insert("roleDefinition".into(), json!({ "displayName": get("roleName"), "templateId": role_id }));
+    out.insert(
+        "assignmentType".into(),
+        json!(if eligible {
+            "Eligible"
+        } else if assignment.eq_ignore_ascii_case("activated") {
+            "Activated"
+        } else {
+            "Assigned"
+        }),
+    );
+    for (property, name) in [("startDateTime", "startDateTime"), ("endDateTime", "endDateTime")] {
+        if let Some(t) = get(name).filter(|t| !t.eq_ignore_ascii_case("permanent")) {
+            out.insert(property.into(), json!(portal_time(t).unwrap_or_else(|| t.to_owned())));
+        }
     }
     Value::Object(out)
 }

@@ -21,6 +21,26 @@ pub fn root() -> PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
+/// Every public directory sample (AuditLogs, RiskyUsers, UserRiskEvents,
+/// Graph), sorted; `SOURCES.md` is not one.
+#[allow(dead_code)]
+pub fn directory_samples() -> Vec<PathBuf> {
+    let base = root().join("../shared/samples/public/directory");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&base).expect("directory samples present") {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(&dir).unwrap() {
+            out.push(file.unwrap().path());
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 20, "expected the public directory samples, found {out:?}");
+    out
+}
+
 /// A loopback port no other test process is given while this one runs.
 ///
 /// Not `bind(0)`: the kernel hands that port out again once we let go of it,

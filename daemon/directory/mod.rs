@@ -1,0 +1,788 @@
+//! directory: what the directory records say about each user — the roles
+//! they hold (active, PIM-eligible, activated until when) and the
+//! authentication methods they have registered — built from audit events and
+//! seeded from the tenant's downloads or Graph (docs/labels.md, "Directory
+//! records").
+//!
+//! Audit events carry changes only, and a backlog may come in any order, from
+//! several partitions, or twice. So every fact is kept with the event time of
+//! the change that set it, and a change applies only when it is newer than
+//! what is kept (last writer wins, ties broken the same way every time): the
+//! state after a set of records does not depend on their order or on how
+//! often each was read. That is what makes a kill -9 and a re-read of the hub
+//! end with the same state, without counting identities.
+//!
+//! Plain data: no I/O, no stage. The pipeline applies records
+//! ([`Directory::apply`]); coverage learns who holds a privileged role
+//! through [`Directory::holders`]; the API reads [`Directory::user`].
+
+pub mod roles;
+mod snapshot;
+mod views;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::decode::directory::{
+    DirCategory, DirectoryRecord, Fact, Holding, Method, MethodChangeKind, Principal, PrincipalKind, Strength,
+};
+pub use roles::PrivilegedRoles;
+pub use snapshot::{DirectorySnapshot, DirectorySnapshotRef};
+pub use views::{RegistrationState, privileged_because, registration_state};
+
+/// A user as the directory knows them: object id, else lower-cased UPN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum UserKey {
+    Id([u8; 16]),
+    Name(String),
+}
+
+impl UserKey {
+    /// The key of a user named by a key as coverage writes it (object id, else lower-case UPN).
+    pub fn of_text(text: &str) -> UserKey {
+        match crate::decode::parse_guid(text.trim()) {
+            Some(id) => UserKey::Id(id),
+            None => UserKey::Name(text.trim().to_lowercase()),
+        }
+    }
+
+    fn of(principal: &Principal) -> Option<UserKey> {
+        let id = principal.id.as_deref().and_then(crate::decode::parse_guid);
+        id.map(UserKey::Id)
+            .or_else(|| principal.upn.as_deref().map(|u| UserKey::Name(u.trim().to_lowercase())))
+            .or_else(|| principal.id.as_deref().map(|i| UserKey::Name(i.trim().to_lowercase())))
+    }
+
+    pub fn to_text(&self) -> String {
+        match self {
+            UserKey::Id(id) => crate::coverage::format_guid(id),
+            UserKey::Name(name) => name.clone(),
+        }
+    }
+}
+
+/// Where a fact comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Evidence {
+    /// An audit event (AuditLogs).
+    Audit,
+    /// A seed: Graph or the admin center's download, a state as of its time.
+    Seed,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Audit => "audit log",
+            Evidence::Seed => "seed",
+        }
+    }
+
+    fn of(record: &DirectoryRecord) -> Evidence {
+        match record.category {
+            DirCategory::RegistrationDetails | DirCategory::RoleAssignments => Evidence::Seed,
+            _ => Evidence::Audit,
+        }
+    }
+}
+
+/// The order of changes to one fact: event time, then (same instant) a
+/// removal after an addition.
+type Stamp = (i64, bool);
+
+/// One role of one user: its newest addition and its newest removal, each
+/// kept apart (the newest of each wins, whatever order they came in), so
+/// that the state does not depend on the order of the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub role_name: Option<String>,
+    added: Option<Added>,
+    removed: Option<Removed>,
+}
+
+/// An addition: when, since when and until when it is held.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Added {
+    at: i64,
+    /// `None` when a seed says it is held without saying since when.
+    since: Option<i64>,
+    /// A time-bound assignment's or a PIM activation's end.
+    until: Option<i64>,
+    activation: bool,
+    evidence: Evidence,
+    operation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Removed {
+    at: i64,
+    evidence: Evidence,
+    operation: String,
+}
+
+impl Assignment {
+    /// Whether the newest change is an addition (at the same instant a removal wins).
+    fn held_now(&self) -> bool {
+        match (&self.added, &self.removed) {
+            (Some(a), Some(r)) => a.at > r.at,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether it was held at `t` (Unix ms): from the addition's start to
+    /// its end, or to the removal when that came last; before a removal of
+    /// an addition never seen, since ever.
+    pub fn held_at(&self, t: i64) -> bool {
+        let from_added = |a: &Added| a.since.is_none_or(|s| s <= t) && a.until.is_none_or(|u| t < u);
+        if self.held_now() {
+            return self.added.as_ref().is_some_and(from_added);
+        }
+        match (&self.added, &self.removed) {
+            (added, Some(r)) => t < r.at && added.as_ref().is_none_or(from_added),
+            _ => false,
+        }
+    }
+
+    pub fn since(&self) -> Option<i64> {
+        self.added.as_ref().and_then(|a| a.since)
+    }
+
+    /// When it ends or ended.
+    pub fn until(&self) -> Option<i64> {
+        let end = self.added.as_ref().and_then(|a| a.until);
+        if self.held_now() { end } else { self.removed.as_ref().map(|r| end.map_or(r.at, |e| e.min(r.at))) }
+    }
+
+    pub fn activation(&self) -> bool {
+        self.added.as_ref().is_some_and(|a| a.activation)
+    }
+
+    /// What the newest change was, and where it came from.
+    fn last(&self) -> (Evidence, &str) {
+        match (&self.added, &self.removed) {
+            (Some(a), _) if self.held_now() => (a.evidence, &a.operation),
+            (_, Some(r)) => (r.evidence, &r.operation),
+            (Some(a), None) => (a.evidence, &a.operation),
+            (None, None) => (Evidence::Audit, ""),
+        }
+    }
+
+    fn merge(&mut self, other: Assignment) {
+        self.role_name = self.role_name.take().max(other.role_name);
+        self.added = self.added.take().max(other.added);
+        self.removed = self.removed.take().max(other.removed);
+    }
+}
+
+/// One method of one user, as last changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct MethodState {
+    registered: bool,
+    changed: Stamp,
+    evidence: Evidence,
+}
+
+/// What a registration report said, as of its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Reported {
+    mfa_registered: Option<bool>,
+    mfa_capable: Option<bool>,
+    default_method: Option<String>,
+    at: i64,
+}
+
+/// Identity Protection's last word on a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiskNow {
+    pub level: Option<String>,
+    pub state: Option<String>,
+    pub detail: Option<String>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct DirUser {
+    upn: Option<String>,
+    display_name: Option<String>,
+    /// The event time of the newest record that named the user.
+    named_at: i64,
+    /// By (role template id or lower-case name, holding).
+    roles: BTreeMap<(String, Holding), Assignment>,
+    methods: BTreeMap<String, MethodState>,
+    reported: Option<Reported>,
+    /// The last "registered all required security info".
+    all_required: Option<i64>,
+    /// The last per-user MFA method set (legacy `StrongAuthenticationMethod`), and when.
+    strong_auth: Option<(i64, Vec<String>)>,
+    /// The last change to the user's methods of any kind.
+    methods_changed: Option<i64>,
+    risk: Option<RiskNow>,
+    detection: Option<RiskNow>,
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// It changed the state.
+    Changed,
+    /// It was older than what the state holds (or the same): nothing changed.
+    Stale,
+    /// Not about a user (a service principal's role), or no user named.
+    NotUser,
+    /// An operation this release does not read.
+    Skipped,
+}
+
+impl Applied {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Applied::Changed => "applied",
+            Applied::Stale => "stale",
+            Applied::NotUser => "not_user",
+            Applied::Skipped => "skipped",
+        }
+    }
+
+    pub const ALL: [Applied; 4] = [Applied::Changed, Applied::Stale, Applied::NotUser, Applied::Skipped];
+}
+
+/// A user's MFA registration, from the directory alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// An MFA method is registered.
+    Registered,
+    /// The evidence says no MFA method is registered.
+    NotRegistered,
+    /// No registration evidence for the user.
+    Unknown,
+}
+
+impl Registration {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Registration::Registered => "registered",
+            Registration::NotRegistered => "not_registered",
+            Registration::Unknown => "unknown",
+        }
+    }
+}
+
+/// Why a user is privileged: one role held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoleView {
+    pub role: String,
+    pub template_id: Option<String>,
+    /// `active`, `eligible` or `activated`.
+    pub holding: &'static str,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `audit log` or `seed`, and the operation.
+    pub evidence: &'static str,
+    pub operation: String,
+    pub privileged: bool,
+}
+
+/// What the directory knows of one user (the API's user detail).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DirectoryView {
+    pub roles: Vec<RoleView>,
+    pub registration: Registration,
+    pub methods: Vec<String>,
+    pub phishing_resistant: bool,
+    pub mfa_capable: Option<bool>,
+    pub default_method: Option<String>,
+    /// When the registration evidence was last changed.
+    pub registration_as_of: Option<String>,
+    pub methods_changed: Option<String>,
+    pub risk: Option<RiskView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RiskView {
+    pub level: Option<String>,
+    pub state: Option<String>,
+    pub detail: Option<String>,
+    pub at: String,
+}
+
+/// Counts for the metrics and the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DirectorySummary {
+    pub users: usize,
+    /// Users holding a privileged role now (active, eligible or activated).
+    pub privileged: usize,
+    pub registered: usize,
+    pub not_registered: usize,
+    /// Users the directory knows of with no registration evidence.
+    pub unknown: usize,
+    pub phishing_resistant: usize,
+    /// The newest directory record's time (Unix ms).
+    pub newest: Option<i64>,
+}
+
+/// The directory state.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    users: HashMap<UserKey, DirUser>,
+    /// Lower-case UPN → the key the user is kept under.
+    by_upn: HashMap<String, UserKey>,
+    roles: PrivilegedRoles,
+    newest: Option<i64>,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn rfc3339_ms(t: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(t)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl Directory {
+    pub fn new(roles: PrivilegedRoles) -> Directory {
+        Directory { roles, ..Directory::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.newest.and_then(DateTime::from_timestamp_millis)
+    }
+
+    /// Replaces which roles count as privileged (SIGHUP).
+    pub fn set_roles(&mut self, roles: PrivilegedRoles) {
+        self.roles = roles;
+    }
+
+    /// The user kept under `principal`, made if new. A user named by UPN
+    /// alone is the one kept under the object id that UPN came with; a UPN
+    /// learnt for an id moves what was kept under the UPN to the id.
+    fn user_mut(&mut self, principal: &Principal, t: i64) -> Option<&mut DirUser> {
+        let upn = principal.upn.as_deref().map(|u| u.trim().to_lowercase()).filter(|u| !u.is_empty());
+        let mut key = UserKey::of(principal)?;
+        if let (UserKey::Name(_), Some(upn)) = (&key, &upn)
+            && let Some(known) = self.by_upn.get(upn)
+        {
+            key = known.clone();
+        }
+        if let (UserKey::Id(_), Some(upn)) = (&key, &upn) {
+            if let Some(old) = self.users.remove(&UserKey::Name(upn.clone())) {
+                self.users.entry(key.clone()).or_default().merge(old);
+            }
+            self.by_upn.insert(upn.clone(), key.clone());
+        }
+        let user = self.users.entry(key).or_default();
+        user.name(t, principal.upn.as_deref().map(str::trim), principal.display_name.as_deref());
+        Some(user)
+    }
+
+    /// Applies one record.
+    pub fn apply(&mut self, record: &DirectoryRecord) -> Applied {
+        let t = ms(record.time);
+        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+        let evidence = Evidence::of(record);
+        let operation = record.operation.clone();
+        match &record.fact {
+            Fact::Other { .. } => Applied::Skipped,
+            Fact::Role(change) => {
+                if change.principal.kind != PrincipalKind::User {
+                    return Applied::NotUser;
+                }
+                let Some(role_key) = change
+                    .role
+                    .template_id
+                    .clone()
+                    .or_else(|| change.role.name.as_ref().map(|n| n.trim().to_lowercase()))
+                else {
+                    return Applied::Skipped;
+                };
+                let Some(user) = self.user_mut(&change.principal, t) else { return Applied::NotUser };
+                let entry = user.roles.entry((role_key, change.holding)).or_default();
+                let name = entry.role_name.take().max(change.role.name.clone());
+                let named = name != entry.role_name;
+                entry.role_name = name;
+                let changed = if change.added {
+                    let since = match evidence {
+                        // A seed says "held", not since when (unless it has a start).
+                        Evidence::Seed => change.since.map(ms),
+                        Evidence::Audit => Some(change.since.map_or(t, ms)),
+                    };
+                    let new = Added {
+                        at: t,
+                        since,
+                        until: change.until.map(ms),
+                        activation: change.activation,
+                        evidence,
+                        operation,
+                    };
+                    let newer = entry.added.as_ref().is_none_or(|a| *a < new);
+                    if newer {
+                        entry.added = Some(new);
+                    }
+                    newer
+                } else {
+                    let new = Removed { at: t, evidence, operation };
+                    let newer = entry.removed.as_ref().is_none_or(|r| *r < new);
+                    if newer {
+                        entry.removed = Some(new);
+                    }
+                    newer
+                };
+                if changed || named { Applied::Changed } else { Applied::Stale }
+            }
+            Fact::Methods(change) => {
+                let Some(user) = self.user_mut(&change.user, t) else { return Applied::NotUser };
+                user.methods_changed = Some(user.methods_changed.map_or(t, |c| c.max(t)));
+                let mut changed = false;
+                match change.change {
+                    MethodChangeKind::Registered | MethodChangeKind::Deleted => {
+                        let registered = change.change == MethodChangeKind::Registered;
+                        for method in &change.methods {
+                            changed |= set_method(user, &method.0, registered, (t, !registered), evidence);
+                        }
+                        if change.methods.is_empty() && registered {
+                            // "User registered security info" without a method named: a method is registered.
+                            changed |= set_method(user, "unnamedMethod", true, (t, false), evidence);
+                        }
+                    }
+                    MethodChangeKind::AllRequired => {
+                        if user.all_required.is_none_or(|a| a < t) {
+                            user.all_required = Some(t);
+                            changed = true;
+                        }
+                    }
+                    MethodChangeKind::DefaultChanged | MethodChangeKind::Updated => changed = true,
+                    MethodChangeKind::Replaced => {
+                        if user.strong_auth.as_ref().is_none_or(|(at, _)| *at < t) {
+                            user.strong_auth = Some((t, change.methods.iter().map(|m| m.0.clone()).collect()));
+                            changed = true;
+                        }
+                    }
+                }
+                if changed { Applied::Changed } else { Applied::Stale }
+            }
+            Fact::Registration(details) => {
+                let Some(user) = self.user_mut(&details.user, t) else { return Applied::NotUser };
+                if user.reported.as_ref().is_some_and(|r| r.at >= t) {
+                    return Applied::Stale;
+                }
+                user.reported = Some(Reported {
+                    mfa_registered: details.mfa_registered,
+                    mfa_capable: details.mfa_capable,
+                    default_method: details.default_method.clone(),
+                    at: t,
+                });
+                // The report is the whole set as of its time.
+                let listed: Vec<&str> = details.methods.iter().map(|m| m.0.as_str()).collect();
+                for name in &listed {
+                    set_method(user, name, true, (t, false), Evidence::Seed);
+                }
+                let unlisted: Vec<String> =
+                    user.methods.keys().filter(|m| !listed.contains(&m.as_str())).cloned().collect();
+                for name in unlisted {
+                    set_method(user, &name, false, (t, true), Evidence::Seed);
+                }
+                Applied::Changed
+            }
+            Fact::RiskyUser(risky) => {
+                let Some(user) = self.user_mut(&risky.user, t) else { return Applied::NotUser };
+                if user.risk.as_ref().is_some_and(|r| r.at >= t) {
+                    return Applied::Stale;
+                }
+                user.risk = Some(RiskNow {
+                    level: risky.level.clone(),
+                    state: risky.state.clone(),
+                    detail: risky.detail.clone(),
+                    at: t,
+                });
+                Applied::Changed
+            }
+            Fact::Risk(detection) => {
+                let Some(user) = self.user_mut(&detection.user, t) else { return Applied::NotUser };
+                if user.detection.as_ref().is_some_and(|r| r.at >= t) {
+                    return Applied::Stale;
+                }
+                user.detection = Some(RiskNow {
+                    level: detection.level.clone(),
+                    state: detection.state.clone(),
+                    detail: detection.event_type.clone(),
+                    at: t,
+                });
+                Applied::Changed
+            }
+        }
+    }
+
+    fn find(&self, key: &str, upn: &str) -> Option<&DirUser> {
+        if self.users.is_empty() {
+            return None;
+        }
+        let key = UserKey::of_text(key);
+        self.users.get(&key).or_else(|| {
+            let upn = upn.trim().to_lowercase();
+            (!upn.is_empty())
+                .then(|| self.by_upn.get(&upn).and_then(|k| self.users.get(k)))
+                .flatten()
+                .or_else(|| (!upn.is_empty()).then(|| self.users.get(&UserKey::Name(upn))).flatten())
+        })
+    }
+
+    /// The privileged role a user held at `t`, if any (the first by name).
+    pub fn privileged_at(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<&Assignment> {
+        let user = self.find(key, upn)?;
+        let t = ms(t);
+        user.roles
+            .iter()
+            .filter(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
+            .map(|(_, a)| a)
+            .next()
+    }
+
+    /// Everyone holding a privileged role at `t` (object ids and lower-case UPNs):
+    /// what coverage counts as privileged beside the configured list.
+    pub fn holders(&self, t: DateTime<Utc>) -> Vec<String> {
+        let t = ms(t);
+        let mut out = Vec::new();
+        for (key, user) in &self.users {
+            let privileged = user
+                .roles
+                .iter()
+                .any(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t));
+            if privileged {
+                out.push(key.to_text());
+                if let (UserKey::Id(_), Some(upn)) = (key, &user.upn) {
+                    out.push(upn.to_lowercase());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The registration of a user, from the directory alone.
+    pub fn registration(&self, key: &str, upn: &str) -> Registration {
+        self.find(key, upn).map_or(Registration::Unknown, DirUser::registration)
+    }
+
+    /// What the directory knows of one user, as of `now`.
+    pub fn user(&self, key: &str, upn: &str, now: DateTime<Utc>) -> Option<DirectoryView> {
+        let user = self.find(key, upn)?;
+        let now = ms(now);
+        let mut roles: Vec<RoleView> = user
+            .roles
+            .iter()
+            .filter(|(_, a)| a.held_at(now))
+            .map(|((role, holding), a)| RoleView {
+                role: a.role_name.clone().unwrap_or_else(|| roles::name_of(role).unwrap_or(role).to_owned()),
+                template_id: crate::decode::is_guid(role).then(|| role.clone()),
+                holding: match (holding, a.activation()) {
+                    (Holding::Eligible, _) => "eligible",
+                    (Holding::Active, true) => "activated",
+                    (Holding::Active, false) => "active",
+                },
+                since: a.since().map(rfc3339_ms),
+                until: a.until().map(rfc3339_ms),
+                evidence: a.last().0.as_str(),
+                operation: a.last().1.to_owned(),
+                privileged: self.roles.counts(role, a.role_name.as_deref(), *holding),
+            })
+            .collect();
+        roles.sort_by(|a, b| (!a.privileged, &a.role).cmp(&(!b.privileged, &b.role)));
+        let methods = user.registered_methods();
+        Some(DirectoryView {
+            roles,
+            registration: user.registration(),
+            phishing_resistant: methods.iter().any(|m| Method::new(m).strength() == Strength::PhishingResistant),
+            methods,
+            mfa_capable: user.reported.as_ref().and_then(|r| r.mfa_capable),
+            default_method: user.reported.as_ref().and_then(|r| r.default_method.clone()),
+            registration_as_of: user.registration_as_of().map(rfc3339_ms),
+            methods_changed: user.methods_changed.map(rfc3339_ms),
+            risk: user.risk.as_ref().map(|r| RiskView {
+                level: r.level.clone(),
+                state: r.state.clone(),
+                detail: r.detail.clone(),
+                at: rfc3339_ms(r.at),
+            }),
+        })
+    }
+
+    pub fn summary(&self, now: DateTime<Utc>) -> DirectorySummary {
+        let t = ms(now);
+        let mut s = DirectorySummary { users: self.users.len(), newest: self.newest, ..Default::default() };
+        for user in self.users.values() {
+            if user
+                .roles
+                .iter()
+                .any(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
+            {
+                s.privileged += 1;
+            }
+            match user.registration() {
+                Registration::Registered => s.registered += 1,
+                Registration::NotRegistered => s.not_registered += 1,
+                Registration::Unknown => s.unknown += 1,
+            }
+            if user.registered_methods().iter().any(|m| Method::new(m).strength() == Strength::PhishingResistant) {
+                s.phishing_resistant += 1;
+            }
+        }
+        s
+    }
+
+    /// Bytes the state takes, roughly (for the benchmark and `/api/v1/status`).
+    pub fn heap_bytes(&self) -> usize {
+        let per_user = std::mem::size_of::<(UserKey, DirUser)>() + 16;
+        let mut bytes =
+            self.users.len() * per_user + self.by_upn.len() * (std::mem::size_of::<(String, UserKey)>() + 40);
+        for (key, user) in &self.users {
+            if let UserKey::Name(n) = key {
+                bytes += n.capacity();
+            }
+            bytes +=
+                user.upn.as_ref().map_or(0, String::capacity) + user.display_name.as_ref().map_or(0, String::capacity);
+            bytes += user.roles.len() * (std::mem::size_of::<((String, Holding), Assignment)>() + 80);
+            bytes += user.methods.len() * (std::mem::size_of::<(String, MethodState)>() + 40);
+        }
+        bytes
+    }
+}
+
+fn set_method(user: &mut DirUser, name: &str, registered: bool, stamp: Stamp, evidence: Evidence) -> bool {
+    match user.methods.get_mut(name) {
+        Some(m) if (m.changed, m.evidence) >= (stamp, evidence) => false,
+        Some(m) => {
+            *m = MethodState { registered, changed: stamp, evidence };
+            true
+        }
+        None => {
+            user.methods.insert(name.to_owned(), MethodState { registered, changed: stamp, evidence });
+            true
+        }
+    }
+}
+
+impl DirUser {
+    /// Folds what was kept under a UPN into the user kept under the object id.
+    fn merge(&mut self, other: DirUser) {
+        for (k, a) in other.roles {
+            self.roles.entry(k).or_default().merge(a);
+        }
+        for (k, m) in other.methods {
+            match self.methods.get(&k) {
+                Some(mine) if mine.changed >= m.changed => {}
+                _ => {
+                    self.methods.insert(k, m);
+                }
+            }
+        }
+        fn newer<T: Clone>(a: &mut Option<T>, b: Option<T>, at: impl Fn(&T) -> i64) {
+            if let Some(b) = b
+                && a.as_ref().is_none_or(|a| at(a) < at(&b))
+            {
+                *a = Some(b);
+            }
+        }
+        newer(&mut self.reported, other.reported, |r| r.at);
+        newer(&mut self.risk, other.risk, |r| r.at);
+        newer(&mut self.detection, other.detection, |r| r.at);
+        newer(&mut self.strong_auth, other.strong_auth, |s| s.0);
+        self.all_required = self.all_required.max(other.all_required);
+        self.methods_changed = self.methods_changed.max(other.methods_changed);
+        self.name(other.named_at, other.upn.as_deref(), other.display_name.as_deref());
+    }
+
+    /// The names a record of time `t` gives: the newest record's win, an
+    /// older one only fills what is missing, at the same instant the greater
+    /// (so that the order records come in does not matter).
+    fn name(&mut self, t: i64, upn: Option<&str>, display_name: Option<&str>) {
+        let set = |mine: &mut Option<String>, theirs: Option<&str>, newer: bool, same: bool| {
+            let Some(theirs) = theirs else { return };
+            let replace = newer || mine.is_none() || (same && mine.as_deref() < Some(theirs));
+            if replace {
+                *mine = Some(theirs.to_owned());
+            }
+        };
+        let (newer, same) = (t > self.named_at, t == self.named_at);
+        set(&mut self.upn, upn, newer, same);
+        set(&mut self.display_name, display_name, newer, same);
+        self.named_at = self.named_at.max(t);
+    }
+
+    fn registered_methods(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.methods.iter().filter(|(_, m)| m.registered).map(|(name, _)| name.clone()).collect();
+        if let Some((_, legacy)) = &self.strong_auth {
+            out.extend(legacy.iter().cloned());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn registration_as_of(&self) -> Option<i64> {
+        let methods = self.methods.values().map(|m| m.changed.0).max();
+        [methods, self.reported.as_ref().map(|r| r.at), self.all_required, self.strong_auth.as_ref().map(|s| s.0)]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    fn registration(&self) -> Registration {
+        let Some(as_of) = self.registration_as_of() else { return Registration::Unknown };
+        let methods = self.registered_methods();
+        if methods.iter().any(|m| Method::new(m).strength() >= Strength::Mfa) {
+            return Registration::Registered;
+        }
+        // No MFA method listed: a report or an "all required" newer than every
+        // deletion still says registered (it may not name the methods).
+        let last_deletion =
+            self.methods.values().filter(|m| !m.registered && m.evidence == Evidence::Audit).map(|m| m.changed.0).max();
+        let said_yes =
+            [self.reported.as_ref().filter(|r| r.mfa_registered == Some(true)).map(|r| r.at), self.all_required]
+                .into_iter()
+                .flatten()
+                .max();
+        match said_yes {
+            Some(yes) if last_deletion.is_none_or(|d| d < yes) => Registration::Registered,
+            _ if as_of > 0 => Registration::NotRegistered,
+            _ => Registration::Unknown,
+        }
+    }
+}
+
+/// The directory state and its lock, shared by the pipeline, the API and the checkpoint.
+#[derive(Debug, Default)]
+pub struct Handle {
+    state: RwLock<Directory>,
+}
+
+impl Handle {
+    pub fn new(directory: Directory) -> Arc<Handle> {
+        Arc::new(Handle { state: RwLock::new(directory) })
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Directory> {
+        crate::locks::read(&self.state)
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Directory> {
+        crate::locks::write(&self.state)
+    }
+}
+
+#[cfg(test)]
+mod tests;

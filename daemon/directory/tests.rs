@@ -1,0 +1,104 @@
+use super::*;
+use crate::decode::directory::{Role, RoleChange};
+
+fn t(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+fn role_record(time: &str, id: Option<&str>, upn: Option<&str>, added: bool, category: DirCategory) -> DirectoryRecord {
+    DirectoryRecord {
+        category,
+        shape: crate::decode::Shape::Diagnostic,
+        time: t(time),
+        id: None,
+        operation: if added { "Add member to role" } else { "Remove member from role" }.into(),
+        tenant_id: None,
+        initiated_by: None,
+        fact: Fact::Role(RoleChange {
+            principal: Principal {
+                id: id.map(str::to_owned),
+                upn: upn.map(str::to_owned),
+                display_name: None,
+                kind: PrincipalKind::User,
+            },
+            role: Role { template_id: Some("62e90394-69f5-4237-9190-012177145e10".into()), name: None },
+            holding: Holding::Active,
+            added,
+            activation: false,
+            until: None,
+            since: None,
+        }),
+    }
+}
+
+const ANN: &str = "7c5b3a5e-0000-4000-8000-000000000001";
+
+#[test]
+fn a_role_is_held_from_its_addition_to_its_removal() {
+    let mut d = Directory::default();
+    d.apply(&role_record("2026-11-02T09:00:00Z", Some(ANN), None, true, DirCategory::AuditLogs));
+    d.apply(&role_record("2026-11-06T09:00:00Z", Some(ANN), None, false, DirCategory::AuditLogs));
+    assert!(d.privileged_at(ANN, "", t("2026-11-01T00:00:00Z")).is_none());
+    assert!(d.privileged_at(ANN, "", t("2026-11-03T00:00:00Z")).is_some());
+    assert!(d.privileged_at(ANN, "", t("2026-11-06T09:00:00Z")).is_none());
+    assert!(d.holders(t("2026-11-07T00:00:00Z")).is_empty());
+    // An older addition read afterwards (another partition, a re-read) changes nothing.
+    assert_eq!(
+        d.apply(&role_record("2026-11-02T09:00:00Z", Some(ANN), None, true, DirCategory::AuditLogs)),
+        Applied::Stale
+    );
+}
+
+#[test]
+fn a_seed_holds_since_before_itself_and_yields_to_a_later_change_only() {
+    let mut d = Directory::default();
+    d.apply(&role_record("2026-11-01T00:00:00Z", Some(ANN), None, true, DirCategory::RoleAssignments));
+    assert!(d.privileged_at(ANN, "", t("2020-01-01T00:00:00Z")).is_some(), "held since before the seed");
+    // A removal from before the seed was taken does not undo it.
+    d.apply(&role_record("2026-10-30T00:00:00Z", Some(ANN), None, false, DirCategory::AuditLogs));
+    assert!(d.privileged_at(ANN, "", t("2026-11-02T00:00:00Z")).is_some());
+    d.apply(&role_record("2026-11-03T00:00:00Z", Some(ANN), None, false, DirCategory::AuditLogs));
+    assert!(d.privileged_at(ANN, "", t("2026-11-04T00:00:00Z")).is_none());
+}
+
+#[test]
+fn a_user_first_named_by_upn_is_the_same_once_the_id_is_known() {
+    let mut d = Directory::default();
+    d.apply(&role_record("2026-11-02T09:00:00Z", None, Some("Ann@Contoso.example"), true, DirCategory::AuditLogs));
+    d.apply(&role_record("2026-11-03T09:00:00Z", Some(ANN), Some("ann@contoso.example"), true, DirCategory::AuditLogs));
+    assert_eq!(d.len(), 1);
+    assert!(d.privileged_at(ANN, "", t("2026-11-04T00:00:00Z")).is_some());
+    assert!(d.privileged_at("", "ANN@contoso.example", t("2026-11-04T00:00:00Z")).is_some());
+    let holders = d.holders(t("2026-11-04T00:00:00Z"));
+    assert_eq!(holders, [ANN.to_owned(), "ann@contoso.example".to_owned()]);
+    // A later record by UPN alone finds the same user.
+    d.apply(&role_record("2026-11-05T09:00:00Z", None, Some("ann@contoso.example"), false, DirCategory::AuditLogs));
+    assert_eq!(d.len(), 1);
+    assert!(d.privileged_at(ANN, "", t("2026-11-06T00:00:00Z")).is_none());
+}
+
+#[test]
+fn which_roles_count_is_configurable() {
+    let roles = PrivilegedRoles::new(["Exchange Administrator", "Contoso Tier 0"], false);
+    assert!(roles.counts("29232cdf-9323-42fd-ade2-1d097af3e4de", None, Holding::Active), "a built-in name is its id");
+    assert!(roles.counts("0000", Some("contoso tier 0"), Holding::Active), "a custom role by name");
+    assert!(!roles.counts("62e90394-69f5-4237-9190-012177145e10", None, Holding::Active));
+    assert!(!roles.counts("29232cdf-9323-42fd-ade2-1d097af3e4de", None, Holding::Eligible), "eligible not counted");
+    let default = PrivilegedRoles::default();
+    assert!(default.counts("x", Some("Global Administrator"), Holding::Eligible), "a sanitised id, a built-in name");
+    assert!(!default.counts("f2ef992c-3afb-46b9-b7cf-a126ee74c451", Some("Global Reader"), Holding::Active));
+}
+
+#[test]
+fn the_snapshot_gives_back_the_same_state() {
+    let mut d = Directory::default();
+    d.apply(&role_record("2026-11-02T09:00:00Z", Some(ANN), Some("ann@contoso.example"), true, DirCategory::AuditLogs));
+    let bytes = postcard::to_allocvec(&d.snapshot_ref()).unwrap();
+    let back: DirectorySnapshot = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, d.to_snapshot());
+    let again = Directory::from_snapshot(PrivilegedRoles::default(), back);
+    assert!(
+        again.privileged_at("", "ann@contoso.example", t("2026-11-03T00:00:00Z")).is_some(),
+        "the UPN index is rebuilt"
+    );
+}
