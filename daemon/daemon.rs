@@ -283,7 +283,7 @@ pub fn prepare(config: &Config, mode: Mode) -> anyhow::Result<Daemon> {
     let state = load_state(config)?;
     note_privacy_change(config, state.seq > 0)?;
     let rules = config.rules();
-    let holders = state.directory.holders(state.directory.newest().unwrap_or_else(chrono::Utc::now));
+    let holders = state.directory.holders(state.directory.as_of());
     let handles = Handles {
         coverage: crate::coverage::Handle::new(
             state.coverage,

@@ -770,12 +770,13 @@ impl Metrics {
     pub fn directory(&self, summary: &crate::directory::DirectorySummary, listed: usize) {
         self.directory.privileged.with_label_values(&["list"]).set(listed as i64);
         self.directory.privileged.with_label_values(&["roles"]).set(summary.privileged as i64);
-        for (label, n) in [
-            ("registered", summary.registered),
-            ("not_registered", summary.not_registered),
-            ("unknown", summary.unknown),
+        use crate::directory::Registration;
+        for (registration, n) in [
+            (Registration::Registered, summary.registered),
+            (Registration::NotRegistered, summary.not_registered),
+            (Registration::Unknown, summary.unknown),
         ] {
-            self.directory.registration.with_label_values(&[label]).set(n as i64);
+            self.directory.registration.with_label_values(&[registration.as_str()]).set(n as i64);
         }
         self.directory.phishing_resistant.set(summary.phishing_resistant as i64);
         self.directory.newest.set(summary.newest.map_or(0.0, |t| t as f64 / 1000.0));

@@ -119,7 +119,7 @@ impl Pipeline {
             }
         }
         if !directory_records.is_empty() {
-            self.apply_directory(&directory_records, now);
+            self.apply_directory(&directory_records);
         }
         let accounts = coverage_handle.accounts();
         let verdicts: Vec<Verdict<'_>> = records.iter().map(|(_, r)| classify(r, &self.rules)).collect();
@@ -177,7 +177,7 @@ impl Pipeline {
     /// Applies a message's directory records to the directory state; when a
     /// role changed, coverage learns who holds a privileged role now (as of
     /// the newest directory record).
-    fn apply_directory(&self, records: &[Box<DirectoryRecord>], now: DateTime<Utc>) {
+    fn apply_directory(&self, records: &[Box<DirectoryRecord>]) {
         let mut directory = self.directory.write();
         let mut roles_changed = false;
         for record in records {
@@ -186,7 +186,7 @@ impl Pipeline {
             roles_changed |= applied == Applied::Changed && matches!(record.fact, Fact::Role(_));
         }
         if roles_changed {
-            let holders = directory.holders(directory.newest().unwrap_or(now));
+            let holders = directory.holders(directory.as_of());
             drop(directory);
             self.coverage.set_role_holders(holders.iter().map(String::as_str));
         }

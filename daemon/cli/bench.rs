@@ -319,6 +319,17 @@ fn directory(users: u32, records: u64, rounds: u32) -> anyhow::Result<()> {
         bytes as f64 / records as f64
     );
     let received = Some(chrono::Utc::now());
+    // Decodes one message and applies its directory records: how many there were.
+    let apply = |state: &mut Directory, message: &[u8]| -> u64 {
+        let mut n = 0;
+        for item in decode_message_received(message, received) {
+            if let Item::Directory(record) = item {
+                black_box(state.apply(&record));
+                n += 1;
+            }
+        }
+        n
+    };
     let passes: Vec<Pass> = vec![
         (
             "serde_json::from_slice::<IgnoredAny> (baseline)",
@@ -328,16 +339,7 @@ fn directory(users: u32, records: u64, rounds: u32) -> anyhow::Result<()> {
             "decode + apply to the directory state",
             Box::new(|| {
                 let mut state = Directory::new(PrivilegedRoles::default());
-                let mut n = 0u64;
-                for m in &messages {
-                    for item in decode_message_received(m, received) {
-                        if let Item::Directory(record) = item {
-                            black_box(state.apply(&record));
-                            n += 1;
-                        }
-                    }
-                }
-                n
+                messages.iter().map(|m| apply(&mut state, m)).sum()
             }),
         ),
     ];
@@ -355,19 +357,10 @@ fn directory(users: u32, records: u64, rounds: u32) -> anyhow::Result<()> {
             "methodsRegistered": if u % 3 == 0 { serde_json::json!([]) } else { serde_json::json!(["microsoftAuthenticatorPush", "mobilePhone"]) },
             "lastUpdatedDateTime": seed_at.to_rfc3339(),
         });
-        let bytes = serde_json::to_vec(&seed)?;
-        for item in decode_message_received(&bytes, received) {
-            if let Item::Directory(record) = item {
-                state.apply(&record);
-            }
-        }
+        apply(&mut state, &serde_json::to_vec(&seed)?);
     }
     for m in &messages {
-        for item in decode_message_received(m, received) {
-            if let Item::Directory(record) = item {
-                state.apply(&record);
-            }
-        }
+        apply(&mut state, m);
     }
     let summary = state.summary(chrono::Utc::now());
     let snapshot = postcard::to_allocvec(&state.snapshot_ref())?;

@@ -373,12 +373,6 @@ pub struct Context<'a> {
     pub received: Option<DateTime<Utc>>,
 }
 
-/// Whether a message is a Graph page or entity of one of the directory entity
-/// sets (by its `@odata.context`).
-pub fn odata_context(message: &Value) -> Option<&str> {
-    get(message, "@odata.context").and_then(Value::as_str)
-}
-
 /// Decodes one raw record, if it is a directory record: `None` for any other
 /// record (a sign-in, a category mfawatch does not read).
 pub fn decode_directory(raw: &[u8], context: Context<'_>) -> Option<Result<DirectoryRecord, DecodeError>> {
@@ -472,15 +466,9 @@ fn decode_as(
         DirCategory::AuditLogs => audit(record, body, &mut out)?,
         DirCategory::RiskyUsers => {
             out.operation = "Risky user".into();
-            // A risky user's `id` is the user's object id.
-            let user = Principal {
-                id: field("userId").or_else(|| field("id")).map(|id| id.to_lowercase()),
-                upn: field("userPrincipalName"),
-                display_name: field("userDisplayName"),
-                kind: PrincipalKind::User,
-            };
             out.fact = Fact::RiskyUser(RiskyUser {
-                user,
+                // A risky user's `id` is the user's object id.
+                user: user_in(body, &["userId", "id"], "userDisplayName"),
                 level: field("riskLevel"),
                 state: field("riskState"),
                 detail: field("riskDetail"),
@@ -492,12 +480,7 @@ fn decode_as(
         DirCategory::UserRiskEvents => {
             out.operation = "Risk detection".into();
             out.fact = Fact::Risk(RiskDetection {
-                user: Principal {
-                    id: field("userId").map(|id| id.to_lowercase()),
-                    upn: field("userPrincipalName"),
-                    display_name: field("userDisplayName"),
-                    kind: PrincipalKind::User,
-                },
+                user: user_in(body, &["userId"], "userDisplayName"),
                 event_type: field("riskEventType").or_else(|| field("riskType")),
                 level: field("riskLevel"),
                 state: field("riskState"),
@@ -510,12 +493,7 @@ fn decode_as(
             out.operation = "User registration details".into();
             let methods = get(body, "methodsRegistered").map(|m| strings(&dynamic(m))).unwrap_or_default();
             out.fact = Fact::Registration(RegistrationDetails {
-                user: Principal {
-                    id: field("id").map(|id| id.to_lowercase()),
-                    upn: field("userPrincipalName"),
-                    display_name: field("userDisplayName"),
-                    kind: PrincipalKind::User,
-                },
+                user: user_in(body, &["id"], "userDisplayName"),
                 mfa_registered: get(body, "isMfaRegistered").and_then(flag),
                 mfa_capable: get(body, "isMfaCapable").and_then(flag),
                 methods: methods.iter().map(|m| Method::of_name(m)).collect(),
@@ -874,11 +852,17 @@ fn initiator(body: &Value) -> Option<String> {
 
 fn initiator_principal(body: &Value) -> Principal {
     let by = get(body, "initiatedBy").map(dynamic).unwrap_or(Value::Null);
-    let user = get(&by, "user").cloned().unwrap_or(Value::Null);
+    user_in(get(&by, "user").unwrap_or(&Value::Null), &["id"], "displayName")
+}
+
+/// The user an object names: the first of `id_keys` present (lower-cased),
+/// its `userPrincipalName`, and its display name under `name_key`.
+fn user_in(object: &Value, id_keys: &[&str], name_key: &str) -> Principal {
+    let field = |key: &str| get(object, key).and_then(text);
     Principal {
-        id: get(&user, "id").and_then(text).map(|id| id.to_lowercase()),
-        upn: get(&user, "userPrincipalName").and_then(text),
-        display_name: get(&user, "displayName").and_then(text),
+        id: id_keys.iter().find_map(|k| field(k)).map(|id| id.to_lowercase()),
+        upn: field("userPrincipalName"),
+        display_name: field(name_key),
         kind: PrincipalKind::User,
     }
 }

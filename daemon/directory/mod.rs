@@ -362,9 +362,9 @@ impl Directory {
         self.newest.and_then(DateTime::from_timestamp_millis)
     }
 
-    /// Replaces which roles count as privileged (SIGHUP).
-    pub fn set_roles(&mut self, roles: PrivilegedRoles) {
-        self.roles = roles;
+    /// The time the state stands at: its newest record's, else now (nothing read yet).
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.newest().unwrap_or_else(Utc::now)
     }
 
     /// The user kept under `principal`, made if new. A user named by UPN
@@ -466,25 +466,23 @@ impl Directory {
                     }
                     MethodChangeKind::DefaultChanged | MethodChangeKind::Updated => changed = true,
                     MethodChangeKind::Replaced => {
-                        if user.strong_auth.as_ref().is_none_or(|(at, _)| *at < t) {
-                            user.strong_auth = Some((t, change.methods.iter().map(|m| m.0.clone()).collect()));
-                            changed = true;
-                        }
+                        let methods = change.methods.iter().map(|m| m.0.clone()).collect();
+                        changed = keep_newer(&mut user.strong_auth, (t, methods), |s| s.0);
                     }
                 }
                 if changed { Applied::Changed } else { Applied::Stale }
             }
             Fact::Registration(details) => {
                 let Some(user) = self.user_mut(&details.user, t) else { return Applied::NotUser };
-                if user.reported.as_ref().is_some_and(|r| r.at >= t) {
-                    return Applied::Stale;
-                }
-                user.reported = Some(Reported {
+                let report = Reported {
                     mfa_registered: details.mfa_registered,
                     mfa_capable: details.mfa_capable,
                     default_method: details.default_method.clone(),
                     at: t,
-                });
+                };
+                if !keep_newer(&mut user.reported, report, |r| r.at) {
+                    return Applied::Stale;
+                }
                 // The report is the whole set as of its time.
                 let listed: Vec<&str> = details.methods.iter().map(|m| m.0.as_str()).collect();
                 for name in &listed {
@@ -499,29 +497,23 @@ impl Directory {
             }
             Fact::RiskyUser(risky) => {
                 let Some(user) = self.user_mut(&risky.user, t) else { return Applied::NotUser };
-                if user.risk.as_ref().is_some_and(|r| r.at >= t) {
-                    return Applied::Stale;
-                }
-                user.risk = Some(RiskNow {
+                let now = RiskNow {
                     level: risky.level.clone(),
                     state: risky.state.clone(),
                     detail: risky.detail.clone(),
                     at: t,
-                });
-                Applied::Changed
+                };
+                if keep_newer(&mut user.risk, now, |r| r.at) { Applied::Changed } else { Applied::Stale }
             }
             Fact::Risk(detection) => {
                 let Some(user) = self.user_mut(&detection.user, t) else { return Applied::NotUser };
-                if user.detection.as_ref().is_some_and(|r| r.at >= t) {
-                    return Applied::Stale;
-                }
-                user.detection = Some(RiskNow {
+                let now = RiskNow {
                     level: detection.level.clone(),
                     state: detection.state.clone(),
                     detail: detection.event_type.clone(),
                     at: t,
-                });
-                Applied::Changed
+                };
+                if keep_newer(&mut user.detection, now, |r| r.at) { Applied::Changed } else { Applied::Stale }
             }
         }
     }
@@ -530,25 +522,27 @@ impl Directory {
         if self.users.is_empty() {
             return None;
         }
-        let key = UserKey::of_text(key);
-        self.users.get(&key).or_else(|| {
-            let upn = upn.trim().to_lowercase();
-            (!upn.is_empty())
-                .then(|| self.by_upn.get(&upn).and_then(|k| self.users.get(k)))
-                .flatten()
-                .or_else(|| (!upn.is_empty()).then(|| self.users.get(&UserKey::Name(upn))).flatten())
-        })
+        if let Some(user) = self.users.get(&UserKey::of_text(key)) {
+            return Some(user);
+        }
+        let upn = upn.trim().to_lowercase();
+        if upn.is_empty() {
+            return None;
+        }
+        self.by_upn.get(&upn).and_then(|k| self.users.get(k)).or_else(|| self.users.get(&UserKey::Name(upn)))
     }
 
-    /// The privileged role a user held at `t`, if any (the first by name).
-    pub fn privileged_at(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<&Assignment> {
-        let user = self.find(key, upn)?;
-        let t = ms(t);
+    /// The privileged role `user` held at `t` (Unix ms), if any (the first by key).
+    fn privileged_role_at<'u>(&self, user: &'u DirUser, t: i64) -> Option<&'u Assignment> {
         user.roles
             .iter()
-            .filter(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
+            .find(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
             .map(|(_, a)| a)
-            .next()
+    }
+
+    /// The privileged role a user held at `t`, if any.
+    pub fn privileged_at(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<&Assignment> {
+        self.privileged_role_at(self.find(key, upn)?, ms(t))
     }
 
     /// Everyone holding a privileged role at `t` (object ids and lower-case UPNs):
@@ -557,11 +551,7 @@ impl Directory {
         let t = ms(t);
         let mut out = Vec::new();
         for (key, user) in &self.users {
-            let privileged = user
-                .roles
-                .iter()
-                .any(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t));
-            if privileged {
+            if self.privileged_role_at(user, t).is_some() {
                 out.push(key.to_text());
                 if let (UserKey::Id(_), Some(upn)) = (key, &user.upn) {
                     out.push(upn.to_lowercase());
@@ -574,7 +564,7 @@ impl Directory {
 
     /// The registration of a user, from the directory alone.
     pub fn registration(&self, key: &str, upn: &str) -> Registration {
-        self.find(key, upn).map_or(Registration::Unknown, DirUser::registration)
+        self.find(key, upn).map_or(Registration::Unknown, |u| u.registration(&u.registered_methods()))
     }
 
     /// What the directory knows of one user, as of `now`.
@@ -604,8 +594,8 @@ impl Directory {
         let methods = user.registered_methods();
         Some(DirectoryView {
             roles,
-            registration: user.registration(),
-            phishing_resistant: methods.iter().any(|m| Method::new(m).strength() == Strength::PhishingResistant),
+            registration: user.registration(&methods),
+            phishing_resistant: phishing_resistant(&methods),
             methods,
             mfa_capable: user.reported.as_ref().and_then(|r| r.mfa_capable),
             default_method: user.reported.as_ref().and_then(|r| r.default_method.clone()),
@@ -624,26 +614,21 @@ impl Directory {
         let t = ms(now);
         let mut s = DirectorySummary { users: self.users.len(), newest: self.newest, ..Default::default() };
         for user in self.users.values() {
-            if user
-                .roles
-                .iter()
-                .any(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
-            {
+            if self.privileged_role_at(user, t).is_some() {
                 s.privileged += 1;
             }
-            match user.registration() {
+            let methods = user.registered_methods();
+            match user.registration(&methods) {
                 Registration::Registered => s.registered += 1,
                 Registration::NotRegistered => s.not_registered += 1,
                 Registration::Unknown => s.unknown += 1,
             }
-            if user.registered_methods().iter().any(|m| Method::new(m).strength() == Strength::PhishingResistant) {
-                s.phishing_resistant += 1;
-            }
+            s.phishing_resistant += usize::from(phishing_resistant(&methods));
         }
         s
     }
 
-    /// Bytes the state takes, roughly (for the benchmark and `/api/v1/status`).
+    /// Bytes the state takes, roughly (for the benchmark).
     pub fn heap_bytes(&self) -> usize {
         let per_user = std::mem::size_of::<(UserKey, DirUser)>() + 16;
         let mut bytes =
@@ -659,6 +644,20 @@ impl Directory {
         }
         bytes
     }
+}
+
+/// Whether any of these (registered) methods is phishing-resistant.
+fn phishing_resistant(methods: &[String]) -> bool {
+    methods.iter().any(|m| Method::new(m).strength() == Strength::PhishingResistant)
+}
+
+/// Keeps `new` in `slot` when it is newer (by `at`) than what is there; says whether it did.
+fn keep_newer<T>(slot: &mut Option<T>, new: T, at: impl Fn(&T) -> i64) -> bool {
+    let newer = slot.as_ref().is_none_or(|old| at(old) < at(&new));
+    if newer {
+        *slot = Some(new);
+    }
+    newer
 }
 
 fn set_method(user: &mut DirUser, name: &str, registered: bool, stamp: Stamp, evidence: Evidence) -> bool {
@@ -681,25 +680,21 @@ impl DirUser {
         for (k, a) in other.roles {
             self.roles.entry(k).or_default().merge(a);
         }
-        for (k, m) in other.methods {
-            match self.methods.get(&k) {
-                Some(mine) if mine.changed >= m.changed => {}
-                _ => {
-                    self.methods.insert(k, m);
-                }
-            }
+        for (name, m) in other.methods {
+            set_method(self, &name, m.registered, m.changed, m.evidence);
         }
-        fn newer<T: Clone>(a: &mut Option<T>, b: Option<T>, at: impl Fn(&T) -> i64) {
-            if let Some(b) = b
-                && a.as_ref().is_none_or(|a| at(a) < at(&b))
-            {
-                *a = Some(b);
-            }
+        if let Some(r) = other.reported {
+            keep_newer(&mut self.reported, r, |r| r.at);
         }
-        newer(&mut self.reported, other.reported, |r| r.at);
-        newer(&mut self.risk, other.risk, |r| r.at);
-        newer(&mut self.detection, other.detection, |r| r.at);
-        newer(&mut self.strong_auth, other.strong_auth, |s| s.0);
+        if let Some(r) = other.risk {
+            keep_newer(&mut self.risk, r, |r| r.at);
+        }
+        if let Some(r) = other.detection {
+            keep_newer(&mut self.detection, r, |r| r.at);
+        }
+        if let Some(s) = other.strong_auth {
+            keep_newer(&mut self.strong_auth, s, |s| s.0);
+        }
         self.all_required = self.all_required.max(other.all_required);
         self.methods_changed = self.methods_changed.max(other.methods_changed);
         self.name(other.named_at, other.upn.as_deref(), other.display_name.as_deref());
@@ -741,9 +736,9 @@ impl DirUser {
             .max()
     }
 
-    fn registration(&self) -> Registration {
+    /// The registration, given the methods registered now (`registered_methods`).
+    fn registration(&self, methods: &[String]) -> Registration {
         let Some(as_of) = self.registration_as_of() else { return Registration::Unknown };
-        let methods = self.registered_methods();
         if methods.iter().any(|m| Method::new(m).strength() >= Strength::Mfa) {
             return Registration::Registered;
         }

@@ -33,7 +33,7 @@ pub fn registration_state(directory: Registration, coverage: Option<&UserView>) 
             RegistrationState { state: "registered", gap: single_factor.then_some("policy"), evidence: "directory" }
         }
         Registration::NotRegistered => RegistrationState {
-            state: pending.map_or("not_registered", pending_state),
+            state: pending.map_or(Registration::NotRegistered.as_str(), pending_state),
             gap: Some("user"),
             evidence: "directory",
         },
@@ -43,18 +43,18 @@ pub fn registration_state(directory: Registration, coverage: Option<&UserView>) 
                 gap: Some("user"),
                 evidence: "sign-ins (registration required)",
             },
-            None => RegistrationState { state: "unknown", gap: None, evidence: "none" },
+            None => RegistrationState { state: Registration::Unknown.as_str(), gap: None, evidence: "none" },
         },
     }
 }
 
 /// Why a user is privileged, in words: the list, and each privileged role held.
-pub fn privileged_because(listed: bool, directory: &DirectoryView) -> Vec<String> {
+pub fn privileged_because(listed: bool, directory: Option<&DirectoryView>) -> Vec<String> {
     let mut out = Vec::new();
     if listed {
         out.push("listed in coverage.privileged".to_owned());
     }
-    for role in directory.roles.iter().filter(|r| r.privileged) {
+    for role in directory.into_iter().flat_map(|d| &d.roles).filter(|r| r.privileged) {
         let since =
             role.since.as_deref().map_or_else(|| " (since before the seed)".to_owned(), |s| format!(" since {s}"));
         let until = role.until.as_deref().map(|u| format!(" until {u}")).unwrap_or_default();

@@ -78,8 +78,9 @@ impl App {
         let summary = tokio::task::spawn_blocking(move || {
             let summary = shared.metrics.coverage_summary(&shared.coverage);
             let directory = shared.directory.read();
-            let now = directory.newest().unwrap_or_else(chrono::Utc::now);
-            shared.metrics.directory(&directory.summary(now), shared.coverage.accounts().privileged_count());
+            shared
+                .metrics
+                .directory(&directory.summary(directory.as_of()), shared.coverage.accounts().privileged_count());
             summary
         })
         .await
@@ -467,7 +468,7 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
             let body = json!({
                 "key": id,
                 "signed_in": false,
-                "privileged_because": crate::directory::privileged_because(listed, &directory),
+                "privileged_because": crate::directory::privileged_because(listed, Some(&directory)),
                 "registration": registration,
                 "directory": directory,
             });
@@ -485,11 +486,7 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
     let mut body = serde_json::to_value(&user).unwrap_or_default();
     let registration = directory.as_ref().map_or(crate::directory::Registration::Unknown, |d| d.registration);
     body["registration"] = json!(crate::directory::registration_state(registration, Some(&user)));
-    body["privileged_because"] = match &directory {
-        Some(d) => json!(crate::directory::privileged_because(listed, d)),
-        None if listed => json!(["listed in coverage.privileged"]),
-        None => json!([]),
-    };
+    body["privileged_because"] = json!(crate::directory::privileged_because(listed, directory.as_ref()));
     body["directory"] = json!(directory);
     // The coverage state keeps counts; the sign-ins behind them are in the history.
     body["notable_sign_ins"] = match app.history.clone() {

@@ -118,33 +118,19 @@ pub fn is_csv(path: &str, head: &[u8]) -> bool {
 fn kind(path: &str, headers: &HashMap<String, usize>) -> io::Result<Kind> {
     let file = path.rsplit('/').next().unwrap_or(path).to_lowercase();
     let has = |name: &str| headers.contains_key(name);
-    let squeezed_has = |names: &[&str]| headers.keys().any(|h| names.contains(&squeezed(h).as_str()));
-    if squeezed_has(&[
-        "ismfaregistered",
-        "mfaregistered",
-        "multifactorauthenticationregistered",
-        "methodsregistered",
-        "ismfacapable",
-        "mfacapable",
-    ]) {
+    // A seed has a column of what only it holds, by the names its reader takes.
+    let squeezed: Vec<String> = headers.keys().map(|h| squeezed(h)).collect();
+    let has_any = |columns: &[(&str, &[&str])], properties: &[&str]| {
+        columns
+            .iter()
+            .filter(|(property, _)| properties.contains(property))
+            .any(|(_, aliases)| squeezed.iter().any(|h| aliases.contains(&h.as_str())))
+    };
+    if has_any(&REGISTRATION_COLUMNS, &["isMfaRegistered", "isMfaCapable", "methodsRegistered"]) {
         return Ok(Kind::RegistrationDetails);
     }
-    if squeezed_has(&[
-        "role",
-        "rolename",
-        "roledisplayname",
-        "roledefinitionname",
-        "roledefinitionid",
-        "roletemplateid",
-    ]) && squeezed_has(&[
-        "principalid",
-        "objectid",
-        "userprincipalname",
-        "principalname",
-        "upn",
-        "username",
-        "signinname",
-    ]) {
+    if has_any(&ROLE_COLUMNS, &["roleName", "roleId"]) && has_any(&ROLE_COLUMNS, &["principalId", "userPrincipalName"])
+    {
         return Ok(Kind::RoleAssignments);
     }
     if has("timegenerated") || (has("type") && has("resultType".to_lowercase().as_str())) {
@@ -253,12 +239,8 @@ fn registration_record(columns: &[(&'static str, usize)], row: &::csv::StringRec
     out.insert("@odata.context".into(), json!("mfawatch-csv#reports/authenticationMethods/userRegistrationDetails"));
     for (property, i) in columns {
         let Some(value) = row.get(*i).map(str::trim).filter(|v| !v.is_empty()) else { continue };
+        // A list of methods stays text ("a, b", one per line, or JSON): decode reads each form.
         let value = match *property {
-            // "microsoftAuthenticatorPush, softwareOneTimePasscode" or a JSON list.
-            "methodsRegistered" => match serde_json::from_str::<Value>(value) {
-                Ok(list @ Value::Array(_)) => list,
-                _ => json!(value.split([',', ';', '\n']).map(str::trim).filter(|m| !m.is_empty()).collect::<Vec<_>>()),
-            },
             "lastUpdatedDateTime" => json!(portal_time(value).unwrap_or_else(|| value.to_owned())),
             _ => json!(value),
         };
