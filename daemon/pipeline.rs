@@ -23,7 +23,7 @@ use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
 use crate::directory::Applied;
 use crate::events::{Events, MalformedRecord, UserRefused};
 use crate::metrics::Metrics;
-use crate::sinks::{SignInEvent, Sink};
+use crate::sinks::{DirectoryEvent, SignInEvent, Sink};
 
 pub struct Pipeline {
     rules: Rules,
@@ -112,15 +112,13 @@ impl Pipeline {
                     if let Some(p) = &self.pseudonyms {
                         p.apply_directory(&mut record);
                     }
-                    directory_records.push(record)
+                    directory_records.push((index, record))
                 }
                 Item::Skipped { category } => metrics.skipped(&category),
                 Item::Malformed(malformed) => malformed_items.push((index, malformed)),
             }
         }
-        if !directory_records.is_empty() {
-            self.apply_directory(&directory_records);
-        }
+        let applied = if directory_records.is_empty() { Vec::new() } else { self.apply_directory(&directory_records) };
         let accounts = coverage_handle.accounts();
         let verdicts: Vec<Verdict<'_>> = records.iter().map(|(_, r)| classify(r, &self.rules)).collect();
         if let Position::Kafka { topic, .. } = position {
@@ -164,6 +162,9 @@ impl Pipeline {
             }
         }
         drop(directory);
+        if !self.sinks.is_empty() && !directory_records.is_empty() {
+            self.directory_to_sinks(&directory_records, &applied, &accounts, position);
+        }
         // Dead letters are written without holding the coverage lock: a slow
         // dead-letter topic must not stall the API.
         for (index, malformed) in malformed_items {
@@ -177,18 +178,70 @@ impl Pipeline {
     /// Applies a message's directory records to the directory state; when a
     /// role changed, coverage learns who holds a privileged role now (as of
     /// the newest directory record).
-    fn apply_directory(&self, records: &[Box<DirectoryRecord>]) {
+    fn apply_directory(&self, records: &[(usize, Box<DirectoryRecord>)]) -> Vec<Applied> {
         let mut directory = self.directory.write();
         let mut roles_changed = false;
-        for record in records {
+        let mut results = Vec::with_capacity(records.len());
+        for (_, record) in records {
             let applied = directory.apply(record);
             self.metrics.directory_record(record, applied);
             roles_changed |= applied == Applied::Changed && matches!(record.fact, Fact::Role(_));
+            results.push(applied);
         }
         if roles_changed {
             let holders = directory.holders(directory.as_of());
             drop(directory);
             self.coverage.set_role_holders(holders.iter().map(String::as_str));
+        }
+        results
+    }
+
+    /// Hands a message's directory records to the sinks, each with what the
+    /// directory and coverage say of its user after the whole message.
+    fn directory_to_sinks(
+        &mut self,
+        records: &[(usize, Box<DirectoryRecord>)],
+        applied: &[Applied],
+        accounts: &Accounts,
+        position: &Position,
+    ) {
+        let directory = self.directory.clone();
+        let directory = directory.read();
+        let coverage = self.coverage.clone();
+        let coverage = coverage.read();
+        for ((index, record), &applied) in records.iter().zip(applied) {
+            let (key, upn) = record.fact.subject().and_then(|p| directory.key_of(p)).unwrap_or_default();
+            let named = !key.is_empty();
+            let privileged =
+                named && (accounts.listed(&key, &upn) || directory.privileged_at(&key, &upn, record.time).is_some());
+            let became_privileged =
+                if named && matches!(&record.fact, Fact::Role(r) if r.added) && applied != Applied::NotUser {
+                    directory.became_privileged(&key, &upn, record.time)
+                } else {
+                    None
+                };
+            // Looked up only when it matters (a user not seen costs a scan).
+            let state = became_privileged.as_ref().and_then(|_| coverage.user(accounts, &key)).map(|u| u.state);
+            let event = DirectoryEvent {
+                record,
+                applied,
+                position,
+                index: *index,
+                user_key: &key,
+                upn: &upn,
+                privileged,
+                became_privileged,
+                excluded: named && accounts.excluded(&key, &upn),
+                coverage: state,
+                registration: if named {
+                    directory.registration(&key, &upn)
+                } else {
+                    crate::directory::Registration::Unknown
+                },
+            };
+            for sink in &mut self.sinks {
+                sink.directory(&event);
+            }
         }
     }
 

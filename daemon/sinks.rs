@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use crate::classify::Verdict;
 use crate::clock::Clock;
 use crate::coverage::{Accounts, Coverage};
+use crate::decode::directory::DirectoryRecord;
 use crate::decode::{Position, SignIn};
+use crate::directory::{Applied, Registration};
 use crate::metrics::Metrics;
 
 /// What a sink gets besides the sign-ins: the metrics it counts in, the
@@ -66,6 +68,32 @@ pub struct SignInEvent<'e, 'a> {
     pub excluded: bool,
 }
 
+/// One directory record (audit, Identity Protection, a seed), as every sink
+/// sees it, after the directory state has taken it.
+pub struct DirectoryEvent<'e> {
+    pub record: &'e DirectoryRecord,
+    pub applied: Applied,
+    pub position: &'e Position,
+    pub index: usize,
+    /// The user it is about as coverage keys users (object id, else the
+    /// lower-case UPN), and their UPN; empty when it names no user.
+    pub user_key: &'e str,
+    pub upn: &'e str,
+    /// The user is privileged at the record's time (listed, or holding a
+    /// privileged role then), after the record was applied.
+    pub privileged: bool,
+    /// A privileged role the user holds from this record's time on that
+    /// they did not hold just before: the record made them privileged.
+    pub became_privileged: Option<String>,
+    /// A configured break-glass account.
+    pub excluded: bool,
+    /// The user's coverage now, when the record made them privileged
+    /// (None otherwise, or when no sign-in of theirs was seen).
+    pub coverage: Option<crate::coverage::State>,
+    /// Their MFA registration, from the directory, after the record.
+    pub registration: Registration,
+}
+
 /// A stage after classify that keeps what it makes.
 pub trait Sink: Send {
     /// Its name, in logs (and by default the key of its state in the snapshot).
@@ -86,6 +114,10 @@ pub trait Sink: Send {
     /// One sign-in. Must not block on I/O: work that waits goes to the
     /// sink's own thread.
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>);
+
+    /// One directory record, after the sign-ins of the same message were
+    /// counted in coverage (the default: nothing to do with it).
+    fn directory(&mut self, _event: &DirectoryEvent<'_>) {}
 
     /// A look at the whole coverage state, before each checkpoint (e.g. who
     /// has become registration_overdue as the window moved).

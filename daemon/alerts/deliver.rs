@@ -360,7 +360,9 @@ impl Sender {
     /// acting on it is no reason for it to go away (silence it once confirmed).
     fn firing_for(&self, rule: super::Rule) -> chrono::TimeDelta {
         match rule {
-            super::Rule::BreakGlassSignin => self.resolve_after.max(BREAK_GLASS_FIRING),
+            super::Rule::BreakGlassSignin | super::Rule::BreakGlassRoleChange => {
+                self.resolve_after.max(BREAK_GLASS_FIRING)
+            }
             _ => self.resolve_after,
         }
     }

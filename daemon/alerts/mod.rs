@@ -53,10 +53,14 @@ pub enum Rule {
     MfaFatigue,
     RegistrationOverdue,
     LegacyAuthAttempt,
+    // New rules go last: the rate-limit windows in the snapshot name rules by place.
+    PrivilegedNotCovered,
+    PrivilegedMethodsChanged,
+    BreakGlassRoleChange,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 11] = [
         Rule::LegacyAuthSuccess,
         Rule::PrivilegedSingleFactor,
         Rule::RiskyWithoutMfa,
@@ -65,6 +69,9 @@ impl Rule {
         Rule::MfaFatigue,
         Rule::RegistrationOverdue,
         Rule::LegacyAuthAttempt,
+        Rule::PrivilegedNotCovered,
+        Rule::PrivilegedMethodsChanged,
+        Rule::BreakGlassRoleChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +84,9 @@ impl Rule {
             Rule::MfaFatigue => "mfa_fatigue",
             Rule::RegistrationOverdue => "registration_overdue",
             Rule::LegacyAuthAttempt => "legacy_auth_attempt",
+            Rule::PrivilegedNotCovered => "privileged_not_covered",
+            Rule::PrivilegedMethodsChanged => "privileged_methods_changed",
+            Rule::BreakGlassRoleChange => "break_glass_role_change",
         }
     }
 
@@ -92,6 +102,9 @@ impl Rule {
             Rule::MfaFatigue => "MfaFatigue",
             Rule::RegistrationOverdue => "MfaRegistrationOverdueUser",
             Rule::LegacyAuthAttempt => "LegacyAuthSpray",
+            Rule::PrivilegedNotCovered => "PrivilegedNotCovered",
+            Rule::PrivilegedMethodsChanged => "PrivilegedMethodsChanged",
+            Rule::BreakGlassRoleChange => "BreakGlassRoleChange",
         }
     }
 

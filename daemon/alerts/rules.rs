@@ -1,5 +1,6 @@
 //! The rules: one sign-in in, zero or more alerts out (README "Alerts").
 
+mod directory;
 mod upgrade;
 
 use std::collections::{BTreeMap, HashMap};
@@ -102,6 +103,8 @@ pub struct Alerts {
     /// registration_overdue alert, made from coverage rather than a sign-in,
     /// names the tenant when there is only one.
     tenants: std::collections::BTreeSet<String>,
+    /// Privileged accounts' recent addresses and method changes (privileged_methods_changed).
+    watches: directory::Watches,
 }
 
 /// At most this many tenants are remembered for [`Alerts::tenants`].
@@ -112,11 +115,21 @@ const MAX_TENANTS: usize = 16;
 struct Saved {
     state: State,
     outbox: Vec<Pending>,
+    watches: directory::Watches,
 }
 
-/// The key of the sink's state in the snapshot. The first format, under
-/// the sink's bare name, is read once and converted ([`super::upgrade`]).
-pub const STATE_KEY: &str = "alerts/2";
+/// The second format: no directory rules yet.
+#[derive(Deserialize)]
+struct SavedV2 {
+    state: State,
+    outbox: Vec<Pending>,
+}
+
+/// The key of the sink's state in the snapshot. The earlier formats, under
+/// `alerts/2` and the sink's bare name, are read once and converted
+/// ([`upgrade`]).
+pub const STATE_KEY: &str = "alerts/3";
+const STATE_KEY_V2: &str = "alerts/2";
 
 /// Distinct users listed in a spray alert.
 const SPRAY_SAMPLE: usize = 10;
@@ -137,15 +150,19 @@ impl Alerts {
         let snapshot = config.checkpoint.dir.join("state.snapshot");
         let unreadable =
             |e: postcard::Error| anyhow::anyhow!("the alerts' state in {} cannot be read: {e}", snapshot.display());
-        let (state, outbox) = if let Some(bytes) = sinks.get(STATE_KEY) {
+        let (state, outbox, watches) = if let Some(bytes) = sinks.get(STATE_KEY) {
             let saved: Saved = postcard::from_bytes(bytes).map_err(unreadable)?;
-            (saved.state, saved.outbox)
+            (saved.state, saved.outbox, saved.watches)
+        } else if let Some(bytes) = sinks.get(STATE_KEY_V2) {
+            let saved: SavedV2 = postcard::from_bytes(bytes).map_err(unreadable)?;
+            (saved.state, saved.outbox, Default::default())
         } else if let Some(bytes) = sinks.get(super::NAME) {
             // The first format named receivers by their place in the configuration.
             let ids: Vec<String> = super::deliver::targets(config)?.iter().map(|t| t.id()).collect();
-            upgrade::v1(bytes, &ids).map_err(unreadable)?
+            let (state, outbox) = upgrade::v1(bytes, &ids).map_err(unreadable)?;
+            (state, outbox, Default::default())
         } else {
-            (State::default(), Vec::new())
+            (State::default(), Vec::new(), Default::default())
         };
         let delivery = Delivery::start(config, ctx.metrics.clone(), outbox)?;
         Ok(Alerts {
@@ -157,6 +174,7 @@ impl Alerts {
             delivery,
             clock: SourceClock::default(),
             tenants: Default::default(),
+            watches,
         })
     }
 
@@ -169,7 +187,9 @@ impl Alerts {
             Rule::RiskyWithMfa => &r.risky_with_mfa,
             Rule::BreakGlassSignin => &r.break_glass_signin,
             Rule::RegistrationOverdue => &r.registration_overdue,
-            Rule::MfaFatigue | Rule::LegacyAuthAttempt => return 0,
+            Rule::PrivilegedNotCovered => &r.privileged_not_covered,
+            Rule::BreakGlassRoleChange => &r.break_glass_role_change,
+            Rule::MfaFatigue | Rule::LegacyAuthAttempt | Rule::PrivilegedMethodsChanged => return 0,
         };
         c.cooldown.as_secs() as i64
     }
@@ -185,6 +205,9 @@ impl Alerts {
             Rule::RegistrationOverdue => r.registration_overdue.enabled,
             Rule::MfaFatigue => r.mfa_fatigue.enabled,
             Rule::LegacyAuthAttempt => r.legacy_auth_attempt.enabled,
+            Rule::PrivilegedNotCovered => r.privileged_not_covered.enabled,
+            Rule::PrivilegedMethodsChanged => r.privileged_methods_changed.enabled,
+            Rule::BreakGlassRoleChange => r.break_glass_role_change.enabled,
         }
     }
 
@@ -434,6 +457,7 @@ impl Alerts {
         });
         let hour = low.div_euclid(3600);
         self.state.attempts.retain(|(_, h), _| *h >= hour - 1);
+        self.prune_watches(low);
     }
 
     /// Where every source still sending has been read up to; after a
@@ -584,7 +608,11 @@ impl Sink for Alerts {
     }
 
     fn superseded(&self) -> &'static [&'static str] {
-        &[super::NAME]
+        &[super::NAME, STATE_KEY_V2]
+    }
+
+    fn directory(&mut self, event: &crate::sinks::DirectoryEvent<'_>) {
+        self.directory_record(event);
     }
 
     fn sign_in(&mut self, event: &SignInEvent<'_, '_>) {
@@ -611,6 +639,13 @@ impl Sink for Alerts {
         let fatigue_failure = matches!(v.mfa_failure, Some(MfaFailure::Denied | MfaFailure::Required));
         let fatigue = self.enabled(Rule::MfaFatigue) && v.interactive && (v.success || fatigue_failure);
         let attempt = self.enabled(Rule::LegacyAuthAttempt) && legacy && !v.success;
+        if event.privileged
+            && v.success
+            && self.enabled(Rule::PrivilegedMethodsChanged)
+            && let (Some(user), Some(ip)) = (v.subject_key.as_deref(), own(&event.record.fields.ip_address))
+        {
+            self.watch_sign_in(user, time, &ip, || facts(event));
+        }
         let wanted = [
             (Rule::LegacyAuthSuccess, v.success && legacy),
             (Rule::PrivilegedSingleFactor, event.privileged && counted && !mfa),
@@ -725,7 +760,7 @@ impl Sink for Alerts {
     fn prepare(&mut self, _seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
         self.prune();
         let outbox = self.delivery.pending();
-        let saved = SavedRef { state: &self.state, outbox: &outbox };
+        let saved = SavedRef { state: &self.state, outbox: &outbox, watches: &self.watches };
         Ok(Some(postcard::to_allocvec(&saved).map_err(|e| anyhow::anyhow!("cannot save the alerts' state: {e}"))?))
     }
 }
@@ -735,6 +770,7 @@ impl Sink for Alerts {
 struct SavedRef<'a> {
     state: &'a State,
     outbox: &'a [Pending],
+    watches: &'a directory::Watches,
 }
 
 /// Severity and one-line summary of a per-sign-in rule.
@@ -784,9 +820,12 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
                 from(f)
             ),
         ),
-        Rule::MfaFatigue | Rule::RegistrationOverdue | Rule::LegacyAuthAttempt => {
-            (Severity::Warning, format!("{} for {}", rule.as_str(), who(f)))
-        }
+        Rule::MfaFatigue
+        | Rule::RegistrationOverdue
+        | Rule::LegacyAuthAttempt
+        | Rule::PrivilegedNotCovered
+        | Rule::PrivilegedMethodsChanged
+        | Rule::BreakGlassRoleChange => (Severity::Warning, format!("{} for {}", rule.as_str(), who(f))),
     }
 }
 

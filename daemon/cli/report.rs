@@ -58,6 +58,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         window,
         trend_weeks: i64::from(args.trend_weeks.clamp(1, 52)),
         registration_grace_days: grace,
+        privileged_roles: config
+            .as_ref()
+            .map_or_else(Default::default, |c| crate::directory::PrivilegedRoles::from_config(&c.directory)),
     };
     let started = std::time::Instant::now();
     let built = report::build(&request)?;

@@ -364,6 +364,34 @@ pub struct AlertRulesConfig {
     pub registration_overdue: AlertRuleConfig,
     pub mfa_fatigue: FatigueRuleConfig,
     pub legacy_auth_attempt: AttemptRuleConfig,
+    pub privileged_not_covered: AlertRuleConfig,
+    pub privileged_methods_changed: MethodsRuleConfig,
+    pub break_glass_role_change: AlertRuleConfig,
+}
+
+/// `privileged_methods_changed`: a privileged account's authentication
+/// methods registered, deleted or replaced; critical when a successful
+/// sign-in from an address not seen for the account before follows.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MethodsRuleConfig {
+    pub enabled: bool,
+    /// A sign-in from a new address this soon after the change makes it critical.
+    #[serde(with = "humantime_serde")]
+    pub new_ip_within: Duration,
+    /// The addresses a privileged account was seen using over this long before a change are not new.
+    #[serde(with = "humantime_serde")]
+    pub ip_history: Duration,
+}
+
+impl Default for MethodsRuleConfig {
+    fn default() -> Self {
+        MethodsRuleConfig {
+            enabled: true,
+            new_ip_within: Duration::from_secs(3600),
+            ip_history: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -394,6 +422,9 @@ impl Default for AlertRulesConfig {
             registration_overdue: rule(true, 0),
             mfa_fatigue: FatigueRuleConfig::default(),
             legacy_auth_attempt: AttemptRuleConfig::default(),
+            privileged_not_covered: rule(true, 0),
+            privileged_methods_changed: MethodsRuleConfig::default(),
+            break_glass_role_change: rule(true, 0),
         }
     }
 }

@@ -112,7 +112,7 @@ impl Family {
 }
 
 /// One directory record, decoded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DirectoryRecord {
     pub category: DirCategory,
     pub shape: Shape,
@@ -148,7 +148,7 @@ impl DirectoryRecord {
 }
 
 /// What a record says.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fact {
     Role(RoleChange),
@@ -199,7 +199,7 @@ impl Fact {
 }
 
 /// A user (or another principal) as a record names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     /// Object id, lower case.
     pub id: Option<String>,
@@ -210,7 +210,7 @@ pub struct Principal {
     pub kind: PrincipalKind,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     #[default]
@@ -221,7 +221,7 @@ pub enum PrincipalKind {
 }
 
 /// A directory role, by template id (built-in roles) and name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
     /// The role template id (= role definition id of a built-in role), lower case.
     pub template_id: Option<String>,
@@ -239,7 +239,7 @@ pub enum Holding {
 }
 
 /// A role change or a seeded assignment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleChange {
     pub principal: Principal,
     pub role: Role,
@@ -255,7 +255,7 @@ pub struct RoleChange {
 }
 
 /// Authentication methods registered, deleted or replaced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodChange {
     pub user: Principal,
     pub change: MethodChangeKind,
@@ -265,7 +265,7 @@ pub struct MethodChange {
     pub by_admin: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MethodChangeKind {
     Registered,
@@ -284,7 +284,7 @@ pub enum MethodChangeKind {
 pub struct Method(pub String);
 
 /// How strong a method is as a second factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strength {
     /// Not an MFA method (email, security questions: self-service password reset only).
@@ -330,7 +330,7 @@ impl Method {
 }
 
 /// A user's registration as reported (seed: Graph or the admin center's download).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegistrationDetails {
     pub user: Principal,
     pub mfa_registered: Option<bool>,
@@ -342,7 +342,7 @@ pub struct RegistrationDetails {
 }
 
 /// Identity Protection's view of a user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RiskyUser {
     pub user: Principal,
     pub level: Option<String>,
@@ -352,7 +352,7 @@ pub struct RiskyUser {
 }
 
 /// One risk detection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RiskDetection {
     pub user: Principal,
     pub event_type: Option<String>,

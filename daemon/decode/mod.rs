@@ -122,7 +122,7 @@ impl fmt::Display for Category {
 }
 
 /// Which of the four input shapes a record came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// Azure Monitor diagnostic-setting record (Event Hubs, exports): `properties{...}`.

@@ -540,6 +540,39 @@ impl Directory {
             .map(|(_, a)| a)
     }
 
+    /// The key coverage and the alerts know `principal` by (object id,
+    /// else lower-case UPN) and their UPN as last named; None when the
+    /// record names nobody.
+    pub fn key_of(&self, principal: &Principal) -> Option<(String, String)> {
+        let upn = principal.upn.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let mut key = UserKey::of(principal)?;
+        if let (UserKey::Name(_), Some(u)) = (&key, upn)
+            && let Some(known) = self.by_upn.get(&u.to_lowercase())
+        {
+            key = known.clone();
+        }
+        let upn = upn.map(str::to_owned).or_else(|| self.users.get(&key).and_then(|u| u.upn.clone()));
+        Some((key.to_text(), upn.unwrap_or_default()))
+    }
+
+    /// The privileged role a user holds from `t` on and did not hold just
+    /// before (a role given at `t`), by name. The same for every order the
+    /// records come in.
+    pub fn became_privileged(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<String> {
+        let user = self.find(key, upn)?;
+        let t = ms(t);
+        if self.privileged_role_at(user, t - 1).is_some() {
+            return None;
+        }
+        user.roles
+            .iter()
+            .find(|((role, holding), a)| self.roles.counts(role, a.role_name.as_deref(), *holding) && a.held_at(t))
+            .map(|((role, holding), a)| {
+                let name = a.role_name.clone().unwrap_or_else(|| roles::name_of(role).unwrap_or(role).to_owned());
+                if *holding == Holding::Eligible { format!("{name} (eligible)") } else { name }
+            })
+    }
+
     /// The privileged role a user held at `t`, if any.
     pub fn privileged_at(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<&Assignment> {
         self.privileged_role_at(self.find(key, upn)?, ms(t))
@@ -608,6 +641,19 @@ impl Directory {
                 at: rfc3339_ms(r.at),
             }),
         })
+    }
+
+    /// Every user the directory knows (key, UPN as last named), with what it knows of them as of `now`.
+    pub fn views(&self, now: DateTime<Utc>) -> Vec<(String, String, DirectoryView)> {
+        let mut out = Vec::with_capacity(self.users.len());
+        for (key, user) in &self.users {
+            let (key, upn) = (key.to_text(), user.upn.clone().unwrap_or_default());
+            if let Some(view) = self.user(&key, &upn, now) {
+                out.push((key, upn, view));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     pub fn summary(&self, now: DateTime<Utc>) -> DirectorySummary {

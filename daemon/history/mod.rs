@@ -25,6 +25,7 @@
 //! readers (the report, the user detail) never see a file replaced under
 //! them ([`files::read_lock`]).
 
+pub mod directory;
 pub mod files;
 pub mod rows;
 
@@ -45,7 +46,7 @@ use std::sync::Arc;
 
 use crate::events::{CompactionFailed, Events, Problem};
 use crate::metrics::Metrics;
-use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
+use crate::sinks::{DirectoryEvent, SignInEvent, Sink, SinkContext, SourceClock};
 use rows::Rows;
 
 /// The sink's name: the key of its state in the snapshot.
@@ -117,6 +118,8 @@ pub struct History {
     /// The next part number within `next_seq`.
     k: u32,
     days: BTreeMap<NaiveDate, Rows>,
+    /// The directory table's rows, by date ([`directory`]).
+    directory_days: BTreeMap<NaiveDate, directory::DirRows>,
     buffered: usize,
     writer: Writer,
     /// Parts whose writing failed: written again, under the same names,
@@ -146,9 +149,22 @@ impl History {
         let lock = files::StateLock::take(&dir, &config.checkpoint.dir)?;
         let saved = saved.map(|bytes| Saved::read(bytes)).transpose()?;
         let (epoch, newest) = saved.map_or_else(|| (new_epoch(), 0), |s| (s.epoch, s.newest));
-        let recovered = files::recover(&dir, epoch, seq).map_err(|e| {
+        let directory_dir = directory::root(&dir);
+        create_dir_durable(&directory_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create the directory table {}: {e}", directory_dir.display()))?;
+        let recovered =
+            files::recover(&dir, epoch, seq).and_then(|r| Ok((r, files::recover(&directory_dir, epoch, seq)?)));
+        let (recovered, directory_recovered) = recovered.map_err(|e| {
             anyhow::anyhow!("cannot bring the history in {} back to the snapshot: {e:#}", dir.display())
         })?;
+        if directory_recovered != files::Recovered::default() {
+            tracing::info!(
+                dir = %directory_dir.display(),
+                uncommitted_parts = directory_recovered.uncommitted,
+                rows_past_snapshot = directory_recovered.rows_past_snapshot,
+                "the history's directory table brought back to the snapshot"
+            );
+        }
         if recovered != files::Recovered::default() {
             tracing::info!(
                 dir = %dir.display(),
@@ -163,8 +179,8 @@ impl History {
         let retention_days = config.history.retention_days;
         let (tx, rx) = mpsc::channel();
         let thread = {
-            let (dir, metrics) = (dir.clone(), ctx.metrics.clone());
-            std::thread::Builder::new().name("history".into()).spawn(move || maintain(&dir, epoch, &metrics, rx))?
+            let (dirs, metrics) = ([dir.clone(), directory_dir], ctx.metrics.clone());
+            std::thread::Builder::new().name("history".into()).spawn(move || maintain(&dirs, epoch, &metrics, rx))?
         };
         Ok(History {
             writer: Writer::start()?,
@@ -173,6 +189,7 @@ impl History {
             next_seq: seq + 1,
             k: 0,
             days: BTreeMap::new(),
+            directory_days: BTreeMap::new(),
             buffered: 0,
             unwritten: Vec::new(),
             failed: None,
@@ -200,6 +217,14 @@ impl History {
             parts.push(Part { folder, name, rows: rows.len(), data: Data::Rows(Box::new(rows)) });
         }
         self.buffered = 0;
+        let directory_dir = directory::root(&self.dir);
+        for (date, mut rows) in std::mem::take(&mut self.directory_days) {
+            let name = files::Name::Part { epoch: self.epoch, seq: self.next_seq, k: self.k };
+            self.k += 1;
+            let (folder, n) = (files::date_dir(&directory_dir, date), rows.len());
+            let frame = rows.take(name.epoch_seq())?;
+            parts.push(Part { folder, name, rows: n, data: Data::Frame(frame) });
+        }
         parts.append(&mut self.unwritten);
         for part in parts {
             self.absorb(QUEUED_ROWS.saturating_sub(part.rows));
@@ -424,6 +449,14 @@ impl Sink for History {
         }
     }
 
+    fn directory(&mut self, event: &DirectoryEvent<'_>) {
+        let date = event.record.time.date_naive();
+        if date < self.oldest_kept {
+            return;
+        }
+        self.directory_days.entry(date).or_default().push(event);
+    }
+
     fn prepare(&mut self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
         anyhow::ensure!(seq == self.next_seq, "history: checkpoint {seq} where {} was expected", self.next_seq);
         self.write_parts()?;
@@ -433,7 +466,9 @@ impl Sink for History {
     fn committed(&mut self, seq: u64) {
         self.next_seq = seq + 1;
         self.k = 0;
-        if let Err(e) = files::write_committed(&self.dir, self.epoch, seq) {
+        let written = files::write_committed(&self.dir, self.epoch, seq)
+            .and_then(|()| files::write_committed(&directory::root(&self.dir), self.epoch, seq));
+        if let Err(e) = written {
             self.events.emit(Problem {
                 kind: "committed",
                 log: |held_back| tracing::warn!(error = %e, held_back, "cannot note the checkpoint in the history's _committed file"),
@@ -462,52 +497,59 @@ impl Drop for History {
 /// that are over and removes folders past retention. Either waits for the
 /// history's readers at most [`files::READERS_WAIT`], else leaves the files
 /// for the next round.
-fn maintain(dir: &Path, epoch: u64, metrics: &Arc<Metrics>, rx: mpsc::Receiver<Round>) {
+fn maintain(dirs: &[PathBuf], epoch: u64, metrics: &Arc<Metrics>, rx: mpsc::Receiver<Round>) {
     let events = Events::new(metrics.clone());
     while let Ok(mut round) = rx.recv() {
         // Only the newest request matters.
         while let Ok(newer) = rx.try_recv() {
             round = newer;
         }
-        if round.wall_keep_from > round.keep_from
-            && let Ok(dates) = files::dates(dir)
-            && dates.iter().any(|(d, _)| *d >= round.keep_from && *d < round.wall_keep_from)
-        {
-            events.emit(Problem {
-                kind: "clock ahead",
-                log: |held_back| {
-                    tracing::warn!(
-                        keep_from = %round.keep_from,
-                        by_host_clock = %round.wall_keep_from,
-                        held_back,
-                        "the host's clock is ahead of the newest sign-in by more than history.retention_days: retention goes by the sign-ins and removes nothing the host clock alone would (check the clock)"
-                    )
-                },
-            });
+        for dir in dirs {
+            maintain_table(dir, epoch, metrics, &events, &round);
         }
-        match files::expire(dir, round.keep_from, files::READERS_WAIT) {
-            Ok(Some(0)) => {}
-            Ok(Some(n)) => tracing::info!(folders = n, keep_from = %round.keep_from, "history past retention removed"),
-            Ok(None) => tracing::debug!("history retention waits for a reader of the history"),
-            Err(e) => events.emit(Problem {
-                kind: "expire",
-                log: |held_back| tracing::error!(error = %e, held_back, "cannot remove history past retention"),
-            }),
+    }
+}
+
+/// One round of [`maintain`] for one table (the sign-ins', the directory's).
+fn maintain_table(dir: &Path, epoch: u64, metrics: &Arc<Metrics>, events: &Events, round: &Round) {
+    if round.wall_keep_from > round.keep_from
+        && let Ok(dates) = files::dates(dir)
+        && dates.iter().any(|(d, _)| *d >= round.keep_from && *d < round.wall_keep_from)
+    {
+        events.emit(Problem {
+            kind: "clock ahead",
+            log: |held_back| {
+                tracing::warn!(
+                    keep_from = %round.keep_from,
+                    by_host_clock = %round.wall_keep_from,
+                    held_back,
+                    "the host's clock is ahead of the newest sign-in by more than history.retention_days: retention goes by the sign-ins and removes nothing the host clock alone would (check the clock)"
+                )
+            },
+        });
+    }
+    match files::expire(dir, round.keep_from, files::READERS_WAIT) {
+        Ok(Some(0)) => {}
+        Ok(Some(n)) => tracing::info!(folders = n, keep_from = %round.keep_from, "history past retention removed"),
+        Ok(None) => tracing::debug!("history retention waits for a reader of the history"),
+        Err(e) => events.emit(Problem {
+            kind: "expire",
+            log: |held_back| tracing::error!(error = %e, held_back, "cannot remove history past retention"),
+        }),
+    }
+    let Ok(dates) = files::dates(dir) else { return };
+    for (date, folder) in dates {
+        let day_end = date.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 86_400;
+        if day_end > round.settled {
+            break;
         }
-        let Ok(dates) = files::dates(dir) else { continue };
-        for (date, folder) in dates {
-            let day_end = date.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp()) + 86_400;
-            if day_end > round.settled {
-                break;
+        match files::compact(&folder, epoch, round.upto, files::READERS_WAIT) {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics.history_compaction("ok");
+                tracing::info!(date = %date, files = n, "history day merged into one file");
             }
-            match files::compact(&folder, epoch, round.upto, files::READERS_WAIT) {
-                Ok(0) => {}
-                Ok(n) => {
-                    metrics.history_compaction("ok");
-                    tracing::info!(date = %date, files = n, "history day merged into one file");
-                }
-                Err(e) => events.emit(CompactionFailed { date, error: format!("{e:#}") }),
-            }
+            Err(e) => events.emit(CompactionFailed { date, error: format!("{e:#}") }),
         }
     }
 }

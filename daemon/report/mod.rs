@@ -9,6 +9,7 @@
 //! history or an empty week is an error that says so.
 
 pub mod charts;
+mod directory;
 pub mod render;
 mod scan;
 mod users;
@@ -114,6 +115,8 @@ pub struct Request {
     pub trend_weeks: i64,
     /// Days a user may stay registration_pending before being overdue.
     pub registration_grace_days: i64,
+    /// Which roles make their holders privileged (`directory.privileged_roles`).
+    pub privileged_roles: crate::directory::PrivilegedRoles,
 }
 
 /// A file of the history that could not be read.
@@ -275,6 +278,10 @@ pub struct Report {
     pub mfa_failures: Vec<Count>,
     pub report_only: Vec<PolicyImpact>,
     pub protections: Protections,
+    /// Admins and their MFA: privileged users by directory roles or as their sign-ins were marked.
+    pub admins: directory::Admins,
+    /// MFA registration: the directory's evidence joined with the sign-ins'.
+    pub registration_summary: directory::RegistrationSummary,
     pub damaged: Vec<Damaged>,
 }
 
@@ -562,7 +569,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     // their last MFA, their registration); the trend at the weeks before.
     let oldest = files::dates(dir)?.first().map(|(d, _)| *d).unwrap_or(w.from);
     progress(&format!("{} ({} to {}): finding the history's files from {oldest}", w.label(), w.from, w.to));
-    let (listed, damaged) = usable_files(dir, oldest, w.to)?;
+    let (listed, mut damaged) = usable_files(dir, oldest, w.to)?;
     let all_files: Vec<PathBuf> = listed.iter().map(|(_, path)| path.clone()).collect();
     let week_files: Vec<PathBuf> =
         listed.iter().filter(|(date, _)| *date >= w.from).map(|(_, path)| path.clone()).collect();
@@ -613,7 +620,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         let whole = k + 1 == weeks.len() || spans[k].covers(*week);
         trend.push((week.short_label(), ratio.filter(|_| whole)));
     }
-    let (coverage, breakdown, uncovered, registration) =
+    let (coverage, breakdown, uncovered, registration, each) =
         covered.pop().flatten().expect("the report's week is always worked out");
     let previous_coverage = covered.pop().flatten().map(|(c, ..)| c);
     // The period before is compared with only when its data cover it (90 %
@@ -773,6 +780,9 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
             .collect()?;
         u64_of(&raw, "n", 0).saturating_sub(sign_ins)
     };
+    progress("directory: admins and registration");
+    let (admins, registration_summary) =
+        directory::sections(dir, &req.privileged_roles, w, &each, &registration, &mut damaged)?;
     progress("done");
     Ok(Report {
         window: w,
@@ -796,6 +806,8 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         mfa_failures: counts(&failures_df, c::MFA_FAILURE, "count"),
         report_only,
         protections,
+        admins,
+        registration_summary,
         damaged,
     })
 }

@@ -77,7 +77,26 @@ pub struct Summary<'a> {
     pub report_only_results: usize,
     /// Security defaults or Conditional Access, as the sign-ins tell (or contradictory).
     pub protections_in_force: InForce,
+    /// Admins and their MFA (the counts; admins.csv lists them).
+    pub admins: AdminsSummary,
+    /// MFA registration: registered / capable / pending / overdue / unknown.
+    pub registration: &'a super::directory::RegistrationSummary,
     pub damaged_files: Vec<&'a str>,
+}
+
+/// [`super::directory::Admins`] without the list.
+#[derive(Serialize)]
+pub struct AdminsSummary {
+    pub total: u64,
+    pub from_roles: u64,
+    pub from_list_only: u64,
+    pub covered: u64,
+    pub uncovered: u64,
+    pub inactive: u64,
+    pub excluded: u64,
+    pub not_registered: u64,
+    pub registration_unknown: u64,
+    pub phishing_resistant: u64,
 }
 
 #[derive(Serialize)]
@@ -133,6 +152,22 @@ pub fn summary(r: &Report) -> Summary<'_> {
         uncovered_users: r.uncovered.len(),
         report_only_results: r.report_only.len(),
         protections_in_force: in_force(&r.protections),
+        admins: {
+            let a = &r.admins;
+            AdminsSummary {
+                total: a.total,
+                from_roles: a.from_roles,
+                from_list_only: a.from_list_only,
+                covered: a.covered,
+                uncovered: a.uncovered,
+                inactive: a.inactive,
+                excluded: a.excluded,
+                not_registered: a.not_registered,
+                registration_unknown: a.registration_unknown,
+                phishing_resistant: a.phishing_resistant,
+            }
+        },
+        registration: &r.registration_summary,
         damaged_files: r.damaged.iter().map(|d| d.file.as_str()).collect(),
     }
 }
@@ -154,6 +189,7 @@ pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     put("legacy-auth.csv", &csv_of(&r.legacy_sign_ins)?)?;
     put("risky-without-mfa.csv", &csv_of(&r.risky_without_mfa)?)?;
     put("report-only-impact.csv", &csv_of(&r.report_only)?)?;
+    put("admins.csv", &csv_of(&r.admins.users)?)?;
     Ok(written)
 }
 
@@ -206,7 +242,25 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(md, "- Never MFA in the {}: {} user(s)", r.window.period(), c.never_mfa);
     let privileged = r.uncovered.iter().filter(|u| u.privileged).count();
     let _ = writeln!(md, "- Privileged users outside coverage: {privileged}");
+    let a = &r.admins;
+    let _ = writeln!(
+        md,
+        "- Admins: {} ({} by directory role); {} covered by MFA, {} uncovered, {} without sign-ins, {} with no MFA method registered",
+        a.total, a.from_roles, a.covered, a.uncovered, a.inactive, a.not_registered
+    );
     let _ = writeln!(md, "- Registration pending: {} ({} overdue)", c.registration_pending, c.registration_overdue);
+    let g = &r.registration_summary;
+    let _ = writeln!(
+        md,
+        "- MFA registration (directory): {} registered, {} capable, {} not registered, {} unknown of {} users; phishing-resistant: {} ({})",
+        g.registered,
+        g.capable,
+        g.not_registered,
+        g.unknown,
+        g.users,
+        g.phishing_resistant,
+        pct(g.phishing_resistant_share)
+    );
     let legacy_ok: u64 = r.legacy.iter().map(|p| p.succeeded).sum();
     let legacy_blocked: u64 = r.legacy.iter().map(|p| p.blocked).sum();
     let _ = writeln!(md, "- Legacy authentication: {legacy_ok} sign-in(s) got in, {legacy_blocked} blocked");
@@ -558,10 +612,53 @@ pub fn html(r: &Report) -> String {
         uncovered_table(false, true),
         more(r.uncovered.iter().filter(|u| u.never_mfa).count(), INLINE_USERS, "uncovered-users.csv")
     );
+    let a = &r.admins;
     let _ = writeln!(
         h,
-        "<section id=\"registration\"><h2>MFA registration pending and overdue</h2><p>Users asked to register MFA who have not done MFA since; overdue past the grace period (security defaults gave 14 days).</p>{}</section>",
-        table(
+        "<section id=\"admins\"><h2>Admins and their MFA</h2><p>Privileged accounts: holders of a privileged directory role at the end of the {period} (as the audit log and the seeds tell) and accounts whose sign-ins were marked privileged. {total} admin(s), {roles} by directory role: {covered} covered by MFA, {uncovered} uncovered, {inactive} without a counted sign-in, {excluded} break-glass; {unregistered} with no MFA method registered, {unknown} with no registration evidence, {pr} with a phishing-resistant method.</p>{table}{more}</section>",
+        period = r.window.period(),
+        total = a.total,
+        roles = a.from_roles,
+        covered = a.covered,
+        uncovered = a.uncovered,
+        inactive = a.inactive,
+        excluded = a.excluded,
+        unregistered = a.not_registered,
+        unknown = a.registration_unknown,
+        pr = a.phishing_resistant,
+        table = table(
+            &["user", "roles", "from", "coverage", "registration", "methods"],
+            a.users.iter().take(INLINE_USERS * 2).map(|u| vec![
+                if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
+                u.roles.clone(),
+                u.source.to_owned(),
+                u.coverage.to_owned(),
+                u.registration.replace('_', " "),
+                u.methods.clone(),
+            ])
+        ),
+        more = more(a.users.len(), INLINE_USERS * 2, "admins.csv")
+    );
+    let g = &r.registration_summary;
+    let _ = writeln!(
+        h,
+        "<section id=\"registration\"><h2>MFA registration</h2><div class=\"kpis\">{kpis}</div><p>Of {users} users (signed in, or known to the directory): registered and not registered as the directory says (security-info events, per-user MFA, registration reports; {records} directory record(s), the newest {as_of}); unknown where there is no such evidence — never guessed. Pending and overdue come from the sign-ins: asked to register MFA and not done MFA since; overdue past the grace period (security defaults gave 14 days). Phishing-resistant: FIDO2, Windows Hello for Business, certificates, of those registered.</p>{table}</section>",
+        kpis = [
+            ("registered", g.registered.to_string()),
+            ("capable", g.capable.to_string()),
+            ("not registered", g.not_registered.to_string()),
+            ("unknown", g.unknown.to_string()),
+            ("pending", g.pending.to_string()),
+            ("overdue", g.overdue.to_string()),
+            ("phishing-resistant", format!("{} ({})", g.phishing_resistant, pct(g.phishing_resistant_share))),
+        ]
+        .iter()
+        .map(|(name, value)| format!("<div class=\"kpi\"><b>{}</b>{}</div>", escape(value), escape(name)))
+        .collect::<String>(),
+        users = g.users,
+        records = g.directory_records,
+        as_of = g.directory_as_of.as_deref().unwrap_or("none"),
+        table = table(
             &["user", "pending since", "overdue"],
             r.registration.iter().map(|p| vec![
                 if p.upn.is_empty() { p.user_key.clone() } else { p.upn.clone() },

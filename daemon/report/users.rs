@@ -158,7 +158,17 @@ pub(super) fn fold(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
 }
 
 /// Coverage, its cells, the uncovered users and the registration_pending ones.
-pub(super) type Covered = (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>);
+pub(super) type Covered = (Coverage, Vec<Cell>, Vec<UncoveredUser>, Vec<Pending>, Vec<UserCoverage>);
+
+/// One user's state over the range (for the admins' section).
+#[derive(Debug, Clone)]
+pub(super) struct UserCoverage {
+    pub(super) user_key: String,
+    pub(super) upn: String,
+    pub(super) state: crate::coverage::State,
+    /// Marked privileged on their sign-ins (listed, or a role then).
+    pub(super) privileged: bool,
+}
 
 /// What the daemon's coverage says of these users over `w` ("now" being
 /// the newest sign-in of the window), with the uncovered users and the
@@ -170,6 +180,7 @@ pub(super) fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_
     let mut cells: BTreeMap<(String, bool), Cell> = BTreeMap::new();
     let mut uncovered = Vec::new();
     let mut pending = Vec::new();
+    let mut each = Vec::with_capacity(df.height());
     let registration = df.column("registration_failures").ok().and_then(|c| c.list().ok().cloned());
     for row in 0..df.height() {
         cov.users += 1;
@@ -215,11 +226,17 @@ pub(super) fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_
                 });
             }
         }
+        let mut state = |s| {
+            let (user_key, upn) = (str_of(df, c::USER_KEY, row), str_of(df, "upn", row));
+            each.push(UserCoverage { user_key, upn, state: s, privileged });
+        };
         if bool_of(df, "excluded", row) {
+            state(crate::coverage::State::Excluded);
             cov.excluded += 1;
             continue;
         }
         if sf + legacy > 0 {
+            state(crate::coverage::State::Uncovered);
             let never = last_mfa.is_none_or(|m| m / 86_400_000 < start_day) || u64_of(df, "mfa_in_window", row) == 0;
             cov.uncovered += 1;
             cell.uncovered += 1;
@@ -241,9 +258,11 @@ pub(super) fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_
                 last_single_factor_client: Some(str_of(df, "last_sf_client", row)).filter(|s| !s.is_empty()),
             });
         } else if counted > 0 {
+            state(crate::coverage::State::Covered);
             cov.covered += 1;
             cell.covered += 1;
         } else {
+            state(crate::coverage::State::Inactive);
             cov.inactive += 1;
         }
     }
@@ -263,5 +282,5 @@ pub(super) fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_
         ))
     });
     pending.sort_by(|a, b| (a.since, &a.upn).cmp(&(b.since, &b.upn)));
-    (cov, cells, uncovered, pending)
+    (cov, cells, uncovered, pending, each)
 }
