@@ -215,8 +215,10 @@ impl Seeder {
                     let body = response.body_mut().with_config().limit(MAX_PAGE).read_to_vec();
                     match (status, body) {
                         (200, Ok(body)) => {
-                            let next = next_link(&body)
-                                .map_err(|problem| PageError::NotAListing { path: path.clone(), problem })?;
+                            let next = next_link(&body).map_err(|problem| {
+                                self.metrics.graph_fetch(listing.name, "failed");
+                                PageError::NotAListing { path: path.clone(), problem }
+                            })?;
                             if let Some(next) = &next
                                 && !same_origin(next, &self.base)
                             {
