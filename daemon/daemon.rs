@@ -363,11 +363,23 @@ pub fn serve_and_consume(
     crate::notify::ready();
     runtime.spawn(report_status(handles.clone(), cancel.clone()));
 
+    // The Graph seeder is no reason not to run: a credential it cannot read is said, and the rest goes on.
+    let seeds = if config.directory.graph.enabled {
+        match crate::source::graph::spawn(&config, handles.metrics.clone(), stop.clone()) {
+            Ok(seeds) => Some(seeds),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "not reading the directory from Microsoft Graph in this run");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let consumer = {
         let (config, source, stop) = (config.clone(), handles.source(), stop.clone());
         std::thread::Builder::new()
             .name("pipeline".into())
-            .spawn(move || crate::source::kafka::consume(&config, checkpointer, source, &stop))?
+            .spawn(move || crate::source::kafka::consume(&config, checkpointer, source, seeds, &stop))?
     };
     let result = consumer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the pipeline thread panicked")));
     crate::notify::stopping();
@@ -614,6 +626,11 @@ pub fn environment_errors(config: &Config) -> Vec<String> {
     }
     if let Err(e) = kafka::token_source(config) {
         errors.push(format!("{e:#}"));
+    }
+    if config.directory.graph.enabled
+        && let Err(e) = crate::kafka::entra::TokenSource::new(config, String::new())
+    {
+        errors.push(format!("directory.graph: {e:#}"));
     }
     // The other secrets and files `run` reads before it serves.
     if let Err(e) = crate::http::Access::load(&config.http) {

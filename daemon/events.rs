@@ -147,6 +147,24 @@ impl<E: Display> Event for EntraTokenFailed<E> {
     }
 }
 
+/// A Microsoft Graph listing could not be read whole (`directory.graph`):
+/// what its pages said so far is applied, nothing is taken away; read again
+/// at the next refresh. `error` names the listing's URL path, the answer and,
+/// for a refusal, the permission; never the token.
+pub struct GraphListingFailed<'a, E> {
+    pub listing: &'static str,
+    pub error: &'a E,
+}
+
+impl<E: Display> Event for GraphListingFailed<'_, E> {
+    fn kind(&self) -> Cow<'_, str> {
+        format!("graph {}", self.listing).into()
+    }
+    fn log(&self, held_back: u64) {
+        tracing::error!(target: "mfawatch::source::graph", listing = self.listing, error = %self.error, held_back, "cannot read a Microsoft Graph listing; nothing it left out is removed, it is read again at the next refresh");
+    }
+}
+
 /// A record that could not be used, now in the dead letters.
 pub struct MalformedRecord<'a, S> {
     pub source: S,

@@ -66,6 +66,8 @@ pub struct Metrics {
 /// applying them did; privileged accounts by source; users by registration.
 struct DirectoryMetrics {
     records: IntCounterVec,
+    graph_fetches: IntCounterVec,
+    graph_seeded: GaugeVec,
     privileged: IntGaugeVec,
     registration: IntGaugeVec,
     phishing_resistant: IntGauge,
@@ -103,8 +105,36 @@ impl DirectoryMetrics {
              registration evidence).",
             &["registration"],
         );
+        let graph_fetches = counter_vec(
+            registry,
+            "mfawatch_graph_fetches_total",
+            "Requests for a page of a Microsoft Graph listing (directory.graph), by listing and result: ok, \
+             throttled (429 or 503: retried after Retry-After), denied (401 or 403: a permission missing), failed \
+             (another answer, or none).",
+            &["listing", "result"],
+        );
+        let graph_seeded = register(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "mfawatch_graph_last_seed_timestamp_seconds",
+                    "When the last complete Microsoft Graph listing was read and applied, by listing (0: not yet in \
+                     this run).",
+                ),
+                &["listing"],
+            )
+            .expect("valid metric"),
+        );
+        for listing in GRAPH_LISTINGS {
+            graph_seeded.with_label_values(&[listing]);
+            for result in GRAPH_RESULTS {
+                graph_fetches.with_label_values(&[listing, result]);
+            }
+        }
         DirectoryMetrics {
             records,
+            graph_fetches,
+            graph_seeded,
             privileged,
             registration,
             phishing_resistant: register(
@@ -127,6 +157,11 @@ impl DirectoryMetrics {
         }
     }
 }
+
+/// The Microsoft Graph listings (`source/graph.rs`), as labels.
+pub const GRAPH_LISTINGS: [&str; 3] = ["role_assignments", "role_eligibilities", "registration_details"];
+/// What a request for a page of a Graph listing came to, as labels.
+pub const GRAPH_RESULTS: [&str; 4] = ["ok", "throttled", "denied", "failed"];
 
 /// What was read: messages, records, sign-ins by label, decode errors, dead letters.
 struct Read {
@@ -764,6 +799,16 @@ impl Metrics {
             .records
             .with_label_values(&[record.category.as_str(), record.family().as_str(), applied.as_str()])
             .inc();
+    }
+
+    /// A request for a page of Graph listing `listing` came to `result` (of [`GRAPH_RESULTS`]).
+    pub fn graph_fetch(&self, listing: &'static str, result: &'static str) {
+        self.directory.graph_fetches.with_label_values(&[listing, result]).inc();
+    }
+
+    /// A complete Graph listing read at `at` has been applied.
+    pub fn graph_seeded(&self, listing: &'static str, at: chrono::DateTime<chrono::Utc>) {
+        self.directory.graph_seeded.with_label_values(&[listing]).set(at.timestamp_millis() as f64 / 1000.0);
     }
 
     /// The directory gauges, from the directory's summary and the configured list.

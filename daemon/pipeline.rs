@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::{Rules, Subject, Verdict, classify};
 use crate::coverage::{Accounts, Observation, Observed, Policy};
 use crate::deadletter::DeadLetters;
-use crate::decode::directory::{DirectoryRecord, Fact};
+use crate::decode::directory::{DirectoryRecord, Fact, Holding};
 use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
 use crate::directory::Applied;
 use crate::events::{Events, MalformedRecord, UserRefused};
@@ -243,6 +243,21 @@ impl Pipeline {
                 sink.directory(&event);
             }
         }
+    }
+
+    /// Every page of a full listing of `holding` read at `at` has been
+    /// processed: what it no longer lists ends then
+    /// ([`crate::directory::Directory::listing_complete`]), and coverage
+    /// learns the role holders when that changed any. Returns how many ended.
+    pub fn listing_complete(&self, holding: Holding, at: DateTime<Utc>, operation: &str) -> usize {
+        let mut directory = self.directory.write();
+        let ended = directory.listing_complete(holding, at, operation);
+        if ended > 0 {
+            let holders = directory.holders(directory.as_of());
+            drop(directory);
+            self.coverage.set_role_holders(holders.iter().map(String::as_str));
+        }
+        ended
     }
 
     /// A new user that `coverage.max_users` keeps out: counted, said once a minute.

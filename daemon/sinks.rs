@@ -154,7 +154,9 @@ impl SourceClock {
     pub fn heard(&mut self, position: &Position, time: i64) {
         let (name, partition) = match position {
             Position::Kafka { topic, partition, .. } => (topic, *partition),
-            Position::File { path, .. } | Position::Avro { path, .. } => (path, -1),
+            Position::File { path, .. } | Position::Avro { path, .. } | Position::Graph { listing: path, .. } => {
+                (path, -1)
+            }
         };
         let now = Instant::now();
         match self.sources.iter_mut().find(|(n, p, _, _)| *p == partition && (Arc::ptr_eq(n, name) || n == name)) {

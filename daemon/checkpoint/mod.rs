@@ -152,6 +152,18 @@ impl Checkpointer {
         result
     }
 
+    /// A full listing of `holding` read at `at` has been processed whole (see
+    /// [`Pipeline::listing_complete`]); kept by the next checkpoint like any
+    /// message's effects. Returns how many assignments ended.
+    pub fn listing_complete(
+        &mut self,
+        holding: crate::decode::directory::Holding,
+        at: DateTime<Utc>,
+        operation: &str,
+    ) -> usize {
+        self.pipeline.listing_complete(holding, at, operation)
+    }
+
     /// The next offset of `partition` to read, as far as this state knows.
     pub fn next_offset(&self, partition: &Partition) -> Option<i64> {
         self.offsets.get(partition).copied()

@@ -1061,7 +1061,7 @@ fn backlog(brokers: &str, records: u64, prefetch_kbytes: u32) -> anyhow::Result<
     let consumer = {
         let (config, stop, progress, source) =
             (config.clone(), stop.clone(), prepared.checkpointer.clone(), handles.source());
-        std::thread::spawn(move || crate::source::kafka::consume(&config, progress, source, &stop))
+        std::thread::spawn(move || crate::source::kafka::consume(&config, progress, source, None, &stop))
     };
     let mut peak = rss_start;
     let messages_read = |text: &str| {

@@ -493,11 +493,44 @@ pub struct DirectoryConfig {
     /// A PIM-eligible assignment makes its holder privileged (they can
     /// activate the role at any time).
     pub eligible_is_privileged: bool,
+    /// Seeding the directory state from Microsoft Graph.
+    pub graph: GraphConfig,
 }
 
 impl Default for DirectoryConfig {
     fn default() -> DirectoryConfig {
-        DirectoryConfig { privileged_roles: Vec::new(), eligible_is_privileged: true }
+        DirectoryConfig { privileged_roles: Vec::new(), eligible_is_privileged: true, graph: GraphConfig::default() }
+    }
+}
+
+/// `[directory.graph]`: the role assignments, PIM eligibilities and
+/// registration details listed from Microsoft Graph at start and every
+/// `refresh`, with the app registration of `kafka.entra_tenant_id`,
+/// `kafka.entra_client_id` and its credential (`kafka.entra_client_secret_*`
+/// or `kafka.entra_certificate_*`; `kafka.entra_token_url` for a national
+/// cloud). The application needs Graph's `RoleManagement.Read.Directory` and
+/// `AuditLog.Read.All` permissions, admin-consented.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GraphConfig {
+    /// Read the directory from Graph (off by default).
+    pub enabled: bool,
+    /// How often the listings are read again, e.g. "6h".
+    #[serde(with = "humantime_serde")]
+    pub refresh: Duration,
+    /// Graph's root, without the version: `https://graph.microsoft.com`
+    /// (`https://graph.microsoft.us`, `https://microsoftgraph.chinacloudapi.cn`
+    /// for national clouds). The token's scope is `<url>/.default`.
+    pub url: String,
+}
+
+impl Default for GraphConfig {
+    fn default() -> GraphConfig {
+        GraphConfig {
+            enabled: false,
+            refresh: Duration::from_secs(6 * 3600),
+            url: "https://graph.microsoft.com".into(),
+        }
     }
 }
 
@@ -786,6 +819,28 @@ mod tests {
         assert!(parse(&format!("{local}entra_token_plain_http_loopback = true\n")).is_ok());
         let hook = "[alerts.webhook]\nurl = \"http://siem.example/hook\"\ntoken_env = \"T\"\n";
         assert!(parse(hook).unwrap_err().to_string().contains("plain http"));
+    }
+
+    #[test]
+    fn graph_seeding_says_which_app_setting_is_missing_and_takes_them_beside_any_auth() {
+        let config = parse("").unwrap();
+        assert!(!config.directory.graph.enabled);
+        assert_eq!(config.directory.graph.refresh, Duration::from_secs(6 * 3600));
+        assert_eq!(config.directory.graph.url, "https://graph.microsoft.com");
+        let on = "[directory.graph]\nenabled = true\n";
+        let err = parse(on).unwrap_err().to_string();
+        assert!(err.contains("kafka.entra_tenant_id") && err.contains("directory.graph"), "{err}");
+        let app = "[kafka]\nentra_tenant_id = \"t\"\nentra_client_id = \"c\"\n";
+        let err = parse(&format!("{app}{on}")).unwrap_err().to_string();
+        assert!(err.contains("kafka.entra_client_secret_credential") && err.contains("name one credential"), "{err}");
+        let app = format!("{app}entra_client_secret_env = \"S\"\n");
+        assert!(parse(&format!("{app}{on}")).is_ok(), "the app settings serve Graph with auth = \"none\"");
+        let err = parse(&app).unwrap_err().to_string();
+        assert!(err.contains("remove them"), "without Graph they are for auth = \"entra\" only: {err}");
+        let err = parse(&format!("{app}{on}url = \"http://graph.example\"\n")).unwrap_err().to_string();
+        assert!(err.contains("directory.graph.url") && err.contains("plain http"), "{err}");
+        let err = parse(&format!("{app}{on}refresh = \"0s\"\n")).unwrap_err().to_string();
+        assert!(err.contains("directory.graph.refresh"), "{err}");
     }
 
     #[test]

@@ -76,6 +76,27 @@ fn librdkafka_accepts(key: &str, value: &str) -> Result<(), String> {
     }
 }
 
+/// The app registration a Microsoft Entra token needs, for `what`: the
+/// tenant, the client and exactly one credential; else the key to set and why.
+fn app_registration(k: &KafkaConfig, what: &str) -> Result<(), (&'static str, String)> {
+    for (key, value) in [("kafka.entra_tenant_id", &k.entra_tenant_id), ("kafka.entra_client_id", &k.entra_client_id)] {
+        if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
+            return Err((key, format!("required for {what} (see the app registration's overview)")));
+        }
+    }
+    let secret = k.entra_client_secret_credential.is_some() || k.entra_client_secret_env.is_some();
+    let certificate = k.entra_certificate_credential.is_some() || k.entra_certificate_env.is_some();
+    if secret == certificate {
+        return Err((
+            "kafka.entra_client_secret_credential",
+            format!(
+                "name one credential for {what}: a client secret (entra_client_secret_credential / _env) or a certificate (entra_certificate_credential / _env)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Checks values serde cannot: each error names its key.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
@@ -113,23 +134,8 @@ impl Config {
                             .into(),
                     );
                 }
-                for (key, value) in
-                    [("kafka.entra_tenant_id", &k.entra_tenant_id), ("kafka.entra_client_id", &k.entra_client_id)]
-                {
-                    if value.as_deref().is_none_or(|v| v.trim().is_empty()) {
-                        return invalid(
-                            key,
-                            "required for auth = \"entra\" (see the app registration's overview)".into(),
-                        );
-                    }
-                }
-                let secret = k.entra_client_secret_credential.is_some() || k.entra_client_secret_env.is_some();
-                let certificate = k.entra_certificate_credential.is_some() || k.entra_certificate_env.is_some();
-                if secret == certificate {
-                    return invalid(
-                        "kafka.entra_client_secret_credential",
-                        "name one credential for auth = \"entra\": a client secret (entra_client_secret_credential / _env) or a certificate (entra_certificate_credential / _env)".into(),
-                    );
+                if let Err((key, message)) = app_registration(k, "auth = \"entra\"") {
+                    return invalid(key, message);
                 }
             }
             Auth::Sasl => {
@@ -181,10 +187,34 @@ impl Config {
                 format!("{:?} does not use sasl_* or tls (they are for auth = \"sasl\"): remove them", k.auth.as_str()),
             );
         }
-        if k.auth != Auth::Entra && entra_set {
+        let graph = &self.directory.graph;
+        if graph.enabled {
+            let needs = "directory.graph (it reads Graph with the app registration of kafka.entra_*)";
+            if let Err((key, message)) = app_registration(k, needs) {
+                return invalid(key, message);
+            }
+            if let Err(e) = crate::outbound::check_secret_url(
+                "directory.graph.url",
+                &graph.url,
+                true,
+                k.entra_token_plain_http_loopback,
+            ) {
+                return invalid("directory.graph.url", e);
+            }
+            if graph.refresh < Duration::from_secs(1) {
+                return invalid(
+                    "directory.graph.refresh",
+                    format!("{}: at least 1s (hours in production: \"6h\")", days_or_duration(graph.refresh)),
+                );
+            }
+        }
+        if k.auth != Auth::Entra && entra_set && !graph.enabled {
             return invalid(
                 "kafka.auth",
-                format!("{:?} does not use entra_* (they are for auth = \"entra\"): remove them", k.auth.as_str()),
+                format!(
+                    "{:?} does not use entra_* (they are for auth = \"entra\" and directory.graph): remove them",
+                    k.auth.as_str()
+                ),
             );
         }
         if !matches!(k.auth, Auth::Eventhubs | Auth::Entra) && k.brokers.as_deref().is_some_and(|b| b.trim().is_empty())

@@ -22,6 +22,11 @@ pub enum Position {
         block: u64,
         event: u64,
     },
+    /// A page of a Microsoft Graph listing (`role_assignments`, …), from 1.
+    Graph {
+        listing: Arc<str>,
+        page: u32,
+    },
 }
 
 impl fmt::Display for Position {
@@ -30,6 +35,7 @@ impl fmt::Display for Position {
             Position::File { path, line } => write!(f, "{path}:{line}"),
             Position::Kafka { topic, partition, offset } => write!(f, "{topic}[{partition}]@{offset}"),
             Position::Avro { path, block, event } => write!(f, "{path} block {block} event {event}"),
+            Position::Graph { listing, page } => write!(f, "Graph {listing} page {page}"),
         }
     }
 }

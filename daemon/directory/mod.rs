@@ -518,6 +518,35 @@ impl Directory {
         }
     }
 
+    /// A full listing of the assignments held as `holding` (Graph's
+    /// `roleAssignments` for active ones, `roleEligibilityScheduleInstances`
+    /// for eligible ones), read at `at`, has been applied whole: it is the
+    /// state as of `at`. So an assignment it no longer lists — held now
+    /// from evidence older than the listing — ends at `at`. One added at
+    /// or after `at` (the listing's own, or an audit event since) stays.
+    /// Only for a listing of which every page was read: a partial one says
+    /// nothing of what it left out. Returns how many ended.
+    ///
+    /// A removal with the listing's time, kept like any other (the newest
+    /// change wins): applying the same listing again changes nothing, and
+    /// an older listing applied after a newer one takes nothing back.
+    pub fn listing_complete(&mut self, holding: Holding, at: DateTime<Utc>, operation: &str) -> usize {
+        let t = ms(at);
+        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
+        let mut ended = 0;
+        for user in self.users.values_mut() {
+            for ((_, h), assignment) in &mut user.roles {
+                let before = assignment.added.as_ref().is_some_and(|a| a.at < t);
+                if *h != holding || !before || !assignment.held_now() {
+                    continue;
+                }
+                assignment.removed = Some(Removed { at: t, evidence: Evidence::Seed, operation: operation.to_owned() });
+                ended += 1;
+            }
+        }
+        ended
+    }
+
     fn find(&self, key: &str, upn: &str) -> Option<&DirUser> {
         if self.users.is_empty() {
             return None;

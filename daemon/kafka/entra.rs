@@ -11,6 +11,10 @@
 //! (`generate_oauth_token`) inside `poll`, on the thread that polls: the
 //! blocking HTTP call there is fine (the pipeline thread, the dead-letter
 //! producer's), never on the async runtime.
+//!
+//! The same app registration may read Microsoft Graph for the directory
+//! seeds (`directory.graph`, `source/graph.rs`): the same grant, another
+//! scope ([`TokenSource::new`]).
 
 use std::time::Duration;
 
@@ -52,16 +56,29 @@ struct TokenResponse {
     expires_in: Option<serde_json::Value>,
 }
 
+/// An access token and when it expires.
+pub struct Token {
+    pub value: Secret,
+    /// Unix ms.
+    pub expires_at: i64,
+}
+
 impl TokenSource {
     /// The token source `auth = "entra"` asks for, with its credential read now.
     pub fn from_config(config: &Config) -> anyhow::Result<TokenSource> {
+        let namespace = config.kafka.eventhubs_namespace.clone().unwrap_or_default();
+        TokenSource::new(config, format!("https://{namespace}.servicebus.windows.net/.default"))
+    }
+
+    /// Tokens for `scope` from the app registration of `kafka.entra_*`, with
+    /// its credential read now.
+    pub fn new(config: &Config, scope: String) -> anyhow::Result<TokenSource> {
         let k = &config.kafka;
         let tenant = k.entra_tenant_id.clone().unwrap_or_default();
         let token_url = k
             .entra_token_url
             .clone()
             .unwrap_or_else(|| format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"));
-        let namespace = k.eventhubs_namespace.clone().unwrap_or_default();
         let credential = if k.entra_certificate_credential.is_some() || k.entra_certificate_env.is_some() {
             let pem =
                 crate::secrets::read(k.entra_certificate_credential.as_deref(), k.entra_certificate_env.as_deref())
@@ -78,7 +95,7 @@ impl TokenSource {
         Ok(TokenSource {
             token_url,
             client_id: k.entra_client_id.clone().unwrap_or_default(),
-            scope: format!("https://{namespace}.servicebus.windows.net/.default"),
+            scope,
             credential,
             agent,
         })
@@ -86,6 +103,16 @@ impl TokenSource {
 
     /// A fresh token, for librdkafka.
     pub fn token(&self) -> Result<rdkafka::client::OAuthToken, String> {
+        let token = self.fetch()?;
+        Ok(rdkafka::client::OAuthToken {
+            token: token.value.expose().to_owned(),
+            principal_name: self.client_id.clone(),
+            lifetime_ms: token.expires_at,
+        })
+    }
+
+    /// A fresh token from the endpoint.
+    pub fn fetch(&self) -> Result<Token, String> {
         let assertion;
         let mut form: Vec<(&str, &str)> =
             vec![("grant_type", "client_credentials"), ("client_id", &self.client_id), ("scope", &self.scope)];
@@ -129,10 +156,9 @@ impl TokenSource {
             Some(serde_json::Value::String(s)) => s.parse().unwrap_or(3600),
             _ => 3600,
         };
-        Ok(rdkafka::client::OAuthToken {
-            token: token.access_token,
-            principal_name: self.client_id.clone(),
-            lifetime_ms: chrono::Utc::now().timestamp_millis() + expires_in * 1000,
+        Ok(Token {
+            value: Secret::new(token.access_token),
+            expires_at: chrono::Utc::now().timestamp_millis() + expires_in * 1000,
         })
     }
 }

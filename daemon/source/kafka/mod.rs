@@ -58,13 +58,15 @@ pub struct SourceContext {
 const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(30);
 
 /// Consumes until `stop` is set, checkpointing every `checkpoint.interval`
-/// and once more on the way out. Returns an error (without a checkpoint) when
+/// and once more on the way out. The Graph listings of `seeds`, when given,
+/// go through the checkpointer between two polls, like messages. Returns an error (without a checkpoint) when
 /// a message's effects could not be kept, or librdkafka reports a fatal
 /// error: the offsets then stay where the last durable snapshot put them.
 pub fn consume(
     config: &Config,
     checkpointer: Arc<Mutex<Checkpointer>>,
     ctx: SourceContext,
+    seeds: Option<crate::source::graph::Seeds>,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let context = Context {
@@ -164,6 +166,18 @@ pub fn consume(
                 last_fatal_check -= Duration::from_secs(1);
             }
             None => {}
+        }
+        if let Some(seeds) = &seeds {
+            let mut kept = Ok(());
+            while let (Ok(()), Ok(fetched)) = (&kept, seeds.try_recv()) {
+                let mut cp = lock_checkpointer(&checkpointer);
+                kept = crate::source::graph::apply(&mut cp, &fetched, &ctx.metrics);
+            }
+            if let Err(e) = kept {
+                break Err(anyhow::anyhow!(
+                    "cannot keep the effects of a Microsoft Graph listing: {e}; stopping without committing it"
+                ));
+            }
         }
         if last_fatal_check.elapsed() >= Duration::from_secs(1) {
             last_fatal_check = Instant::now();
