@@ -103,28 +103,6 @@ fn csv_rows(path: &Path) -> usize {
     csv::Reader::from_path(path).unwrap().records().inspect(|r| assert!(r.is_ok(), "{r:?}")).count()
 }
 
-fn chromium(args: &[&str], page: &Path) -> std::process::Output {
-    let profile = tempfile::tempdir().unwrap();
-    Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("chromium (tests/run installs it)")
-}
-
 #[test]
 fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +154,7 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         !fetched.contains("http://") && !fetched.contains("https://") && !html.contains("<script"),
         "self-contained"
     );
-    let dom = chromium(&["--dump-dom"], &page);
+    let dom = common::chromium(&["--dump-dom"], &page);
     let dumped = String::from_utf8_lossy(&dom.stdout);
     let console = String::from_utf8_lossy(&dom.stderr);
     assert!(dom.status.success(), "{console}");
@@ -209,8 +187,10 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report");
     std::fs::create_dir_all(&shots).unwrap();
     let png = shots.join("index.png");
-    let shot =
-        chromium(&[&format!("--screenshot={}", png.display()), "--window-size=1200,2600", "--hide-scrollbars"], &page);
+    let shot = common::chromium(
+        &[&format!("--screenshot={}", png.display()), "--window-size=1200,2600", "--hide-scrollbars"],
+        &page,
+    );
     assert!(
         shot.status.success() && png.metadata().map(|m| m.len() > 10_000).unwrap_or(false),
         "{}",

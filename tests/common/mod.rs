@@ -763,3 +763,26 @@ pub fn record_reliability(check: &str, result: &str) {
         .open(dir.join(format!("{file}.txt")))
         .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{check}\t{result}\n").as_bytes()));
 }
+
+/// Headless Chromium on a local page (`args`: `--dump-dom`, `--screenshot=…`), as tests/run installs it.
+pub fn chromium(args: &[&str], page: &std::path::Path) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium (tests/run installs it)")
+}
