@@ -1297,4 +1297,193 @@ mod tests {
         assert_eq!(b.delivery.pending().len(), 1);
         assert_eq!(b.delivery.pending()[0].alert.count, 2);
     }
+
+    /// A directory record about ANN at `minute` after 2025-06-10 09:00.
+    fn directory_record(
+        minute: i64,
+        category: crate::decode::directory::DirCategory,
+        fact: crate::decode::directory::Fact,
+    ) -> crate::decode::directory::DirectoryRecord {
+        use crate::decode::directory::DirectoryRecord;
+        DirectoryRecord {
+            category,
+            shape: crate::decode::Shape::Diagnostic,
+            time: chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap() + chrono::Duration::minutes(minute),
+            id: Some(format!("audit-{minute}")),
+            operation: "User registered security info".into(),
+            tenant_id: Some(TENANT.into()),
+            initiated_by: Some(format!("{ANN}@contoso.example")),
+            fact,
+        }
+    }
+
+    fn ann() -> crate::decode::directory::Principal {
+        crate::decode::directory::Principal {
+            id: Some(ANN.into()),
+            upn: Some(format!("{ANN}@contoso.example")),
+            ..Default::default()
+        }
+    }
+
+    fn methods_changed(minute: i64) -> crate::decode::directory::DirectoryRecord {
+        use crate::decode::directory::{DirCategory, Fact, Method, MethodChange, MethodChangeKind};
+        let change = MethodChange {
+            user: ann(),
+            change: MethodChangeKind::Registered,
+            methods: vec![Method::new("microsoftAuthenticatorPush")],
+            by_admin: false,
+        };
+        directory_record(minute, DirCategory::AuditLogs, Fact::Methods(change))
+    }
+
+    fn role_added(
+        minute: i64,
+        category: crate::decode::directory::DirCategory,
+    ) -> crate::decode::directory::DirectoryRecord {
+        use crate::decode::directory::{Fact, Holding, Role, RoleChange};
+        let change = RoleChange {
+            principal: ann(),
+            role: Role {
+                template_id: Some("62e90394-69f5-4237-9190-012177145e10".into()),
+                name: Some("Global Administrator".into()),
+            },
+            holding: Holding::Active,
+            added: true,
+            activation: false,
+            until: None,
+            since: None,
+        };
+        let mut record = directory_record(minute, category, Fact::Role(change));
+        record.operation = "Add member to role".into();
+        record
+    }
+
+    fn feed_directory(
+        a: &mut Alerts,
+        record: &crate::decode::directory::DirectoryRecord,
+        privileged: bool,
+        excluded: bool,
+        became: Option<&str>,
+    ) {
+        let position = Position::File { path: "audit".into(), line: 1 };
+        let upn = format!("{ANN}@contoso.example");
+        a.directory(&crate::sinks::DirectoryEvent {
+            record,
+            applied: crate::directory::Applied::Changed,
+            position: &position,
+            index: 0,
+            user_key: ANN,
+            upn: &upn,
+            privileged,
+            became_privileged: became.map(str::to_owned),
+            excluded,
+            coverage: None,
+            registration: crate::directory::Registration::Unknown,
+        });
+    }
+
+    #[test]
+    fn a_privileged_accounts_method_change_then_a_sign_in_from_a_new_address_is_critical_in_either_order() {
+        let from = |minute: i64, ip: &str| (r(ANN, minute), ip.to_owned());
+        // Known address an hour before; the change at 09:00; a new address 20 minutes after.
+        let sign_ins = [from(-60, "203.0.113.7"), from(20, "198.51.100.9")];
+        let change = methods_changed(0);
+        let feed_sign_in = |a: &mut Alerts, (record, ip): &(R, String)| {
+            let json = record.json().replace("203.0.113.7", ip);
+            let items = decode_message(json.as_bytes());
+            let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
+            let verdict = classify(s, &Rules::default());
+            let position = Position::File { path: "t".into(), line: 1 };
+            a.sign_in(&SignInEvent {
+                record: s,
+                verdict: &verdict,
+                position: &position,
+                index: 0,
+                privileged: true,
+                excluded: false,
+            });
+        };
+        let rules = |shared: &Shared| -> Vec<(Rule, Severity)> {
+            made(shared).into_iter().filter(|m| m.0 == Rule::PrivilegedMethodsChanged).map(|m| (m.0, m.1)).collect()
+        };
+        let expected = vec![
+            (Rule::PrivilegedMethodsChanged, Severity::Warning),
+            (Rule::PrivilegedMethodsChanged, Severity::Critical),
+        ];
+        // The change first.
+        let (mut a, shared) = alerts("");
+        feed_directory(&mut a, &change, true, false, None);
+        for s in &sign_ins {
+            feed_sign_in(&mut a, s);
+        }
+        let mut got = rules(&shared);
+        got.sort_by_key(|(_, s)| *s == Severity::Critical);
+        assert_eq!(got, expected);
+        let critical = shared.alerts.list(Some(Rule::PrivilegedMethodsChanged), None, 10).1;
+        let critical = critical.iter().find(|a| a.severity == Severity::Critical).unwrap();
+        assert!(
+            critical.summary.contains("198.51.100.9") && critical.summary.contains("20 minutes later"),
+            "{}",
+            critical.summary
+        );
+        // The sign-ins first (the audit hub is usually behind), and everything twice.
+        let (mut b, shared_b) = alerts("");
+        for s in sign_ins.iter().rev() {
+            feed_sign_in(&mut b, s);
+        }
+        feed_directory(&mut b, &change, true, false, None);
+        feed_directory(&mut b, &change, true, false, None);
+        feed_sign_in(&mut b, &sign_ins[1]);
+        let mut got = rules(&shared_b);
+        got.sort_by_key(|(_, s)| *s == Severity::Critical);
+        assert_eq!(got, expected);
+        assert_eq!(
+            made(&shared).iter().map(|m| &m.2).collect::<Vec<_>>(),
+            made(&shared_b).iter().map(|m| &m.2).collect::<Vec<_>>()
+        );
+        // Only the known address after the change, or the new one two hours later: a warning only.
+        let (mut c, shared_c) = alerts("");
+        feed_directory(&mut c, &change, true, false, None);
+        feed_sign_in(&mut c, &from(-60, "203.0.113.7"));
+        feed_sign_in(&mut c, &from(10, "203.0.113.7"));
+        feed_sign_in(&mut c, &from(120, "198.51.100.9"));
+        assert_eq!(rules(&shared_c), vec![(Rule::PrivilegedMethodsChanged, Severity::Warning)]);
+        // Not privileged: nothing.
+        let (mut d, shared_d) = alerts("");
+        feed_directory(&mut d, &change, false, false, None);
+        assert!(rules(&shared_d).is_empty());
+    }
+
+    #[test]
+    fn a_role_change_on_a_break_glass_account_and_a_new_admin_not_covered_alert_but_seeds_never_do() {
+        use crate::decode::directory::DirCategory;
+        let (mut a, shared) = alerts("");
+        feed_directory(&mut a, &role_added(0, DirCategory::AuditLogs), true, true, Some("Global Administrator"));
+        feed_directory(&mut a, &role_added(5, DirCategory::RoleAssignments), true, true, Some("Global Administrator"));
+        let got: Vec<(Rule, Severity)> = made(&shared).into_iter().map(|m| (m.0, m.1)).collect();
+        assert_eq!(
+            got,
+            vec![(Rule::BreakGlassRoleChange, Severity::Critical)],
+            "a break-glass account is not also 'not covered'"
+        );
+        let (mut b, shared_b) = alerts("");
+        feed_directory(&mut b, &role_added(0, DirCategory::AuditLogs), true, false, Some("Global Administrator"));
+        feed_directory(&mut b, &role_added(0, DirCategory::AuditLogs), true, false, Some("Global Administrator"));
+        feed_directory(&mut b, &role_added(5, DirCategory::RoleAssignments), true, false, Some("Global Administrator"));
+        let (_, list) = shared_b.alerts.list(None, None, 10);
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!((list[0].rule, list[0].severity), (Rule::PrivilegedNotCovered, Severity::Critical));
+        assert!(
+            list[0].summary.contains("became privileged (Global Administrator (Add member to role, by"),
+            "{}",
+            list[0].summary
+        );
+        // The state survives a restart: the same record again is the same alert.
+        let saved = b.prepare(1).unwrap().unwrap();
+        let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
+        let mut again = shared_b.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
+        feed_directory(&mut again, &role_added(0, DirCategory::AuditLogs), true, false, Some("Global Administrator"));
+        let (_, list) = shared_b.alerts.list(None, None, 10);
+        assert_eq!((list.len(), list[0].count), (1, 3), "one alert, the record counted again: {list:?}");
+    }
 }
