@@ -247,17 +247,27 @@ impl Pipeline {
 
     /// Every page of a full listing of `holding` read at `at` has been
     /// processed: what it no longer lists ends then
-    /// ([`crate::directory::Directory::listing_complete`]), and coverage
-    /// learns the role holders when that changed any. Returns how many ended.
-    pub fn listing_complete(&self, holding: Holding, at: DateTime<Utc>, operation: &str) -> usize {
-        let mut directory = self.directory.write();
-        let ended = directory.listing_complete(holding, at, operation);
-        if ended > 0 {
-            let holders = directory.holders(directory.as_of());
-            drop(directory);
-            self.coverage.set_role_holders(holders.iter().map(String::as_str));
+    /// ([`crate::directory::Directory::ended_by_listing`]), as removal
+    /// records applied and handed to the sinks like any others (at
+    /// `position`). Returns how many ended.
+    pub fn listing_complete(
+        &mut self,
+        holding: Holding,
+        at: DateTime<Utc>,
+        operation: &str,
+        position: &Position,
+    ) -> usize {
+        let ended = self.directory.read().ended_by_listing(holding, at, operation);
+        if ended.is_empty() {
+            return 0;
         }
-        ended
+        let records: Vec<(usize, Box<DirectoryRecord>)> = ended.into_iter().map(Box::new).enumerate().collect();
+        let applied = self.apply_directory(&records);
+        if !self.sinks.is_empty() {
+            let accounts = self.coverage.accounts();
+            self.directory_to_sinks(&records, &applied, &accounts, position);
+        }
+        applied.iter().filter(|a| **a == Applied::Changed).count()
     }
 
     /// A new user that `coverage.max_users` keeps out: counted, said once a minute.

@@ -317,6 +317,24 @@ fn graph_listings_give_the_state_a_replay_of_their_pages_gives_and_a_refresh_end
     });
     let others: Vec<serde_json::Value> = views(&daemon).into_iter().skip(1).collect();
     assert_eq!(others, from_graph[1..], "the others are as they were");
+    // The history's directory table has the removal too (what the report applies again).
+    let history = dir.path().join("state/history");
+    let ends_joey = |r: &mfawatch::decode::directory::DirectoryRecord| {
+        matches!(&r.fact, mfawatch::decode::directory::Fact::Role(c) if !c.added && c.principal.id.as_deref() == Some(JOEY))
+            && r.operation == "No longer in the Graph listing"
+    };
+    wait_for("the removal in the history", Duration::from_secs(30), || {
+        let (records, damaged) = mfawatch::history::directory::records_until(&history, i64::MAX).unwrap();
+        assert!(damaged.is_empty(), "{damaged:?}");
+        records.iter().any(ends_joey)
+    });
+    let (records, _) = mfawatch::history::directory::records_until(&history, i64::MAX).unwrap();
+    let mut rebuilt = mfawatch::directory::Directory::default();
+    for record in &records {
+        rebuilt.apply(record);
+    }
+    assert!(rebuilt.privileged_at(JOEY, "", chrono::Utc::now()).is_none(), "the table's records end Joey's role");
+    assert_eq!(rebuilt.summary(chrono::Utc::now()).privileged, 3);
     let log = daemon.log_text();
     assert!(!log.contains(SECRET) && !log.contains(ACCESS_TOKEN), "neither the secret nor the token is logged");
 }

@@ -160,8 +160,9 @@ impl Checkpointer {
         holding: crate::decode::directory::Holding,
         at: DateTime<Utc>,
         operation: &str,
+        position: &Position,
     ) -> usize {
-        self.pipeline.listing_complete(holding, at, operation)
+        self.pipeline.listing_complete(holding, at, operation, position)
     }
 
     /// The next offset of `partition` to read, as far as this state knows.

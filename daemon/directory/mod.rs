@@ -27,7 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::decode::directory::{
-    DirCategory, DirectoryRecord, Fact, Holding, Method, MethodChangeKind, Principal, PrincipalKind, Strength,
+    DirCategory, DirectoryRecord, Fact, Holding, Method, MethodChangeKind, Principal, PrincipalKind, Role, RoleChange,
+    Strength,
 };
 pub use roles::PrivilegedRoles;
 pub use snapshot::{DirectorySnapshot, DirectorySnapshotRef};
@@ -518,33 +519,57 @@ impl Directory {
         }
     }
 
-    /// A full listing of the assignments held as `holding` (Graph's
-    /// `roleAssignments` for active ones, `roleEligibilityScheduleInstances`
-    /// for eligible ones), read at `at`, has been applied whole: it is the
-    /// state as of `at`. So an assignment it no longer lists — held now
-    /// from evidence older than the listing — ends at `at`. One added at
-    /// or after `at` (the listing's own, or an audit event since) stays.
-    /// Only for a listing of which every page was read: a partial one says
-    /// nothing of what it left out. Returns how many ended.
-    ///
-    /// A removal with the listing's time, kept like any other (the newest
-    /// change wins): applying the same listing again changes nothing, and
-    /// an older listing applied after a newer one takes nothing back.
-    pub fn listing_complete(&mut self, holding: Holding, at: DateTime<Utc>, operation: &str) -> usize {
+    /// What a full listing of `holding` taken at `at` ends: every
+    /// assignment of that holding held now from evidence older than `at`
+    /// (what the listing named was applied at `at`, so it is not older), as
+    /// removal records (category `RoleAssignments`, `operation`, time `at`)
+    /// to apply like any other, so the sinks (the history's directory table)
+    /// see the removal too. Applying them twice changes nothing; an older
+    /// listing after a newer one ends nothing the newer one applied.
+    pub fn ended_by_listing(&self, holding: Holding, at: DateTime<Utc>, operation: &str) -> Vec<DirectoryRecord> {
         let t = ms(at);
-        self.newest = Some(self.newest.map_or(t, |n| n.max(t)));
-        let mut ended = 0;
-        for user in self.users.values_mut() {
-            for ((_, h), assignment) in &mut user.roles {
+        let mut out = Vec::new();
+        for (key, user) in &self.users {
+            for ((role, h), assignment) in &user.roles {
                 let before = assignment.added.as_ref().is_some_and(|a| a.at < t);
                 if *h != holding || !before || !assignment.held_now() {
                     continue;
                 }
-                assignment.removed = Some(Removed { at: t, evidence: Evidence::Seed, operation: operation.to_owned() });
-                ended += 1;
+                let principal = Principal {
+                    id: matches!(key, UserKey::Id(_)).then(|| key.to_text()),
+                    upn: user.upn.clone().or_else(|| matches!(key, UserKey::Name(_)).then(|| key.to_text())),
+                    display_name: user.display_name.clone(),
+                    kind: PrincipalKind::User,
+                };
+                let change = RoleChange {
+                    principal,
+                    role: Role {
+                        template_id: crate::decode::is_guid(role).then(|| role.clone()),
+                        name: assignment
+                            .role_name
+                            .clone()
+                            .or_else(|| (!crate::decode::is_guid(role)).then(|| role.clone())),
+                    },
+                    holding,
+                    added: false,
+                    activation: false,
+                    until: None,
+                    since: None,
+                };
+                out.push(DirectoryRecord {
+                    category: DirCategory::RoleAssignments,
+                    shape: crate::decode::Shape::Graph,
+                    time: at,
+                    id: None,
+                    operation: operation.to_owned(),
+                    tenant_id: None,
+                    initiated_by: None,
+                    fact: Fact::Role(change),
+                });
             }
         }
-        ended
+        out.sort_by(|a, b| a.identity().0.cmp(&b.identity().0));
+        out
     }
 
     fn find(&self, key: &str, upn: &str) -> Option<&DirUser> {

@@ -1,5 +1,4 @@
 use super::*;
-use crate::decode::directory::{Role, RoleChange};
 
 fn t(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -105,6 +104,12 @@ fn the_snapshot_gives_back_the_same_state() {
 
 const BOB: &str = "7c5b3a5e-0000-4000-8000-000000000002";
 
+/// Applies what a complete listing ends; how many assignments it ended.
+fn complete(d: &mut Directory, holding: Holding, at: DateTime<Utc>, operation: &str) -> usize {
+    let ended = d.ended_by_listing(holding, at, operation);
+    ended.iter().filter(|r| d.apply(r) == Applied::Changed).count()
+}
+
 #[test]
 fn a_complete_listing_ends_what_it_no_longer_lists_and_only_that() {
     let seed = |time: &str, id: &str| role_record(time, Some(id), None, true, DirCategory::RoleAssignments);
@@ -112,23 +117,23 @@ fn a_complete_listing_ends_what_it_no_longer_lists_and_only_that() {
     // The first listing (Nov 1) holds ann and bob; an audit event makes ann's a day later.
     d.apply(&seed("2026-11-01T00:00:00Z", ANN));
     d.apply(&seed("2026-11-01T00:00:00Z", BOB));
-    assert_eq!(d.listing_complete(Holding::Active, t("2026-11-01T00:00:00Z"), "not listed"), 0, "it lists both");
+    assert_eq!(complete(&mut d, Holding::Active, t("2026-11-01T00:00:00Z"), "not listed"), 0, "it lists both");
     // The second (Nov 10) lists ann only: bob's ends then, not before.
     d.apply(&seed("2026-11-10T00:00:00Z", ANN));
-    assert_eq!(d.listing_complete(Holding::Eligible, t("2026-11-10T00:00:00Z"), "not listed"), 0, "another holding");
-    assert_eq!(d.listing_complete(Holding::Active, t("2026-11-10T00:00:00Z"), "not listed"), 1);
+    assert_eq!(complete(&mut d, Holding::Eligible, t("2026-11-10T00:00:00Z"), "not listed"), 0, "another holding");
+    assert_eq!(complete(&mut d, Holding::Active, t("2026-11-10T00:00:00Z"), "not listed"), 1);
     assert!(d.privileged_at(BOB, "", t("2026-11-09T00:00:00Z")).is_some());
     assert!(d.privileged_at(BOB, "", t("2026-11-10T00:00:00Z")).is_none());
     assert!(d.privileged_at(ANN, "", t("2026-11-11T00:00:00Z")).is_some());
     // The same listing again, or an older one, changes nothing.
     let before = d.holders(t("2026-11-11T00:00:00Z"));
-    assert_eq!(d.listing_complete(Holding::Active, t("2026-11-10T00:00:00Z"), "not listed"), 0);
-    assert_eq!(d.listing_complete(Holding::Active, t("2026-11-05T00:00:00Z"), "not listed"), 0);
+    assert_eq!(complete(&mut d, Holding::Active, t("2026-11-10T00:00:00Z"), "not listed"), 0);
+    assert_eq!(complete(&mut d, Holding::Active, t("2026-11-05T00:00:00Z"), "not listed"), 0);
     assert_eq!(d.holders(t("2026-11-11T00:00:00Z")), before);
     assert!(d.privileged_at(BOB, "", t("2026-11-09T00:00:00Z")).is_some(), "an older listing takes nothing back");
     // An audit addition newer than a listing survives it.
     d.apply(&role_record("2026-11-12T00:00:00Z", Some(BOB), None, true, DirCategory::AuditLogs));
     d.apply(&seed("2026-11-11T00:00:00Z", ANN));
-    assert_eq!(d.listing_complete(Holding::Active, t("2026-11-11T00:00:00Z"), "not listed"), 0);
+    assert_eq!(complete(&mut d, Holding::Active, t("2026-11-11T00:00:00Z"), "not listed"), 0);
     assert!(d.privileged_at(BOB, "", t("2026-11-13T00:00:00Z")).is_some());
 }

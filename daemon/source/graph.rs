@@ -313,7 +313,11 @@ pub fn apply(checkpointer: &mut Checkpointer, fetched: &Fetched, metrics: &Metri
         return Ok(());
     }
     let ended = match fetched.listing.holding {
-        Some(holding) => checkpointer.listing_complete(holding, fetched.at, NOT_LISTED),
+        Some(holding) => {
+            // The removals are the listing's last "page" (in the history's `source`).
+            let position = Position::Graph { listing: listing.clone(), page: fetched.pages.len() as u32 + 1 };
+            checkpointer.listing_complete(holding, fetched.at, NOT_LISTED, &position)
+        }
         None => 0,
     };
     metrics.graph_seeded(fetched.listing.name, fetched.at);
