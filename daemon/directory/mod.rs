@@ -568,7 +568,7 @@ impl Directory {
                 });
             }
         }
-        out.sort_by(|a, b| a.identity().0.cmp(&b.identity().0));
+        out.sort_by_key(|r| r.identity().0);
         out
     }
 
