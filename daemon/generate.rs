@@ -1106,6 +1106,130 @@ impl Iterator for Spray {
     }
 }
 
+/// The directory changes of a synthetic tenant, as Entra's diagnostic
+/// setting sends them to `insights-logs-auditlogs` (the Event Hubs shape of
+/// `tests/fixtures/directory/`, from Microsoft's audit-activity reference):
+/// the demo plays them during its run so that the directory views and the
+/// directory alerts show. Each function gives one record (`records[]` of an
+/// envelope); ids are made from the user and the time, so a story played
+/// again is the same records.
+pub mod story {
+    use super::{TENANT_ID, User, iso};
+    use chrono::{DateTime, Utc};
+    use serde_json::{Value, json};
+
+    /// The Global Administrator role's template id (the same in every tenant).
+    pub const GLOBAL_ADMINISTRATOR: (&str, &str) = ("62e90394-69f5-4237-9190-012177145e10", "Global Administrator");
+
+    fn audit(
+        operation: &str,
+        category: &str,
+        service: &str,
+        at: DateTime<Utc>,
+        by: &User,
+        reason: &str,
+        targets: Value,
+    ) -> Value {
+        json!({
+            "time": iso(at),
+            "resourceId": format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam"),
+            "operationName": operation,
+            "operationVersion": "1.0",
+            "category": "AuditLogs",
+            "tenantId": TENANT_ID,
+            "resultSignature": "None",
+            "callerIpAddress": "198.51.100.7",
+            "Level": 4,
+            "properties": {
+                "id": format!("Directory_{}_{}_{}", operation.replace(' ', ""), by.id, at.timestamp_millis()),
+                "category": category,
+                "result": "success",
+                "resultReason": reason,
+                "activityDisplayName": operation,
+                "activityDateTime": iso(at),
+                "loggedByService": service,
+                "initiatedBy": {"user": {"id": by.id, "userPrincipalName": by.upn, "ipAddress": "198.51.100.7", "roles": []}},
+                "targetResources": targets,
+                "additionalDetails": []
+            }
+        })
+    }
+
+    fn role_change(operation: &str, user: &User, role: (&str, &str), at: DateTime<Utc>, by: &User) -> Value {
+        let (template, name) = role;
+        let removed = operation.starts_with("Remove");
+        // Values are JSON inside strings, with their quotes, as Entra writes them.
+        let property = |display: &str, v: &str| {
+            let quoted = json!(format!("\"{v}\""));
+            if removed {
+                json!({"displayName": display, "oldValue": quoted, "newValue": null})
+            } else {
+                json!({"displayName": display, "oldValue": null, "newValue": quoted})
+            }
+        };
+        let targets = json!([
+            {"id": user.id, "displayName": user.display_name, "type": "User", "userPrincipalName": user.upn,
+             "modifiedProperties": [property("Role.DisplayName", name), property("Role.TemplateId", template)]},
+            {"id": template, "displayName": name, "type": "Role", "modifiedProperties": []}
+        ]);
+        audit(operation, "RoleManagement", "Core Directory", at, by, "", targets)
+    }
+
+    /// `Add member to role` (Core Directory): `user` given `role` (template id, name) by `by`.
+    pub fn role_added(user: &User, role: (&str, &str), at: DateTime<Utc>, by: &User) -> Value {
+        role_change("Add member to role", user, role, at, by)
+    }
+
+    /// `Remove member from role`.
+    pub fn role_removed(user: &User, role: (&str, &str), at: DateTime<Utc>, by: &User) -> Value {
+        role_change("Remove member from role", user, role, at, by)
+    }
+
+    /// `User registered security info` (Authentication Methods), the method
+    /// in the reason as Entra writes it ("User registered Authenticator App
+    /// with Notification and Code").
+    pub fn security_info_registered(user: &User, method: &str, at: DateTime<Utc>) -> Value {
+        let targets = json!([{"id": user.id, "displayName": user.display_name, "type": "User", "userPrincipalName": user.upn, "modifiedProperties": []}]);
+        let reason = format!("User registered {method}");
+        audit("User registered security info", "UserManagement", "Authentication Methods", at, user, &reason, targets)
+    }
+
+    /// A successful interactive sign-in with MFA from `ip` (a `SignInLogs` record).
+    pub fn sign_in_from(user: &User, ip: &str, at: DateTime<Utc>) -> Value {
+        json!({
+            "time": iso(at),
+            "resourceId": format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam"),
+            "operationName": "Sign-in activity",
+            "category": "SignInLogs",
+            "tenantId": TENANT_ID,
+            "properties": {
+                "id": format!("story-{}-{}", user.id, at.timestamp_millis()),
+                "createdDateTime": iso(at),
+                "userId": user.id,
+                "userPrincipalName": user.upn,
+                "userDisplayName": user.display_name,
+                "userType": "Member",
+                "tenantId": TENANT_ID,
+                "appDisplayName": "Azure Portal",
+                "clientAppUsed": "Browser",
+                "ipAddress": ip,
+                "status": {"errorCode": 0},
+                "authenticationRequirement": "multiFactorAuthentication",
+                "authenticationDetails": [
+                    {"authenticationStepDateTime": iso(at), "authenticationMethod": "Password", "succeeded": true},
+                    {"authenticationStepDateTime": iso(at), "authenticationMethod": "Mobile app notification", "succeeded": true}
+                ],
+                "isInteractive": true
+            }
+        })
+    }
+
+    /// Records as one Event Hubs message.
+    pub fn envelope(records: &[Value]) -> Vec<u8> {
+        serde_json::to_vec(&json!({ "records": records })).expect("writing JSON to memory cannot fail")
+    }
+}
+
 fn failure_reason(code: i64) -> &'static str {
     match code {
         50126 => "Error validating credentials due to invalid username or password.",
@@ -1318,5 +1442,39 @@ mod tests {
         ] {
             assert!(hubs.contains_key(hub), "{hubs:?}");
         }
+    }
+
+    #[test]
+    fn the_directory_story_decodes_to_the_facts_it_tells() {
+        use crate::decode::directory::{Fact, Holding, MethodChangeKind};
+        use crate::decode::{Item, decode_message};
+        let tenant = Tenant::new(&spec(100, Format::Envelope));
+        let (ann, bob) = (&tenant.users[0], &tenant.users[1]);
+        let at = chrono::Utc::now();
+        let message = story::envelope(&[
+            story::role_added(ann, story::GLOBAL_ADMINISTRATOR, at, bob),
+            story::role_removed(ann, story::GLOBAL_ADMINISTRATOR, at, bob),
+            story::security_info_registered(ann, "Authenticator App with Notification and Code", at),
+            story::sign_in_from(ann, "192.0.2.250", at),
+        ]);
+        let items = decode_message(&message);
+        assert_eq!(items.len(), 4, "{items:?}");
+        for (item, added) in items[..2].iter().zip([true, false]) {
+            let Item::Directory(r) = item else { panic!("{item:?}") };
+            let Fact::Role(c) = &r.fact else { panic!("{r:?}") };
+            assert_eq!(
+                (c.added, c.holding, c.principal.id.as_deref()),
+                (added, Holding::Active, Some(ann.id.as_str()))
+            );
+            assert_eq!(c.role.template_id.as_deref(), Some(story::GLOBAL_ADMINISTRATOR.0));
+            assert_eq!(r.initiated_by.as_deref(), Some(bob.upn.as_str()));
+        }
+        let Item::Directory(r) = &items[2] else { panic!("{:?}", items[2]) };
+        let Fact::Methods(m) = &r.fact else { panic!("{r:?}") };
+        assert_eq!(m.change, MethodChangeKind::Registered);
+        assert_eq!(m.methods.iter().map(|m| m.0.as_str()).collect::<Vec<_>>(), ["microsoftAuthenticatorPush"]);
+        let Item::SignIn(s) = &items[3] else { panic!("{:?}", items[3]) };
+        let verdict = crate::classify::classify(s, &crate::classify::Rules::default());
+        assert!(verdict.success && verdict.labels.contains(crate::classify::Labels::MFA_SATISFIED), "{verdict:?}");
     }
 }

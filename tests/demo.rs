@@ -66,9 +66,34 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
         assert!(s["upn"].is_string() && s["ip"].is_string() && s["client_app"].is_string(), "{a}");
         assert!(a["summary"].as_str().unwrap().contains(s["upn"].as_str().unwrap()), "{a}");
     }
-    let mut metrics = String::new();
-    ureq::get(&format!("{base}/metrics")).call().unwrap().body_mut().as_reader().read_to_string(&mut metrics).unwrap();
-    assert!(metrics.contains("mfawatch_signins_total{"));
+    // The directory changes during the run (the audit hub, live): each of its
+    // rules alerts, and the new admin's detail says why they are privileged.
+    let directory_rules = ["privileged_not_covered", "privileged_methods_changed", "break_glass_role_change"];
+    wait_for("the directory story to alert", Duration::from_secs(15), || {
+        directory_rules.iter().all(|rule| {
+            get(&format!("/api/v1/alerts?rule={rule}")).is_some_and(|a| a["total"].as_u64().unwrap_or(0) > 0)
+        })
+    });
+    let escalated = get("/api/v1/alerts?rule=privileged_methods_changed").unwrap();
+    assert!(escalated["alerts"].as_array().unwrap().iter().any(|a| a["severity"] == "critical"), "{escalated}");
+    let made = get("/api/v1/alerts?rule=privileged_not_covered").unwrap();
+    let new_admin = made["alerts"][0]["sign_in"]["user_key"].as_str().unwrap().to_owned();
+    let detail = get(&format!("/api/v1/users/{new_admin}")).unwrap();
+    assert!(
+        detail["privileged"] == true
+            && detail["privileged_because"][0].as_str().unwrap().starts_with("Global Administrator (active)"),
+        "{detail}"
+    );
+    let metrics = || {
+        let mut text = String::new();
+        ureq::get(&format!("{base}/metrics")).call().unwrap().body_mut().as_reader().read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(metrics().contains("mfawatch_signins_total{"));
+    // The new admin and the break-glass account hold a role (the gauges follow every few seconds).
+    wait_for("the role holders in the gauge", Duration::from_secs(15), || {
+        metrics().contains("mfawatch_privileged_accounts{source=\"roles\"} 2")
+    });
 
     let mut err = String::new();
     let mut stderr = child.stderr.take().unwrap();
@@ -105,5 +130,10 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     assert!(out.contains(&format!("{base}/metrics")) && out.contains("/api/v1/coverage"), "{out}");
     // The in-process cluster keeps only a few MB per partition: the demo paces
     // its backfill to the consumer, and every message of it is read.
-    assert!(out.contains("backfill: 6000 records in 150 messages on the four sign-in hubs, all read"), "{out}");
+    assert!(
+        out.contains("backfill: 6000 records in ")
+            && out.contains("on the four sign-in hubs and the audit hub, all read"),
+        "{out}"
+    );
+    assert!(out.contains("made Global Administrator while uncovered (privileged_not_covered)"), "{out}");
 }

@@ -1474,7 +1474,7 @@ mod tests {
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!((list[0].rule, list[0].severity), (Rule::PrivilegedNotCovered, Severity::Critical));
         assert!(
-            list[0].summary.contains("became privileged (Global Administrator (Add member to role, by"),
+            list[0].summary.contains("became privileged as Global Administrator (Add member to role, by"),
             "{}",
             list[0].summary
         );

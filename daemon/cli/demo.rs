@@ -15,9 +15,13 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use crate::config::{Config, DEFAULT_TOPICS};
 use crate::generate::{Format, PerHub, Tenant, TenantSpec};
 
-/// The hubs a diagnostic setting makes besides the four mfawatch reads
-/// (they exist, as they would, but nothing subscribes to them).
-const OTHER_HUBS: [&str; 2] = ["insights-logs-adfssigninlogs", "insights-logs-auditlogs"];
+/// The audit hub: the demo reads it beside the four sign-in hubs (the
+/// directory's story of the run is on it).
+const AUDIT_HUB: &str = "insights-logs-auditlogs";
+
+/// The hubs a diagnostic setting makes besides the four sign-in hubs (the
+/// ADFS one exists, as it would, but nothing subscribes to it).
+const OTHER_HUBS: [&str; 2] = ["insights-logs-adfssigninlogs", AUDIT_HUB];
 
 /// Malformed records the backfill mixes in, per 10,000.
 const MALFORMED_PER_10K: u32 = 5;
@@ -69,6 +73,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.kafka.brokers = Some(mock.bootstrap_servers());
     config.kafka.group_id = "mfawatch-demo".into();
+    config.kafka.topics.push(AUDIT_HUB.into());
     config.checkpoint.dir = state.as_path().join("state");
     config.dead_letter.file = Some(state.as_path().join("dead-letters.ndjson"));
     config.alerts.log_file = Some(state.as_path().join("alerts.ndjson"));
@@ -84,13 +89,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let bootstrap = mock.bootstrap_servers();
     let (rate, live_seed) = (args.rate.max(1), args.seed);
     let metrics = prepared.handles.metrics.clone();
+    let (coverage, url) = (prepared.handles.coverage.clone(), format!("http://{}", args.listen));
     let files =
         Files { dead_letters: state.join("dead-letters.ndjson"), history: config.history.dir(&config.checkpoint) };
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = {
         let stop = stop.clone();
         std::thread::Builder::new().name("demo-feeder".into()).spawn(move || {
-            if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, &metrics, &files, &stop) {
+            let story = Story { coverage, url };
+            if let Err(e) = feed(&bootstrap, backfill, rate, live_seed, &metrics, &files, &story, &stop) {
                 tracing::error!(error = %e, "demo feeder stopped");
             }
         })?
@@ -102,7 +109,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             args.users
         );
         println!(
-            "  Entra's diagnostic setting sends each category to its own hub; the demo reads the four sign-in hubs."
+            "  Entra's diagnostic setting sends each category to its own hub; the demo reads the four sign-in hubs and the audit hub."
         );
         println!(
             "  It mixes in malformed records on purpose ({MALFORMED_PER_10K} in 10,000: dead-lettered) and MFA fatigue attacks (alerted on)."
@@ -134,8 +141,74 @@ struct Files {
     history: std::path::PathBuf,
 }
 
+/// What the directory's story needs: whom the backfill left uncovered, and
+/// the address to point at.
+struct Story {
+    coverage: Arc<crate::coverage::Handle>,
+    url: String,
+}
+
+/// The directory changes of the run, once the backfill has been read (so
+/// they are live, and alerted on): an uncovered user made Global
+/// Administrator, another uncovered user registering the Authenticator app
+/// (registered, their sign-ins still single-factor: a policy gap), an
+/// admin's methods changed and a sign-in of theirs from a new address
+/// minutes later, and a role given to a break-glass account. Returns the
+/// messages by hub, and what to tell the user.
+fn directory_story(tenant: &Tenant, story: &Story) -> (Vec<(&'static str, Vec<u8>)>, Vec<String>) {
+    use crate::generate::story;
+    let accounts = story.coverage.accounts();
+    let uncovered: Vec<&crate::generate::User> = {
+        let coverage = story.coverage.read();
+        tenant
+            .users
+            .iter()
+            .filter(|u| !u.admin && !u.break_glass && !u.unresolved && !u.guest)
+            .filter(|u| coverage.user(&accounts, &u.id).is_some_and(|v| v.state == crate::coverage::State::Uncovered))
+            .take(2)
+            .collect()
+    };
+    let admin = tenant.users.iter().find(|u| u.admin && !u.unresolved);
+    let break_glass = tenant.users.iter().find(|u| u.break_glass);
+    let (Some(&new_admin), Some(&registering), Some(admin), Some(break_glass)) =
+        (uncovered.first(), uncovered.get(1), admin, break_glass)
+    else {
+        return (Vec::new(), vec!["  (the tenant is too small for the directory story)".into()]);
+    };
+    let now = chrono::Utc::now();
+    let minutes = |m: i64| now - chrono::Duration::minutes(m);
+    let authenticator = "Authenticator App with Notification and Code";
+    let audit = story::envelope(&[
+        story::security_info_registered(admin, authenticator, minutes(4)),
+        story::role_added(new_admin, story::GLOBAL_ADMINISTRATOR, minutes(3), admin),
+        story::security_info_registered(registering, authenticator, minutes(2)),
+        story::role_added(break_glass, story::GLOBAL_ADMINISTRATOR, minutes(1), admin),
+    ]);
+    let sign_in = story::envelope(&[story::sign_in_from(admin, "192.0.2.250", now)]);
+    let url = &story.url;
+    let told = vec![
+        "  the audit hub, live: the directory changes during the run (the alerts: /api/v1/alerts):".to_owned(),
+        format!(
+            "    {} made Global Administrator while uncovered (privileged_not_covered): {url}/api/v1/users/{}",
+            new_admin.upn, new_admin.id
+        ),
+        format!(
+            "    {} registered the Authenticator app after single-factor sign-ins (a policy gap): {url}/api/v1/users/{}",
+            registering.upn, registering.id
+        ),
+        format!(
+            "    {}'s methods changed, then a sign-in from a new address (privileged_methods_changed, critical)",
+            admin.upn
+        ),
+        format!("    break-glass {} given a role (break_glass_role_change)", break_glass.upn),
+    ];
+    (vec![(AUDIT_HUB, audit), ("insights-logs-signinlogs", sign_in)], told)
+}
+
 /// Produces the backfill hub by hub, never more than [`AHEAD`] messages
-/// ahead of what the pipeline has read, then live sign-ins at `rate` a second.
+/// ahead of what the pipeline has read, then the directory's story, then
+/// live sign-ins at `rate` a second.
+#[allow(clippy::too_many_arguments)]
 fn feed(
     bootstrap: &str,
     backfill: TenantSpec,
@@ -143,13 +216,14 @@ fn feed(
     seed: u64,
     metrics: &crate::metrics::Metrics,
     files: &Files,
+    story: &Story,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let (dead_letters, history) = (&files.dead_letters, &files.history);
     let read = || metrics.messages_read();
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
-    let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub);
+    let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub) || hub == AUDIT_HUB;
     let send = |hub: &str, message: &[u8], key: u64| -> anyhow::Result<()> {
         let key = key.to_string();
         loop {
@@ -164,6 +238,7 @@ fn feed(
     };
     let records = backfill.records;
     let users = backfill.users;
+    let tenant = Tenant::new(&backfill);
     let (first_day, last_day) =
         ((backfill.end - chrono::Duration::days(i64::from(backfill.days))).date_naive(), backfill.end.date_naive());
     let mut per_hub = PerHub::new(backfill);
@@ -194,7 +269,7 @@ fn feed(
     if read() >= n {
         let (_, malformed) = metrics.records_read();
         println!(
-            "  backfill: {records} records in {n} messages on the four sign-in hubs, all read; {malformed} malformed on purpose, dead-lettered in {}",
+            "  backfill: {records} records in {n} messages on the four sign-in hubs and the audit hub, all read; {malformed} malformed on purpose, dead-lettered in {}",
             dead_letters.display()
         );
         let week = crate::report::Window::last_complete_week(chrono::Utc::now().date_naive()).label();
@@ -209,6 +284,15 @@ fn feed(
         );
     } else {
         tracing::warn!(read = read(), produced = n, "the demo backfill was not all read within a minute");
+    }
+    let (messages, told) = directory_story(&tenant, story);
+    for (i, (hub, message)) in messages.iter().enumerate() {
+        send(hub, message, n + i as u64)?;
+    }
+    n += messages.len() as u64;
+    producer.flush(Duration::from_secs(10))?;
+    for line in told {
+        println!("{line}");
     }
 
     let per_message = (rate / 5).max(1);

@@ -94,7 +94,7 @@ impl Alerts {
                     && let Some(why) = not_covered(e.coverage, e.registration)
                 {
                     let f = facts(e);
-                    let summary = format!("{} became privileged ({role}{}) while {why}", who(&f), by(e));
+                    let summary = format!("{} became privileged as {role}{} while {why}", who(&f), by(e));
                     self.emit(
                         Rule::PrivilegedNotCovered,
                         Severity::Critical,
