@@ -5,6 +5,7 @@ mod common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const UNITS: [&str; 3] = ["mfawatch.service", "mfawatch-report.service", "mfawatch-report.timer"];
@@ -69,35 +70,64 @@ fn the_services_are_hardened_to_an_exposure_of_two_or_less() {
     assert!(timer.lines().any(|l| l.starts_with("OnCalendar=") && l.trim_end().ends_with(" UTC")), "{timer}");
 }
 
-/// What the daemon sends to `NOTIFY_SOCKET`, as it arrives.
-fn listen(socket: &UnixDatagram, until: Instant, mut seen: impl FnMut(&str) -> bool) -> bool {
-    let mut buf = [0u8; 4096];
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    while Instant::now() < until {
-        if let Ok(n) = socket.recv(&mut buf)
-            && seen(&String::from_utf8_lossy(&buf[..n]))
-        {
-            return true;
-        }
-    }
-    false
-}
+/// What the daemon sends to `NOTIFY_SOCKET`, read as it arrives by a thread,
+/// as systemd reads it: a socket nobody reads fills (Linux queues 10
+/// datagrams by default) and then blocks the daemon's next notification,
+/// which would stall the loop that pets the watchdog.
+struct Notifications(mpsc::Receiver<String>);
 
-/// Throws away what the daemon sent so far, so that what follows is heard
-/// as it happens.
-fn drain(socket: &UnixDatagram) {
-    let mut buf = [0u8; 4096];
-    socket.set_nonblocking(true).unwrap();
-    while socket.recv(&mut buf).is_ok() {}
-    socket.set_nonblocking(false).unwrap();
+impl Notifications {
+    fn read(socket: UnixDatagram) -> Notifications {
+        let (tx, rx) = mpsc::channel();
+        socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match socket.recv(&mut buf) {
+                    Ok(n) => {
+                        if tx.send(String::from_utf8_lossy(&buf[..n]).into_owned()).is_err() {
+                            return; // the test is over
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                    Err(e) => panic!("notify socket: {e}"),
+                }
+            }
+        });
+        Notifications(rx)
+    }
+
+    /// Whether a message `seen` accepts arrives before `until`.
+    fn listen(&self, until: Instant, mut seen: impl FnMut(&str) -> bool) -> bool {
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.0.recv_timeout(left) {
+                Ok(m) if seen(&m) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// WATCHDOG=1 messages heard in the next 3 s, after what came before is thrown away.
+    fn pets_in_3_s(&self) -> usize {
+        while self.0.try_recv().is_ok() {}
+        let mut pets = 0;
+        self.listen(Instant::now() + Duration::from_secs(3), |m| {
+            pets += usize::from(m.contains("WATCHDOG=1"));
+            false
+        });
+        pets
+    }
 }
 
 /// A daemon reading an empty hub on tansu, told to notify a socket the test
 /// listens on, with a 1 s watchdog and `hooks` (MFAWATCH_TEST_HOOKS, if any).
-/// Bind every field: tansu and the folder must live as long as the test.
+/// Used whole, not destructured: the fields drop in their order, the daemon
+/// (which shows its log if the test fails) before the folder that holds the log.
 struct Notified {
     tansu: common::Tansu,
-    socket: UnixDatagram,
+    notifications: Notifications,
     daemon: common::Daemon,
     _dir: tempfile::TempDir,
 }
@@ -108,60 +138,60 @@ fn notified(group: &str, hooks: Option<&str>) -> Notified {
     tansu.create_topic("insights-logs-signinlogs", 1);
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    let notifications = Notifications::read(UnixDatagram::bind(&socket_path).unwrap());
     let port = free_port();
     let config = write_config(dir.path(), &tansu.bootstrap(), "insights-logs-signinlogs", group, port, "");
     let mut env = vec![("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "1000000")];
     env.extend(hooks.map(|h| ("MFAWATCH_TEST_HOOKS", h)));
     let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), &env);
-    Notified { tansu, socket, daemon, _dir: dir }
-}
-
-/// WATCHDOG=1 messages heard in the next 3 s, after what came before is thrown away.
-fn pets_in_3_s(socket: &UnixDatagram) -> usize {
-    drain(socket);
-    let mut pets = 0;
-    listen(socket, Instant::now() + Duration::from_secs(3), |m| {
-        pets += usize::from(m.contains("WATCHDOG=1"));
-        false
-    });
-    pets
+    Notified { tansu, notifications, daemon, _dir: dir }
 }
 
 #[test]
 fn the_daemon_says_ready_pets_the_watchdog_and_says_stopping() {
-    let Notified { tansu: _tansu, socket, mut daemon, _dir } = notified("notify", None);
-    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("READY=1")), "READY=1");
+    let mut n = notified("notify", None);
+    let heard = &n.notifications;
+    assert!(heard.listen(Instant::now() + Duration::from_secs(30), |m| m.contains("READY=1")), "READY=1");
     let mut status = String::new();
-    assert!(listen(&socket, Instant::now() + Duration::from_secs(15), |m| {
+    assert!(heard.listen(Instant::now() + Duration::from_secs(15), |m| {
         if m.contains("STATUS=consuming") {
             status = m.to_string();
         }
         !status.is_empty()
     }));
     assert!(status.contains("partition") && status.contains("users"), "{status}");
-    let pets = pets_in_3_s(&socket);
+    let pets = heard.pets_in_3_s();
     assert!(pets >= 3, "WATCHDOG=1 keeps coming ({pets} in 3 s)");
-    let _ = Command::new("kill").args(["-TERM", &daemon.pid().to_string()]).status();
-    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("STOPPING=1")), "STOPPING=1");
-    assert_eq!(daemon.terminate(), Some(0));
+    let _ = Command::new("kill").args(["-TERM", &n.daemon.pid().to_string()]).status();
+    assert!(
+        n.notifications.listen(Instant::now() + Duration::from_secs(30), |m| m.contains("STOPPING=1")),
+        "STOPPING=1"
+    );
+    assert_eq!(n.daemon.terminate(), Some(0));
 }
 
 #[test]
 fn a_stalled_pipeline_stops_petting_the_watchdog() {
     use mfawatch::generate::{Generator, TenantSpec};
     // Every message stalls the pipeline for a minute (a test hook).
-    let Notified { tansu, socket, daemon, _dir } = notified("stall", Some("pause=pipeline:60000"));
-    assert!(listen(&socket, Instant::now() + Duration::from_secs(30), |m| m.contains("WATCHDOG=1")), "pets while idle");
-    tansu.produce(
+    let n = notified("stall", Some("pause=pipeline:60000"));
+    let heard = &n.notifications;
+    assert!(heard.listen(Instant::now() + Duration::from_secs(30), |m| m.contains("WATCHDOG=1")), "pets while idle");
+    // The group's join can take a while on a loaded machine: produce once the
+    // partition is the daemon's, so that the wait below is for the stall alone.
+    common::wait_for("the partition to be assigned", Duration::from_secs(90), || {
+        n.daemon.log_text().contains("partitions assigned")
+    });
+    assert!(heard.pets_in_3_s() >= 3, "pets while it holds the partition, idle");
+    n.tansu.produce(
         "insights-logs-signinlogs",
         1,
         &Generator::new(TenantSpec { records: 40, ..TenantSpec::default() }).collect::<Vec<_>>(),
     );
     common::wait_for("the pipeline to stall", Duration::from_secs(30), || {
-        daemon.log_text().contains("paused at pipeline")
+        n.daemon.log_text().contains("paused at pipeline")
     });
     // Whatever was in flight arrives; after that, silence.
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(pets_in_3_s(&socket), 0, "no WATCHDOG=1 while the pipeline is stalled");
+    assert_eq!(heard.pets_in_3_s(), 0, "no WATCHDOG=1 while the pipeline is stalled");
 }
