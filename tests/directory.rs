@@ -79,6 +79,43 @@ fn fact(r: &DirectoryRecord) -> String {
             d.timing.as_deref().unwrap_or("-"),
             d.ip.as_deref().unwrap_or("-")
         ),
+        Fact::Policy(p) => {
+            use mfawatch::decode::directory::{CaPolicy, Protection};
+            let side = |p: &Option<Box<CaPolicy>>| match p {
+                None => "-".to_owned(),
+                Some(p) => format!(
+                    "{}/grant={}/mfa={}/include={}/exclude={}",
+                    p.state.map_or("-", |s| s.as_str()),
+                    p.grant.join(","),
+                    p.requires_mfa(),
+                    [p.include_users.clone(), p.include_groups.clone(), p.include_roles.clone()].concat().join(","),
+                    p.exclusions().join(","),
+                ),
+            };
+            let what = match &p.protection {
+                Protection::ConditionalAccess { op, before, after } => {
+                    format!("{op:?} before={} after={}", side(before), side(after))
+                }
+                Protection::SecurityDefaults { before, enabled } => {
+                    format!("security defaults {before:?} -> {enabled}")
+                }
+            };
+            format!(
+                "policy {} id={} name={} by={} {what}",
+                r.operation,
+                p.policy_id.as_deref().unwrap_or("-"),
+                p.policy_name.as_deref().unwrap_or("-"),
+                r.initiated_by.as_deref().unwrap_or("-"),
+            )
+        }
+        Fact::PerUserMfa(m) => format!(
+            "per-user mfa {} {} {} -> {} by={}",
+            r.operation,
+            who(&m.user),
+            m.before.as_deref().unwrap_or("-"),
+            m.after,
+            r.initiated_by.as_deref().unwrap_or("-"),
+        ),
         Fact::Other { family, failed } => {
             format!("other {} {}{}", family.as_str(), r.operation, if *failed { " (failed)" } else { "" })
         }
@@ -165,17 +202,24 @@ fn audit_role_samples_give_the_principal_and_the_role() {
 }
 
 #[test]
-fn audit_policy_samples_are_read_and_counted_not_applied() {
+fn audit_policy_samples_give_the_policy_before_and_after() {
+    // The MFA grant control taken off an enabled policy that includes all users
+    // (the legacy "Update policy" beside it is counted, not read).
     assert_records(
         sample("panther-analysis/azure_mfa_disabled.tests.ndjson"),
         &[
-            "AuditLogs Diagnostic 2024-11-27T03:31:26Z | other conditional_access Update conditional access policy",
+            "AuditLogs Diagnostic 2024-11-27T03:31:26Z | policy Update conditional access policy id=123456789 name=MFA by=denethor@lotr.com Updated before=enabled/grant=mfa/mfa=true/include=all/exclude= after=enabled/grant=/mfa=false/include=all/exclude=",
             "AuditLogs Diagnostic 2024-11-27T03:31:26Z | other policy Update policy",
         ],
     );
-    assert_records(
-        sample("panther-analysis/azure_policy_changed.tests.ndjson"),
-        &["AuditLogs Diagnostic 2024-11-27T02:22:58Z | other conditional_access Delete conditional access policy"],
+    let deleted = records_of(&sample("panther-analysis/azure_policy_changed.tests.ndjson"));
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert!(
+        deleted[0]
+            .starts_with("AuditLogs Diagnostic 2024-11-27T02:22:58Z | policy Delete conditional access policy id=")
+            && deleted[0].contains(" Deleted before=")
+            && deleted[0].ends_with(" after=-"),
+        "the deleted policy is the old value: {deleted:?}"
     );
     assert_records(
         sample("microsoftdocs-azure-docs/reference-azure-monitor-audit-log-schema.ex3.update-policy.json"),
@@ -338,7 +382,7 @@ fn role_fixtures_follow_the_audit_activity_reference() {
         "AuditLogs Diagnostic 2026-11-05T07:59:00Z | other role Add member to role requested (PIM activation)"
             .to_owned(),
         "AuditLogs Diagnostic 2026-11-06T16:00:00Z | other role Add member to role (failed)".to_owned(),
-        "AuditLogs Diagnostic 2026-11-07T11:00:00Z | other policy Update security defaults".to_owned(),
+        "AuditLogs Diagnostic 2026-11-07T11:00:00Z | policy Update security defaults id=00000000-0000-0000-0000-000000000000 name=Security Defaults by=eve@contoso.example security defaults Some(true) -> false".to_owned(),
     ];
     assert_eq!(got, expected, "\n{}", got.join("\n"));
 }
@@ -805,4 +849,56 @@ fn a_mixed_stream_of_sign_ins_and_audit_events_gives_the_privileged_set_also_aft
     let (status, body) = whole.get("/api/v1/users/a1b2c3d4-0000-4000-8000-0000000000bb").unwrap();
     assert_eq!(status, 404, "a service principal's role is no user's: {body}");
     drop(killed);
+}
+
+#[test]
+fn protection_fixtures_give_each_policy_change_with_its_actor_before_and_after() {
+    let got = records_of(&common::root().join("tests/fixtures/directory/auditlogs-protections.ndjson"));
+    assert_eq!(got.len(), 15, "{}", got.join("\n"));
+    let has = |needles: &[&str]| {
+        assert!(got.iter().any(|r| needles.iter().all(|n| r.contains(n))), "{needles:?} in\n{}", got.join("\n"))
+    };
+    let admins = "include=194ae4cb-b126-40b2-bd5b-6091b380977d,62e90394-69f5-4237-9190-012177145e10";
+    let zed = "exclude=user:7c5b3a5e-0000-4000-8000-000000000026";
+    // Added: MFA for admins, break-glass excluded; a block policy does not ask for MFA.
+    has(&["Add conditional access policy", "name=Require MFA for admins", "by=ann@contoso.example", "before=-"]);
+    has(&["name=Require MFA for admins", &format!("after=enabled/grant=mfa/mfa=true/{admins}/{zed}")]);
+    has(&["name=Block legacy authentication", "after=enabled/grant=block/mfa=false/include=all"]);
+    // Switched to report-only, then excluded users and a group, then deleted, then disabled.
+    has(&["2026-11-12T10:00:00Z", "by=eve@contoso.example", "before=enabled/", "after=report_only/"]);
+    has(&[
+        "2026-11-13T08:00:00Z",
+        "before=enabled/grant=mfa/mfa=true/include=all/exclude= ",
+        "exclude=user:7c5b3a5e-0000-4000-8000-000000000002,group:bbbbbbbb-0000-4000-8000-000000000009",
+    ]);
+    has(&["2026-11-13T08:30:00Z", zed, "/exclude="]);
+    has(&["Delete conditional access policy", "name=Require MFA for all users", "Deleted before=enabled/", "after=-"]);
+    has(&["2026-11-14T11:30:00Z", "before=enabled/", "after=disabled/"]);
+    has(&["Update security defaults", "by=eve@contoso.example", "Some(true) -> false"]);
+    // Per-user MFA disabled: by its own activity, and by Update user's StrongAuthenticationRequirement.
+    has(&[
+        "per-user mfa Disable Strong Authentication",
+        "upn=dan@contoso.example",
+        "-> disabled",
+        "by=eve@contoso.example",
+    ]);
+    has(&["per-user mfa Update user", "upn=cat@contoso.example", "enabled -> disabled"]);
+    // Not read yet: counted by family; a failed change is not a change.
+    has(&["other policy Authentication Methods Policy Update"]);
+    has(&["other conditional_access Update conditional access policy (failed)"]);
+    let risk = records_of(&common::root().join("tests/fixtures/directory/riskyusers-protections.ndjson"));
+    assert_eq!(risk.len(), 7, "{}", risk.join("\n"));
+    for (who, level, state, detail) in [
+        ("dan", "high", "atRisk", "none"),
+        ("cat", "none", "remediated", "userPerformedSecuredPasswordChange"),
+        ("bob", "high", "confirmedCompromised", "adminConfirmedUserCompromised"),
+        ("eve", "none", "dismissed", "adminDismissedAllRiskForUser"),
+    ] {
+        let line = format!("upn={who}@contoso.example level={level} state={state} detail={detail}");
+        assert!(risk.iter().any(|r| r.contains("risky user") && r.contains(&line)), "{line} in\n{}", risk.join("\n"));
+    }
+    assert!(
+        risk.iter()
+            .any(|r| r.contains("risk User") && r.contains("leakedCredentials level=high state=atRisk timing=offline"))
+    );
 }

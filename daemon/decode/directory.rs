@@ -24,6 +24,9 @@ use serde_json::Value;
 
 use super::{DecodeError, Identity, Shape, time::parse_event_time};
 
+mod policy;
+pub use policy::{CaPolicy, PerUserMfa, PolicyChange, PolicyOp, PolicyState, Protection};
+
 /// The directory categories and seeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DirCategory {
@@ -156,6 +159,10 @@ pub enum Fact {
     Registration(RegistrationDetails),
     RiskyUser(RiskyUser),
     Risk(RiskDetection),
+    /// A Conditional Access policy or security defaults changed.
+    Policy(PolicyChange),
+    /// Per-user MFA changed for a user.
+    PerUserMfa(PerUserMfa),
     /// An operation this release does not read, or one that failed.
     Other {
         family: Family,
@@ -170,6 +177,10 @@ impl Fact {
             Fact::Methods(_) => Family::SecurityInfo,
             Fact::Registration(_) => Family::Registration,
             Fact::RiskyUser(_) | Fact::Risk(_) => Family::Risk,
+            Fact::Policy(PolicyChange { protection: Protection::ConditionalAccess { .. }, .. }) => {
+                Family::ConditionalAccess
+            }
+            Fact::Policy(_) | Fact::PerUserMfa(_) => Family::Policy,
             Fact::Other { family, .. } => *family,
         }
     }
@@ -182,7 +193,8 @@ impl Fact {
             Fact::Registration(r) => Some(&r.user),
             Fact::RiskyUser(r) => Some(&r.user),
             Fact::Risk(r) => Some(&r.user),
-            Fact::Other { .. } => None,
+            Fact::PerUserMfa(m) => Some(&m.user),
+            Fact::Policy(_) | Fact::Other { .. } => None,
         }
     }
 
@@ -193,7 +205,8 @@ impl Fact {
             Fact::Registration(r) => Some(&mut r.user),
             Fact::RiskyUser(r) => Some(&mut r.user),
             Fact::Risk(r) => Some(&mut r.user),
-            Fact::Other { .. } => None,
+            Fact::PerUserMfa(m) => Some(&mut m.user),
+            Fact::Policy(_) | Fact::Other { .. } => None,
         }
     }
 }
@@ -592,6 +605,14 @@ fn audit(record: &Value, body: &Value, out: &mut DirectoryRecord) -> Result<(), 
         let named = if device_credential(&op) { op.as_str() } else { reason.as_str() };
         let methods = methods_named(named, &details);
         out.fact = Fact::Methods(MethodChange { user, change, methods, by_admin: op.starts_with("admin") });
+        return Ok(());
+    }
+    if !failed && let Some(change) = policy::policy_change(&op, &targets) {
+        out.fact = Fact::Policy(change);
+        return Ok(());
+    }
+    if !failed && let Some(change) = policy::per_user_mfa(&op, &targets) {
+        out.fact = Fact::PerUserMfa(change);
         return Ok(());
     }
     // Per-user MFA: "Update user" whose modified properties include StrongAuthenticationMethod.

@@ -223,6 +223,9 @@ struct DirUser {
     methods_changed: Option<i64>,
     risk: Option<RiskNow>,
     detection: Option<RiskNow>,
+    /// The last per-user MFA state an audit record set (`disabled`, `enabled`, `enforced`), and when.
+    #[serde(default)]
+    per_user_mfa: Option<(i64, String)>,
 }
 
 /// What applying a record did.
@@ -301,6 +304,14 @@ pub struct DirectoryView {
     pub registration_as_of: Option<String>,
     pub methods_changed: Option<String>,
     pub risk: Option<RiskView>,
+    /// Per-user MFA as an audit record last set it (`disabled`, `enabled`, `enforced`), and when.
+    pub per_user_mfa: Option<PerUserMfaView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PerUserMfaView {
+    pub state: String,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -397,7 +408,16 @@ impl Directory {
         let evidence = Evidence::of(record);
         let operation = record.operation.clone();
         match &record.fact {
-            Fact::Other { .. } => Applied::Skipped,
+            // Protections are read (decoded, kept in the history) but not yet held as a posture.
+            Fact::Other { .. } | Fact::Policy(_) => Applied::Skipped,
+            Fact::PerUserMfa(change) => {
+                let Some(user) = self.user_mut(&change.user, t) else { return Applied::NotUser };
+                if keep_newer(&mut user.per_user_mfa, (t, change.after.clone()), |s| s.0) {
+                    Applied::Changed
+                } else {
+                    Applied::Stale
+                }
+            }
             Fact::Role(change) => {
                 if change.principal.kind != PrincipalKind::User {
                     return Applied::NotUser;
@@ -688,6 +708,10 @@ impl Directory {
             default_method: user.reported.as_ref().and_then(|r| r.default_method.clone()),
             registration_as_of: user.registration_as_of().map(rfc3339_ms),
             methods_changed: user.methods_changed.map(rfc3339_ms),
+            per_user_mfa: user
+                .per_user_mfa
+                .as_ref()
+                .map(|(at, state)| PerUserMfaView { state: state.clone(), at: rfc3339_ms(*at) }),
             risk: user.risk.as_ref().map(|r| RiskView {
                 level: r.level.clone(),
                 state: r.state.clone(),
@@ -788,6 +812,9 @@ impl DirUser {
         }
         if let Some(r) = other.risk {
             keep_newer(&mut self.risk, r, |r| r.at);
+        }
+        if let Some(m) = other.per_user_mfa {
+            keep_newer(&mut self.per_user_mfa, m, |m| m.0);
         }
         if let Some(r) = other.detection {
             keep_newer(&mut self.detection, r, |r| r.at);

@@ -137,3 +137,38 @@ fn a_complete_listing_ends_what_it_no_longer_lists_and_only_that() {
     assert_eq!(complete(&mut d, Holding::Active, t("2026-11-11T00:00:00Z"), "not listed"), 0);
     assert!(d.privileged_at(BOB, "", t("2026-11-13T00:00:00Z")).is_some());
 }
+
+#[test]
+fn per_user_mfa_is_the_newest_state_in_any_order_and_policies_are_not_applied_yet() {
+    use crate::decode::directory::{PerUserMfa, PolicyChange, Protection};
+    let record = |time: &str, after: &str| DirectoryRecord {
+        category: DirCategory::AuditLogs,
+        shape: crate::decode::Shape::Diagnostic,
+        time: t(time),
+        id: Some(format!("Directory_{time}")),
+        operation: "Update user".into(),
+        tenant_id: None,
+        initiated_by: Some("eve@contoso.example".into()),
+        fact: Fact::PerUserMfa(PerUserMfa {
+            user: Principal { id: Some(ANN.into()), upn: Some("ann@contoso.example".into()), ..Principal::default() },
+            before: None,
+            after: after.into(),
+        }),
+    };
+    let (on, off) = (record("2026-11-10T09:00:00Z", "enabled"), record("2026-11-16T09:00:00Z", "disabled"));
+    for order in [[&on, &off], [&off, &on]] {
+        let mut d = Directory::new(PrivilegedRoles::default());
+        let applied: Vec<Applied> = order.iter().map(|r| d.apply(r)).collect();
+        assert_eq!(d.apply(order[1]), Applied::Stale, "read twice");
+        let view = d.user(ANN, "ann@contoso.example", t("2026-11-20T00:00:00Z")).unwrap();
+        let state = view.per_user_mfa.unwrap();
+        assert_eq!((state.state.as_str(), state.at.as_str()), ("disabled", "2026-11-16T09:00:00Z"), "{applied:?}");
+    }
+    let mut policy = record("2026-11-15T07:00:00Z", "-");
+    policy.fact = Fact::Policy(PolicyChange {
+        policy_id: None,
+        policy_name: Some("Security Defaults".into()),
+        protection: Protection::SecurityDefaults { before: Some(true), enabled: false },
+    });
+    assert_eq!(Directory::default().apply(&policy), Applied::Skipped);
+}

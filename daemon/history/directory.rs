@@ -109,7 +109,8 @@ impl DirRows {
             }
             Fact::RiskyUser(u) => (risk_level, risk_state) = (u.level.clone(), u.state.clone()),
             Fact::Risk(d) => (risk_level, risk_state) = (d.level.clone(), d.state.clone()),
-            Fact::Other { .. } => {}
+            // Their whole change is in the record column.
+            Fact::Policy(_) | Fact::PerUserMfa(_) | Fact::Other { .. } => {}
         }
         let mut source = String::new();
         let _ = write!(source, "{}", RecordAt { position: e.position, index: Some(e.index) });
