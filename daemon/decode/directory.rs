@@ -615,7 +615,9 @@ fn audit(record: &Value, body: &Value, out: &mut DirectoryRecord) -> Result<(), 
         out.fact = Fact::PerUserMfa(change);
         return Ok(());
     }
-    // Per-user MFA: "Update user" whose modified properties include StrongAuthenticationMethod.
+    // Per-user MFA's method set: "Update user" whose modified properties include
+    // StrongAuthenticationMethod (its StrongAuthenticationRequirement, the
+    // per-user MFA state, was read just above and comes first).
     if op == "update user" && !failed {
         for target in &targets {
             let Some(new) = modified(target, "StrongAuthenticationMethod").map(|(_, new)| new) else { continue };

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Principal, get, modified, principal_from, text};
+use super::{Principal, flag, get, modified, principal_from, text};
 
 /// A Conditional Access policy's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +169,9 @@ pub struct PerUserMfa {
 /// The protection a Conditional Access or security-defaults audit record
 /// changes; `None` for any other record.
 pub(super) fn policy_change(op: &str, targets: &[&Value]) -> Option<PolicyChange> {
+    if !(op.contains("conditional access policy") || op.contains("security defaults") || op == "update policy") {
+        return None;
+    }
     let target = targets
         .iter()
         .find(|t| get(t, "type").and_then(text).is_some_and(|k| k.eq_ignore_ascii_case("policy")))
@@ -239,31 +242,20 @@ pub(super) fn per_user_mfa(op: &str, targets: &[&Value]) -> Option<PerUserMfa> {
 
 /// A `StrongAuthenticationRequirement` value as a state.
 fn requirement(value: &Value) -> String {
-    let states: Vec<i64> = value
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| get(r, "State"))
-                .filter_map(|s| s.as_i64().or_else(|| text(s)?.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    match (value.as_array().is_some_and(|a| !a.is_empty()), states.iter().max()) {
-        (false, _) => "disabled",
-        (true, Some(s)) if *s >= 2 => "enforced",
-        (true, _) => "enabled",
-    }
-    .into()
+    let Some(items) = value.as_array().filter(|a| !a.is_empty()) else { return "disabled".into() };
+    let state = |r: &Value| get(r, "State").and_then(|s| s.as_i64().or_else(|| text(s)?.parse().ok()));
+    if items.iter().filter_map(state).any(|s| s >= 2) { "enforced" } else { "enabled" }.into()
 }
 
+/// On or off: a flag as the other directory fields write it, the first of
+/// an array, or the words a policy switch uses.
 fn enabled(value: &Value) -> Option<bool> {
     match value {
-        Value::Bool(b) => Some(*b),
         Value::Array(a) => a.first().and_then(enabled),
-        other => match text(other)?.to_ascii_lowercase().as_str() {
-            "true" | "1" | "enabled" | "on" => Some(true),
-            "false" | "0" | "disabled" | "off" => Some(false),
+        other => flag(other).or_else(|| match text(other)?.to_ascii_lowercase().as_str() {
+            "on" => Some(true),
+            "off" | "disabled" => Some(false),
             _ => None,
-        },
+        }),
     }
 }
