@@ -72,7 +72,15 @@ struct DirectoryMetrics {
     registration: IntGaugeVec,
     phishing_resistant: IntGauge,
     newest: Gauge,
+    mfa_policies: IntGaugeVec,
+    security_defaults: IntGaugeVec,
+    risky_users: IntGaugeVec,
 }
+
+/// The states of `mfawatch_mfa_policies`.
+pub const POLICY_STATES: [&str; 3] = ["enabled", "report_only", "disabled"];
+/// The states of `mfawatch_security_defaults`.
+pub const DEFAULTS_STATES: [&str; 3] = ["enabled", "disabled", "unknown"];
 
 impl DirectoryMetrics {
     fn new(registry: &Registry) -> DirectoryMetrics {
@@ -131,7 +139,38 @@ impl DirectoryMetrics {
                 graph_fetches.with_label_values(&[listing, result]);
             }
         }
+        let mfa_policies = gauge_vec(
+            registry,
+            "mfawatch_mfa_policies",
+            "Conditional Access policies that require MFA (the mfa grant control or an authentication strength), as \
+             the audit log last set them, by state: enabled (enforced), report_only, disabled. Deleted policies are \
+             not counted.",
+            &["state"],
+        );
+        for state in POLICY_STATES {
+            mfa_policies.with_label_values(&[state]);
+        }
+        let security_defaults = gauge_vec(
+            registry,
+            "mfawatch_security_defaults",
+            "Security defaults as the audit log last switched them: 1 for the state it is in (enabled, disabled, or \
+             unknown when no record has said), 0 for the others.",
+            &["state"],
+        );
+        for state in DEFAULTS_STATES {
+            security_defaults.with_label_values(&[state]).set(i64::from(state == "unknown"));
+        }
+        let risky_users = gauge_vec(
+            registry,
+            "mfawatch_risky_users",
+            "Users by where Identity Protection's newest RiskyUsers record left them: level (high, medium, low, \
+             hidden, none, other) and state (at_risk, confirmed_compromised, remediated, dismissed, none, other).",
+            &["level", "state"],
+        );
         DirectoryMetrics {
+            mfa_policies,
+            security_defaults,
+            risky_users,
             records,
             graph_fetches,
             graph_seeded,
@@ -825,6 +864,22 @@ impl Metrics {
         }
         self.directory.phishing_resistant.set(summary.phishing_resistant as i64);
         self.directory.newest.set(summary.newest.map_or(0.0, |t| t as f64 / 1000.0));
+        let p = summary.mfa_policies;
+        for (state, n) in POLICY_STATES.into_iter().zip([p.enabled, p.report_only, p.disabled]) {
+            self.directory.mfa_policies.with_label_values(&[state]).set(n as i64);
+        }
+        let defaults = match summary.security_defaults {
+            Some(true) => "enabled",
+            Some(false) => "disabled",
+            None => "unknown",
+        };
+        for state in DEFAULTS_STATES {
+            self.directory.security_defaults.with_label_values(&[state]).set(i64::from(state == defaults));
+        }
+        self.directory.risky_users.reset();
+        for ((level, state), n) in &summary.risky {
+            self.directory.risky_users.with_label_values(&[level, state]).set(*n as i64);
+        }
     }
 
     /// A record or message could not be used.

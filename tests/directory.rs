@@ -902,3 +902,93 @@ fn protection_fixtures_give_each_policy_change_with_its_actor_before_and_after()
             .any(|r| r.contains("risk User") && r.contains("leakedCredentials level=high state=atRisk timing=offline"))
     );
 }
+
+/// The protections fixture's records, decoded, in file order.
+fn protection_records() -> Vec<DirectoryRecord> {
+    let mut out = Vec::new();
+    files::read_messages(&fixture("auditlogs-protections.ndjson").to_string_lossy(), |bytes, _, _| {
+        for item in decode_message_received(bytes, Some(read_at())) {
+            if let Item::Directory(r) = item {
+                out.push(*r);
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn the_posture_is_each_policy_as_last_written_with_a_timeline_of_who_changed_what() {
+    let records = protection_records();
+    let d = state_of(&records);
+    let mut reversed = records.clone();
+    reversed.reverse();
+    reversed.extend(records.iter().take(4).cloned());
+    assert_eq!(state_of(&reversed).to_snapshot(), d.to_snapshot(), "the same in any order, read twice");
+    let p = d.posture();
+    let timeline: Vec<String> = p
+        .timeline()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} by {}: {}{}",
+                DateTime::from_timestamp_millis(c.at).unwrap().format("%m-%d %H:%M"),
+                c.kind.as_str(),
+                c.subject(),
+                c.actor.as_deref().unwrap_or("-"),
+                c.what().join("; "),
+                if c.weakens() { " [weakens]" } else { "" }
+            )
+        })
+        .collect();
+    let (bob, zed, group) = (BOB, "7c5b3a5e-0000-4000-8000-000000000026", "bbbbbbbb-0000-4000-8000-000000000009");
+    let expected = [
+        "11-11 09:00 conditional_access Require MFA for admins by ann@contoso.example: added, enabled, requires MFA".to_owned(),
+        "11-11 09:05 conditional_access Require MFA for all users by ann@contoso.example: added, enabled, requires MFA".into(),
+        "11-11 09:10 conditional_access Block legacy authentication by ann@contoso.example: added, enabled".into(),
+        "11-12 10:00 conditional_access Require MFA for admins by eve@contoso.example: state enabled → report_only [weakens]".into(),
+        "11-12 10:30 conditional_access Require MFA for admins by eve@contoso.example: state report_only → enabled".into(),
+        format!("11-13 08:00 conditional_access Require MFA for all users by eve@contoso.example: excluded user:{bob}, group:{group} [weakens]"),
+        format!("11-13 08:30 conditional_access Require MFA for admins by eve@contoso.example: no longer excluded user:{zed}"),
+        "11-14 11:00 conditional_access Require MFA for all users by eve@contoso.example: deleted [weakens]".into(),
+        "11-14 11:30 conditional_access Require MFA for admins by eve@contoso.example: state enabled → disabled [weakens]".into(),
+        "11-15 07:00 security_defaults Security Defaults by eve@contoso.example: security defaults disabled [weakens]".into(),
+        "11-16 09:00 per_user_mfa dan@contoso.example by eve@contoso.example: per-user MFA of dan@contoso.example disabled [weakens]".into(),
+        "11-16 09:05 per_user_mfa cat@contoso.example by eve@contoso.example: per-user MFA of cat@contoso.example enabled → disabled [weakens]".into(),
+        "11-16 10:00 authentication_methods_policy Authentication Methods Policy Update by eve@contoso.example: Authentication Methods Policy Update".into(),
+        "11-17 08:00 conditional_access Require MFA for admins by eve@contoso.example: state disabled → enabled".into(),
+    ];
+    assert_eq!(timeline, expected, "every change but the failed one:\n{}", timeline.join("\n"));
+    let current: Vec<String> = p
+        .policies()
+        .map(|now| {
+            format!(
+                "{} {} mfa={} deleted={}",
+                now.policy.name.as_deref().unwrap_or("-"),
+                now.policy.state.map_or("-", |s| s.as_str()),
+                now.policy.requires_mfa(),
+                now.deleted
+            )
+        })
+        .collect();
+    assert_eq!(
+        current,
+        [
+            "Require MFA for admins enabled mfa=true deleted=false",
+            "Require MFA for all users enabled mfa=true deleted=true",
+            "Block legacy authentication enabled mfa=false deleted=false",
+        ],
+        "\n{}",
+        timeline.join("\n")
+    );
+    let m = p.mfa_policies();
+    assert_eq!((m.enabled, m.report_only, m.disabled), (1, 0, 0));
+    assert_eq!(p.security_defaults().map(|s| s.enabled), Some(false));
+    let at = |s: &str| t(s).timestamp_millis();
+    assert_eq!(p.mfa_enforced_at(at("2026-11-11T10:00:00Z")), ["Require MFA for admins", "Require MFA for all users"]);
+    assert_eq!(p.mfa_enforced_at(at("2026-11-15T07:00:00Z")), Vec::<String>::new(), "when security defaults went off");
+    assert_eq!(p.mfa_enforced_at(at("2026-11-18T00:00:00Z")), ["Require MFA for admins"]);
+    let s = d.summary(t("2026-11-18T00:00:00Z"));
+    assert_eq!((s.mfa_policies.enabled, s.security_defaults), (1, Some(false)));
+}

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
-use crate::directory::{DirectorySnapshot, DirectorySnapshotRef};
+use crate::directory::{DirectorySnapshot, DirectorySnapshotRef, DirectorySnapshotV5, DirectorySnapshotV5b};
 use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
@@ -41,8 +41,48 @@ pub struct Snapshot {
     pub source: Option<SourceIdentity>,
     /// Each stateful sink's own state, by sink name (opaque here).
     pub sinks: BTreeMap<String, Vec<u8>>,
-    /// What the directory records said (format 5 on; empty before).
+    /// What the directory records said (format 5 on; empty before; the posture format 6 on).
     pub directory: DirectorySnapshot,
+}
+
+/// Format 5: the directory without the posture, in two layouts (per-user
+/// MFA came in without a new format number): the whole payload must be read.
+#[derive(Deserialize)]
+struct SnapshotV5<D> {
+    offsets: BTreeMap<Partition, i64>,
+    coverage: CoverageSnapshot,
+    written_at: i64,
+    replayed: Vec<Replayed>,
+    seq: u64,
+    source: Option<SourceIdentity>,
+    sinks: BTreeMap<String, Vec<u8>>,
+    directory: D,
+}
+
+impl<D> SnapshotV5<D> {
+    fn upgrade(self, directory: impl FnOnce(D) -> DirectorySnapshot) -> Snapshot {
+        Snapshot {
+            offsets: self.offsets,
+            coverage: self.coverage,
+            written_at: self.written_at,
+            replayed: self.replayed,
+            seq: self.seq,
+            source: self.source,
+            sinks: self.sinks,
+            directory: directory(self.directory),
+        }
+    }
+}
+
+/// A format-5 payload in either layout, the one that reads it whole.
+fn read_v5(payload: &[u8]) -> postcard::Result<Snapshot> {
+    match postcard::take_from_bytes::<SnapshotV5<DirectorySnapshotV5b>>(payload) {
+        Ok((v, [])) => Ok(v.upgrade(DirectorySnapshotV5b::upgrade)),
+        _ => match postcard::take_from_bytes::<SnapshotV5<DirectorySnapshotV5>>(payload)? {
+            (v, []) => Ok(v.upgrade(DirectorySnapshotV5::upgrade)),
+            _ => Err(postcard::Error::DeserializeBadEncoding),
+        },
+    }
 }
 
 /// Format 4: before the directory state.
@@ -257,6 +297,7 @@ impl SnapshotFile {
                 sinks: v.sinks,
                 directory: DirectorySnapshot::default(),
             }),
+            5 => read_v5(payload),
             _ => postcard::from_bytes::<Snapshot>(payload),
         };
         Ok(Some(snapshot.map_err(|e| damaged(e.to_string()))?))

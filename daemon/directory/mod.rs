@@ -16,6 +16,7 @@
 //! ([`Directory::apply`]); coverage learns who holds a privileged role
 //! through [`Directory::holders`]; the API reads [`Directory::user`].
 
+pub mod posture;
 pub mod roles;
 mod snapshot;
 mod views;
@@ -30,8 +31,9 @@ use crate::decode::directory::{
     DirCategory, DirectoryRecord, Fact, Holding, Method, MethodChangeKind, Principal, PrincipalKind, Role, RoleChange,
     Strength,
 };
+pub use posture::Posture;
 pub use roles::PrivilegedRoles;
-pub use snapshot::{DirectorySnapshot, DirectorySnapshotRef};
+pub use snapshot::{DirectorySnapshot, DirectorySnapshotRef, DirectorySnapshotV5, DirectorySnapshotV5b};
 pub use views::{RegistrationState, privileged_because, registration_state};
 
 /// A user as the directory knows them: object id, else lower-cased UPN.
@@ -221,7 +223,10 @@ struct DirUser {
     strong_auth: Option<(i64, Vec<String>)>,
     /// The last change to the user's methods of any kind.
     methods_changed: Option<i64>,
-    risk: Option<RiskNow>,
+    /// Identity Protection's records on the user (RiskyUsers), in time
+    /// order, the newest [`RISK_HISTORY`]: the newest is where the user
+    /// stands, the run of at-risk records before it says since when.
+    risks: Vec<RiskNow>,
     detection: Option<RiskNow>,
     /// The last per-user MFA state an audit record set (`disabled`, `enabled`, `enforced`), and when.
     #[serde(default)]
@@ -318,8 +323,13 @@ pub struct PerUserMfaView {
 pub struct RiskView {
     pub level: Option<String>,
     pub state: Option<String>,
+    /// How it ended or why it stands (`userPerformedSecuredPasswordChange`, `adminDismissedAllRiskForUser`, …).
     pub detail: Option<String>,
     pub at: String,
+    /// Since when the user has been at risk without a break (an open state only).
+    pub since: Option<String>,
+    /// High risk, neither remediated nor dismissed.
+    pub high_open: bool,
 }
 
 /// Counts for the metrics and the report.
@@ -335,6 +345,35 @@ pub struct DirectorySummary {
     pub phishing_resistant: usize,
     /// The newest directory record's time (Unix ms).
     pub newest: Option<i64>,
+    /// Users by where their risk stands now: (level, state), as [`risk_level_class`] and [`risk_state_class`] name them.
+    pub risky: BTreeMap<(&'static str, &'static str), usize>,
+    pub mfa_policies: posture::MfaPolicies,
+    /// Security defaults as last switched (None: no record said).
+    pub security_defaults: Option<bool>,
+}
+
+/// A risk level as a bounded metric label value.
+pub fn risk_level_class(level: Option<&str>) -> &'static str {
+    match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("high") => "high",
+        Some("medium") => "medium",
+        Some("low") => "low",
+        Some("hidden") => "hidden",
+        Some("none") | None => "none",
+        Some(_) => "other",
+    }
+}
+
+/// A risk state as a bounded metric label value.
+pub fn risk_state_class(state: Option<&str>) -> &'static str {
+    match state.map(str::to_ascii_lowercase).as_deref() {
+        Some("atrisk") => "at_risk",
+        Some("confirmedcompromised") => "confirmed_compromised",
+        Some("remediated") => "remediated",
+        Some("dismissed") => "dismissed",
+        Some("none") | None => "none",
+        Some(_) => "other",
+    }
 }
 
 /// The directory state.
@@ -345,6 +384,71 @@ pub struct Directory {
     by_upn: HashMap<String, UserKey>,
     roles: PrivilegedRoles,
     newest: Option<i64>,
+    /// The protections (Conditional Access, security defaults) and their timeline.
+    posture: Posture,
+    /// Some RiskyUsers record was read: sign-ins are worth looking up.
+    any_risk: bool,
+}
+
+/// At most this many Identity Protection records are kept per user.
+const RISK_HISTORY: usize = 16;
+
+/// Keeps a user's risk record in time order (the same record twice once),
+/// the oldest dropped past [`RISK_HISTORY`]; says whether it was new.
+fn keep_risk(risks: &mut Vec<RiskNow>, new: RiskNow) -> bool {
+    let key = |r: &RiskNow| (r.at, r.state.clone(), r.level.clone(), r.detail.clone());
+    let place = risks.partition_point(|r| key(r) < key(&new));
+    if risks.get(place).is_some_and(|r| *r == new) || (risks.len() >= RISK_HISTORY && place == 0) {
+        return false;
+    }
+    risks.insert(place, new);
+    if risks.len() > RISK_HISTORY {
+        risks.remove(0);
+    }
+    true
+}
+
+/// Whether a risk state is open (`atRisk`, `confirmedCompromised`) rather
+/// than ended (`remediated`, `dismissed`) or none.
+pub fn risk_open(state: Option<&str>) -> bool {
+    state.is_some_and(|s| s.eq_ignore_ascii_case("atRisk") || s.eq_ignore_ascii_case("confirmedCompromised"))
+}
+
+/// Where a user's risk stood at a time: the newest record then, and for an
+/// open one when the run of open records it ends began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiskAt {
+    pub level: Option<String>,
+    pub state: Option<String>,
+    pub detail: Option<String>,
+    /// The record's time (Unix ms).
+    pub at: i64,
+    /// The first record of the open run (Unix ms), for an open state.
+    pub since: Option<i64>,
+}
+
+impl RiskAt {
+    /// High risk, neither remediated nor dismissed.
+    pub fn high_open(&self) -> bool {
+        risk_open(self.state.as_deref()) && self.level.as_deref().is_some_and(|l| l.eq_ignore_ascii_case("high"))
+    }
+}
+
+/// The newest of `risks` at or before `t` (Unix ms), with its open run's start.
+fn risk_at(risks: &[RiskNow], t: i64) -> Option<RiskAt> {
+    let upto = risks.partition_point(|r| r.at <= t);
+    let last = risks[..upto].last()?;
+    let open = risk_open(last.state.as_deref());
+    let since = open.then(|| {
+        risks[..upto].iter().rev().take_while(|r| risk_open(r.state.as_deref())).last().map_or(last.at, |r| r.at)
+    });
+    Some(RiskAt {
+        level: last.level.clone(),
+        state: last.state.clone(),
+        detail: last.detail.clone(),
+        at: last.at,
+        since,
+    })
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -408,11 +512,31 @@ impl Directory {
         let evidence = Evidence::of(record);
         let operation = record.operation.clone();
         match &record.fact {
-            // Protections are read (decoded, kept in the history) but not yet held as a posture.
-            Fact::Other { .. } | Fact::Policy(_) => Applied::Skipped,
+            Fact::Other { failed: false, .. } if posture::names_methods_policy(&record.operation) => {
+                let kind = posture::ChangeKind::AuthenticationMethodsPolicy;
+                if self.posture.apply(record, kind, posture::Detail::Named) { Applied::Changed } else { Applied::Stale }
+            }
+            Fact::Other { .. } => Applied::Skipped,
+            Fact::Policy(change) => {
+                let kind = match change.protection {
+                    crate::decode::directory::Protection::ConditionalAccess { .. } => {
+                        posture::ChangeKind::ConditionalAccess
+                    }
+                    crate::decode::directory::Protection::SecurityDefaults { .. } => {
+                        posture::ChangeKind::SecurityDefaults
+                    }
+                };
+                if self.posture.apply(record, kind, posture::Detail::Policy(change.clone())) {
+                    Applied::Changed
+                } else {
+                    Applied::Stale
+                }
+            }
             Fact::PerUserMfa(change) => {
+                let detail = posture::Detail::PerUserMfa(change.clone());
+                let timeline = self.posture.apply(record, posture::ChangeKind::PerUserMfa, detail);
                 let Some(user) = self.user_mut(&change.user, t) else { return Applied::NotUser };
-                if keep_newer(&mut user.per_user_mfa, (t, change.after.clone()), |s| s.0) {
+                if keep_newer(&mut user.per_user_mfa, (t, change.after.clone()), |s| s.0) || timeline {
                     Applied::Changed
                 } else {
                     Applied::Stale
@@ -517,6 +641,7 @@ impl Directory {
                 Applied::Changed
             }
             Fact::RiskyUser(risky) => {
+                self.any_risk = true;
                 let Some(user) = self.user_mut(&risky.user, t) else { return Applied::NotUser };
                 let now = RiskNow {
                     level: risky.level.clone(),
@@ -524,7 +649,7 @@ impl Directory {
                     detail: risky.detail.clone(),
                     at: t,
                 };
-                if keep_newer(&mut user.risk, now, |r| r.at) { Applied::Changed } else { Applied::Stale }
+                if keep_risk(&mut user.risks, now) { Applied::Changed } else { Applied::Stale }
             }
             Fact::Risk(detection) => {
                 let Some(user) = self.user_mut(&detection.user, t) else { return Applied::NotUser };
@@ -652,6 +777,32 @@ impl Directory {
         self.privileged_role_at(self.find(key, upn)?, ms(t))
     }
 
+    /// The protections and their timeline.
+    pub fn posture(&self) -> &Posture {
+        &self.posture
+    }
+
+    /// Whether any RiskyUsers record has been read (else no sign-in needs a risk looked up).
+    pub fn any_risk(&self) -> bool {
+        self.any_risk
+    }
+
+    /// Where the user's risk stood at `t`.
+    pub fn risk_at(&self, key: &str, upn: &str, t: DateTime<Utc>) -> Option<RiskAt> {
+        risk_at(&self.find(key, upn)?.risks, ms(t))
+    }
+
+    /// Every user with a risk record (key, UPN as last named, where they stand now), by key.
+    pub fn risky_users(&self) -> Vec<(String, String, RiskAt)> {
+        let mut out: Vec<(String, String, RiskAt)> = self
+            .users
+            .iter()
+            .filter_map(|(k, u)| Some((k.to_text(), u.upn.clone().unwrap_or_default(), risk_at(&u.risks, i64::MAX)?)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Everyone holding a privileged role at `t` (object ids and lower-case UPNs):
     /// what coverage counts as privileged beside the configured list.
     pub fn holders(&self, t: DateTime<Utc>) -> Vec<String> {
@@ -712,11 +863,13 @@ impl Directory {
                 .per_user_mfa
                 .as_ref()
                 .map(|(at, state)| PerUserMfaView { state: state.clone(), at: rfc3339_ms(*at) }),
-            risk: user.risk.as_ref().map(|r| RiskView {
-                level: r.level.clone(),
-                state: r.state.clone(),
-                detail: r.detail.clone(),
+            risk: risk_at(&user.risks, i64::MAX).map(|r| RiskView {
+                high_open: r.high_open(),
+                level: r.level,
+                state: r.state,
+                detail: r.detail,
                 at: rfc3339_ms(r.at),
+                since: r.since.map(rfc3339_ms),
             }),
         })
     }
@@ -748,7 +901,13 @@ impl Directory {
                 Registration::Unknown => s.unknown += 1,
             }
             s.phishing_resistant += usize::from(phishing_resistant(&methods));
+            if let Some(r) = risk_at(&user.risks, i64::MAX) {
+                let key = (risk_level_class(r.level.as_deref()), risk_state_class(r.state.as_deref()));
+                *s.risky.entry(key).or_default() += 1;
+            }
         }
+        s.mfa_policies = self.posture.mfa_policies();
+        s.security_defaults = self.posture.security_defaults().map(|d| d.enabled);
         s
     }
 
@@ -810,8 +969,8 @@ impl DirUser {
         if let Some(r) = other.reported {
             keep_newer(&mut self.reported, r, |r| r.at);
         }
-        if let Some(r) = other.risk {
-            keep_newer(&mut self.risk, r, |r| r.at);
+        for r in other.risks {
+            keep_risk(&mut self.risks, r);
         }
         if let Some(m) = other.per_user_mfa {
             keep_newer(&mut self.per_user_mfa, m, |m| m.0);

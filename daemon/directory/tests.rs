@@ -139,7 +139,7 @@ fn a_complete_listing_ends_what_it_no_longer_lists_and_only_that() {
 }
 
 #[test]
-fn per_user_mfa_is_the_newest_state_in_any_order_and_policies_are_not_applied_yet() {
+fn per_user_mfa_is_the_newest_state_in_any_order_and_security_defaults_are_the_posture() {
     use crate::decode::directory::{PerUserMfa, PolicyChange, Protection};
     let record = |time: &str, after: &str| DirectoryRecord {
         category: DirCategory::AuditLogs,
@@ -170,5 +170,54 @@ fn per_user_mfa_is_the_newest_state_in_any_order_and_policies_are_not_applied_ye
         policy_name: Some("Security Defaults".into()),
         protection: Protection::SecurityDefaults { before: Some(true), enabled: false },
     });
-    assert_eq!(Directory::default().apply(&policy), Applied::Skipped);
+    let mut d = Directory::default();
+    assert_eq!(d.apply(&policy), Applied::Changed);
+    assert_eq!(d.apply(&policy), Applied::Stale, "read twice");
+    assert_eq!(d.posture().security_defaults().map(|s| s.enabled), Some(false));
+    assert_eq!(d.posture().timeline().len(), 1);
+    assert!(d.posture().timeline()[0].weakens());
+}
+
+#[test]
+fn a_users_risk_episode_starts_at_its_first_open_record_whatever_the_order() {
+    use crate::decode::directory::RiskyUser;
+    let record = |time: &str, level: &str, state: &str, detail: &str| DirectoryRecord {
+        category: DirCategory::RiskyUsers,
+        shape: crate::decode::Shape::Diagnostic,
+        time: t(time),
+        id: None,
+        operation: "Risky user".into(),
+        tenant_id: None,
+        initiated_by: None,
+        fact: Fact::RiskyUser(RiskyUser {
+            user: Principal { id: Some(ANN.into()), ..Principal::default() },
+            level: Some(level.into()),
+            state: Some(state.into()),
+            detail: Some(detail.into()),
+            deleted: false,
+        }),
+    };
+    let records = [
+        record("2026-11-01T09:00:00Z", "medium", "atRisk", "none"),
+        record("2026-11-02T09:00:00Z", "none", "remediated", "userPerformedSecuredPasswordChange"),
+        record("2026-11-05T09:00:00Z", "medium", "atRisk", "none"),
+        record("2026-11-06T09:00:00Z", "high", "atRisk", "none"),
+    ];
+    for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
+        let mut d = Directory::default();
+        for i in order {
+            d.apply(&records[i]);
+        }
+        d.apply(&records[order[0]]);
+        let now = d.risk_at(ANN, "", t("2026-11-07T00:00:00Z")).unwrap();
+        assert!(now.high_open());
+        assert_eq!(now.since, Some(t("2026-11-05T09:00:00Z").timestamp_millis()), "{order:?}");
+        let then = d.risk_at(ANN, "", t("2026-11-03T00:00:00Z")).unwrap();
+        assert_eq!((then.state.as_deref(), then.since), (Some("remediated"), None));
+        assert!(d.risk_at(ANN, "", t("2026-10-01T00:00:00Z")).is_none());
+        let view = d.user(ANN, "", t("2026-11-07T00:00:00Z")).unwrap().risk.unwrap();
+        assert_eq!(view.since.as_deref(), Some("2026-11-05T09:00:00Z"));
+        assert!(view.high_open);
+        assert_eq!(d.summary(t("2026-11-07T00:00:00Z")).risky[&("high", "at_risk")], 1);
+    }
 }
