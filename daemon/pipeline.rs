@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::classify::{Rules, Subject, Verdict, classify};
 use crate::coverage::{Accounts, Observation, Observed, Policy};
 use crate::deadletter::DeadLetters;
-use crate::decode::directory::{DirectoryRecord, Fact, Holding};
+use crate::decode::directory::{DirectoryRecord, Fact, Holding, PolicyChange, PolicyOp, Principal, Protection};
 use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
 use crate::directory::Applied;
 use crate::events::{Events, MalformedRecord, UserRefused};
@@ -156,7 +156,10 @@ impl Pipeline {
             );
             let privileged = verdict.subject == Subject::User
                 && (accounts.listed(key, upn) || directory.privileged_at(key, upn, record.time).is_some());
-            let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded };
+            let risk = (directory.any_risk() && verdict.success && verdict.subject == Subject::User)
+                .then(|| directory.risk_at(key, upn, record.time))
+                .flatten();
+            let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded, risk };
             for sink in &mut self.sinks {
                 sink.sign_in(&event);
             }
@@ -237,6 +240,13 @@ impl Pipeline {
                     directory.registration(&key, &upn)
                 } else {
                     crate::directory::Registration::Unknown
+                },
+                break_glass: break_glass_exclusions(record, &directory, accounts),
+                mfa_enforced: match &record.fact {
+                    Fact::Policy(PolicyChange { protection: Protection::SecurityDefaults { .. }, .. }) => {
+                        directory.posture().mfa_enforced_at(record.time.timestamp_millis())
+                    }
+                    _ => Vec::new(),
                 },
             };
             for sink in &mut self.sinks {
@@ -332,4 +342,39 @@ fn note_excluded_account(accounts: &Accounts, record: &SignIn<'_>, verdict: &Ver
         "break-glass account signed in"
     );
     true
+}
+
+/// The break-glass accounts whose exclusion from a Conditional Access
+/// policy an update changed: (key, UPN, excluded after it). Policies name
+/// users by object id; a break-glass account configured by UPN is found
+/// through the directory. Group exclusions are not resolved (membership is
+/// not read).
+fn break_glass_exclusions(
+    record: &DirectoryRecord,
+    directory: &crate::directory::Directory,
+    accounts: &Accounts,
+) -> Vec<(String, String, bool)> {
+    let Fact::Policy(PolicyChange {
+        protection: Protection::ConditionalAccess { op: PolicyOp::Updated, before, after },
+        ..
+    }) = &record.fact
+    else {
+        return Vec::new();
+    };
+    let (Some(before), Some(after)) = (before, after) else { return Vec::new() };
+    let mut out = Vec::new();
+    let changed = after
+        .exclude_users
+        .iter()
+        .filter(|u| !before.exclude_users.contains(u))
+        .map(|u| (u, true))
+        .chain(before.exclude_users.iter().filter(|u| !after.exclude_users.contains(u)).map(|u| (u, false)));
+    for (id, excluded) in changed {
+        let principal = Principal { id: Some(id.clone()), ..Principal::default() };
+        let Some((key, upn)) = directory.key_of(&principal) else { continue };
+        if accounts.excluded(&key, &upn) || accounts.excluded(id, &upn) {
+            out.push((key, upn, excluded));
+        }
+    }
+    out
 }

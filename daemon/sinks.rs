@@ -66,6 +66,9 @@ pub struct SignInEvent<'e, 'a> {
     /// The user is on the privileged list / is a break-glass account.
     pub privileged: bool,
     pub excluded: bool,
+    /// Where Identity Protection had the user at the sign-in's time (a
+    /// successful sign-in of a user with a RiskyUsers record; else None).
+    pub risk: Option<crate::directory::RiskAt>,
 }
 
 /// One directory record (audit, Identity Protection, a seed), as every sink
@@ -92,6 +95,12 @@ pub struct DirectoryEvent<'e> {
     pub coverage: Option<crate::coverage::State>,
     /// Their MFA registration, from the directory, after the record.
     pub registration: Registration,
+    /// For a Conditional Access change: the break-glass accounts whose
+    /// exclusion from the policy it changed (key, UPN, excluded after it).
+    pub break_glass: Vec<(String, String, bool)>,
+    /// For a security-defaults change: the MFA-requiring Conditional Access
+    /// policies enforced at the record's time, by name.
+    pub mfa_enforced: Vec<String>,
 }
 
 /// A stage after classify that keeps what it makes.

@@ -360,9 +360,9 @@ impl Sender {
     /// acting on it is no reason for it to go away (silence it once confirmed).
     fn firing_for(&self, rule: super::Rule) -> chrono::TimeDelta {
         match rule {
-            super::Rule::BreakGlassSignin | super::Rule::BreakGlassRoleChange => {
-                self.resolve_after.max(BREAK_GLASS_FIRING)
-            }
+            super::Rule::BreakGlassSignin
+            | super::Rule::BreakGlassRoleChange
+            | super::Rule::BreakGlassProtectionChange => self.resolve_after.max(BREAK_GLASS_FIRING),
             _ => self.resolve_after,
         }
     }
@@ -402,6 +402,8 @@ impl Sender {
             label("upn", f.upn.as_deref());
         }
         label("tenant_id", f.tenant_id.as_deref());
+        // A policy's id is no person's: the label that groups its alerts.
+        label("policy", a.change.as_ref().and_then(|c| c.policy_id.as_deref()));
         let mut annotations = Map::new();
         let mut note = |k: &str, v: Option<String>| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
@@ -427,6 +429,13 @@ impl Sender {
         note("labels", Some(f.labels.join(";")));
         note("mfa_failures", a.mfa_failures.map(|n| n.to_string()));
         note("users", Some(a.users.join(", ")));
+        if let Some(c) = &a.change {
+            note("actor", c.actor.clone());
+            note("target", Some(c.target.clone()));
+            note("before", c.before.clone());
+            note("after", c.after.clone());
+            note("operation", Some(c.operation.clone()));
+        }
         let now = chrono::Utc::now();
         let starts = chrono::DateTime::parse_from_rfc3339(&f.time).map_or(now, |t| t.with_timezone(&chrono::Utc));
         json!({
@@ -604,6 +613,7 @@ mod tests {
             held_back: Vec::new(),
             created_at: String::new(),
             sign_in: SignInFacts { user_key: user.map(str::to_owned), ..SignInFacts::default() },
+            change: None,
         }
     }
 

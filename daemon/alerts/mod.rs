@@ -57,10 +57,15 @@ pub enum Rule {
     PrivilegedNotCovered,
     PrivilegedMethodsChanged,
     BreakGlassRoleChange,
+    PerUserMfaDisabled,
+    MfaPolicyWeakened,
+    MfaEnforcementLost,
+    BreakGlassProtectionChange,
+    RiskyUserUnremediated,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 16] = [
         Rule::LegacyAuthSuccess,
         Rule::PrivilegedSingleFactor,
         Rule::RiskyWithoutMfa,
@@ -72,6 +77,11 @@ impl Rule {
         Rule::PrivilegedNotCovered,
         Rule::PrivilegedMethodsChanged,
         Rule::BreakGlassRoleChange,
+        Rule::PerUserMfaDisabled,
+        Rule::MfaPolicyWeakened,
+        Rule::MfaEnforcementLost,
+        Rule::BreakGlassProtectionChange,
+        Rule::RiskyUserUnremediated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +97,11 @@ impl Rule {
             Rule::PrivilegedNotCovered => "privileged_not_covered",
             Rule::PrivilegedMethodsChanged => "privileged_methods_changed",
             Rule::BreakGlassRoleChange => "break_glass_role_change",
+            Rule::PerUserMfaDisabled => "per_user_mfa_disabled",
+            Rule::MfaPolicyWeakened => "mfa_policy_weakened",
+            Rule::MfaEnforcementLost => "mfa_enforcement_lost",
+            Rule::BreakGlassProtectionChange => "break_glass_protection_change",
+            Rule::RiskyUserUnremediated => "risky_user_unremediated",
         }
     }
 
@@ -105,6 +120,11 @@ impl Rule {
             Rule::PrivilegedNotCovered => "PrivilegedNotCovered",
             Rule::PrivilegedMethodsChanged => "PrivilegedMethodsChanged",
             Rule::BreakGlassRoleChange => "BreakGlassRoleChange",
+            Rule::PerUserMfaDisabled => "PerUserMfaDisabled",
+            Rule::MfaPolicyWeakened => "MfaPolicyWeakened",
+            Rule::MfaEnforcementLost => "MfaEnforcementLost",
+            Rule::BreakGlassProtectionChange => "BreakGlassProtectionChange",
+            Rule::RiskyUserUnremediated => "RiskyUserUnremediated",
         }
     }
 
@@ -181,6 +201,24 @@ pub struct Alert {
     /// When mfawatch made it, RFC 3339.
     pub created_at: String,
     pub sign_in: SignInFacts,
+    /// For an alert on a change (a protection weakened, a break-glass
+    /// account's exclusion): who made it, to what, and both sides.
+    pub change: Option<Box<ChangeFacts>>,
+}
+
+/// A change an alert is about, as the audit record tells it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeFacts {
+    /// Who made the change (`initiatedBy`: a UPN, else an app's name).
+    pub actor: Option<String>,
+    /// What was changed: a policy's name, a user's UPN.
+    pub target: String,
+    /// A Conditional Access policy's object id.
+    pub policy_id: Option<String>,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// The audit activity ("Update conditional access policy").
+    pub operation: String,
 }
 
 /// An alert the rate limit held back, as its summary names it.

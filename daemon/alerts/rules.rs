@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::deliver::{Delivery, Pending};
-use super::{Alert, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
+use super::{Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
 use crate::classify::{Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config};
 use crate::coverage::{Accounts, Coverage, Policy};
@@ -118,17 +118,11 @@ struct Saved {
     watches: directory::Watches,
 }
 
-/// The second format: no directory rules yet.
-#[derive(Deserialize)]
-struct SavedV2 {
-    state: State,
-    outbox: Vec<Pending>,
-}
-
 /// The key of the sink's state in the snapshot. The earlier formats, under
-/// `alerts/2` and the sink's bare name, are read once and converted
-/// ([`upgrade`]).
-pub const STATE_KEY: &str = "alerts/3";
+/// `alerts/3`, `alerts/2` and the sink's bare name, are read once and
+/// converted ([`upgrade`]).
+pub const STATE_KEY: &str = "alerts/4";
+const STATE_KEY_V3: &str = "alerts/3";
 const STATE_KEY_V2: &str = "alerts/2";
 
 /// Distinct users listed in a spray alert.
@@ -153,9 +147,11 @@ impl Alerts {
         let (state, outbox, watches) = if let Some(bytes) = sinks.get(STATE_KEY) {
             let saved: Saved = postcard::from_bytes(bytes).map_err(unreadable)?;
             (saved.state, saved.outbox, saved.watches)
+        } else if let Some(bytes) = sinks.get(STATE_KEY_V3) {
+            upgrade::v3(bytes).map_err(unreadable)?
         } else if let Some(bytes) = sinks.get(STATE_KEY_V2) {
-            let saved: SavedV2 = postcard::from_bytes(bytes).map_err(unreadable)?;
-            (saved.state, saved.outbox, Default::default())
+            // The second format: no directory rules yet; its outbox's alerts are the third's.
+            upgrade::v2(bytes).map_err(unreadable)?
         } else if let Some(bytes) = sinks.get(super::NAME) {
             // The first format named receivers by their place in the configuration.
             let ids: Vec<String> = super::deliver::targets(config)?.iter().map(|t| t.id()).collect();
@@ -189,6 +185,11 @@ impl Alerts {
             Rule::RegistrationOverdue => &r.registration_overdue,
             Rule::PrivilegedNotCovered => &r.privileged_not_covered,
             Rule::BreakGlassRoleChange => &r.break_glass_role_change,
+            Rule::PerUserMfaDisabled => &r.per_user_mfa_disabled,
+            Rule::MfaPolicyWeakened => &r.mfa_policy_weakened,
+            Rule::MfaEnforcementLost => &r.mfa_enforcement_lost,
+            Rule::BreakGlassProtectionChange => &r.break_glass_protection_change,
+            Rule::RiskyUserUnremediated => return r.risky_user_unremediated.cooldown.as_secs() as i64,
             Rule::MfaFatigue | Rule::LegacyAuthAttempt | Rule::PrivilegedMethodsChanged => return 0,
         };
         c.cooldown.as_secs() as i64
@@ -208,6 +209,11 @@ impl Alerts {
             Rule::PrivilegedNotCovered => r.privileged_not_covered.enabled,
             Rule::PrivilegedMethodsChanged => r.privileged_methods_changed.enabled,
             Rule::BreakGlassRoleChange => r.break_glass_role_change.enabled,
+            Rule::PerUserMfaDisabled => r.per_user_mfa_disabled.enabled,
+            Rule::MfaPolicyWeakened => r.mfa_policy_weakened.enabled,
+            Rule::MfaEnforcementLost => r.mfa_enforcement_lost.enabled,
+            Rule::BreakGlassProtectionChange => r.break_glass_protection_change.enabled,
+            Rule::RiskyUserUnremediated => r.risky_user_unremediated.enabled,
         }
     }
 
@@ -245,6 +251,7 @@ impl Alerts {
             held_back: Vec::new(),
             created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             sign_in: alert.facts,
+            change: alert.change.take(),
         };
         if self.admit(&alert) {
             self.send(alert);
@@ -323,6 +330,7 @@ impl Alerts {
                 held_back: w.held,
                 created_at: Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 sign_in: SignInFacts { time: rfc3339(w.minute * 60), ..SignInFacts::default() },
+                change: None,
             };
             self.send(alert);
         }
@@ -474,12 +482,18 @@ struct AlertDraft {
     mfa_failures: Option<u32>,
     users: Vec<String>,
     facts: SignInFacts,
+    change: Option<Box<ChangeFacts>>,
 }
 
 impl AlertDraft {
     fn new(facts: &SignInFacts, summary: String) -> AlertDraft {
         let time = DateTime::parse_from_rfc3339(&facts.time).map_or(0, |t| t.timestamp());
-        AlertDraft { time, summary, mfa_failures: None, users: Vec::new(), facts: facts.clone() }
+        AlertDraft { time, summary, mfa_failures: None, users: Vec::new(), facts: facts.clone(), change: None }
+    }
+
+    fn change(mut self, change: ChangeFacts) -> AlertDraft {
+        self.change = Some(Box::new(change));
+        self
     }
 
     fn failures(mut self, n: u32) -> AlertDraft {
@@ -608,7 +622,7 @@ impl Sink for Alerts {
     }
 
     fn superseded(&self) -> &'static [&'static str] {
-        &[super::NAME, STATE_KEY_V2]
+        &[super::NAME, STATE_KEY_V2, STATE_KEY_V3]
     }
 
     fn directory(&mut self, event: &crate::sinks::DirectoryEvent<'_>) {
@@ -652,6 +666,7 @@ impl Sink for Alerts {
             (Rule::RiskyWithoutMfa, v.success && risky && !mfa),
             (Rule::RiskyWithMfa, v.success && risky && mfa),
             (Rule::BreakGlassSignin, event.excluded),
+            (Rule::RiskyUserUnremediated, counted && self.unremediated(event).is_some()),
         ];
         let any_wanted = wanted.iter().any(|&(rule, hit)| hit && self.enabled(rule));
         if !fatigue && !attempt && !any_wanted {
@@ -698,7 +713,13 @@ impl Sink for Alerts {
                 continue;
             }
             let (severity, summary) = describe(rule, &facts, event);
-            self.emit(rule, severity, user, &identity, AlertDraft::new(&facts, summary));
+            let mut draft = AlertDraft::new(&facts, summary);
+            if rule == Rule::RiskyUserUnremediated
+                && let Some(risk) = &event.risk
+            {
+                draft = draft.change(directory::risk_change(risk, &facts));
+            }
+            self.emit(rule, severity, user, &identity, draft);
         }
         if fatigue {
             let record_id = facts.record_id.clone();
@@ -820,12 +841,31 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
                 from(f)
             ),
         ),
+        Rule::RiskyUserUnremediated => {
+            let risk = event.risk.as_ref();
+            let since = risk.and_then(|r| r.since).unwrap_or(0) / 1000;
+            let hours = (event.record.time.timestamp() - since) / 3600;
+            (
+                Severity::Critical,
+                format!(
+                    "High-risk user {} ({}, since {}) signed in successfully{app}{} {hours} h later, not remediated (no secure password change, no dismissal): require a password change or block the account",
+                    who(f),
+                    risk.and_then(|r| r.state.as_deref()).unwrap_or("at risk"),
+                    rfc3339(since),
+                    from(f)
+                ),
+            )
+        }
         Rule::MfaFatigue
         | Rule::RegistrationOverdue
         | Rule::LegacyAuthAttempt
         | Rule::PrivilegedNotCovered
         | Rule::PrivilegedMethodsChanged
-        | Rule::BreakGlassRoleChange => (Severity::Warning, format!("{} for {}", rule.as_str(), who(f))),
+        | Rule::BreakGlassRoleChange
+        | Rule::PerUserMfaDisabled
+        | Rule::MfaPolicyWeakened
+        | Rule::MfaEnforcementLost
+        | Rule::BreakGlassProtectionChange => (Severity::Warning, format!("{} for {}", rule.as_str(), who(f))),
     }
 }
 
@@ -839,6 +879,9 @@ mod tests {
 
     const ANN: &str = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
     const BOB: &str = "1f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    const CAT: &str = "2f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    const DAN: &str = "3f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
+    const EVE: &str = "4f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9";
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 
     /// What a test looks at: the recent alerts and the metrics.
@@ -916,7 +959,15 @@ mod tests {
         let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
         let verdict = classify(s, &Rules::default());
         let position = Position::File { path: "t".into(), line: 1 };
-        a.sign_in(&SignInEvent { record: s, verdict: &verdict, position: &position, index: 0, privileged, excluded });
+        a.sign_in(&SignInEvent {
+            record: s,
+            verdict: &verdict,
+            position: &position,
+            index: 0,
+            privileged,
+            excluded,
+            risk: None,
+        });
     }
 
     /// A failed legacy sign-in from `ip` (the record of `r`, another address).
@@ -933,6 +984,7 @@ mod tests {
             index: 0,
             privileged: false,
             excluded: false,
+            risk: None,
         });
     }
 
@@ -1379,6 +1431,8 @@ mod tests {
             excluded,
             coverage: None,
             registration: crate::directory::Registration::Unknown,
+            break_glass: Vec::new(),
+            mfa_enforced: Vec::new(),
         });
     }
 
@@ -1401,6 +1455,7 @@ mod tests {
                 index: 0,
                 privileged: true,
                 excluded: false,
+                risk: None,
             });
         };
         let rules = |shared: &Shared| -> Vec<(Rule, Severity)> {
@@ -1485,5 +1540,196 @@ mod tests {
         feed_directory(&mut again, &role_added(0, DirCategory::AuditLogs), true, false, Some("Global Administrator"));
         let (_, list) = shared_b.alerts.list(None, None, 10);
         assert_eq!((list.len(), list[0].count), (1, 3), "one alert, the record counted again: {list:?}");
+    }
+
+    /// The protections fixture's records, each handed to the rules as the
+    /// pipeline does: after the directory took it, with the MFA policies
+    /// enforced then and the break-glass account (zed) whose exclusion it changed.
+    fn feed_protections(a: &mut Alerts, records: &[crate::decode::directory::DirectoryRecord]) {
+        use crate::decode::directory::{Fact, PolicyChange, PolicyOp, Protection};
+        const ZED: &str = "7c5b3a5e-0000-4000-8000-000000000026";
+        let mut directory = crate::directory::Directory::default();
+        let position = Position::File { path: "audit".into(), line: 1 };
+        for record in records {
+            let applied = directory.apply(record);
+            let (key, upn) = record.fact.subject().and_then(|p| directory.key_of(p)).unwrap_or_default();
+            let mut break_glass = Vec::new();
+            let mut mfa_enforced = Vec::new();
+            match &record.fact {
+                Fact::Policy(PolicyChange {
+                    protection: Protection::ConditionalAccess { op: PolicyOp::Updated, before: Some(b), after: Some(a) },
+                    ..
+                }) => {
+                    let (was, is) =
+                        (b.exclude_users.iter().any(|u| u == ZED), a.exclude_users.iter().any(|u| u == ZED));
+                    if was != is {
+                        break_glass.push((ZED.to_owned(), "zed@contoso.example".to_owned(), is));
+                    }
+                }
+                Fact::Policy(PolicyChange { protection: Protection::SecurityDefaults { .. }, .. }) => {
+                    mfa_enforced = directory.posture().mfa_enforced_at(record.time.timestamp_millis());
+                }
+                _ => {}
+            }
+            a.directory(&crate::sinks::DirectoryEvent {
+                record,
+                applied,
+                position: &position,
+                index: 0,
+                user_key: &key,
+                upn: &upn,
+                privileged: false,
+                became_privileged: None,
+                excluded: key == ZED,
+                coverage: None,
+                registration: crate::directory::Registration::Unknown,
+                break_glass,
+                mfa_enforced,
+            });
+        }
+    }
+
+    fn protection_records() -> Vec<crate::decode::directory::DirectoryRecord> {
+        let text = include_str!("../../tests/fixtures/directory/auditlogs-protections.ndjson");
+        text.lines()
+            .flat_map(|l| decode_message(l.as_bytes()))
+            .filter_map(|i| match i {
+                Item::Directory(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_that_weaken_mfa_enforcement_alert_with_actor_target_and_both_sides_once_each() {
+        let records = protection_records();
+        assert_eq!(records.len(), 15);
+        let (mut a, shared) = alerts("");
+        feed_protections(&mut a, &records);
+        let (_, list) = shared.alerts.list(None, None, 100);
+        let mut got: Vec<String> = list
+            .iter()
+            .map(|x| {
+                let c = x.change.as_deref().unwrap();
+                format!(
+                    "{} {} {} | {} | by {} | {} -> {}",
+                    x.sign_in.time,
+                    x.rule.as_str(),
+                    x.severity.as_str(),
+                    c.target,
+                    c.actor.as_deref().unwrap_or("-"),
+                    c.before.as_deref().unwrap_or("-"),
+                    c.after.as_deref().unwrap_or("-")
+                )
+            })
+            .collect();
+        got.reverse();
+        let p1 = "Require MFA for admins";
+        let p2 = "Require MFA for all users";
+        let expected = [
+            format!("2026-11-12T10:00:00Z mfa_policy_weakened critical | {p1} | by eve@contoso.example | enabled, grant mfa, excludes user:7c5b3a5e-0000-4000-8000-000000000026 -> report_only, grant mfa, excludes user:7c5b3a5e-0000-4000-8000-000000000026"),
+            format!("2026-11-13T08:00:00Z mfa_policy_weakened critical | {p2} | by eve@contoso.example | enabled, grant mfa -> enabled, grant mfa, excludes user:7c5b3a5e-0000-4000-8000-000000000002, group:bbbbbbbb-0000-4000-8000-000000000009"),
+            format!("2026-11-13T08:30:00Z break_glass_protection_change critical | zed@contoso.example in \"{p1}\" | by eve@contoso.example | excluded -> included"),
+            format!("2026-11-14T11:00:00Z mfa_policy_weakened critical | {p2} | by eve@contoso.example | enabled, grant mfa, excludes user:7c5b3a5e-0000-4000-8000-000000000002, group:bbbbbbbb-0000-4000-8000-000000000009 -> -"),
+            format!("2026-11-14T11:30:00Z mfa_policy_weakened critical | {p1} | by eve@contoso.example | enabled, grant mfa -> disabled, grant mfa"),
+            "2026-11-15T07:00:00Z mfa_enforcement_lost critical | Security Defaults | by eve@contoso.example | enabled -> disabled".to_owned(),
+            "2026-11-16T09:00:00Z per_user_mfa_disabled warning | dan@contoso.example | by eve@contoso.example | - -> disabled".to_owned(),
+            "2026-11-16T09:05:00Z per_user_mfa_disabled warning | cat@contoso.example | by eve@contoso.example | enabled -> disabled".to_owned(),
+        ];
+        assert_eq!(got, expected, "\n{}", got.join("\n"));
+        // Read again (a restart re-reading the hub, after the state was saved): the same alerts, counted again.
+        let saved = a.prepare(1).unwrap().unwrap();
+        let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
+        let mut again = shared.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
+        feed_protections(&mut again, &records);
+        let (_, list) = shared.alerts.list(None, None, 100);
+        assert_eq!(list.len(), expected.len(), "no new alert");
+        assert!(list.iter().all(|x| x.count == 2), "{list:?}");
+        // Switched off: nothing.
+        let off: String =
+            ["mfa_policy_weakened", "per_user_mfa_disabled", "mfa_enforcement_lost", "break_glass_protection_change"]
+                .iter()
+                .map(|r| format!("[alerts.rules.{r}]\nenabled = false\ncooldown = \"0s\"\n"))
+                .collect();
+        let (mut b, shared_b) = alerts(&off);
+        feed_protections(&mut b, &records);
+        assert!(made(&shared_b).is_empty());
+    }
+
+    #[test]
+    fn security_defaults_off_while_an_mfa_policy_is_enforced_is_not_a_loss() {
+        let records = protection_records();
+        // Without the deletion and the disabling of 11-14, "Require MFA for admins" is enforced when defaults go off.
+        let kept: Vec<_> = records.iter().filter(|r| !r.time.to_rfc3339().starts_with("2026-11-14")).cloned().collect();
+        let (mut a, shared) = alerts("");
+        feed_protections(&mut a, &kept);
+        assert!(!made(&shared).iter().any(|m| m.0 == Rule::MfaEnforcementLost), "{:?}", made(&shared));
+    }
+
+    #[test]
+    fn a_high_risk_user_signing_in_unremediated_after_the_threshold_alerts_once_per_cooldown() {
+        use crate::directory::RiskAt;
+        let at = |minute: i64| {
+            (chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap() + chrono::Duration::minutes(minute))
+                .timestamp_millis()
+        };
+        let high = |since_minute: i64, state: &str| RiskAt {
+            level: Some("high".into()),
+            state: Some(state.into()),
+            detail: Some("none".into()),
+            at: at(since_minute),
+            since: crate::directory::risk_open(Some(state)).then(|| at(since_minute)),
+        };
+        let feed_risk = |a: &mut Alerts, record: &R, risk: Option<RiskAt>| {
+            let json = record.json();
+            let items = decode_message(json.as_bytes());
+            let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
+            let verdict = classify(s, &Rules::default());
+            let position = Position::File { path: "t".into(), line: 1 };
+            let event = SignInEvent {
+                record: s,
+                verdict: &verdict,
+                position: &position,
+                index: 0,
+                privileged: false,
+                excluded: false,
+                risk,
+            };
+            a.sign_in(&event);
+        };
+        let (mut a, shared) = alerts("");
+        // At risk 30 hours before: alerts; again 2 hours later: the same alert, counted.
+        feed_risk(&mut a, &r(ANN, 0), Some(high(-30 * 60, "atRisk")));
+        feed_risk(&mut a, &r(ANN, 120), Some(high(-30 * 60, "atRisk")));
+        // At risk only 2 hours, remediated, medium, or a failed sign-in: nothing.
+        feed_risk(&mut a, &r(BOB, 0), Some(high(-120, "atRisk")));
+        feed_risk(&mut a, &r(CAT, 0), Some(high(-30 * 60, "remediated")));
+        feed_risk(&mut a, &r(DAN, 0), Some(RiskAt { level: Some("medium".into()), ..high(-30 * 60, "atRisk") }));
+        feed_risk(&mut a, &R { code: 50126, ..r(EVE, 0) }, Some(high(-30 * 60, "confirmedCompromised")));
+        let got: Vec<(Rule, Severity, String, u64)> =
+            made(&shared).into_iter().filter(|m| m.0 == Rule::RiskyUserUnremediated).collect();
+        assert_eq!(
+            got,
+            vec![(Rule::RiskyUserUnremediated, Severity::Critical, ANN.to_owned(), 2)],
+            "{:?}",
+            made(&shared)
+        );
+        let (_, list) = shared.alerts.list(Some(Rule::RiskyUserUnremediated), None, 10);
+        assert!(list[0].summary.contains("30 h later"), "{}", list[0].summary);
+        let c = list[0].change.as_deref().unwrap();
+        assert_eq!(c.before.as_deref(), Some("high risk, atRisk since 2025-06-09T03:00:00Z"));
+        // A day later (the next cooldown window): a new alert; after a restart, the same ones.
+        feed_risk(&mut a, &r(ANN, 24 * 60 + 60), Some(high(-30 * 60, "atRisk")));
+        let saved = a.prepare(1).unwrap().unwrap();
+        let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
+        let mut again = shared.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
+        feed_risk(&mut again, &r(ANN, 24 * 60 + 60), Some(high(-30 * 60, "atRisk")));
+        let ids: Vec<u64> =
+            made(&shared).into_iter().filter(|m| m.0 == Rule::RiskyUserUnremediated).map(|m| m.3).collect();
+        assert_eq!(ids, vec![2, 2], "two windows, the second read twice");
+        // A threshold of 48 hours: nothing at 30.
+        let (mut b, shared_b) = alerts("[alerts.rules.risky_user_unremediated]\nafter = \"48h\"\n");
+        feed_risk(&mut b, &r(ANN, 0), Some(high(-30 * 60, "atRisk")));
+        assert!(made(&shared_b).is_empty());
     }
 }

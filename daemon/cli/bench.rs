@@ -886,6 +886,7 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
                     index,
                     privileged: false,
                     excluded: false,
+                    risk: None,
                 };
                 alerts.sign_in(&event);
             }

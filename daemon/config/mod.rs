@@ -367,6 +367,36 @@ pub struct AlertRulesConfig {
     pub privileged_not_covered: AlertRuleConfig,
     pub privileged_methods_changed: MethodsRuleConfig,
     pub break_glass_role_change: AlertRuleConfig,
+    pub per_user_mfa_disabled: AlertRuleConfig,
+    pub mfa_policy_weakened: AlertRuleConfig,
+    pub mfa_enforcement_lost: AlertRuleConfig,
+    pub break_glass_protection_change: AlertRuleConfig,
+    pub risky_user_unremediated: UnremediatedRuleConfig,
+}
+
+/// `risky_user_unremediated`: a user Identity Protection holds at high
+/// risk (at risk or confirmed compromised, neither remediated nor
+/// dismissed) for `after` or longer signs in successfully.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnremediatedRuleConfig {
+    pub enabled: bool,
+    /// How long a user may stay at high risk before a successful sign-in alerts.
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// One alert per user per this long (event time).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for UnremediatedRuleConfig {
+    fn default() -> Self {
+        UnremediatedRuleConfig {
+            enabled: true,
+            after: Duration::from_secs(24 * 3600),
+            cooldown: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `privileged_methods_changed`: a privileged account's authentication
@@ -425,6 +455,11 @@ impl Default for AlertRulesConfig {
             privileged_not_covered: rule(true, 0),
             privileged_methods_changed: MethodsRuleConfig::default(),
             break_glass_role_change: rule(true, 0),
+            per_user_mfa_disabled: rule(true, 0),
+            mfa_policy_weakened: rule(true, 0),
+            mfa_enforcement_lost: rule(true, 0),
+            break_glass_protection_change: rule(true, 0),
+            risky_user_unremediated: UnremediatedRuleConfig::default(),
         }
     }
 }

@@ -792,6 +792,20 @@ impl Directory {
         risk_at(&self.find(key, upn)?.risks, ms(t))
     }
 
+    /// Every user with a per-user MFA state set by the audit log (key, UPN, state, when), by key.
+    pub fn per_user_mfa_users(&self) -> Vec<(String, String, String, i64)> {
+        let mut out: Vec<(String, String, String, i64)> = self
+            .users
+            .iter()
+            .filter_map(|(k, u)| {
+                let (at, state) = u.per_user_mfa.clone()?;
+                Some((k.to_text(), u.upn.clone().unwrap_or_default(), state, at))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every user with a risk record (key, UPN as last named, where they stand now), by key.
     pub fn risky_users(&self) -> Vec<(String, String, RiskAt)> {
         let mut out: Vec<(String, String, RiskAt)> = self

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode::directory::{CaPolicy, DirectoryRecord, PerUserMfa, PolicyChange, PolicyOp, PolicyState, Protection};
+use crate::decode::directory::{
+    CaPolicy, DirectoryRecord, PerUserMfa, PolicyChange, PolicyOp, PolicyState, Protection,
+};
 
 /// At most this many changes are kept in the timeline (the oldest go first).
 pub const TIMELINE: usize = 2_000;
@@ -166,11 +168,9 @@ fn policy_diff(op: PolicyOp, before: Option<&CaPolicy>, after: Option<&CaPolicy>
     let mut out = Vec::new();
     match (op, before, after) {
         (PolicyOp::Deleted, _, _) => out.push("deleted".to_owned()),
-        (PolicyOp::Added, _, Some(a)) => out.push(format!(
-            "added, {}{}",
-            state(a),
-            if a.requires_mfa() { ", requires MFA" } else { "" }
-        )),
+        (PolicyOp::Added, _, Some(a)) => {
+            out.push(format!("added, {}{}", state(a), if a.requires_mfa() { ", requires MFA" } else { "" }))
+        }
         (_, Some(b), Some(a)) => {
             if b.state != a.state {
                 out.push(format!("state {} → {}", state(b), state(a)));
@@ -254,7 +254,8 @@ impl Posture {
             match &change.protection {
                 Protection::ConditionalAccess { op, before, after } => {
                     let side = after.as_deref().or(before.as_deref());
-                    let key = change.policy_id.clone().or_else(|| change.policy_name.as_ref().map(|n| n.to_lowercase()));
+                    let key =
+                        change.policy_id.clone().or_else(|| change.policy_name.as_ref().map(|n| n.to_lowercase()));
                     if let (Some(key), Some(side)) = (key, side) {
                         let mut policy = side.clone();
                         policy.id = policy.id.or_else(|| change.policy_id.clone());

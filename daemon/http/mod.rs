@@ -9,6 +9,7 @@
 //! request heads and request time.
 
 pub mod auth;
+mod protections;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -123,6 +124,7 @@ pub fn router(shared: Served, tokens: auth::Tokens, config: &crate::config::Conf
         .route("/api/v1/users", get(users))
         .route("/api/v1/users/{id}", get(user))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/protections", get(protections))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), require_token));
     open.route("/", get(index))
         .route("/healthz", get(healthz))
@@ -421,6 +423,23 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
     Ok(q)
 }
 
+/// `/api/v1/protections[?limit=N]` ([`protections::body`]).
+async fn protections(State(app): State<App>, Query(params): Query<Vec<(String, String)>>) -> Response {
+    let mut limit = 100;
+    for (k, v) in &params {
+        match (k.as_str(), v.parse::<usize>()) {
+            ("limit", Ok(n)) if (1..=crate::directory::posture::TIMELINE).contains(&n) => limit = n,
+            ("limit", _) => return bad_request("limit", v, "1 to 2000").into_response(),
+            _ => return bad_request(k, v, "limit").into_response(),
+        }
+    }
+    let shared = app.shared.clone();
+    match tokio::task::spawn_blocking(move || protections::body(&shared.directory.read(), limit)).await {
+        Ok(body) => Json(body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 async fn users(State(app): State<App>, Query(params): Query<Vec<(String, String)>>) -> Response {
     let query = match user_query(&params) {
         Ok(q) => q,
@@ -428,10 +447,33 @@ async fn users(State(app): State<App>, Query(params): Query<Vec<(String, String)
     };
     let shared = app.shared.clone();
     let result = tokio::task::spawn_blocking(move || {
+        // The directory's lock before the coverage state's, never both (docs/design.md).
+        let risky: std::collections::HashMap<String, crate::directory::RiskAt> = shared
+            .directory
+            .read()
+            .risky_users()
+            .into_iter()
+            .filter(|(_, _, r)| r.high_open())
+            .map(|(k, _, r)| (k, r))
+            .collect();
         let accounts = shared.coverage.accounts();
         let coverage = shared.coverage.read();
         let newest = coverage.watermark().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         let (total, users) = coverage.users(&accounts, &query);
+        drop(coverage);
+        let mut users = serde_json::to_value(&users).unwrap_or_default();
+        // Identity Protection's high-risk users not remediated are marked.
+        for user in users.as_array_mut().into_iter().flatten() {
+            let key = user["key"].as_str().unwrap_or_default().to_owned();
+            let upn = user["upn"].as_str().unwrap_or_default().to_lowercase();
+            if let Some(r) = risky.get(&key).or_else(|| risky.get(&upn)) {
+                let since = r
+                    .since
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                user["high_risk"] = json!({"level": r.level, "state": r.state, "since": since});
+            }
+        }
         json!({"newest_sign_in": newest, "total": total, "offset": query.offset, "limit": query.limit, "users": users})
     })
     .await;

@@ -11,6 +11,21 @@
 //!   before the change follows within `new_ip_within`.
 //! - `break_glass_role_change`: any role given to or taken from a
 //!   break-glass account.
+//! - `per_user_mfa_disabled`: per-user MFA disabled for a user (critical
+//!   when they are privileged).
+//! - `mfa_policy_weakened`: an MFA-requiring Conditional Access policy
+//!   deleted, disabled, switched to report-only, its MFA grant removed, or
+//!   users, groups or roles excluded from it — read from the record's own
+//!   before and after, so it does not depend on what else was read.
+//! - `mfa_enforcement_lost`: security defaults disabled while no
+//!   MFA-requiring Conditional Access policy is enforced (as the posture
+//!   has them at the record's time).
+//! - `break_glass_protection_change`: a break-glass account excluded from,
+//!   or no longer excluded from, a Conditional Access policy, or its
+//!   authentication methods changed.
+//! - `risky_user_unremediated` (on sign-ins, [`Alerts::unremediated`]): a
+//!   user at high risk, neither remediated nor dismissed, for
+//!   `after` or longer signs in successfully.
 //!
 //! Seeds (role-assignment and registration listings) say what holds, not
 //! what changed: they never alert. Each alert's id comes from the record, so
@@ -21,11 +36,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::{AlertDraft, Alerts, rfc3339, who};
+use crate::alerts::ChangeFacts;
 use crate::alerts::{Rule, Severity, SignInFacts};
 use crate::coverage::State as Coverage;
-use crate::decode::directory::{DirCategory, Fact, MethodChangeKind};
-use crate::directory::{Applied, Registration};
-use crate::sinks::DirectoryEvent;
+use crate::decode::directory::{CaPolicy, DirCategory, Fact, MethodChangeKind, PolicyChange, Protection};
+use crate::directory::posture::{grant, weakened};
+use crate::directory::{Applied, Registration, RiskAt};
+use crate::sinks::{DirectoryEvent, SignInEvent};
 
 /// At most this many sign-ins (time, address) are kept per privileged account.
 const WATCH_SIGNINS: usize = 64;
@@ -61,14 +78,64 @@ impl Alerts {
         let time = e.record.time.timestamp();
         self.clock.heard(e.position, time);
         // Only what the audit log says changed alerts; seeds say what holds.
-        if e.user_key.is_empty() || e.record.category != DirCategory::AuditLogs {
-            return;
-        }
-        if matches!(e.applied, Applied::NotUser | Applied::Skipped) {
+        if e.record.category != DirCategory::AuditLogs || matches!(e.applied, Applied::NotUser | Applied::Skipped) {
             return;
         }
         let identity = e.record.identity().hex();
+        if let Fact::Policy(change) = &e.record.fact {
+            self.policy_change(e, change, &identity);
+            return;
+        }
+        if e.user_key.is_empty() {
+            return;
+        }
         match &e.record.fact {
+            Fact::PerUserMfa(m) if m.after == "disabled" && self.enabled(Rule::PerUserMfaDisabled) => {
+                let f = facts(e);
+                let summary = format!(
+                    "Per-user MFA disabled for {}{}{}",
+                    who(&f),
+                    if e.privileged { " (privileged)" } else { "" },
+                    by(e)
+                );
+                let change = ChangeFacts {
+                    actor: actor(e),
+                    target: who(&f),
+                    policy_id: None,
+                    before: m.before.clone(),
+                    after: Some(m.after.clone()),
+                    operation: e.record.operation.clone(),
+                };
+                let severity = if e.privileged { Severity::Critical } else { Severity::Warning };
+                let draft = AlertDraft::new(&f, summary).change(change);
+                self.emit(Rule::PerUserMfaDisabled, severity, e.user_key, &identity, draft);
+            }
+            Fact::Methods(change)
+                if e.excluded
+                    && self.enabled(Rule::BreakGlassProtectionChange)
+                    && matches!(
+                        change.change,
+                        MethodChangeKind::Registered | MethodChangeKind::Deleted | MethodChangeKind::Replaced
+                    ) =>
+            {
+                let f = facts(e);
+                let what = methods_changed(change);
+                let summary = format!(
+                    "Credentials of break-glass account {} changed: {what}{}: confirm it was planned",
+                    who(&f),
+                    by(e)
+                );
+                let facts_change = ChangeFacts {
+                    actor: actor(e),
+                    target: who(&f),
+                    policy_id: None,
+                    before: None,
+                    after: Some(what),
+                    operation: e.record.operation.clone(),
+                };
+                let draft = AlertDraft::new(&f, summary).change(facts_change);
+                self.emit(Rule::BreakGlassProtectionChange, Severity::Critical, e.user_key, &identity, draft);
+            }
             Fact::Role(change) => {
                 let role = change.role.name.clone().or_else(|| change.role.template_id.clone()).unwrap_or_default();
                 if e.excluded && self.enabled(Rule::BreakGlassRoleChange) {
@@ -112,13 +179,7 @@ impl Alerts {
                         MethodChangeKind::Registered | MethodChangeKind::Deleted | MethodChangeKind::Replaced
                     ) =>
             {
-                let methods: Vec<&str> = change.methods.iter().map(|m| m.0.as_str()).collect();
-                let methods = if methods.is_empty() { "a method".to_owned() } else { methods.join(", ") };
-                let what = match change.change {
-                    MethodChangeKind::Registered => format!("registered {methods}"),
-                    MethodChangeKind::Deleted => format!("deleted {methods}"),
-                    _ => format!("set to {methods}"),
-                };
+                let what = methods_changed(change);
                 let f = facts(e);
                 let summary =
                     format!("Authentication methods of privileged account {} changed: {what}{}", who(&f), by(e));
@@ -141,6 +202,87 @@ impl Alerts {
             }
             _ => {}
         }
+    }
+
+    /// A Conditional Access or security-defaults change: mfa_policy_weakened,
+    /// break_glass_protection_change, mfa_enforcement_lost.
+    fn policy_change(&mut self, e: &DirectoryEvent<'_>, change: &PolicyChange, identity: &str) {
+        let name = change.policy_name.clone().or_else(|| change.policy_id.clone()).unwrap_or_else(|| "a policy".into());
+        let subject = format!("policy:{}", change.policy_id.as_deref().unwrap_or(&name.to_lowercase()));
+        let mut f = facts(e);
+        f.user_key = None;
+        f.upn = None;
+        let change_facts = |before: Option<String>, after: Option<String>| ChangeFacts {
+            actor: actor(e),
+            target: name.clone(),
+            policy_id: change.policy_id.clone(),
+            before,
+            after,
+            operation: e.record.operation.clone(),
+        };
+        match &change.protection {
+            Protection::ConditionalAccess { before, after, .. } => {
+                if let Some(how) = weakened(before.as_deref(), after.as_deref())
+                    && self.enabled(Rule::MfaPolicyWeakened)
+                {
+                    let summary = format!("Conditional Access policy \"{name}\", which requires MFA, {how}{}", by(e));
+                    let c = change_facts(before.as_deref().map(side), after.as_deref().map(side));
+                    let draft = AlertDraft::new(&f, summary).change(c);
+                    self.emit(Rule::MfaPolicyWeakened, Severity::Critical, &subject, identity, draft);
+                }
+                if !self.enabled(Rule::BreakGlassProtectionChange) {
+                    return;
+                }
+                for (key, upn, excluded) in &e.break_glass {
+                    let who = if upn.is_empty() { key.as_str() } else { upn.as_str() };
+                    let how = if *excluded { "now excluded from" } else { "no longer excluded from" };
+                    let summary = format!(
+                        "Break-glass account {who} {how} Conditional Access policy \"{name}\"{}: confirm it was planned{}",
+                        by(e),
+                        if *excluded {
+                            ""
+                        } else {
+                            " (the policy now applies to it: an emergency sign-in may be blocked)"
+                        }
+                    );
+                    let mut bf = facts(e);
+                    bf.user_key = Some(key.clone());
+                    bf.upn = Some(upn.clone()).filter(|u| !u.is_empty());
+                    let mut c = change_facts(
+                        Some(if *excluded { "included" } else { "excluded" }.into()),
+                        Some(if *excluded { "excluded" } else { "included" }.into()),
+                    );
+                    c.target = format!("{who} in \"{name}\"");
+                    let draft = AlertDraft::new(&bf, summary).change(c);
+                    let id = format!("{identity} {key}");
+                    self.emit(Rule::BreakGlassProtectionChange, Severity::Critical, key, &id, draft);
+                }
+            }
+            Protection::SecurityDefaults { before, enabled: false } => {
+                if !self.enabled(Rule::MfaEnforcementLost) || !e.mfa_enforced.is_empty() {
+                    return;
+                }
+                let summary = format!(
+                    "Security defaults disabled{} while none of the MFA-requiring Conditional Access policies the audit log has shown is enforced: the tenant has lost its MFA enforcement",
+                    by(e)
+                );
+                let on_off = |b: bool| if b { "enabled" } else { "disabled" }.to_owned();
+                let c = change_facts(before.map(on_off), Some(on_off(false)));
+                let draft = AlertDraft::new(&f, summary).change(c);
+                let tenant = format!("tenant:{}", e.record.tenant_id.as_deref().unwrap_or(""));
+                self.emit(Rule::MfaEnforcementLost, Severity::Critical, &tenant, identity, draft);
+            }
+            Protection::SecurityDefaults { enabled: true, .. } => {}
+        }
+    }
+
+    /// Where Identity Protection had the user of a successful sign-in, when
+    /// it makes risky_user_unremediated: high risk, open for `after` or longer.
+    pub(super) fn unremediated<'e>(&self, event: &'e SignInEvent<'_, '_>) -> Option<&'e RiskAt> {
+        let after = self.config.rules.risky_user_unremediated.after.as_secs() as i64 * 1000;
+        let risk = event.risk.as_ref().filter(|r| r.high_open())?;
+        let since = risk.since?;
+        (event.record.time.timestamp_millis() - since >= after).then_some(risk)
     }
 
     /// A privileged account's successful sign-in from `ip`: kept for the
@@ -238,6 +380,50 @@ fn not_covered(coverage: Option<Coverage>, registration: Registration) -> Option
     match (signed_in, registered) {
         (None, None) => None,
         (a, b) => Some(a.into_iter().chain(b).collect::<Vec<_>>().join(" and ")),
+    }
+}
+
+/// A policy side in one line: "report_only, grant mfa, excludes user:…, group:…".
+fn side(p: &CaPolicy) -> String {
+    let exclusions = p.exclusions();
+    format!(
+        "{}, grant {}{}",
+        p.state.map_or("unknown state", |s| s.as_str()),
+        grant(p),
+        if exclusions.is_empty() { String::new() } else { format!(", excludes {}", exclusions.join(", ")) }
+    )
+}
+
+/// "registered microsoftAuthenticator", "deleted a method".
+fn methods_changed(change: &crate::decode::directory::MethodChange) -> String {
+    let methods: Vec<&str> = change.methods.iter().map(|m| m.0.as_str()).collect();
+    let methods = if methods.is_empty() { "a method".to_owned() } else { methods.join(", ") };
+    match change.change {
+        MethodChangeKind::Registered => format!("registered {methods}"),
+        MethodChangeKind::Deleted => format!("deleted {methods}"),
+        _ => format!("set to {methods}"),
+    }
+}
+
+/// Who made the change, when the record says.
+fn actor(e: &DirectoryEvent<'_>) -> Option<String> {
+    e.record.initiated_by.as_deref().map(str::trim).filter(|b| !b.is_empty()).map(str::to_owned)
+}
+
+/// What a risky_user_unremediated alert says of the risk: since when, and the sign-in.
+pub(super) fn risk_change(risk: &RiskAt, f: &SignInFacts) -> ChangeFacts {
+    ChangeFacts {
+        actor: None,
+        target: who(f),
+        policy_id: None,
+        before: Some(format!(
+            "{} risk, {} since {}",
+            risk.level.as_deref().unwrap_or("unknown"),
+            risk.state.as_deref().unwrap_or("at risk"),
+            risk.since.map_or_else(String::new, |s| rfc3339(s / 1000))
+        )),
+        after: Some(format!("signed in at {}, not remediated", f.time)),
+        operation: "Risky user".into(),
     }
 }
 

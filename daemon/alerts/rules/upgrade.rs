@@ -1,14 +1,18 @@
-//! The alerts' state as the first format kept it (under the sink's bare
-//! name), read once and converted: receivers were then bits by their place
-//! in the configuration, taken here to be the receivers configured now (the
-//! only reading the first format had); the spray's entries kept their first
-//! sign-in; there were no rate-limit windows.
+//! The alerts' state in earlier formats, read once and converted.
+//!
+//! The first format (under the sink's bare name): receivers were then bits
+//! by their place in the configuration, taken here to be the receivers
+//! configured now (the only reading the first format had); the spray's
+//! entries kept their first sign-in; there were no rate-limit windows.
+//!
+//! The third (`alerts/3`): alerts had no change facts (actor, target,
+//! before and after).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Attempts, FatigueEvent, Made, State};
+use super::{Attempts, FatigueEvent, Made, State, directory::Watches};
 use crate::alerts::deliver::Pending;
 use crate::alerts::{Alert, Rule, Severity, SignInFacts};
 
@@ -96,10 +100,82 @@ pub(super) fn v1(bytes: &[u8], receivers: &[String]) -> Result<(State, Vec<Pendi
                 held_back: Vec::new(),
                 created_at: a.created_at,
                 sign_in: a.sign_in,
+                change: None,
             };
             Pending { alert, targets: targets.collect(), ends_at: None }
         })
         .filter(|p| !p.targets.is_empty())
         .collect();
     Ok((state, outbox))
+}
+
+#[derive(Deserialize)]
+struct SavedV3 {
+    state: State,
+    outbox: Vec<PendingV3>,
+    watches: Watches,
+}
+
+#[derive(Deserialize)]
+struct PendingV3 {
+    alert: AlertV3,
+    targets: Vec<String>,
+    ends_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct AlertV3 {
+    id: String,
+    rule: Rule,
+    severity: Severity,
+    summary: String,
+    count: u64,
+    mfa_failures: Option<u32>,
+    users: Vec<String>,
+    held_back: Vec<crate::alerts::HeldBack>,
+    created_at: String,
+    sign_in: SignInFacts,
+}
+
+/// The third format's state, outbox and watches.
+pub(super) fn v3(bytes: &[u8]) -> Result<(State, Vec<Pending>, Watches), postcard::Error> {
+    Ok(convert(postcard::from_bytes(bytes)?))
+}
+
+fn convert(old: SavedV3) -> (State, Vec<Pending>, Watches) {
+    let outbox = old
+        .outbox
+        .into_iter()
+        .map(|p| {
+            let a = p.alert;
+            let alert = Alert {
+                id: a.id,
+                rule: a.rule,
+                severity: a.severity,
+                summary: a.summary,
+                count: a.count,
+                mfa_failures: a.mfa_failures,
+                users: a.users,
+                held_back: a.held_back,
+                created_at: a.created_at,
+                sign_in: a.sign_in,
+                change: None,
+            };
+            Pending { alert, targets: p.targets, ends_at: p.ends_at }
+        })
+        .collect();
+    (old.state, outbox, old.watches)
+}
+
+#[derive(Deserialize)]
+struct SavedV2 {
+    state: State,
+    outbox: Vec<PendingV3>,
+}
+
+/// The second format's state and outbox (its alerts are the third's).
+pub(super) fn v2(bytes: &[u8]) -> Result<(State, Vec<Pending>, Watches), postcard::Error> {
+    let old: SavedV2 = postcard::from_bytes(bytes)?;
+    let v3 = SavedV3 { state: old.state, outbox: old.outbox, watches: Watches::default() };
+    Ok(convert(v3))
 }
