@@ -992,3 +992,235 @@ fn the_posture_is_each_policy_as_last_written_with_a_timeline_of_who_changed_wha
     let s = d.summary(t("2026-11-18T00:00:00Z"));
     assert_eq!((s.mfa_policies.enabled, s.security_defaults), (1, Some(false)));
 }
+
+/// A successful interactive sign-in with MFA of a fixture user (Event Hubs shape).
+fn planted_sign_in(id: &str, upn: &str, at: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({"records": [{
+        "time": at,
+        "category": "SignInLogs",
+        "operationName": "Sign-in activity",
+        "tenantId": "11111111-2222-4333-8444-555555555555",
+        "properties": {
+            "id": format!("planted-{id}-{at}"),
+            "createdDateTime": at,
+            "userId": id,
+            "userPrincipalName": upn,
+            "userType": "Member",
+            "appDisplayName": "Office 365 Exchange Online",
+            "clientAppUsed": "Browser",
+            "ipAddress": "203.0.113.44",
+            "status": {"errorCode": 0},
+            "authenticationRequirement": "multiFactorAuthentication",
+            "isInteractive": true
+        }
+    }]}))
+    .unwrap()
+}
+
+/// The protections rules' alerts an Alertmanager holds: (rule, user, else policy) → distinct alert ids.
+fn protection_alerts(am: &common::Alertmanager) -> std::collections::BTreeMap<(String, String), usize> {
+    let rules = [
+        "per_user_mfa_disabled",
+        "mfa_policy_weakened",
+        "mfa_enforcement_lost",
+        "break_glass_protection_change",
+        "risky_user_unremediated",
+    ];
+    let mut ids = std::collections::BTreeMap::<(String, String), std::collections::BTreeSet<String>>::new();
+    for a in am.alerts() {
+        let label = |k: &str| a["labels"][k].as_str().unwrap_or("").to_string();
+        if rules.contains(&label("rule").as_str()) {
+            let subject = if label("user").is_empty() { label("policy") } else { label("user") };
+            ids.entry((label("rule"), subject)).or_default().insert(label("alert_id"));
+        }
+    }
+    ids.into_iter().map(|(k, v)| (k, v.len())).collect()
+}
+
+#[test]
+fn seven_hubs_give_the_posture_timeline_risky_users_and_the_protection_pages_also_after_kill_9() {
+    use common::{Daemon, Tansu, free_port, wait_for, write_config};
+    use mfawatch::generate::{Format, PerHub, TenantSpec};
+    use std::time::Duration;
+    const SIGN_INS: &str = "insights-logs-signinlogs";
+    const AUDIT: &str = "insights-logs-auditlogs";
+    const RISKY: &str = "insights-logs-riskyusers";
+    const DETECTIONS: &str = "insights-logs-userriskevents";
+    const ZED: &str = "7c5b3a5e-0000-4000-8000-000000000026";
+    let hubs = [
+        SIGN_INS,
+        "insights-logs-noninteractiveusersigninlogs",
+        "insights-logs-serviceprincipalsigninlogs",
+        "insights-logs-managedidentitysigninlogs",
+        AUDIT,
+        RISKY,
+        DETECTIONS,
+    ];
+    let tansu = Tansu::start();
+    for hub in hubs {
+        tansu.create_topic(hub, if hub == SIGN_INS { 2 } else { 1 });
+    }
+    // A generated tenant's sign-ins of early November, each category to its hub.
+    let spec = TenantSpec {
+        users: 150,
+        records: 1_500,
+        days: 5,
+        seed: 23,
+        end: Utc.with_ymd_and_hms(2026, 11, 9, 0, 0, 0).unwrap(),
+        format: Format::Envelope,
+        records_per_message: 20,
+        malformed_per_10k: 0,
+        fatigue_per_10k: 0,
+    };
+    let mut per_hub = PerHub::new(spec);
+    let mut by_hub = std::collections::BTreeMap::<String, Vec<Vec<u8>>>::new();
+    while let Some((hub, message)) = per_hub.next_message() {
+        by_hub.entry(hub).or_default().push(message);
+    }
+    let lines = |name: &str, category: &str| -> Vec<Vec<u8>> {
+        std::fs::read_to_string(fixture(name))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&format!("\"category\": \"{category}\"")) || category.is_empty())
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.as_bytes().to_vec())
+            .collect()
+    };
+    by_hub.insert(AUDIT.into(), lines("auditlogs-protections.ndjson", ""));
+    by_hub.insert(RISKY.into(), lines("riskyusers-protections.ndjson", "RiskyUsers"));
+    by_hub.insert(DETECTIONS.into(), lines("riskyusers-protections.ndjson", "UserRiskEvents"));
+    assert_eq!((by_hub[AUDIT].len(), by_hub[RISKY].len(), by_hub[DETECTIONS].len()), (15, 6, 1));
+    for hub in hubs {
+        assert!(by_hub.get(hub).is_some_and(|m| !m.is_empty()), "{hub} has messages");
+        tansu.produce(hub, if hub == SIGN_INS { 2 } else { 1 }, &by_hub[hub]);
+    }
+    let records: usize = 1_500 + 15 + 6 + 1;
+
+    let (am_whole, am_killed) = (common::Alertmanager::start(), common::Alertmanager::start());
+    let start = |name: &str, hooks: &[(&str, &str)], am: &common::Alertmanager| {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let extra = format!(
+            "[alerts]\nmax_age = \"100000d\"\nrate_limit_per_minute = 1000000\n[alerts.alertmanager]\nurls = [{:?}]\n\
+             [coverage]\nexcluded = [\"{ZED}\"]\n",
+            am.url
+        );
+        let config = write_config(dir.path(), &tansu.bootstrap(), SIGN_INS, name, port, &extra);
+        let text = std::fs::read_to_string(&config).unwrap();
+        let topics: Vec<String> = hubs.iter().map(|h| format!("{h:?}")).collect();
+        std::fs::write(
+            &config,
+            text.replace(&format!("topics = [\"{SIGN_INS}\"]"), &format!("topics = [{}]", topics.join(", "))),
+        )
+        .unwrap();
+        let daemon = Daemon::start(&config, port, &dir.path().join("daemon.log"), hooks);
+        (dir, config, port, daemon)
+    };
+    let committed = |group: &str| {
+        hubs.iter().all(|hub| {
+            let partitions = if *hub == SIGN_INS { 2 } else { 1 };
+            tansu.group_progress(group, hub, partitions).iter().all(|(done, end)| done == end)
+        })
+    };
+    let (_a_dir, _, _, whole) = start("whole", &[], &am_whole);
+    let (b_dir, b_config, b_port, mut killed) =
+        start("killed", &[("MFAWATCH_TEST_HOOKS", "pause=pipeline:40")], &am_killed);
+    wait_for("a checkpoint mid-stream", Duration::from_secs(90), || {
+        b_dir.path().join("state/state.snapshot").exists() && killed.metric("mfawatch_records_total") > 200.0
+    });
+    assert!(killed.metric("mfawatch_records_total") < records as f64, "killed before the end");
+    killed.kill();
+    let again = Daemon::start(&b_config, b_port, &b_dir.path().join("daemon2.log"), &[]);
+    for (group, daemon) in [("whole", &whole), ("killed", &again)] {
+        wait_for("every hub committed", Duration::from_secs(120), || committed(group));
+        wait_for("the API", Duration::from_secs(30), || daemon.get("/healthz").is_some());
+    }
+
+    // Then sign-ins of the users Identity Protection knows, each after their risk record.
+    let planted = [
+        planted_sign_in(DAN, "dan@contoso.example", "2026-11-12T09:00:00Z"), // high, at risk 45 h: pages
+        planted_sign_in(BOB, "bob@contoso.example", "2026-11-13T12:00:00Z"), // high, compromised 2 h: not yet
+        planted_sign_in(CAT, "cat@contoso.example", "2026-11-12T10:00:00Z"), // remediated
+        planted_sign_in(EVE, "eve@contoso.example", "2026-11-15T10:00:00Z"), // dismissed
+    ];
+    tansu.produce(SIGN_INS, 2, &planted);
+    for group in ["whole", "killed"] {
+        wait_for("the planted sign-ins committed", Duration::from_secs(60), || committed(group));
+    }
+
+    // The posture, the same for both.
+    let posture = whole.json("/api/v1/protections?limit=2000");
+    assert_eq!(again.json("/api/v1/protections?limit=2000"), posture, "after kill -9 and a re-read");
+    assert_eq!(posture["timeline"]["total"], 14, "{}", posture["timeline"]);
+    assert_eq!(posture["timeline"]["weakening"], 7, "{}", posture["timeline"]);
+    assert_eq!(posture["mfa_policies"], serde_json::json!({"enabled": 1, "report_only": 0, "disabled": 0}));
+    assert_eq!(posture["enforcing_mfa"], serde_json::json!(["Require MFA for admins"]));
+    assert_eq!(posture["security_defaults"]["enabled"], false);
+    assert_eq!(posture["security_defaults"]["by"], "eve@contoso.example");
+    let newest = &posture["timeline"]["changes"][0];
+    assert_eq!(
+        (newest["subject"].as_str(), newest["actor"].as_str()),
+        (Some("Require MFA for admins"), Some("eve@contoso.example"))
+    );
+    assert_eq!(newest["what"], serde_json::json!(["state disabled → enabled"]));
+    assert_eq!(newest["before"]["state"], "disabled");
+    let per_user: Vec<&str> =
+        posture["per_user_mfa"].as_array().unwrap().iter().map(|u| u["state"].as_str().unwrap()).collect();
+    assert_eq!(per_user, ["disabled", "disabled"], "{}", posture["per_user_mfa"]);
+    let risky = &posture["risky_users"];
+    assert_eq!(risky["high_open"], 2, "dan and bob: {risky}");
+    let risk_of = |id: &str| risky["users"].as_array().unwrap().iter().find(|u| u["user"] == id).unwrap().clone();
+    assert_eq!(risk_of(DAN)["since"], "2026-11-10T12:00:00Z", "riskLastUpdatedDateTime");
+    assert_eq!(risk_of(BOB)["state"], "confirmedCompromised");
+    assert_eq!(
+        (risk_of(CAT)["state"].as_str(), risk_of(CAT)["detail"].as_str()),
+        (Some("remediated"), Some("userPerformedSecuredPasswordChange"))
+    );
+    assert_eq!(risk_of(EVE)["detail"], "adminDismissedAllRiskForUser");
+    for daemon in [&whole, &again] {
+        assert_eq!(daemon.metric("mfawatch_mfa_policies{state=\"enabled\"}"), 1.0);
+        assert_eq!(daemon.metric("mfawatch_security_defaults{state=\"disabled\"}"), 1.0);
+        assert_eq!(daemon.metric("mfawatch_risky_users{level=\"high\",state=\"at_risk\"}"), 1.0);
+        assert_eq!(daemon.metric("mfawatch_risky_users{level=\"none\",state=\"remediated\"}"), 1.0);
+        let dan = daemon.json(&format!("/api/v1/users/{DAN}"));
+        assert_eq!(dan["directory"]["risk"]["high_open"], true, "{dan}");
+        assert_eq!(dan["directory"]["per_user_mfa"]["state"], "disabled", "{dan}");
+    }
+
+    // The pages, in real Alertmanagers: each weakening once, nothing else of these rules.
+    let expected: std::collections::BTreeMap<(String, String), usize> = [
+        (("mfa_policy_weakened", "aaaaaaaa-0000-4000-8000-000000000001"), 2),
+        (("mfa_policy_weakened", "aaaaaaaa-0000-4000-8000-000000000002"), 2),
+        (("break_glass_protection_change", ZED), 1),
+        (("mfa_enforcement_lost", "00000000-0000-0000-0000-000000000005"), 1), // the security defaults policy
+        (("per_user_mfa_disabled", DAN), 1),
+        (("per_user_mfa_disabled", CAT), 1),
+        (("risky_user_unremediated", DAN), 1),
+    ]
+    .into_iter()
+    .map(|((r, u), n)| ((r.to_owned(), u.to_owned()), n))
+    .collect();
+    for (am, daemon, run) in [(&am_whole, &whole, "uninterrupted"), (&am_killed, &again, "after kill -9")] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut got = protection_alerts(am);
+        while (got != expected || daemon.metric("mfawatch_alert_outbox ") > 0.0) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(500));
+            got = protection_alerts(am);
+        }
+        assert_eq!(got, expected, "{run}");
+    }
+    // What a page says: who made the change, to what, both sides.
+    let weakened = am_killed
+        .alerts()
+        .into_iter()
+        .find(|a| {
+            a["labels"]["rule"] == "mfa_policy_weakened"
+                && a["annotations"]["after"].as_str().is_some_and(|s| s.starts_with("report_only"))
+        })
+        .expect("the report-only switch paged");
+    assert_eq!(weakened["annotations"]["actor"], "eve@contoso.example");
+    assert_eq!(weakened["annotations"]["target"], "Require MFA for admins");
+    assert!(weakened["annotations"]["before"].as_str().unwrap().starts_with("enabled, grant mfa"), "{weakened}");
+    drop(killed);
+}
