@@ -1107,14 +1107,18 @@ impl Iterator for Spray {
 }
 
 /// The directory changes of a synthetic tenant, as Entra's diagnostic
-/// setting sends them to `insights-logs-auditlogs` (the Event Hubs shape of
-/// `tests/fixtures/directory/`, from Microsoft's audit-activity reference):
-/// the demo plays them during its run so that the directory views and the
-/// directory alerts show. Each function gives one record (`records[]` of an
-/// envelope); ids are made from the user and the time, so a story played
-/// again is the same records.
+/// setting sends them to `insights-logs-auditlogs` (role, method and
+/// protection changes) and Identity Protection's to
+/// `insights-logs-riskyusers` and `insights-logs-userriskevents` (the Event
+/// Hubs shapes of `tests/fixtures/directory/`, from Microsoft's
+/// audit-activity reference and the Identity Protection schemas): the demo
+/// plays them during its run so that the directory views, the protections'
+/// posture and the directory alerts show. Each function gives one record
+/// (`records[]` of an envelope); ids are made from the inputs (user, policy,
+/// time), so a story played again is the same records.
 pub mod story {
-    use super::{TENANT_ID, User, iso};
+    use super::{TENANT_ID, User, guid_of, iso, iso_offset};
+    use crate::decode::directory::PolicyState;
     use chrono::{DateTime, Utc};
     use serde_json::{Value, json};
 
@@ -1130,6 +1134,15 @@ pub mod story {
         reason: &str,
         targets: Value,
     ) -> Value {
+        let correlation = guid_of(&format!("{operation}\u{0}{}\u{0}{}", by.id, at.timestamp_millis()));
+        // Each service writes ids of its own: Conditional Access its Graph
+        // call's (`IPCGraph_` and the correlation id), Core Directory and
+        // Authentication Methods theirs.
+        let (id, details) = if service == "Conditional Access" {
+            (format!("IPCGraph_{correlation}"), json!([{"key": "Category", "value": "Conditional Access"}]))
+        } else {
+            (format!("Directory_{}_{}_{}", operation.replace(' ', ""), by.id, at.timestamp_millis()), json!([]))
+        };
         json!({
             "time": iso(at),
             "resourceId": format!("/tenants/{TENANT_ID}/providers/Microsoft.aadiam"),
@@ -1139,10 +1152,12 @@ pub mod story {
             "tenantId": TENANT_ID,
             "resultSignature": "None",
             "callerIpAddress": "198.51.100.7",
+            "correlationId": correlation,
             "Level": 4,
             "properties": {
-                "id": format!("Directory_{}_{}_{}", operation.replace(' ', ""), by.id, at.timestamp_millis()),
+                "id": id,
                 "category": category,
+                "correlationId": correlation,
                 "result": "success",
                 "resultReason": reason,
                 "activityDisplayName": operation,
@@ -1150,7 +1165,7 @@ pub mod story {
                 "loggedByService": service,
                 "initiatedBy": {"user": {"id": by.id, "userPrincipalName": by.upn, "ipAddress": "198.51.100.7", "roles": []}},
                 "targetResources": targets,
-                "additionalDetails": []
+                "additionalDetails": details
             }
         })
     }
@@ -1224,6 +1239,223 @@ pub mod story {
         })
     }
 
+    /// A Conditional Access policy as Graph's `conditionalAccessPolicy`
+    /// writes it, for the records that add or change one (one side each).
+    #[derive(Clone, Debug)]
+    pub struct ConditionalAccessPolicy {
+        pub id: String,
+        pub name: String,
+        pub state: PolicyState,
+        /// `grantControls.builtInControls` (`mfa`, `block`).
+        pub grant: Vec<&'static str>,
+        /// `conditions.users.includeUsers`: object ids, or `All`.
+        pub include_users: Vec<String>,
+        pub exclude_users: Vec<String>,
+        pub created: DateTime<Utc>,
+        pub modified: Option<DateTime<Utc>>,
+    }
+
+    impl ConditionalAccessPolicy {
+        /// "Require MFA for all users": everyone and every app, the `mfa`
+        /// grant, enabled; `excluded` (the break-glass accounts, as
+        /// Microsoft advises) left out by object id. Its id is made from
+        /// its name.
+        pub fn require_mfa_for_all_users(excluded: &[&User], created: DateTime<Utc>) -> ConditionalAccessPolicy {
+            let name = "Require MFA for all users";
+            ConditionalAccessPolicy {
+                id: guid_of(&format!("policy\u{0}{name}")),
+                name: name.to_owned(),
+                state: PolicyState::Enabled,
+                grant: vec!["mfa"],
+                include_users: vec!["All".to_owned()],
+                exclude_users: excluded.iter().map(|u| u.id.clone()).collect(),
+                created,
+                modified: None,
+            }
+        }
+
+        /// The policy as a change at `at` leaves it: in `state`, modified a
+        /// second before the record (as Entra stamps it).
+        pub fn switched(&self, state: PolicyState, at: DateTime<Utc>) -> ConditionalAccessPolicy {
+            ConditionalAccessPolicy { state, modified: Some(at - chrono::Duration::seconds(1)), ..self.clone() }
+        }
+
+        /// The compact JSON text Entra puts in the `ConditionalAccessPolicy` property.
+        fn graph(&self) -> String {
+            let state = match self.state {
+                PolicyState::Enabled => "enabled",
+                PolicyState::ReportOnly => "enabledForReportingButNotEnforced",
+                PolicyState::Disabled => "disabled",
+                PolicyState::Other => "unknownFutureValue",
+            };
+            let mut policy = json!({
+                "id": self.id,
+                "displayName": self.name,
+                "createdDateTime": iso_offset(self.created),
+            });
+            if let Some(modified) = self.modified {
+                policy["modifiedDateTime"] = json!(iso_offset(modified));
+            }
+            policy["state"] = json!(state);
+            policy["conditions"] = json!({
+                "applications": {"includeApplications": ["All"], "excludeApplications": [], "includeUserActions": [],
+                                 "includeAuthenticationContextClassReferences": [], "applicationFilter": null},
+                "users": {"includeUsers": self.include_users, "excludeUsers": self.exclude_users, "includeGroups": [],
+                          "excludeGroups": [], "includeRoles": [], "excludeRoles": []},
+                "userRiskLevels": [], "signInRiskLevels": [], "clientAppTypes": ["all"], "servicePrincipalRiskLevels": []
+            });
+            policy["grantControls"] = json!({
+                "operator": "OR", "builtInControls": self.grant, "customAuthenticationFactors": [], "termsOfUse": []
+            });
+            policy.to_string()
+        }
+    }
+
+    /// A Conditional Access change (Conditional Access, category Policy): the
+    /// whole policy before and after as JSON text in one property, `null`
+    /// for the side that does not exist.
+    fn policy_change(
+        operation: &str,
+        before: Option<&ConditionalAccessPolicy>,
+        after: &ConditionalAccessPolicy,
+        at: DateTime<Utc>,
+        by: &User,
+    ) -> Value {
+        let property = json!({
+            "displayName": "ConditionalAccessPolicy",
+            "oldValue": before.map(ConditionalAccessPolicy::graph),
+            "newValue": after.graph(),
+        });
+        let targets = json!([{"id": after.id, "displayName": after.name, "type": "Policy",
+                              "modifiedProperties": [property], "administrativeUnits": []}]);
+        audit(operation, "Policy", "Conditional Access", at, by, "", targets)
+    }
+
+    /// `Add conditional access policy`: `policy` created by `by`.
+    pub fn policy_added(policy: &ConditionalAccessPolicy, at: DateTime<Utc>, by: &User) -> Value {
+        policy_change("Add conditional access policy", None, policy, at, by)
+    }
+
+    /// `Update conditional access policy`, both sides.
+    pub fn policy_updated(
+        before: &ConditionalAccessPolicy,
+        after: &ConditionalAccessPolicy,
+        at: DateTime<Utc>,
+        by: &User,
+    ) -> Value {
+        policy_change("Update conditional access policy", Some(before), after, at, by)
+    }
+
+    /// `Update security defaults`: switched on or off (`IsEnabled`, the
+    /// other way before), on Graph's security-defaults policy.
+    pub fn security_defaults(enabled: bool, at: DateTime<Utc>, by: &User) -> Value {
+        let property =
+            json!({"displayName": "IsEnabled", "oldValue": (!enabled).to_string(), "newValue": enabled.to_string()});
+        let targets = json!([{"id": "00000000-0000-0000-0000-000000000005", "displayName": "Security Defaults",
+                              "type": "Policy", "modifiedProperties": [property], "administrativeUnits": []}]);
+        audit("Update security defaults", "Policy", "Conditional Access", at, by, "", targets)
+    }
+
+    /// `Disable Strong Authentication` (Core Directory): `user`'s per-user
+    /// MFA, enabled (`State` 1) since a month before, removed by `by`.
+    pub fn strong_authentication_disabled(user: &User, at: DateTime<Utc>, by: &User) -> Value {
+        let since = (at - chrono::Duration::days(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
+        let requirement = json!([{"RelyingParty": "*", "State": 1, "RememberDevicesNotIssuedBefore": since}]);
+        let targets = json!([{"id": user.id, "displayName": user.display_name, "type": "User", "userPrincipalName": user.upn,
+            "modifiedProperties": [
+                {"displayName": "StrongAuthenticationRequirement", "oldValue": requirement.to_string(), "newValue": "[]"},
+                {"displayName": "Included Updated Properties", "oldValue": null, "newValue": "\"StrongAuthenticationRequirement\""}
+            ],
+            "administrativeUnits": []}]);
+        audit("Disable Strong Authentication", "UserManagement", "Core Directory", at, by, "", targets)
+    }
+
+    /// The top level of an Identity Protection record (`RiskyUsers`, `UserRiskEvents`).
+    fn identity_protection(
+        category: &str,
+        operation: &str,
+        id: &str,
+        user: &User,
+        at: DateTime<Utc>,
+        properties: Value,
+    ) -> Value {
+        json!({
+            "time": iso(at),
+            "resourceId": format!("/tenants/{TENANT_ID}/providers/microsoft.aadiam"),
+            "operationName": operation,
+            "operationVersion": "1.0",
+            "category": category,
+            "tenantId": TENANT_ID,
+            "resultSignature": "None",
+            "durationMs": 0,
+            "correlationId": id,
+            "identity": user.display_name,
+            "Level": 4,
+            "location": "weu",
+            "properties": properties
+        })
+    }
+
+    /// A `RiskyUsers` record (hub `insights-logs-riskyusers`): where
+    /// Identity Protection puts `user` as of `at` (`riskLastUpdatedDateTime`),
+    /// in its words: level `high`/`medium`/`low`/`none`, state `atRisk`/
+    /// `remediated`/`dismissed`/`confirmedCompromised`, detail `none`/
+    /// `userPerformedSecuredPasswordChange`/…. Its id is the user's.
+    pub fn risky_user(user: &User, level: &str, state: &str, detail: &str, at: DateTime<Utc>) -> Value {
+        let properties = json!({
+            "id": user.id,
+            "userDisplayName": user.display_name,
+            "userPrincipalName": user.upn,
+            "riskLastUpdatedDateTime": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "riskState": state,
+            "riskDetail": detail,
+            "riskLevel": level,
+            "isGuest": user.guest,
+            "isDeleted": false,
+            "isProcessing": false
+        });
+        identity_protection("RiskyUsers", "Risky user", &user.id, user, at, properties)
+    }
+
+    /// A `UserRiskEvents` record (hub `insights-logs-userriskevents`): an
+    /// offline, user-level detection of `event_type` (`leakedCredentials`)
+    /// at `level`, detected five minutes before `at`; its 64-hex id is made
+    /// from the user, the type and the time.
+    pub fn risk_detection(user: &User, event_type: &str, level: &str, at: DateTime<Utc>) -> Value {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{}\u{0}{event_type}\u{0}{}", user.id, at.timestamp_millis()));
+        let id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let ms = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let properties = json!({
+            "id": id,
+            "requestId": null,
+            "correlationId": null,
+            "riskType": event_type,
+            "riskEventType": event_type,
+            "riskState": "atRisk",
+            "riskLevel": level,
+            "riskDetail": "none",
+            "source": "IdentityProtection",
+            "detectionTimingType": "offline",
+            "activity": "user",
+            "ipAddress": null,
+            "location": {"city": null, "state": null, "countryOrRegion": null, "geoCoordinates": null},
+            "activityDateTime": ms(at - chrono::Duration::minutes(20)),
+            "detectedDateTime": ms(at - chrono::Duration::minutes(5)),
+            "lastUpdatedDateTime": ms(at),
+            "userId": user.id,
+            "userDisplayName": user.display_name,
+            "userPrincipalName": user.upn,
+            "additionalInfo": "[]",
+            "tokenIssuerType": "AzureAD",
+            "resourceTenantId": null,
+            "homeTenantId": TENANT_ID,
+            "userType": if user.guest { "guest" } else { "member" },
+            "crossTenantAccessType": "none"
+        });
+        identity_protection("UserRiskEvents", "User Risk Detection", &id, user, at, properties)
+    }
+
     /// Records as one Event Hubs message.
     pub fn envelope(records: &[Value]) -> Vec<u8> {
         serde_json::to_vec(&json!({ "records": records })).expect("writing JSON to memory cannot fail")
@@ -1264,7 +1496,15 @@ fn iso_offset(t: DateTime<Utc>) -> String {
 }
 
 fn guid(rng: &mut ChaCha8Rng) -> String {
-    let v: u128 = rng.random();
+    guid_from_bits(rng.random())
+}
+
+/// A GUID made from `text`: the same text, the same GUID (the story's ids).
+fn guid_of(text: &str) -> String {
+    guid_from_bits(xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
+fn guid_from_bits(v: u128) -> String {
     let h = format!("{v:032x}");
     format!("{}-{}-4{}-a{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
 }
@@ -1476,5 +1716,148 @@ mod tests {
         let Item::SignIn(s) = &items[3] else { panic!("{:?}", items[3]) };
         let verdict = crate::classify::classify(s, &crate::classify::Rules::default());
         assert!(verdict.success && verdict.labels.contains(crate::classify::Labels::MFA_SATISFIED), "{verdict:?}");
+    }
+
+    #[test]
+    fn the_protections_story_decodes_to_the_facts_it_tells_and_leaves_the_posture_it_means() {
+        use crate::decode::directory::{Fact, PolicyOp, PolicyState, Protection};
+        use crate::decode::{Item, decode_message};
+        let tenant = Tenant::new(&spec(100, Format::Envelope));
+        let (ann, eve, dan, cat) = (&tenant.users[0], &tenant.users[1], &tenant.users[50], &tenant.users[51]);
+        let break_glass: Vec<&User> = tenant.users.iter().filter(|u| u.break_glass).collect();
+        assert!(!break_glass.is_empty());
+        let now = chrono::Utc::now();
+        let minutes = |m: i64| now - chrono::Duration::minutes(m);
+        let policy = story::ConditionalAccessPolicy::require_mfa_for_all_users(&break_glass, minutes(12));
+        let report_only = policy.switched(PolicyState::ReportOnly, minutes(10));
+        let enabled = report_only.switched(PolicyState::Enabled, minutes(9));
+        let day_ago = now - chrono::Duration::hours(30);
+        let records = [
+            story::policy_added(&policy, minutes(12), ann),
+            story::security_defaults(false, minutes(11), ann),
+            story::policy_updated(&policy, &report_only, minutes(10), eve),
+            story::policy_updated(&report_only, &enabled, minutes(9), eve),
+            story::strong_authentication_disabled(dan, minutes(8), eve),
+            story::risk_detection(cat, "leakedCredentials", "high", day_ago),
+            story::risky_user(cat, "high", "atRisk", "none", day_ago),
+            story::risky_user(dan, "high", "atRisk", "none", day_ago),
+            story::risky_user(dan, "none", "remediated", "userPerformedSecuredPasswordChange", minutes(7)),
+        ];
+        let message = story::envelope(&records);
+        let items = decode_message(&message);
+        let decoded: Vec<&crate::decode::directory::DirectoryRecord> = items
+            .iter()
+            .map(|i| match i {
+                Item::Directory(r) => r.as_ref(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(decoded.len(), records.len(), "{items:?}");
+        // The policy: added enabled, report-only and back, by id, both sides read.
+        let states: Vec<(PolicyOp, Option<PolicyState>, Option<PolicyState>)> = decoded[..4]
+            .iter()
+            .filter_map(|r| match &r.fact {
+                Fact::Policy(p) => match &p.protection {
+                    Protection::ConditionalAccess { op, before, after } => {
+                        assert_eq!(p.policy_id.as_deref(), Some(policy.id.as_str()));
+                        let after = after.as_deref().unwrap();
+                        assert!(after.requires_mfa() && after.include_users == ["all"]);
+                        let mut excluded: Vec<String> = break_glass.iter().map(|u| u.id.clone()).collect();
+                        excluded.sort();
+                        assert_eq!(after.exclude_users, excluded);
+                        Some((*op, before.as_ref().and_then(|b| b.state), after.state))
+                    }
+                    Protection::SecurityDefaults { before, enabled } => {
+                        assert_eq!((*before, *enabled), (Some(true), false));
+                        None
+                    }
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use PolicyState::{Enabled, ReportOnly};
+        assert_eq!(
+            states,
+            [
+                (PolicyOp::Added, None, Some(Enabled)),
+                (PolicyOp::Updated, Some(Enabled), Some(ReportOnly)),
+                (PolicyOp::Updated, Some(ReportOnly), Some(Enabled)),
+            ]
+        );
+        assert!(decoded[..4].iter().all(|r| r.initiated_by.is_some()));
+        let Fact::PerUserMfa(m) = &decoded[4].fact else { panic!("{:?}", decoded[4]) };
+        assert_eq!(
+            (m.user.id.as_deref(), m.before.as_deref(), m.after.as_str()),
+            (Some(dan.id.as_str()), None, "disabled")
+        );
+        let Fact::Risk(d) = &decoded[5].fact else { panic!("{:?}", decoded[5]) };
+        assert_eq!((d.user.id.as_deref(), d.event_type.as_deref()), (Some(cat.id.as_str()), Some("leakedCredentials")));
+        let risky: Vec<_> = decoded[6..]
+            .iter()
+            .map(|r| match &r.fact {
+                Fact::RiskyUser(u) => (
+                    u.user.id.as_deref(),
+                    u.level.as_deref(),
+                    u.state.as_deref(),
+                    u.detail.as_deref(),
+                    r.time.timestamp_millis(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let ms = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+        assert_eq!(
+            risky,
+            [
+                (Some(cat.id.as_str()), Some("high"), Some("atRisk"), Some("none"), ms(day_ago)),
+                (Some(dan.id.as_str()), Some("high"), Some("atRisk"), Some("none"), ms(day_ago)),
+                (
+                    Some(dan.id.as_str()),
+                    Some("none"),
+                    Some("remediated"),
+                    Some("userPerformedSecuredPasswordChange"),
+                    ms(minutes(7))
+                ),
+            ]
+        );
+        // Played again, the same records (the ids are made from the inputs).
+        let again = story::policy_updated(&policy, &report_only, minutes(10), eve);
+        assert_eq!(again, records[2]);
+
+        // Applied, in any order: the posture the demo means.
+        let mut directory = crate::directory::Directory::default();
+        for r in decoded.iter().rev() {
+            directory.apply(r);
+        }
+        let posture = directory.posture();
+        let timeline: Vec<Vec<String>> = posture.timeline().iter().map(|c| c.what()).collect();
+        assert_eq!(
+            timeline,
+            [
+                vec!["added, enabled, requires MFA".to_owned()],
+                vec!["security defaults disabled".to_owned()],
+                vec!["state enabled → report_only".to_owned()],
+                vec!["state report_only → enabled".to_owned()],
+                vec![format!("per-user MFA of {} disabled", dan.upn)],
+            ]
+        );
+        let weakens: Vec<bool> = posture.timeline().iter().map(|c| c.weakens()).collect();
+        assert_eq!(weakens, [false, true, true, false, true]);
+        assert_eq!(
+            posture.mfa_policies(),
+            crate::directory::posture::MfaPolicies { enabled: 1, report_only: 0, disabled: 0 }
+        );
+        assert_eq!(posture.security_defaults().map(|d| d.enabled), Some(false));
+        // MFA enforced by the policy when security defaults went, not while it was report-only.
+        let name = vec![policy.name.clone()];
+        assert_eq!(posture.mfa_enforced_at(ms(minutes(11))), name);
+        assert!(posture.mfa_enforced_at(ms(minutes(10))).is_empty());
+        assert_eq!(posture.mfa_enforced_at(ms(now)), name);
+        // cat high and at risk for 30 hours; dan at risk too, then remediated.
+        let cat_now = directory.risk_at(&cat.id, &cat.upn, now).unwrap();
+        assert!(cat_now.high_open() && cat_now.since == Some(ms(day_ago)), "{cat_now:?}");
+        let dan_now = directory.risk_at(&dan.id, &dan.upn, now).unwrap();
+        assert!(!dan_now.high_open() && dan_now.state.as_deref() == Some("remediated"), "{dan_now:?}");
+        assert!(directory.risk_at(&dan.id, &dan.upn, minutes(8)).unwrap().high_open());
     }
 }

@@ -30,6 +30,18 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // What the demo prints, as it prints it: the stories name their users.
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let printing = {
+        let (printed, stdout) = (printed.clone(), child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let mut out = printed.lock().unwrap();
+                out.push_str(&line.unwrap());
+                out.push('\n');
+            }
+        })
+    };
     let base = format!("http://127.0.0.1:{port}");
     let get = |path: &str| -> Option<serde_json::Value> {
         let mut r = ureq::get(&format!("{base}{path}")).call().ok()?;
@@ -94,6 +106,38 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     wait_for("the role holders in the gauge", Duration::from_secs(15), || {
         metrics().contains("mfawatch_privileged_accounts{source=\"roles\"} 2")
     });
+    // The protections story: the posture in the gauges, and the users it
+    // names with their per-user MFA and risk in the user detail.
+    for gauge in [
+        "mfawatch_mfa_policies{state=\"enabled\"} 1",
+        "mfawatch_security_defaults{state=\"disabled\"} 1",
+        "mfawatch_risky_users{level=\"high\",state=\"at_risk\"} 1",
+        "mfawatch_risky_users{level=\"none\",state=\"remediated\"} 1",
+    ] {
+        wait_for(gauge, Duration::from_secs(15), || metrics().contains(gauge));
+    }
+    let told = |marker: &str| -> String {
+        let out = printed.lock().unwrap();
+        let line = out.lines().find(|l| l.contains(marker)).unwrap_or_else(|| panic!("{marker} in {out}"));
+        line.rsplit_once("/api/v1/users/").map(|(_, id)| id.trim().to_owned()).unwrap()
+    };
+    wait_for("the protections story to be told", Duration::from_secs(15), || {
+        printed.lock().unwrap().contains("(no alert)")
+    });
+    assert!(printed.lock().unwrap().contains(&format!("{base}/api/v1/protections")));
+    let directory_of = |marker: &str| get(&format!("/api/v1/users/{}", told(marker))).unwrap()["directory"].clone();
+    let mfa_off = directory_of("(per_user_mfa_disabled)");
+    assert_eq!(mfa_off["per_user_mfa"]["state"], "disabled", "{mfa_off}");
+    let risky = directory_of("(risky_user_unremediated)");
+    assert!(risky["risk"]["high_open"] == true && risky["risk"]["state"] == "atRisk", "{risky}");
+    let since = chrono::DateTime::parse_from_rfc3339(risky["risk"]["since"].as_str().unwrap()).unwrap();
+    assert_eq!((chrono::Utc::now() - since.with_timezone(&chrono::Utc)).num_hours(), 30, "{risky}");
+    let remediated = directory_of("(no alert)");
+    assert!(
+        remediated["risk"]["high_open"] == false
+            && remediated["risk"]["detail"] == "userPerformedSecuredPasswordChange",
+        "{remediated}"
+    );
 
     let mut err = String::new();
     let mut stderr = child.stderr.take().unwrap();
@@ -104,8 +148,8 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
     let status = child.wait().unwrap();
     assert!(status.success());
     let err = reading.join().unwrap();
-    let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    printing.join().unwrap();
+    let out = printed.lock().unwrap().clone();
     // It stops without an error (the producer goes before the cluster), and
     // keeps its files: the weekly report it told of runs on its history.
     assert!(!err.lines().any(|l| l.contains("ERROR")), "{err}");

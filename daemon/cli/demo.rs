@@ -19,9 +19,16 @@ use crate::generate::{Format, PerHub, Tenant, TenantSpec};
 /// directory's story of the run is on it).
 const AUDIT_HUB: &str = "insights-logs-auditlogs";
 
+/// Identity Protection's hubs (`RiskyUsers`, `UserRiskEvents`): the demo
+/// reads them too (the protections story's risky users are on them).
+const RISK_HUBS: [&str; 2] = ["insights-logs-riskyusers", "insights-logs-userriskevents"];
+
 /// The hubs a diagnostic setting makes besides the four sign-in hubs (the
 /// ADFS one exists, as it would, but nothing subscribes to it).
-const OTHER_HUBS: [&str; 2] = ["insights-logs-adfssigninlogs", AUDIT_HUB];
+const OTHER_HUBS: [&str; 4] = ["insights-logs-adfssigninlogs", AUDIT_HUB, RISK_HUBS[0], RISK_HUBS[1]];
+
+/// The directory hubs the demo subscribes to beside the sign-in hubs.
+const DIRECTORY_HUBS: [&str; 3] = [AUDIT_HUB, RISK_HUBS[0], RISK_HUBS[1]];
 
 /// Malformed records the backfill mixes in, per 10,000.
 const MALFORMED_PER_10K: u32 = 5;
@@ -73,7 +80,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut config = Config::default();
     config.kafka.brokers = Some(mock.bootstrap_servers());
     config.kafka.group_id = "mfawatch-demo".into();
-    config.kafka.topics.push(AUDIT_HUB.into());
+    config.kafka.topics.extend(DIRECTORY_HUBS.iter().map(|hub| hub.to_string()));
     config.checkpoint.dir = state.as_path().join("state");
     config.dead_letter.file = Some(state.as_path().join("dead-letters.ndjson"));
     config.alerts.log_file = Some(state.as_path().join("alerts.ndjson"));
@@ -109,7 +116,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             args.users
         );
         println!(
-            "  Entra's diagnostic setting sends each category to its own hub; the demo reads the four sign-in hubs and the audit hub."
+            "  Entra's diagnostic setting sends each category to its own hub; the demo reads the four sign-in hubs, the audit hub and Identity Protection's two."
         );
         println!(
             "  It mixes in malformed records on purpose ({MALFORMED_PER_10K} in 10,000: dead-lettered) and MFA fatigue attacks (alerted on)."
@@ -205,9 +212,101 @@ fn directory_story(tenant: &Tenant, story: &Story) -> (Vec<(&'static str, Vec<u8
     (vec![(AUDIT_HUB, audit), ("insights-logs-signinlogs", sign_in)], told)
 }
 
+/// A story's messages by hub: `records` first, `then` once they have been
+/// read; and what to tell the user.
+struct Act {
+    records: Vec<(&'static str, Vec<u8>)>,
+    then: Vec<(&'static str, Vec<u8>)>,
+    told: Vec<String>,
+}
+
+/// The protections' story, once the backfill has been read (live, so the
+/// alert rules judge it): an admin adds "Require MFA for all users"
+/// (enabled, the break-glass accounts excluded) and then switches security
+/// defaults off, the tenant moving to Conditional Access (MFA stays
+/// enforced throughout); another admin switches the policy to report-only
+/// and back to enabled a minute later, and disables an ordinary user's
+/// per-user MFA. Identity Protection put a user at high risk (a leaked
+/// credentials detection) 30 hours ago, never remediated, and they sign in
+/// now; another user at high risk as long ago changed their password
+/// securely minutes ago (remediated) and signs in too. The users are the
+/// tenant's, chosen by profile (always MFA) from the end of the list, so
+/// the same seed plays the same records.
+fn protections_story(tenant: &Tenant, url: &str) -> Act {
+    use crate::decode::directory::PolicyState;
+    use crate::generate::{Profile, story};
+    let admins: Vec<&crate::generate::User> =
+        tenant.users.iter().filter(|u| u.admin && !u.unresolved).take(2).collect();
+    let ordinary: Vec<&crate::generate::User> = tenant
+        .users
+        .iter()
+        .rev()
+        .filter(|u| !u.admin && !u.break_glass && !u.unresolved && !u.guest && u.profile == Profile::AlwaysMfa)
+        .take(3)
+        .collect();
+    let break_glass: Vec<&crate::generate::User> = tenant.users.iter().filter(|u| u.break_glass).collect();
+    let (Some(&ann), Some(&eve), Some(&mfa_off), Some(&risky), Some(&remediated)) =
+        (admins.first(), admins.get(1), ordinary.first(), ordinary.get(1), ordinary.get(2))
+    else {
+        return Act {
+            records: Vec::new(),
+            then: Vec::new(),
+            told: vec!["  (the tenant is too small for the protections story)".into()],
+        };
+    };
+    let now = chrono::Utc::now();
+    let minutes = |m: i64| now - chrono::Duration::minutes(m);
+    let day_ago = now - chrono::Duration::hours(30);
+    let policy = story::ConditionalAccessPolicy::require_mfa_for_all_users(&break_glass, minutes(12));
+    let report_only = policy.switched(PolicyState::ReportOnly, minutes(10));
+    let enabled = report_only.switched(PolicyState::Enabled, minutes(9));
+    let audit = story::envelope(&[
+        story::policy_added(&policy, minutes(12), ann),
+        story::security_defaults(false, minutes(11), ann),
+        story::policy_updated(&policy, &report_only, minutes(10), eve),
+        story::policy_updated(&report_only, &enabled, minutes(9), eve),
+        story::strong_authentication_disabled(mfa_off, minutes(8), eve),
+    ]);
+    let detections = story::envelope(&[story::risk_detection(risky, "leakedCredentials", "high", day_ago)]);
+    let risky_users = story::envelope(&[
+        story::risky_user(risky, "high", "atRisk", "none", day_ago),
+        story::risky_user(remediated, "high", "atRisk", "none", day_ago),
+        story::risky_user(remediated, "none", "remediated", "userPerformedSecuredPasswordChange", minutes(7)),
+    ]);
+    let sign_ins = story::envelope(&[
+        story::sign_in_from(risky, "203.0.113.77", now),
+        story::sign_in_from(remediated, "203.0.113.78", now),
+    ]);
+    let user = |u: &crate::generate::User| format!("{url}/api/v1/users/{}", u.id);
+    let told = vec![
+        format!("  the protections, live (the posture and its timeline: {url}/api/v1/protections):"),
+        format!(
+            "    {} added \"{}\" (enabled, MFA, the break-glass accounts excluded), then switched security defaults off: the tenant moved to Conditional Access (MFA still enforced, no mfa_enforcement_lost)",
+            ann.upn, policy.name
+        ),
+        format!("    {} switched it to report-only (mfa_policy_weakened), and back to enabled a minute later", eve.upn),
+        format!("    {} disabled per-user MFA of {} (per_user_mfa_disabled): {}", eve.upn, mfa_off.upn, user(mfa_off)),
+        format!(
+            "    {} at high risk for 30 hours (leaked credentials), not remediated, signs in (risky_user_unremediated): {}",
+            risky.upn,
+            user(risky)
+        ),
+        format!(
+            "    {} at high risk as long, remediated by a secure password change minutes ago, signs in (no alert): {}",
+            remediated.upn,
+            user(remediated)
+        ),
+    ];
+    Act {
+        records: vec![(AUDIT_HUB, audit), (RISK_HUBS[1], detections), (RISK_HUBS[0], risky_users)],
+        then: vec![("insights-logs-signinlogs", sign_ins)],
+        told,
+    }
+}
+
 /// Produces the backfill hub by hub, never more than [`AHEAD`] messages
-/// ahead of what the pipeline has read, then the directory's story, then
-/// live sign-ins at `rate` a second.
+/// ahead of what the pipeline has read, then the directory's and the
+/// protections' stories, then live sign-ins at `rate` a second.
 #[allow(clippy::too_many_arguments)]
 fn feed(
     bootstrap: &str,
@@ -223,7 +322,7 @@ fn feed(
     let read = || metrics.messages_read();
     let producer: BaseProducer =
         ClientConfig::new().set("bootstrap.servers", bootstrap).set("linger.ms", "20").create()?;
-    let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub) || hub == AUDIT_HUB;
+    let subscribed = |hub: &str| DEFAULT_TOPICS.contains(&hub) || DIRECTORY_HUBS.contains(&hub);
     let send = |hub: &str, message: &[u8], key: u64| -> anyhow::Result<()> {
         let key = key.to_string();
         loop {
@@ -285,12 +384,25 @@ fn feed(
     } else {
         tracing::warn!(read = read(), produced = n, "the demo backfill was not all read within a minute");
     }
-    let (messages, told) = directory_story(&tenant, story);
-    for (i, (hub, message)) in messages.iter().enumerate() {
-        send(hub, message, n + i as u64)?;
+    let (messages, mut told) = directory_story(&tenant, story);
+    let protections = protections_story(&tenant, &story.url);
+    for (hub, message) in messages.iter().chain(&protections.records) {
+        send(hub, message, n)?;
+        n += 1;
     }
-    n += messages.len() as u64;
     producer.flush(Duration::from_secs(10))?;
+    // The hubs are read in no order between them: the sign-ins that are
+    // judged by the risk as the records left it wait until they are read.
+    let started = Instant::now();
+    while read() < n && started.elapsed() < Duration::from_secs(15) && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (hub, message) in &protections.then {
+        send(hub, message, n)?;
+        n += 1;
+    }
+    producer.flush(Duration::from_secs(10))?;
+    told.extend(protections.told);
     for line in told {
         println!("{line}");
     }
