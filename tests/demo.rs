@@ -138,6 +138,36 @@ fn the_demo_serves_coverage_of_a_synthetic_tenant_then_stops_cleanly() {
             && remediated["risk"]["detail"] == "userPerformedSecuredPasswordChange",
         "{remediated}"
     );
+    // Its pages: the report-only switch (by the second admin, on the policy),
+    // per-user MFA disabled and the unremediated high-risk user signing in;
+    // not the remediated one, and no "enforcement lost" (the policy was
+    // enforced when security defaults went off).
+    let alerts_of =
+        |rule: &str| get(&format!("/api/v1/alerts?rule={rule}")).unwrap()["alerts"].as_array().unwrap().clone();
+    wait_for("the protections story to alert", Duration::from_secs(15), || {
+        ["mfa_policy_weakened", "per_user_mfa_disabled", "risky_user_unremediated"]
+            .iter()
+            .all(|rule| !alerts_of(rule).is_empty())
+    });
+    let weakened = alerts_of("mfa_policy_weakened");
+    assert_eq!(weakened.len(), 1, "{weakened:?}");
+    let change = &weakened[0]["change"];
+    assert!(
+        change["before"].as_str().unwrap().starts_with("enabled")
+            && change["after"].as_str().unwrap().starts_with("report_only"),
+        "{change}"
+    );
+    assert!(change["actor"].as_str().unwrap().starts_with("adm-"), "{change}");
+    let users_of = |rule: &str| -> Vec<String> {
+        alerts_of(rule).iter().map(|a| a["sign_in"]["user_key"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    assert_eq!(users_of("per_user_mfa_disabled"), [told("(per_user_mfa_disabled)")]);
+    assert_eq!(users_of("risky_user_unremediated"), [told("(risky_user_unremediated)")]);
+    assert!(alerts_of("mfa_enforcement_lost").is_empty());
+    assert!(alerts_of("break_glass_protection_change").is_empty());
+    let protections = get("/api/v1/protections").unwrap();
+    assert_eq!(protections["timeline"]["weakening"], 3, "{}", protections["timeline"]);
+    assert_eq!(protections["risky_users"]["high_open"], 1, "{}", protections["risky_users"]);
 
     let mut err = String::new();
     let mut stderr = child.stderr.take().unwrap();
