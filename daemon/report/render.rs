@@ -618,7 +618,7 @@ fn disagreements(p: &super::Protections, a: &super::posture::AuditEvidence) -> V
     }
     if a.any_record && a.mfa_enforced_in_range.is_empty() && p.ca_mfa_sign_ins > 0 {
         out.push(format!(
-            "{} sign-in(s) passed an enforced Conditional Access policy with MFA, yet the audit log holds no policy requiring MFA enforced in the period: it was made before the audit records the history holds.",
+            "{} sign-in(s) passed an enforced Conditional Access policy with MFA, yet the audit log holds no policy requiring MFA enforced in the period: most likely one made before the audit records the history holds.",
             p.ca_mfa_sign_ins
         ));
     }
