@@ -300,3 +300,205 @@ fn a_report_over_any_range_is_coverage_over_exactly_that_range_and_compares_with
     assert_eq!(week["previous"]["compared"], true, "{week}");
     assert!(week["previous_coverage_ratio"].is_number());
 }
+
+/// dan and bob of the directory fixtures (tests/fixtures/directory/FIXTURES.md).
+const DAN: &str = "7c5b3a5e-0000-4000-8000-000000000004";
+const BOB: &str = "7c5b3a5e-0000-4000-8000-000000000002";
+
+/// Sets a sign-in's outcome code wherever the record says it (`resultType`,
+/// lower-cased in some records, and `status`), with no policy applied.
+fn set_outcome(record: &mut serde_json::Value, code: i64, reason: &str) {
+    for key in ["resultType", "resulttype"] {
+        if record.get(key).is_some() {
+            record[key] = code.to_string().into();
+        }
+    }
+    for key in ["resultDescription", "resultdescription"] {
+        if record.get(key).is_some() {
+            record[key] = reason.into();
+        }
+    }
+    let p = &mut record["properties"];
+    p["status"] = serde_json::json!({ "errorCode": code, "failureReason": reason });
+    p["conditionalAccessStatus"] = "notApplied".into();
+    p["appliedConditionalAccessPolicies"] = serde_json::json!([]);
+}
+
+/// Nine days of a tenant (2026-11-10 to 11-18), one sign-in a message, made
+/// to say what the protections fixtures need: no 530035 block but four,
+/// interactive, on 11-16 (after the audit log switched security defaults
+/// off on 11-15 07:00, while no MFA policy was enforced); dan signs in once
+/// with a single factor (uncovered), bob three times with MFA (covered).
+fn protections_sign_ins() -> Vec<Vec<u8>> {
+    use mfawatch::classify::{Labels, Rules, classify};
+    use mfawatch::decode::{Item, decode_message_received};
+    let spec = TenantSpec {
+        users: 40,
+        records: 3_000,
+        days: 9,
+        seed: 11,
+        end: chrono::Utc.with_ymd_and_hms(2026, 11, 18, 23, 50, 0).unwrap(),
+        format: Format::Envelope,
+        records_per_message: 1,
+        malformed_per_10k: 0,
+        fatigue_per_10k: 0,
+    };
+    let rules = Rules::default();
+    let (blocks_from, blocks_to) = (
+        chrono::Utc.with_ymd_and_hms(2026, 11, 16, 0, 0, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2026, 11, 17, 0, 0, 0).unwrap(),
+    );
+    let (mut blocks, mut dan, mut bob) = (0, 0, 0);
+    Generator::new(spec)
+        .map(|message| {
+            let items = decode_message_received(&message, None);
+            let Some(Item::SignIn(s)) = items.first() else { return message };
+            let labels = classify(s, &rules).labels;
+            let interactive = s.category == mfawatch::decode::Category::SignIn;
+            let ok = !labels.contains(Labels::FAILED) && !labels.contains(Labels::LEGACY_AUTH);
+            let (time, code) = (s.time, s.outcome_code);
+            let mut v: serde_json::Value = serde_json::from_slice(&message).unwrap();
+            let record = &mut v["records"][0];
+            if code == 530035 {
+                set_outcome(record, 50126, "Error validating credentials due to invalid username or password.");
+            } else if interactive && blocks < 4 && time >= blocks_from && time < blocks_to {
+                blocks += 1;
+                set_outcome(record, 530035, "Access has been blocked by security defaults.");
+            } else if interactive && ok && dan < 1 && labels.contains(Labels::SINGLE_FACTOR) {
+                dan += 1;
+                record["properties"]["userId"] = DAN.into();
+                record["properties"]["userPrincipalName"] = "dan@contoso.example".into();
+            } else if interactive && ok && bob < 3 && labels.contains(Labels::MFA_SATISFIED) {
+                bob += 1;
+                record["properties"]["userId"] = BOB.into();
+                record["properties"]["userPrincipalName"] = "bob@contoso.example".into();
+            }
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_protections_timeline_risky_users_and_what_is_in_force_come_from_the_audit_log_with_the_sign_ins() {
+    let dir = tempfile::tempdir().unwrap();
+    let sign_ins = dir.path().join("sign-ins.ndjson");
+    write_ndjson(&sign_ins, &protections_sign_ins());
+    let fixtures = common::root().join("tests/fixtures/directory");
+    let (audit, risk) = (fixtures.join("auditlogs-protections.ndjson"), fixtures.join("riskyusers-protections.ndjson"));
+    let config = write_config(dir.path(), "127.0.0.1:1", "t", "unused", free_port(), "");
+    replay(&config, &[&sign_ins, &audit, &risk], &[]);
+    let history = dir.path().join("state/history");
+    let out = dir.path().join("report");
+    let run = report(&history, &out, &["--from", "2026-11-10", "--to", "2026-11-18"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+
+    // The posture at 11-18: the admins' policy enabled again, the all-users one
+    // deleted, security defaults off; 14 changes, 7 of them weakening MFA.
+    let t = &summary["protections_timeline"];
+    assert_eq!(t["mfa_policies"], serde_json::json!({"enabled": 1, "report_only": 0, "disabled": 0}), "{t}");
+    assert_eq!((t["security_defaults"].as_bool(), t["any_record"].as_bool()), (Some(false), Some(true)), "{t}");
+    assert_eq!((t["changes"].as_u64(), t["weakening"].as_u64()), (Some(14), Some(7)), "{t}");
+    assert_eq!(csv_rows(&out.join("protections-timeline.csv")), 14);
+
+    // Identity Protection at 11-18: dan (at risk) and bob (confirmed compromised)
+    // high and open; cat remediated, eve dismissed during the range.
+    let u = &summary["risky_users"];
+    let counts = ["high_open", "open", "remediated", "dismissed"].map(|k| u[k].as_u64());
+    assert_eq!(counts, [Some(2), Some(2), Some(1), Some(1)], "{u}");
+    assert_eq!(
+        u["endings"],
+        serde_json::json!([
+            {"state": "dismissed", "detail": "adminDismissedAllRiskForUser", "users": 1},
+            {"state": "remediated", "detail": "userPerformedSecuredPasswordChange", "users": 1},
+        ]),
+        "{u}"
+    );
+    let mut csv = csv::Reader::from_path(out.join("risky-users.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    let headers = csv.headers().unwrap().clone();
+    let at = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let listed: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {} {}",
+                &r[at("upn")],
+                &r[at("level")],
+                &r[at("state")],
+                &r[at("since")],
+                &r[at("coverage")]
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed[..2],
+        [
+            "dan@contoso.example high at_risk 2026-11-10T12:00:00Z uncovered".to_owned(),
+            "bob@contoso.example high confirmed_compromised 2026-11-13T10:00:00Z covered".to_owned(),
+        ],
+        "open first, the longest open first: {listed:?}"
+    );
+    assert_eq!(rows.len(), 4, "{listed:?}");
+
+    // In force: the audit log's Conditional Access at the end, although the
+    // sign-ins alone look contradictory (530035 blocks and MFA policies);
+    // the blocks after security defaults were switched off are said.
+    let v = &summary["in_force"];
+    assert_eq!(summary["protections_in_force"], "conditional_access", "{v}");
+    assert_eq!(
+        (v["from_sign_ins"].as_str(), v["rests_on"].as_str()),
+        (Some("contradictory"), Some("audit_log")),
+        "{v}"
+    );
+    let disagreements: Vec<&str> = v["disagreements"].as_array().unwrap().iter().filter_map(|d| d.as_str()).collect();
+    assert_eq!(disagreements.len(), 1, "{v}");
+    assert!(
+        disagreements[0].contains("switched off on 2026-11-15T07:00:00Z by eve@contoso.example")
+            && disagreements[0].contains("4 sign-in(s) were blocked by security defaults (530035) after that"),
+        "{v}"
+    );
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("**2 high-risk user(s) not remediated**") && md.contains("**7 weakening MFA**"), "{md}");
+
+    // In a real browser.
+    let dom = common::chromium(&["--dump-dom"], &out.join("index.html"));
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let dumped = String::from_utf8_lossy(&dom.stdout);
+    let section = |id: &str| {
+        let at = dumped.find(&format!("<section id=\"{id}\"")).unwrap_or_else(|| panic!("section {id} missing"));
+        dumped[at..at + dumped[at..].find("</section>").unwrap()].to_owned()
+    };
+    let timeline = section("protections-timeline");
+    assert!(
+        timeline.contains("<b>1</b>MFA policies enabled") && timeline.contains("<b>off</b>security defaults"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("<tr><td>Require MFA for admins</td><td>enabled</td><td>0</td>")
+            && timeline.contains("<tr><td>Require MFA for all users</td><td>deleted</td><td>2</td>"),
+        "{timeline}"
+    );
+    assert_eq!(timeline.matches("<tr class=\"weakens\">").count(), 7, "{timeline}");
+    let changes = timeline.split("Changes in the").nth(1).unwrap();
+    let first = changes.split("<tbody><tr>").nth(1).unwrap();
+    assert!(first.starts_with("<td>2026-11-17T08:00:00Z</td><td>conditional access</td><td>Require MFA for admins</td><td>eve@contoso.example</td><td>state disabled → enabled</td>"), "newest first: {first}");
+    let risky = section("risky-users");
+    assert!(risky.contains("<b>2 high-risk user(s) not remediated</b>"), "{risky}");
+    assert!(risky.contains("<div class=\"kpi urgent\"><b>2</b>high-risk users not remediated</div>"), "{risky}");
+    let first = risky.split("<tbody><tr>").nth(1).unwrap();
+    assert!(first.starts_with("<td>dan@contoso.example</td><td>high</td><td>at risk</td>"), "{first}");
+    assert!(risky.contains("1 remediated (userPerformedSecuredPasswordChange)"), "{risky}");
+    let in_force = section("protections");
+    assert!(
+        in_force.contains(
+            "At the end of the period the audit log has Conditional Access enforcing MFA (Require MFA for admins)"
+        ),
+        "{in_force}"
+    );
+    assert!(
+        in_force.contains("<div class=\"warn\" id=\"disagreements\">")
+            && in_force.contains("switched off on 2026-11-15T07:00:00Z"),
+        "{in_force}"
+    );
+}

@@ -71,23 +71,63 @@ pub struct RegistrationSummary {
     pub directory_as_of: Option<String>,
 }
 
-/// Both sections, from the history in `dir` as of the end of `w`.
-pub(super) fn sections(
+/// The directory as of the range's end, rebuilt from the history's
+/// directory table: every section that needs the directory reads this one.
+pub(super) struct Rebuilt {
+    pub(super) directory: Directory,
+    /// Directory records the history holds up to the range's end.
+    pub(super) records: u64,
+    /// The range's last millisecond (Unix ms).
+    pub(super) end: i64,
+}
+
+/// Every record up to the end of `w`, each once, applied as the daemon applies them.
+pub(super) fn rebuild(
     dir: &Path,
     roles: &PrivilegedRoles,
     w: Window,
-    each: &[UserCoverage],
-    pending: &[Pending],
     damaged: &mut Vec<Damaged>,
-) -> anyhow::Result<(Admins, RegistrationSummary)> {
-    let end = midnight_ms(w.to) + 86_400_000 - 1;
+) -> anyhow::Result<Rebuilt> {
+    let end = w.millis().1 - 1;
     let (records, unreadable) = crate::history::directory::records_until(dir, end)?;
     damaged.extend(unreadable.into_iter().map(|error| Damaged { file: "directory table".into(), error }));
     let mut directory = Directory::new(roles.clone());
     for record in &records {
         directory.apply(record);
     }
-    let at = chrono::DateTime::from_timestamp_millis(end).unwrap_or_default();
+    Ok(Rebuilt { directory, records: records.len() as u64, end })
+}
+
+/// Each user's coverage over the range found by key, else by UPN (any case),
+/// as the directory's users are joined with the sign-ins' everywhere.
+pub(super) struct CoverageOf<'a> {
+    by_key: BTreeMap<&'a str, &'a UserCoverage>,
+    by_upn: BTreeMap<String, &'a UserCoverage>,
+}
+
+impl<'a> CoverageOf<'a> {
+    pub(super) fn new(each: &'a [UserCoverage]) -> CoverageOf<'a> {
+        CoverageOf {
+            by_key: each.iter().map(|u| (u.user_key.as_str(), u)).collect(),
+            by_upn: each.iter().filter(|u| !u.upn.is_empty()).map(|u| (u.upn.to_lowercase(), u)).collect(),
+        }
+    }
+
+    /// Their state over the range; `inactive` for a user with no counted sign-in in it.
+    pub(super) fn state(&self, key: &str, upn: &str) -> &'static str {
+        let found = self.by_key.get(key).or_else(|| self.by_upn.get(&upn.to_lowercase()));
+        found.map_or(crate::coverage::State::Inactive.as_str(), |u| u.state.as_str())
+    }
+}
+
+/// Both sections, from the directory as of the end of the range.
+pub(super) fn sections(
+    rebuilt: &Rebuilt,
+    each: &[UserCoverage],
+    pending: &[Pending],
+) -> anyhow::Result<(Admins, RegistrationSummary)> {
+    let directory = &rebuilt.directory;
+    let at = chrono::DateTime::from_timestamp_millis(rebuilt.end).unwrap_or_default();
     let views: Vec<(String, String, DirectoryView)> = directory.views(at);
     let by_key: BTreeMap<&str, usize> = views.iter().enumerate().map(|(i, (k, _, _))| (k.as_str(), i)).collect();
     let by_upn: BTreeMap<String, usize> =
@@ -141,7 +181,7 @@ pub(super) fn sections(
 
     // Registration: every user the sign-ins know, and the directory's others.
     let mut r = RegistrationSummary {
-        directory_records: records.len() as u64,
+        directory_records: rebuilt.records,
         directory_as_of: directory.newest().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         ..RegistrationSummary::default()
     };

@@ -10,7 +10,9 @@
 
 pub mod charts;
 mod directory;
+pub mod posture;
 pub mod render;
+pub mod risk;
 mod scan;
 mod users;
 
@@ -282,6 +284,12 @@ pub struct Report {
     pub admins: directory::Admins,
     /// MFA registration: the directory's evidence joined with the sign-ins'.
     pub registration_summary: directory::RegistrationSummary,
+    /// The protections at the range's end and their changes during it, from the audit log.
+    pub protections_timeline: posture::Timeline,
+    /// What the audit log says of security defaults and Conditional Access, with the sign-ins counted against it.
+    pub audit: posture::AuditEvidence,
+    /// Identity Protection's risky users at the range's end.
+    pub risky_users: risk::RiskyUsers,
     pub damaged: Vec<Damaged>,
 }
 
@@ -347,6 +355,21 @@ fn risky(with_mfa: bool) -> Expr {
 
 fn risky_without_mfa() -> Expr {
     risky(false)
+}
+
+/// A sign-in security defaults blocked (530035): their own evidence.
+fn security_defaults_block() -> Expr {
+    col(c::BLOCKED_BY).eq(lit("security_defaults"))
+}
+
+/// A successful interactive user sign-in: where an MFA policy shows or does not.
+fn interactive_ok() -> Expr {
+    col(c::SUBJECT).eq(lit("user")).and(col(c::INTERACTIVE)).and(col(c::SUCCESS))
+}
+
+/// One that passed an enforced Conditional Access policy with MFA: Conditional Access's own evidence.
+fn passed_ca_with_mfa() -> Expr {
+    interactive_ok().and(col(c::CA_STATUS).eq(lit("success"))).and(col(c::MFA_SATISFIED))
 }
 
 /// A row of a user's sign-in (not a service principal's, nor one naming no account).
@@ -742,17 +765,13 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         })
         .collect();
     let sum_if = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
-    let interactive_ok = col(c::SUBJECT).eq(lit("user")).and(col(c::INTERACTIVE)).and(col(c::SUCCESS));
     let p = week
         .clone()
         .select([
-            sum_if(col(c::BLOCKED_BY).eq(lit("security_defaults")), "sd_blocks"),
+            sum_if(security_defaults_block(), "sd_blocks"),
             sum_if(col(c::MFA_FAILURE).eq(lit("registration_required")), "registration_prompts"),
-            sum_if(
-                interactive_ok.clone().and(col(c::CA_STATUS).eq(lit("success"))).and(col(c::MFA_SATISFIED)),
-                "ca_mfa",
-            ),
-            sum_if(interactive_ok, "interactive"),
+            sum_if(passed_ca_with_mfa(), "ca_mfa"),
+            sum_if(interactive_ok(), "interactive"),
             sum_if(col(c::LEGACY_AUTH).and(col(c::BLOCKED_BY).eq(lit("conditional_access"))), "legacy_ca"),
             sum_if(risky(true), "risky_mfa"),
             sum_if(risky_without_mfa(), "risky_no_mfa"),
@@ -780,9 +799,13 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
             .collect()?;
         u64_of(&raw, "n", 0).saturating_sub(sign_ins)
     };
-    progress("directory: admins and registration");
-    let (admins, registration_summary) =
-        directory::sections(dir, &req.privileged_roles, w, &each, &registration, &mut damaged)?;
+    progress("directory: admins, registration, protections, risky users");
+    let rebuilt = directory::rebuild(dir, &req.privileged_roles, w, &mut damaged)?;
+    let (admins, registration_summary) = directory::sections(&rebuilt, &each, &registration)?;
+    let posture = rebuilt.directory.posture();
+    let protections_timeline = posture::timeline(posture, w);
+    let audit = posture::audit_evidence(posture, w, &week)?;
+    let risky_users = risk::risky_users(&rebuilt.directory, w, &each);
     progress("done");
     Ok(Report {
         window: w,
@@ -808,6 +831,9 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         protections,
         admins,
         registration_summary,
+        protections_timeline,
+        audit,
+        risky_users,
         damaged,
     })
 }

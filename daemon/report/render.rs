@@ -75,13 +75,44 @@ pub struct Summary<'a> {
     pub risky_without_mfa: usize,
     pub uncovered_users: usize,
     pub report_only_results: usize,
-    /// Security defaults or Conditional Access, as the sign-ins tell (or contradictory).
+    /// Security defaults or Conditional Access (or contradictory, or no evidence): `in_force.verdict`.
     pub protections_in_force: InForce,
+    /// The verdict, what each source says, and where the audit log and the sign-ins disagree.
+    pub in_force: Verdict,
+    /// The protections at the end of the range as the audit log left them, and the changes during it.
+    pub protections_timeline: PostureSummary,
+    /// Identity Protection's risky users (the counts; risky-users.csv lists them).
+    pub risky_users: RiskySummary<'a>,
     /// Admins and their MFA (the counts; admins.csv lists them).
     pub admins: AdminsSummary,
     /// MFA registration: registered / capable / pending / overdue / unknown.
     pub registration: &'a super::directory::RegistrationSummary,
     pub damaged_files: Vec<&'a str>,
+}
+
+/// [`super::posture::Timeline`] without the lists.
+#[derive(Serialize)]
+pub struct PostureSummary {
+    /// The audit log holds some record of a protection up to the range's end.
+    pub any_record: bool,
+    /// MFA-requiring Conditional Access policies (not deleted) by state at the range's end.
+    pub mfa_policies: crate::directory::posture::MfaPolicies,
+    /// As last switched by the range's end; null when no record says.
+    pub security_defaults: Option<bool>,
+    /// Changes during the range, and how many weakened MFA enforcement.
+    pub changes: u64,
+    pub weakening: u64,
+}
+
+/// [`super::risk::RiskyUsers`] without the lists.
+#[derive(Serialize)]
+pub struct RiskySummary<'a> {
+    /// High risk, neither remediated nor dismissed, at the range's end.
+    pub high_open: u64,
+    pub open: u64,
+    pub remediated: u64,
+    pub dismissed: u64,
+    pub endings: &'a [super::risk::Ending],
 }
 
 /// [`super::directory::Admins`] without the list.
@@ -151,7 +182,28 @@ pub fn summary(r: &Report) -> Summary<'_> {
         risky_without_mfa: r.risky_without_mfa.len(),
         uncovered_users: r.uncovered.len(),
         report_only_results: r.report_only.len(),
-        protections_in_force: in_force(&r.protections),
+        protections_in_force: in_force(&r.protections, &r.audit).verdict,
+        in_force: in_force(&r.protections, &r.audit),
+        protections_timeline: {
+            let t = &r.protections_timeline;
+            PostureSummary {
+                any_record: t.any_record,
+                mfa_policies: t.mfa_policies,
+                security_defaults: t.security_defaults.as_ref().map(|s| s.enabled),
+                changes: t.changes.len() as u64,
+                weakening: t.weakening,
+            }
+        },
+        risky_users: {
+            let u = &r.risky_users;
+            RiskySummary {
+                high_open: u.high_open,
+                open: u.open,
+                remediated: u.remediated,
+                dismissed: u.dismissed,
+                endings: &u.endings,
+            }
+        },
         admins: {
             let a = &r.admins;
             AdminsSummary {
@@ -190,6 +242,9 @@ pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     put("risky-without-mfa.csv", &csv_of(&r.risky_without_mfa)?)?;
     put("report-only-impact.csv", &csv_of(&r.report_only)?)?;
     put("admins.csv", &csv_of(&r.admins.users)?)?;
+    let risky: Vec<&super::risk::RiskyUser> = r.risky_users.users.iter().chain(&r.risky_users.ended).collect();
+    put("risky-users.csv", &csv_of(&risky)?)?;
+    put("protections-timeline.csv", &csv_of(&r.protections_timeline.changes)?)?;
     Ok(written)
 }
 
@@ -261,6 +316,34 @@ pub fn markdown(r: &Report) -> String {
         g.phishing_resistant,
         pct(g.phishing_resistant_share)
     );
+    let t = &r.protections_timeline;
+    let _ = writeln!(
+        md,
+        "- Protections (audit log, end of the {}): {} MFA policy(ies) enabled, {} report-only, {} disabled; security defaults {}; {} change(s) in the {}, **{} weakening MFA**",
+        r.window.period(),
+        t.mfa_policies.enabled,
+        t.mfa_policies.report_only,
+        t.mfa_policies.disabled,
+        defaults_words(t.security_defaults.as_ref()),
+        t.changes.len(),
+        r.window.period(),
+        t.weakening
+    );
+    let verdict = in_force(&r.protections, &r.audit);
+    let _ = writeln!(md, "- In force: {}", verdict.explanation);
+    for d in &verdict.disagreements {
+        let _ = writeln!(md, "  - **Disagreement:** {d}");
+    }
+    let u = &r.risky_users;
+    let _ = writeln!(
+        md,
+        "- Risky users: **{} high-risk user(s) not remediated**; {} open at any level; {} remediated, {} dismissed in the {}",
+        u.high_open,
+        u.open,
+        u.remediated,
+        u.dismissed,
+        r.window.period()
+    );
     let legacy_ok: u64 = r.legacy.iter().map(|p| p.succeeded).sum();
     let legacy_blocked: u64 = r.legacy.iter().map(|p| p.blocked).sum();
     let _ = writeln!(md, "- Legacy authentication: {legacy_ok} sign-in(s) got in, {legacy_blocked} blocked");
@@ -282,16 +365,30 @@ pub fn markdown(r: &Report) -> String {
     md
 }
 
+/// "on (switched on … by …)", "off (…)", or "no record".
+fn defaults_words(s: Option<&super::posture::Switch>) -> String {
+    s.map_or_else(|| "no record".to_owned(), |s| format!("{} ({})", if s.enabled { "on" } else { "off" }, s.words()))
+}
+
 fn table(head: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    classed_table(head, rows.into_iter().map(|row| ("", row)))
+}
+
+/// A table whose rows may carry a class (`weakens` highlights one).
+fn classed_table(head: &[&str], rows: impl IntoIterator<Item = (&'static str, Vec<String>)>) -> String {
     let mut t = String::from("<table><thead><tr>");
     for h in head {
         let _ = write!(t, "<th>{}</th>", escape(h));
     }
     t.push_str("</tr></thead><tbody>");
     let mut any = false;
-    for row in rows {
+    for (class, row) in rows {
         any = true;
-        t.push_str("<tr>");
+        if class.is_empty() {
+            t.push_str("<tr>");
+        } else {
+            let _ = write!(t, "<tr class=\"{}\">", escape(class));
+        }
         for cell in row {
             let _ = write!(t, "<td>{}</td>", escape(&cell));
         }
@@ -339,11 +436,12 @@ const CSS: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1100px;
 .kpi{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.kpi b{display:block;font-size:1.6em}.kpi.urgent{border-color:#c62828;color:#c62828}\
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}\
 th{background:#f4f4f4}td.none{color:#888}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}\
-.warn{background:#fff3e0;border:1px solid #ef6c00;padding:.6em 1em}.path{border-left:4px solid #1565c0;padding-left:1em;margin:1em 0}";
+.warn{background:#fff3e0;border:1px solid #ef6c00;padding:.6em 1em}.path{border-left:4px solid #1565c0;padding-left:1em;margin:1em 0}\
+tr.weakens td{background:#ffebee;color:#b71c1c}.verdict{font-weight:bold}";
 
-/// Which of the two tenant-wide ways to require MFA the week's sign-ins
-/// point to. Entra allows security defaults or Conditional Access, never
-/// both at once: evidence of both is said to be contradictory, not claimed.
+/// Which of the two tenant-wide ways to require MFA is in force. Entra
+/// allows security defaults or Conditional Access, never both at once:
+/// evidence of both is said to be contradictory, not claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InForce {
@@ -354,6 +452,7 @@ pub enum InForce {
 }
 
 impl InForce {
+    /// What the sign-ins alone say.
     fn words(self) -> &'static str {
         match self {
             InForce::SecurityDefaults => {
@@ -369,10 +468,36 @@ impl InForce {
     }
 }
 
-/// What the evidence says. Registration prompts (50072/50079) come from
+/// What the verdict rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestsOn {
+    /// The audit log holds nothing that decides it.
+    SignIns,
+    /// The audit log's configuration at the range's end; the sign-ins say otherwise.
+    AuditLog,
+    /// Both say the same.
+    AuditLogAndSignIns,
+}
+
+/// The verdict of "which protections are in force", and where its two sources disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Verdict {
+    pub verdict: InForce,
+    pub from_sign_ins: InForce,
+    /// What the audit log's configuration at the range's end says; None when it holds no record of either.
+    pub from_audit_log: Option<InForce>,
+    pub rests_on: RestsOn,
+    /// The verdict in words.
+    pub explanation: String,
+    /// Each a sentence: what the audit log says, and what the sign-ins did against it.
+    pub disagreements: Vec<String>,
+}
+
+/// What the sign-ins say. Registration prompts (50072/50079) come from
 /// either, so they point to neither; a 530035 block is security defaults'
 /// own, an MFA grant or a 53003 block Conditional Access's.
-pub fn in_force(p: &super::Protections) -> InForce {
+fn from_sign_ins(p: &super::Protections) -> InForce {
     let defaults = p.security_defaults_blocks > 0;
     let conditional_access = p.ca_mfa_sign_ins > 0 || p.legacy_blocked_by_ca > 0;
     match (defaults, conditional_access) {
@@ -381,6 +506,123 @@ pub fn in_force(p: &super::Protections) -> InForce {
         (false, true) => InForce::ConditionalAccess,
         (false, false) => InForce::NoEvidence,
     }
+}
+
+/// What the audit log's configuration at the range's end says: security
+/// defaults as last switched, MFA-requiring policies enforced then.
+/// `NoEvidence` when its records show neither on (a policy made before its
+/// records would not show); None when it has no record of either.
+fn from_audit_log(a: &super::posture::AuditEvidence) -> Option<InForce> {
+    let defaults = a.security_defaults.as_ref().map(|s| s.enabled);
+    let enforced = !a.mfa_enforced_at_end.is_empty();
+    match (defaults, enforced) {
+        (Some(true), true) => Some(InForce::Contradictory),
+        (Some(true), false) => Some(InForce::SecurityDefaults),
+        (_, true) => Some(InForce::ConditionalAccess),
+        (None, false) if a.policies_known == 0 => None,
+        _ => Some(InForce::NoEvidence),
+    }
+}
+
+/// The verdict: the audit log's configuration at the range's end when it
+/// says security defaults or Conditional Access (it records the switch; the
+/// sign-ins only show its effects, and a switch during the range makes them
+/// look contradictory), else the sign-ins'. Where the two disagree in time —
+/// a 530035 block after the audit log switched security defaults off, a
+/// policy enforced while no sign-in passed one — it is said, not hidden.
+pub fn in_force(p: &super::Protections, a: &super::posture::AuditEvidence) -> Verdict {
+    let signs = from_sign_ins(p);
+    let audit = from_audit_log(a);
+    let (verdict, rests_on) = match audit {
+        Some(v) if v != InForce::NoEvidence => {
+            (v, if v == signs { RestsOn::AuditLogAndSignIns } else { RestsOn::AuditLog })
+        }
+        Some(_) if signs == InForce::NoEvidence => (signs, RestsOn::AuditLogAndSignIns),
+        _ => (signs, RestsOn::SignIns),
+    };
+    let explanation = match (audit, rests_on) {
+        (None, _) if !a.any_record => format!(
+            "{} The audit log holds no record of security defaults or Conditional Access up to the end of the period: this rests on the sign-ins alone.",
+            signs.words()
+        ),
+        (None, _) => format!(
+            "{} The audit log's records say nothing of security defaults or Conditional Access policies: this rests on the sign-ins.",
+            signs.words()
+        ),
+        (Some(InForce::NoEvidence), _) => format!(
+            "{} At the end of the period the audit log shows neither security defaults on nor a policy requiring MFA enforced (a policy made before its records would not show).",
+            signs.words()
+        ),
+        (Some(v), rests) => format!(
+            "At the end of the period the audit log has {}. {}",
+            audit_words(v, a),
+            if rests == RestsOn::AuditLogAndSignIns {
+                "The sign-ins agree.".to_owned()
+            } else {
+                format!("The sign-ins alone would say: {}", signs.words())
+            }
+        ),
+    };
+    Verdict {
+        verdict,
+        from_sign_ins: signs,
+        from_audit_log: audit,
+        rests_on,
+        explanation,
+        disagreements: disagreements(p, a),
+    }
+}
+
+fn audit_words(v: InForce, a: &super::posture::AuditEvidence) -> String {
+    let defaults = a.security_defaults.as_ref().map_or_else(String::new, |s| s.words());
+    let enforced = a.mfa_enforced_at_end.join(", ");
+    match v {
+        InForce::SecurityDefaults => format!("security defaults on ({defaults})"),
+        InForce::ConditionalAccess => format!("Conditional Access enforcing MFA ({enforced})"),
+        _ => format!(
+            "both security defaults on ({defaults}) and Conditional Access enforcing MFA ({enforced}), which Entra does not allow at once"
+        ),
+    }
+}
+
+/// Where the audit log and the sign-ins disagree.
+fn disagreements(p: &super::Protections, a: &super::posture::AuditEvidence) -> Vec<String> {
+    let x = &a.against;
+    let mut out = Vec::new();
+    if x.blocks_while_defaults_off > 0 {
+        out.push(format!(
+            "The audit log says security defaults were {}, yet {} sign-in(s) were blocked by security defaults (530035) after that.",
+            x.defaults_off.as_ref().map_or_else(|| "off".to_owned(), |s| s.words()),
+            x.blocks_while_defaults_off
+        ));
+    }
+    if x.ca_mfa_while_defaults_on > 0 {
+        out.push(format!(
+            "The audit log says security defaults were {}, yet {} sign-in(s) passed a Conditional Access policy with MFA while they were on, which Entra does not allow.",
+            x.defaults_on.as_ref().map_or_else(|| "on".to_owned(), |s| s.words()),
+            x.ca_mfa_while_defaults_on
+        ));
+    }
+    let enforced = a.mfa_enforced_in_range.join(", ");
+    if x.blocks_while_mfa_enforced > 0 {
+        out.push(format!(
+            "The audit log says {enforced} required MFA and was enforced, yet {} sign-in(s) were blocked by security defaults (530035) meanwhile, which Entra does not allow at once.",
+            x.blocks_while_mfa_enforced
+        ));
+    }
+    if !a.mfa_enforced_in_range.is_empty() && x.interactive_while_mfa_enforced > 0 && x.ca_mfa_while_mfa_enforced == 0 {
+        out.push(format!(
+            "The audit log says {enforced} required MFA and was enforced, yet none of the {} successful interactive user sign-in(s) meanwhile passed an enforced policy with MFA (scoped to no one who signed in, or not the tenant the sign-ins come from?).",
+            x.interactive_while_mfa_enforced
+        ));
+    }
+    if a.any_record && a.mfa_enforced_in_range.is_empty() && p.ca_mfa_sign_ins > 0 {
+        out.push(format!(
+            "{} sign-in(s) passed an enforced Conditional Access policy with MFA, yet the audit log holds no policy requiring MFA enforced in the period: most likely one made before the audit records the history holds.",
+            p.ca_mfa_sign_ins
+        ));
+    }
+    out
 }
 
 /// `index.html`.
@@ -509,27 +751,8 @@ pub fn html(r: &Report) -> String {
     ));
     h.push_str("</section>\n");
 
-    let p = &r.protections;
-    let _ = writeln!(
-        h,
-        "<section id=\"protections\"><h2>Which protections are in force</h2>\
-         <p>From the evidence in the sign-ins, for each of the three ways Microsoft's MFA guidance offers:</p>\
-         <div class=\"path\"><h3>Security defaults</h3><p>{} sign-in(s) blocked by security defaults (530035); {} MFA registration prompt(s) (50072/50079). \
-         {}</p></div>\
-         <div class=\"path\"><h3>Conditional Access</h3><p>{} of {} successful interactive user sign-ins ({}) passed an enforced policy with MFA; \
-         {} legacy sign-in(s) blocked by Conditional Access (53003).</p></div>\
-         <div class=\"path\"><h3>Risk-based policies</h3><p>{} risky sign-in(s) were challenged with MFA, {} got in without it.</p></div></section>",
-        p.security_defaults_blocks,
-        p.registration_prompts,
-        in_force(p).words(),
-        p.ca_mfa_sign_ins,
-        p.interactive_sign_ins,
-        share(p.ca_mfa_sign_ins, p.interactive_sign_ins),
-        p.legacy_blocked_by_ca,
-        p.risky_with_mfa,
-        p.risky_without_mfa,
-    );
-
+    h.push_str(&protections_section(r));
+    h.push_str(&timeline_section(r));
     h.push_str("<section id=\"legacy\"><h2>Legacy authentication by protocol</h2>\
         <p>Legacy protocols cannot do MFA; a block (53003 Conditional Access, 530035 security defaults) proves it works.</p>");
     let protocols: Vec<String> = r.legacy.iter().map(|p| p.protocol.clone()).collect();
@@ -667,6 +890,7 @@ pub fn html(r: &Report) -> String {
             ])
         )
     );
+    h.push_str(&risky_users_section(r));
     let _ = writeln!(
         h,
         "<section id=\"risky\"><h2>Risky sign-ins without MFA ({})</h2>{}</section>",
@@ -733,6 +957,184 @@ pub fn html(r: &Report) -> String {
     h
 }
 
+/// "Which protections are in force": the verdict, where the audit log and
+/// the sign-ins disagree, then each path's evidence from both.
+fn protections_section(r: &Report) -> String {
+    let p = &r.protections;
+    let verdict = in_force(p, &r.audit);
+    let disagreements = if verdict.disagreements.is_empty() {
+        String::new()
+    } else {
+        let items: String = verdict.disagreements.iter().map(|d| format!("<li>{}</li>", escape(d))).collect();
+        format!(
+            "<div class=\"warn\" id=\"disagreements\"><p>Where the audit log and the sign-ins disagree:</p><ul>{items}</ul></div>"
+        )
+    };
+    let a = &r.audit;
+    let enforced = if a.mfa_enforced_at_end.is_empty() {
+        "no policy requiring MFA enforced at the end of the period".to_owned()
+    } else {
+        format!("enforced at the end of the period: {}", a.mfa_enforced_at_end.join(", "))
+    };
+    format!(
+        "<section id=\"protections\"><h2>Which protections are in force</h2><p class=\"verdict\">{verdict}</p>{disagreements}\
+         <p>The evidence, for each of the three ways Microsoft's MFA guidance offers:</p>\
+         <div class=\"path\"><h3>Security defaults</h3><p>{blocks} sign-in(s) blocked by security defaults (530035); {prompts} MFA registration prompt(s) (50072/50079). \
+         Audit log: {defaults}.</p></div>\
+         <div class=\"path\"><h3>Conditional Access</h3><p>{ca} of {interactive} successful interactive user sign-ins ({share}) passed an enforced policy with MFA; \
+         {legacy_ca} legacy sign-in(s) blocked by Conditional Access (53003). Audit log: {enforced}.</p></div>\
+         <div class=\"path\"><h3>Risk-based policies</h3><p>{risky_mfa} risky sign-in(s) were challenged with MFA, {risky_no_mfa} got in without it.</p></div></section>\n",
+        verdict = escape(&verdict.explanation),
+        blocks = p.security_defaults_blocks,
+        prompts = p.registration_prompts,
+        defaults = escape(&defaults_words(a.security_defaults.as_ref())),
+        ca = p.ca_mfa_sign_ins,
+        interactive = p.interactive_sign_ins,
+        share = share(p.ca_mfa_sign_ins, p.interactive_sign_ins),
+        legacy_ca = p.legacy_blocked_by_ca,
+        enforced = escape(&enforced),
+        risky_mfa = p.risky_with_mfa,
+        risky_no_mfa = p.risky_without_mfa,
+    )
+}
+
+/// Changes listed in the page; protections-timeline.csv has them all.
+const INLINE_CHANGES: usize = 100;
+
+fn kpis(items: &[(&str, String, bool)]) -> String {
+    let cells: String = items
+        .iter()
+        .map(|(name, value, urgent)| {
+            format!(
+                "<div class=\"kpi{}\"><b>{}</b>{}</div>",
+                if *urgent { " urgent" } else { "" },
+                escape(value),
+                escape(name)
+            )
+        })
+        .collect();
+    format!("<div class=\"kpis\">{cells}</div>")
+}
+
+/// "Protections timeline": the posture at the range's end, then the changes during it, newest first.
+fn timeline_section(r: &Report) -> String {
+    let t = &r.protections_timeline;
+    let period = r.window.period();
+    let mut h = String::from("<section id=\"protections-timeline\"><h2>Protections timeline</h2>");
+    if !t.any_record {
+        let _ = writeln!(
+            h,
+            "<p>The audit log holds no record of a protection (Conditional Access, security defaults, per-user MFA, the authentication methods policy) up to the end of the {period}: is the AuditLogs category exported to the hubs the daemon reads?</p></section>"
+        );
+        return h;
+    }
+    let m = &t.mfa_policies;
+    h.push_str(&kpis(&[
+        ("MFA policies enabled", m.enabled.to_string(), m.enabled == 0),
+        ("report-only", m.report_only.to_string(), false),
+        ("disabled", m.disabled.to_string(), false),
+        (
+            "security defaults",
+            defaults_words(t.security_defaults.as_ref()).split(" (").next().unwrap_or("").to_owned(),
+            false,
+        ),
+        (&format!("changes in the {period}"), t.changes.len().to_string(), false),
+        ("weakening MFA", t.weakening.to_string(), t.weakening > 0),
+    ]));
+    let _ = write!(
+        h,
+        "<p>From the audit log, as of the end of the {period}: each Conditional Access policy requiring MFA as its newest record left it, and security defaults {}. \
+         Below, every change to a protection during the {period}, newest first; a change that weakens MFA enforcement (a policy no longer enforced or excluding more, security defaults off, per-user MFA disabled) is highlighted.</p>",
+        escape(&defaults_words(t.security_defaults.as_ref()))
+    );
+    h.push_str("<h3>Policies requiring MFA</h3>");
+    h.push_str(&table(
+        &["policy", "state", "exclusions", "grant", "last changed", "by"],
+        t.policies.iter().map(|p| {
+            vec![
+                p.name.clone(),
+                p.state.to_owned(),
+                p.exclusions.to_string(),
+                p.grant.clone(),
+                p.changed.clone(),
+                p.actor.clone(),
+            ]
+        }),
+    ));
+    let _ = write!(h, "<h3>Changes in the {period} ({})</h3>", t.changes.len());
+    h.push_str(&classed_table(
+        &["time (UTC)", "kind", "policy or user", "by", "what changed", "MFA enforcement"],
+        t.changes.iter().take(INLINE_CHANGES).map(|c| {
+            (
+                if c.weakens { "weakens" } else { "" },
+                vec![
+                    c.time.clone(),
+                    c.kind.replace('_', " "),
+                    c.subject.clone(),
+                    c.actor.clone(),
+                    c.what.clone(),
+                    if c.weakens { "weakens".into() } else { String::new() },
+                ],
+            )
+        }),
+    ));
+    h.push_str(&more(t.changes.len(), INLINE_CHANGES, "protections-timeline.csv"));
+    h.push_str("</section>\n");
+    h
+}
+
+/// "Risky users": who Identity Protection left open at the range's end, and whose risk ended during it.
+fn risky_users_section(r: &Report) -> String {
+    let u = &r.risky_users;
+    let period = r.window.period();
+    let mut h = String::from("<section id=\"risky-users\"><h2>Risky users</h2>");
+    h.push_str(&kpis(&[
+        ("high-risk users not remediated", u.high_open.to_string(), u.high_open > 0),
+        ("open, any level", u.open.to_string(), false),
+        (&format!("remediated in the {period}"), u.remediated.to_string(), false),
+        (&format!("dismissed in the {period}"), u.dismissed.to_string(), false),
+    ]));
+    let _ = write!(
+        h,
+        "<p><b>{high} high-risk user(s) not remediated</b> at the end of the {period}. Identity Protection's state (RiskyUsers) then: the users at risk or confirmed compromised, high first, since when their risk has stood without a break, and their MFA coverage over the {period}. \
+         Then the users whose risk ended during the {period}, and how.</p>",
+        high = u.high_open
+    );
+    let name = |x: &super::risk::RiskyUser| if x.upn.is_empty() { x.user_key.clone() } else { x.upn.clone() };
+    h.push_str(&table(
+        &["user", "level", "state", "since", "detail", "coverage"],
+        u.users.iter().take(INLINE_USERS * 2).map(|x| {
+            vec![
+                name(x),
+                x.level.to_owned(),
+                x.state.replace('_', " "),
+                x.since.clone().unwrap_or_default(),
+                x.detail.clone(),
+                x.coverage.to_owned(),
+            ]
+        }),
+    ));
+    h.push_str(&more(u.users.len(), INLINE_USERS * 2, "risky-users.csv"));
+    let endings: Vec<String> = u.endings.iter().map(|e| format!("{} {} ({})", e.users, e.state, e.detail)).collect();
+    let _ = write!(
+        h,
+        "<h3>Ended in the {period}: {} remediated, {} dismissed</h3><p>{}</p>",
+        u.remediated,
+        u.dismissed,
+        escape(&if endings.is_empty() { "none".to_owned() } else { endings.join("; ") })
+    );
+    h.push_str(&table(
+        &["user", "ended", "how", "when", "coverage"],
+        u.ended
+            .iter()
+            .take(INLINE_USERS * 2)
+            .map(|x| vec![name(x), x.state.to_owned(), x.detail.clone(), x.updated.clone(), x.coverage.to_owned()]),
+    ));
+    h.push_str(&more(u.ended.len(), INLINE_USERS * 2, "risky-users.csv"));
+    h.push_str("</section>\n");
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,17 +1175,163 @@ mod tests {
         }
     }
 
+    use super::super::posture::{Against, AuditEvidence, Switch};
+
+    /// No protection record in the audit log: the sign-ins alone.
+    fn signs_only(p: &super::super::Protections) -> Verdict {
+        in_force(p, &AuditEvidence::default())
+    }
+
     #[test]
     fn security_defaults_and_conditional_access_are_never_both_claimed() {
-        assert_eq!(in_force(&protections(3, 40, 0, 0)), InForce::Contradictory);
-        assert!(in_force(&protections(3, 0, 2, 0)).words().starts_with("Contradictory evidence"));
-        assert_eq!(in_force(&protections(3, 0, 0, 5)), InForce::SecurityDefaults);
-        assert_eq!(in_force(&protections(0, 40, 0, 5)), InForce::ConditionalAccess);
+        assert_eq!(signs_only(&protections(3, 40, 0, 0)).verdict, InForce::Contradictory);
+        assert!(signs_only(&protections(3, 0, 2, 0)).explanation.starts_with("Contradictory evidence"));
+        assert_eq!(signs_only(&protections(3, 0, 0, 5)).verdict, InForce::SecurityDefaults);
+        assert_eq!(signs_only(&protections(0, 40, 0, 5)).verdict, InForce::ConditionalAccess);
         // Registration prompts come from either: no evidence of security defaults alone.
-        assert_eq!(in_force(&protections(0, 0, 0, 5)), InForce::NoEvidence);
+        assert_eq!(signs_only(&protections(0, 0, 0, 5)).verdict, InForce::NoEvidence);
         for p in [protections(3, 40, 0, 0), protections(0, 40, 1, 9)] {
-            let words = in_force(&p).words();
+            let words = signs_only(&p).explanation;
             assert!(!(words.contains("look on") && words.contains("Conditional Access enforces")), "{words}");
         }
+    }
+
+    #[test]
+    fn without_an_audit_record_the_verdict_says_it_rests_on_the_sign_ins_alone() {
+        let v = signs_only(&protections(0, 40, 0, 0));
+        assert_eq!((v.from_audit_log, v.rests_on), (None, RestsOn::SignIns));
+        assert!(v.explanation.ends_with("this rests on the sign-ins alone."), "{}", v.explanation);
+        assert!(v.disagreements.is_empty(), "{:?}", v.disagreements);
+        // Records of other protections only (per-user MFA): still the sign-ins, said otherwise.
+        let other = AuditEvidence { any_record: true, ..AuditEvidence::default() };
+        let v = in_force(&protections(0, 40, 0, 0), &other);
+        assert_eq!((v.verdict, v.rests_on), (InForce::ConditionalAccess, RestsOn::SignIns));
+        assert!(!v.explanation.contains("sign-ins alone"), "{}", v.explanation);
+    }
+
+    fn switch(enabled: bool) -> Switch {
+        Switch {
+            at_ms: 1_794_726_000_000,
+            at: "2026-11-15T07:00:00Z".into(),
+            enabled,
+            actor: Some("eve@contoso.example".into()),
+        }
+    }
+
+    /// Security defaults off since 11-15 by eve, one MFA policy enforced at the end.
+    fn audit(against: Against) -> AuditEvidence {
+        AuditEvidence {
+            any_record: true,
+            policies_known: 2,
+            security_defaults: Some(switch(false)),
+            mfa_enforced_at_end: vec!["Require MFA for admins".into()],
+            mfa_enforced_in_range: vec!["Require MFA for admins".into()],
+            against,
+        }
+    }
+
+    #[test]
+    fn a_switch_the_audit_log_records_explains_sign_ins_that_look_contradictory() {
+        // 530035 before the switch-off, Conditional Access after: both in the sign-ins, no disagreement.
+        let v = in_force(
+            &protections(3, 40, 0, 0),
+            &audit(Against { ca_mfa_while_mfa_enforced: 40, ..Against::default() }),
+        );
+        assert_eq!(v.from_sign_ins, InForce::Contradictory);
+        assert_eq!((v.verdict, v.rests_on), (InForce::ConditionalAccess, RestsOn::AuditLog));
+        assert!(
+            v.explanation.contains("Conditional Access enforcing MFA (Require MFA for admins)"),
+            "{}",
+            v.explanation
+        );
+        assert!(v.disagreements.is_empty(), "{:?}", v.disagreements);
+        let agree = in_force(&protections(0, 40, 0, 0), &audit(Against::default()));
+        assert_eq!(agree.rests_on, RestsOn::AuditLogAndSignIns);
+        assert!(agree.explanation.ends_with("The sign-ins agree."), "{}", agree.explanation);
+    }
+
+    #[test]
+    fn blocks_after_the_audit_log_switched_security_defaults_off_are_a_disagreement() {
+        let against = Against { blocks_while_defaults_off: 4, defaults_off: Some(switch(false)), ..Against::default() };
+        let v = in_force(&protections(4, 0, 0, 0), &audit(against));
+        assert_eq!(v.disagreements.len(), 1, "{:?}", v.disagreements);
+        let d = &v.disagreements[0];
+        assert!(
+            d.contains("switched off on 2026-11-15T07:00:00Z by eve@contoso.example")
+                && d.contains("4 sign-in(s) were blocked by security defaults (530035) after that"),
+            "{d}"
+        );
+        // No block after the switch: nothing to say.
+        assert!(in_force(&protections(4, 0, 0, 0), &audit(Against::default())).disagreements.is_empty());
+    }
+
+    #[test]
+    fn conditional_access_while_the_audit_log_says_security_defaults_were_on_is_a_disagreement() {
+        let mut a =
+            audit(Against { ca_mfa_while_defaults_on: 7, defaults_on: Some(switch(true)), ..Against::default() });
+        a.security_defaults = Some(switch(true));
+        a.mfa_enforced_at_end.clear();
+        a.mfa_enforced_in_range.clear();
+        let v = in_force(&protections(0, 7, 0, 0), &a);
+        assert_eq!((v.verdict, v.from_audit_log), (InForce::SecurityDefaults, Some(InForce::SecurityDefaults)));
+        assert!(
+            v.disagreements.iter().any(|d| d.contains("switched on") && d.contains("7 sign-in(s) passed")),
+            "{:?}",
+            v.disagreements
+        );
+        // And the policy behind those sign-ins is unknown to the audit log.
+        assert!(
+            v.disagreements
+                .iter()
+                .any(|d| d.starts_with("7 sign-in(s) passed an enforced") && d.contains("no policy requiring MFA")),
+            "{:?}",
+            v.disagreements
+        );
+        // Both on at the end in the audit log itself: contradictory, never both claimed.
+        a.mfa_enforced_at_end = vec!["Require MFA for admins".into()];
+        assert_eq!(in_force(&protections(0, 7, 0, 0), &a).verdict, InForce::Contradictory);
+    }
+
+    #[test]
+    fn an_enforced_mfa_policy_no_sign_in_passed_is_a_disagreement() {
+        let against =
+            Against { interactive_while_mfa_enforced: 120, ca_mfa_while_mfa_enforced: 0, ..Against::default() };
+        let v = in_force(&protections(0, 0, 0, 0), &audit(against.clone()));
+        assert_eq!((v.verdict, v.from_sign_ins), (InForce::ConditionalAccess, InForce::NoEvidence));
+        assert_eq!(v.disagreements.len(), 1, "{:?}", v.disagreements);
+        assert!(
+            v.disagreements[0].contains("Require MFA for admins required MFA and was enforced, yet none of the 120"),
+            "{:?}",
+            v.disagreements
+        );
+        // One sign-in passed it: no disagreement; none signed in: no evidence either way.
+        let passed = Against { ca_mfa_while_mfa_enforced: 1, ..against };
+        assert!(in_force(&protections(0, 1, 0, 0), &audit(passed)).disagreements.is_empty());
+        assert!(in_force(&protections(0, 0, 0, 0), &audit(Against::default())).disagreements.is_empty());
+        // Security defaults blocking while it was enforced.
+        let blocked = Against { blocks_while_mfa_enforced: 2, ca_mfa_while_mfa_enforced: 5, ..Against::default() };
+        let v = in_force(&protections(2, 5, 0, 0), &audit(blocked));
+        assert!(
+            v.disagreements
+                .iter()
+                .any(|d| d.contains("2 sign-in(s) were blocked by security defaults (530035) meanwhile")),
+            "{:?}",
+            v.disagreements
+        );
+    }
+
+    #[test]
+    fn an_audit_log_showing_neither_leaves_the_verdict_to_the_sign_ins() {
+        let mut a = audit(Against::default());
+        a.mfa_enforced_at_end.clear();
+        a.mfa_enforced_in_range.clear();
+        let v = in_force(&protections(3, 0, 0, 0), &a);
+        assert_eq!(
+            (v.from_audit_log, v.verdict, v.rests_on),
+            (Some(InForce::NoEvidence), InForce::SecurityDefaults, RestsOn::SignIns)
+        );
+        assert!(v.explanation.contains("audit log shows neither"), "{}", v.explanation);
+        let none = in_force(&protections(0, 0, 0, 0), &a);
+        assert_eq!((none.verdict, none.rests_on), (InForce::NoEvidence, RestsOn::AuditLogAndSignIns));
     }
 }
