@@ -1,6 +1,7 @@
 //! The rules: one sign-in in, zero or more alerts out (README "Alerts").
 
 mod directory;
+mod first_seen;
 mod upgrade;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,7 +14,7 @@ use sha2::Digest as _;
 use super::deliver::{Delivery, Pending};
 use super::{Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
 use crate::classify::{Labels, MfaFailure, Subject};
-use crate::config::{AlertsConfig, Config};
+use crate::config::{AlertsConfig, Config, LegacyMode};
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
 
@@ -40,6 +41,9 @@ struct State {
     pruned_to: i64,
     /// The rate limit's window of each rule, with what it held back.
     rates: BTreeMap<Rule, RateWindow>,
+    /// legacy_auth_success in `first_seen` mode: each user's successful
+    /// uses of legacy protocols (at most [`first_seen::PROTOCOLS_PER_USER`]).
+    legacy_seen: HashMap<String, Vec<first_seen::Protocol>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,9 +123,10 @@ struct Saved {
 }
 
 /// The key of the sink's state in the snapshot. The earlier formats, under
-/// `alerts/3`, `alerts/2` and the sink's bare name, are read once and
-/// converted ([`upgrade`]).
-pub const STATE_KEY: &str = "alerts/4";
+/// `alerts/4`, `alerts/3`, `alerts/2` and the sink's bare name, are read
+/// once and converted ([`upgrade`]).
+pub const STATE_KEY: &str = "alerts/5";
+const STATE_KEY_V4: &str = "alerts/4";
 const STATE_KEY_V3: &str = "alerts/3";
 const STATE_KEY_V2: &str = "alerts/2";
 
@@ -147,6 +152,8 @@ impl Alerts {
         let (state, outbox, watches) = if let Some(bytes) = sinks.get(STATE_KEY) {
             let saved: Saved = postcard::from_bytes(bytes).map_err(unreadable)?;
             (saved.state, saved.outbox, saved.watches)
+        } else if let Some(bytes) = sinks.get(STATE_KEY_V4) {
+            upgrade::v4(bytes).map_err(unreadable)?
         } else if let Some(bytes) = sinks.get(STATE_KEY_V3) {
             upgrade::v3(bytes).map_err(unreadable)?
         } else if let Some(bytes) = sinks.get(STATE_KEY_V2) {
@@ -177,7 +184,9 @@ impl Alerts {
     fn cooldown(&self, rule: Rule) -> i64 {
         let r = &self.config.rules;
         let c = match rule {
-            Rule::LegacyAuthSuccess => &r.legacy_auth_success,
+            // first_seen: each first use alerts once, by its record.
+            Rule::LegacyAuthSuccess if r.legacy_auth_success.mode == LegacyMode::FirstSeen => return 0,
+            Rule::LegacyAuthSuccess => return r.legacy_auth_success.cooldown.as_secs() as i64,
             Rule::PrivilegedSingleFactor => &r.privileged_single_factor,
             Rule::RiskyWithoutMfa => &r.risky_without_mfa,
             Rule::RiskyWithMfa => &r.risky_with_mfa,
@@ -436,6 +445,40 @@ impl Alerts {
         self.emit(Rule::LegacyAuthAttempt, Severity::Warning, source, &format!("hour {hour}"), draft);
     }
 
+    /// legacy_auth_success in `first_seen` mode: records the successful
+    /// legacy sign-in and, when its protocol is new to the user (no
+    /// successful use in the `lookback` before it), says so.
+    fn first_seen(&mut self, user: &str, f: &SignInFacts, time: i64, event: &SignInEvent<'_, '_>) -> Option<String> {
+        let lookback = self.config.rules.legacy_auth_success.lookback;
+        let client = f.client_app.as_deref().unwrap_or("");
+        if !self.state.legacy_seen.contains_key(user) {
+            self.state.legacy_seen.insert(user.to_owned(), Vec::new());
+        }
+        let protocols = self.state.legacy_seen.get_mut(user).expect("just made");
+        if !first_seen::record(protocols, client, time, lookback.as_secs() as i64) {
+            return None;
+        }
+        let v = event.verdict;
+        let secs = lookback.as_secs();
+        let over = if secs.is_multiple_of(86_400) {
+            let days = secs / 86_400;
+            format!("{days} day{}", if days == 1 { "" } else { "s" })
+        } else {
+            humantime::format_duration(lookback).to_string()
+        };
+        Some(
+            format!(
+                "First legacy sign-in with {} by {}{} in {over}{}{} (succeeded {})",
+                if client.is_empty() { "an unknown client" } else { client },
+                who(f),
+                if event.privileged { " (privileged)" } else { "" },
+                from(f),
+                f.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default(),
+                if v.labels.contains(Labels::MFA_SATISFIED) { "with MFA" } else { "without MFA" },
+            ) + if v.ropc { " (ROPC: password only)" } else { "" },
+        )
+    }
+
     /// Forgets the oldest tenth of the spray's entries (one pass, so a spray
     /// from ever new addresses costs a pass per tenth of the bound).
     fn evict_attempts(&mut self, max_sources: usize) {
@@ -463,6 +506,8 @@ impl Alerts {
             events.retain(|e| e.time >= fatigue_horizon);
             !events.is_empty()
         });
+        let lookback = self.config.rules.legacy_auth_success.lookback.as_secs() as i64;
+        first_seen::prune(&mut self.state.legacy_seen, low - first_seen::LATE, lookback);
         let hour = low.div_euclid(3600);
         self.state.attempts.retain(|(_, h), _| *h >= hour - 1);
         self.prune_watches(low);
@@ -622,7 +667,7 @@ impl Sink for Alerts {
     }
 
     fn superseded(&self) -> &'static [&'static str] {
-        &[super::NAME, STATE_KEY_V2, STATE_KEY_V3]
+        &[super::NAME, STATE_KEY_V2, STATE_KEY_V3, STATE_KEY_V4]
     }
 
     fn directory(&mut self, event: &crate::sinks::DirectoryEvent<'_>) {
@@ -712,7 +757,13 @@ impl Sink for Alerts {
             if !hit || !self.enabled(rule) {
                 continue;
             }
-            let (severity, summary) = describe(rule, &facts, event);
+            let (severity, mut summary) = describe(rule, &facts, event);
+            if rule == Rule::LegacyAuthSuccess && self.config.rules.legacy_auth_success.mode == LegacyMode::FirstSeen {
+                match self.first_seen(user, &facts, time, event) {
+                    Some(first) => summary = first,
+                    None => continue,
+                }
+            }
             let mut draft = AlertDraft::new(&facts, summary);
             if rule == Rule::RiskyUserUnremediated
                 && let Some(risk) = &event.risk
@@ -1089,6 +1140,153 @@ mod tests {
             text.contains("mfawatch_alerts_suppressed_total{reason=\"cooldown\",rule=\"legacy_auth_success\"} 2"),
             "{text}"
         );
+    }
+
+    const FIRST_SEEN: &str = "[alerts.rules.legacy_auth_success]\nmode = \"first_seen\"\ncooldown = \"1h\"\n";
+    const DAY: i64 = 24 * 60;
+
+    /// A successful legacy sign-in of `user` with `client`, `minute` after 2025-06-10 09:00.
+    fn legacy(user: &'static str, client: &'static str, minute: i64) -> R {
+        R { client, mfa: false, ..r(user, minute) }
+    }
+
+    /// The legacy_auth_success alerts made: (user, sign-in time, count), in time order.
+    fn legacy_made(shared: &Shared) -> Vec<(String, String, u64)> {
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), None, 1000);
+        let mut out: Vec<_> =
+            list.into_iter().map(|a| (a.sign_in.user_key.unwrap_or_default(), a.sign_in.time, a.count)).collect();
+        out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+        out
+    }
+
+    fn at(minute: i64) -> String {
+        rfc3339(chrono::Utc.with_ymd_and_hms(2025, 6, 10, 9, 0, 0).unwrap().timestamp() + minute * 60)
+    }
+
+    #[test]
+    fn legacy_auth_success_in_every_mode_is_as_before_whether_named_or_not() {
+        for extra in ["", "[alerts.rules.legacy_auth_success]\nmode = \"every\"\ncooldown = \"1h\"\n"] {
+            let (mut a, shared) = alerts(extra);
+            for minute in [1, 20, 40, 75] {
+                feed(&mut a, &legacy(ANN, "IMAP4", minute), false, false);
+            }
+            feed(&mut a, &legacy(ANN, "POP3", 41), false, false);
+            assert_eq!(legacy_made(&shared), vec![(ANN.into(), at(1), 4), (ANN.into(), at(75), 1)], "{extra:?}");
+            assert!(a.state.legacy_seen.is_empty(), "nothing kept for first_seen");
+        }
+    }
+
+    #[test]
+    fn first_seen_alerts_a_protocol_new_to_the_user_once_until_unused_for_the_lookback() {
+        let (mut a, shared) = alerts(FIRST_SEEN);
+        feed(&mut a, &legacy(ANN, "IMAP4", 0), false, false);
+        // Used again within 7 days of the last use: not new, and no cooldown count either.
+        for minute in [1, 60, 3 * DAY, 10 * DAY] {
+            feed(&mut a, &legacy(ANN, "IMAP4", minute), false, false);
+        }
+        assert_eq!(legacy_made(&shared), vec![(ANN.into(), at(0), 1)]);
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), Some(ANN), 10);
+        let summary = &list[0].summary;
+        assert!(
+            summary.starts_with(&format!("First legacy sign-in with IMAP4 by {ANN}@contoso.example in 7 days"))
+                && summary.contains("203.0.113.7 (NL)")
+                && summary.contains("without MFA"),
+            "{summary}"
+        );
+        assert_eq!(list[0].severity, Severity::Warning);
+        // Unused for more than 7 days: new again. Another protocol, another user: new, whatever the cooldown.
+        feed(&mut a, &legacy(ANN, "IMAP4", 17 * DAY + 1), false, false);
+        feed(&mut a, &legacy(ANN, "Authenticated SMTP", 17 * DAY + 2), false, false);
+        feed(&mut a, &legacy(BOB, "IMAP4", 17 * DAY + 2), true, false);
+        feed(&mut a, &legacy(ANN, "IMAP4", 17 * DAY + 3), false, false);
+        let got = legacy_made(&shared);
+        assert_eq!(
+            got,
+            vec![
+                (ANN.into(), at(0), 1),
+                (ANN.into(), at(17 * DAY + 1), 1),
+                (ANN.into(), at(17 * DAY + 2), 1),
+                (BOB.into(), at(17 * DAY + 2), 1)
+            ]
+        );
+        let (_, list) = shared.alerts.list(Some(Rule::LegacyAuthSuccess), Some(BOB), 10);
+        assert_eq!(list[0].severity, Severity::Critical, "privileged");
+        // A failed legacy sign-in is not a use.
+        feed(&mut a, &R { code: 50126, ..legacy(CAT, "POP3", 17 * DAY) }, false, false);
+        feed(&mut a, &legacy(CAT, "POP3", 17 * DAY + 5), false, false);
+        assert_eq!(legacy_made(&shared).last().unwrap().1, at(17 * DAY + 5));
+        // The same record read twice is the same alert.
+        feed(&mut a, &legacy(CAT, "POP3", 17 * DAY + 5), false, false);
+        assert_eq!(legacy_made(&shared).len(), 5);
+    }
+
+    #[test]
+    fn first_seen_judges_by_event_time_whatever_the_arrival_order() {
+        // Uses at day 0, 1, 10 (more than 7 days after the last), 12: new at 0 and 10.
+        let uses = [0, DAY, 10 * DAY, 12 * DAY];
+        let truth = vec![(ANN.to_string(), at(0), 1), (ANN.to_string(), at(10 * DAY), 1)];
+        for order in [[0, 1, 2, 3], [2, 0, 3, 1], [2, 3, 0, 1], [0, 2, 1, 3]] {
+            let (mut a, shared) = alerts(FIRST_SEEN);
+            for i in order {
+                feed(&mut a, &legacy(ANN, "IMAP4", uses[i]), false, false);
+            }
+            assert_eq!(legacy_made(&shared), truth, "arrival order {order:?}");
+        }
+        // In reverse order each use arrives before the one that makes it not
+        // new: it alerts (an alert is not taken back), none is missed, and
+        // what comes after is judged by all of them.
+        let (mut a, shared) = alerts(FIRST_SEEN);
+        for &minute in uses.iter().rev() {
+            feed(&mut a, &legacy(ANN, "IMAP4", minute), false, false);
+        }
+        let got = legacy_made(&shared);
+        assert!(truth.iter().all(|t| got.contains(t)), "{got:?}");
+        assert_eq!(got.len(), 4);
+        for minute in [2 * DAY, 5 * DAY, 13 * DAY] {
+            feed(&mut a, &legacy(ANN, "IMAP4", minute), false, false);
+        }
+        assert_eq!(legacy_made(&shared).len(), 4);
+    }
+
+    #[test]
+    fn first_seen_uses_survive_a_restart_and_a_record_read_again_alerts_once() {
+        let (mut a, shared) = alerts(FIRST_SEEN);
+        feed(&mut a, &legacy(ANN, "IMAP4", 0), false, false);
+        assert_eq!(legacy_made(&shared).len(), 1);
+        let saved = a.prepare(1).unwrap().unwrap();
+        drop(a);
+        let text = format!("[alerts]\nmax_age = \"100000d\"\n{FIRST_SEEN}");
+        let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
+        let again = Shared::new(&config.rules());
+        let mut b = again.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
+        feed(&mut b, &legacy(ANN, "IMAP4", 0), false, false); // read again
+        feed(&mut b, &legacy(ANN, "IMAP4", 2 * DAY), false, false); // not new
+        assert_eq!(legacy_made(&again), vec![]);
+        feed(&mut b, &legacy(ANN, "POP3", 2 * DAY), false, false);
+        assert_eq!(legacy_made(&again), vec![(ANN.into(), at(2 * DAY), 1)]);
+    }
+
+    #[test]
+    fn first_seen_state_is_bounded_per_user_and_pruned_past_the_lookback() {
+        let (mut a, shared) = alerts(FIRST_SEEN);
+        for (i, client) in crate::classify::DEFAULT_LEGACY_CLIENTS.iter().enumerate() {
+            feed(&mut a, &legacy(ANN, client, i as i64), false, false);
+        }
+        // Case and spaces aside, the same protocol.
+        feed(&mut a, &legacy(ANN, " imap4", 30), false, false);
+        assert_eq!(legacy_made(&shared).len(), crate::classify::DEFAULT_LEGACY_CLIENTS.len());
+        assert_eq!(a.state.legacy_seen[ANN].len(), crate::classify::DEFAULT_LEGACY_CLIENTS.len());
+        // A mailbox polled every 10 minutes for 30 days is one run.
+        for minute in (0..30 * DAY).step_by(10) {
+            feed(&mut a, &legacy(BOB, "IMAP4", minute), false, false);
+        }
+        assert_eq!(a.state.legacy_seen[BOB].len(), 1);
+        assert_eq!(a.state.legacy_seen[BOB][0].runs(), 1);
+        assert_eq!(legacy_made(&shared).iter().filter(|m| m.0 == BOB).count(), 1);
+        // Pruned to what the lookback still needs before the low watermark (day 30).
+        a.prepare(1).unwrap();
+        assert!(!a.state.legacy_seen.contains_key(ANN), "ANN's uses are 30 days old");
+        assert!(a.state.legacy_seen.contains_key(BOB));
     }
 
     #[test]

@@ -321,6 +321,50 @@ fn rule(enabled: bool, cooldown_secs: u64) -> AlertRuleConfig {
     AlertRuleConfig { enabled, cooldown: Duration::from_secs(cooldown_secs) }
 }
 
+/// `legacy_auth_success`: a successful legacy-auth sign-in, every one (per
+/// cooldown) or only a protocol new to the user (`mode = "first_seen"`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyRuleConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `every`: one alert per user per `cooldown`. `first_seen`: one per
+    /// sign-in with a protocol the user has not used successfully in the
+    /// `lookback` before it (the cooldown does not apply).
+    #[serde(default)]
+    pub mode: LegacyMode,
+    /// As in every rule (required, as in every rule); `every` mode only.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// `first_seen` mode: how far back a use of the protocol makes it not new.
+    #[serde(with = "humantime_serde", default = "seven_days")]
+    pub lookback: Duration,
+}
+
+/// `alerts.rules.legacy_auth_success.mode`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LegacyMode {
+    #[default]
+    Every,
+    FirstSeen,
+}
+
+fn seven_days() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+
+impl Default for LegacyRuleConfig {
+    fn default() -> Self {
+        LegacyRuleConfig {
+            enabled: true,
+            mode: LegacyMode::Every,
+            cooldown: Duration::from_secs(3600),
+            lookback: seven_days(),
+        }
+    }
+}
+
 /// `mfa_fatigue`: MFA prompts denied or left unanswered, then a success.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -356,7 +400,7 @@ pub struct AttemptRuleConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertRulesConfig {
-    pub legacy_auth_success: AlertRuleConfig,
+    pub legacy_auth_success: LegacyRuleConfig,
     pub privileged_single_factor: AlertRuleConfig,
     pub risky_without_mfa: AlertRuleConfig,
     pub risky_with_mfa: AlertRuleConfig,
@@ -444,7 +488,7 @@ impl Default for AlertsConfig {
 impl Default for AlertRulesConfig {
     fn default() -> Self {
         AlertRulesConfig {
-            legacy_auth_success: rule(true, 3600),
+            legacy_auth_success: LegacyRuleConfig::default(),
             privileged_single_factor: rule(true, 3600),
             risky_without_mfa: rule(true, 3600),
             risky_with_mfa: rule(false, 3600),
@@ -885,6 +929,27 @@ mod tests {
         assert_eq!(config.coverage.window, Duration::from_secs(7 * 86_400));
         assert_eq!(config.checkpoint.interval, Duration::from_secs(10));
         assert_eq!(config.http.listen, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn legacy_auth_success_takes_a_mode_and_a_lookback_and_refuses_an_unknown_mode() {
+        let rule = |c: &Config| c.alerts.rules.legacy_auth_success.clone();
+        let default = rule(&parse("").unwrap());
+        assert_eq!((default.mode, default.cooldown), (LegacyMode::Every, Duration::from_secs(3600)));
+        assert_eq!(default.lookback, Duration::from_secs(7 * 86_400));
+        // A table written before the mode existed reads as it did; its cooldown is still required.
+        let table = "[alerts.rules.legacy_auth_success]\nenabled = true\ncooldown = \"2h\"\n";
+        let old = rule(&parse(table).unwrap());
+        assert_eq!((old.mode, old.cooldown), (LegacyMode::Every, Duration::from_secs(7200)));
+        let err = parse("[alerts.rules.legacy_auth_success]\nenabled = true\n").unwrap_err().to_string();
+        assert!(err.contains("cooldown"), "{err}");
+        assert_eq!(rule(&parse(&format!("{table}mode = \"every\"\n")).unwrap()).mode, LegacyMode::Every);
+        let first = rule(&parse(&format!("{table}mode = \"first_seen\"\nlookback = \"14d\"\n")).unwrap());
+        assert_eq!((first.mode, first.lookback), (LegacyMode::FirstSeen, Duration::from_secs(14 * 86_400)));
+        let err = parse(&format!("{table}mode = \"firstseen\"\n")).unwrap_err().to_string();
+        assert!(err.contains("mode = \"firstseen\"") && err.contains("`every` or `first_seen`"), "{err}");
+        let err = parse(&format!("{table}lookback = \"30m\"\n")).unwrap_err().to_string();
+        assert!(err.contains("alerts.rules.legacy_auth_success.lookback") && err.contains("from 1h to 90d"), "{err}");
     }
 
     #[test]

@@ -359,6 +359,13 @@ impl Config {
                 "failures at least 2, window from 1m to 6h, reorder_tolerance at most 24h (defaults 3, 10m, 1h)".into(),
             );
         }
+        let legacy = &a.rules.legacy_auth_success;
+        if !(Duration::from_secs(3600)..=Duration::from_secs(90 * 86_400)).contains(&legacy.lookback) {
+            return invalid(
+                "alerts.rules.legacy_auth_success.lookback",
+                format!("{}: from 1h to 90d (default 7d)", days_or_duration(legacy.lookback)),
+            );
+        }
         let spray = &a.rules.legacy_auth_attempt;
         if spray.min_attempts == 0 {
             return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());

@@ -7,12 +7,15 @@
 //!
 //! The third (`alerts/3`): alerts had no change facts (actor, target,
 //! before and after).
+//!
+//! The fourth (`alerts/4`): no legacy protocols seen per user
+//! (legacy_auth_success's `first_seen` mode starts with none known).
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{Attempts, FatigueEvent, Made, State, directory::Watches};
+use super::{Attempts, FatigueEvent, Made, RateWindow, State, directory::Watches};
 use crate::alerts::deliver::Pending;
 use crate::alerts::{Alert, Rule, Severity, SignInFacts};
 
@@ -78,6 +81,7 @@ pub(super) fn v1(bytes: &[u8], receivers: &[String]) -> Result<(State, Vec<Pendi
         watermark: s.watermark,
         pruned_to: s.pruned_to,
         rates: Default::default(),
+        legacy_seen: Default::default(),
     };
     let outbox = old
         .outbox
@@ -109,9 +113,53 @@ pub(super) fn v1(bytes: &[u8], receivers: &[String]) -> Result<(State, Vec<Pendi
     Ok((state, outbox))
 }
 
+/// The state of the second to fourth formats.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct StateV4 {
+    made: HashMap<String, Made>,
+    fatigue: HashMap<String, Vec<FatigueEvent>>,
+    overdue: HashMap<String, u32>,
+    attempts: HashMap<(String, i64), Attempts>,
+    attempts_made: u64,
+    watermark: i64,
+    pruned_to: i64,
+    rates: std::collections::BTreeMap<Rule, RateWindow>,
+}
+
+impl From<StateV4> for State {
+    fn from(s: StateV4) -> State {
+        State {
+            made: s.made,
+            fatigue: s.fatigue,
+            overdue: s.overdue,
+            attempts: s.attempts,
+            attempts_made: s.attempts_made,
+            watermark: s.watermark,
+            pruned_to: s.pruned_to,
+            rates: s.rates,
+            legacy_seen: Default::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct SavedV4 {
+    state: StateV4,
+    outbox: Vec<Pending>,
+    watches: Watches,
+}
+
+/// The fourth format's state, outbox and watches.
+pub(super) fn v4(bytes: &[u8]) -> Result<(State, Vec<Pending>, Watches), postcard::Error> {
+    let old: SavedV4 = postcard::from_bytes(bytes)?;
+    Ok((old.state.into(), old.outbox, old.watches))
+}
+
 #[derive(Deserialize)]
 struct SavedV3 {
-    state: State,
+    state: StateV4,
     outbox: Vec<PendingV3>,
     watches: Watches,
 }
@@ -164,12 +212,12 @@ fn convert(old: SavedV3) -> (State, Vec<Pending>, Watches) {
             Pending { alert, targets: p.targets, ends_at: p.ends_at }
         })
         .collect();
-    (old.state, outbox, old.watches)
+    (old.state.into(), outbox, old.watches)
 }
 
 #[derive(Deserialize)]
 struct SavedV2 {
-    state: State,
+    state: StateV4,
     outbox: Vec<PendingV3>,
 }
 
@@ -178,4 +226,28 @@ pub(super) fn v2(bytes: &[u8]) -> Result<(State, Vec<Pending>, Watches), postcar
     let old: SavedV2 = postcard::from_bytes(bytes)?;
     let v3 = SavedV3 { state: old.state, outbox: old.outbox, watches: Watches::default() };
     Ok(convert(v3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fourth_format_is_read_with_no_legacy_protocols_known() {
+        let state = StateV4 {
+            made: HashMap::from([("a1".to_owned(), Made { time: 5, count: 2 })]),
+            fatigue: Default::default(),
+            overdue: HashMap::from([("ann".to_owned(), 9)]),
+            attempts: Default::default(),
+            attempts_made: 3,
+            watermark: 7,
+            pruned_to: 6,
+            rates: Default::default(),
+        };
+        let bytes = postcard::to_allocvec(&SavedV4 { state, outbox: Vec::new(), watches: Watches::default() }).unwrap();
+        let (state, outbox, _) = v4(&bytes).unwrap();
+        assert_eq!(state.made["a1"].count, 2);
+        assert_eq!((state.overdue["ann"], state.attempts_made, state.watermark, state.pruned_to), (9, 3, 7, 6));
+        assert!(state.legacy_seen.is_empty() && outbox.is_empty());
+    }
 }
