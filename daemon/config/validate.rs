@@ -359,6 +359,17 @@ impl Config {
                 "failures at least 2, window from 1m to 6h, reorder_tolerance at most 24h (defaults 3, 10m, 1h)".into(),
             );
         }
+        let storm = &a.rules.mfa_denial_storm;
+        // The prompts are counted over the sign-ins mfa_fatigue keeps per user (at most 64).
+        if !(2..=50).contains(&storm.failures)
+            || storm.window < Duration::from_secs(60)
+            || storm.window > Duration::from_secs(6 * 3600)
+        {
+            return invalid(
+                "alerts.rules.mfa_denial_storm",
+                "failures from 2 to 50, window from 1m to 6h (defaults 10, 10m)".into(),
+            );
+        }
         let spray = &a.rules.legacy_auth_attempt;
         if spray.min_attempts == 0 {
             return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());
