@@ -352,7 +352,8 @@ impl Generator {
     /// what was generated so far, with the default rules (legacy_auth_success,
     /// privileged_single_factor with the `adm-` users privileged,
     /// risky_without_mfa, break_glass_signin with the break-glass users
-    /// excluded, mfa_fatigue with 3 prompts in 10 minutes). The user key is
+    /// excluded, mfa_fatigue with 3 prompts in 10 minutes, mfa_denial_storm
+    /// with 10, ropc_signin). The user key is
     /// the object id (the UPN, lower-cased, for unresolved users).
     pub fn expected_alerts(&self) -> std::collections::BTreeSet<(String, String)> {
         let mut out: std::collections::BTreeSet<(String, String)> =
@@ -371,6 +372,17 @@ impl Generator {
             });
             if fatigued {
                 out.insert(("mfa_fatigue".into(), user.clone()));
+            }
+            // mfa_denial_storm: ≥ 10 failures within 10 minutes (both ends
+            // included) with no success from the first of them to the last.
+            const STORM: usize = 10;
+            let storm = failures.iter().any(|&last| {
+                let after_success = prompts.iter().filter(|&&(t, ok)| ok && t <= last).map(|(t, _)| t + 1).max();
+                let since = after_success.unwrap_or(i64::MIN).max(last - M);
+                failures.iter().filter(|&&f| f >= since && f <= last).count() >= STORM
+            });
+            if storm {
+                out.insert(("mfa_denial_storm".into(), user.clone()));
             }
         }
         out
@@ -785,6 +797,10 @@ impl Generator {
             "appOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
             "resourceOwnerTenantId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
         });
+        // ropc_signin: the password flow succeeding without MFA (the protocol was drawn above).
+        if success && !mfa && properties["authenticationProtocol"] == "ropc" {
+            self.truth.record.push(("ropc_signin", user.id.clone()));
+        }
         let category = if interactive { "SignInLogs" } else { "NonInteractiveUserSignInLogs" };
         self.envelope(time, category, code, &correlation, &ip, &user.display_name, properties)
     }

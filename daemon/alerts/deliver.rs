@@ -428,6 +428,7 @@ impl Sender {
         note("correlation_id", f.correlation_id.clone());
         note("labels", Some(f.labels.join(";")));
         note("mfa_failures", a.mfa_failures.map(|n| n.to_string()));
+        note("storm_alert_id", a.storm_alert_id().map(str::to_owned));
         note("users", Some(a.users.join(", ")));
         if let Some(c) = &a.change {
             note("actor", c.actor.clone());
@@ -640,6 +641,27 @@ mod tests {
         assert!(firing(Rule::BreakGlassSignin) >= chrono::TimeDelta::days(7) - chrono::TimeDelta::minutes(1));
         let other = firing(Rule::LegacyAuthSuccess);
         assert!(other < chrono::TimeDelta::minutes(61) && other > chrono::TimeDelta::minutes(59), "{other}");
+    }
+
+    #[test]
+    fn an_mfa_fatigue_alert_after_a_denial_storm_names_the_storms_alert_in_an_annotation() {
+        let sender = Sender::new(&Config::default());
+        let storm = "0123456789abcdef0123456789abcdef";
+        let annotations = |rule, summary: String| {
+            let p =
+                Pending { alert: Alert { rule, summary, ..alert(Some("ann")) }, targets: Vec::new(), ends_at: None };
+            sender.alertmanager(&p)["annotations"].clone()
+        };
+        let summary = format!("MFA fatigue: … then a successful sign-in{}{storm})", crate::alerts::AFTER_STORM);
+        assert_eq!(annotations(Rule::MfaFatigue, summary.clone())["storm_alert_id"], storm);
+        assert!(
+            annotations(Rule::MfaFatigue, "MFA fatigue: … then a successful sign-in".into())["storm_alert_id"]
+                .is_null()
+        );
+        assert!(
+            annotations(Rule::LegacyAuthSuccess, summary)["storm_alert_id"].is_null(),
+            "only mfa_fatigue names one"
+        );
     }
 
     #[test]

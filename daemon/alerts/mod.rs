@@ -62,10 +62,12 @@ pub enum Rule {
     MfaEnforcementLost,
     BreakGlassProtectionChange,
     RiskyUserUnremediated,
+    MfaDenialStorm,
+    RopcSignin,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 18] = [
         Rule::LegacyAuthSuccess,
         Rule::PrivilegedSingleFactor,
         Rule::RiskyWithoutMfa,
@@ -82,6 +84,8 @@ impl Rule {
         Rule::MfaEnforcementLost,
         Rule::BreakGlassProtectionChange,
         Rule::RiskyUserUnremediated,
+        Rule::MfaDenialStorm,
+        Rule::RopcSignin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +106,8 @@ impl Rule {
             Rule::MfaEnforcementLost => "mfa_enforcement_lost",
             Rule::BreakGlassProtectionChange => "break_glass_protection_change",
             Rule::RiskyUserUnremediated => "risky_user_unremediated",
+            Rule::MfaDenialStorm => "mfa_denial_storm",
+            Rule::RopcSignin => "ropc_signin",
         }
     }
 
@@ -125,6 +131,8 @@ impl Rule {
             Rule::MfaEnforcementLost => "MfaEnforcementLost",
             Rule::BreakGlassProtectionChange => "BreakGlassProtectionChange",
             Rule::RiskyUserUnremediated => "RiskyUserUnremediated",
+            Rule::MfaDenialStorm => "MfaDenialStorm",
+            Rule::RopcSignin => "RopcSignIn",
         }
     }
 
@@ -204,6 +212,24 @@ pub struct Alert {
     /// For an alert on a change (a protection weakened, a break-glass
     /// account's exclusion): who made it, to what, and both sides.
     pub change: Option<Box<ChangeFacts>>,
+}
+
+/// How an mfa_fatigue alert names the mfa_denial_storm alert made for the
+/// same prompts, in its summary: "… (after denial storm alert <id>)".
+pub const AFTER_STORM: &str = " (after denial storm alert ";
+
+impl Alert {
+    /// For an mfa_fatigue alert after a denial storm: the storm alert's id,
+    /// as its summary names it ([`AFTER_STORM`]; not a field of its own, so
+    /// the outbox's format stays as it is).
+    pub fn storm_alert_id(&self) -> Option<&str> {
+        if self.rule != Rule::MfaFatigue {
+            return None;
+        }
+        let (_, rest) = self.summary.rsplit_once(AFTER_STORM)?;
+        let id = rest.strip_suffix(')')?;
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
+    }
 }
 
 /// A change an alert is about, as the audit record tells it.

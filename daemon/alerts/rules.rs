@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::deliver::{Delivery, Pending};
-use super::{Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
+use super::{AFTER_STORM, Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
 use crate::classify::{Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config, LegacyMode};
 use crate::coverage::{Accounts, Coverage, Policy};
@@ -136,6 +136,9 @@ const SPRAY_SAMPLE: usize = 10;
 const SPRAY_NAME: usize = 128;
 /// At most this many sign-ins per user are kept for mfa_fatigue.
 const FATIGUE_EVENTS_PER_USER: usize = 64;
+// mfa_denial_storm counts over them: its `failures` (at most 50, config
+// validation) must fit with some successes around them.
+const _: () = assert!(FATIGUE_EVENTS_PER_USER >= 50 + 10);
 
 impl Alerts {
     /// Builds the sink from its snapshot state (`sinks`: every sink's state
@@ -198,7 +201,9 @@ impl Alerts {
             Rule::MfaPolicyWeakened => &r.mfa_policy_weakened,
             Rule::MfaEnforcementLost => &r.mfa_enforcement_lost,
             Rule::BreakGlassProtectionChange => &r.break_glass_protection_change,
+            Rule::RopcSignin => &r.ropc_signin,
             Rule::RiskyUserUnremediated => return r.risky_user_unremediated.cooldown.as_secs() as i64,
+            Rule::MfaDenialStorm => return r.mfa_denial_storm.cooldown.as_secs() as i64,
             Rule::MfaFatigue | Rule::LegacyAuthAttempt | Rule::PrivilegedMethodsChanged => return 0,
         };
         c.cooldown.as_secs() as i64
@@ -223,6 +228,8 @@ impl Alerts {
             Rule::MfaEnforcementLost => r.mfa_enforcement_lost.enabled,
             Rule::BreakGlassProtectionChange => r.break_glass_protection_change.enabled,
             Rule::RiskyUserUnremediated => r.risky_user_unremediated.enabled,
+            Rule::MfaDenialStorm => r.mfa_denial_storm.enabled,
+            Rule::RopcSignin => r.ropc_signin.enabled,
         }
     }
 
@@ -232,8 +239,7 @@ impl Alerts {
     fn emit(&mut self, rule: Rule, severity: Severity, subject: &str, identity: &str, mut alert: AlertDraft) {
         let time = alert.time;
         let cooldown = self.cooldown(rule);
-        let window = if cooldown > 0 { format!("window {}", time.div_euclid(cooldown)) } else { identity.to_owned() };
-        let id = alert_id(rule, subject, &window);
+        let id = alert_id(rule, subject, &window(cooldown, time, identity));
         if let Some(made) = self.state.made.get_mut(&id) {
             made.count += 1;
             self.recent.bump(&id);
@@ -345,12 +351,10 @@ impl Alerts {
         }
     }
 
-    /// mfa_fatigue: at least N MFA denials or unanswered prompts within M,
-    /// then a success within M of the last one; every success that qualifies
-    /// alerts once, whatever order the sign-ins arrive in.
+    /// Keeps an interactive sign-in for mfa_fatigue and mfa_denial_storm
+    /// (one copy of the user's recent prompts and successes serves both).
     fn fatigue(&mut self, user: &str, mut event: FatigueEvent) {
-        let cfg = &self.config.rules.mfa_fatigue;
-        let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
+        let (storm, fatigue) = (self.enabled(Rule::MfaDenialStorm), self.enabled(Rule::MfaFatigue));
         if !self.state.fatigue.contains_key(user) {
             self.state.fatigue.insert(user.to_owned(), Default::default());
         }
@@ -358,10 +362,84 @@ impl Alerts {
         if event.success && !events.iter().any(|e| !e.success) {
             event.facts = None;
         }
-        let time = event.time;
+        let (time, failure, record) = (event.time, !event.success, event.record.clone());
         if !remember(events, event) {
             return;
         }
+        if storm && failure {
+            self.storm(user, &record, time);
+        }
+        if fatigue {
+            self.fatigue_alerts(user, time);
+        }
+    }
+
+    /// mfa_denial_storm: at least N MFA denials or unanswered prompts within
+    /// M with no successful (interactive) sign-in of the user's after the
+    /// first of them. Every prompt that ends such a burst counts on the
+    /// alert of its cooldown window, once, whatever order the sign-ins
+    /// arrive in: a prompt arriving (`record`, at `time`) makes the prompts
+    /// whose burst it completes qualify, itself included.
+    fn storm(&mut self, user: &str, record: &str, time: i64) {
+        let cfg = &self.config.rules.mfa_denial_storm;
+        let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
+        let Some(events) = self.state.fatigue.get(user) else { return };
+        let mut fired = Vec::new();
+        for f in events.iter().filter(|f| !f.success && f.time >= time && f.time - time <= m) {
+            let floor = storm_floor(events, f.time, m);
+            let burst = failures_between(events, floor, f.time);
+            // Another prompt qualifies now only if this one is what it lacked.
+            let new = if f.record == record { burst >= n } else { floor <= time && burst == n };
+            if new {
+                let mut facts = f.facts.as_deref().cloned().unwrap_or_default();
+                facts.time = rfc3339(f.time);
+                facts.record_id = f.record_id.clone();
+                fired.push((f.record.clone(), facts, burst));
+            }
+        }
+        for (record, facts, burst) in fired {
+            let summary = format!(
+                "MFA denial storm: {burst} MFA prompts denied or unanswered for {} within {} minutes and no successful sign-in since the first (the latest{}{}): someone with the password is pushing prompts; mfa_fatigue pages if one is accepted",
+                who(&facts),
+                m / 60,
+                from(&facts),
+                facts.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default()
+            );
+            let draft = AlertDraft::new(&facts, summary).failures(burst as u32);
+            self.emit(Rule::MfaDenialStorm, Severity::Warning, user, &record, draft);
+        }
+    }
+
+    /// The id of the mfa_denial_storm alert made for the prompts before the
+    /// success at `success` (since the user's success before it): the
+    /// cooldown window of the first prompt that made a storm, as [`Alerts::emit`] made it.
+    fn storm_before(&self, user: &str, events: &[FatigueEvent], success: i64) -> Option<String> {
+        if !self.enabled(Rule::MfaDenialStorm) {
+            return None;
+        }
+        let cfg = &self.config.rules.mfa_denial_storm;
+        let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
+        let previous = events.iter().filter(|e| e.success && e.time < success).map(|e| e.time).max();
+        let first = events
+            .iter()
+            .filter(|f| !f.success && f.time <= success && previous.is_none_or(|p| f.time > p))
+            .find(|f| failures_between(events, storm_floor(events, f.time, m), f.time) >= n)?;
+        let id = alert_id(
+            Rule::MfaDenialStorm,
+            user,
+            &window(self.cooldown(Rule::MfaDenialStorm), first.time, &first.record),
+        );
+        self.state.made.contains_key(&id).then_some(id)
+    }
+
+    /// mfa_fatigue: at least N MFA denials or unanswered prompts within M,
+    /// then a success within M of the last one; every success that qualifies
+    /// alerts once, whatever order the sign-ins arrive in. `time`: the
+    /// sign-in just kept.
+    fn fatigue_alerts(&mut self, user: &str, time: i64) {
+        let cfg = &self.config.rules.mfa_fatigue;
+        let (n, m) = (cfg.failures as usize, cfg.window.as_secs() as i64);
+        let Some(events) = self.state.fatigue.get(user) else { return };
         let failures: Vec<&FatigueEvent> = events.iter().filter(|e| !e.success).collect();
         if failures.len() < n {
             return;
@@ -383,16 +461,17 @@ impl Alerts {
                 facts.time = rfc3339(s.time);
                 facts.record_id = s.record_id.clone();
                 facts.outcome_code = Some(0);
-                fired.push((s.record.clone(), facts, count));
+                fired.push((s.record.clone(), facts, count, self.storm_before(user, events, s.time)));
             }
         }
-        for (record, facts, burst) in fired {
+        for (record, facts, burst, storm) in fired {
             let summary = format!(
-                "MFA fatigue: {burst} MFA prompts denied or unanswered for {} within {} minutes, then a successful sign-in{}{}",
+                "MFA fatigue: {burst} MFA prompts denied or unanswered for {} within {} minutes, then a successful sign-in{}{}{}",
                 who(&facts),
                 m / 60,
                 from(&facts),
-                facts.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default()
+                facts.app.as_deref().map(|a| format!(" to {a}")).unwrap_or_default(),
+                storm.map(|id| format!("{AFTER_STORM}{id})")).unwrap_or_default()
             );
             let draft = AlertDraft::new(&facts, summary).failures(burst as u32);
             self.emit(Rule::MfaFatigue, Severity::Critical, user, &record, draft);
@@ -500,8 +579,9 @@ impl Alerts {
             - Rule::ALL.iter().map(|&r| self.cooldown(r)).max().unwrap_or(0)
             - 3600;
         self.state.made.retain(|_, m| m.time >= horizon);
-        let f = &self.config.rules.mfa_fatigue;
-        let fatigue_horizon = low - 2 * f.window.as_secs() as i64 - f.reorder_tolerance.as_secs() as i64;
+        let (f, storm) = (&self.config.rules.mfa_fatigue, &self.config.rules.mfa_denial_storm);
+        let kept = (2 * f.window.as_secs()).max(storm.window.as_secs()) as i64;
+        let fatigue_horizon = low - kept - f.reorder_tolerance.as_secs() as i64;
         self.state.fatigue.retain(|_, events| {
             events.retain(|e| e.time >= fatigue_horizon);
             !events.is_empty()
@@ -578,6 +658,24 @@ fn trimmed(mut f: SignInFacts) -> SignInFacts {
         }
     }
     f
+}
+
+/// What an alert id is made from besides rule and subject: the cooldown
+/// window of `time`, or with no cooldown the sign-in's `identity`.
+fn window(cooldown: i64, time: i64, identity: &str) -> String {
+    if cooldown > 0 { format!("window {}", time.div_euclid(cooldown)) } else { identity.to_owned() }
+}
+
+/// Where the burst of prompts a denial storm ending at `at` may start:
+/// `window` before it, and after the user's last success up to `at`.
+fn storm_floor(events: &[FatigueEvent], at: i64, window: i64) -> i64 {
+    let success = events.iter().filter(|e| e.success && e.time <= at).map(|e| e.time + 1).max();
+    success.unwrap_or(i64::MIN).max(at - window)
+}
+
+/// How many prompts failed from `from` to `to` (event time, both included).
+fn failures_between(events: &[FatigueEvent], from: i64, to: i64) -> usize {
+    events.iter().filter(|e| !e.success && e.time >= from && e.time <= to).count()
 }
 
 /// A stable alert id: the same rule, subject and sign-in (or window) give
@@ -696,7 +794,9 @@ impl Sink for Alerts {
         );
         let counted = v.success && (v.interactive || self.policy.count_non_interactive || legacy);
         let fatigue_failure = matches!(v.mfa_failure, Some(MfaFailure::Denied | MfaFailure::Required));
-        let fatigue = self.enabled(Rule::MfaFatigue) && v.interactive && (v.success || fatigue_failure);
+        let fatigue = (self.enabled(Rule::MfaFatigue) || self.enabled(Rule::MfaDenialStorm))
+            && v.interactive
+            && (v.success || fatigue_failure);
         let attempt = self.enabled(Rule::LegacyAuthAttempt) && legacy && !v.success;
         if event.privileged
             && v.success
@@ -712,6 +812,7 @@ impl Sink for Alerts {
             (Rule::RiskyWithMfa, v.success && risky && mfa),
             (Rule::BreakGlassSignin, event.excluded),
             (Rule::RiskyUserUnremediated, counted && self.unremediated(event).is_some()),
+            (Rule::RopcSignin, v.success && v.ropc && !mfa),
         ];
         let any_wanted = wanted.iter().any(|&(rule, hit)| hit && self.enabled(rule));
         if !fatigue && !attempt && !any_wanted {
@@ -907,7 +1008,18 @@ fn describe(rule: Rule, f: &SignInFacts, event: &SignInEvent<'_, '_>) -> (Severi
                 ),
             )
         }
+        Rule::RopcSignin => (
+            if event.privileged { Severity::Critical } else { Severity::Warning },
+            format!(
+                "ROPC sign-in by {}{}{app}{} with {client} (user agent {}) succeeded without MFA: the password alone was enough",
+                who(f),
+                if event.privileged { " (privileged)" } else { "" },
+                from(f),
+                f.user_agent.as_deref().unwrap_or("none given"),
+            ),
+        ),
         Rule::MfaFatigue
+        | Rule::MfaDenialStorm
         | Rule::RegistrationOverdue
         | Rule::LegacyAuthAttempt
         | Rule::PrivilegedNotCovered
@@ -1427,6 +1539,279 @@ mod tests {
             order.reverse();
             assert_eq!(fatigue_ids(&order), expected, "reversed, rotated by {shift}");
         }
+    }
+
+    fn storm_alerts(shared: &Shared) -> Vec<Alert> {
+        let (_, list) = shared.alerts.list(Some(Rule::MfaDenialStorm), None, 100);
+        list
+    }
+
+    /// `n` prompts denied for `user`, a minute apart from `minute`.
+    fn storm(user: &'static str, minute: i64, n: i64) -> Vec<R> {
+        (0..n).map(|i| denied(user, minute + i)).collect()
+    }
+
+    #[test]
+    fn a_denial_storm_alerts_once_before_any_success_and_not_below_the_threshold_or_with_a_success_inside() {
+        let (mut a, shared) = alerts("");
+        for record in storm(ANN, 0, 10) {
+            feed(&mut a, &record, false, false);
+        }
+        let got = storm_alerts(&shared);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!((got[0].severity, got[0].count, got[0].mfa_failures), (Severity::Warning, 1, Some(10)));
+        assert!(
+            got[0].summary.starts_with("MFA denial storm: 10 MFA prompts denied or unanswered for")
+                && got[0].summary.contains("203.0.113.7 (NL)"),
+            "{}",
+            got[0].summary
+        );
+        assert_eq!(got[0].sign_in.time, rfc3339(denied(ANN, 9).time()), "the prompt that made it a storm");
+        assert!(made(&shared).iter().all(|m| m.0 == Rule::MfaDenialStorm), "no mfa_fatigue without a success");
+        // Nine are not enough; ten over more than the window are not a storm.
+        let (mut a, shared) = alerts("");
+        for record in storm(ANN, 0, 9).into_iter().chain((0..10).map(|i| denied(BOB, 2 * i))) {
+            feed(&mut a, &record, false, false);
+        }
+        assert!(storm_alerts(&shared).is_empty(), "{:?}", storm_alerts(&shared));
+        // A success after the first prompt: the prompts after it start again.
+        let (mut a, shared) = alerts("");
+        let mut records = storm(ANN, 0, 10);
+        records.insert(5, r(ANN, 4));
+        for record in &records {
+            feed(&mut a, record, false, false);
+        }
+        assert!(storm_alerts(&shared).is_empty(), "{:?}", storm_alerts(&shared));
+        // Unanswered prompts (50074) count as denials do; non-interactive ones do not.
+        let (mut a, shared) = alerts("");
+        for i in 0..10 {
+            feed(&mut a, &R { code: 50074, ..r(CAT, i) }, false, false);
+            feed(&mut a, &R { code: 500121, interactive: false, ..r(DAN, i) }, false, false);
+        }
+        let got: Vec<_> = storm_alerts(&shared).into_iter().map(|a| a.sign_in.user_key.unwrap()).collect();
+        assert_eq!(got, vec![CAT.to_owned()]);
+        // Switched off: nothing; mfa_fatigue still works without it.
+        let (mut a, shared) = alerts("[alerts.rules.mfa_denial_storm]\nenabled = false\n");
+        for record in storm(ANN, 0, 12).into_iter().chain([r(ANN, 13)]) {
+            feed(&mut a, &record, false, false);
+        }
+        assert!(storm_alerts(&shared).is_empty());
+        let (_, fatigue) = shared.alerts.list(Some(Rule::MfaFatigue), None, 10);
+        assert_eq!(fatigue.len(), 1);
+        assert!(fatigue[0].storm_alert_id().is_none(), "{}", fatigue[0].summary);
+    }
+
+    #[test]
+    fn a_denial_storm_is_one_alert_per_cooldown_that_counts_the_prompts_after_it() {
+        let (mut a, shared) = alerts("");
+        for record in storm(ANN, 0, 12) {
+            feed(&mut a, &record, false, false);
+        }
+        // The same records again (delivered twice) change nothing.
+        for record in storm(ANN, 0, 12) {
+            feed(&mut a, &record, false, false);
+        }
+        assert_eq!(made(&shared), vec![(Rule::MfaDenialStorm, Severity::Warning, ANN.into(), 3)]);
+        let text = shared.metrics.render();
+        assert!(
+            text.contains("mfawatch_alerts_suppressed_total{reason=\"cooldown\",rule=\"mfa_denial_storm\"} 2"),
+            "{text}"
+        );
+        // Another storm in the next cooldown window (event time) is a new alert.
+        for record in storm(ANN, 70, 10) {
+            feed(&mut a, &record, false, false);
+        }
+        assert_eq!(storm_alerts(&shared).len(), 2);
+    }
+
+    fn storm_ids(records: &[R]) -> Vec<(String, u64)> {
+        let (mut a, shared) = alerts("");
+        for record in records {
+            feed(&mut a, record, false, false);
+        }
+        let mut ids: Vec<_> = storm_alerts(&shared).into_iter().map(|a| (a.id, a.count)).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_denial_storm_gives_the_same_alert_in_any_arrival_order() {
+        let records = || {
+            let mut records = storm(ANN, 0, 11);
+            records.extend(storm(BOB, 3, 9));
+            records.push(r(BOB, 20));
+            records
+        };
+        let expected = storm_ids(&records());
+        let window = format!("window {}", denied(ANN, 0).time() / 3600);
+        assert_eq!(expected, vec![(alert_id(Rule::MfaDenialStorm, ANN, &window), 2)]);
+        let n = records().len();
+        for shift in 0..n {
+            let mut order = records();
+            order.rotate_left(shift);
+            assert_eq!(storm_ids(&order), expected, "rotated by {shift}");
+            order.reverse();
+            assert_eq!(storm_ids(&order), expected, "reversed, rotated by {shift}");
+        }
+        // Interleaved from both ends.
+        let mut order = records();
+        let (mut front, mut back) = (order.drain(..n / 2).collect::<Vec<_>>(), order);
+        back.reverse();
+        let mut mixed = Vec::new();
+        while !front.is_empty() || !back.is_empty() {
+            mixed.extend(back.pop());
+            mixed.extend(front.pop());
+        }
+        assert_eq!(storm_ids(&mixed), expected, "interleaved");
+    }
+
+    #[test]
+    fn the_mfa_fatigue_alert_after_a_storm_names_the_storms_alert_whatever_order_the_prompts_arrive_in() {
+        for reversed in [false, true] {
+            let mut records = storm(ANN, 0, 10);
+            if reversed {
+                records.reverse();
+            }
+            records.push(r(ANN, 12));
+            let (mut a, shared) = alerts("");
+            for record in &records {
+                feed(&mut a, record, false, false);
+            }
+            let storm = storm_alerts(&shared);
+            let (_, fatigue) = shared.alerts.list(Some(Rule::MfaFatigue), None, 10);
+            assert_eq!((storm.len(), fatigue.len()), (1, 1), "reversed {reversed}");
+            assert_eq!(fatigue[0].storm_alert_id(), Some(storm[0].id.as_str()), "{}", fatigue[0].summary);
+            assert!(fatigue[0].summary.ends_with(&format!("(after denial storm alert {})", storm[0].id)));
+        }
+        // The success read before the storm is complete: mfa_fatigue pages
+        // first and cannot name a storm alert not made yet; the storm still alerts.
+        let mut records = storm(ANN, 0, 10);
+        records.insert(0, r(ANN, 12));
+        let (mut a, shared) = alerts("");
+        for record in &records {
+            feed(&mut a, record, false, false);
+        }
+        let (_, fatigue) = shared.alerts.list(Some(Rule::MfaFatigue), None, 10);
+        assert_eq!((storm_alerts(&shared).len(), fatigue.len()), (1, 1));
+        assert!(fatigue[0].storm_alert_id().is_none(), "{}", fatigue[0].summary);
+        // A fatigue burst too small for a storm names none.
+        let (mut a, shared) = alerts("");
+        for record in storm(ANN, 0, 4).into_iter().chain([r(ANN, 5)]) {
+            feed(&mut a, &record, false, false);
+        }
+        let (_, fatigue) = shared.alerts.list(Some(Rule::MfaFatigue), None, 10);
+        assert_eq!(fatigue.len(), 1);
+        assert!(fatigue[0].storm_alert_id().is_none() && !fatigue[0].summary.contains("storm"));
+    }
+
+    #[test]
+    fn a_denial_storm_survives_a_restart_with_its_state_and_keeps_its_id() {
+        // A receiver that never answers: alerts wait in the outbox.
+        let extra = "[alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n";
+        let config = Config::parse(&format!("[alerts]\nmax_age = \"100000d\"\n{extra}"), "t.toml".as_ref()).unwrap();
+        // Nine prompts, a checkpoint, a restart, the tenth.
+        let (mut a, _) = alerts(extra);
+        for record in storm(ANN, 0, 9) {
+            feed(&mut a, &record, false, false);
+        }
+        let saved = a.prepare(1).unwrap().unwrap();
+        drop(a);
+        let shared = Shared::new(&config.rules());
+        let mut b = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
+        feed(&mut b, &denied(ANN, 9), false, false);
+        let got = storm_alerts(&shared);
+        assert_eq!(got.len(), 1);
+        assert_eq!(vec![(got[0].id.clone(), 1)], storm_ids(&storm(ANN, 0, 10)), "the id of a run without the restart");
+        // Saved after the alert: the prompts read again after the restart count on it, no second alert.
+        let saved = b.prepare(2).unwrap().unwrap();
+        drop(b);
+        let shared = Shared::new(&config.rules());
+        let mut c = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
+        feed(&mut c, &denied(ANN, 10), false, false);
+        assert_eq!(c.delivery.pending().len(), 1, "the storm alert waits in the outbox (no receiver answers)");
+        assert_eq!(c.delivery.pending()[0].alert.id, got[0].id);
+        assert_eq!(c.delivery.pending()[0].alert.count, 2);
+        assert!(storm_alerts(&shared).is_empty(), "no new alert");
+        // And the success then names the storm's alert.
+        feed(&mut c, &r(ANN, 12), false, false);
+        let (_, fatigue) = shared.alerts.list(Some(Rule::MfaFatigue), None, 10);
+        assert_eq!(fatigue[0].storm_alert_id(), Some(got[0].id.as_str()));
+    }
+
+    /// A sign-in over the resource-owner password flow (the record of `r`).
+    fn feed_ropc(a: &mut Alerts, record: &R, privileged: bool) {
+        let json = record.json().replace(
+            "\"appDisplayName\"",
+            "\"authenticationProtocol\":\"ropc\",\"userAgent\":\"BAV2ROPC\",\"appDisplayName\"",
+        );
+        let items = decode_message(json.as_bytes());
+        let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
+        let verdict = classify(s, &Rules::default());
+        assert!(verdict.ropc, "{json}");
+        let position = Position::File { path: "t".into(), line: 1 };
+        a.sign_in(&SignInEvent {
+            record: s,
+            verdict: &verdict,
+            position: &position,
+            index: 0,
+            privileged,
+            excluded: false,
+            risk: None,
+        });
+    }
+
+    #[test]
+    fn a_successful_ropc_sign_in_without_mfa_alerts_whatever_the_client_critical_when_privileged() {
+        let (mut a, shared) = alerts("");
+        feed_ropc(&mut a, &R { client: "Mobile Apps and Desktop clients", mfa: false, ..r(ANN, 0) }, false);
+        feed_ropc(&mut a, &R { client: "Authenticated SMTP", mfa: false, ..r(BOB, 0) }, true);
+        let got: Vec<_> = made(&shared).into_iter().filter(|m| m.0 == Rule::RopcSignin).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Rule::RopcSignin, Severity::Warning, ANN.into(), 1),
+                (Rule::RopcSignin, Severity::Critical, BOB.into(), 1)
+            ]
+        );
+        let (_, list) = shared.alerts.list(Some(Rule::RopcSignin), Some(ANN), 10);
+        let summary = &list[0].summary;
+        for part in [ANN, "Office 365", "203.0.113.7 (NL)", "BAV2ROPC", "without MFA"] {
+            assert!(summary.contains(part), "{part}: {summary}");
+        }
+        // Failed, with MFA, or not ROPC: nothing.
+        let (mut a, shared) = alerts("");
+        feed_ropc(&mut a, &R { client: "Browser", mfa: false, code: 50126, ..r(ANN, 0) }, false);
+        feed_ropc(&mut a, &R { client: "Browser", mfa: true, ..r(BOB, 0) }, false);
+        feed(&mut a, &R { client: "Browser", mfa: false, ..r(CAT, 0) }, false, false);
+        assert!(made(&shared).iter().all(|m| m.0 != Rule::RopcSignin), "{:?}", made(&shared));
+        // Switched off.
+        let (mut a, shared) = alerts("[alerts.rules.ropc_signin]\nenabled = false\ncooldown = \"1h\"\n");
+        feed_ropc(&mut a, &R { client: "Browser", mfa: false, ..r(ANN, 0) }, false);
+        assert!(made(&shared).is_empty());
+    }
+
+    #[test]
+    fn ropc_sign_ins_inside_the_cooldown_count_on_one_alert_also_across_a_restart() {
+        let extra = "[alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n";
+        let (mut a, shared) = alerts(extra);
+        let ropc = |minute| R { client: "Browser", mfa: false, ..r(ANN, minute) };
+        feed_ropc(&mut a, &ropc(1), false);
+        feed_ropc(&mut a, &ropc(20), false);
+        assert_eq!(made(&shared), vec![(Rule::RopcSignin, Severity::Warning, ANN.into(), 2)]);
+        let id = a.delivery.pending()[0].alert.id.clone();
+        assert_eq!(id, alert_id(Rule::RopcSignin, ANN, &format!("window {}", ropc(1).time() / 3600)));
+        let saved = a.prepare(1).unwrap().unwrap();
+        drop(a);
+        let config = Config::parse(&format!("[alerts]\nmax_age = \"100000d\"\n{extra}"), "t.toml".as_ref()).unwrap();
+        let shared = Shared::new(&config.rules());
+        let mut b = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
+        feed_ropc(&mut b, &ropc(40), false);
+        let pending = b.delivery.pending();
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].alert.id.as_str(), pending[0].alert.count), (id.as_str(), 3));
+        // The next window is a new alert.
+        feed_ropc(&mut b, &ropc(75), false);
+        assert_eq!(b.delivery.pending().len(), 2);
     }
 
     #[test]

@@ -382,6 +382,34 @@ pub struct FatigueRuleConfig {
     pub reorder_tolerance: Duration,
 }
 
+/// `mfa_denial_storm`: MFA prompts denied or left unanswered, many, with no
+/// success yet: the attack in progress, before `mfa_fatigue` pages on the success.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StormRuleConfig {
+    pub enabled: bool,
+    /// At least this many MFA denials or unanswered prompts for one user...
+    pub failures: u32,
+    /// ...within this long, with no successful sign-in of theirs after the first of them.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// One alert per user per this much event time (a storm goes on: its
+    /// further prompts add to the alert's count).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for StormRuleConfig {
+    fn default() -> Self {
+        StormRuleConfig {
+            enabled: true,
+            failures: 10,
+            window: Duration::from_secs(600),
+            cooldown: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// `legacy_auth_attempt`: failed legacy sign-ins, per source network per hour.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -416,6 +444,10 @@ pub struct AlertRulesConfig {
     pub mfa_enforcement_lost: AlertRuleConfig,
     pub break_glass_protection_change: AlertRuleConfig,
     pub risky_user_unremediated: UnremediatedRuleConfig,
+    pub mfa_denial_storm: StormRuleConfig,
+    /// `ropc_signin`: a successful sign-in over the resource-owner password
+    /// flow without MFA, legacy client or modern.
+    pub ropc_signin: AlertRuleConfig,
 }
 
 /// `risky_user_unremediated`: a user Identity Protection holds at high
@@ -504,6 +536,8 @@ impl Default for AlertRulesConfig {
             mfa_enforcement_lost: rule(true, 0),
             break_glass_protection_change: rule(true, 0),
             risky_user_unremediated: UnremediatedRuleConfig::default(),
+            mfa_denial_storm: StormRuleConfig::default(),
+            ropc_signin: rule(true, 3600),
         }
     }
 }
@@ -970,6 +1004,23 @@ mod tests {
         assert!(err.contains("http.listen"), "{err}");
         let err = parse("[kafka]\nauth = \"eventhubs\"\n").unwrap_err().to_string();
         assert!(err.contains("kafka.eventhubs_namespace"), "{err}");
+    }
+
+    #[test]
+    fn the_denial_storm_and_ropc_rules_parse_with_their_defaults_and_bounds() {
+        let rules = parse("").unwrap().alerts.rules;
+        assert_eq!(rules.mfa_denial_storm, StormRuleConfig::default());
+        assert_eq!((rules.mfa_denial_storm.failures, rules.mfa_denial_storm.window), (10, Duration::from_secs(600)));
+        assert!(rules.mfa_denial_storm.enabled && rules.ropc_signin.enabled);
+        assert_eq!(rules.ropc_signin.cooldown, Duration::from_secs(3600));
+        let text = "[alerts.rules.mfa_denial_storm]\nfailures = 20\nwindow = \"30m\"\ncooldown = \"2h\"\n[alerts.rules.ropc_signin]\nenabled = false\ncooldown = \"0s\"\n";
+        let rules = parse(text).unwrap().alerts.rules;
+        assert_eq!(rules.mfa_denial_storm.failures, 20);
+        assert_eq!(rules.mfa_denial_storm.cooldown, Duration::from_secs(7200));
+        assert!(!rules.ropc_signin.enabled);
+        // More prompts than mfa_fatigue keeps per user could never be counted.
+        let err = parse("[alerts.rules.mfa_denial_storm]\nfailures = 100\n").unwrap_err().to_string();
+        assert!(err.contains("alerts.rules.mfa_denial_storm") && err.contains("from 2 to 50"), "{err}");
     }
 
     #[test]

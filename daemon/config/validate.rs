@@ -366,6 +366,17 @@ impl Config {
                 format!("{}: from 1h to 90d (default 7d)", days_or_duration(legacy.lookback)),
             );
         }
+        let storm = &a.rules.mfa_denial_storm;
+        // The prompts are counted over the sign-ins mfa_fatigue keeps per user (at most 64).
+        if !(2..=50).contains(&storm.failures)
+            || storm.window < Duration::from_secs(60)
+            || storm.window > Duration::from_secs(6 * 3600)
+        {
+            return invalid(
+                "alerts.rules.mfa_denial_storm",
+                "failures from 2 to 50, window from 1m to 6h (defaults 10, 10m)".into(),
+            );
+        }
         let spray = &a.rules.legacy_auth_attempt;
         if spray.min_attempts == 0 {
             return invalid("alerts.rules.legacy_auth_attempt.min_attempts", "at least 1".into());
