@@ -256,7 +256,10 @@ impl Drop for Delivery {
 /// Alerts per request.
 const BATCH: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A receiver that is down is tried again at most this long apart, so that
+/// what waited for it goes out within seconds of its return (a long outage
+/// must not leave the outbox waiting minutes more); a try costs one request.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Alertmanager keeps label values as they come; past this a value is cut
 /// (a hostile user name must not make every request huge).
 const MAX_LABEL: usize = 512;

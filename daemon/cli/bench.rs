@@ -86,6 +86,14 @@ pub enum Bench {
         #[arg(long, default_value_t = 3)]
         rounds: u32,
     },
+    /// Alert latency: from a planted sign-in's Kafka timestamp to the alert at
+    /// a webhook (and an Alertmanager), beside a bare consumer of the same
+    /// topic, under a steady background of ordinary sign-ins.
+    Latency(crate::cli::latency::LatencyArgs),
+    /// Restart to ready: a daemon with a state of `--users` users is killed
+    /// (SIGKILL) and started again; seconds until /readyz is 200 and until
+    /// the first alert after the restart is delivered.
+    Restart(crate::cli::restart::RestartArgs),
     /// decode + classify on one thread, beside serde_json's parse-only (IgnoredAny) over the same bytes.
     Decode {
         /// Records to generate (realistic sizes, Event Hubs envelopes of 40).
@@ -108,6 +116,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Report { rows, users, history } => report(rows, users, history),
         Bench::Backlog { brokers, records, prefetch_kbytes } => backlog(&brokers, records, prefetch_kbytes),
         Bench::Spray { sources, ipv6 } => spray(sources, ipv6),
+        Bench::Latency(args) => crate::cli::latency::run(args),
+        Bench::Restart(args) => crate::cli::restart::run(args),
     }
 }
 

@@ -6,5 +6,7 @@ pub mod bench;
 pub mod classify;
 pub mod demo;
 pub mod generate;
+pub mod latency;
 pub mod report;
+pub mod restart;
 pub mod run;

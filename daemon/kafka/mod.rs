@@ -191,6 +191,11 @@ pub fn consumer_config(config: &Config) -> Result<ClientConfig, ClientError> {
     // Prefetch: bounded so that a group 7 days behind does not fill memory.
     c.set("queued.max.messages.kbytes", k.prefetch_kbytes.to_string());
     c.set("queued.min.messages", "1000");
+    // How long a broker may hold a fetch when it has nothing new: the wait a
+    // sign-in can sit at the broker before it is read (librdkafka's default
+    // of 500 ms was most of what mfawatch added to the broker's latency;
+    // `bench latency`). An idle partition costs ten fetches a second.
+    c.set("fetch.wait.max.ms", "100");
     c.set("fetch.max.bytes", (k.prefetch_kbytes.min(64 * 1024) as u64 * 1024 / 4).max(1 << 20).to_string());
     c.set("statistics.interval.ms", "5000");
     c.set_log_level(RDKafkaLogLevel::Info);

@@ -87,6 +87,14 @@ pub fn consume(
         .subscribe(&topics)
         .map_err(|source| ClientError::Subscribe { topics: config.kafka.topics.clone(), source })?;
     tracing::info!(brokers = %config.brokers(), topics = ?config.kafka.topics, group = %config.kafka.group_id, "consuming");
+    // Ready as soon as a broker answers, not at librdkafka's first statistics
+    // (`statistics.interval.ms`, 5 s: most of a restart's time to ready; see
+    // README "restart to ready"). Entra's OAUTHBEARER token is only fetched
+    // inside `poll`, so there the statistics tell.
+    if config.kafka.auth != Auth::Entra && consumer.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
+        ctx.health.source_connected.store(true, Ordering::Relaxed);
+        tracing::info!("connected to the brokers");
+    }
 
     let interval = config.checkpoint.interval;
     let topics_by_name: BTreeMap<String, Arc<str>> =
