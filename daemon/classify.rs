@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::fields::starts_with_ignore_case;
-use crate::decode::{AuthStep, Category, ReportOnlyResult, SignIn};
+use crate::decode::{AuthStep, Category, Mechanisms, ReportOnlyResult, SignIn};
+
+pub mod mechanism;
 
 /// The default legacy-authentication client list (SIGNIN-SEMANTICS §4;
 /// block-legacy-authentication.md, Sentinel LegacyAuthAttempt.yaml).
@@ -309,6 +311,9 @@ pub struct Verdict<'a> {
     pub blocked_by: Option<BlockedBy>,
     pub ca_status: CaStatus,
     pub report_only: &'a [ReportOnlyResult<'a>],
+    /// Which mechanisms asked for MFA (`mechanism.rs`): `None` unless MFA
+    /// was asked of a user's sign-in; `UNKNOWN` when the record does not say.
+    pub mechanisms: Option<Mechanisms>,
 }
 
 /// Phrases in `status.additionalDetails` / `authenticationStepResultDetail`
@@ -375,6 +380,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
         _ => None,
     };
 
+    let mechanisms = mechanism::enforcement(record, subject, labels, mfa_failure, blocked_by);
     Verdict {
         subject,
         subject_key: subject_key(record, subject),
@@ -391,6 +397,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
         blocked_by,
         ca_status: CaStatus::parse(f.conditional_access_status.as_deref()),
         report_only: f.report_only.as_deref().unwrap_or(&[]),
+        mechanisms,
     }
 }
 
@@ -582,6 +589,9 @@ pub struct VerdictLine<'a> {
     pub mfa_method: Option<&'a MfaMethod<'a>>,
     pub mfa_failure: Option<MfaFailure>,
     pub blocked_by: Option<BlockedBy>,
+    /// Which mechanisms asked for MFA; absent when MFA was not asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_mechanisms: Option<Mechanisms>,
     pub outcome_code: i64,
     pub ca_status: CaStatus,
     pub report_only: &'a [ReportOnlyResult<'a>],
@@ -618,6 +628,7 @@ impl<'a> VerdictLine<'a> {
             mfa_method: verdict.mfa_method.as_ref(),
             mfa_failure: verdict.mfa_failure,
             blocked_by: verdict.blocked_by,
+            mfa_mechanisms: verdict.mechanisms,
             outcome_code: record.outcome_code,
             ca_status: verdict.ca_status,
             report_only: verdict.report_only,

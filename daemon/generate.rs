@@ -726,11 +726,12 @@ impl Generator {
         }
 
         let os = ["Windows 10", "MacOs", "Ios", "Android"][ui % 4];
-        let requirement_policies = if mfa {
-            json!([{"requirementProvider": "multiConditionalAccess", "detail": "Conditional Access"}])
-        } else {
-            json!([])
-        };
+        let asked = mfa || matches!(code, 500121 | 50074 | 50076 | 50072 | 50079);
+        // A claim in the token often names nothing (the requirement was the
+        // earlier sign-in's): the report's `unknown`.
+        let by_claim = mfa && !interactive && ui % 3 == 0;
+        let requirement_policies =
+            if asked && !by_claim { requirement_policies(ui, matches!(code, 50072 | 50079)) } else { json!([]) };
         let properties = json!({
             "id": id,
             "createdDateTime": iso_offset(time),
@@ -1509,6 +1510,35 @@ fn iso_offset(t: DateTime<Utc>) -> String {
     let mut s = t.format("%Y-%m-%dT%H:%M:%S").to_string();
     let _ = write!(s, ".{:07}+00:00", t.timestamp_subsec_nanos() / 100);
     s
+}
+
+/// `authenticationRequirementPolicies` of a user's sign-in MFA was asked of,
+/// the same for a user every time (no draw from the generator's stream), so
+/// a tenant shows every mechanism: mostly Conditional Access, some users
+/// still on per-user MFA (alone or beside a policy), a few asked only by a
+/// risk policy, a few by security defaults (a tenant mid-switch), one by an
+/// application's request. `registration`: the registration requirement of
+/// the same feature (50072/50079).
+fn requirement_policies(user: usize, registration: bool) -> Value {
+    let entry = |provider: &str, detail: &str| json!({"requirementProvider": provider, "detail": detail});
+    let ca = || {
+        if registration {
+            entry("mfaRegistrationRequiredByMultiConditionalAccess", "Conditional Access")
+        } else {
+            entry("multiConditionalAccess", "Conditional Access")
+        }
+    };
+    match user % 20 {
+        0 => json!([entry("user", "Per-user MFA")]),
+        1 => json!([ca(), entry("user", "Per-user MFA")]),
+        2 if registration => json!([entry("mfaRegistrationRequiredByIdentityProtectionPolicy", "Identity Protection")]),
+        2 => json!([entry("riskBasedPolicy", "Risk-based policy")]),
+        3 if registration => json!([entry("mfaRegistrationRequiredBySecurityDefaults", "Security defaults")]),
+        3 => json!([entry("securityDefaults", "Security defaults")]),
+        4 => json!([entry("request", "Requested by the application")]),
+        5 => json!([entry("v1ConditionalAccess", "Conditional Access")]),
+        _ => json!([ca()]),
+    }
 }
 
 fn guid(rng: &mut ChaCha8Rng) -> String {

@@ -20,7 +20,7 @@ use prometheus::{
 
 use crate::classify::{BlockedBy, ClientClass, DEFAULT_LEGACY_CLIENTS, Labels, MfaFailure, RiskLevel, Rules, Verdict};
 use crate::coverage::{State, Summary, UserType};
-use crate::decode::{Category, DecodeError};
+use crate::decode::{Category, DecodeError, Mechanisms};
 
 /// Categories mfawatch does not read, named in metrics; anything else is
 /// `other` (the directory categories have their own counter).
@@ -51,6 +51,8 @@ fn auth_label(v: &Verdict<'_>) -> usize {
 }
 const AUTH: [&str; 4] = ["mfa", "single_factor", "not_applicable", "none"];
 const OUTCOME: [&str; 2] = ["success", "failure"];
+/// `result` of `mfawatch_mfa_mechanism_signins_total`.
+const MECHANISM_RESULTS: [&str; 2] = ["satisfied", "failed"];
 
 pub struct Metrics {
     registry: Registry,
@@ -216,6 +218,8 @@ struct Read {
     risky: Vec<IntCounter>,
     risk_levels: Vec<IntCounter>,
     mfa_failures: Vec<IntCounter>,
+    /// [mechanism][satisfied/failed]: who asked for MFA (`classify::mechanism`).
+    mechanisms: Vec<IntCounter>,
     blocked: Vec<IntCounter>,
     report_only: IntCounterVec,
     report_only_policies: Mutex<HashSet<String>>,
@@ -359,6 +363,16 @@ impl Read {
             &["reason"],
         );
         let mfa_failures = MfaFailure::ALL.iter().map(|f| failures_vec.with_label_values(&[f.as_str()])).collect();
+        let mechanisms_vec = counter_vec(
+            registry,
+            "mfawatch_mfa_mechanism_signins_total",
+            "Users' sign-ins MFA was asked of, by the mechanism that asked (authenticationRequirementPolicies; security defaults for a 530035 block; unknown when the record does not say) and whether MFA was satisfied. A sign-in two mechanisms asked counts under each.",
+            &["mechanism", "result"],
+        );
+        let mechanisms = Mechanisms::ALL
+            .iter()
+            .flat_map(|(_, name)| MECHANISM_RESULTS.map(|r| mechanisms_vec.with_label_values(&[name, r])))
+            .collect();
         let blocked_vec = counter_vec(
             registry,
             "mfawatch_blocked_signins_total",
@@ -424,6 +438,7 @@ impl Read {
             risky,
             risk_levels,
             mfa_failures,
+            mechanisms,
             blocked,
             report_only,
             report_only_policies: Mutex::new(HashSet::new()),
@@ -797,6 +812,12 @@ impl Metrics {
         }
         if let Some(b) = verdict.blocked_by {
             self.read.blocked[b as usize].inc();
+        }
+        if let Some(set) = verdict.mechanisms {
+            let result = usize::from(!verdict.labels.contains(Labels::MFA_SATISFIED));
+            for i in set.indices() {
+                self.read.mechanisms[i * MECHANISM_RESULTS.len() + result].inc();
+            }
         }
         for r in verdict.report_only {
             let policy = self.policy_label(&r.policy);
@@ -1173,6 +1194,30 @@ mod tests {
             let counter = family.get_field_type() == prometheus::proto::MetricType::COUNTER;
             assert_eq!(counter, name.ends_with("_total"), "{name}");
         }
+    }
+
+    #[test]
+    fn mfa_sign_ins_are_counted_under_each_mechanism_that_asked() {
+        let m = Metrics::new(&Rules::default());
+        let message = br#"{"records":[{"time":"2025-06-01T10:00:00Z","category":"SignInLogs","properties":{"userId":"u1","status":{"errorCode":0},"authenticationRequirement":"multiFactorAuthentication","authenticationRequirementPolicies":[{"requirementProvider":"multiConditionalAccess"},{"requirementProvider":"user"}]}},{"time":"2025-06-01T10:00:00Z","category":"SignInLogs","properties":{"userId":"u2","status":{"errorCode":500121}}},{"time":"2025-06-01T10:00:00Z","category":"SignInLogs","properties":{"userId":"u3","status":{"errorCode":0}}}]}"#;
+        for item in crate::decode::decode_message(message) {
+            let crate::decode::Item::SignIn(record) = item else { panic!("a sign-in") };
+            m.sign_in(record.category, &crate::classify::classify(&record, &Rules::default()), 0.0);
+        }
+        let text = m.render();
+        let value = |mechanism: &str, result: &str| {
+            let series =
+                format!("mfawatch_mfa_mechanism_signins_total{{mechanism=\"{mechanism}\",result=\"{result}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .unwrap_or_else(|| panic!("{series} in {text}"))
+                .to_owned()
+        };
+        assert_eq!(value("conditional_access", "satisfied"), "1");
+        assert_eq!(value("per_user_mfa", "satisfied"), "1");
+        assert_eq!(value("unknown", "failed"), "1", "a denial whose record names no mechanism");
+        assert_eq!(value("security_defaults", "satisfied"), "0");
+        assert_eq!(value("unknown", "satisfied"), "0", "a single-factor sign-in is not counted");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use mfawatch::classify::{MfaFailure, MfaMethod, RiskLevel, Rules, Subject, Verdict, classify};
-use mfawatch::decode::{DecodeError, Item, SignIn, decode_message};
+use mfawatch::decode::{DecodeError, Item, Mechanisms, SignIn, decode_message};
 use mfawatch::source::files;
 
 fn samples_dir() -> PathBuf {
@@ -57,6 +57,9 @@ struct Summary {
     ropc: bool,
     user_key: Option<String>,
     report_only: Vec<(String, String)>,
+    /// `authenticationRequirementPolicies` as decoded, and the verdict's mechanisms.
+    requirement_policies: Option<Mechanisms>,
+    mechanisms: Option<Mechanisms>,
 }
 
 impl Summary {
@@ -72,6 +75,8 @@ impl Summary {
             ropc: v.ropc,
             user_key: v.subject_key.as_deref().map(str::to_owned),
             report_only: v.report_only.iter().map(|r| (r.policy.to_string(), r.result.to_string())).collect(),
+            requirement_policies: record.fields.requirement_policies,
+            mechanisms: v.mechanisms,
         }
     }
 }
@@ -313,6 +318,55 @@ fn log_analytics_fixtures_label_like_the_other_shapes() {
     assert_eq!(labels, [vec!["mfa_satisfied"], vec!["failed"], vec!["not_applicable"]]);
     assert_eq!(n[0].mfa_method.as_deref(), Some("OATH verification code"));
     assert_eq!(n[2].subject, Subject::ManagedIdentity);
+}
+
+#[test]
+fn public_samples_carrying_authentication_requirement_policies_decode_them() {
+    // All three carry the list empty (`[]`): present, naming no mechanism.
+    for name in
+        ["panther/azure_legacyauth.ndjson", "elastic/test-adfs-signin.log", "elastic/test-signinlogs-sample.log"]
+    {
+        let v = verdicts(&sample(name));
+        let users: Vec<&Summary> = v.iter().filter(|v| v.subject == Subject::User).collect();
+        assert!(!users.is_empty(), "{name}");
+        for u in users {
+            assert_eq!(u.requirement_policies, Some(Mechanisms::default()), "{name}: {u:?}");
+            // MFA asked (the Panther SMTP sign-ins, satisfied by a claim) and not named: unknown;
+            // single factor: no mechanism at all.
+            let expected = u.labels.contains(&"mfa_satisfied").then_some(Mechanisms::UNKNOWN);
+            assert_eq!(u.mechanisms, expected, "{name}: {u:?}");
+        }
+    }
+    let legacy = verdicts(&sample("panther/azure_legacyauth.ndjson"));
+    assert_eq!(legacy.iter().filter(|v| v.mechanisms == Some(Mechanisms::UNKNOWN)).count(), legacy.len() - 1);
+    // Every other sample without the field decodes it as absent.
+    for path in sample_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        if !text.to_ascii_lowercase().contains("authenticationrequirementpolicies") {
+            let path = path.to_string_lossy().into_owned();
+            for o in outcomes(&path) {
+                if let Outcome::Verdict(v) = o {
+                    assert_eq!(v.requirement_policies, None, "{path}: {v:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fixtures_name_the_mechanism_that_asked_for_mfa_in_every_shape() {
+    let ca = Some(Mechanisms::CONDITIONAL_ACCESS);
+    let unknown = Some(Mechanisms::UNKNOWN);
+    let mechanisms = |name: &str| verdicts(&fixture(name)).iter().map(|v| v.mechanisms).collect::<Vec<_>>();
+    // Graph beta: G1, G3 MFA by Conditional Access, G6 denied, G7 registration
+    // (mfaRegistrationRequiredByMultiConditionalAccess); G10 has no list: unknown.
+    assert_eq!(mechanisms("graph-signins.json"), [ca, None, ca, None, None, ca, ca, None, None, unknown]);
+    // Graph v1.0 has no such property: MFA satisfied, mechanism unknown.
+    assert_eq!(mechanisms("graph-signins-v1.json"), [unknown, None, None]);
+    // Log Analytics: the list as JSON text inside a string.
+    assert_eq!(mechanisms("la-signinlogs.json"), [ca, None, None, ca, None, ca]);
+    // N1's text is "[]": MFA satisfied, nothing named; N2 50076 required by Conditional Access.
+    assert_eq!(mechanisms("la-signinlogs.ndjson"), [unknown, ca, None]);
 }
 
 #[test]

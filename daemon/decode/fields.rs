@@ -23,6 +23,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use super::keys::{self, Known};
+use super::requirement::Mechanisms;
 
 pub type Str<'a> = Cow<'a, str>;
 
@@ -59,6 +60,9 @@ pub struct Fields<'a> {
     pub sign_in_event_types: Option<EventTypes>,
     pub status: Option<Status<'a>>,
     pub authentication_details: Option<Vec<AuthStep<'a>>>,
+    /// `authenticationRequirementPolicies`: the mechanisms its entries name;
+    /// `Some` of an empty set when the list is there but names none.
+    pub requirement_policies: Option<Mechanisms>,
     pub risk_level_during_sign_in: Option<Str<'a>>,
     pub risk_level_aggregated: Option<Str<'a>>,
     pub risk_state: Option<Str<'a>>,
@@ -527,6 +531,69 @@ impl FromJsonText for ReportOnlyResults<'_> {
     }
 }
 
+/// `authenticationRequirementPolicies[]`: each entry's `requirementProvider`
+/// folded into the set (`requirement.rs`); `detail` and a `null` entry are skipped.
+impl<'de> Deserialize<'de> for Mechanisms {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mechanisms, D::Error> {
+        struct EntryVisitor<'m>(&'m mut Mechanisms);
+        impl<'de> Visitor<'de> for EntryVisitor<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an authenticationRequirementPolicies entry")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let mut provider = None;
+                let mut seen = super::keys::Seen::default();
+                while let Some(Key(key)) = map.next_key::<Key>()? {
+                    if key != Known::Other && !seen.first(key) {
+                        return Err(duplicate(key));
+                    }
+                    match key {
+                        Known::RequirementProvider => provider = map.next_value::<Text>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                self.0.insert_provider(provider.as_deref());
+                Ok(())
+            }
+        }
+        struct Entry<'m>(&'m mut Mechanisms);
+        impl<'de> DeserializeSeed<'de> for Entry<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(EntryVisitor(self.0))
+            }
+        }
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = Mechanisms;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of authentication requirement policies")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Mechanisms, A::Error> {
+                let mut set = Mechanisms::default();
+                while seq.next_element_seed(Entry(&mut set))?.is_some() {}
+                Ok(set)
+            }
+        }
+        d.deserialize_seq(ListVisitor)
+    }
+}
+
+impl FromJsonText for Mechanisms {
+    fn from_json_text(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str::<Mechanisms>(text)
+    }
+    fn empty() -> Self {
+        Mechanisms::default()
+    }
+}
+
 /// `signInEventTypes`: a list of names (or JSON text of one).
 struct EventTypeList(EventTypes);
 
@@ -700,6 +767,9 @@ fn read_field<'de, A: MapAccess<'de>>(
         }
         Known::AppliedConditionalAccessPolicies | Known::ConditionalAccessPolicies => {
             merge(&mut fields.report_only, Some(nested::<ReportOnlyResults, A>(map)?.0), layer)
+        }
+        Known::AuthenticationRequirementPolicies => {
+            merge(&mut fields.requirement_policies, Some(nested::<Mechanisms, A>(map)?), layer)
         }
         _ => return Ok(false),
     }

@@ -20,6 +20,7 @@ pub enum Known {
     AuthenticationMethod,
     AuthenticationProtocol,
     AuthenticationRequirement,
+    AuthenticationRequirementPolicies,
     AuthenticationStepRequirement,
     AuthenticationStepResultDetail,
     CallerIpAddress,
@@ -40,6 +41,7 @@ pub enum Known {
     Location,
     Properties,
     Records,
+    RequirementProvider,
     ResourceDisplayName,
     Result,
     ResultType,
@@ -65,7 +67,7 @@ pub enum Known {
 }
 
 /// Every known key, as Entra spells it.
-const NAMES: [(&str, Known); 49] = [
+const NAMES: [(&str, Known); 51] = [
     ("additionalDetails", Known::AdditionalDetails),
     ("appDisplayName", Known::AppDisplayName),
     ("appId", Known::AppId),
@@ -74,6 +76,7 @@ const NAMES: [(&str, Known); 49] = [
     ("authenticationMethod", Known::AuthenticationMethod),
     ("authenticationProtocol", Known::AuthenticationProtocol),
     ("authenticationRequirement", Known::AuthenticationRequirement),
+    ("authenticationRequirementPolicies", Known::AuthenticationRequirementPolicies),
     ("authenticationStepRequirement", Known::AuthenticationStepRequirement),
     ("authenticationStepResultDetail", Known::AuthenticationStepResultDetail),
     ("callerIpAddress", Known::CallerIpAddress),
@@ -94,6 +97,7 @@ const NAMES: [(&str, Known); 49] = [
     ("location", Known::Location),
     ("properties", Known::Properties),
     ("records", Known::Records),
+    ("requirementProvider", Known::RequirementProvider),
     ("resourceDisplayName", Known::ResourceDisplayName),
     ("result", Known::Result),
     ("resultType", Known::ResultType),

@@ -15,6 +15,7 @@ pub mod directory;
 pub mod fields;
 mod keys;
 mod position;
+pub mod requirement;
 pub mod scan;
 pub mod time;
 
@@ -26,6 +27,7 @@ use serde::Serialize;
 use fields::RawMessage;
 pub use fields::{AuthStep, EventTypes, Fields, ReportOnlyResult, Status, Str};
 pub use position::{Position, RecordAt};
+pub use requirement::Mechanisms;
 
 /// The sign-in log categories of Entra diagnostic settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

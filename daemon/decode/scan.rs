@@ -21,6 +21,7 @@ use super::fields::{
     AuthStep, EachRecord, EventTypes, Fields, Layer, ReportOnlyResult, Status, Str, flag_from_text, is_null_text, merge,
 };
 use super::keys::{self, Known, Seen};
+use super::requirement::Mechanisms;
 
 /// The fast path gave up on this message; the serde reader decides.
 #[derive(Debug)]
@@ -463,6 +464,9 @@ impl<'a> Scanner<'a> {
             Known::AppliedConditionalAccessPolicies | Known::ConditionalAccessPolicies => {
                 merge(&mut fields.report_only, Some(self.nested::<Vec<ReportOnlyResult>>()?), layer)
             }
+            Known::AuthenticationRequirementPolicies => {
+                merge(&mut fields.requirement_policies, Some(self.nested::<Mechanisms>()?), layer)
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -692,6 +696,43 @@ impl<'a> Nested<'a> for Vec<ReportOnlyResult<'a>> {
     }
     fn owned(value: Vec<ReportOnlyResult<'_>>) -> Self {
         value.into_iter().map(ReportOnlyResult::into_owned).collect()
+    }
+}
+
+impl<'a> Nested<'a> for Mechanisms {
+    const OPEN: u8 = b'[';
+    type In<'t> = Mechanisms;
+    /// `authenticationRequirementPolicies[]`, folded into a set as it is read.
+    fn read<'t>(s: &mut Scanner<'t>) -> R<Mechanisms> {
+        s.enter()?;
+        let mut set = Mechanisms::default();
+        let mut first = true;
+        while s.more_elements(&mut first)? {
+            match s.peek()? {
+                b'n' => s.literal(b"null")?,
+                b'{' => {
+                    s.i += 1;
+                    let mut provider = None;
+                    let mut seen = Seen::default();
+                    s.object(|s, key| {
+                        match key {
+                            k if Known::RequirementProvider.is(k) => {
+                                provider = once(&mut seen, Known::RequirementProvider, s.text())?
+                            }
+                            _ => s.skip()?,
+                        }
+                        Ok(())
+                    })?;
+                    set.insert_provider(provider.as_deref());
+                }
+                _ => return Err(Bail),
+            }
+        }
+        s.depth -= 1;
+        Ok(set)
+    }
+    fn owned(value: Mechanisms) -> Self {
+        value
     }
 }
 

@@ -539,9 +539,16 @@ fn write_merged(path: &Path, parts: &[&PathBuf]) -> anyhow::Result<PathBuf> {
 /// has none), its columns in the order of `schema` when given, which they
 /// must match.
 fn with_checkpoint_columns(mut df: DataFrame, schema: Option<&Schema>) -> anyhow::Result<DataFrame> {
-    for name in [c::CHECKPOINT_EPOCH, c::CHECKPOINT_SEQ] {
-        if df.column(name).is_err() {
-            let empty = Column::full_null(name.into(), df.height(), &DataType::UInt64);
+    // So is a sign-in file's `mechanism` (null: not known then), so that a
+    // day written partly before the release that added it still merges.
+    let sign_ins = df.column(c::BLOCKED_BY).is_ok();
+    for (name, dtype) in [
+        (c::CHECKPOINT_EPOCH, DataType::UInt64),
+        (c::CHECKPOINT_SEQ, DataType::UInt64),
+        (c::MECHANISM, DataType::String),
+    ] {
+        if df.column(name).is_err() && (name != c::MECHANISM || sign_ins) {
+            let empty = Column::full_null(name.into(), df.height(), &dtype);
             df.with_column(empty)?;
         }
     }
@@ -737,6 +744,29 @@ mod tests {
         fs::write(&manifest, Name::Part { epoch, seq: 6, k: 0 }.file() + "\n").unwrap();
         assert_eq!(recover(root.path(), epoch, 6).unwrap().merged, 0);
         assert_eq!(rows(&day), [10, 11, 20, 21, 30, 31, 40, 41, 50, 60]);
+    }
+
+    #[test]
+    fn a_day_written_partly_before_the_mechanism_column_still_merges() {
+        let root = tempfile::tempdir().unwrap();
+        let day = date_dir(root.path(), NaiveDate::from_ymd_opt(2025, 6, 26).unwrap());
+        let epoch = 13;
+        let part = |seq: u64, mechanism: Option<&str>| {
+            let mut df = frame(&[seq as i64]);
+            df.with_column(Column::new(c::BLOCKED_BY.into(), [None::<&str>])).unwrap();
+            if let Some(m) = mechanism {
+                df.with_column(Column::new(c::MECHANISM.into(), [m])).unwrap();
+            }
+            write_parquet(&day.join(Name::Part { epoch, seq, k: 0 }.file()), &mut df, Zstd::Fast).unwrap();
+        };
+        fs::create_dir_all(&day).unwrap();
+        part(1, None);
+        part(2, Some("conditional_access"));
+        assert_eq!(compact(&day, epoch, 2, READERS_WAIT).unwrap(), 2);
+        let (_, merged) = files(&day).unwrap().pop().unwrap();
+        let df = read_parquet(&merged).unwrap();
+        let mechanism: Vec<Option<&str>> = df.column(c::MECHANISM).unwrap().str().unwrap().iter().collect();
+        assert_eq!(mechanism, [None, Some("conditional_access")], "the older row's is null: not known");
     }
 
     #[test]

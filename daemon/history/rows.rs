@@ -43,6 +43,9 @@ pub mod col {
     pub const MFA_METHOD: &str = "mfa_method";
     pub const MFA_FAILURE: &str = "mfa_failure";
     pub const BLOCKED_BY: &str = "blocked_by";
+    /// Which mechanisms asked for MFA, `,`-separated (`conditional_access,per_user_mfa`,
+    /// `unknown`); null when MFA was not asked — and in files from before the column.
+    pub const MECHANISM: &str = "mechanism";
     pub const RISK_LEVEL: &str = "risk_level";
     pub const RISK_STATE: &str = "risk_state";
     pub const ROPC: &str = "ropc";
@@ -97,7 +100,7 @@ enum Text {
 }
 
 /// The text columns, in the order of the history's schema.
-const TEXT: [(&str, Text); 23] = [
+const TEXT: [(&str, Text); 24] = [
     (col::CATEGORY, Text::Named(0)),
     (col::SUBJECT, Text::Named(1)),
     (col::TENANT_ID, Text::Copied(0)),
@@ -113,6 +116,7 @@ const TEXT: [(&str, Text); 23] = [
     (col::MFA_METHOD, Text::Copied(9)),
     (col::MFA_FAILURE, Text::Named(3)),
     (col::BLOCKED_BY, Text::Named(4)),
+    (col::MECHANISM, Text::Named(7)),
     (col::RISK_LEVEL, Text::Named(5)),
     (col::RISK_STATE, Text::Copied(10)),
     (col::CA_STATUS, Text::Named(6)),
@@ -123,7 +127,7 @@ const TEXT: [(&str, Text); 23] = [
     (col::SOURCE, Text::Copied(15)),
 ];
 const COPIED: usize = 16;
-const NAMED: usize = 7;
+const NAMED: usize = 8;
 
 /// Flag columns, in the order of `Rows::flags`.
 const FLAGS: [&str; FLAG_COUNT] = [
@@ -209,6 +213,7 @@ impl Rows {
             v.blocked_by.map(|b| b.as_str()),
             Some(v.risk_level.as_str()),
             Some(v.ca_status.as_str()),
+            v.mechanisms.map(|m| m.joined()),
         ];
         for (column, value) in self.names.iter_mut().zip(named) {
             column.push(value);

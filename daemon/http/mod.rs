@@ -542,6 +542,20 @@ async fn user(State(app): State<App>, Path(id): Path<String>) -> Response {
         }
         None => json!({"error": "history.enabled is off: the sign-ins behind these counts are not kept"}),
     };
+    // Which mechanisms asked this user for MFA over the window (docs/labels.md §4), from the same history.
+    body["mfa_enforcement"] = match app.history.clone() {
+        Some((dir, days)) => {
+            let key = user.key.clone();
+            match tokio::task::spawn_blocking(move || crate::report::enforcement::user_enforcement(&dir, &key, days))
+                .await
+            {
+                Ok(Ok(seen)) => json!(seen),
+                Ok(Err(e)) => json!({"error": format!("cannot read the history: {e:#}")}),
+                Err(_) => json!({"error": "cannot read the history"}),
+            }
+        }
+        None => json!({"error": "history.enabled is off: the mechanisms that asked for MFA are not kept"}),
+    };
     Json(body).into_response()
 }
 

@@ -10,6 +10,7 @@
 
 pub mod charts;
 mod directory;
+pub mod enforcement;
 pub mod posture;
 pub mod render;
 pub mod risk;
@@ -290,6 +291,8 @@ pub struct Report {
     pub audit: posture::AuditEvidence,
     /// Identity Protection's risky users at the range's end.
     pub risky_users: risk::RiskyUsers,
+    /// How MFA is enforced: which mechanism asked the users' MFA sign-ins.
+    pub enforcement: enforcement::Enforcement,
     pub damaged: Vec<Damaged>,
 }
 
@@ -523,18 +526,8 @@ fn labels_of(df: &DataFrame, r: usize) -> String {
 /// Entra's own log by record and correlation id, without the coverage state
 /// keeping any of it.
 pub fn notable_sign_ins(dir: &Path, user_key: &str, days: u32, limit: usize) -> anyhow::Result<Vec<SignInRow>> {
-    let since = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(days));
     let _reading = crate::history::files::read_lock(dir)?;
-    let mut paths = Vec::new();
-    for (date, folder) in crate::history::files::dates(dir)? {
-        if date >= since {
-            paths.extend(
-                crate::history::files::files(&folder)?
-                    .into_iter()
-                    .map(|(_, p)| PlRefPath::new(p.to_string_lossy().as_ref())),
-            );
-        }
-    }
+    let paths = recent_files(dir, days)?;
     if paths.is_empty() {
         return Ok(Vec::new());
     }
@@ -546,7 +539,19 @@ pub fn notable_sign_ins(dir: &Path, user_key: &str, days: u32, limit: usize) -> 
         .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
         .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
         .collect()?;
-    // A record the history holds twice is listed once, by the report's rule (its identity).
+    let df = df
+        .filter(&first_of_each_record(&df, user_key)?)?
+        .lazy()
+        .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
+        .limit(limit as u32)
+        .collect()?;
+    Ok(sign_in_rows(&df))
+}
+
+/// Which rows of one user's sign-ins (with `ms`) are the first of their
+/// record: a record the history holds twice counts once, by the report's
+/// rule (its identity, worked out where a file from before it lacks one).
+fn first_of_each_record(df: &DataFrame, user_key: &str) -> anyhow::Result<BooleanChunked> {
     let mut seen = std::collections::HashSet::new();
     let ids = df.column(c::IDENTITY)?.u64()?;
     let text = |name: &str| df.column(name).and_then(|c| c.str().cloned());
@@ -561,13 +566,23 @@ pub fn notable_sign_ins(dir: &Path, user_key: &str, days: u32, limit: usize) -> 
             seen.insert(identity)
         })
         .collect();
-    let df = df
-        .filter(&BooleanChunked::from_slice("first".into(), &first))?
-        .lazy()
-        .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
-        .limit(limit as u32)
-        .collect()?;
-    Ok(sign_in_rows(&df))
+    Ok(BooleanChunked::from_slice("first".into(), &first))
+}
+
+/// The history's files of the last `days` days (the caller holds the read lock).
+fn recent_files(dir: &Path, days: u32) -> anyhow::Result<Vec<PlRefPath>> {
+    let since = crate::clock::wall().date_naive() - chrono::Days::new(u64::from(days));
+    let mut paths = Vec::new();
+    for (date, folder) in crate::history::files::dates(dir)? {
+        if date >= since {
+            paths.extend(
+                crate::history::files::files(&folder)?
+                    .into_iter()
+                    .map(|(_, p)| PlRefPath::new(p.to_string_lossy().as_ref())),
+            );
+        }
+    }
+    Ok(paths)
 }
 
 fn row_columns() -> Vec<Expr> {
@@ -735,7 +750,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let top_single_factor_apps = counts(&top(c::APP)?, c::APP, "count");
     let top_single_factor_users = counts(&top(c::UPN)?, c::UPN, "count");
 
-    progress("risk, MFA failures, report-only policies, protections");
+    progress("risk, MFA failures, report-only policies, protections, how MFA is enforced");
     let risky_df = users_week
         .clone()
         .filter(risky_without_mfa())
@@ -777,6 +792,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
             sum_if(risky_without_mfa(), "risky_no_mfa"),
         ])
         .collect()?;
+    let enforcement = enforcement::enforcement(&week)?;
     let protections = Protections {
         security_defaults_blocks: u64_of(&p, "sd_blocks", 0),
         registration_prompts: u64_of(&p, "registration_prompts", 0),
@@ -834,6 +850,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         protections_timeline,
         audit,
         risky_users,
+        enforcement,
         damaged,
     })
 }

@@ -87,7 +87,21 @@ pub struct Summary<'a> {
     pub admins: AdminsSummary,
     /// MFA registration: registered / capable / pending / overdue / unknown.
     pub registration: &'a super::directory::RegistrationSummary,
+    /// How MFA is enforced (the counts; mfa-enforcement.csv lists the users).
+    pub enforcement: EnforcementSummary<'a>,
     pub damaged_files: Vec<&'a str>,
+}
+
+/// [`super::enforcement::Enforcement`] without the user lists.
+#[derive(Serialize)]
+pub struct EnforcementSummary<'a> {
+    pub mfa_sign_ins: u64,
+    pub not_completed: u64,
+    pub unknown: u64,
+    pub mechanisms: &'a [super::enforcement::MechanismShare],
+    pub per_user_mfa_users: u64,
+    pub risk_only_users: u64,
+    pub mixed_tenants: &'a [super::enforcement::MixedTenant],
 }
 
 /// [`super::posture::Timeline`] without the lists.
@@ -220,6 +234,18 @@ pub fn summary(r: &Report) -> Summary<'_> {
             }
         },
         registration: &r.registration_summary,
+        enforcement: {
+            let e = &r.enforcement;
+            EnforcementSummary {
+                mfa_sign_ins: e.mfa_sign_ins,
+                not_completed: e.not_completed,
+                unknown: e.unknown,
+                mechanisms: &e.mechanisms,
+                per_user_mfa_users: e.per_user_mfa_users.len() as u64,
+                risk_only_users: e.risk_only_users.len() as u64,
+                mixed_tenants: &e.mixed_tenants,
+            }
+        },
         damaged_files: r.damaged.iter().map(|d| d.file.as_str()).collect(),
     }
 }
@@ -245,6 +271,7 @@ pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let risky: Vec<&super::risk::RiskyUser> = r.risky_users.users.iter().chain(&r.risky_users.ended).collect();
     put("risky-users.csv", &csv_of(&risky)?)?;
     put("protections-timeline.csv", &csv_of(&r.protections_timeline.changes)?)?;
+    put("mfa-enforcement.csv", &csv_of(&r.enforcement.users())?)?;
     Ok(written)
 }
 
@@ -334,6 +361,19 @@ pub fn markdown(r: &Report) -> String {
     for d in &verdict.disagreements {
         let _ = writeln!(md, "  - **Disagreement:** {d}");
     }
+    let e = &r.enforcement;
+    let _ = writeln!(
+        md,
+        "- How MFA is enforced: {}; **{} user(s) still on per-user MFA**, {} whose MFA came only from a risk policy{}",
+        mechanism_words(e),
+        e.per_user_mfa_users.len(),
+        e.risk_only_users.len(),
+        if e.mixed_tenants.is_empty() {
+            String::new()
+        } else {
+            format!("; {} tenant(s) show security defaults and Conditional Access both", e.mixed_tenants.len())
+        }
+    );
     let u = &r.risky_users;
     let _ = writeln!(
         md,
@@ -752,6 +792,7 @@ pub fn html(r: &Report) -> String {
     h.push_str("</section>\n");
 
     h.push_str(&protections_section(r));
+    h.push_str(&enforcement_section(r));
     h.push_str(&timeline_section(r));
     h.push_str("<section id=\"legacy\"><h2>Legacy authentication by protocol</h2>\
         <p>Legacy protocols cannot do MFA; a block (53003 Conditional Access, 530035 security defaults) proves it works.</p>");
@@ -996,6 +1037,119 @@ fn protections_section(r: &Report) -> String {
         risky_mfa = p.risky_with_mfa,
         risky_no_mfa = p.risky_without_mfa,
     )
+}
+
+/// "conditional_access 80.0 %, per_user_mfa 12.5 %, …" of the MFA-satisfied
+/// sign-ins, the mechanisms that asked any, most first.
+fn mechanism_words(e: &super::enforcement::Enforcement) -> String {
+    let mut named: Vec<&super::enforcement::MechanismShare> = e.mechanisms.iter().filter(|m| m.satisfied > 0).collect();
+    named.sort_by_key(|m| std::cmp::Reverse(m.satisfied));
+    if named.is_empty() {
+        return "no MFA-satisfied user sign-in".to_owned();
+    }
+    let parts: Vec<String> = named.iter().map(|m| format!("{} {}", m.mechanism, pct(m.share))).collect();
+    format!("of {} MFA-satisfied sign-ins, {}", e.mfa_sign_ins, parts.join(", "))
+}
+
+/// "How MFA is enforced": which mechanism asked the users' MFA sign-ins,
+/// who is still on per-user MFA, who gets MFA only from a risk policy, and
+/// tenants showing security defaults and Conditional Access both.
+fn enforcement_section(r: &Report) -> String {
+    let e = &r.enforcement;
+    let period = r.window.period();
+    let mut h = String::from("<section id=\"enforcement\"><h2>How MFA is enforced</h2>");
+    h.push_str(&kpis(&[
+        ("MFA-satisfied sign-ins", e.mfa_sign_ins.to_string(), false),
+        ("asked, not completed", e.not_completed.to_string(), false),
+        ("users still on per-user MFA", e.per_user_mfa_users.len().to_string(), !e.per_user_mfa_users.is_empty()),
+        ("users with MFA only from a risk policy", e.risk_only_users.len().to_string(), !e.risk_only_users.is_empty()),
+        ("tenants mixing security defaults and CA", e.mixed_tenants.len().to_string(), !e.mixed_tenants.is_empty()),
+    ]));
+    let _ = write!(
+        h,
+        "<p>Which Entra feature asked each user sign-in for MFA in the {period}, from the record's <code>authenticationRequirementPolicies</code>          (a security-defaults block, 530035, is security defaults'); <b>unknown</b> when the record does not say ({} sign-in(s)).          A sign-in two mechanisms asked counts under each, so the shares can add up to more than 100 %.</p>",
+        e.unknown
+    );
+    let names: Vec<String> = e.mechanisms.iter().map(|m| m.mechanism.replace('_', " ")).collect();
+    h.push_str(&charts::bars(
+        "mfa-mechanisms",
+        "User sign-ins MFA was asked of, by the mechanism that asked",
+        &names,
+        &[
+            Bars {
+                name: "MFA satisfied",
+                color: charts::MFA,
+                values: e.mechanisms.iter().map(|m| m.satisfied as f64).collect(),
+            },
+            Bars {
+                name: "not completed",
+                color: charts::FAILED,
+                values: e.mechanisms.iter().map(|m| m.not_completed as f64).collect(),
+            },
+        ],
+        true,
+    ));
+    h.push_str(&table(
+        &["mechanism", "MFA satisfied", "share of MFA sign-ins", "not completed", "users"],
+        e.mechanisms.iter().map(|m| {
+            vec![
+                m.mechanism.to_owned(),
+                m.satisfied.to_string(),
+                pct(m.share),
+                m.not_completed.to_string(),
+                m.users.to_string(),
+            ]
+        }),
+    ));
+    if !e.mixed_tenants.is_empty() {
+        let items: String = e
+            .mixed_tenants
+            .iter()
+            .map(|t| {
+                format!(
+                    "<li>{}: {} sign-in(s) asked by security defaults, {} by Conditional Access</li>",
+                    escape(&t.tenant_id),
+                    t.security_defaults_sign_ins,
+                    t.conditional_access_sign_ins
+                )
+            })
+            .collect();
+        let _ = write!(
+            h,
+            "<div class=\"warn\" id=\"mixed-tenants\"><p>Security defaults and Conditional Access both asked for MFA in the {period}, which Entra does not allow at once: one was switched for the other during the {period} (see the protections timeline), or the evidence is contradictory.</p><ul>{items}</ul></div>"
+        );
+    }
+    let user_rows = |users: &[super::enforcement::EnforcedUser]| {
+        table(
+            &["user", "sign-ins", "last"],
+            users.iter().take(INLINE_USERS).map(|u| {
+                vec![
+                    if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
+                    u.sign_ins.to_string(),
+                    u.last_sign_in.clone(),
+                ]
+            }),
+        )
+    };
+    let _ = write!(
+        h,
+        "<h3>Still on per-user MFA ({})</h3><p>Microsoft recommends moving off per-user MFA to Conditional Access (or security defaults): these users' sign-ins were asked for MFA by their per-user setting.</p>{}{}",
+        e.per_user_mfa_users.len(),
+        user_rows(&e.per_user_mfa_users),
+        more(e.per_user_mfa_users.len(), INLINE_USERS, "mfa-enforcement.csv")
+    );
+    let _ = write!(
+        h,
+        "<h3>MFA only from a risk policy ({})</h3><p>Every mechanism that asked these users for MFA was a risk policy: they are asked only when Identity Protection sees risk, never by a policy for every sign-in.</p>{}{}",
+        e.risk_only_users.len(),
+        user_rows(&e.risk_only_users),
+        more(e.risk_only_users.len(), INLINE_USERS, "mfa-enforcement.csv")
+    );
+    h.push_str(
+        "</section>
+",
+    );
+    h
 }
 
 /// Changes listed in the page; protections-timeline.csv has them all.
