@@ -131,7 +131,7 @@ impl Serialize for Mechanisms {
 /// Conditional Access grant. The rest (an application's `request`, a
 /// `servicePrincipal`, the CSP-admin rule, a proof-up code, cross-tenant
 /// rules, …) are `other`.
-pub const PROVIDERS: [(&str, Mechanisms); 23] = [
+pub const PROVIDERS: [(&str, Mechanisms); 24] = [
     ("v1ConditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("multiConditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("v1ConditionalAccessDependency", Mechanisms::CONDITIONAL_ACCESS),
@@ -143,6 +143,8 @@ pub const PROVIDERS: [(&str, Mechanisms); 23] = [
     ("baselineProtection", Mechanisms::SECURITY_DEFAULTS),
     ("mfaRegistrationRequiredByBaselineProtection", Mechanisms::SECURITY_DEFAULTS),
     ("user", Mechanisms::PER_USER_MFA),
+    // Not in Graph's enumeration, but written so by some exports and tools.
+    ("perUserMfa", Mechanisms::PER_USER_MFA),
     ("tenantSessionRiskPolicy", Mechanisms::RISK_POLICY),
     ("accountCompromisePolicies", Mechanisms::RISK_POLICY),
     ("mfaRegistrationRequiredByIdentityProtectionPolicy", Mechanisms::RISK_POLICY),
