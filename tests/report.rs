@@ -144,6 +144,16 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
     assert_eq!(said.parse::<u64>().ok(), summary["risky_without_mfa"].as_u64(), "protections say {said}");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.contains("2025-W26") && md.contains("Coverage"), "{md}");
+    // How MFA is enforced: the generated tenant uses every mechanism; the
+    // CSV lists the users the section names.
+    let e = &summary["enforcement"];
+    assert!(e["mfa_sign_ins"].as_u64().unwrap() > 0, "{e}");
+    assert!(e["per_user_mfa_users"].as_u64().unwrap() > 0, "{e}");
+    assert_eq!(
+        csv_rows(&out.join("mfa-enforcement.csv")) as u64,
+        e["per_user_mfa_users"].as_u64().unwrap() + e["risk_only_users"].as_u64().unwrap(),
+        "{e}"
+    );
 
     // A real browser: no console error, every chart drawn with data.
     let page = out.join("index.html");
@@ -162,7 +172,7 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         !console.lines().any(|l| l.contains("CONSOLE") && (l.contains("Error") || l.contains("Uncaught"))),
         "{console}"
     );
-    for chart in ["trend", "breakdown", "daily", "legacy", "mfa-failures", "report-only"] {
+    for chart in ["trend", "breakdown", "daily", "legacy", "mfa-failures", "report-only", "mfa-mechanisms"] {
         let at = dumped.find(&format!("data-chart=\"{chart}\"")).unwrap_or_else(|| panic!("chart {chart} missing"));
         let figure = &dumped[at..at + dumped[at..].find("</figure>").unwrap()];
         let points: usize = figure
@@ -179,7 +189,12 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         );
     }
     for section in
-        ["Which protections are in force", "Privileged users outside MFA coverage", "Report-only Conditional Access"]
+        [
+            "Which protections are in force",
+            "Privileged users outside MFA coverage",
+            "Report-only Conditional Access",
+            "How MFA is enforced",
+        ]
     {
         assert!(dumped.contains(section), "{section}");
     }
