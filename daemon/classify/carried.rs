@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn a_copy_adds_a_raised_risk_mfa_evidence_and_a_named_method_and_nothing_to_what_was_known_before() {
         let first = Carried { risk_rank: Carried::rank_of(RiskLevel::Low), ..Carried::default() };
-        let later = Carried { risk_rank: Carried::rank_of(RiskLevel::High), risky: true, mfa: true, method_named: true };
+        let later =
+            Carried { risk_rank: Carried::rank_of(RiskLevel::High), risky: true, mfa: true, method_named: true };
         let added: Vec<Enriched> = first.added_by(later).collect();
         assert_eq!(added, Enriched::ALL);
         assert_eq!(later.added_by(first).count(), 0);

@@ -67,7 +67,11 @@ impl CoverageSnapshotV6 {
             clients: self.clients,
             watermark: self.watermark,
             late_records: self.late_records,
-            seen: self.seen.into_iter().map(|(day, ids)| (day, ids.into_iter().map(|id| (id, known)).collect())).collect(),
+            seen: self
+                .seen
+                .into_iter()
+                .map(|(day, ids)| (day, ids.into_iter().map(|id| (id, known)).collect()))
+                .collect(),
         }
     }
 }
@@ -95,7 +99,7 @@ impl Serialize for SeenRef<'_> {
         struct Ids<'a>(&'a hashbrown::HashMap<u64, u8>);
         impl Serialize for Ids<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.0.iter().map(|(id, carried)| (id, carried)))
+                s.collect_seq(self.0.iter())
             }
         }
         s.collect_seq(self.0.iter().map(|(day, ids)| (day, Ids(ids))))
