@@ -643,5 +643,8 @@ impl<'a> VerdictLine<'a> {
     }
 }
 
+mod carried;
+pub use carried::{Carried, Enriched};
+
 #[cfg(test)]
 mod tests;

@@ -243,6 +243,7 @@ struct CoverageGauges {
     users_refused: IntCounter,
     late_sign_ins: IntCounter,
     duplicate_sign_ins: IntCounter,
+    enriched_sign_ins: IntCounterVec,
     privileged_configured: IntGauge,
 }
 
@@ -526,6 +527,18 @@ impl CoverageGauges {
                 )
                 .expect("valid"),
             ),
+            enriched_sign_ins: {
+                let v = counter_vec(
+                    registry,
+                    "mfawatch_enriched_signins_total",
+                    "Counted sign-ins seen before whose later copy carried more (a re-delivery Entra enriched), by what it added: field risk (a higher risk level, or risky), mfa (MFA evidence: the sign-in moves from single factor to MFA), mfa_method (the method named). Not counted again, nor as duplicates.",
+                    &["field"],
+                );
+                for field in crate::classify::Enriched::ALL {
+                    v.with_label_values(&[field.as_str()]);
+                }
+                v
+            },
             privileged_configured: register(
                 registry,
                 IntGauge::new(
@@ -1004,6 +1017,13 @@ impl Metrics {
     /// A counted sign-in seen before: not counted again.
     pub fn duplicate_sign_in(&self) {
         self.coverage.duplicate_sign_ins.inc();
+    }
+
+    /// A counted sign-in seen before whose copy added `fields`: not counted again.
+    pub fn enriched_sign_in(&self, fields: impl Iterator<Item = crate::classify::Enriched>) {
+        for field in fields {
+            self.coverage.enriched_sign_ins.with_label_values(&[field.as_str()]).inc();
+        }
     }
 
     /// A new user was not tracked: `coverage.max_users` reached.

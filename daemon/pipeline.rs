@@ -133,6 +133,7 @@ impl Pipeline {
                     Some(observation) => match coverage.observe(&observation) {
                         Observed::Counted | Observed::Seen => {}
                         Observed::Duplicate => metrics.duplicate_sign_in(),
+                        Observed::Enriched { before, after } => metrics.enriched_sign_in(before.added_by(after)),
                         Observed::Late => metrics.late_sign_in(),
                         Observed::Refused => self.refused_user(coverage.len()),
                     },

@@ -1855,6 +1855,7 @@ mod tests {
             client_app: "Browser",
             risky: false,
             identity: 0,
+            carried: Default::default(),
         }
     }
 

@@ -14,23 +14,24 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
+use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6};
 use crate::directory::{DirectorySnapshot, DirectorySnapshotRef, DirectorySnapshotV5, DirectorySnapshotV5b};
 use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 6;
+const VERSION: u32 = 7;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
 pub type Partition = (String, i32);
 
-/// Everything a restart needs.
+/// Everything a restart needs. (`C`: format 6 had the same layout with
+/// coverage's counted identities bare, [`CoverageSnapshotV6`].)
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct Snapshot<C = CoverageSnapshot> {
     /// Next offset to read, per partition.
     pub offsets: BTreeMap<Partition, i64>,
-    pub coverage: CoverageSnapshot,
+    pub coverage: C,
     /// When it was written (Unix seconds), for operators.
     pub written_at: i64,
     /// Files `replay` has read into this state: the file offsets of a backfill.
@@ -45,12 +46,27 @@ pub struct Snapshot {
     pub directory: DirectorySnapshot,
 }
 
+impl Snapshot<CoverageSnapshotV6> {
+    fn upgrade(self) -> Snapshot {
+        Snapshot {
+            offsets: self.offsets,
+            coverage: self.coverage.upgrade(),
+            written_at: self.written_at,
+            replayed: self.replayed,
+            seq: self.seq,
+            source: self.source,
+            sinks: self.sinks,
+            directory: self.directory,
+        }
+    }
+}
+
 /// Format 5: the directory without the posture, in two layouts (per-user
 /// MFA came in without a new format number): the whole payload must be read.
 #[derive(Deserialize)]
 struct SnapshotV5<D> {
     offsets: BTreeMap<Partition, i64>,
-    coverage: CoverageSnapshot,
+    coverage: CoverageSnapshotV6,
     written_at: i64,
     replayed: Vec<Replayed>,
     seq: u64,
@@ -63,7 +79,7 @@ impl<D> SnapshotV5<D> {
     fn upgrade(self, directory: impl FnOnce(D) -> DirectorySnapshot) -> Snapshot {
         Snapshot {
             offsets: self.offsets,
-            coverage: self.coverage,
+            coverage: self.coverage.upgrade(),
             written_at: self.written_at,
             replayed: self.replayed,
             seq: self.seq,
@@ -89,7 +105,7 @@ fn read_v5(payload: &[u8]) -> postcard::Result<Snapshot> {
 #[derive(Deserialize)]
 struct SnapshotV4 {
     offsets: BTreeMap<Partition, i64>,
-    coverage: CoverageSnapshot,
+    coverage: CoverageSnapshotV6,
     written_at: i64,
     replayed: Vec<Replayed>,
     seq: u64,
@@ -289,7 +305,7 @@ impl SnapshotFile {
                 .map(|v| older(v.offsets, v.coverage.upgrade(before_3), v.written_at, v.replayed)),
             4 => postcard::from_bytes::<SnapshotV4>(payload).map(|v| Snapshot {
                 offsets: v.offsets,
-                coverage: v.coverage,
+                coverage: v.coverage.upgrade(),
                 written_at: v.written_at,
                 replayed: v.replayed,
                 seq: v.seq,
@@ -298,6 +314,7 @@ impl SnapshotFile {
                 directory: DirectorySnapshot::default(),
             }),
             5 => read_v5(payload),
+            6 => postcard::from_bytes::<Snapshot<CoverageSnapshotV6>>(payload).map(Snapshot::upgrade),
             _ => postcard::from_bytes::<Snapshot>(payload),
         };
         Ok(Some(snapshot.map_err(|e| damaged(e.to_string()))?))
@@ -410,6 +427,50 @@ mod tests {
         fs::write(file.path(), old_format(3, postcard::to_allocvec(&v3).unwrap())).unwrap();
         let back = file.read().unwrap().unwrap();
         assert_eq!((back.replayed.len(), back.seq, back.source), (1, 0, None));
+    }
+
+    #[test]
+    fn a_version_6_snapshot_still_reads_and_its_counted_sign_ins_stay_counted_once() {
+        use crate::coverage::{Observation, Observed};
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        let mut coverage = Coverage::new(Policy::default());
+        let time = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        let seen = Observation {
+            key: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+            upn: Some("ann@contoso.example"),
+            display_name: None,
+            user_type: None,
+            time,
+            counted: true,
+            mfa: false,
+            single_factor: true,
+            legacy: false,
+            registration_required: false,
+            any_mfa: false,
+            app: None,
+            client_app: "Browser",
+            risky: false,
+            identity: 42,
+            carried: Default::default(),
+        };
+        assert_eq!(coverage.observe(&seen), Observed::Counted);
+        let v6 = Snapshot {
+            offsets: BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 9)]),
+            coverage: CoverageSnapshotV6::of(&coverage.to_snapshot()),
+            written_at: 1,
+            replayed: Vec::new(),
+            seq: 4,
+            source: None,
+            sinks: BTreeMap::from([("alerts/5".to_string(), vec![0])]),
+            directory: DirectorySnapshot::default(),
+        };
+        fs::write(file.path(), old_format(6, postcard::to_allocvec(&v6).unwrap())).unwrap();
+        let back = file.read().unwrap().unwrap();
+        assert_eq!((back.seq, back.offsets.len(), back.sinks.len()), (4, 1, 1));
+        let mut restored = Coverage::from_snapshot(Policy::default(), back.coverage).unwrap();
+        let enriched = Observation { mfa: true, single_factor: false, any_mfa: true, ..seen };
+        assert_eq!(restored.observe(&enriched), Observed::Duplicate, "known before: not moved on a guess");
     }
 
     #[test]

@@ -736,6 +736,7 @@ fn coverage(users: u32, spray: u64) -> anyhow::Result<()> {
                 client_app: if single_factor && i.is_multiple_of(3) { "IMAP4" } else { "Browser" },
                 risky: false,
                 identity: (day as u64) << 32 | i as u64 | 1,
+                carried: crate::classify::Carried { mfa: !single_factor, ..Default::default() },
             };
             c.observe(&o);
             observations += 1;

@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::classify::{Labels, MfaFailure, Subject, Verdict};
+use crate::classify::{Carried, Labels, MfaFailure, Subject, Verdict};
 use crate::decode::SignIn;
 
 const DAY: i64 = 86_400;
@@ -246,6 +246,10 @@ pub struct Observation<'a> {
     /// delivered twice — by Azure Monitor, or by Kafka and then a backfill —
     /// counts once. 0: no identity.
     pub identity: u64,
+    /// What this copy says that a re-delivery may complete (risk, MFA
+    /// evidence, the method): a later copy of a counted sign-in that says
+    /// MFA moves its count from single factor to MFA (docs/labels.md §5).
+    pub carried: Carried,
 }
 
 impl<'a> Observation<'a> {
@@ -276,6 +280,7 @@ impl<'a> Observation<'a> {
             client_app: verdict.client_app,
             risky: verdict.success && verdict.labels.contains(Labels::RISKY),
             identity: if counted { record.identity().0 } else { 0 },
+            carried: Carried::of(verdict),
         })
     }
 }
@@ -308,8 +313,13 @@ pub enum Observed {
     Late,
     /// A new user past `max_users`: not tracked.
     Refused,
-    /// A counted sign-in seen before (same record identity): not counted again.
+    /// A counted sign-in seen before (same record identity) that adds
+    /// nothing: not counted again.
     Duplicate,
+    /// A counted sign-in seen before that carries more than the copies read
+    /// so far (a re-delivery Entra enriched): not counted again, but what is
+    /// counted follows the merge — single factor becomes MFA.
+    Enriched { before: Carried, after: Carried },
 }
 
 /// Adds a registration_required failure at `t` to the entry's failure days.
@@ -382,9 +392,10 @@ pub struct Coverage {
     /// Records that fell before the window when they arrived.
     late_records: u64,
     /// The identities of the counted sign-ins of each day in the window
-    /// (slot `day % window_days`, with the day it holds): 8 bytes per counted
+    /// (slot `day % window_days`, with the day it holds), each with what its
+    /// copies carried, merged ([`Carried::bits`]): 16 bytes per counted
     /// sign-in, dropped as its day leaves the window.
-    seen: Vec<(i64, hashbrown::HashSet<u64>)>,
+    seen: Vec<(i64, hashbrown::HashMap<u64, u8>)>,
 }
 
 /// The coverage state and the accounts it is judged against, each behind
@@ -536,12 +547,27 @@ impl Coverage {
             self.late_records += 1;
             return Observed::Late;
         }
-        if o.identity != 0 && !first_time(&mut self.seen, w, day, o.identity) {
-            return Observed::Duplicate;
-        }
+        let copy = if o.identity != 0 { copy_of(&mut self.seen, w, day, o.identity, o.carried) } else { CopyOf::First };
         // The entry's ring of day buckets.
         let head = e.head_day as i64;
         let ring = &mut self.days[i * w as usize..(i + 1) * w as usize];
+        if let CopyOf::Again(before) = copy {
+            let after = before.merge(o.carried);
+            if after == before {
+                return Observed::Duplicate;
+            }
+            // The copy counted before said single factor, this one has MFA
+            // evidence: the day's count moves, the sign-in still counts once.
+            // (Its day is in the window, so the ring holds it.)
+            if o.mfa && !before.mfa && day <= head && day > head - w {
+                let bucket = &mut ring[day.rem_euclid(w) as usize];
+                if bucket.single_factor > 0 {
+                    bucket.single_factor -= 1;
+                    bucket.mfa = bucket.mfa.saturating_add(1);
+                }
+            }
+            return Observed::Enriched { before, after };
+        }
         if day > head {
             for d in (head + 1).max(day - w + 1)..=day {
                 ring[d.rem_euclid(w) as usize] = DayCounts::default();
@@ -889,7 +915,7 @@ impl Coverage {
 
     /// Bytes held by the identities of the window's counted sign-ins.
     pub fn identity_bytes(&self) -> usize {
-        self.seen.iter().map(|(_, set)| set.capacity() * (std::mem::size_of::<u64>() + 1)).sum()
+        self.seen.iter().map(|(_, set)| set.capacity() * (std::mem::size_of::<(u64, u8)>() + 1)).sum()
     }
 
     /// Bytes held, for the memory benchmark: (structures, strings).
@@ -931,7 +957,7 @@ impl Coverage {
             clients: self.clients.clone(),
             watermark: self.watermark,
             late_records: self.late_records,
-            seen: self.seen.iter().map(|(day, set)| (*day, set.iter().copied().collect())).collect(),
+            seen: self.seen.iter().map(|(day, set)| (*day, set.iter().map(|(&id, &c)| (id, c)).collect())).collect(),
         }
     }
 
@@ -1052,27 +1078,51 @@ pub use accounts::{Accounts, NO_PRIVILEGED};
 #[cfg(test)]
 use snapshot::EntryV3;
 use snapshot::SeenRef;
-pub use snapshot::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3};
+pub use snapshot::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6};
 pub use views::*;
 
 #[cfg(test)]
 mod tests;
 
-/// Whether a counted sign-in of `day` with this identity is new (and
-/// remembers it). `seen` holds one set per day of the window, reused as days
-/// leave it.
-fn first_time(seen: &mut Vec<(i64, hashbrown::HashSet<u64>)>, window_days: i64, day: i64, identity: u64) -> bool {
+/// A counted sign-in's copy: the first read, or again (with what the copies
+/// before it carried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyOf {
+    First,
+    Again(Carried),
+}
+
+/// Whether a counted sign-in of `day` with this identity is new, and what
+/// its copies carried before; remembers it with `carried` merged in. `seen`
+/// holds one map per day of the window, reused as days leave it.
+fn copy_of(
+    seen: &mut Vec<(i64, hashbrown::HashMap<u64, u8>)>,
+    window_days: i64,
+    day: i64,
+    identity: u64,
+    carried: Carried,
+) -> CopyOf {
     let w = window_days as usize;
     if seen.len() != w {
-        *seen = (0..w).map(|_| (i64::MIN, hashbrown::HashSet::new())).collect();
+        *seen = (0..w).map(|_| (i64::MIN, hashbrown::HashMap::new())).collect();
     }
     let (held, set) = &mut seen[day.rem_euclid(window_days) as usize];
     if *held != day {
         if *held > day {
-            return true; // older than the day the slot holds: cannot be judged, counted as the window allows
+            return CopyOf::First; // older than the day the slot holds: cannot be judged, counted as the window allows
         }
         *held = day;
         set.clear();
     }
-    set.insert(identity)
+    match set.entry(identity) {
+        hashbrown::hash_map::Entry::Vacant(slot) => {
+            slot.insert(carried.bits());
+            CopyOf::First
+        }
+        hashbrown::hash_map::Entry::Occupied(mut slot) => {
+            let before = Carried::from_bits(*slot.get());
+            slot.insert(before.merge(carried).bits());
+            CopyOf::Again(before)
+        }
+    }
 }

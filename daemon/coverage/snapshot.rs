@@ -1,6 +1,7 @@
 //! snapshot: coverage as the checkpoint writes it (`CoverageSnapshot`,
-//! borrowed for writing as `CoverageSnapshotRef`) and the upgrade from the
-//! third format. Only data and its conversion: the checkpoint does the I/O.
+//! borrowed for writing as `CoverageSnapshotRef`) and the upgrades from the
+//! third and the sixth formats. Only data and its conversion: the checkpoint
+//! does the I/O.
 
 use super::*;
 
@@ -15,8 +16,64 @@ pub struct CoverageSnapshot {
     pub(super) clients: Interner,
     pub(super) watermark: i64,
     pub(super) late_records: u64,
-    /// The identities of the window's counted sign-ins, per day slot.
+    /// The identities of the window's counted sign-ins, per day slot, each
+    /// with what its copies carried ([`crate::classify::Carried::bits`]).
+    pub(super) seen: Vec<(i64, Vec<(u64, u8)>)>,
+}
+
+/// Snapshot formats 4 to 6 kept the counted identities without what their
+/// copies carried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CoverageSnapshotV6 {
+    pub(super) window_days: u16,
+    pub(super) entries: Vec<Entry>,
+    pub(super) days: Vec<DayCounts>,
+    pub(super) arena: String,
+    pub(super) apps: Interner,
+    pub(super) clients: Interner,
+    pub(super) watermark: i64,
+    pub(super) late_records: u64,
     pub(super) seen: Vec<(i64, Vec<u64>)>,
+}
+
+impl CoverageSnapshotV6 {
+    /// `s` as formats 4 to 6 wrote it (for the tests that those still read).
+    #[cfg(test)]
+    pub fn of(s: &CoverageSnapshot) -> CoverageSnapshotV6 {
+        CoverageSnapshotV6 {
+            window_days: s.window_days,
+            entries: s.entries.clone(),
+            days: s.days.clone(),
+            arena: s.arena.clone(),
+            apps: s.apps.clone(),
+            clients: s.clients.clone(),
+            watermark: s.watermark,
+            late_records: s.late_records,
+            seen: s.seen.iter().map(|(day, ids)| (*day, ids.iter().map(|(id, _)| *id).collect())).collect(),
+        }
+    }
+
+    /// The current form. What the copies of an identity counted before
+    /// carried is not known: it is taken as [`Carried::KNOWN_BEFORE`], so a
+    /// copy read again stays a plain duplicate, as it was in those releases.
+    pub fn upgrade(self) -> CoverageSnapshot {
+        let known = Carried::KNOWN_BEFORE.bits();
+        CoverageSnapshot {
+            window_days: self.window_days,
+            entries: self.entries,
+            days: self.days,
+            arena: self.arena,
+            apps: self.apps,
+            clients: self.clients,
+            watermark: self.watermark,
+            late_records: self.late_records,
+            seen: self
+                .seen
+                .into_iter()
+                .map(|(day, ids)| (day, ids.into_iter().map(|id| (id, known)).collect()))
+                .collect(),
+        }
+    }
 }
 
 /// [`CoverageSnapshot`] borrowed; serialises to the same bytes.
@@ -33,13 +90,13 @@ pub struct CoverageSnapshotRef<'a> {
     pub(super) seen: SeenRef<'a>,
 }
 
-/// The day slots of counted identities, written as `Vec<(i64, Vec<u64>)>`.
+/// The day slots of counted identities, written as `Vec<(i64, Vec<(u64, u8)>)>`.
 #[derive(Debug)]
-pub(super) struct SeenRef<'a>(pub(super) &'a [(i64, hashbrown::HashSet<u64>)]);
+pub(super) struct SeenRef<'a>(pub(super) &'a [(i64, hashbrown::HashMap<u64, u8>)]);
 
 impl Serialize for SeenRef<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Ids<'a>(&'a hashbrown::HashSet<u64>);
+        struct Ids<'a>(&'a hashbrown::HashMap<u64, u8>);
         impl Serialize for Ids<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_seq(self.0.iter())

@@ -47,6 +47,10 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
         client_app: if legacy { "IMAP4" } else { "Browser" },
         risky: false,
         identity: 0,
+        carried: crate::classify::Carried {
+            mfa: matches!(kind, Kind::Mfa | Kind::LegacyWithMfa | Kind::NonInteractiveMfa),
+            ..Default::default()
+        },
     }
 }
 
@@ -543,4 +547,69 @@ fn risky_sign_ins_are_remembered_for_the_users_filter() {
     let (total, users) = c.users(&Accounts::default(), &q);
     assert_eq!((total, users[0].key.as_str()), (1, ANN));
     assert!(users[0].last_risky.is_some());
+}
+
+/// Two copies of one counted sign-in (identity 42): the first Entra
+/// published, single factor and no risk; the re-delivery with the MFA step
+/// completed (named) and a high risk found offline.
+fn enriched_pair() -> (Observation<'static>, Observation<'static>) {
+    use crate::classify::Carried;
+    let first = Observation { identity: 42, ..obs(ANN, at(10, 9), Kind::SingleFactor) };
+    let later = Observation {
+        identity: 42,
+        risky: true,
+        carried: Carried { risk_rank: 4, risky: true, mfa: true, method_named: true },
+        ..obs(ANN, at(10, 9), Kind::Mfa)
+    };
+    (first, later)
+}
+
+#[test]
+fn an_enriched_re_delivery_moves_the_sign_in_to_mfa_once_in_either_order() {
+    use crate::classify::Enriched;
+    let (first, later) = enriched_pair();
+    let mut in_order = Coverage::new(Policy::default());
+    assert_eq!(in_order.observe(&first), Observed::Counted);
+    let Observed::Enriched { before, after } = in_order.observe(&later) else { panic!("not enriched") };
+    assert_eq!(before.added_by(after).collect::<Vec<_>>(), Enriched::ALL);
+    // Read once more, neither copy adds anything.
+    assert_eq!(in_order.observe(&later), Observed::Duplicate);
+    assert_eq!(in_order.observe(&first), Observed::Duplicate);
+    let mut reversed = Coverage::new(Policy::default());
+    assert_eq!(reversed.observe(&later), Observed::Counted);
+    assert_eq!(reversed.observe(&first), Observed::Duplicate, "the first copy says less: nothing to add");
+    for c in [&in_order, &reversed] {
+        let v = c.user(&Accounts::default(), ANN).unwrap();
+        assert_eq!((v.state, v.counts.counted, v.counts.mfa, v.counts.single_factor), (State::Covered, 1, 1, 0));
+        assert!(v.last_risky.is_some() && v.last_mfa.is_some());
+    }
+    assert_eq!(in_order.to_snapshot().days, reversed.to_snapshot().days);
+    assert_eq!(in_order.to_snapshot().seen, reversed.to_snapshot().seen);
+}
+
+#[test]
+fn an_enriched_re_delivery_read_after_a_restart_still_counts_once() {
+    let (first, later) = enriched_pair();
+    let mut c = Coverage::new(Policy::default());
+    assert_eq!(c.observe(&first), Observed::Counted);
+    let mut restored = Coverage::from_snapshot(Policy::default(), c.to_snapshot()).unwrap();
+    assert!(matches!(restored.observe(&later), Observed::Enriched { .. }));
+    let v = restored.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!((v.state, v.counts.counted, v.counts.mfa), (State::Covered, 1, 1));
+    // And a copy that carries MFA too but a lower risk is a plain duplicate.
+    let mut again = Coverage::from_snapshot(Policy::default(), restored.to_snapshot()).unwrap();
+    assert_eq!(again.observe(&Observation { risky: false, ..later.clone() }), Observed::Duplicate);
+}
+
+#[test]
+fn identities_kept_by_the_sixth_format_stay_plain_duplicates() {
+    let (first, later) = enriched_pair();
+    let mut c = Coverage::new(Policy::default());
+    c.observe(&first);
+    let old = super::CoverageSnapshotV6::of(&c.to_snapshot());
+    let mut restored = Coverage::from_snapshot(Policy::default(), old.upgrade()).unwrap();
+    // What the copy counted then carried is not known: nothing is moved on a guess.
+    assert_eq!(restored.observe(&later), Observed::Duplicate);
+    let v = restored.user(&Accounts::default(), ANN).unwrap();
+    assert_eq!((v.counts.counted, v.counts.single_factor), (1, 1));
 }
