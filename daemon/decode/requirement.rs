@@ -131,13 +131,15 @@ impl Serialize for Mechanisms {
 /// Conditional Access grant. The rest (an application's `request`, a
 /// `servicePrincipal`, the CSP-admin rule, a proof-up code, cross-tenant
 /// rules, …) are `other`.
-pub const PROVIDERS: [(&str, Mechanisms); 24] = [
+pub const PROVIDERS: [(&str, Mechanisms); 25] = [
     ("v1ConditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("multiConditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("v1ConditionalAccessDependency", Mechanisms::CONDITIONAL_ACCESS),
     ("v1ConditionalAccessPolicyIdRequested", Mechanisms::CONDITIONAL_ACCESS),
     ("mfaRegistrationRequiredByMultiConditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("authenticationStrengths", Mechanisms::CONDITIONAL_ACCESS),
+    // Not in Graph's enumeration, but the plain spelling tools and exports use.
+    ("conditionalAccess", Mechanisms::CONDITIONAL_ACCESS),
     ("securityDefaults", Mechanisms::SECURITY_DEFAULTS),
     ("mfaRegistrationRequiredBySecurityDefaults", Mechanisms::SECURITY_DEFAULTS),
     ("baselineProtection", Mechanisms::SECURITY_DEFAULTS),
@@ -175,7 +177,7 @@ mod tests {
 
     #[test]
     fn an_undocumented_provider_is_other_never_a_guess() {
-        for value in ["perUserMfa", "conditionalAccess", "securityDefault", "x"] {
+        for value in ["perUser", "conditionalAccessPolicy", "securityDefault", "x"] {
             assert_eq!(Mechanisms::of_provider(value), Mechanisms::OTHER, "{value}");
         }
     }
