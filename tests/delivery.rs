@@ -188,7 +188,9 @@ fn kill_9_at_random_points_and_inside_checkpoints_loses_nothing_and_counts_nothi
                 // A merge or a delivery only happens while there is one to do.
                 let mark = format!("paused at {point}");
                 let always = matches!(point, "snapshot-before-rename" | "checkpoint-before-commit");
-                let wait = if always { Duration::from_secs(30) } else { Duration::from_secs(4) };
+                // Ready comes with the brokers' first answer; the group join
+                // that gives the partitions back can take seconds more.
+                let wait = if always { Duration::from_secs(30) } else { Duration::from_secs(12) };
                 let landed = common::within(wait, || daemon.log_text()[before..].contains(&mark));
                 assert!(landed || !always, "timed out waiting for {mark}");
                 match (landed, point) {

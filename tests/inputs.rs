@@ -195,8 +195,9 @@ struct Carries {
     /// The finest time it writes (a portal download has whole seconds, a Log
     /// Analytics export milliseconds; Entra writes 100 ns).
     time: TimeDelta,
-    /// Risk levels and state, and the Conditional Access policies (so the
-    /// report-only results): the portal download has no column for them.
+    /// Risk levels and state, the Conditional Access policies (so the
+    /// report-only results) and the authentication requirement policies (so
+    /// the MFA mechanisms): the portal download has no column for them.
     risk_and_policies: bool,
     /// The portal downloads AD FS sign-ins with the other interactive ones:
     /// its rows say "interactive user", not `ADFSSignInLogs`.
@@ -215,7 +216,7 @@ fn normalised(verdicts: &BTreeMap<String, Value>, carries: Carries) -> BTreeMap<
             let time = time.duration_trunc(carries.time).unwrap();
             o.insert("time".into(), time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into());
             if !carries.risk_and_policies {
-                for field in ["risk_level", "risk_state", "report_only"] {
+                for field in ["risk_level", "risk_state", "report_only", "mfa_mechanisms"] {
                     o.remove(field);
                 }
                 let labels: Vec<Value> =

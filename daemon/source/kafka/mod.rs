@@ -91,6 +91,7 @@ pub fn consume(
     // (`statistics.interval.ms`, 5 s: most of a restart's time to ready; see
     // README "restart to ready"). Entra's OAUTHBEARER token is only fetched
     // inside `poll`, so there the statistics tell.
+    ctx.health.beat();
     if config.kafka.auth != Auth::Entra && consumer.fetch_metadata(None, Duration::from_secs(2)).is_ok() {
         ctx.health.source_connected.store(true, Ordering::Relaxed);
         tracing::info!("connected to the brokers");
