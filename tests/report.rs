@@ -188,14 +188,12 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
             "{chart} drawn"
         );
     }
-    for section in
-        [
-            "Which protections are in force",
-            "Privileged users outside MFA coverage",
-            "Report-only Conditional Access",
-            "How MFA is enforced",
-        ]
-    {
+    for section in [
+        "Which protections are in force",
+        "Privileged users outside MFA coverage",
+        "Report-only Conditional Access",
+        "How MFA is enforced",
+    ] {
         assert!(dumped.contains(section), "{section}");
     }
     // A screenshot, kept with the test's output (the README's comes from here).
