@@ -5,9 +5,12 @@
 
 use super::*;
 
-/// The serialisable form of [`Coverage`].
+/// The serialisable form of [`Coverage`]. `S` is what is kept of each
+/// counted identity: since format 7, the identity with what its copies
+/// carried ([`crate::classify::Carried::bits`]); formats 4 to 6 kept the
+/// identity bare ([`CoverageSnapshotV6`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CoverageSnapshot {
+pub struct CoverageSnapshot<S = (u64, u8)> {
     pub(super) window_days: u16,
     pub(super) entries: Vec<Entry>,
     pub(super) days: Vec<DayCounts>,
@@ -16,48 +19,17 @@ pub struct CoverageSnapshot {
     pub(super) clients: Interner,
     pub(super) watermark: i64,
     pub(super) late_records: u64,
-    /// The identities of the window's counted sign-ins, per day slot, each
-    /// with what its copies carried ([`crate::classify::Carried::bits`]).
-    pub(super) seen: Vec<(i64, Vec<(u64, u8)>)>,
+    /// The identities of the window's counted sign-ins, per day slot.
+    pub(super) seen: Vec<(i64, Vec<S>)>,
 }
 
 /// Snapshot formats 4 to 6 kept the counted identities without what their
 /// copies carried.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CoverageSnapshotV6 {
-    pub(super) window_days: u16,
-    pub(super) entries: Vec<Entry>,
-    pub(super) days: Vec<DayCounts>,
-    pub(super) arena: String,
-    pub(super) apps: Interner,
-    pub(super) clients: Interner,
-    pub(super) watermark: i64,
-    pub(super) late_records: u64,
-    pub(super) seen: Vec<(i64, Vec<u64>)>,
-}
+pub type CoverageSnapshotV6 = CoverageSnapshot<u64>;
 
-impl CoverageSnapshotV6 {
-    /// `s` as formats 4 to 6 wrote it (for the tests that those still read).
-    #[cfg(test)]
-    pub fn of(s: &CoverageSnapshot) -> CoverageSnapshotV6 {
-        CoverageSnapshotV6 {
-            window_days: s.window_days,
-            entries: s.entries.clone(),
-            days: s.days.clone(),
-            arena: s.arena.clone(),
-            apps: s.apps.clone(),
-            clients: s.clients.clone(),
-            watermark: s.watermark,
-            late_records: s.late_records,
-            seen: s.seen.iter().map(|(day, ids)| (*day, ids.iter().map(|(id, _)| *id).collect())).collect(),
-        }
-    }
-
-    /// The current form. What the copies of an identity counted before
-    /// carried is not known: it is taken as [`Carried::KNOWN_BEFORE`], so a
-    /// copy read again stays a plain duplicate, as it was in those releases.
-    pub fn upgrade(self) -> CoverageSnapshot {
-        let known = Carried::KNOWN_BEFORE.bits();
+impl<S> CoverageSnapshot<S> {
+    /// The same state with each counted identity's entry made by `f`.
+    fn map_seen<T>(self, f: impl Fn(S) -> T) -> CoverageSnapshot<T> {
         CoverageSnapshot {
             window_days: self.window_days,
             entries: self.entries,
@@ -67,12 +39,24 @@ impl CoverageSnapshotV6 {
             clients: self.clients,
             watermark: self.watermark,
             late_records: self.late_records,
-            seen: self
-                .seen
-                .into_iter()
-                .map(|(day, ids)| (day, ids.into_iter().map(|id| (id, known)).collect()))
-                .collect(),
+            seen: self.seen.into_iter().map(|(day, ids)| (day, ids.into_iter().map(&f).collect())).collect(),
         }
+    }
+}
+
+impl CoverageSnapshotV6 {
+    /// `s` as formats 4 to 6 wrote it (for the tests that those still read).
+    #[cfg(test)]
+    pub fn of(s: &CoverageSnapshot) -> CoverageSnapshotV6 {
+        s.clone().map_seen(|(id, _)| id)
+    }
+
+    /// The current form. What the copies of an identity counted before
+    /// carried is not known: it is taken as [`Carried::KNOWN_BEFORE`], so a
+    /// copy read again stays a plain duplicate, as it was in those releases.
+    pub fn upgrade(self) -> CoverageSnapshot {
+        let known = Carried::KNOWN_BEFORE.bits();
+        self.map_seen(|id| (id, known))
     }
 }
 
