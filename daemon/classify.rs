@@ -12,6 +12,8 @@ use crate::decode::fields::starts_with_ignore_case;
 use crate::decode::{AuthStep, Category, Mechanisms, ReportOnlyResult, SignIn};
 
 pub mod mechanism;
+pub mod strength;
+pub use strength::Strength;
 
 /// The default legacy-authentication client list (SIGNIN-SEMANTICS §4;
 /// block-legacy-authentication.md, Sentinel LegacyAuthAttempt.yaml).
@@ -314,6 +316,8 @@ pub struct Verdict<'a> {
     /// Which mechanisms asked for MFA (`mechanism.rs`): `None` unless MFA
     /// was asked of a user's sign-in; `UNKNOWN` when the record does not say.
     pub mechanisms: Option<Mechanisms>,
+    /// How strong the MFA was (`strength.rs`): `None` unless mfa_satisfied.
+    pub strength: Option<Strength>,
 }
 
 /// Phrases in `status.additionalDetails` / `authenticationStepResultDetail`
@@ -381,6 +385,8 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
     };
 
     let mechanisms = mechanism::enforcement(record, subject, labels, mfa_failure, blocked_by);
+    let steps = f.authentication_details.as_deref().unwrap_or(&[]);
+    let strength = mfa_method.as_ref().map(|m| Strength::of(steps, m));
     Verdict {
         subject,
         subject_key: subject_key(record, subject),
@@ -398,6 +404,7 @@ pub fn classify<'a>(record: &'a SignIn<'a>, rules: &Rules) -> Verdict<'a> {
         ca_status: CaStatus::parse(f.conditional_access_status.as_deref()),
         report_only: f.report_only.as_deref().unwrap_or(&[]),
         mechanisms,
+        strength,
     }
 }
 

@@ -41,6 +41,10 @@ pub struct TenantSpec {
     /// MFA fatigue sequences planted per 10,000 records: a user denies or
     /// ignores 3–5 MFA prompts within minutes, then signs in.
     pub fatigue_per_10k: u32,
+    /// Re-deliveries per 10,000 records: a successful interactive sign-in
+    /// published again a few hundred records later with a risk an offline
+    /// detection found (docs/labels.md §5), the same record id and time.
+    pub redeliveries_per_10k: u32,
 }
 
 impl TenantSpec {
@@ -51,6 +55,7 @@ impl TenantSpec {
         anyhow::ensure!(self.records_per_message >= 1, "--records-per-message must be at least 1");
         anyhow::ensure!(self.malformed_per_10k <= 10_000, "--malformed-per-10k is per 10,000: at most 10000");
         anyhow::ensure!(self.fatigue_per_10k <= 1_000, "--fatigue-per-10k is per 10,000: at most 1000");
+        anyhow::ensure!(self.redeliveries_per_10k <= 1_000, "--redeliveries-per-10k is per 10,000: at most 1000");
         Ok(())
     }
 }
@@ -67,6 +72,7 @@ impl Default for TenantSpec {
             records_per_message: 40,
             malformed_per_10k: 0,
             fatigue_per_10k: 0,
+            redeliveries_per_10k: 0,
         }
     }
 }
@@ -160,6 +166,30 @@ const APPS: [App; 8] = [
 
 const LEGACY_CLIENTS: [&str; 6] =
     ["IMAP4", "Authenticated SMTP", "Exchange ActiveSync", "POP3", "Other clients", "Exchange Web Services"];
+/// A user's MFA method: each has a preferred one (admins a FIDO2 key,
+/// Windows Hello for Business or, one in three, SMS; the others mostly the
+/// Authenticator push, some a code, a call or SMS, a fifth phishing-resistant),
+/// and those not on a phishing-resistant one fall back to SMS now and then
+/// (`drawn` == 0, one time in five).
+fn method_of(user: &User, ui: usize, drawn: usize) -> &'static str {
+    const ADMINS: [&str; 3] = ["FIDO2 security key", "Windows Hello for Business", "Text message"];
+    const USERS: [&str; 10] = [
+        "Windows Hello for Business",
+        "FIDO2 security key",
+        "Mobile app notification",
+        "Mobile app notification",
+        "Mobile app notification",
+        "Mobile app notification",
+        "OATH verification code",
+        "Text message",
+        "Phone call approval (Authentication phone)",
+        "Mobile app notification",
+    ];
+    let preferred = if user.admin { ADMINS[ui % ADMINS.len()] } else { USERS[ui % USERS.len()] };
+    let phishing_resistant = matches!(preferred, "FIDO2 security key" | "Windows Hello for Business");
+    if !phishing_resistant && drawn == 0 { "Text message" } else { preferred }
+}
+
 const MFA_METHODS: [&str; 5] = [
     "Mobile app notification",
     "Text message",
@@ -285,10 +315,17 @@ pub struct Generator {
     planned: std::collections::VecDeque<(DateTime<Utc>, Forced)>,
     /// The sign-in being written is a planned one.
     forced: Option<Forced>,
+    /// Copies to publish again, enriched: (the record index they are due
+    /// at, the copy, the alert it should raise).
+    redeliveries: std::collections::VecDeque<Redelivery>,
     truth: Truth,
     /// The Event Hubs hub of the record written last (`insights-logs-<category>`).
     last_hub: String,
 }
+
+/// A copy to publish again: the record index it is due at, the copy, and
+/// the (rule, user key) it should raise.
+type Redelivery = (u64, Value, Option<(&'static str, String)>);
 
 /// A planned sign-in: who, and how it ends.
 #[derive(Clone, Copy, Debug)]
@@ -328,6 +365,7 @@ impl Generator {
             registered,
             planned: Default::default(),
             forced: None,
+            redeliveries: Default::default(),
             truth: Truth::default(),
             last_hub: String::new(),
         }
@@ -417,6 +455,9 @@ impl Generator {
         self.emitted += 1;
         self.truth.record.clear();
         self.truth.record_prompt = None;
+        if self.write_redelivery(index, out) {
+            return;
+        }
         if let Some((time, forced)) = self.planned.pop_front() {
             self.forced = Some(forced);
             let record = self.user_sign_in(time, true);
@@ -445,6 +486,50 @@ impl Generator {
         self.last_hub = hub_of(&record);
         serde_json::to_writer(&mut *out, &record).expect("writing JSON to memory cannot fail");
         self.commit_truth();
+        if self.spec.redeliveries_per_10k > 0 && self.rng.random_range(0..10_000) < self.spec.redeliveries_per_10k {
+            self.plan_redelivery(index, &record);
+        }
+    }
+
+    /// Writes the re-delivery due now, if one is.
+    fn write_redelivery(&mut self, index: u64, out: &mut Vec<u8>) -> bool {
+        if self.redeliveries.front().is_none_or(|(due, ..)| *due > index) {
+            return false;
+        }
+        let (_, copy, alert) = self.redeliveries.pop_front().expect("just looked");
+        self.last_hub = hub_of(&copy);
+        serde_json::to_writer(&mut *out, &copy).expect("writing JSON to memory cannot fail");
+        self.truth.expected.extend(alert);
+        true
+    }
+
+    /// Entra publishing a successful interactive sign-in again with the risk
+    /// an offline detection found: the same record (id, time, user, outcome),
+    /// now `atRisk` at `high`, 200–2,000 records later. Without MFA it should
+    /// raise `risky_without_mfa` when the copy arrives.
+    fn plan_redelivery(&mut self, index: u64, record: &Value) {
+        let p = &record["properties"];
+        let plain = record["category"] == "SignInLogs"
+            && p["status"]["errorCode"] == 0
+            && p["riskState"] == "none"
+            && p["userId"].is_string();
+        if !plain {
+            return;
+        }
+        let mut copy = record.clone();
+        let props = &mut copy["properties"];
+        props["riskState"] = json!("atRisk");
+        props["riskLevelDuringSignIn"] = json!("high");
+        props["riskLevelAggregated"] = json!("high");
+        props["riskDetail"] = json!("none");
+        props["riskEventTypes"] = json!(["unlikelyTravel"]);
+        props["riskEventTypes_v2"] = json!(["unlikelyTravel"]);
+        let mfa = p["authenticationRequirement"] == "multiFactorAuthentication";
+        let user = p["userId"].as_str().unwrap_or_default().to_owned();
+        let alert = (!mfa).then_some(("risky_without_mfa", user));
+        let due = index + self.rng.random_range(200..2_000);
+        let at = self.redeliveries.partition_point(|(d, ..)| *d <= due);
+        self.redeliveries.insert(at, (due, copy, alert));
     }
 
     /// Keeps what the record just written adds to the truth.
@@ -618,7 +703,7 @@ impl Generator {
                     Profile::LegacyClient => self.rng.random_bool(0.9),
                     Profile::Registering => !needs_registration,
                 });
-        let method = MFA_METHODS[self.rng.random_range(0..MFA_METHODS.len())];
+        let method = method_of(&user, ui, self.rng.random_range(0..MFA_METHODS.len()));
         let mfa_spelling =
             if self.rng.random_bool(0.5) { "Multifactor authentication" } else { "Multi-factor authentication" };
         let mut steps = vec![json!({
@@ -1568,7 +1653,7 @@ fn capitalise(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Rules, classify};
+    use crate::classify::{Labels, Rules, classify};
     use crate::decode::{Item, decode_message};
 
     fn spec(records: u64, format: Format) -> TenantSpec {
@@ -1681,6 +1766,40 @@ mod tests {
         assert!(denials >= 15, "{denials}");
         assert!(expected.iter().any(|(r, _)| r == "legacy_auth_success"));
         assert!(expected.iter().any(|(r, _)| r == "break_glass_signin"));
+    }
+
+    #[test]
+    fn re_deliveries_are_the_same_record_later_with_a_risk_and_in_the_truth() {
+        let spec = TenantSpec { redeliveries_per_10k: 200, ..spec(6_000, Format::Ndjson) };
+        let mut generator = Generator::new(spec);
+        let mut first: std::collections::HashMap<String, (i64, bool, bool)> = Default::default();
+        let (mut again, mut risk_added, mut without_mfa) = (0, 0, std::collections::BTreeSet::new());
+        for message in generator.by_ref() {
+            for item in decode_message(&message) {
+                let Item::SignIn(s) = item else { continue };
+                let v = classify(&s, &Rules::default());
+                let id = s.fields.id.as_deref().unwrap_or_default().to_owned();
+                let (risky, mfa) = (v.labels.contains(Labels::RISKY), v.labels.contains(Labels::MFA_SATISFIED));
+                match first.get(&id) {
+                    None => {
+                        first.insert(id, (s.time.timestamp_micros(), risky, mfa));
+                    }
+                    Some(&(time, was_risky, was_mfa)) => {
+                        again += 1;
+                        assert_eq!(time, s.time.timestamp_micros(), "a copy has its record's time");
+                        assert!(!was_risky && risky && was_mfa == mfa, "the copy adds the risk, nothing else");
+                        risk_added += 1;
+                        if !mfa {
+                            without_mfa.insert(v.subject_key.as_deref().unwrap_or_default().to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        assert!(again >= 10 && risk_added == again, "{again} re-deliveries");
+        let expected: std::collections::BTreeSet<String> =
+            generator.expected_alerts().into_iter().filter(|(r, _)| r == "risky_without_mfa").map(|(_, u)| u).collect();
+        assert!(!without_mfa.is_empty() && without_mfa.is_subset(&expected), "{without_mfa:?} in {expected:?}");
     }
 
     #[test]

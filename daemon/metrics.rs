@@ -18,7 +18,9 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::classify::{BlockedBy, ClientClass, DEFAULT_LEGACY_CLIENTS, Labels, MfaFailure, RiskLevel, Rules, Verdict};
+use crate::classify::{
+    BlockedBy, ClientClass, DEFAULT_LEGACY_CLIENTS, Labels, MfaFailure, RiskLevel, Rules, Strength, Verdict,
+};
 use crate::coverage::{State, Summary, UserType};
 use crate::decode::{Category, DecodeError, Mechanisms};
 
@@ -220,6 +222,8 @@ struct Read {
     mfa_failures: Vec<IntCounter>,
     /// [mechanism][satisfied/failed]: who asked for MFA (`classify::mechanism`).
     mechanisms: Vec<IntCounter>,
+    /// [strength]: how strong users' MFA was (`classify::Strength`).
+    strengths: Vec<IntCounter>,
     blocked: Vec<IntCounter>,
     report_only: IntCounterVec,
     report_only_policies: Mutex<HashSet<String>>,
@@ -238,6 +242,7 @@ struct CoverageGauges {
     users: IntGaugeVec,
     never_mfa: IntGaugeVec,
     registration: IntGaugeVec,
+    phishing_resistant: IntGaugeVec,
     coverage_ratio: GaugeVec,
     users_tracked: IntGauge,
     users_refused: IntCounter,
@@ -374,6 +379,13 @@ impl Read {
             .iter()
             .flat_map(|(_, name)| MECHANISM_RESULTS.map(|r| mechanisms_vec.with_label_values(&[name, r])))
             .collect();
+        let strengths_vec = counter_vec(
+            registry,
+            "mfawatch_mfa_strength_signins_total",
+            "Users' mfa_satisfied sign-ins by the strength of the method: phishing_resistant (FIDO2, Windows Hello for Business, passkey, certificate), push, otp, telephony (SMS, voice), other, previously_satisfied (a claim in the token), unknown.",
+            &["strength"],
+        );
+        let strengths = Strength::ALL.iter().map(|s| strengths_vec.with_label_values(&[s.as_str()])).collect();
         let blocked_vec = counter_vec(
             registry,
             "mfawatch_blocked_signins_total",
@@ -440,6 +452,7 @@ impl Read {
             risk_levels,
             mfa_failures,
             mechanisms,
+            strengths,
             blocked,
             report_only,
             report_only_policies: Mutex::new(HashSet::new()),
@@ -488,6 +501,12 @@ impl CoverageGauges {
             "Users who hit MFA registration required and have not done MFA since; overdue past the grace period.",
             &["overdue"],
         );
+        let phishing_resistant = gauge_vec(
+            registry,
+            "mfawatch_users_phishing_resistant",
+            "Covered users whose counted sign-ins in the window with a known MFA method all used a phishing-resistant one (FIDO2, Windows Hello for Business, passkey, certificate), by privileged.",
+            &["privileged"],
+        );
         let coverage_ratio = GaugeVec::new(
             Opts::new("mfawatch_mfa_coverage_ratio", "covered / (covered + uncovered) users over the window, by user type and privileged (all = every user)."),
             &["user_type", "privileged"],
@@ -498,6 +517,7 @@ impl CoverageGauges {
             users,
             never_mfa,
             registration,
+            phishing_resistant,
             coverage_ratio,
             users_tracked: register(
                 registry,
@@ -832,6 +852,9 @@ impl Metrics {
                 self.read.mechanisms[i * MECHANISM_RESULTS.len() + result].inc();
             }
         }
+        if let Some(strength) = verdict.strength {
+            self.read.strengths[strength as usize].inc();
+        }
         for r in verdict.report_only {
             let policy = self.policy_label(&r.policy);
             self.read.report_only.with_label_values(&[policy, r.result.as_ref()]).inc();
@@ -976,6 +999,12 @@ impl Metrics {
             .with_label_values(&["false"])
             .set((summary.registration_pending - summary.registration_overdue) as i64);
         self.coverage.registration.with_label_values(&["true"]).set(summary.registration_overdue as i64);
+        let privileged = summary.privileged_phishing_resistant;
+        self.coverage.phishing_resistant.with_label_values(&["true"]).set(privileged as i64);
+        self.coverage
+            .phishing_resistant
+            .with_label_values(&["false"])
+            .set((summary.phishing_resistant - privileged) as i64);
         self.coverage.users_tracked.set(users_tracked as i64);
     }
 
@@ -1238,6 +1267,13 @@ mod tests {
         assert_eq!(value("unknown", "failed"), "1", "a denial whose record names no mechanism");
         assert_eq!(value("security_defaults", "satisfied"), "0");
         assert_eq!(value("unknown", "satisfied"), "0", "a single-factor sign-in is not counted");
+        // The MFA sign-in named no method: its strength is unknown, the others have none.
+        let strength = |s: &str| {
+            let series = format!("mfawatch_mfa_strength_signins_total{{strength=\"{s}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(&series)).unwrap_or_else(|| panic!("{series}")).to_owned()
+        };
+        assert_eq!(strength("unknown"), "1");
+        assert_eq!(strength("telephony"), "0");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::{Rules, Subject, Verdict, classify};
+use crate::classify::{Carried, Rules, Subject, Verdict, classify};
 use crate::coverage::{Accounts, Observation, Observed, Policy};
 use crate::deadletter::DeadLetters;
 use crate::decode::directory::{DirectoryRecord, Fact, Holding, PolicyChange, PolicyOp, Principal, Protection};
@@ -124,16 +124,25 @@ impl Pipeline {
         if let Position::Kafka { topic, .. } = position {
             metrics.topic_read(topic, records.iter().map(|(_, r)| r.time.timestamp()).max());
         }
+        // What coverage had of each record before: the sinks judge a later
+        // copy by what it adds (docs/labels.md §5).
+        let mut earlier: Vec<Option<Carried>> = vec![None; records.len()];
         {
             let mut coverage = coverage_handle.write();
-            for ((_, record), verdict) in records.iter().zip(&verdicts) {
+            for (((_, record), verdict), earlier) in records.iter().zip(&verdicts).zip(&mut earlier) {
                 let lag = (now - record.time).num_milliseconds() as f64 / 1000.0;
                 metrics.sign_in(record.category, verdict, lag);
                 match Observation::of(record, verdict, &self.policy) {
                     Some(observation) => match coverage.observe(&observation) {
                         Observed::Counted | Observed::Seen => {}
-                        Observed::Duplicate => metrics.duplicate_sign_in(),
-                        Observed::Enriched { before, after } => metrics.enriched_sign_in(before.added_by(after)),
+                        Observed::Duplicate => {
+                            metrics.duplicate_sign_in();
+                            *earlier = Some(observation.carried);
+                        }
+                        Observed::Enriched { before, after } => {
+                            metrics.enriched_sign_in(before.added_by(after));
+                            *earlier = Some(before);
+                        }
                         Observed::Late => metrics.late_sign_in(),
                         Observed::Refused => self.refused_user(coverage.len()),
                     },
@@ -145,7 +154,7 @@ impl Pipeline {
             }
         }
         let directory = self.directory.read();
-        for ((index, record), verdict) in records.iter().zip(&verdicts) {
+        for (((index, record), verdict), &earlier) in records.iter().zip(&verdicts).zip(&earlier) {
             let excluded = verdict.subject == Subject::User && note_excluded_account(&accounts, record, verdict);
             if self.sinks.is_empty() {
                 continue;
@@ -160,7 +169,7 @@ impl Pipeline {
             let risk = (directory.any_risk() && verdict.success && verdict.subject == Subject::User)
                 .then(|| directory.risk_at(key, upn, record.time))
                 .flatten();
-            let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded, risk };
+            let event = SignInEvent { record, verdict, position, index: *index, privileged, excluded, risk, earlier };
             for sink in &mut self.sinks {
                 sink.sign_in(&event);
             }

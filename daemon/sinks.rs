@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::classify::Verdict;
+use crate::classify::{Carried, Verdict};
 use crate::clock::Clock;
 use crate::coverage::{Accounts, Coverage};
 use crate::decode::directory::DirectoryRecord;
@@ -69,6 +69,12 @@ pub struct SignInEvent<'e, 'a> {
     /// Where Identity Protection had the user at the sign-in's time (a
     /// successful sign-in of a user with a RiskyUsers record; else None).
     pub risk: Option<crate::directory::RiskAt>,
+    /// What coverage had of this record before (docs/labels.md §5): `None`
+    /// for its first copy (or a sign-in coverage does not count); for a
+    /// later copy that adds something, what the copies before it carried,
+    /// merged; for one that adds nothing, its own (which they already said).
+    /// A copy adds something when `earlier.merge(Carried::of(verdict)) != earlier`.
+    pub earlier: Option<Carried>,
 }
 
 /// One directory record (audit, Identity Protection, a seed), as every sink

@@ -24,6 +24,7 @@ fn spec() -> TenantSpec {
         records_per_message: 20,
         malformed_per_10k: 20,
         fatigue_per_10k: 0,
+        redeliveries_per_10k: 0,
     }
 }
 

@@ -33,6 +33,7 @@ fn tenant() -> Vec<Vec<u8>> {
         records_per_message: 20,
         malformed_per_10k: 10,
         fatigue_per_10k: 0,
+        redeliveries_per_10k: 0,
     };
     Generator::new(spec).collect()
 }

@@ -1071,6 +1071,7 @@ fn seven_hubs_give_the_posture_timeline_risky_users_and_the_protection_pages_als
         records_per_message: 20,
         malformed_per_10k: 0,
         fatigue_per_10k: 0,
+        redeliveries_per_10k: 0,
     };
     let mut per_hub = PerHub::new(spec);
     let mut by_hub = std::collections::BTreeMap::<String, Vec<Vec<u8>>>::new();

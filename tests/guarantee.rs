@@ -27,6 +27,7 @@ fn four_days(seed: u64) -> Vec<Vec<u8>> {
         records_per_message: 10,
         malformed_per_10k: 0,
         fatigue_per_10k: 0,
+        redeliveries_per_10k: 0,
     })
     .collect()
 }
@@ -361,13 +362,14 @@ fn a_host_clock_that_jumps_ahead_neither_silences_alerts_nor_deletes_history() {
     tansu.create_topic(TOPIC, 1);
     let dir = tempfile::tempdir().unwrap();
     let offset = dir.path().join("clock-offset");
-    // Forty days ahead: every live sign-in looks older than max_age (1 day) and
-    // than history.retention_days (30) by this host's clock.
+    // Forty days ahead: every live sign-in looks older than max_age (2 days:
+    // the tenant's day of sign-ins, some delivered hours late, is younger by
+    // the brokers' clock) and than history.retention_days (30) by this host's clock.
     std::fs::write(&offset, (40 * 86_400).to_string()).unwrap();
     let log = dir.path().join("alerts.ndjson");
     let port = free_port();
     let extra = format!(
-        "[history]\nretention_days = 30\ncompact_after = \"0s\"\n{}[alerts]\nrate_limit_per_minute = 100000\nlog_file = {:?}\n",
+        "[history]\nretention_days = 30\ncompact_after = \"0s\"\n{}[alerts]\nmax_age = \"2d\"\nrate_limit_per_minute = 100000\nlog_file = {:?}\n",
         accounts(&[44]),
         log.display().to_string()
     );

@@ -34,6 +34,7 @@ fn spec(format: Format, malformed_per_10k: u32) -> TenantSpec {
         records_per_message: 10,
         malformed_per_10k,
         fatigue_per_10k: 10,
+        redeliveries_per_10k: 0,
     }
 }
 

@@ -26,6 +26,7 @@ fn spec() -> TenantSpec {
         records_per_message: 50,
         malformed_per_10k: 0,
         fatigue_per_10k: 5,
+        redeliveries_per_10k: 0,
     }
 }
 
@@ -99,6 +100,39 @@ fn report_only_of_the_week() -> Impact {
     seen.into_iter().map(|(k, (n, users))| (k, (n, users.len() as u64))).collect()
 }
 
+/// The counted MFA sign-ins of 2025-W26 by strength, from the generated
+/// records themselves (decode and classify, no history, no polars), as the
+/// summary lists them: `[[strength, sign-ins], …]` in `Strength::ALL`'s order.
+fn strength_of_the_week() -> serde_json::Value {
+    use mfawatch::classify::{Labels, Strength, Subject};
+    use mfawatch::decode::{Item, decode_message};
+    let (from, to) = (
+        chrono::Utc.with_ymd_and_hms(2025, 6, 23, 0, 0, 0).unwrap(),
+        chrono::Utc.with_ymd_and_hms(2025, 6, 30, 0, 0, 0).unwrap(),
+    );
+    let rules = mfawatch::classify::Rules::default();
+    let mut counts = std::collections::BTreeMap::<Strength, u64>::new();
+    for message in Generator::new(spec()) {
+        for item in decode_message(&message) {
+            let Item::SignIn(record) = item else { continue };
+            if record.time < from || record.time >= to {
+                continue;
+            }
+            let v = mfawatch::classify::classify(&record, &rules);
+            let counted = v.success && (v.interactive || v.labels.contains(Labels::LEGACY_AUTH));
+            if v.subject == Subject::User
+                && counted
+                && let Some(s) = v.strength
+            {
+                *counts.entry(s).or_default() += 1;
+            }
+        }
+    }
+    serde_json::json!(
+        Strength::ALL.iter().map(|s| (s.as_str(), counts.get(s).copied().unwrap_or(0))).collect::<Vec<_>>()
+    )
+}
+
 fn csv_rows(path: &Path) -> usize {
     csv::Reader::from_path(path).unwrap().records().inspect(|r| assert!(r.is_ok(), "{r:?}")).count()
 }
@@ -154,6 +188,16 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         e["per_user_mfa_users"].as_u64().unwrap() + e["risk_only_users"].as_u64().unwrap(),
         "{e}"
     );
+    // How strong the MFA is: the week's counted MFA sign-ins by strength,
+    // as decode and classify say of the generated records; the CSV lists
+    // the privileged accounts the section names.
+    let st = &summary["mfa_strength"];
+    let week = st["periods"].as_array().unwrap().last().unwrap();
+    assert_eq!(week["strengths"], strength_of_the_week(), "{st}");
+    let (telephony, strong) =
+        (st["privileged_on_telephony"].as_u64().unwrap(), st["privileged_phishing_resistant"].as_u64().unwrap());
+    assert!(telephony > 0 && strong > 0, "the tenant's admins use both: {st}");
+    assert_eq!(csv_rows(&out.join("mfa-strength.csv")) as u64, telephony + strong);
 
     // A real browser: no console error, every chart drawn with data.
     let page = out.join("index.html");
@@ -172,7 +216,9 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         !console.lines().any(|l| l.contains("CONSOLE") && (l.contains("Error") || l.contains("Uncaught"))),
         "{console}"
     );
-    for chart in ["trend", "breakdown", "daily", "legacy", "mfa-failures", "report-only", "mfa-mechanisms"] {
+    for chart in
+        ["trend", "breakdown", "daily", "legacy", "mfa-failures", "report-only", "mfa-mechanisms", "mfa-strength-chart"]
+    {
         let at = dumped.find(&format!("data-chart=\"{chart}\"")).unwrap_or_else(|| panic!("chart {chart} missing"));
         let figure = &dumped[at..at + dumped[at..].find("</figure>").unwrap()];
         let points: usize = figure
@@ -193,6 +239,8 @@ fn the_weekly_report_agrees_with_the_daemon_adds_up_and_renders() {
         "Privileged users outside MFA coverage",
         "Report-only Conditional Access",
         "How MFA is enforced",
+        "How strong the MFA is",
+        "Privileged accounts still on telephony",
     ] {
         assert!(dumped.contains(section), "{section}");
     }
@@ -355,6 +403,7 @@ fn protections_sign_ins() -> Vec<Vec<u8>> {
         records_per_message: 1,
         malformed_per_10k: 0,
         fatigue_per_10k: 0,
+        redeliveries_per_10k: 0,
     };
     let rules = Rules::default();
     let (blocks_from, blocks_to) = (
@@ -514,4 +563,50 @@ fn the_protections_timeline_risky_users_and_what_is_in_force_come_from_the_audit
             && in_force.contains("switched off on 2026-11-15T07:00:00Z"),
         "{in_force}"
     );
+}
+
+/// A successful single-factor sign-in of one user, and the copy Entra
+/// publishes later with the risk an offline detection found (docs/labels.md
+/// §5): the same record id and time.
+fn enriched_pair() -> (String, String) {
+    let record = |state: &str, level: &str| {
+        format!(
+            r#"{{"time":"2025-06-25T10:00:00.0000000Z","category":"SignInLogs","tenantId":"8f2a6b1e-6c3d-4e5f-9a8b-7c6d5e4f3a2b","properties":{{"id":"0c6e6f7a-1b2c-4d3e-8f9a-0b1c2d3e4f5a","createdDateTime":"2025-06-25T10:00:00Z","userId":"3a5b7c9d-1e2f-4a6b-8c0d-2e4f6a8b0c1d","userPrincipalName":"rita@contoso.example","userType":"Member","status":{{"errorCode":0}},"clientAppUsed":"Browser","isInteractive":true,"authenticationRequirement":"singleFactorAuthentication","authenticationDetails":[{{"authenticationMethod":"Password","succeeded":true,"authenticationStepRequirement":"Primary authentication"}}],"riskLevelDuringSignIn":"{level}","riskLevelAggregated":"{level}","riskState":"{state}","ipAddress":"203.0.113.9","appDisplayName":"OfficeHome"}}}}"#
+        )
+    };
+    (record("none", "none"), record("atRisk", "high"))
+}
+
+#[test]
+fn an_enriched_re_delivery_counts_once_alerts_once_and_the_report_keeps_its_risk_in_either_order() {
+    let (plain, risky) = enriched_pair();
+    for (order, lines) in [("plain first", [&plain, &risky]), ("risky first", [&risky, &plain])] {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("pair.ndjson");
+        std::fs::write(&input, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+        let alerts = dir.path().join("alerts.ndjson");
+        let extra = format!("[alerts]\nmax_age = \"100000d\"\nlog_file = {:?}\n", alerts.display().to_string());
+        let config = write_config(dir.path(), "127.0.0.1:1", "t", "unused", free_port(), &extra);
+        let out = replay(&config, &[&input], &["--alerts"]);
+        let daemon: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Coverage: one user, one counted sign-in, single factor.
+        assert_eq!(daemon["users"], 1, "{order}: {daemon}");
+        assert_eq!(daemon["states"]["uncovered"], 1, "{order}: {daemon}");
+        // Alerts: the risk alerts once, whichever copy brought it.
+        let sent = std::fs::read_to_string(&alerts).unwrap_or_default();
+        let rules: Vec<String> = sent
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["rule"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(rules, ["risky_without_mfa"], "{order}: {sent}");
+        // The report: one sign-in, the copy with the risk kept.
+        let report_dir = dir.path().join("report");
+        let run = report(&dir.path().join("state/history"), &report_dir, &["--week", "2025-W26"]);
+        assert!(run.status.success(), "{order}: {}", String::from_utf8_lossy(&run.stderr));
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(report_dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(summary["sign_ins"], 1, "{order}: {summary}");
+        assert_eq!(summary["duplicates_removed"], 1, "{order}: {summary}");
+        assert_eq!(summary["risky_without_mfa"], 1, "{order}: {summary}");
+    }
 }

@@ -13,7 +13,7 @@ use sha2::Digest as _;
 
 use super::deliver::{Delivery, Pending};
 use super::{AFTER_STORM, Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severity, SignInFacts};
-use crate::classify::{Labels, MfaFailure, Subject};
+use crate::classify::{Carried, Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config, LegacyMode};
 use crate::coverage::{Accounts, Coverage, Policy};
 use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
@@ -524,6 +524,27 @@ impl Alerts {
         self.emit(Rule::LegacyAuthAttempt, Severity::Warning, source, &format!("hour {hour}"), draft);
     }
 
+    /// A re-delivery that carries more than the copies before it: when it
+    /// makes the sign-in risky, `risky_with_mfa` or `risky_without_mfa` by
+    /// what all copies say of MFA (`after`), once — a risk the first copy
+    /// already had alerted then, and a copy that only raises the level or
+    /// completes the MFA detail alerts nothing.
+    fn enriched_copy(&mut self, event: &SignInEvent<'_, '_>, before: Carried, after: Carried) {
+        let v = event.verdict;
+        if before.risky || !after.risky || !v.success {
+            return;
+        }
+        let rule = if after.mfa { Rule::RiskyWithMfa } else { Rule::RiskyWithoutMfa };
+        let Some(user) = v.subject_key.as_deref() else { return };
+        if !self.enabled(rule) {
+            return;
+        }
+        let facts = facts(event);
+        let (severity, summary) = describe(rule, &facts, event);
+        let summary = format!("{summary} (the risk came with a later copy of the sign-in)");
+        self.emit(rule, severity, user, &record_identity(event), AlertDraft::new(&facts, summary));
+    }
+
     /// legacy_auth_success in `first_seen` mode: records the successful
     /// legacy sign-in and, when its protocol is new to the user (no
     /// successful use in the `lookback` before it), says so.
@@ -785,6 +806,16 @@ impl Sink for Alerts {
             && !self.tenants.contains(tenant)
         {
             self.tenants.insert(tenant.to_owned());
+        }
+        // A later copy of a counted sign-in (docs/labels.md §5): one that
+        // adds nothing was judged with its first copy; one that adds a risk
+        // may alert on it now, and on nothing else.
+        if let Some(before) = event.earlier {
+            let after = before.merge(Carried::of(v));
+            if after != before {
+                self.enriched_copy(event, before, after);
+            }
+            return;
         }
         let labels = v.labels;
         let (legacy, mfa, risky) = (
@@ -1117,6 +1148,12 @@ mod tests {
     }
 
     fn feed(a: &mut Alerts, record: &R, privileged: bool, excluded: bool) {
+        feed_copy(a, record, privileged, excluded, None);
+    }
+
+    /// Feeds a copy of a record, told what the copies before it carried
+    /// (as coverage tells the pipeline); returns what this copy carries.
+    fn feed_copy(a: &mut Alerts, record: &R, privileged: bool, excluded: bool, earlier: Option<Carried>) -> Carried {
         let json = record.json();
         let items = decode_message(json.as_bytes());
         let Some(Item::SignIn(s)) = items.first() else { panic!("{items:?}") };
@@ -1130,7 +1167,45 @@ mod tests {
             privileged,
             excluded,
             risk: None,
+            earlier,
         });
+        Carried::of(&verdict)
+    }
+
+    #[test]
+    fn a_risk_that_comes_with_a_later_copy_alerts_once_in_either_order_and_a_plain_copy_adds_nothing() {
+        let plain = R { mfa: false, id: "re-1".into(), ..r(ANN, 0) };
+        let risky = R { mfa: false, risk: "high", id: "re-1".into(), ..r(ANN, 0) };
+        let want = vec![(Rule::RiskyWithoutMfa, Severity::Critical, ANN.to_owned(), 1)];
+        // The plain copy first: nothing; the risky copy then alerts.
+        let (mut a, shared) = alerts("");
+        let first = feed_copy(&mut a, &plain, false, false, None);
+        assert_eq!(made(&shared), vec![]);
+        let second = feed_copy(&mut a, &risky, false, false, Some(first));
+        assert_eq!(made(&shared), want);
+        assert!(list_summary(&shared).contains("later copy"), "{}", list_summary(&shared));
+        // Read again (a third copy): nothing more, the count stays one sign-in.
+        feed_copy(&mut a, &risky, false, false, Some(first.merge(second)));
+        assert_eq!(made(&shared), want);
+        // The risky copy first: it alerts; the plain one after adds nothing.
+        let (mut a, shared) = alerts("");
+        let first = feed_copy(&mut a, &risky, false, false, None);
+        feed_copy(&mut a, &plain, false, false, Some(first));
+        assert_eq!(made(&shared), want);
+        // A copy that completes MFA after the risk was known: no risky_with_mfa besides.
+        let with_mfa = R { mfa: true, risk: "high", id: "re-1".into(), ..r(ANN, 0) };
+        feed_copy(&mut a, &with_mfa, false, false, Some(first));
+        assert_eq!(made(&shared), want);
+        // The risk on a copy that also brought the MFA the first lacked: risky_with_mfa (when on).
+        let (mut a, shared) = alerts("[alerts.rules.risky_with_mfa]\nenabled = true\ncooldown = \"1h\"\n");
+        let first = feed_copy(&mut a, &plain, false, false, None);
+        feed_copy(&mut a, &with_mfa, false, false, Some(first));
+        assert_eq!(made(&shared).into_iter().map(|m| m.0).collect::<Vec<_>>(), vec![Rule::RiskyWithMfa]);
+    }
+
+    fn list_summary(shared: &Shared) -> String {
+        let (_, list) = shared.alerts.list(None, None, 10);
+        list.iter().map(|a| a.summary.as_str()).collect::<Vec<_>>().join(" | ")
     }
 
     /// A failed legacy sign-in from `ip` (the record of `r`, another address).
@@ -1148,6 +1223,7 @@ mod tests {
             privileged: false,
             excluded: false,
             risk: None,
+            earlier: None,
         });
     }
 
@@ -1757,6 +1833,7 @@ mod tests {
             privileged,
             excluded: false,
             risk: None,
+            earlier: None,
         });
     }
 
@@ -1856,6 +1933,7 @@ mod tests {
             risky: false,
             identity: 0,
             carried: Default::default(),
+            strength: None,
         }
     }
 
@@ -2040,6 +2118,7 @@ mod tests {
                 privileged: true,
                 excluded: false,
                 risk: None,
+                earlier: None,
             });
         };
         let rules = |shared: &Shared| -> Vec<(Rule, Severity)> {
@@ -2278,6 +2357,7 @@ mod tests {
                 privileged: false,
                 excluded: false,
                 risk,
+                earlier: None,
             };
             a.sign_in(&event);
         };

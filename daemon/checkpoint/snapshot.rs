@@ -14,19 +14,22 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::coverage::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6};
+use crate::coverage::{
+    CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6, CoverageSnapshotV7,
+};
 use crate::directory::{DirectorySnapshot, DirectorySnapshotRef, DirectorySnapshotV5, DirectorySnapshotV5b};
 use crate::durable::{create_dir_durable, create_private, rename_durable, tmp_name};
 
 const MAGIC: &[u8; 8] = b"MFAWATCH";
-const VERSION: u32 = 7;
+const VERSION: u32 = 8;
 const FILE_NAME: &str = "state.snapshot";
 
 /// A partition of a topic.
 pub type Partition = (String, i32);
 
-/// Everything a restart needs. (`C`: format 6 had the same layout with
-/// coverage's counted identities bare, [`CoverageSnapshotV6`].)
+/// Everything a restart needs. (`C`: formats 6 and 7 had the same layout
+/// with coverage in an earlier form, [`CoverageSnapshotV6`],
+/// [`CoverageSnapshotV7`].)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot<C = CoverageSnapshot> {
     /// Next offset to read, per partition.
@@ -46,11 +49,12 @@ pub struct Snapshot<C = CoverageSnapshot> {
     pub directory: DirectorySnapshot,
 }
 
-impl Snapshot<CoverageSnapshotV6> {
-    fn upgrade(self) -> Snapshot {
+impl<C> Snapshot<C> {
+    /// The current form, coverage upgraded by `coverage`.
+    fn upgrade(self, coverage: impl FnOnce(C) -> CoverageSnapshot) -> Snapshot {
         Snapshot {
             offsets: self.offsets,
-            coverage: self.coverage.upgrade(),
+            coverage: coverage(self.coverage),
             written_at: self.written_at,
             replayed: self.replayed,
             seq: self.seq,
@@ -314,7 +318,8 @@ impl SnapshotFile {
                 directory: DirectorySnapshot::default(),
             }),
             5 => read_v5(payload),
-            6 => postcard::from_bytes::<Snapshot<CoverageSnapshotV6>>(payload).map(Snapshot::upgrade),
+            6 => postcard::from_bytes::<Snapshot<CoverageSnapshotV6>>(payload).map(|v| v.upgrade(|c| c.upgrade())),
+            7 => postcard::from_bytes::<Snapshot<CoverageSnapshotV7>>(payload).map(|v| v.upgrade(|c| c.upgrade())),
             _ => postcard::from_bytes::<Snapshot>(payload),
         };
         Ok(Some(snapshot.map_err(|e| damaged(e.to_string()))?))
@@ -453,6 +458,7 @@ mod tests {
             risky: false,
             identity: 42,
             carried: Default::default(),
+            strength: None,
         };
         assert_eq!(coverage.observe(&seen), Observed::Counted);
         let v6 = Snapshot {
@@ -471,6 +477,58 @@ mod tests {
         let mut restored = Coverage::from_snapshot(Policy::default(), back.coverage).unwrap();
         let enriched = Observation { mfa: true, single_factor: false, any_mfa: true, ..seen };
         assert_eq!(restored.observe(&enriched), Observed::Duplicate, "known before: not moved on a guess");
+    }
+
+    #[test]
+    fn a_version_7_snapshot_still_reads_and_its_users_strength_is_learnt_again() {
+        use crate::coverage::{Observation, Observed, UserQuery};
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        let mut coverage = Coverage::new(Policy::default());
+        let time = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
+        let signed_in = Observation {
+            key: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+            upn: Some("ann@contoso.example"),
+            display_name: None,
+            user_type: None,
+            time,
+            counted: true,
+            mfa: true,
+            single_factor: false,
+            legacy: false,
+            registration_required: false,
+            any_mfa: true,
+            app: None,
+            client_app: "Browser",
+            risky: false,
+            identity: 42,
+            carried: Default::default(),
+            strength: Some(crate::classify::Strength::PhishingResistant),
+        };
+        assert_eq!(coverage.observe(&signed_in), Observed::Counted);
+        let v7 = Snapshot {
+            offsets: BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 9)]),
+            coverage: CoverageSnapshotV7::of(&coverage.to_snapshot()),
+            written_at: 1,
+            replayed: Vec::new(),
+            seq: 5,
+            source: None,
+            sinks: BTreeMap::new(),
+            directory: DirectorySnapshot::default(),
+        };
+        fs::write(file.path(), old_format(7, postcard::to_allocvec(&v7).unwrap())).unwrap();
+        let back = file.read().unwrap().unwrap();
+        assert_eq!((back.seq, back.offsets.len()), (5, 1));
+        let mut restored = Coverage::from_snapshot(Policy::default(), back.coverage).unwrap();
+        let accounts = crate::coverage::Accounts::default();
+        let (_, users) = restored.users(&accounts, &UserQuery::default());
+        assert_eq!(users[0].state, crate::coverage::State::Covered);
+        assert!(!users[0].phishing_resistant, "format 7 did not keep it");
+        assert_eq!(restored.observe(&signed_in), Observed::Duplicate, "its counted sign-ins are kept");
+        let next = Observation { identity: 43, time: time + chrono::Duration::hours(1), ..signed_in };
+        assert_eq!(restored.observe(&next), Observed::Counted);
+        let (_, users) = restored.users(&accounts, &UserQuery::default());
+        assert!(users[0].phishing_resistant, "the next sign-in tells it");
     }
 
     #[test]

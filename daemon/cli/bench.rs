@@ -737,6 +737,11 @@ fn coverage(users: u32, spray: u64) -> anyhow::Result<()> {
                 risky: false,
                 identity: (day as u64) << 32 | i as u64 | 1,
                 carried: crate::classify::Carried { mfa: !single_factor, ..Default::default() },
+                strength: (!single_factor).then_some(if i.is_multiple_of(5) {
+                    crate::classify::Strength::PhishingResistant
+                } else {
+                    crate::classify::Strength::Push
+                }),
             };
             c.observe(&o);
             observations += 1;
@@ -898,6 +903,7 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
                     privileged: false,
                     excluded: false,
                     risk: None,
+                    earlier: None,
                 };
                 alerts.sign_in(&event);
             }

@@ -74,6 +74,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         records_per_message: 40,
         malformed_per_10k: MALFORMED_PER_10K,
         fatigue_per_10k: 3,
+        redeliveries_per_10k: 20,
     };
     backfill.validate()?;
     let tenant = Tenant::new(&backfill);
@@ -418,6 +419,7 @@ fn feed(
         records_per_message: per_message,
         seed,
         malformed_per_10k: MALFORMED_PER_10K,
+        redeliveries_per_10k: 20,
         ..TenantSpec::default()
     };
     let mut per_hub = PerHub::new(live);

@@ -38,6 +38,10 @@ pub struct GenerateArgs {
     /// or unanswered, then a successful sign-in).
     #[arg(long, default_value_t = 0)]
     pub fatigue_per_10k: u32,
+    /// Re-deliveries per 10,000 records: a successful interactive sign-in
+    /// published again later with a risk found offline (same id and time).
+    #[arg(long, default_value_t = 0)]
+    pub redeliveries_per_10k: u32,
     /// Instead of a tenant: a password spray of N failed sign-ins (50034)
     /// for N made-up accounts over Authenticated SMTP, in the hour before --end.
     #[arg(long, value_name = "N")]
@@ -68,6 +72,7 @@ impl GenerateArgs {
             records_per_message: self.records_per_message,
             malformed_per_10k: self.malformed_per_10k,
             fatigue_per_10k: self.fatigue_per_10k,
+            redeliveries_per_10k: self.redeliveries_per_10k,
         }
     }
 }

@@ -24,7 +24,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::classify::{Carried, Labels, MfaFailure, Subject, Verdict};
+use crate::classify::{Carried, Labels, MfaFailure, Strength, Subject, Verdict};
 use crate::decode::SignIn;
 
 const DAY: i64 = 86_400;
@@ -163,11 +163,11 @@ struct Names {
     display_len: u16,
 }
 
-/// One user's compact entry (72 bytes). Times are Unix seconds (u32 lasts
+/// One user's compact entry (80 bytes). Times are Unix seconds (u32 lasts
 /// until 2106), 0 meaning never; `head_day` is the newest day (days since
 /// 1970) in the ring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Entry {
+pub struct Entry {
     /// The object id when the key is a GUID (the usual case); otherwise where
     /// the key text is in the arena (offset and length, little-endian u32s).
     id: [u8; 16],
@@ -178,6 +178,11 @@ struct Entry {
     last_legacy: u32,
     /// The newest successful risky sign-in.
     last_risky: u32,
+    /// The newest counted sign-in with phishing-resistant MFA, and with MFA
+    /// by a weaker method named (push, a code, telephony, other): "on
+    /// phishing-resistant MFA" is the one in the window and not the other.
+    last_phishing_resistant: u32,
+    last_weaker_mfa: u32,
     /// Interned app and client names (0: none, also past 65,535 names).
     single_factor_app: u16,
     legacy_app: u16,
@@ -250,6 +255,9 @@ pub struct Observation<'a> {
     /// evidence, the method): a later copy of a counted sign-in that says
     /// MFA moves its count from single factor to MFA (docs/labels.md §5).
     pub carried: Carried,
+    /// A counted MFA sign-in's strength, when its own method is known
+    /// (`Strength::is_known`): phishing-resistant or a weaker method.
+    pub strength: Option<Strength>,
 }
 
 impl<'a> Observation<'a> {
@@ -281,6 +289,7 @@ impl<'a> Observation<'a> {
             risky: verdict.success && verdict.labels.contains(Labels::RISKY),
             identity: if counted { record.identity().0 } else { 0 },
             carried: Carried::of(verdict),
+            strength: verdict.strength.filter(|s| counted && s.is_known()),
         })
     }
 }
@@ -535,6 +544,11 @@ impl Coverage {
         if o.risky {
             e.last_risky = e.last_risky.max(t32);
         }
+        match o.strength {
+            Some(Strength::PhishingResistant) => e.last_phishing_resistant = e.last_phishing_resistant.max(t32),
+            Some(_) => e.last_weaker_mfa = e.last_weaker_mfa.max(t32),
+            None => {}
+        }
         if o.registration_required {
             note_registration_failure(e, t32);
         }
@@ -743,6 +757,15 @@ impl Coverage {
         (state, never_mfa, counts)
     }
 
+    /// Covered by phishing-resistant MFA (docs/labels.md §6): covered, and of
+    /// the window's counted sign-ins whose method is known, at least one and
+    /// all phishing-resistant.
+    fn phishing_resistant(&self, i: usize, state: State, window: (i64, i64)) -> bool {
+        let e = &self.entries[i];
+        let in_window = |t: u32| t != 0 && (t as i64).div_euclid(DAY) >= window.0;
+        state == State::Covered && in_window(e.last_phishing_resistant) && !in_window(e.last_weaker_mfa)
+    }
+
     /// The coverage summary.
     pub fn summary(&self, accounts: &Accounts) -> Summary {
         let now = self.watermark;
@@ -757,6 +780,13 @@ impl Coverage {
             let e = &self.entries[i];
             let (state, never_mfa, _) = self.view_state(i, window, accounts);
             let privileged = accounts.privileged_key(entry_key(e, &self.arena), upn_of(&self.arena, e.names));
+            if self.phishing_resistant(i, state, window) {
+                s.phishing_resistant += 1;
+                s.privileged_phishing_resistant += privileged as u64;
+            }
+            if privileged && state == State::Covered {
+                s.privileged_covered += 1;
+            }
             let user_type = UserType::from_bits(e.flags);
             *s.states.entry(state.as_str()).or_default() += 1;
             let cell = cells.entry((user_type, privileged)).or_insert_with(|| Breakdown {
@@ -809,7 +839,8 @@ impl Coverage {
 
     fn view(&self, i: usize, accounts: &Accounts) -> UserView {
         let e = &self.entries[i];
-        let (state, never_mfa, counts) = self.view_state(i, self.window(), accounts);
+        let window = self.window();
+        let (state, never_mfa, counts) = self.view_state(i, window, accounts);
         let key = entry_key(e, &self.arena);
         let upn = upn_of(&self.arena, e.names);
         let pending_since = Coverage::registration_pending_since(e);
@@ -839,6 +870,10 @@ impl Coverage {
             last_single_factor: last(e.last_single_factor, e.single_factor_app, e.single_factor_client),
             last_legacy: last(e.last_legacy, e.legacy_app, e.legacy_client),
             last_risky: (e.last_risky != 0).then(|| rfc3339(e.last_risky as i64)),
+            phishing_resistant: self.phishing_resistant(i, state, window),
+            last_phishing_resistant: (e.last_phishing_resistant != 0)
+                .then(|| rfc3339(e.last_phishing_resistant as i64)),
+            last_weaker_mfa: (e.last_weaker_mfa != 0).then(|| rfc3339(e.last_weaker_mfa as i64)),
         }
     }
 
@@ -883,7 +918,8 @@ impl Coverage {
                     && query.privileged.is_none_or(|p| accounts.privileged_key(entry_key(e, &self.arena), upn) == p)
                     && query.legacy.is_none_or(|l| (counts.legacy > 0) == l)
                     && query.single_factor.is_none_or(|f| (counts.single_factor > 0) == f)
-                    && query.risky.is_none_or(|r| in_window(e.last_risky) == r);
+                    && query.risky.is_none_or(|r| in_window(e.last_risky) == r)
+                    && query.phishing_resistant.is_none_or(|p| self.phishing_resistant(i, state, window) == p);
                 let recent = match (query.risky, query.legacy, query.single_factor) {
                     (Some(true), _, _) => e.last_risky,
                     (_, Some(true), _) => e.last_legacy,
@@ -1078,7 +1114,7 @@ pub use accounts::{Accounts, NO_PRIVILEGED};
 #[cfg(test)]
 use snapshot::EntryV3;
 use snapshot::SeenRef;
-pub use snapshot::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6};
+pub use snapshot::{CoverageSnapshot, CoverageSnapshotRef, CoverageSnapshotV3, CoverageSnapshotV6, CoverageSnapshotV7};
 pub use views::*;
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ fn obs(key: &'static str, time: DateTime<Utc>, kind: Kind) -> Observation<'stati
             mfa: matches!(kind, Kind::Mfa | Kind::LegacyWithMfa | Kind::NonInteractiveMfa),
             ..Default::default()
         },
+        strength: None,
     }
 }
 
@@ -612,4 +613,42 @@ fn identities_kept_by_the_sixth_format_stay_plain_duplicates() {
     assert_eq!(restored.observe(&later), Observed::Duplicate);
     let v = restored.user(&Accounts::default(), ANN).unwrap();
     assert_eq!((v.counts.counted, v.counts.single_factor), (1, 1));
+}
+
+#[test]
+fn a_user_is_on_phishing_resistant_mfa_while_every_counted_sign_in_with_a_known_method_is() {
+    use crate::classify::Strength;
+    let with = |strength: Option<Strength>, day: u32, hour: u32| Observation {
+        strength,
+        ..obs(ANN, at(day, hour), Kind::Mfa)
+    };
+    let mut c = Coverage::new(Policy::default());
+    let pr = |c: &Coverage| c.user(&Accounts::default(), ANN).unwrap().phishing_resistant;
+    c.observe(&with(Some(Strength::PhishingResistant), 10, 9));
+    assert!(pr(&c), "a FIDO2 sign-in");
+    // A claim in the token says nothing of the method: still on it.
+    c.observe(&with(None, 10, 10));
+    assert!(pr(&c));
+    assert_eq!(c.summary(&Accounts::default()).phishing_resistant, 1);
+    // An SMS sign-in in the window: not any more, until it leaves the window.
+    c.observe(&with(Some(Strength::Telephony), 11, 9));
+    assert!(!pr(&c));
+    let q = UserQuery { phishing_resistant: Some(false), ..UserQuery::default() };
+    assert_eq!(c.users(&Accounts::default(), &q).0, 1);
+    c.observe(&with(Some(Strength::PhishingResistant), 20, 9));
+    assert!(pr(&c), "the SMS sign-in left the 7-day window");
+    // In any order: the same answer.
+    let mut reversed = Coverage::new(Policy::default());
+    for (s, d, h) in [
+        (Some(Strength::PhishingResistant), 20, 9),
+        (Some(Strength::Telephony), 11, 9),
+        (None, 10, 10),
+        (Some(Strength::PhishingResistant), 10, 9),
+    ] {
+        reversed.observe(&with(s, d, h));
+    }
+    assert!(pr(&reversed));
+    // A single-factor sign-in makes the user uncovered, and so not on it.
+    c.observe(&obs(ANN, at(20, 10), Kind::SingleFactor));
+    assert!(!pr(&c));
 }

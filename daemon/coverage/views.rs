@@ -25,6 +25,11 @@ pub struct UserView {
     pub last_single_factor: Option<LastSignIn>,
     pub last_legacy: Option<LastSignIn>,
     pub last_risky: Option<String>,
+    /// Covered by phishing-resistant MFA (docs/labels.md §6).
+    pub phishing_resistant: bool,
+    /// The newest counted sign-in with phishing-resistant MFA, and with a weaker MFA method named.
+    pub last_phishing_resistant: Option<String>,
+    pub last_weaker_mfa: Option<String>,
 }
 
 /// The newest sign-in of a kind: when, to what, from which client.
@@ -59,6 +64,11 @@ pub struct Summary {
     pub breakdown: Vec<Breakdown>,
     /// Counted sign-ins folded in after their day had left the window.
     pub late_records: u64,
+    /// Covered users on phishing-resistant MFA (docs/labels.md §6), all
+    /// and privileged; and the privileged users covered at all.
+    pub phishing_resistant: u64,
+    pub privileged_phishing_resistant: u64,
+    pub privileged_covered: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -98,6 +108,8 @@ pub struct UserQuery {
     pub single_factor: Option<bool>,
     /// Users with (or without) a successful risky sign-in in the window.
     pub risky: Option<bool>,
+    /// Users covered (or not) by phishing-resistant MFA.
+    pub phishing_resistant: Option<bool>,
     pub limit: usize,
     pub offset: usize,
 }

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use crate::classify::Carried;
 use crate::durable::{rename_durable, sync_dir, tmp_name, write_atomic};
 use crate::history::rows::col as c;
 
@@ -405,6 +406,45 @@ pub fn scan_args(row_index: Option<&str>) -> ScanArgsParquet {
     }
 }
 
+/// Each row's identity and how much its copy says ([`Carried::rank`] of its
+/// `risky`, `risk_level`, `mfa_satisfied`, `mfa_method`; 0 where the file has
+/// none of them), for taking the most informative copy of a record
+/// (docs/labels.md §5).
+pub fn copies(path: &Path) -> anyhow::Result<Vec<(u64, u8)>> {
+    let identities = identities(path)?;
+    let open = || fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    let schema = ParquetReader::new(open()?).schema().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let columns: Vec<String> = [c::RISKY, c::RISK_LEVEL, c::MFA_SATISFIED, c::MFA_METHOD]
+        .iter()
+        .filter(|n| schema.contains(n))
+        .map(|n| (*n).to_owned())
+        .collect();
+    if columns.is_empty() {
+        return Ok(identities.into_iter().map(|i| (i, 0)).collect());
+    }
+    let df = ParquetReader::new(open()?)
+        .with_columns(Some(columns))
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let flag = |name: &str| df.column(name).ok().and_then(|c| c.bool().ok().cloned());
+    let text = |name: &str| df.column(name).ok().and_then(|c| c.str().ok().cloned());
+    let (risky, level, mfa, method) =
+        (flag(c::RISKY), text(c::RISK_LEVEL), flag(c::MFA_SATISFIED), text(c::MFA_METHOD));
+    Ok(identities
+        .into_iter()
+        .enumerate()
+        .map(|(row, identity)| {
+            let carried = Carried::of_row(
+                risky.as_ref().and_then(|c| c.get(row)),
+                level.as_ref().and_then(|c| c.get(row)),
+                mfa.as_ref().and_then(|c| c.get(row)),
+                method.as_ref().and_then(|c| c.get(row)),
+            );
+            (identity, carried.rank())
+        })
+        .collect())
+}
+
 /// The record identity (`decode::Identity`) of every row of a history file,
 /// in order: its `identity` column, or — in a file from before that
 /// column — worked out from the columns it has, the same way.
@@ -539,15 +579,18 @@ fn write_merged(path: &Path, parts: &[&PathBuf]) -> anyhow::Result<PathBuf> {
 /// has none), its columns in the order of `schema` when given, which they
 /// must match.
 fn with_checkpoint_columns(mut df: DataFrame, schema: Option<&Schema>) -> anyhow::Result<DataFrame> {
-    // So is a sign-in file's `mechanism` (null: not known then), so that a
-    // day written partly before the release that added it still merges.
+    // So are a sign-in file's `mechanism` and `mfa_strength` (null: not
+    // known then), so that a day written partly before the release that
+    // added them still merges.
     let sign_ins = df.column(c::BLOCKED_BY).is_ok();
     for (name, dtype) in [
         (c::CHECKPOINT_EPOCH, DataType::UInt64),
         (c::CHECKPOINT_SEQ, DataType::UInt64),
         (c::MECHANISM, DataType::String),
+        (c::MFA_STRENGTH, DataType::String),
     ] {
-        if df.column(name).is_err() && (name != c::MECHANISM || sign_ins) {
+        let sign_in_only = name == c::MECHANISM || name == c::MFA_STRENGTH;
+        if df.column(name).is_err() && (!sign_in_only || sign_ins) {
             let empty = Column::full_null(name.into(), df.height(), &dtype);
             df.with_column(empty)?;
         }
@@ -767,6 +810,8 @@ mod tests {
         let df = read_parquet(&merged).unwrap();
         let mechanism: Vec<Option<&str>> = df.column(c::MECHANISM).unwrap().str().unwrap().iter().collect();
         assert_eq!(mechanism, [None, Some("conditional_access")], "the older row's is null: not known");
+        let strength: Vec<Option<&str>> = df.column(c::MFA_STRENGTH).unwrap().str().unwrap().iter().collect();
+        assert_eq!(strength, [None, None], "neither part had it");
     }
 
     #[test]

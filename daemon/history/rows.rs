@@ -46,6 +46,10 @@ pub mod col {
     /// Which mechanisms asked for MFA, `,`-separated (`conditional_access,per_user_mfa`,
     /// `unknown`); null when MFA was not asked — and in files from before the column.
     pub const MECHANISM: &str = "mechanism";
+    /// How strong the MFA was (`classify::Strength`: `phishing_resistant`,
+    /// `push`, `otp`, `telephony`, …); null unless mfa_satisfied — and in
+    /// files from before the column.
+    pub const MFA_STRENGTH: &str = "mfa_strength";
     pub const RISK_LEVEL: &str = "risk_level";
     pub const RISK_STATE: &str = "risk_state";
     pub const ROPC: &str = "ropc";
@@ -100,7 +104,7 @@ enum Text {
 }
 
 /// The text columns, in the order of the history's schema.
-const TEXT: [(&str, Text); 24] = [
+const TEXT: [(&str, Text); 25] = [
     (col::CATEGORY, Text::Named(0)),
     (col::SUBJECT, Text::Named(1)),
     (col::TENANT_ID, Text::Copied(0)),
@@ -117,6 +121,7 @@ const TEXT: [(&str, Text); 24] = [
     (col::MFA_FAILURE, Text::Named(3)),
     (col::BLOCKED_BY, Text::Named(4)),
     (col::MECHANISM, Text::Named(7)),
+    (col::MFA_STRENGTH, Text::Named(8)),
     (col::RISK_LEVEL, Text::Named(5)),
     (col::RISK_STATE, Text::Copied(10)),
     (col::CA_STATUS, Text::Named(6)),
@@ -127,7 +132,7 @@ const TEXT: [(&str, Text); 24] = [
     (col::SOURCE, Text::Copied(15)),
 ];
 const COPIED: usize = 16;
-const NAMED: usize = 8;
+const NAMED: usize = 9;
 
 /// Flag columns, in the order of `Rows::flags`.
 const FLAGS: [&str; FLAG_COUNT] = [
@@ -214,6 +219,7 @@ impl Rows {
             Some(v.risk_level.as_str()),
             Some(v.ca_status.as_str()),
             v.mechanisms.map(|m| m.joined()),
+            v.strength.map(|s| s.as_str()),
         ];
         for (column, value) in self.names.iter_mut().zip(named) {
             column.push(value);

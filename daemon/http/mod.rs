@@ -280,7 +280,7 @@ pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
 async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&legacy=true&single_factor=true&risky=true&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n/api/v1/alerts       recent alerts, ?rule=legacy_auth_success|...&user=upn-or-id&limit=N\n",
+        "mfawatch\n\n/metrics             Prometheus metrics\n/healthz /readyz     probes\n/api/v1/coverage     coverage summary\n/api/v1/users        users, ?state=uncovered|never_mfa|covered|inactive|excluded&privileged=true|false&user_type=member|guest|unknown&registration_pending=true&never_mfa=true&legacy=true&single_factor=true&risky=true&phishing_resistant=false&limit=N&offset=N\n/api/v1/users/{upn-or-id}\n/api/v1/alerts       recent alerts, ?rule=legacy_auth_success|...&user=upn-or-id&limit=N\n",
     )
 }
 
@@ -389,6 +389,7 @@ fn user_query(params: &[(String, String)]) -> Result<UserQuery, BadParam> {
             "legacy" => q.legacy = Some(parse_bool(key, value)?),
             "single_factor" => q.single_factor = Some(parse_bool(key, value)?),
             "risky" => q.risky = Some(parse_bool(key, value)?),
+            "phishing_resistant" => q.phishing_resistant = Some(parse_bool(key, value)?),
             "user_type" => {
                 q.user_type = Some(
                     UserType::ALL

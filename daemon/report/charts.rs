@@ -14,6 +14,11 @@ pub const SINGLE_FACTOR: RGBColor = RGBColor(239, 108, 0);
 pub const LEGACY: RGBColor = RGBColor(198, 40, 40);
 pub const FAILED: RGBColor = RGBColor(120, 120, 120);
 pub const BLUE: RGBColor = RGBColor(21, 101, 192);
+/// The MFA strength classes, in the order of `classify::Strength::ALL`:
+/// phishing-resistant green, push blue, otp teal, telephony orange, other
+/// purple, previously satisfied light grey, unknown grey.
+pub const STRENGTHS: [RGBColor; 7] =
+    [MFA, BLUE, RGBColor(0, 131, 143), SINGLE_FACTOR, RGBColor(142, 36, 170), RGBColor(176, 190, 197), FAILED];
 
 /// A series of bars: its name, colour and one value per category.
 pub struct Bars<'a> {

@@ -231,10 +231,13 @@ pub fn user_enforcement(dir: &Path, user_key: &str, days: u32) -> anyhow::Result
             col(c::RECORD_ID),
             col(c::CORRELATION_ID),
             col(c::MFA_SATISFIED),
+            col(c::RISKY),
+            col(c::RISK_LEVEL),
+            col(c::MFA_METHOD),
             col(c::MECHANISM).fill_null(lit(Mechanisms::UNKNOWN.joined())),
         ])
         .collect()?;
-    let df = df.filter(&first_of_each_record(&df, user_key)?)?;
+    let df = df.filter(&best_of_each_record(&df, user_key)?)?;
     let mut counts = [(0u64, 0u64); Mechanisms::ALL.len()];
     for r in 0..df.height() {
         out.sign_ins += 1;

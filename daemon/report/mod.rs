@@ -15,6 +15,7 @@ pub mod posture;
 pub mod render;
 pub mod risk;
 mod scan;
+pub mod strength;
 mod users;
 
 use scan::*;
@@ -293,6 +294,8 @@ pub struct Report {
     pub risky_users: risk::RiskyUsers,
     /// How MFA is enforced: which mechanism asked the users' MFA sign-ins.
     pub enforcement: enforcement::Enforcement,
+    /// How strong the MFA is: the method mix per period, privileged accounts by method.
+    pub strength: strength::MethodStrength,
     pub damaged: Vec<Damaged>,
 }
 
@@ -535,38 +538,51 @@ pub fn notable_sign_ins(dir: &Path, user_key: &str, days: u32, limit: usize) -> 
         .or(col(c::SINGLE_FACTOR).and(col(c::COUNTED)))
         .or(col(c::RISKY))
         .or(col(c::MFA_FAILURE).is_not_null());
+    // The user's rows, one copy of each record, then the notable ones: a
+    // copy that completed the MFA of a single-factor one is not notable.
     let df = LazyFrame::scan_parquet_files(paths.into(), crate::history::files::scan_args(None))?
-        .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())).and(notable))
+        .filter(col(c::USER_KEY).eq(lit(user_key.to_owned())))
         .with_column(col(c::TIME).cast(DataType::Int64).alias("ms"))
         .collect()?;
     let df = df
-        .filter(&first_of_each_record(&df, user_key)?)?
+        .filter(&best_of_each_record(&df, user_key)?)?
         .lazy()
+        .filter(notable)
         .sort(["ms"], SortMultipleOptions::new().with_order_descending(true))
         .limit(limit as u32)
         .collect()?;
     Ok(sign_in_rows(&df))
 }
 
-/// Which rows of one user's sign-ins (with `ms`) are the first of their
-/// record: a record the history holds twice counts once, by the report's
-/// rule (its identity, worked out where a file from before it lacks one).
-fn first_of_each_record(df: &DataFrame, user_key: &str) -> anyhow::Result<BooleanChunked> {
-    let mut seen = std::collections::HashSet::new();
+/// Which rows of one user's sign-ins (with `ms`) stand for their record: of
+/// a record the history holds twice, the copy that says most, as the report
+/// keeps it (`Carried::rank`; of equals the first), by its identity (worked
+/// out where a file from before it lacks one).
+fn best_of_each_record(df: &DataFrame, user_key: &str) -> anyhow::Result<BooleanChunked> {
     let ids = df.column(c::IDENTITY)?.u64()?;
     let text = |name: &str| df.column(name).and_then(|c| c.str().cloned());
     let (category, record_id, correlation) = (text(c::CATEGORY)?, text(c::RECORD_ID)?, text(c::CORRELATION_ID)?);
+    let (level, method) = (text(c::RISK_LEVEL)?, text(c::MFA_METHOD)?);
+    let flag = |name: &str| df.column(name).and_then(|c| c.bool().cloned());
+    let (risky, mfa) = (flag(c::RISKY)?, flag(c::MFA_SATISFIED)?);
     let ms = df.column("ms")?.i64()?;
-    let first: Vec<bool> = (0..df.height())
-        .map(|i| {
-            let identity = ids.get(i).unwrap_or_else(|| {
-                let (category, time) = (category.get(i).unwrap_or(""), ms.get(i).unwrap_or(0));
-                crate::decode::Identity::of(category, record_id.get(i), correlation.get(i), time, Some(user_key)).0
-            });
-            seen.insert(identity)
-        })
-        .collect();
-    Ok(BooleanChunked::from_slice("first".into(), &first))
+    let mut best: std::collections::HashMap<u64, (usize, u8)> = std::collections::HashMap::new();
+    for i in 0..df.height() {
+        let identity = ids.get(i).unwrap_or_else(|| {
+            let (category, time) = (category.get(i).unwrap_or(""), ms.get(i).unwrap_or(0));
+            crate::decode::Identity::of(category, record_id.get(i), correlation.get(i), time, Some(user_key)).0
+        });
+        let rank = crate::classify::Carried::of_row(risky.get(i), level.get(i), mfa.get(i), method.get(i)).rank();
+        let slot = best.entry(identity).or_insert((i, rank));
+        if rank > slot.1 {
+            *slot = (i, rank);
+        }
+    }
+    let mut keep = vec![false; df.height()];
+    for (row, _) in best.into_values() {
+        keep[row] = true;
+    }
+    Ok(BooleanChunked::from_slice("best".into(), &keep))
 }
 
 /// The history's files of the last `days` days (the caller holds the read lock).
@@ -793,6 +809,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         ])
         .collect()?;
     let enforcement = enforcement::enforcement(&week)?;
+    let strength = strength::method_strength(&all, &weeks, w)?;
     let protections = Protections {
         security_defaults_blocks: u64_of(&p, "sd_blocks", 0),
         registration_prompts: u64_of(&p, "registration_prompts", 0),
@@ -851,6 +868,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         audit,
         risky_users,
         enforcement,
+        strength,
         damaged,
     })
 }

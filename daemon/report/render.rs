@@ -89,7 +89,18 @@ pub struct Summary<'a> {
     pub registration: &'a super::directory::RegistrationSummary,
     /// How MFA is enforced (the counts; mfa-enforcement.csv lists the users).
     pub enforcement: EnforcementSummary<'a>,
+    /// How strong the MFA is (the method mix; mfa-strength.csv lists the privileged accounts).
+    pub mfa_strength: StrengthSummary<'a>,
     pub damaged_files: Vec<&'a str>,
+}
+
+/// [`super::strength::MethodStrength`] without the user lists.
+#[derive(Serialize)]
+pub struct StrengthSummary<'a> {
+    pub periods: &'a [super::strength::PeriodMix],
+    pub privileged_with_mfa: u64,
+    pub privileged_on_telephony: u64,
+    pub privileged_phishing_resistant: u64,
 }
 
 /// [`super::enforcement::Enforcement`] without the user lists.
@@ -246,6 +257,12 @@ pub fn summary(r: &Report) -> Summary<'_> {
                 mixed_tenants: &e.mixed_tenants,
             }
         },
+        mfa_strength: StrengthSummary {
+            periods: &r.strength.periods,
+            privileged_with_mfa: r.strength.privileged_with_mfa,
+            privileged_on_telephony: r.strength.privileged_on_telephony.len() as u64,
+            privileged_phishing_resistant: r.strength.privileged_phishing_resistant.len() as u64,
+        },
         damaged_files: r.damaged.iter().map(|d| d.file.as_str()).collect(),
     }
 }
@@ -272,6 +289,7 @@ pub fn write(r: &Report, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     put("risky-users.csv", &csv_of(&risky)?)?;
     put("protections-timeline.csv", &csv_of(&r.protections_timeline.changes)?)?;
     put("mfa-enforcement.csv", &csv_of(&r.enforcement.users())?)?;
+    put("mfa-strength.csv", &csv_of(&r.strength.users())?)?;
     Ok(written)
 }
 
@@ -374,6 +392,17 @@ pub fn markdown(r: &Report) -> String {
             format!("; {} tenant(s) show security defaults and Conditional Access both", e.mixed_tenants.len())
         }
     );
+    let st = &r.strength;
+    if let Some(now) = st.periods.last() {
+        let _ = writeln!(
+            md,
+            "- How strong the MFA is: {}; **{} privileged account(s) still on telephony** (SMS, voice), {} of {} on phishing-resistant MFA only",
+            strength_words(now),
+            st.privileged_on_telephony.len(),
+            st.privileged_phishing_resistant.len(),
+            st.privileged_with_mfa
+        );
+    }
     let u = &r.risky_users;
     let _ = writeln!(
         md,
@@ -793,6 +822,7 @@ pub fn html(r: &Report) -> String {
 
     h.push_str(&protections_section(r));
     h.push_str(&enforcement_section(r));
+    h.push_str(&strength_section(r));
     h.push_str(&timeline_section(r));
     h.push_str("<section id=\"legacy\"><h2>Legacy authentication by protocol</h2>\
         <p>Legacy protocols cannot do MFA; a block (53003 Conditional Access, 530035 security defaults) proves it works.</p>");
@@ -1149,6 +1179,102 @@ fn enforcement_section(r: &Report) -> String {
         "</section>
 ",
     );
+    h
+}
+
+/// "phishing_resistant 41 %, push 30 %, …" of one period's MFA sign-ins (the classes it has).
+fn strength_words(p: &super::strength::PeriodMix) -> String {
+    if p.mfa_sign_ins == 0 {
+        return "no MFA sign-ins".into();
+    }
+    let total = p.mfa_sign_ins as f64;
+    let words: Vec<String> = p
+        .strengths
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{} {}", name.replace('_', " "), pct(Some(*n as f64 / total))))
+        .collect();
+    words.join(", ")
+}
+
+fn strength_section(r: &Report) -> String {
+    use crate::classify::Strength;
+    let st = &r.strength;
+    let period = r.window.period();
+    let mut h = String::from("<section id=\"mfa-strength\"><h2>How strong the MFA is</h2>");
+    let now = st.periods.last();
+    let share = |s: Strength| {
+        now.and_then(|p| (p.mfa_sign_ins > 0).then(|| p.strengths[s as usize].1 as f64 / p.mfa_sign_ins as f64))
+    };
+    h.push_str(&kpis(&[
+        ("phishing-resistant share", pct(share(Strength::PhishingResistant)), false),
+        ("telephony share", pct(share(Strength::Telephony)), share(Strength::Telephony).is_some_and(|s| s > 0.0)),
+        (
+            "privileged accounts on telephony",
+            st.privileged_on_telephony.len().to_string(),
+            !st.privileged_on_telephony.is_empty(),
+        ),
+        (
+            "privileged accounts on phishing-resistant MFA only",
+            format!("{} of {}", st.privileged_phishing_resistant.len(), st.privileged_with_mfa),
+            false,
+        ),
+    ]));
+    let _ = write!(
+        h,
+        "<p>The method of each counted user sign-in with MFA, per {period}: <b>phishing-resistant</b> (FIDO2 security key, Windows Hello for Business, passkey, certificate; also when it was the primary credential), <b>push</b> (Authenticator notification, number matching, passwordless phone sign-in), <b>otp</b> (a code from an app, a token or e-mail), <b>telephony</b> (SMS, voice), <b>other</b> methods named, <b>previously satisfied</b> (MFA met by a claim in the token: the strength was an earlier sign-in's) and <b>unknown</b> (no method named).</p>"
+    );
+    let labels: Vec<String> = st.periods.iter().map(|p| p.period.clone()).collect();
+    let names: Vec<String> = Strength::ALL.iter().map(|s| s.as_str().replace('_', " ")).collect();
+    let series: Vec<Bars<'_>> = Strength::ALL
+        .iter()
+        .zip(charts::STRENGTHS)
+        .zip(&names)
+        .map(|((s, color), name)| Bars {
+            name,
+            color,
+            values: st.periods.iter().map(|p| p.strengths[*s as usize].1 as f64).collect(),
+        })
+        .collect();
+    h.push_str(&charts::bars("mfa-strength-chart", "Counted MFA sign-ins by method strength", &labels, &series, true));
+    let mut head = vec!["period", "MFA sign-ins"];
+    head.extend(names.iter().map(String::as_str));
+    h.push_str(&table(
+        &head,
+        st.periods.iter().map(|p| {
+            let mut row = vec![p.period.clone(), p.mfa_sign_ins.to_string()];
+            row.extend(p.strengths.iter().map(|(_, n)| n.to_string()));
+            row
+        }),
+    ));
+    let rows = |users: &[super::strength::PrivilegedMethod]| {
+        table(
+            &["user", "sign-ins", "last"],
+            users.iter().take(INLINE_USERS).map(|u| {
+                vec![
+                    if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
+                    u.sign_ins.to_string(),
+                    u.last_sign_in.clone(),
+                ]
+            }),
+        )
+    };
+    let _ = write!(
+        h,
+        "<h3>Privileged accounts still on telephony ({})</h3><p>Privileged accounts that did MFA by SMS or a voice call in the {period}: the first to move to a phishing-resistant method.</p>{}{}",
+        st.privileged_on_telephony.len(),
+        rows(&st.privileged_on_telephony),
+        more(st.privileged_on_telephony.len(), INLINE_USERS, "mfa-strength.csv")
+    );
+    let _ = write!(
+        h,
+        "<h3>Privileged accounts on phishing-resistant MFA only ({} of {})</h3><p>Every counted sign-in of theirs with a known method was phishing-resistant.</p>{}{}",
+        st.privileged_phishing_resistant.len(),
+        st.privileged_with_mfa,
+        rows(&st.privileged_phishing_resistant),
+        more(st.privileged_phishing_resistant.len(), INLINE_USERS, "mfa-strength.csv")
+    );
+    h.push_str("</section>\n");
     h
 }
 

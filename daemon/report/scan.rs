@@ -78,28 +78,45 @@ pub(super) fn scan_rows(files: &[PathBuf], row_index: bool) -> PolarsResult<Lazy
     LazyFrame::scan_parquet_files(paths.into(), files::scan_args(row_index.then_some(ROW)))
 }
 
-/// Per date folder: its rows, and the row numbers within it of sign-ins
-/// already there earlier — the same record identity (a backfill of an
-/// export Kafka had delivered, one event in two hubs: see
-/// `decode::Identity`). A record's copies have its event time, so they are
-/// in one date folder: each folder is read once, one column.
+/// Per date folder: its rows, and the row numbers within it of the copies
+/// of a record left out — the same record identity (a backfill of an
+/// export Kafka had delivered, one event in two hubs, a re-delivery Entra
+/// enriched: see `decode::Identity`). Of a record's copies the report keeps
+/// the one that says most (risky, the risk level, MFA evidence, the method
+/// named: `Carried::rank`; of equals, the first), so a risk or MFA detail a
+/// later copy brought is in the report (docs/labels.md §5). A record's
+/// copies have its event time, so they are in one date folder: each folder
+/// is read once, a few columns.
 pub(super) struct Repeats(std::collections::HashMap<PathBuf, (IdxSize, Vec<IdxSize>)>);
 
 impl Repeats {
     pub(super) fn of(files: &[PathBuf]) -> anyhow::Result<Repeats> {
         let mut folders = std::collections::HashMap::new();
         for day in by_folder(files) {
-            let mut seen = std::collections::HashSet::new();
+            // identity → (the row kept, its rank)
+            let mut kept: std::collections::HashMap<u64, (IdxSize, u8)> = std::collections::HashMap::new();
             let mut repeated = Vec::new();
             let mut rows: IdxSize = 0;
             for file in day {
-                for identity in files::identities(file)? {
-                    if !seen.insert(identity) {
-                        repeated.push(rows);
+                for (identity, rank) in files::copies(file)? {
+                    match kept.entry(identity) {
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert((rows, rank));
+                        }
+                        std::collections::hash_map::Entry::Occupied(mut slot) => {
+                            let (row, best) = *slot.get();
+                            if rank > best {
+                                repeated.push(row);
+                                slot.insert((rows, rank));
+                            } else {
+                                repeated.push(rows);
+                            }
+                        }
                     }
                     rows += 1;
                 }
             }
+            repeated.sort_unstable();
             folders.insert(folder_of(&day[0]), (rows, repeated));
         }
         Ok(Repeats(folders))

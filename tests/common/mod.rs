@@ -468,6 +468,7 @@ pub fn alerting_tenant(seed: u64, records: u64) -> mfawatch::generate::TenantSpe
         records_per_message: 5,
         malformed_per_10k: 0,
         fatigue_per_10k: 25,
+        redeliveries_per_10k: 20,
     }
 }
 
