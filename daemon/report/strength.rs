@@ -84,6 +84,9 @@ pub fn method_strength(rows: &LazyFrame, periods: &[Window], w: Window) -> anyho
             strengths: Strength::ALL.iter().map(|s| s.as_str()).zip(counts).collect(),
         });
     }
+    // Periods before the history's first MFA sign-in are no points of the trend.
+    let first = out.periods.iter().position(|p| p.mfa_sign_ins > 0).unwrap_or(out.periods.len().saturating_sub(1));
+    out.periods.drain(..first);
     let per_user = between(rows.clone(), w)
         .filter(counted_mfa().and(col(c::PRIVILEGED)))
         .group_by([col(c::USER_KEY), col(c::MFA_STRENGTH).fill_null(lit("")), col(c::MFA_METHOD).fill_null(lit(""))])
