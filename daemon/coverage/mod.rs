@@ -14,7 +14,7 @@
 //!
 //! Memory: entries live in flat vectors (struct of arrays), names in one string
 //! arena, apps and clients interned, and the index is a table of u32 entry
-//! numbers. About 125 bytes per user plus the strings (see `bench coverage`).
+//! numbers. About 133 bytes per user plus the strings (see `bench coverage`).
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
