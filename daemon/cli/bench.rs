@@ -94,6 +94,11 @@ pub enum Bench {
     /// (SIGKILL) and started again; seconds until /readyz is 200 and until
     /// the first alert after the restart is delivered.
     Restart(crate::cli::restart::RestartArgs),
+    /// What a tenant costs: the daemon's CPU seconds per hour and peak RSS
+    /// for `--users` users' sign-ins (by default Microsoft's estimate of
+    /// their volume, at the generator's mix), beside the Parquet history it
+    /// writes a day and parse-only / decode + classify over the same bytes.
+    Cost(crate::cli::cost::CostArgs),
     /// decode + classify on one thread, beside serde_json's parse-only (IgnoredAny) over the same bytes.
     Decode {
         /// Records to generate (realistic sizes, Event Hubs envelopes of 40).
@@ -118,6 +123,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Spray { sources, ipv6 } => spray(sources, ipv6),
         Bench::Latency(args) => crate::cli::latency::run(args),
         Bench::Restart(args) => crate::cli::restart::run(args),
+        Bench::Cost(args) => crate::cli::cost::run(args),
     }
 }
 

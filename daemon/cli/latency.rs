@@ -319,7 +319,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         }
         None => {
             let topic = format!("{TOPIC}-bench-{}", std::process::id());
-            create_topic(&bootstrap, &topic)?;
+            create_topic(&bootstrap, &topic, 2)?;
             topic
         }
     };
@@ -515,13 +515,13 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates `topic` (two partitions) on a real broker, unless it is there.
-pub(super) fn create_topic(bootstrap: &str, topic: &str) -> anyhow::Result<()> {
+/// Creates `topic` with `partitions` on a real broker, unless it is there.
+pub(super) fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let new = [NewTopic::new(topic, 2, TopicReplication::Fixed(1))];
+    let new = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
     for r in rt.block_on(admin.create_topics(&new, &AdminOptions::new()))? {
         if let Err((t, e)) = r
             && e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists

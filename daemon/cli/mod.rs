@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod classify;
+pub mod cost;
 pub mod demo;
 pub mod generate;
 pub mod latency;

@@ -37,7 +37,7 @@ pub struct RestartArgs {
 const PER_MESSAGE: u64 = 200;
 const AHEAD: u64 = 12;
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -51,16 +51,23 @@ fn metric(agent: &ureq::Agent, base: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn peak_rss_bytes(pid: u32) -> u64 {
+/// The peak resident set size of process `pid` (`VmHWM`), in bytes; 0 if unknown.
+pub(super) fn peak_rss_bytes(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size line of `/proc/<pid>/status` (`VmHWM:`, `VmRSS:`), in bytes; 0 if unknown.
+pub(super) fn status_bytes(pid: u32, field: &str) -> u64 {
     let mut text = String::new();
     let _ = std::fs::File::open(format!("/proc/{pid}/status")).and_then(|mut f| f.read_to_string(&mut text));
     text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
 
-fn start(config: &std::path::Path) -> anyhow::Result<Child> {
+/// `mfawatch run --config <config>`, this binary, as a child process.
+pub(super) fn start(config: &std::path::Path) -> anyhow::Result<Child> {
     Ok(Command::new(std::env::current_exe()?)
         .args(["run", "--config"])
         .arg(config)
@@ -77,7 +84,7 @@ pub fn run(args: RestartArgs) -> anyhow::Result<()> {
     let topic = format!("{TOPIC}-restart-{}", std::process::id());
     let bootstrap = match (&args.brokers, &mock) {
         (Some(brokers), _) => {
-            create_topic(brokers, &topic)?;
+            create_topic(brokers, &topic, 2)?;
             brokers.clone()
         }
         (None, Some(mock)) => {
