@@ -1,6 +1,8 @@
 //! report: the weekly MFA-coverage report from the history (polars).
 //!
-//! Reads only the Parquet files of the days it needs (lazy scans), counts a
+//! Reads only the Parquet files of its range and of the days before it that
+//! the rollup does not stand for (`rollup`: the past ISO weeks, summed up per
+//! user, kept beside the history and checked against its files), counts a
 //! record delivered twice once (same category and record id, §5), works out
 //! coverage over the week exactly as the daemon does over its window
 //! (SIGNIN-SEMANTICS §6, whole UTC days), and writes `index.html` (inline
@@ -919,8 +921,10 @@ fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found
         let Some(monday) = week_of(group[0].0) else {
             for (date, paths) in listed {
                 let good = usable(paths, &mut found.damaged);
-                found.rollup.days_read += 1;
-                found.pieces.push(Piece::Day(date, good));
+                if !good.is_empty() {
+                    found.rollup.days_read += 1;
+                    found.pieces.push(Piece::Day(date, good));
+                }
             }
             continue;
         };
@@ -942,10 +946,16 @@ fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found
             }
         }
         let mut week_damaged = Vec::new();
-        let days: Vec<(NaiveDate, Vec<PathBuf>)> =
-            listed.into_iter().map(|(date, paths)| (date, usable(paths, &mut week_damaged))).collect();
-        found.rollup.days_read += days.len() as u64;
+        let days: Vec<(NaiveDate, Vec<PathBuf>)> = listed
+            .into_iter()
+            .map(|(date, paths)| (date, usable(paths, &mut week_damaged)))
+            .filter(|(_, good)| !good.is_empty())
+            .collect();
         found.damaged.extend(week_damaged.iter().cloned());
+        if days.is_empty() {
+            continue;
+        }
+        found.rollup.days_read += days.len() as u64;
         found.listings.insert(monday, (listing, week_damaged));
         found.pieces.push(Piece::Make(monday, days));
     }
