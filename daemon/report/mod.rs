@@ -661,7 +661,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     anyhow::ensure!(sign_ins > 0, "the history has no sign-ins for {} ({} to {})", w.label(), w.from, w.to);
 
     progress("coverage");
-    let folded = user_states(&pieces, &repeats, &weeks)?;
+    let folded = user_states(&pieces, &repeats, &weeks, listings.contains_key(&w.from))?;
     drop(pieces);
     keep_rollup(dir, req.rollup, folded.made, listings, &mut rollup);
     let (spans, states) = (folded.spans, folded.states);
@@ -891,7 +891,8 @@ struct Found {
     pieces: Vec<Piece>,
     /// The damaged history files, by date.
     damaged: Vec<Damaged>,
-    /// The weeks to make, what each is made from and its damaged files.
+    /// The weeks to make (the report's own among them when it is an ISO
+    /// week not kept yet), what each is made from and its damaged files.
     listings: BTreeMap<NaiveDate, (rollup::Listing, Vec<Damaged>)>,
     rollup: RollupUse,
 }
@@ -913,6 +914,10 @@ fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found
     let mut found =
         Found { pieces: Vec::new(), damaged: Vec::new(), listings: BTreeMap::new(), rollup: RollupUse::default() };
     let week_of = |date: NaiveDate| summarised(rollup::monday(date)).then(|| rollup::monday(date));
+    // An ISO week's report keeps its own range too, for the next week's
+    // report (made again then if a late record or a merge changed it).
+    let own_week = req.rollup != rollup::Use::Off && w.is_iso_week();
+    let mut own: (rollup::Listing, Vec<Damaged>) = Default::default();
     for group in folders.chunk_by(|a, b| week_of(a.0).is_some() && week_of(a.0) == week_of(b.0)) {
         let listed: Vec<(NaiveDate, Vec<PathBuf>)> = group
             .iter()
@@ -920,7 +925,15 @@ fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found
             .collect::<std::io::Result<_>>()?;
         let Some(monday) = week_of(group[0].0) else {
             for (date, paths) in listed {
-                let good = usable(paths, &mut found.damaged);
+                if own_week && date >= w.from {
+                    own.0.push((date, rollup::stamps(&paths)?));
+                }
+                let mut damaged = Vec::new();
+                let good = usable(paths, &mut damaged);
+                if own_week && date >= w.from {
+                    own.1.extend(damaged.iter().cloned());
+                }
+                found.damaged.extend(damaged);
                 if !good.is_empty() {
                     found.rollup.days_read += 1;
                     found.pieces.push(Piece::Day(date, good));
@@ -958,6 +971,10 @@ fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found
         found.rollup.days_read += days.len() as u64;
         found.listings.insert(monday, (listing, week_damaged));
         found.pieces.push(Piece::Make(monday, days));
+    }
+    let kept = req.rollup == rollup::Use::Keep && matches!(rollup::find(dir, w.from, &own.0), rollup::Found::Valid(_));
+    if own_week && !own.0.is_empty() && !kept {
+        found.listings.insert(w.from, own);
     }
     Ok(found)
 }

@@ -72,7 +72,14 @@ pub(super) struct Folded {
 /// history's length. The fold is associative, so a week of the rollup —
 /// the fold of its days, which no period begins inside of — stands for its
 /// days, and a week made here is folded the same way as one read back.
-pub(super) fn user_states(pieces: &[Piece], repeats: &Repeats, windows: &[Window]) -> anyhow::Result<Folded> {
+///
+/// `keep_last`: the last period is an ISO week to make for the rollup too.
+pub(super) fn user_states(
+    pieces: &[Piece],
+    repeats: &Repeats,
+    windows: &[Window],
+    keep_last: bool,
+) -> anyhow::Result<Folded> {
     let mut pieces = pieces.iter().peekable();
     let mut before: Option<DataFrame> = None;
     let mut registrations: Vec<DataFrame> = Vec::new();
@@ -81,6 +88,8 @@ pub(super) fn user_states(pieces: &[Piece], repeats: &Repeats, windows: &[Window
     for (k, w) in windows.iter().enumerate() {
         let (_, end) = w.millis();
         let mut within = Vec::new();
+        let mut kept_days = Vec::new();
+        let keep = keep_last && k + 1 == windows.len();
         let (mut first, mut last) = (None::<i64>, None::<i64>);
         while let Some(piece) = pieces.next_if(|piece| piece.first_day() <= w.to) {
             let summed = match piece {
@@ -97,6 +106,9 @@ pub(super) fn user_states(pieces: &[Piece], repeats: &Repeats, windows: &[Window
                 }
             };
             newest = newest.max(summed.last_ms);
+            if keep && piece.first_day() >= w.from {
+                kept_days.push(summed.clone());
+            }
             registrations.push(summed.failures);
             if piece.first_day() >= w.from {
                 within.push(summed.users);
@@ -105,6 +117,9 @@ pub(super) fn user_states(pieces: &[Piece], repeats: &Repeats, windows: &[Window
             } else {
                 before = Some(values_only(fold(before.into_iter().chain([summed.users]).collect())?)?);
             }
+        }
+        if !kept_days.is_empty() {
+            out.made.push((w.from, week_of(kept_days)?));
         }
         let (first, last) = (first.unwrap_or(0), last.unwrap_or(0));
         let hours = if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 };
