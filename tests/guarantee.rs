@@ -160,6 +160,7 @@ fn reports_running_while_days_are_merged_see_every_sign_in_once() {
         trend_weeks: 2,
         registration_grace_days: 14,
         privileged_roles: Default::default(),
+        rollup: Default::default(),
     };
     let before = mfawatch::report::build(&request).unwrap();
     assert_eq!(before.duplicates, 0);

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use chrono::TimeZone;
+use chrono::{Datelike, TimeZone};
 use common::{free_port, replay, write_config, write_ndjson};
 use mfawatch::generate::{Format, Generator, Tenant, TenantSpec};
 
@@ -609,4 +609,174 @@ fn an_enriched_re_delivery_counts_once_alerts_once_and_the_report_keeps_its_risk
         assert_eq!(summary["duplicates_removed"], 1, "{order}: {summary}");
         assert_eq!(summary["risky_without_mfa"], 1, "{order}: {summary}");
     }
+}
+
+/// Five weeks of a tenant, the last being 2025-W26 (from Monday 26 May).
+fn five_weeks() -> TenantSpec {
+    TenantSpec { users: 200, records: 12_000, days: 35, seed: 5, ..spec() }
+}
+
+/// A history of `spec` written by `replay`.
+fn history_of(dir: &Path, spec: TenantSpec) -> PathBuf {
+    let input = dir.join("tenant.ndjson");
+    write_ndjson(&input, &Generator::new(spec).collect::<Vec<_>>());
+    let config = write_config(dir, "127.0.0.1:1", "t", "unused", free_port(), "");
+    replay(&config, &[&input], &[]);
+    dir.join("state/history")
+}
+
+/// The history's date folders, and the ISO weeks before 2025-W26 they are in.
+fn days_and_weeks_before(history: &Path) -> (u64, u64) {
+    let dates = mfawatch::history::files::dates(history).unwrap();
+    let monday = chrono::NaiveDate::from_ymd_opt(2025, 6, 23).unwrap();
+    let weeks: std::collections::BTreeSet<_> =
+        dates.iter().filter(|(d, _)| *d < monday).map(|(d, _)| d.iso_week().week()).collect();
+    (dates.len() as u64, weeks.len() as u64)
+}
+
+fn build(history: &Path, rollup: mfawatch::report::rollup::Use) -> mfawatch::report::Report {
+    build_over(history, mfawatch::report::Window::iso_week("2025-W26").unwrap(), rollup)
+}
+
+fn build_over(
+    history: &Path,
+    window: mfawatch::report::Window,
+    rollup: mfawatch::report::rollup::Use,
+) -> mfawatch::report::Report {
+    mfawatch::report::build(&mfawatch::report::Request {
+        history: history.to_owned(),
+        window,
+        trend_weeks: 8,
+        registration_grace_days: 14,
+        privileged_roles: Default::default(),
+        rollup,
+    })
+    .unwrap()
+}
+
+/// What a report says: everything but when it was made and how it read the history.
+fn said(report: &mfawatch::report::Report) -> serde_json::Value {
+    let mut value = serde_json::to_value(report).unwrap();
+    let object = value.as_object_mut().unwrap();
+    object.remove("generated_at");
+    object.remove("rollup");
+    value
+}
+
+/// Asserts two reports say the same, naming the first part that differs.
+fn assert_same(a: &mfawatch::report::Report, b: &mfawatch::report::Report) {
+    let (a, b) = (said(a), said(b));
+    for (key, value) in a.as_object().unwrap() {
+        assert_eq!(Some(value), b.get(key), "{key} differs");
+    }
+    assert_eq!(a, b);
+}
+
+/// A sign-in of `user`, whom the history has not seen, added to `day` the
+/// way a late delivery from Entra lands: a new part in that day's folder.
+fn add_late_sign_in(history: &Path, day: &str, user: &str) {
+    use mfawatch::history::files::{self, Name, Zstd};
+    use mfawatch::history::rows::col as c;
+    use polars::prelude::*;
+    let folder = history.join(format!("date={day}"));
+    let (_, file) = files::files(&folder).unwrap().into_iter().next().unwrap();
+    let rows = files::read_parquet(&file).unwrap();
+    let of_a_user = rows.column(c::SUBJECT).unwrap().str().unwrap().equal("user")
+        & rows.column(c::USER_KEY).unwrap().is_not_null()
+        & !rows.column(c::UNKNOWN_ACCOUNT).unwrap().bool().unwrap().clone()
+        & !rows.column(c::EXCLUDED).unwrap().bool().unwrap().clone();
+    let mut late = rows.filter(&of_a_user).unwrap().slice(0, 1);
+    assert_eq!(late.height(), 1, "a user's sign-in on {day}");
+    for (name, value) in [
+        (c::USER_KEY, user.to_owned()),
+        (c::UPN, format!("{user}@late.example")),
+        (c::RECORD_ID, format!("late-{user}")),
+    ] {
+        late.with_column(Column::new(name.into(), [value])).unwrap();
+    }
+    late.with_column(Column::new(c::IDENTITY.into(), [0x1a7e_u64])).unwrap();
+    let part = folder.join(Name::Part { epoch: 0x1a7e, seq: 1, k: 0 }.file());
+    files::write_parquet(&part, &mut late, Zstd::Fast).unwrap();
+}
+
+#[test]
+fn the_report_from_the_rollup_says_what_the_whole_history_says_and_reads_only_its_week() {
+    use mfawatch::report::rollup::Use;
+    let dir = tempfile::tempdir().unwrap();
+    let history = history_of(dir.path(), five_weeks());
+    let (days, weeks) = days_and_weeks_before(&history);
+    assert!(days >= 35 && weeks >= 4, "{days} days, {weeks} weeks");
+    let whole = build(&history, Use::Off);
+    assert!(!history.join("_rollup").exists(), "--no-rollup writes nothing");
+    assert_eq!((whole.rollup.days_read, whole.rollup.weeks_used), (days, 0));
+    assert!(whole.trend.iter().filter(|(_, ratio)| ratio.is_some()).count() >= 5, "{:?}", whole.trend);
+
+    let cold = build(&history, Use::Keep);
+    // Cold: the four weeks before are made from their days and kept, and the report's own week.
+    assert_eq!((cold.rollup.days_read, cold.rollup.weeks_made, cold.rollup.weeks_used), (days, weeks + 1, 0));
+    assert_same(&cold, &whole);
+    // Warm: only the report's own week is read.
+    let warm = build(&history, Use::Keep);
+    assert_eq!((warm.rollup.days_read, warm.rollup.weeks_made, warm.rollup.weeks_used), (7, 0, weeks));
+    assert_same(&warm, &whole);
+
+    // Periods of 15 days: the weeks no period begins inside of stand for their days.
+    let fortnight = mfawatch::report::Window {
+        from: chrono::NaiveDate::from_ymd_opt(2025, 6, 15).unwrap(),
+        to: chrono::NaiveDate::from_ymd_opt(2025, 6, 29).unwrap(),
+    };
+    let (with, without) = (build_over(&history, fortnight, Use::Keep), build_over(&history, fortnight, Use::Off));
+    assert!(with.rollup.weeks_used >= 1 && with.rollup.days_read < without.rollup.days_read, "{:?}", with.rollup);
+    assert_same(&with, &without);
+
+    // A late record in an old day, after the rollup was made: its week is
+    // made again, and the report knows the user it names.
+    add_late_sign_in(&history, "2025-06-03", "late-user");
+    let late = build(&history, Use::Keep);
+    assert_eq!((late.rollup.days_read, late.rollup.weeks_made, late.rollup.weeks_used), (14, 1, weeks - 1));
+    assert_eq!(late.coverage.users, whole.coverage.users + 1, "the late user is one of the users");
+    assert_eq!(late.coverage.inactive, whole.coverage.inactive + 1, "and did not sign in during the week");
+    assert_same(&late, &build(&history, Use::Off));
+
+    // Retention takes the oldest day: that week is made again from the days left.
+    let (oldest, folder) = mfawatch::history::files::dates(&history).unwrap().remove(0);
+    std::fs::remove_dir_all(folder).unwrap();
+    let left = mfawatch::history::files::dates(&history)
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| d.iso_week() == oldest.iso_week())
+        .count();
+    let expired = build(&history, Use::Keep);
+    assert_eq!((expired.rollup.days_read, expired.rollup.weeks_made), (7 + left as u64, u64::from(left > 0)));
+    assert_same(&expired, &build(&history, Use::Off));
+
+    // --rebuild-rollup makes every week again.
+    let out = dir.path().join("rebuilt");
+    let run = report(&history, &out, &["--week", "2025-W26", "--rebuild-rollup"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let (_, weeks) = days_and_weeks_before(&history);
+    assert!(run.status.success() && stderr.contains(&format!("rollup: 0 weeks used, {} made", weeks + 1)), "{stderr}");
+}
+
+#[test]
+fn a_damaged_rollup_file_is_named_ignored_and_made_again() {
+    use mfawatch::report::rollup::Use;
+    let dir = tempfile::tempdir().unwrap();
+    let history = history_of(dir.path(), TenantSpec { days: 21, ..five_weeks() });
+    let whole = build(&history, Use::Off);
+    let (_, weeks) = days_and_weeks_before(&history);
+    assert_eq!(build(&history, Use::Keep).rollup.weeks_made, weeks + 1);
+    let file = history.join("_rollup/week-2025-06-09.rollup");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let again = build(&history, Use::Keep);
+    assert_eq!(again.rollup.ignored.len(), 1, "{:?}", again.rollup);
+    assert!(again.rollup.ignored[0].file.ends_with("week-2025-06-09.rollup"), "{:?}", again.rollup.ignored);
+    assert!(again.rollup.ignored[0].error.contains("digest"), "{:?}", again.rollup.ignored);
+    assert_eq!((again.rollup.weeks_made, again.rollup.weeks_used), (1, weeks - 1));
+    assert_same(&again, &whole);
+    let healed = build(&history, Use::Keep);
+    assert_eq!((healed.rollup.ignored.len(), healed.rollup.weeks_used), (0, weeks));
 }

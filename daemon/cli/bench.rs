@@ -40,13 +40,19 @@ pub enum Bench {
         #[arg(long, default_value_t = 10_000_000)]
         spray: u64,
     },
-    /// The weekly report over a generated history of `rows` sign-ins (a
-    /// week): wall time and peak memory of `mfawatch report`, bytes per row.
+    /// The weekly report over a generated history of `rows` sign-ins a
+    /// week: wall time and peak memory of `mfawatch report`, bytes per row.
+    /// With `--weeks` above 1, the report over the newest week with the
+    /// older weeks there (the rollup cold, then warm, then not used) beside
+    /// the same week alone, and the ratio.
     Report {
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
         #[arg(long, default_value_t = 150_000)]
         users: u32,
+        /// Weeks of history, the newest being the one reported on.
+        #[arg(long, default_value_t = 1)]
+        weeks: u32,
         /// Use (and keep) the history here instead of a temporary folder;
         /// an existing one is reported on, not generated again.
         #[arg(long)]
@@ -118,7 +124,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Bench::Decode { records, users, rounds } => decode(records, users, rounds),
         Bench::Pipeline { records, users, rounds } => pipeline(records, users, rounds),
         Bench::Coverage { users, spray } => coverage(users, spray),
-        Bench::Report { rows, users, history } => report(rows, users, history),
+        Bench::Report { rows, users, weeks, history } => report(rows, users, weeks, history),
         Bench::Backlog { brokers, records, prefetch_kbytes } => backlog(&brokers, records, prefetch_kbytes),
         Bench::Spray { sources, ipv6 } => spray(sources, ipv6),
         Bench::Latency(args) => crate::cli::latency::run(args),
@@ -942,19 +948,20 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
 /// Generates a week of history (`rows` sign-ins, Parquet) unless `history`
 /// holds one, then times `mfawatch report` on it in a child process, watching
 /// its peak memory.
-fn report(rows: u64, users: u32, history: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+fn report(rows: u64, users: u32, weeks: u32, history: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    anyhow::ensure!(weeks >= 1, "--weeks: at least 1");
     let temporary = tempfile::tempdir()?;
     let state = history.clone().unwrap_or_else(|| temporary.path().to_owned());
     let dir = state.join("history");
-    // The week 2025-W26: Monday 23 to Sunday 29 June 2025.
+    // The newest week is 2025-W26: Monday 23 to Sunday 29 June 2025.
     let end = chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 2025, 6, 30, 0, 0, 0).unwrap();
     if !dir.is_dir() {
-        eprintln!("generating a week of {rows} sign-ins for {users} users into {}...", dir.display());
+        eprintln!("generating {weeks} week(s) of {rows} sign-ins for {users} users into {}...", dir.display());
         let mut pipe = pipeline_with(false, Some(&state))?;
         let spec = TenantSpec {
             users,
-            records: rows,
-            days: 7,
+            records: rows * u64::from(weeks),
+            days: 7 * weeks,
             end,
             format: Format::Envelope,
             records_per_message: 100,
@@ -988,14 +995,106 @@ fn report(rows: u64, users: u32, history: Option<std::path::PathBuf>) -> anyhow:
     if merged > 0 {
         eprintln!("  {merged} parts merged into day files in {:.0} s", started.elapsed().as_secs_f64());
     }
-    let bytes = dir_bytes(&dir);
+    let bytes = dir_bytes(&dir) - dir_bytes(&dir.join(crate::report::rollup::FOLDER));
+    if weeks == 1 {
+        let run = timed_report(&dir, &[])?;
+        println!(
+            "report over {} sign-ins of one week ({} users, {:.0} MB of Parquet = {:.0} bytes/row):",
+            run.summary["sign_ins"],
+            run.summary["users"],
+            bytes as f64 / 1e6,
+            bytes as f64 / rows as f64
+        );
+        println!(
+            "  wall time {:.1} s, peak RSS {:.0} MB (goal: ≤ 60 s, ≤ 4 GiB)",
+            run.elapsed.as_secs_f64(),
+            run.peak as f64 / 1e6
+        );
+        return Ok(());
+    }
+    // The newest week alone: its date folders (sign-ins and directory
+    // records), linked into a history of their own.
+    let alone = temporary.path().join("alone");
+    let newest_monday = chrono::NaiveDate::from_ymd_opt(2025, 6, 23).expect("a date");
+    for sub in ["", "directory"] {
+        for (date, folder) in crate::history::files::dates(&dir.join(sub))? {
+            if date < newest_monday {
+                continue;
+            }
+            let target = alone.join(sub).join(folder.file_name().unwrap_or_default());
+            std::fs::create_dir_all(&target)?;
+            for entry in std::fs::read_dir(&folder)? {
+                let entry = entry?;
+                std::fs::hard_link(entry.path(), target.join(entry.file_name()))?;
+            }
+        }
+    }
+    let rollup = dir.join(crate::report::rollup::FOLDER);
+    if rollup.exists() {
+        std::fs::remove_dir_all(&rollup)?;
+    }
+    let alone_run = timed_report(&alone, &[])?;
+    let cold = timed_report(&dir, &[])?;
+    let warm = timed_report(&dir, &[])?;
+    let whole = timed_report(&dir, &["--no-rollup"])?;
+    let same = |a: &serde_json::Value, b: &serde_json::Value| {
+        let strip = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            if let Some(fields) = v.as_object_mut() {
+                fields.remove("generated_at");
+            }
+            v
+        };
+        strip(a) == strip(b)
+    };
+    anyhow::ensure!(
+        same(&cold.summary, &whole.summary) && same(&warm.summary, &whole.summary),
+        "the report with the rollup differs from the report without it"
+    );
+    println!(
+        "report over the newest of {weeks} weeks ({} sign-ins of {}, {} users; {:.0} MB of Parquet in all):",
+        warm.summary["sign_ins"],
+        rows,
+        warm.summary["users"],
+        bytes as f64 / 1e6
+    );
+    let line = |what: &str, run: &Timed| {
+        println!(
+            "  {what:<44} {:>6.1} s  {:>6.0} MB peak RSS  {:>4.2} × alone",
+            run.elapsed.as_secs_f64(),
+            run.peak as f64 / 1e6,
+            run.elapsed.as_secs_f64() / alone_run.elapsed.as_secs_f64()
+        );
+    };
+    line("the week alone", &alone_run);
+    line(&format!("with {} older weeks, rollup cold (made)", weeks - 1), &cold);
+    line(&format!("with {} older weeks, rollup warm", weeks - 1), &warm);
+    line(&format!("with {} older weeks, --no-rollup", weeks - 1), &whole);
+    println!(
+        "  same figures with and without the rollup; rollup {:.1} MB (goal: warm ≤ 1.3 × alone, ≤ 60 s, ≤ 4 GiB)",
+        dir_bytes(&rollup) as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// One `mfawatch report` run: its wall time, peak RSS and summary.
+struct Timed {
+    elapsed: Duration,
+    peak: u64,
+    summary: serde_json::Value,
+}
+
+/// Runs `mfawatch report --week 2025-W26` over `history` as a child
+/// process, watching its peak RSS (`VmHWM`).
+fn timed_report(history: &std::path::Path, extra: &[&str]) -> anyhow::Result<Timed> {
     let out = tempfile::tempdir()?;
     let started = Instant::now();
     let mut child = std::process::Command::new(std::env::current_exe()?)
         .args(["report", "--week", "2025-W26", "--history"])
-        .arg(&dir)
+        .arg(history)
         .arg("--out")
         .arg(out.path())
+        .args(extra)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()?;
@@ -1016,21 +1115,9 @@ fn report(rows: u64, users: u32, history: Option<std::path::PathBuf>) -> anyhow:
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = started.elapsed();
-    anyhow::ensure!(status.success(), "mfawatch report failed: {status}");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("summary.json"))?)?;
-    println!(
-        "report over {} sign-ins of one week ({} users, {:.0} MB of Parquet = {:.0} bytes/row):",
-        summary["sign_ins"],
-        summary["users"],
-        bytes as f64 / 1e6,
-        bytes as f64 / rows as f64
-    );
-    println!(
-        "  wall time {:.1} s, peak RSS {:.0} MB (goal: ≤ 60 s, ≤ 4 GiB)",
-        elapsed.as_secs_f64(),
-        peak as f64 / 1e6
-    );
-    Ok(())
+    anyhow::ensure!(status.success(), "mfawatch report over {} failed: {status}", history.display());
+    let summary = serde_json::from_slice(&std::fs::read(out.path().join("summary.json"))?)?;
+    Ok(Timed { elapsed, peak, summary })
 }
 
 fn backlog(brokers: &str, records: u64, prefetch_kbytes: u32) -> anyhow::Result<()> {

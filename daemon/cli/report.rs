@@ -32,6 +32,13 @@ pub struct ReportArgs {
     /// Weeks of MFA-rollout trend, this one included.
     #[arg(long, default_value_t = 8)]
     pub trend_weeks: u32,
+    /// Make every week of the rollup (`<history>/_rollup/`, what the report
+    /// keeps of past weeks) again from the history's files, and keep it.
+    #[arg(long, conflicts_with = "no_rollup")]
+    pub rebuild_rollup: bool,
+    /// Read the whole history and neither read nor write the rollup.
+    #[arg(long)]
+    pub no_rollup: bool,
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
@@ -61,12 +68,25 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         privileged_roles: config
             .as_ref()
             .map_or_else(Default::default, |c| crate::directory::PrivilegedRoles::from_config(&c.directory)),
+        rollup: match (args.rebuild_rollup, args.no_rollup) {
+            (true, _) => report::rollup::Use::Rebuild,
+            (_, true) => report::rollup::Use::Off,
+            _ => report::rollup::Use::Keep,
+        },
     };
     let started = std::time::Instant::now();
     let built = report::build(&request)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from(format!("mfawatch-report-{}", built.label)));
     let files = report::render::write(&built, &out)?;
-    eprintln!("report: {} sign-ins in {:.1} s", built.sign_ins, started.elapsed().as_secs_f64());
+    let r = &built.rollup;
+    eprintln!(
+        "report: {} sign-ins in {:.1} s ({} date folders read; rollup: {} weeks used, {} made)",
+        built.sign_ins,
+        started.elapsed().as_secs_f64(),
+        r.days_read,
+        r.weeks_used,
+        r.weeks_made
+    );
     for file in files {
         println!("{}", file.display());
     }

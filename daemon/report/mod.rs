@@ -1,6 +1,8 @@
 //! report: the weekly MFA-coverage report from the history (polars).
 //!
-//! Reads only the Parquet files of the days it needs (lazy scans), counts a
+//! Reads only the Parquet files of its range and of the days before it that
+//! the rollup does not stand for (`rollup`: the past ISO weeks, summed up per
+//! user, kept beside the history and checked against its files), counts a
 //! record delivered twice once (same category and record id, §5), works out
 //! coverage over the week exactly as the daemon does over its window
 //! (SIGNIN-SEMANTICS §6, whole UTC days), and writes `index.html` (inline
@@ -14,6 +16,7 @@ pub mod enforcement;
 pub mod posture;
 pub mod render;
 pub mod risk;
+pub mod rollup;
 mod scan;
 pub mod strength;
 mod users;
@@ -121,10 +124,12 @@ pub struct Request {
     pub registration_grace_days: i64,
     /// Which roles make their holders privileged (`directory.privileged_roles`).
     pub privileged_roles: crate::directory::PrivilegedRoles,
+    /// Whether the rollup of past weeks is used, made again, or left alone.
+    pub rollup: rollup::Use,
 }
 
 /// A file of the history that could not be read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Damaged {
     pub file: String,
     pub error: String,
@@ -297,6 +302,24 @@ pub struct Report {
     /// How strong the MFA is: the method mix per period, privileged accounts by method.
     pub strength: strength::MethodStrength,
     pub damaged: Vec<Damaged>,
+    /// How the rollup served the report: what a report read and made.
+    pub rollup: RollupUse,
+}
+
+/// How the rollup served a report (not in its outputs: the figures are the
+/// same with it or without it).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollupUse {
+    /// ISO weeks taken from the rollup instead of their date folders.
+    pub weeks_used: u64,
+    /// Weeks made from their date folders and kept.
+    pub weeks_made: u64,
+    /// Date folders whose files were read.
+    pub days_read: u64,
+    /// Rollup files that could not be read (made again), and why.
+    pub ignored: Vec<Damaged>,
+    /// Why weeks made were not kept, when they were not.
+    pub not_kept: Vec<String>,
 }
 
 /// What report-only Conditional Access policies would have done over the
@@ -425,7 +448,7 @@ fn ratio(covered: u64, uncovered: u64) -> Option<f64> {
 /// be compared with or drawn in the trend.
 const COVERED: f64 = 0.9;
 
-/// What the history holds of a period, from one scan.
+/// What the history holds of a period (`users::user_states` works it out).
 #[derive(Debug, Clone, Copy)]
 struct Span {
     /// The newest sign-in (of any subject) before the period's end, Unix ms.
@@ -435,23 +458,6 @@ struct Span {
 }
 
 impl Span {
-    fn of(lf: &LazyFrame, w: Window) -> PolarsResult<Span> {
-        let (start, end) = w.millis();
-        let within = col("ms").gt_eq(lit(start));
-        let df = lf
-            .clone()
-            .filter(col("ms").lt(lit(end)))
-            .select([
-                col("ms").max().alias("newest"),
-                col("ms").filter(within.clone()).min().alias("first"),
-                col("ms").filter(within).max().alias("last"),
-            ])
-            .collect()?;
-        let (first, last) = (i64_of(&df, "first", 0), i64_of(&df, "last", 0));
-        let hours = if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 };
-        Ok(Span { newest_ms: i64_of(&df, "newest", 0), hours })
-    }
-
     /// Whether the history covers `w` well enough (see [`COVERED`]).
     fn covers(&self, w: Window) -> bool {
         self.hours >= COVERED * (w.days() * 24) as f64
@@ -619,14 +625,33 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     // (a day merged meanwhile would be read twice, or a part found gone).
     let _reading = files::read_lock(dir)?;
     let w = req.window;
-    // Coverage looks at every sign-in up to the week's end (who exists,
-    // their last MFA, their registration); the trend at the weeks before.
-    let oldest = files::dates(dir)?.first().map(|(d, _)| *d).unwrap_or(w.from);
-    progress(&format!("{} ({} to {}): finding the history's files from {oldest}", w.label(), w.from, w.to));
-    let (listed, mut damaged) = usable_files(dir, oldest, w.to)?;
-    let all_files: Vec<PathBuf> = listed.iter().map(|(_, path)| path.clone()).collect();
-    let week_files: Vec<PathBuf> =
-        listed.iter().filter(|(date, _)| *date >= w.from).map(|(_, path)| path.clone()).collect();
+    // The report's period and the trend's periods before it, oldest first:
+    // periods of the report's own length, back to back (a 15-day report's
+    // "before" is the 15 days before it).
+    let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted(-back)).collect();
+    // Coverage looks at every sign-in up to the period's end (who exists,
+    // their last MFA, their registration): the ISO weeks before the range
+    // that no period begins inside of come from the rollup, the other days
+    // from their files.
+    progress(&format!("{} ({} to {}): finding the history's files", w.label(), w.from, w.to));
+    let found = pieces(dir, req, &weeks)?;
+    let Found { pieces, mut damaged, listings, mut rollup } = found;
+    let raw_files: Vec<PathBuf> = pieces
+        .iter()
+        .flat_map(|piece| match piece {
+            Piece::Day(_, files) => files.clone(),
+            Piece::Make(_, days) => days.iter().flat_map(|(_, files)| files.clone()).collect(),
+            Piece::Week(_) => Vec::new(),
+        })
+        .collect();
+    let week_files: Vec<PathBuf> = pieces
+        .iter()
+        .filter_map(|piece| match piece {
+            Piece::Day(date, files) if *date >= w.from => Some(files.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     anyhow::ensure!(
         !week_files.is_empty(),
         "the history in {} has no sign-ins for {} ({} to {}); the days it has: {}",
@@ -636,28 +661,27 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         w.to,
         describe_days(dir)
     );
-    progress(&format!("scanning {} files ({} of them for the week)", all_files.len(), week_files.len()));
-    let repeats = Repeats::of(&all_files)?;
-    let all = scan(&all_files, &repeats)?;
+    progress(&format!(
+        "scanning {} files ({} of them for the {}); {} weeks from the rollup, {} to make",
+        raw_files.len(),
+        week_files.len(),
+        w.period(),
+        rollup.weeks_used,
+        listings.len()
+    ));
+    // A record's copies share a date folder: only the folders read are looked at.
+    let repeats = Repeats::of(&raw_files)?;
     let week = between(scan(&week_files, &repeats)?, w);
     let stats = week.clone().select([len().alias("sign_ins")]).collect()?;
     let sign_ins = u64_of(&stats, "sign_ins", 0);
     anyhow::ensure!(sign_ins > 0, "the history has no sign-ins for {} ({} to {})", w.label(), w.from, w.to);
 
     progress("coverage");
-    // The report's week and the trend's weeks before it, oldest first; a
-    // past week without sign-ins is not worked out.
-    // Periods of the report's own length, back to back: a 15-day report's
-    // "before" is the 15 days before it.
-    let weeks: Vec<Window> = (0..req.trend_weeks.max(1)).rev().map(|back| w.shifted(-back)).collect();
-    let spans = weeks.iter().map(|week| Span::of(&all, *week)).collect::<PolarsResult<Vec<Span>>>()?;
+    let folded = user_states(&pieces, &repeats, &weeks, listings.contains_key(&w.from))?;
+    drop(pieces);
+    keep_rollup(dir, req.rollup, folded.made, listings, &mut rollup);
+    let (spans, states, mixes) = (folded.spans, folded.states, folded.mixes);
     let newest: Vec<i64> = spans.iter().map(|s| s.newest_ms).collect();
-    let asked: Vec<Option<Window>> = weeks
-        .iter()
-        .zip(&newest)
-        .map(|(week, newest)| (*week == w || *newest >= midnight_ms(week.from)).then_some(*week))
-        .collect();
-    let states = user_states(&listed, &repeats, &asked)?;
     let mut covered: Vec<Option<Covered>> = states
         .iter()
         .zip(weeks.iter().zip(&newest))
@@ -729,7 +753,10 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
                 .alias("failed_otherwise"),
             col(c::UPN).filter(col(c::SUCCESS)).drop_nulls().unique().sort(Default::default()).alias("users"),
         ])
-        .sort(["succeeded"], SortMultipleOptions::new().with_order_descending(true))
+        .sort_by_exprs(
+            [col("succeeded"), col(c::CLIENT_APP)],
+            SortMultipleOptions::new().with_order_descending_multi([true, false]),
+        )
         .collect()?;
     let users_list = legacy_df.column("users").ok().and_then(|c| c.list().ok().cloned());
     let legacy = (0..legacy_df.height())
@@ -771,20 +798,23 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         .clone()
         .filter(risky_without_mfa())
         .select(row_columns())
-        .sort(["ms"], SortMultipleOptions::default())
+        .sort(["ms", c::RECORD_ID], SortMultipleOptions::default())
         .collect()?;
     let legacy_rows_df = week
         .clone()
         .filter(col(c::LEGACY_AUTH))
         .select(row_columns())
-        .sort(["ms"], SortMultipleOptions::default())
+        .sort(["ms", c::RECORD_ID], SortMultipleOptions::default())
         .collect()?;
     let failures_df = week
         .clone()
         .filter(col(c::MFA_FAILURE).is_not_null())
         .group_by([col(c::MFA_FAILURE)])
         .agg([len().alias("count")])
-        .sort(["count"], SortMultipleOptions::new().with_order_descending(true))
+        .sort_by_exprs(
+            [col("count"), col(c::MFA_FAILURE)],
+            SortMultipleOptions::new().with_order_descending_multi([true, false]),
+        )
         .collect()?;
     let impact_df = report_only_impact(&week_files, &repeats, w)?;
     let report_only = (0..impact_df.height())
@@ -809,7 +839,7 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         ])
         .collect()?;
     let enforcement = enforcement::enforcement(&week)?;
-    let strength = strength::method_strength(&all, &weeks, w)?;
+    let strength = strength::method_strength(&week, &weeks, &mixes, w)?;
     let protections = Protections {
         security_defaults_blocks: u64_of(&p, "sd_blocks", 0),
         registration_prompts: u64_of(&p, "registration_prompts", 0),
@@ -870,7 +900,135 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
         enforcement,
         strength,
         damaged,
+        rollup,
     })
+}
+
+/// What [`pieces`] found.
+struct Found {
+    pieces: Vec<Piece>,
+    /// The damaged history files, by date.
+    damaged: Vec<Damaged>,
+    /// The weeks to make (the report's own among them when it is an ISO
+    /// week not kept yet), what each is made from and its damaged files.
+    listings: BTreeMap<NaiveDate, (rollup::Listing, Vec<Damaged>)>,
+    rollup: RollupUse,
+}
+
+/// The pieces the report folds, oldest first, up to its range's end: an ISO
+/// week that ends before the range and that no period begins inside of is
+/// the rollup's, when it holds it for the files there are, or is made; any
+/// other day is read. The damaged files of each day are named as they are
+/// found (those of a week of the rollup as they were when it was made).
+fn pieces(dir: &Path, req: &Request, periods: &[Window]) -> anyhow::Result<Found> {
+    let w = req.window;
+    let summarised = |monday: NaiveDate| {
+        let sunday = monday + chrono::Days::new(6);
+        req.rollup != rollup::Use::Off
+            && sunday < w.from
+            && !periods.iter().any(|p| p.from > monday && p.from <= sunday)
+    };
+    let folders: Vec<(NaiveDate, PathBuf)> = files::dates(dir)?.into_iter().filter(|(date, _)| *date <= w.to).collect();
+    let mut found =
+        Found { pieces: Vec::new(), damaged: Vec::new(), listings: BTreeMap::new(), rollup: RollupUse::default() };
+    let week_of = |date: NaiveDate| summarised(rollup::monday(date)).then(|| rollup::monday(date));
+    // An ISO week's report keeps its own range too, for the next week's
+    // report (made again then if a late record or a merge changed it).
+    let own_week = req.rollup != rollup::Use::Off && w.is_iso_week();
+    let mut own: (rollup::Listing, Vec<Damaged>) = Default::default();
+    for group in folders.chunk_by(|a, b| week_of(a.0).is_some() && week_of(a.0) == week_of(b.0)) {
+        let listed: Vec<(NaiveDate, Vec<PathBuf>)> = group
+            .iter()
+            .map(|(date, folder)| Ok((*date, files::files(folder)?.into_iter().map(|(_, path)| path).collect())))
+            .collect::<std::io::Result<_>>()?;
+        let Some(monday) = week_of(group[0].0) else {
+            for (date, paths) in listed {
+                if own_week && date >= w.from {
+                    own.0.push((date, rollup::stamps(&paths)?));
+                }
+                let mut damaged = Vec::new();
+                let good = usable(paths, &mut damaged);
+                if own_week && date >= w.from {
+                    own.1.extend(damaged.iter().cloned());
+                }
+                found.damaged.extend(damaged);
+                if !good.is_empty() {
+                    found.rollup.days_read += 1;
+                    found.pieces.push(Piece::Day(date, good));
+                }
+            }
+            continue;
+        };
+        let listing: rollup::Listing =
+            listed.iter().map(|(date, paths)| Ok((*date, rollup::stamps(paths)?))).collect::<anyhow::Result<_>>()?;
+        if req.rollup == rollup::Use::Keep {
+            match rollup::find(dir, monday, &listing) {
+                rollup::Found::Valid(week) => {
+                    found.damaged.extend(week.damaged.iter().cloned());
+                    found.rollup.weeks_used += 1;
+                    found.pieces.push(Piece::Week(Box::new(week)));
+                    continue;
+                }
+                rollup::Found::Missing => {}
+                rollup::Found::Damaged(path, error) => {
+                    progress(&format!("ignoring damaged rollup file {} ({error}): making it again", path.display()));
+                    found.rollup.ignored.push(Damaged { file: path.display().to_string(), error });
+                }
+            }
+        }
+        let mut week_damaged = Vec::new();
+        let days: Vec<(NaiveDate, Vec<PathBuf>)> = listed
+            .into_iter()
+            .map(|(date, paths)| (date, usable(paths, &mut week_damaged)))
+            .filter(|(_, good)| !good.is_empty())
+            .collect();
+        found.damaged.extend(week_damaged.iter().cloned());
+        if days.is_empty() {
+            continue;
+        }
+        found.rollup.days_read += days.len() as u64;
+        found.listings.insert(monday, (listing, week_damaged));
+        found.pieces.push(Piece::Make(monday, days));
+    }
+    let kept = req.rollup == rollup::Use::Keep && matches!(rollup::find(dir, w.from, &own.0), rollup::Found::Valid(_));
+    if own_week && !own.0.is_empty() && !kept {
+        found.listings.insert(w.from, own);
+    }
+    Ok(found)
+}
+
+/// Writes the weeks made into the rollup and removes those retention left
+/// without a day. Never an error: a week not kept is made again next time
+/// (a copy of a history that cannot be written to, a full disk), and says why.
+fn keep_rollup(
+    dir: &Path,
+    mode: rollup::Use,
+    made: Vec<(NaiveDate, rollup::Summed)>,
+    mut listings: BTreeMap<NaiveDate, (rollup::Listing, Vec<Damaged>)>,
+    used: &mut RollupUse,
+) {
+    if mode == rollup::Use::Off {
+        return;
+    }
+    let mut not_kept = |why: String| {
+        progress(&format!("the rollup is not kept: {why}; the next report reads those days again"));
+        used.not_kept.push(why);
+    };
+    for (monday, summed) in made {
+        let Some((made_from, damaged)) = listings.remove(&monday) else { continue };
+        let week = rollup::Week { monday, made_from, damaged, summed };
+        match rollup::save(dir, &week) {
+            Ok(()) => used.weeks_made += 1,
+            Err(e) => not_kept(format!("{e:#}")),
+        }
+    }
+    let mondays = match files::dates(dir) {
+        Ok(dates) => dates.into_iter().map(|(date, _)| rollup::monday(date)).collect(),
+        Err(e) => return not_kept(format!("{}: {e}", dir.display())),
+    };
+    if let Err(e) = rollup::prune(dir, &mondays) {
+        not_kept(format!("{e:#}"));
+    }
 }
 
 /// The days the history has, for an error message.

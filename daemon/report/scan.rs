@@ -1,8 +1,8 @@
-//! scan: which history files a report reads and how — the days' folders
-//! of the range, each file checked before polars sees it (a damaged one is
-//! named and skipped), lazy scans with a row index, and the rows a record
-//! delivered twice left behind ([`Repeats`]: the same category and record
-//! id, §5). Reads files only; never writes the history.
+//! scan: how a report reads history files — each file checked before
+//! polars sees it (a damaged one is named and skipped), lazy scans with a
+//! row index, and the rows a record delivered twice left behind
+//! ([`Repeats`]: the same category and record id, §5). Reads files only;
+//! never writes the history.
 
 use super::*;
 
@@ -11,32 +11,20 @@ pub(super) fn progress(what: &str) {
     eprintln!("report: {what}");
 }
 
-/// A history file and the date of its folder.
-pub(super) type DatedFile = (NaiveDate, PathBuf);
-
-/// The history's readable files for the days from `from` to `to`, and the damaged ones.
-pub(super) fn usable_files(
-    dir: &Path,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> anyhow::Result<(Vec<DatedFile>, Vec<Damaged>)> {
-    let mut good = Vec::new();
-    let mut damaged = Vec::new();
-    for (date, folder) in files::dates(dir)? {
-        if date < from || date > to {
-            continue;
-        }
-        for (_, path) in files::files(&folder)? {
-            match check(&path) {
-                Ok(()) => good.push((date, path)),
-                Err(error) => {
-                    progress(&format!("skipping damaged file {}: {error}", path.display()));
-                    damaged.push(Damaged { file: path.display().to_string(), error });
-                }
+/// The readable files of `paths` (a date folder's); the others are named
+/// in `damaged`.
+pub(super) fn usable(paths: Vec<PathBuf>, damaged: &mut Vec<Damaged>) -> Vec<PathBuf> {
+    let mut good = Vec::with_capacity(paths.len());
+    for path in paths {
+        match check(&path) {
+            Ok(()) => good.push(path),
+            Err(error) => {
+                progress(&format!("skipping damaged file {}: {error}", path.display()));
+                damaged.push(Damaged { file: path.display().to_string(), error });
             }
         }
     }
-    Ok((good, damaged))
+    good
 }
 
 /// Whether a Parquet file can be read (its footer and schema), without panicking on garbage.

@@ -63,31 +63,58 @@ fn strength_of(strength: &str, method: &str) -> Strength {
     Strength::parse(strength).unwrap_or_else(|| Strength::of_method(method))
 }
 
-/// The section from the rows of every period (`rows`, a record read twice
-/// counted once) and the report's range `w`.
-pub fn method_strength(rows: &LazyFrame, periods: &[Window], w: Window) -> anyhow::Result<MethodStrength> {
-    let mut out = MethodStrength::default();
-    for period in periods {
-        let df = between(rows.clone(), *period)
-            .filter(counted_mfa())
-            .group_by([col(c::MFA_STRENGTH).fill_null(lit("")), col(c::MFA_METHOD).fill_null(lit(""))])
-            .agg([len().cast(DataType::UInt64).alias("n")])
-            .collect()?;
-        let mut counts = [0u64; Strength::ALL.len()];
-        for r in 0..df.height() {
-            let s = strength_of(&str_of(&df, c::MFA_STRENGTH, r), &str_of(&df, c::MFA_METHOD, r));
-            counts[s as usize] += u64_of(&df, "n", r);
+/// Counted MFA sign-ins by strength, in the order of [`Strength::ALL`].
+pub type Mix = [u64; Strength::ALL.len()];
+
+/// The mixes added up.
+pub fn sum<'a>(mixes: impl IntoIterator<Item = &'a Mix>) -> Mix {
+    let mut out = Mix::default();
+    for mix in mixes {
+        for (o, n) in out.iter_mut().zip(mix) {
+            *o += n;
         }
+    }
+    out
+}
+
+/// The mix of `rows` (users' rows, a record read twice counted once): what
+/// a day or a week of the rollup keeps.
+pub fn mix_of(rows: &LazyFrame) -> PolarsResult<Mix> {
+    let df = rows
+        .clone()
+        .filter(counted_mfa())
+        .group_by([col(c::MFA_STRENGTH).fill_null(lit("")), col(c::MFA_METHOD).fill_null(lit(""))])
+        .agg([len().cast(DataType::UInt64).alias("n")])
+        .collect()?;
+    let mut counts = Mix::default();
+    for r in 0..df.height() {
+        let s = strength_of(&str_of(&df, c::MFA_STRENGTH, r), &str_of(&df, c::MFA_METHOD, r));
+        counts[s as usize] += u64_of(&df, "n", r);
+    }
+    Ok(counts)
+}
+
+/// The section: the mix of each period (`mixes`, from the days and the
+/// rollup's weeks, in the order of `periods`) and the privileged accounts
+/// from the range's rows (`week`, a record read twice counted once).
+pub fn method_strength(
+    week: &LazyFrame,
+    periods: &[Window],
+    mixes: &[Mix],
+    w: Window,
+) -> anyhow::Result<MethodStrength> {
+    let mut out = MethodStrength::default();
+    for (period, counts) in periods.iter().zip(mixes) {
         out.periods.push(PeriodMix {
             period: period.short_label(),
             mfa_sign_ins: counts.iter().sum(),
-            strengths: Strength::ALL.iter().map(|s| s.as_str()).zip(counts).collect(),
+            strengths: Strength::ALL.iter().map(|s| s.as_str()).zip(*counts).collect(),
         });
     }
     // Periods before the history's first MFA sign-in are no points of the trend.
     let first = out.periods.iter().position(|p| p.mfa_sign_ins > 0).unwrap_or(out.periods.len().saturating_sub(1));
     out.periods.drain(..first);
-    let per_user = between(rows.clone(), w)
+    let per_user = between(week.clone(), w)
         .filter(counted_mfa().and(col(c::PRIVILEGED)))
         .group_by([col(c::USER_KEY), col(c::MFA_STRENGTH).fill_null(lit("")), col(c::MFA_METHOD).fill_null(lit(""))])
         .agg([len().cast(DataType::UInt64).alias("n"), col("ms").max().alias("last"), col(c::UPN).max().alias(c::UPN)])

@@ -31,10 +31,39 @@ pub(super) mod part {
     pub const SUMS: [&str; 4] = [COUNTED, SINGLE_FACTOR, LEGACY, MFA_IN_WINDOW];
 }
 
-/// Each user's state at the end of each of `windows` (consecutive weeks,
-/// oldest first; `None` for a window not asked for): what the daemon's
-/// per-user entry would hold, computed from the rows of every day up to the
-/// window's end.
+/// What [`user_states`] folds, oldest first.
+pub(super) enum Piece {
+    /// A date folder's readable files, read.
+    Day(NaiveDate, Vec<PathBuf>),
+    /// An ISO week of the rollup, made from exactly the files its folders hold.
+    Week(Box<rollup::Week>),
+    /// An ISO week to make from its date folders (by Monday), for the rollup.
+    Make(NaiveDate, Vec<(NaiveDate, Vec<PathBuf>)>),
+}
+
+impl Piece {
+    fn first_day(&self) -> NaiveDate {
+        match self {
+            Piece::Day(date, _) => *date,
+            Piece::Week(week) => week.made_from.first().map_or(week.monday, |(date, _)| *date),
+            Piece::Make(monday, days) => days.first().map_or(*monday, |(date, _)| *date),
+        }
+    }
+}
+
+/// Each period's users (`None` for a past period without sign-ins), what
+/// the history holds of each period, and the weeks made for the rollup.
+pub(super) struct Folded {
+    pub(super) states: Vec<Option<UserStates>>,
+    pub(super) spans: Vec<Span>,
+    pub(super) made: Vec<(NaiveDate, rollup::Summed)>,
+    /// Each period's counted MFA sign-ins by strength.
+    pub(super) mixes: Vec<super::strength::Mix>,
+}
+
+/// Each user's state at the end of each of `windows` (consecutive periods,
+/// oldest first, the report's last): what the daemon's per-user entry would
+/// hold, computed from every piece of the history up to the period's end.
 ///
 /// A day at a time: each date folder is summed up per user (its counts, and
 /// its newest attributes, MFA and single-factor sign-in), and the days are
@@ -42,53 +71,137 @@ pub(super) mod part {
 /// rows do not overlap in time, so the newest value of the newest day that
 /// has one is the newest of all. Memory follows a day and the users, not
 /// the week (the week at once took 5 GB over 10 million rows) nor the
-/// history's length.
+/// history's length. The fold is associative, so a week of the rollup —
+/// the fold of its days, which no period begins inside of — stands for its
+/// days, and a week made here is folded the same way as one read back.
+///
+/// `keep_last`: the last period is an ISO week to make for the rollup too.
 pub(super) fn user_states(
-    files: &[DatedFile],
+    pieces: &[Piece],
     repeats: &Repeats,
-    windows: &[Option<Window>],
-) -> PolarsResult<Vec<Option<UserStates>>> {
-    let mut days = files.chunk_by(|a, b| a.0 == b.0).peekable();
+    windows: &[Window],
+    keep_last: bool,
+) -> anyhow::Result<Folded> {
+    let mut pieces = pieces.iter().peekable();
     let mut before: Option<DataFrame> = None;
     let mut registrations: Vec<DataFrame> = Vec::new();
-    let mut out = Vec::with_capacity(windows.len());
-    let mut order = 0i32;
-    for window in windows {
-        let Some(w) = window else {
-            out.push(None);
-            continue;
-        };
+    let mut newest: Option<i64> = None;
+    let mut out = Folded { states: Vec::new(), spans: Vec::new(), made: Vec::new(), mixes: Vec::new() };
+    for (k, w) in windows.iter().enumerate() {
         let (_, end) = w.millis();
         let mut within = Vec::new();
-        while let Some(day) = days.next_if(|day| day[0].0 <= w.to) {
-            order += 1;
-            let paths: Vec<PathBuf> = day.iter().map(|(_, path)| path.clone()).collect();
-            let lf = users_only(scan(&paths, repeats)?).filter(col("ms").lt(lit(end)));
-            registrations.push(
-                lf.clone()
-                    .filter(col(c::MFA_FAILURE).eq(lit("registration_required")))
-                    .select([col(c::USER_KEY), col("ms")])
-                    .collect()?,
-            );
-            let partial = day_partial(lf, order)?;
-            if day[0].0 >= w.from {
-                within.push(partial);
+        let mut kept_days = Vec::new();
+        let keep = keep_last && k + 1 == windows.len();
+        let (mut first, mut last) = (None::<i64>, None::<i64>);
+        let mut mix = super::strength::Mix::default();
+        while let Some(piece) = pieces.next_if(|piece| piece.first_day() <= w.to) {
+            let summed = match piece {
+                Piece::Day(date, files) => day_summed(files, repeats, *date, end)?,
+                Piece::Week(week) => week.summed.clone(),
+                Piece::Make(monday, days) => {
+                    let days = days
+                        .iter()
+                        .map(|(date, files)| day_summed(files, repeats, *date, end))
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    let week = week_of(days)?;
+                    out.made.push((*monday, week.clone()));
+                    week
+                }
+            };
+            newest = newest.max(summed.last_ms);
+            if keep && piece.first_day() >= w.from {
+                kept_days.push(summed.clone());
+            }
+            registrations.push(summed.failures);
+            if piece.first_day() >= w.from {
+                mix = super::strength::sum([&mix, &summed.strengths]);
+                within.push(summed.users);
+                first = first.into_iter().chain(summed.first_ms).min();
+                last = last.max(summed.last_ms);
             } else {
-                before = Some(values_only(fold(before.into_iter().chain([partial]).collect())?)?);
+                before = Some(values_only(fold(before.into_iter().chain([summed.users]).collect())?)?);
             }
         }
-        let states = fold(before.into_iter().chain(within).collect())?;
-        let failures =
-            concat(registrations.iter().map(|r| r.clone().lazy()).collect::<Vec<_>>(), UnionArgs::default())?
+        if !kept_days.is_empty() {
+            out.made.push((w.from, week_of(kept_days)?));
+        }
+        let (first, last) = (first.unwrap_or(0), last.unwrap_or(0));
+        let hours = if last > first { (last - first) as f64 / 3_600_000.0 } else { 0.0 };
+        let span = Span { newest_ms: newest.unwrap_or(0), hours };
+        out.spans.push(span);
+        out.mixes.push(mix);
+        // A past period without sign-ins is not worked out.
+        if k + 1 < windows.len() && span.newest_ms < midnight_ms(w.from) {
+            if !within.is_empty() {
+                before = Some(values_only(fold(before.into_iter().chain(within).collect())?)?);
+            }
+            out.states.push(None);
+            continue;
+        }
+        let frames: Vec<DataFrame> = before.into_iter().chain(within).collect();
+        anyhow::ensure!(!frames.is_empty(), "no sign-ins up to {}", w.to);
+        let states = fold(frames)?;
+        // What the window's days leave for the next: the values, not the sums,
+        // and the failures that can still matter.
+        let values = values_only(states.clone())?;
+        let df = if registrations.is_empty() {
+            states
+        } else {
+            let all = concat(registrations.drain(..).map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?
                 .filter(col("ms").lt(lit(end)))
-                .group_by([col(c::USER_KEY)])
-                .agg([col("ms").alias(part::REGISTRATION_FAILURES)]);
-        // What the window's days leave for the next: the values, not the sums.
-        before = Some(values_only(states.clone())?);
-        let df = states.lazy().join(failures, [col(c::USER_KEY)], [col(c::USER_KEY)], JoinArgs::new(JoinType::Left));
-        out.push(Some(UserStates { df: df.collect()? }));
+                .collect()?;
+            let failures =
+                all.clone().lazy().group_by([col(c::USER_KEY)]).agg([col("ms").alias(part::REGISTRATION_FAILURES)]);
+            registrations.push(rollup::prune_failures(&values, all)?);
+            states
+                .lazy()
+                .join(failures, [col(c::USER_KEY)], [col(c::USER_KEY)], JoinArgs::new(JoinType::Left))
+                .collect()?
+        };
+        before = Some(values);
+        out.states.push(Some(UserStates { df }));
     }
     Ok(out)
+}
+
+/// A day's place in the fold: later days are newer.
+fn order_of(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+/// One date folder's sign-ins summed up: its users' partial (rows before
+/// `end`), their registration_required failures, its first and last sign-in.
+fn day_summed(files: &[PathBuf], repeats: &Repeats, date: NaiveDate, end: i64) -> anyhow::Result<rollup::Summed> {
+    let lf = scan(files, repeats)?;
+    let span = lf.clone().select([col("ms").min().alias("first"), col("ms").max().alias("last")]).collect()?;
+    let at = |name: &str| span.column(name).ok().and_then(|c| c.get(0).ok()).and_then(|v| v.extract::<i64>());
+    let users = users_only(lf).filter(col("ms").lt(lit(end)));
+    let failures = users
+        .clone()
+        .filter(col(c::MFA_FAILURE).eq(lit("registration_required")))
+        .select([col(c::USER_KEY), col("ms")])
+        .collect()?;
+    Ok(rollup::Summed {
+        strengths: super::strength::mix_of(&users)?,
+        users: day_partial(users, order_of(date))?,
+        failures,
+        first_ms: at("first"),
+        last_ms: at("last"),
+    })
+}
+
+/// A week's days (oldest first) summed up as one: what the rollup keeps.
+fn week_of(days: Vec<rollup::Summed>) -> anyhow::Result<rollup::Summed> {
+    let first_ms = days.iter().filter_map(|d| d.first_ms).min();
+    let last_ms = days.iter().filter_map(|d| d.last_ms).max();
+    let strengths = super::strength::sum(days.iter().map(|d| &d.strengths));
+    let (users, failures): (Vec<DataFrame>, Vec<DataFrame>) = days.into_iter().map(|d| (d.users, d.failures)).unzip();
+    anyhow::ensure!(!users.is_empty(), "a week of no days");
+    let users = fold(users)?;
+    let failures =
+        concat(failures.into_iter().map(IntoLazy::lazy).collect::<Vec<_>>(), UnionArgs::default())?.collect()?;
+    let failures = rollup::prune_failures(&users, failures)?;
+    Ok(rollup::Summed { users, failures, first_ms, last_ms, strengths })
 }
 
 /// A per-user summary with its window's sums cleared: what days before a
