@@ -308,13 +308,21 @@ pub struct AlertRuleConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// One alert per user per this much event time; repeats inside it add to
-    /// the alert's count. `0s`: every sign-in alerts.
-    #[serde(with = "humantime_serde")]
+    /// the alert's count. `0s`: every sign-in alerts. Left out, the rule's
+    /// own default ([`AlertRulesConfig::fill_cooldowns`]).
+    #[serde(default = "cooldown_unset", with = "humantime_serde")]
     pub cooldown: Duration,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A rule's table written without `cooldown`, until the rule's default fills it.
+const COOLDOWN_UNSET: Duration = Duration::MAX;
+
+fn cooldown_unset() -> Duration {
+    COOLDOWN_UNSET
 }
 
 fn rule(enabled: bool, cooldown_secs: u64) -> AlertRuleConfig {
@@ -538,6 +546,31 @@ impl Default for AlertRulesConfig {
             risky_user_unremediated: UnremediatedRuleConfig::default(),
             mfa_denial_storm: StormRuleConfig::default(),
             ropc_signin: rule(true, 3600),
+        }
+    }
+}
+
+impl AlertRulesConfig {
+    /// Gives each rule written without a `cooldown` its own default.
+    fn fill_cooldowns(&mut self) {
+        let defaults = AlertRulesConfig::default();
+        for (rule, default) in [
+            (&mut self.privileged_single_factor, &defaults.privileged_single_factor),
+            (&mut self.risky_without_mfa, &defaults.risky_without_mfa),
+            (&mut self.risky_with_mfa, &defaults.risky_with_mfa),
+            (&mut self.break_glass_signin, &defaults.break_glass_signin),
+            (&mut self.registration_overdue, &defaults.registration_overdue),
+            (&mut self.privileged_not_covered, &defaults.privileged_not_covered),
+            (&mut self.break_glass_role_change, &defaults.break_glass_role_change),
+            (&mut self.per_user_mfa_disabled, &defaults.per_user_mfa_disabled),
+            (&mut self.mfa_policy_weakened, &defaults.mfa_policy_weakened),
+            (&mut self.mfa_enforcement_lost, &defaults.mfa_enforcement_lost),
+            (&mut self.break_glass_protection_change, &defaults.break_glass_protection_change),
+            (&mut self.ropc_signin, &defaults.ropc_signin),
+        ] {
+            if rule.cooldown == COOLDOWN_UNSET {
+                rule.cooldown = default.cooldown;
+            }
         }
     }
 }
@@ -825,13 +858,14 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let mut message = e.to_string();
             if message.contains("expected a duration") || message.contains("unknown time unit") {
                 message.push_str("\n(durations are written like \"10s\", \"5m\", \"2h\" or \"7d\")");
             }
             ConfigError::Parse { path: path.to_owned(), message }
         })?;
+        config.alerts.rules.fill_cooldowns();
         config.validate(path)?;
         Ok(config)
     }
@@ -908,6 +942,32 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn a_rule_written_without_its_cooldown_keeps_the_rules_own_default() {
+        let defaults = AlertRulesConfig::default();
+        let c = parse(
+            "[alerts.rules.risky_with_mfa]\nenabled = true\n[alerts.rules.break_glass_signin]\nenabled = false\n",
+        )
+        .unwrap();
+        let r = &c.alerts.rules;
+        assert!(r.risky_with_mfa.enabled && !r.break_glass_signin.enabled);
+        assert_eq!(r.risky_with_mfa.cooldown, defaults.risky_with_mfa.cooldown);
+        assert_eq!(r.break_glass_signin.cooldown, defaults.break_glass_signin.cooldown);
+        // Every rule of that form: written with only `enabled`, its default cooldown.
+        for rule in [
+            "privileged_single_factor",
+            "risky_without_mfa",
+            "registration_overdue",
+            "ropc_signin",
+            "mfa_policy_weakened",
+        ] {
+            let c = parse(&format!("[alerts.rules.{rule}]\nenabled = true\n")).unwrap();
+            assert_eq!(c.alerts.rules, AlertRulesConfig::default(), "{rule}");
+        }
+        let c = parse("[alerts.rules.ropc_signin]\ncooldown = \"5m\"\n").unwrap();
+        assert_eq!(c.alerts.rules.ropc_signin.cooldown, Duration::from_secs(300));
     }
 
     #[test]
