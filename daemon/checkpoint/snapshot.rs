@@ -434,32 +434,36 @@ mod tests {
         assert_eq!((back.replayed.len(), back.seq, back.source), (1, 0, None));
     }
 
-    #[test]
-    fn a_version_6_snapshot_still_reads_and_its_counted_sign_ins_stay_counted_once() {
-        use crate::coverage::{Observation, Observed};
-        let dir = tempfile::tempdir().unwrap();
-        let file = SnapshotFile::new(dir.path());
-        let mut coverage = Coverage::new(Policy::default());
-        let time = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
-        let seen = Observation {
+    /// Ann's counted browser sign-in (identity 42), with MFA or with one factor.
+    fn counted_sign_in(mfa: bool) -> crate::coverage::Observation<'static> {
+        crate::coverage::Observation {
             key: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
             upn: Some("ann@contoso.example"),
             display_name: None,
             user_type: None,
-            time,
+            time: chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap(),
             counted: true,
-            mfa: false,
-            single_factor: true,
+            mfa,
+            single_factor: !mfa,
             legacy: false,
             registration_required: false,
-            any_mfa: false,
+            any_mfa: mfa,
             app: None,
             client_app: "Browser",
             risky: false,
             identity: 42,
             carried: Default::default(),
             strength: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_version_6_snapshot_still_reads_and_its_counted_sign_ins_stay_counted_once() {
+        use crate::coverage::{Observation, Observed};
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::new(dir.path());
+        let mut coverage = Coverage::new(Policy::default());
+        let seen = counted_sign_in(false);
         assert_eq!(coverage.observe(&seen), Observed::Counted);
         let v6 = Snapshot {
             offsets: BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 9)]),
@@ -485,26 +489,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = SnapshotFile::new(dir.path());
         let mut coverage = Coverage::new(Policy::default());
-        let time = chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap();
-        let signed_in = Observation {
-            key: "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
-            upn: Some("ann@contoso.example"),
-            display_name: None,
-            user_type: None,
-            time,
-            counted: true,
-            mfa: true,
-            single_factor: false,
-            legacy: false,
-            registration_required: false,
-            any_mfa: true,
-            app: None,
-            client_app: "Browser",
-            risky: false,
-            identity: 42,
-            carried: Default::default(),
-            strength: Some(crate::classify::Strength::PhishingResistant),
-        };
+        let signed_in =
+            Observation { strength: Some(crate::classify::Strength::PhishingResistant), ..counted_sign_in(true) };
+        let time = signed_in.time;
         assert_eq!(coverage.observe(&signed_in), Observed::Counted);
         let v7 = Snapshot {
             offsets: BTreeMap::from([(("insights-logs-signinlogs".to_string(), 0), 9)]),

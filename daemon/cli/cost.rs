@@ -39,8 +39,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::de::IgnoredAny;
 
-use super::latency::{Heard, TOPIC, create_topic, webhook};
-use super::restart::{free_port, peak_rss_bytes, start};
+use super::latency::{Heard, TOPIC, webhook};
+use super::restart::{free_port, peak_rss_bytes, scratch_topic, start};
 use crate::classify::{Rules, classify};
 use crate::decode::{Item, decode_message};
 use crate::generate::{Format, Generator, TenantSpec};
@@ -456,22 +456,8 @@ pub fn run(args: CostArgs) -> anyhow::Result<()> {
     });
     anyhow::ensure!(classified == slice_records, "decoded {classified} of {slice_records} records");
 
-    let mock = match &args.brokers {
-        Some(_) => None,
-        None => Some(rdkafka::mocking::MockCluster::new(1)?),
-    };
     let topic = format!("{TOPIC}-cost-{}", std::process::id());
-    let bootstrap = match (&args.brokers, &mock) {
-        (Some(brokers), _) => {
-            create_topic(brokers, &topic, PARTITIONS)?;
-            brokers.clone()
-        }
-        (None, Some(mock)) => {
-            mock.create_topic(&topic, PARTITIONS, 1)?;
-            mock.bootstrap_servers()
-        }
-        (None, None) => unreachable!("a mock cluster when no brokers"),
-    };
+    let (mock, bootstrap) = scratch_topic(args.brokers.as_deref(), &topic, PARTITIONS)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let heard: Heard = Default::default();
     let hook = webhook(&runtime, heard.clone(), Arc::new(AtomicBool::new(false)))?;

@@ -76,23 +76,29 @@ pub(super) fn start(config: &std::path::Path) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
+/// The mock cluster (kept while it is held) when there are no brokers.
+pub(super) type Mock = Option<rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>>;
+
+/// `topic` made with `partitions` on `brokers`, or on a mock cluster made
+/// for it when there are none; and the bootstrap servers to reach it.
+pub(super) fn scratch_topic(brokers: Option<&str>, topic: &str, partitions: i32) -> anyhow::Result<(Mock, String)> {
+    match brokers {
+        Some(brokers) => {
+            create_topic(brokers, topic, partitions)?;
+            Ok((None, brokers.to_owned()))
+        }
+        None => {
+            let mock = rdkafka::mocking::MockCluster::new(1)?;
+            mock.create_topic(topic, partitions, 1)?;
+            let bootstrap = mock.bootstrap_servers();
+            Ok((Some(mock), bootstrap))
+        }
+    }
+}
+
 pub fn run(args: RestartArgs) -> anyhow::Result<()> {
-    let mock = match &args.brokers {
-        Some(_) => None,
-        None => Some(rdkafka::mocking::MockCluster::new(1)?),
-    };
     let topic = format!("{TOPIC}-restart-{}", std::process::id());
-    let bootstrap = match (&args.brokers, &mock) {
-        (Some(brokers), _) => {
-            create_topic(brokers, &topic, 2)?;
-            brokers.clone()
-        }
-        (None, Some(mock)) => {
-            mock.create_topic(&topic, 2, 1)?;
-            mock.bootstrap_servers()
-        }
-        (None, None) => unreachable!("a mock cluster when no brokers"),
-    };
+    let (mock, bootstrap) = scratch_topic(args.brokers.as_deref(), &topic, 2)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let heard: Heard = Default::default();
     let hook = webhook(&runtime, heard.clone(), Arc::new(AtomicBool::new(false)))?;

@@ -30,13 +30,14 @@ pub struct MechanismShare {
     pub users: u64,
 }
 
-/// A user the section names.
+/// A user a section names (this one's, and `strength`'s).
 #[derive(Debug, Clone, Serialize)]
 pub struct EnforcedUser {
     pub user_key: String,
     pub upn: String,
     /// `per_user_mfa` (still on per-user MFA) or `risk_policy_only` (MFA
-    /// asked only by a risk policy, never by a policy for everyone).
+    /// asked only by a risk policy, never by a policy for everyone); in
+    /// "How strong the MFA is", `telephony` or `phishing_resistant`.
     pub finding: &'static str,
     /// Their sign-ins the finding rests on.
     pub sign_ins: u64,

@@ -1149,18 +1149,6 @@ fn enforcement_section(r: &Report) -> String {
             "<div class=\"warn\" id=\"mixed-tenants\"><p>Security defaults and Conditional Access both asked for MFA in the {period}, which Entra does not allow at once: one was switched for the other during the {period} (see the protections timeline), or the evidence is contradictory.</p><ul>{items}</ul></div>"
         );
     }
-    let user_rows = |users: &[super::enforcement::EnforcedUser]| {
-        table(
-            &["user", "sign-ins", "last"],
-            users.iter().take(INLINE_USERS).map(|u| {
-                vec![
-                    if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
-                    u.sign_ins.to_string(),
-                    u.last_sign_in.clone(),
-                ]
-            }),
-        )
-    };
     let _ = write!(
         h,
         "<h3>Still on per-user MFA ({})</h3><p>Microsoft recommends moving off per-user MFA to Conditional Access (or security defaults): these users' sign-ins were asked for MFA by their per-user setting.</p>{}{}",
@@ -1247,23 +1235,11 @@ fn strength_section(r: &Report) -> String {
             row
         }),
     ));
-    let rows = |users: &[super::strength::PrivilegedMethod]| {
-        table(
-            &["user", "sign-ins", "last"],
-            users.iter().take(INLINE_USERS).map(|u| {
-                vec![
-                    if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
-                    u.sign_ins.to_string(),
-                    u.last_sign_in.clone(),
-                ]
-            }),
-        )
-    };
     let _ = write!(
         h,
         "<h3>Privileged accounts still on telephony ({})</h3><p>Privileged accounts that did MFA by SMS or a voice call in the {period}: the first to move to a phishing-resistant method.</p>{}{}",
         st.privileged_on_telephony.len(),
-        rows(&st.privileged_on_telephony),
+        user_rows(&st.privileged_on_telephony),
         more(st.privileged_on_telephony.len(), INLINE_USERS, "mfa-strength.csv")
     );
     let _ = write!(
@@ -1271,11 +1247,25 @@ fn strength_section(r: &Report) -> String {
         "<h3>Privileged accounts on phishing-resistant MFA only ({} of {})</h3><p>Every counted sign-in of theirs with a known method was phishing-resistant.</p>{}{}",
         st.privileged_phishing_resistant.len(),
         st.privileged_with_mfa,
-        rows(&st.privileged_phishing_resistant),
+        user_rows(&st.privileged_phishing_resistant),
         more(st.privileged_phishing_resistant.len(), INLINE_USERS, "mfa-strength.csv")
     );
     h.push_str("</section>\n");
     h
+}
+
+/// The first [`INLINE_USERS`] of a section's users: who, sign-ins, the last.
+fn user_rows(users: &[super::enforcement::EnforcedUser]) -> String {
+    table(
+        &["user", "sign-ins", "last"],
+        users.iter().take(INLINE_USERS).map(|u| {
+            vec![
+                if u.upn.is_empty() { u.user_key.clone() } else { u.upn.clone() },
+                u.sign_ins.to_string(),
+                u.last_sign_in.clone(),
+            ]
+        }),
+    )
 }
 
 /// Changes listed in the page; protections-timeline.csv has them all.

@@ -10,6 +10,7 @@
 //! phishing-resistant credential behind a claim in the token is not seen
 //! there). Reads the rows it is given; writes nothing.
 
+use super::enforcement::EnforcedUser;
 use super::*;
 use crate::classify::Strength;
 
@@ -22,33 +23,24 @@ pub struct PeriodMix {
     pub strengths: Vec<(&'static str, u64)>,
 }
 
-/// A privileged account the section names.
-#[derive(Debug, Clone, Serialize)]
-pub struct PrivilegedMethod {
-    pub user_key: String,
-    pub upn: String,
-    /// `telephony` (an SMS or voice MFA sign-in in the range) or
-    /// `phishing_resistant` (every counted sign-in with a known method was).
-    pub finding: &'static str,
-    /// Their counted MFA sign-ins with the finding's method, and the last one.
-    pub sign_ins: u64,
-    pub last_sign_in: String,
-}
-
 /// The section.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MethodStrength {
     /// The trend's periods, oldest first; the report's is the last.
     pub periods: Vec<PeriodMix>,
-    pub privileged_on_telephony: Vec<PrivilegedMethod>,
-    pub privileged_phishing_resistant: Vec<PrivilegedMethod>,
+    /// `finding` `telephony`: an SMS or voice MFA sign-in in the range; the
+    /// sign-ins and the last are those by telephony.
+    pub privileged_on_telephony: Vec<EnforcedUser>,
+    /// `finding` `phishing_resistant`: every counted sign-in with a known
+    /// method was; the sign-ins and the last are the phishing-resistant ones.
+    pub privileged_phishing_resistant: Vec<EnforcedUser>,
     /// Privileged users with a counted MFA sign-in in the range.
     pub privileged_with_mfa: u64,
 }
 
 impl MethodStrength {
     /// Every user the section names, for `mfa-strength.csv`.
-    pub fn users(&self) -> Vec<&PrivilegedMethod> {
+    pub fn users(&self) -> Vec<&EnforcedUser> {
         self.privileged_on_telephony.iter().chain(&self.privileged_phishing_resistant).collect()
     }
 }
@@ -134,7 +126,7 @@ pub fn method_strength(
     }
     out.privileged_with_mfa = users.len() as u64;
     for (user_key, (upn, by)) in users {
-        let named = |finding: &'static str, s: Strength| PrivilegedMethod {
+        let named = |finding: &'static str, s: Strength| EnforcedUser {
             user_key: user_key.clone(),
             upn: upn.clone(),
             finding,
