@@ -23,7 +23,7 @@ use crate::decode::{Item, Position, RecordAt, SignIn, decode_message_received};
 use crate::directory::Applied;
 use crate::events::{Events, MalformedRecord, UserRefused};
 use crate::metrics::Metrics;
-use crate::sinks::{DirectoryEvent, SignInEvent, Sink};
+use crate::sinks::{DirectoryEvent, Durable, Prepared, SignInEvent, Sink};
 
 pub struct Pipeline {
     rules: Rules,
@@ -301,8 +301,9 @@ impl Pipeline {
         self.dead_letters.sync()
     }
 
-    /// Asks every sink to make checkpoint `seq` durable; their snapshot
-    /// states by key, and the keys of earlier formats they replace.
+    /// Asks every sink to make checkpoint `seq` durable: their snapshot
+    /// states by key, the keys of earlier formats they replace, and the waits
+    /// for what they sent to disk ([`crate::sinks::Sink::prepare`]).
     pub fn prepare_sinks(&mut self, seq: u64) -> anyhow::Result<SinkStates> {
         if !self.sinks.is_empty() {
             let accounts = self.coverage.accounts();
@@ -311,16 +312,19 @@ impl Pipeline {
                 sink.review(&coverage, &accounts);
             }
         }
-        let mut states = BTreeMap::new();
-        let mut superseded = Vec::new();
+        let mut prepared = SinkStates::default();
         for sink in &mut self.sinks {
             let name = sink.name();
-            if let Some(state) = sink.prepare(seq).map_err(|e| e.context(name))? {
-                states.insert(sink.state_key().to_owned(), state);
-                superseded.extend_from_slice(sink.superseded());
+            let Prepared { state, durable } = sink.prepare(seq).map_err(|e| e.context(name))?;
+            if let Some(state) = state {
+                prepared.states.insert(sink.state_key().to_owned(), state);
+                prepared.superseded.extend_from_slice(sink.superseded());
             }
+            prepared
+                .durable
+                .extend(durable.map(|wait| -> Durable { Box::new(move || wait().map_err(|e| e.context(name))) }));
         }
-        Ok((states, superseded))
+        Ok(prepared)
     }
 
     /// The snapshot of checkpoint `seq` is durable.
@@ -331,8 +335,16 @@ impl Pipeline {
     }
 }
 
-/// The sinks' states by snapshot key, and the keys of earlier formats they replace.
-pub type SinkStates = (BTreeMap<String, Vec<u8>>, Vec<&'static str>);
+/// What the sinks hand a checkpoint ([`Pipeline::prepare_sinks`]).
+#[derive(Default)]
+pub struct SinkStates {
+    /// Their snapshot states by key.
+    pub states: BTreeMap<String, Vec<u8>>,
+    /// The keys of earlier formats they replace.
+    pub superseded: Vec<&'static str>,
+    /// What the snapshot waits for first.
+    pub durable: Vec<Durable>,
+}
 
 /// Every sign-in of an excluded (break-glass) account is logged (the alert
 /// is the break_glass_signin rule's). Returns whether the account is one.

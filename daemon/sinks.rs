@@ -138,13 +138,36 @@ pub trait Sink: Send {
     /// has become registration_overdue as the window moved).
     fn review(&mut self, _coverage: &Coverage, _accounts: &Accounts) {}
 
-    /// Makes everything durable that checkpoint `seq` will stand for, and
-    /// returns the state to keep in its snapshot (`None`: nothing to keep).
-    /// An error leaves the sink able to try again with the same `seq`.
-    fn prepare(&mut self, seq: u64) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Starts making durable everything that checkpoint `seq` will stand
+    /// for, and returns the state to keep in its snapshot with the wait for
+    /// that ([`Prepared`]). Runs on the pipeline thread, so it must not wait
+    /// on I/O itself: what it sent to disk is waited for by
+    /// [`Prepared::durable`], on the checkpoint's own thread, while the
+    /// pipeline goes on. What the sink takes in after `prepare` belongs to
+    /// the next checkpoint. An error leaves the sink able to try again with
+    /// the same `seq`; after a success the next checkpoint is `seq + 1`
+    /// even if this one fails later (its snapshot is never written).
+    fn prepare(&mut self, seq: u64) -> anyhow::Result<Prepared>;
 
     /// The snapshot of checkpoint `seq` is durable.
     fn committed(&mut self, _seq: u64) {}
+}
+
+/// What a sink hands a checkpoint: the state for the snapshot (`None`:
+/// nothing to keep) and what the snapshot waits for first.
+#[derive(Default)]
+pub struct Prepared {
+    pub state: Option<Vec<u8>>,
+    pub durable: Option<Durable>,
+}
+
+/// Waits until what a sink sent to disk for a checkpoint is durable; an
+/// error keeps the snapshot from being written.
+pub type Durable = Box<dyn FnOnce() -> anyhow::Result<()> + Send>;
+
+/// Runs the waits of a checkpoint's sinks in turn: the first error stops.
+pub fn make_durable(durable: Vec<Durable>) -> anyhow::Result<()> {
+    durable.into_iter().try_for_each(|wait| wait())
 }
 
 /// How far each source (partition, file) has been read, in event time.

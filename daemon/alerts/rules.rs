@@ -16,7 +16,7 @@ use super::{AFTER_STORM, Alert, ChangeFacts, HELD_NAMED, HeldBack, Rule, Severit
 use crate::classify::{Carried, Labels, MfaFailure, Subject};
 use crate::config::{AlertsConfig, Config, LegacyMode};
 use crate::coverage::{Accounts, Coverage, Policy};
-use crate::sinks::{SignInEvent, Sink, SinkContext, SourceClock};
+use crate::sinks::{Prepared, SignInEvent, Sink, SinkContext, SourceClock};
 
 /// The rules' state that must survive a restart (the snapshot's part).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -961,11 +961,12 @@ impl Sink for Alerts {
         self.state.overdue = still;
     }
 
-    fn prepare(&mut self, _seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    fn prepare(&mut self, _seq: u64) -> anyhow::Result<Prepared> {
         self.prune();
         let outbox = self.delivery.pending();
         let saved = SavedRef { state: &self.state, outbox: &outbox, watches: &self.watches };
-        Ok(Some(postcard::to_allocvec(&saved).map_err(|e| anyhow::anyhow!("cannot save the alerts' state: {e}"))?))
+        let state = postcard::to_allocvec(&saved).map_err(|e| anyhow::anyhow!("cannot save the alerts' state: {e}"))?;
+        Ok(Prepared { state: Some(state), durable: None })
     }
 }
 
@@ -1441,7 +1442,7 @@ mod tests {
         let (mut a, shared) = alerts(FIRST_SEEN);
         feed(&mut a, &legacy(ANN, "IMAP4", 0), false, false);
         assert_eq!(legacy_made(&shared).len(), 1);
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         drop(a);
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{FIRST_SEEN}");
         let config = Config::parse(&text, std::path::Path::new("test.toml")).unwrap();
@@ -1509,7 +1510,7 @@ mod tests {
             }
             let (mut a, shared) = if restart {
                 // Stopped inside the minute: the window, and what it held back, are in the snapshot.
-                let saved = a.prepare(1).unwrap().unwrap();
+                let saved = a.prepare(1).unwrap().state.unwrap();
                 drop(a);
                 let config =
                     Config::parse("[alerts]\nmax_age = \"100000d\"\nrate_limit_per_minute = 1\n", "t.toml".as_ref())
@@ -1790,7 +1791,7 @@ mod tests {
         for record in storm(ANN, 0, 9) {
             feed(&mut a, &record, false, false);
         }
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         drop(a);
         let shared = Shared::new(&config.rules());
         let mut b = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
@@ -1799,7 +1800,7 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(vec![(got[0].id.clone(), 1)], storm_ids(&storm(ANN, 0, 10)), "the id of a run without the restart");
         // Saved after the alert: the prompts read again after the restart count on it, no second alert.
-        let saved = b.prepare(2).unwrap().unwrap();
+        let saved = b.prepare(2).unwrap().state.unwrap();
         drop(b);
         let shared = Shared::new(&config.rules());
         let mut c = shared.start(&config, BTreeMap::from([(STATE_KEY.to_string(), saved)]));
@@ -1877,7 +1878,7 @@ mod tests {
         assert_eq!(made(&shared), vec![(Rule::RopcSignin, Severity::Warning, ANN.into(), 2)]);
         let id = a.delivery.pending()[0].alert.id.clone();
         assert_eq!(id, alert_id(Rule::RopcSignin, ANN, &format!("window {}", ropc(1).time() / 3600)));
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         drop(a);
         let config = Config::parse(&format!("[alerts]\nmax_age = \"100000d\"\n{extra}"), "t.toml".as_ref()).unwrap();
         let shared = Shared::new(&config.rules());
@@ -1999,7 +2000,7 @@ mod tests {
         let extra = "[alerts.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n";
         let (mut a, _) = alerts(extra);
         feed(&mut a, &R { client: "IMAP4", mfa: false, ..r(ANN, 0) }, false, false);
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         drop(a);
         let text = format!("[alerts]\nmax_age = \"100000d\"\n{extra}");
         let config = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
@@ -2197,7 +2198,7 @@ mod tests {
             list[0].summary
         );
         // The state survives a restart: the same record again is the same alert.
-        let saved = b.prepare(1).unwrap().unwrap();
+        let saved = b.prepare(1).unwrap().state.unwrap();
         let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
         let mut again = shared_b.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
         feed_directory(&mut again, &role_added(0, DirCategory::AuditLogs), true, false, Some("Global Administrator"));
@@ -2301,7 +2302,7 @@ mod tests {
         ];
         assert_eq!(got, expected, "\n{}", got.join("\n"));
         // Read again (a restart re-reading the hub, after the state was saved): the same alerts, counted again.
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
         let mut again = shared.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
         feed_protections(&mut again, &records);
@@ -2384,7 +2385,7 @@ mod tests {
         assert_eq!(c.before.as_deref(), Some("high risk, atRisk since 2025-06-09T03:00:00Z"));
         // A day later (the next cooldown window): a new alert; after a restart, the same ones.
         feed_risk(&mut a, &r(ANN, 24 * 60 + 60), Some(high(-30 * 60, "atRisk")));
-        let saved = a.prepare(1).unwrap().unwrap();
+        let saved = a.prepare(1).unwrap().state.unwrap();
         let config = Config::parse("[alerts]\nmax_age = \"100000d\"\n", std::path::Path::new("t.toml")).unwrap();
         let mut again = shared.start(&config, BTreeMap::from([(STATE_KEY.to_owned(), saved)]));
         feed_risk(&mut again, &r(ANN, 24 * 60 + 60), Some(high(-30 * 60, "atRisk")));

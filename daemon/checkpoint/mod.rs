@@ -2,14 +2,24 @@
 //!
 //! A checkpoint runs in this order (docs/design.md, "Delivery guarantee"):
 //! 1. dead letters are synced;
-//! 2. each stateful sink makes its part durable for checkpoint number `seq`
-//!    (history finishes its Parquet parts; alerts hand over their outbox and
-//!    rule state) and returns the state it keeps in the snapshot;
+//! 2. each stateful sink starts making its part durable for checkpoint
+//!    number `seq` (history hands its rows to its writer thread; alerts hand
+//!    over their outbox and rule state) and returns the state it keeps in the
+//!    snapshot with the wait for its writes;
 //! 3. the snapshot — coverage, the next offset of every partition, the sinks'
-//!    states, `seq` — is written to a temporary file, fsynced, renamed over
+//!    states, `seq` — is encoded in memory;
+//! 4. on a thread of its own, the sinks' writes are waited for, then the
+//!    snapshot is written to a temporary file, fsynced, renamed over
 //!    `state.snapshot`, and the directory fsynced;
-//! 4. the sinks hear that `seq` is durable;
-//! 5. only then does the source commit the offsets (a closure it passes in).
+//! 5. back on the pipeline thread, the sinks hear that `seq` is durable;
+//! 6. only then does the source commit the offsets the snapshot holds (a
+//!    closure it passes in).
+//!
+//! Steps 1–3 need the state and run on the pipeline thread
+//! ([`Checkpointer::start_checkpoint`]); while step 4 runs, messages go on
+//! being processed, their effects the next checkpoint's; the source finishes
+//! it on a later turn of its loop ([`Checkpointer::finish_checkpoint`]).
+//! [`Checkpointer::checkpoint`] does it all before returning (revoke, stop).
 //!
 //! On start the snapshot is loaded, each sink discards what a checkpoint
 //! numbered above the snapshot's `seq` left behind, and each partition resumes
@@ -74,6 +84,11 @@ pub struct Checkpointer {
     snapshots: SnapshotFile,
     /// The number of the last durable checkpoint.
     seq: u64,
+    /// The number the next checkpoint takes: past `seq`, and past every
+    /// checkpoint whose sinks were prepared even if its snapshot failed.
+    next_seq: u64,
+    /// The checkpoint whose snapshot is being written, if one is.
+    in_flight: Option<InFlight>,
     last_checkpoint: Instant,
     /// Commit failures in a row (readiness fails past a few).
     failed_commits: u32,
@@ -132,6 +147,8 @@ impl Checkpointer {
             sink_states: resumed.sinks,
             snapshots,
             seq: resumed.seq,
+            next_seq: resumed.seq + 1,
+            in_flight: None,
             last_checkpoint: Instant::now(),
             failed_commits: 0,
             poisoned: false,
@@ -251,14 +268,31 @@ impl Checkpointer {
         self.seq
     }
 
-    /// The checkpoint of docs/design.md: sinks durable, snapshot with offsets
-    /// written atomically, then — only then — `commit` with the offsets.
+    /// The checkpoint of docs/design.md, whole: sinks durable, snapshot with
+    /// offsets written atomically, then — only then — `commit` with the
+    /// offsets. One still being written is finished first.
     pub fn checkpoint(&mut self, commit: Option<Commit<'_>>) -> Result<(), CheckpointError> {
         // A panic unwinding through the pipeline drops the consumer, whose
         // close runs the revoke callback: the state may hold half a message.
         if std::thread::panicking() {
             self.poisoned = true;
         }
+        if !self.poisoned {
+            // An error was said and counted; this checkpoint tries again.
+            let _ = self.finish_checkpoint(commit, Wait::Yes);
+        }
+        self.start_checkpoint()?;
+        self.finish_checkpoint(commit, Wait::Yes)
+    }
+
+    /// Starts a checkpoint, unless one is being written: what needs the
+    /// state is done now, on the pipeline thread (dead letters synced, the
+    /// sinks' parts handed to their writers, the snapshot encoded in memory
+    /// with the offsets read so far); the rest — waiting for the sinks'
+    /// writes, writing and fsyncing the snapshot — on a thread of its own,
+    /// while messages go on being processed. [`Checkpointer::finish_checkpoint`]
+    /// then tells the sinks and commits.
+    pub fn start_checkpoint(&mut self) -> Result<(), CheckpointError> {
         if self.poisoned {
             return Err(CheckpointError::Fatal(anyhow::anyhow!(
                 "not checkpointing: a message was only partly processed"
@@ -267,20 +301,61 @@ impl Checkpointer {
         if let Some(why) = &self.refused {
             return Err(CheckpointError::Fatal(anyhow::anyhow!("not checkpointing: {why}")));
         }
-        let started = Instant::now();
-        let (metrics, health) = (self.pipeline.metrics().clone(), self.health.clone());
-        let result = self.write_snapshot();
-        self.last_checkpoint = Instant::now();
-        if let Err(e) = result {
-            if let CheckpointError::Failed(e) = &e {
-                health.set_checkpoint_problem(Some(format!("checkpoint failing: {e:#}")));
-            }
-            self.events.emit(CheckpointFailed { error: &e, fatal: matches!(e, CheckpointError::Fatal(_)) });
-            return Err(e);
+        if self.in_flight.is_some() {
+            return Ok(());
         }
+        let started = Instant::now();
+        self.last_checkpoint = started;
+        let (seq, bytes, prepared) = match self.prepare() {
+            Ok(prepared) => prepared,
+            Err(e) => return Err(self.failed(e)),
+        };
+        let snapshots = self.snapshots.clone();
+        let durable = prepared.durable;
+        let writing = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+            crate::sinks::make_durable(durable).map_err(CheckpointError::Failed)?;
+            snapshots.write_encoded(&bytes).map_err(|e| CheckpointError::Failed(e.into()))
+        });
+        let writing = match writing {
+            Ok(thread) => thread,
+            Err(e) => {
+                return Err(
+                    self.failed(CheckpointError::Failed(anyhow::anyhow!("cannot start the checkpoint's thread: {e}")))
+                );
+            }
+        };
+        self.in_flight =
+            Some(InFlight { seq, offsets: self.offsets.clone(), sinks: prepared.states, started, writing });
+        Ok(())
+    }
+
+    /// Finishes the checkpoint being written, once its snapshot is durable
+    /// (`Wait::Yes`: waits for it; `Wait::No`: only if it is): the sinks hear
+    /// it, and `commit` gets the offsets the snapshot holds. Nothing to do
+    /// when none is being written.
+    pub fn finish_checkpoint(&mut self, commit: Option<Commit<'_>>, wait: Wait) -> Result<(), CheckpointError> {
+        match &self.in_flight {
+            Some(in_flight) if wait == Wait::Yes || in_flight.writing.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let InFlight { seq, offsets, sinks, started, writing } = self.in_flight.take().expect("looked at above");
+        let written = writing.join().unwrap_or_else(|_| {
+            Err(CheckpointError::Failed(anyhow::anyhow!(
+                "the checkpoint's thread panicked; the snapshot was not written"
+            )))
+        });
+        let bytes = match written {
+            Ok(bytes) => bytes,
+            Err(e) => return Err(self.failed(e)),
+        };
+        self.seq = seq;
+        self.sink_states = sinks;
+        self.pipeline.sinks_committed(seq);
+        tracing::debug!(bytes, seq, partitions = offsets.len(), "snapshot written");
+        let (metrics, health) = (self.pipeline.metrics().clone(), self.health.clone());
         health.set_checkpoint_problem(None);
         crate::testhooks::pause("checkpoint-before-commit");
-        match commit.map(|commit| commit(&self.offsets)) {
+        match commit.map(|commit| commit(&offsets)) {
             Some(Err(e)) => {
                 self.failed_commits += 1;
                 self.events.emit(CommitFailed(&e));
@@ -298,7 +373,24 @@ impl Checkpointer {
         Ok(())
     }
 
-    fn write_snapshot(&mut self) -> Result<(), CheckpointError> {
+    /// Whether a checkpoint is being written.
+    pub fn writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// A checkpoint that failed: said, counted, and (unless fatal) shown in
+    /// readiness until one succeeds.
+    fn failed(&self, e: CheckpointError) -> CheckpointError {
+        if let CheckpointError::Failed(e) = &e {
+            self.health.set_checkpoint_problem(Some(format!("checkpoint failing: {e:#}")));
+        }
+        self.events.emit(CheckpointFailed { error: &e, fatal: matches!(e, CheckpointError::Fatal(_)) });
+        e
+    }
+
+    /// The pipeline-thread half of a checkpoint: dead letters durable, the
+    /// sinks prepared, the snapshot's bytes.
+    fn prepare(&mut self) -> Result<(u64, Vec<u8>, crate::pipeline::SinkStates), CheckpointError> {
         if let Err(e) = self.pipeline.sync_dead_letters() {
             // Some dead letters may be lost: only reading their records again
             // (from the last snapshot, after a restart) recovers them.
@@ -307,12 +399,15 @@ impl Checkpointer {
                 "cannot make dead letters durable: {e}; stopping so that a restart writes them again"
             )));
         }
-        let seq = self.seq + 1;
-        let (states, superseded) = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        let seq = self.next_seq;
+        let mut prepared = self.pipeline.prepare_sinks(seq).map_err(CheckpointError::Failed)?;
+        // The next checkpoint has the next number whether or not this one
+        // ends well: the sinks take what comes now as the next one's.
+        self.next_seq = seq + 1;
         let mut sinks = self.sink_states.clone();
-        sinks.extend(states);
-        for key in superseded {
-            sinks.remove(key);
+        sinks.extend(std::mem::take(&mut prepared.states));
+        for key in &prepared.superseded {
+            sinks.remove(*key);
         }
         let handle = self.pipeline.coverage().clone();
         handle.compact_names();
@@ -321,7 +416,7 @@ impl Checkpointer {
         let coverage = handle.read();
         let bytes = self
             .snapshots
-            .write(&SnapshotRef {
+            .encode(&SnapshotRef {
                 offsets: &self.offsets,
                 coverage: coverage.snapshot_ref(),
                 written_at: chrono::Utc::now().timestamp(),
@@ -331,15 +426,31 @@ impl Checkpointer {
                 sinks: &sinks,
                 directory: directory.snapshot_ref(),
             })
-            .map_err(|e| CheckpointError::Failed(e.into()))?;
+            .map_err(|e| CheckpointError::Failed(e.into()));
         drop(coverage);
         drop(directory);
-        self.seq = seq;
-        self.sink_states = sinks;
-        self.pipeline.sinks_committed(seq);
-        tracing::debug!(bytes, seq, partitions = self.offsets.len(), "snapshot written");
-        Ok(())
+        prepared.states = sinks;
+        Ok((seq, bytes?, prepared))
     }
+}
+
+/// Whether [`Checkpointer::finish_checkpoint`] waits for the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Yes,
+    No,
+}
+
+/// A checkpoint whose snapshot is being written.
+struct InFlight {
+    seq: u64,
+    /// The offsets the snapshot holds (the reader has gone on since).
+    offsets: BTreeMap<Partition, i64>,
+    /// The sinks' states in it.
+    sinks: BTreeMap<String, Vec<u8>>,
+    started: Instant,
+    /// Waits for the sinks' writes, then writes the snapshot: its size.
+    writing: std::thread::JoinHandle<Result<u64, CheckpointError>>,
 }
 
 #[cfg(test)]
@@ -354,6 +465,10 @@ mod tests {
     }
 
     fn checkpointer(dir: &Path) -> (Checkpointer, Shared) {
+        checkpointer_with(dir, Vec::new())
+    }
+
+    fn checkpointer_with(dir: &Path, sinks: Vec<Box<dyn crate::sinks::Sink>>) -> (Checkpointer, Shared) {
         use crate::classify::Rules;
         use crate::coverage::{Accounts, Coverage, Policy};
         let metrics = Arc::new(crate::metrics::Metrics::new(&Rules::default()));
@@ -361,8 +476,11 @@ mod tests {
         let coverage = crate::coverage::Handle::new(Coverage::new(Policy::default()), Accounts::default());
         let snapshots = SnapshotFile::new(dir);
         let lock = snapshots.lock().unwrap();
-        let pipeline =
+        let mut pipeline =
             Pipeline::new(Rules::default(), Policy::default(), coverage, metrics.clone(), Default::default());
+        for sink in sinks {
+            pipeline.add_sink(sink);
+        }
         let resumed = Resumed { offsets: BTreeMap::from([(("t".to_string(), 0), 5)]), ..Resumed::default() };
         (Checkpointer::new(pipeline, resumed, snapshots, lock, health.clone()), Shared { health, metrics })
     }
@@ -406,5 +524,89 @@ mod tests {
         assert!(!committed.get(), "no offset commit without a durable snapshot");
         assert!(shared.health.not_ready().unwrap().contains("checkpoint failing"));
         assert_eq!(cp.seq, 0, "the next attempt reuses the checkpoint number");
+    }
+
+    /// A sink whose writes a test holds back or makes fail, and that says
+    /// which checkpoints it was prepared for and heard were durable.
+    struct Slow {
+        /// Each checkpoint's wait blocks until the test sends its answer.
+        answers: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Result<(), String>>>>,
+        heard: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl crate::sinks::Sink for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn sign_in(&mut self, _: &crate::sinks::SignInEvent<'_, '_>) {}
+        fn prepare(&mut self, seq: u64) -> anyhow::Result<crate::sinks::Prepared> {
+            self.heard.lock().unwrap().push(format!("prepare {seq}"));
+            let answers = self.answers.clone();
+            Ok(crate::sinks::Prepared {
+                state: Some(seq.to_le_bytes().to_vec()),
+                durable: Some(Box::new(move || answers.lock().unwrap().recv()?.map_err(anyhow::Error::msg))),
+            })
+        }
+        fn committed(&mut self, seq: u64) {
+            self.heard.lock().unwrap().push(format!("committed {seq}"));
+        }
+    }
+
+    #[test]
+    fn reading_goes_on_while_a_snapshot_is_written_and_the_commit_is_of_the_offsets_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (answer, answers) = std::sync::mpsc::channel();
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Slow { answers: Arc::new(std::sync::Mutex::new(answers)), heard: heard.clone() };
+        let (mut cp, _shared) = checkpointer_with(dir.path(), vec![Box::new(sink)]);
+        let part = ("t".to_string(), 0);
+        let committed = std::sync::Mutex::new(Vec::new());
+        let commit = |offsets: &BTreeMap<Partition, i64>| {
+            committed.lock().unwrap().push(offsets[&("t".to_string(), 0)]);
+            Ok(Committed::Done)
+        };
+
+        cp.start_checkpoint().unwrap();
+        assert!(cp.writing());
+        // The pipeline goes on: more is read while the sink's write is held back.
+        cp.record(part.clone(), 9);
+        cp.start_checkpoint().unwrap();
+        cp.finish_checkpoint(Some(&commit), Wait::No).unwrap();
+        assert!(cp.writing(), "not finished before the sink's write is durable");
+        assert_eq!(
+            SnapshotFile::new(dir.path()).read().unwrap().map(|s| s.seq),
+            None,
+            "no snapshot before the sink's write"
+        );
+        assert!(committed.lock().unwrap().is_empty());
+        answer.send(Ok(())).unwrap();
+        cp.finish_checkpoint(Some(&commit), Wait::Yes).unwrap();
+        let snapshot = SnapshotFile::new(dir.path()).read().unwrap().unwrap();
+        assert_eq!((snapshot.seq, snapshot.offsets[&part]), (1, 5), "the snapshot holds what was read when it started");
+        assert_eq!(
+            *committed.lock().unwrap(),
+            vec![5],
+            "the commit is of the snapshot's offsets, not of what was read since"
+        );
+        assert_eq!(cp.seq(), 1);
+
+        // The sink's write fails: no snapshot, no commit, and the next
+        // checkpoint takes the next number (the sink has moved on).
+        cp.start_checkpoint().unwrap();
+        answer.send(Err("disk full".into())).unwrap();
+        let err = cp.finish_checkpoint(Some(&commit), Wait::Yes).unwrap_err();
+        assert!(matches!(err, CheckpointError::Failed(_)) && format!("{err}").contains("disk full"), "{err}");
+        assert_eq!(SnapshotFile::new(dir.path()).read().unwrap().unwrap().seq, 1);
+        assert_eq!(cp.seq(), 1, "the last durable checkpoint is still 1");
+        answer.send(Ok(())).unwrap();
+        cp.checkpoint(Some(&commit)).unwrap();
+        let snapshot = SnapshotFile::new(dir.path()).read().unwrap().unwrap();
+        assert_eq!((snapshot.seq, snapshot.offsets[&part]), (3, 9));
+        assert_eq!(*committed.lock().unwrap(), vec![5, 9]);
+        assert_eq!(
+            *heard.lock().unwrap(),
+            ["prepare 1", "committed 1", "prepare 2", "prepare 3", "committed 3"],
+            "a sink hears only of checkpoints whose snapshot is durable"
+        );
     }
 }

@@ -243,20 +243,33 @@ impl SnapshotFile {
 
     /// Writes `snapshot` atomically and durably; returns its size in bytes.
     pub fn write(&self, snapshot: &SnapshotRef<'_>) -> Result<u64, SnapshotError> {
-        let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
-        create_dir_durable(&self.dir).map_err(err)?;
-        let payload = postcard::to_allocvec(snapshot).map_err(|e| err(io::Error::other(e)))?;
+        self.write_encoded(&self.encode(snapshot)?)
+    }
+
+    /// The file's bytes for `snapshot` (header, checksum, payload), made in
+    /// memory: the part of a write that needs the state.
+    pub fn encode(&self, snapshot: &SnapshotRef<'_>) -> Result<Vec<u8>, SnapshotError> {
+        let payload = postcard::to_allocvec(snapshot)
+            .map_err(|e| SnapshotError::Write { dir: self.dir.clone(), source: io::Error::other(e) })?;
         let mut bytes = Vec::with_capacity(payload.len() + 24);
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&VERSION.to_le_bytes());
         bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&payload);
+        Ok(bytes)
+    }
+
+    /// Writes what [`SnapshotFile::encode`] made: aside, fsynced, renamed
+    /// over the snapshot, the directory fsynced. Returns the bytes written.
+    pub fn write_encoded(&self, bytes: &[u8]) -> Result<u64, SnapshotError> {
+        let err = |source| SnapshotError::Write { dir: self.dir.clone(), source };
+        create_dir_durable(&self.dir).map_err(err)?;
         let tmp = tmp_name(&self.path());
         let write_tmp = || -> io::Result<()> {
             crate::testhooks::write_fault()?;
             let mut file = create_private(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(bytes)?;
             file.sync_all()
         };
         write_tmp().map_err(err)?;

@@ -524,13 +524,18 @@ fn run_with_checkpoints(pipe: &mut crate::pipeline::Pipeline, messages: &[Vec<u8
         if since >= CHECKPOINT_EVERY {
             since = 0;
             *seq += 1;
-            pipe.prepare_sinks(*seq).expect("sinks durable");
-            pipe.sinks_committed(*seq);
+            checkpoint_sinks(pipe, *seq);
         }
     }
     *seq += 1;
-    pipe.prepare_sinks(*seq).expect("sinks durable");
-    pipe.sinks_committed(*seq);
+    checkpoint_sinks(pipe, *seq);
+}
+
+/// Checkpoint `seq` of `pipe`'s sinks, as the checkpointer does it (no snapshot).
+fn checkpoint_sinks(pipe: &mut crate::pipeline::Pipeline, seq: u64) {
+    let prepared = pipe.prepare_sinks(seq).expect("sinks prepared");
+    crate::sinks::make_durable(prepared.durable).expect("sinks durable");
+    pipe.sinks_committed(seq);
 }
 
 fn pipeline(records: u64, users: u32, rounds: u32) -> anyhow::Result<()> {
@@ -881,7 +886,7 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
     let pipe = new_pipeline();
     let mut alerts =
         crate::alerts::Alerts::start(&config, sink_context(&pipe), Default::default(), &Default::default())?;
-    let (empty, rss_before) = (alerts.prepare(1)?.map_or(0, |s| s.len()), rss_bytes());
+    let (empty, rss_before) = (alerts.prepare(1)?.state.map_or(0, |s| s.len()), rss_bytes());
     let agent = "Mozilla/5.0 ".repeat(86);
     let time = chrono::Utc::now() - chrono::Duration::minutes(30);
     let (mut peak, mut bytes) = (rss_before, 0u64);
@@ -926,7 +931,7 @@ fn spray(sources: u64, ipv6: bool) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     peak = peak.max(rss_bytes());
-    let snapshot = alerts.prepare(2)?.map_or(0, |s| s.len());
+    let snapshot = alerts.prepare(2)?.state.map_or(0, |s| s.len());
     let evicted = crate::metrics::sum(&pipe.metrics().render(), "mfawatch_spray_sources_evicted_total");
     drop(pipe);
     println!(

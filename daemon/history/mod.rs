@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 use crate::events::{CompactionFailed, Events, Problem};
 use crate::metrics::Metrics;
-use crate::sinks::{DirectoryEvent, SignInEvent, Sink, SinkContext, SourceClock};
+use crate::sinks::{DirectoryEvent, Durable, Prepared, SignInEvent, Sink, SinkContext, SourceClock};
 use rows::Rows;
 
 /// The sink's name: the key of its state in the snapshot.
@@ -271,11 +271,17 @@ impl History {
         self.writer.in_flight == 0
     }
 
-    /// Writes every buffered row as parts of checkpoint `next_seq`, durably.
-    fn write_parts(&mut self) -> anyhow::Result<()> {
-        let sent = self.send_parts();
-        self.absorb(0);
-        sent.and(self.failed())
+    /// Hands every buffered row to the writer as parts of checkpoint
+    /// `next_seq`, with the parts that failed before; the wait it returns
+    /// ends once they (and every part sent before) are durable, or names the
+    /// first that is not.
+    fn write_parts(&mut self) -> anyhow::Result<Durable> {
+        // A part that failed was reported by the barrier after it (or the
+        // spill): it goes again now, and this barrier answers for it.
+        self.absorb(usize::MAX);
+        self.failed = None;
+        self.send_parts()?;
+        self.writer.barrier()
     }
 }
 
@@ -297,10 +303,18 @@ enum Data {
 /// (None: the thread is gone) with the error that kept it from disk.
 type Done = Result<(usize, u64), (Option<Part>, anyhow::Error)>;
 
+/// What the writer thread is asked: a part to write, or to say — once
+/// every part sent before is done — whether every part that failed has
+/// been written since (a checkpoint waits for that).
+enum Job {
+    Part(Part),
+    Barrier(mpsc::SyncSender<Result<(), String>>),
+}
+
 /// The thread that encodes parts (Parquet, zstd) and makes them durable,
 /// beside the pipeline thread.
 struct Writer {
-    parts: Option<mpsc::Sender<Part>>,
+    parts: Option<mpsc::Sender<Job>>,
     done: mpsc::Receiver<Done>,
     in_flight: usize,
     queued_rows: usize,
@@ -309,10 +323,20 @@ struct Writer {
 
 impl Writer {
     fn start() -> anyhow::Result<Writer> {
-        let (parts, rx) = mpsc::channel::<Part>();
+        let (parts, rx) = mpsc::channel::<Job>();
         let (tx, done) = mpsc::channel();
         let thread = std::thread::Builder::new().name("history-writer".into()).spawn(move || {
-            for mut part in rx {
+            // The parts that failed and have not been written since, by path.
+            let mut failed: BTreeMap<PathBuf, String> = BTreeMap::new();
+            for job in rx {
+                let mut part = match job {
+                    Job::Part(part) => part,
+                    Job::Barrier(answer) => {
+                        let _ = answer.send(failed.values().next().map_or(Ok(()), |e| Err(e.clone())));
+                        continue;
+                    }
+                };
+                let path = part.folder.join(part.name.file());
                 let frame = match std::mem::replace(&mut part.data, Data::Frame(DataFrame::empty())) {
                     Data::Rows(mut rows) => rows.take(part.name.epoch_seq()).map_err(anyhow::Error::from),
                     Data::Frame(frame) => Ok(frame),
@@ -324,6 +348,12 @@ impl Writer {
                     part.data = Data::Frame(frame);
                     written.map(|bytes| (part.rows, bytes))
                 });
+                match &result {
+                    Ok(_) => failed.remove(&path),
+                    Err(e) => {
+                        failed.insert(path, format!("cannot write the history in {}: {e:#}", part.folder.display()))
+                    }
+                };
                 if tx.send(result.map_err(|e| (Some(part), e))).is_err() {
                     return;
                 }
@@ -335,10 +365,25 @@ impl Writer {
     fn send(&mut self, part: Part) -> anyhow::Result<()> {
         let rows = part.rows;
         let parts = self.parts.as_ref().expect("open until dropped");
-        parts.send(part).map_err(|_| anyhow::anyhow!("the history writer thread has stopped"))?;
+        parts.send(Job::Part(part)).map_err(|_| anyhow::anyhow!("the history writer thread has stopped"))?;
         self.in_flight += 1;
         self.queued_rows += rows;
         Ok(())
+    }
+
+    /// The wait for every part sent so far to be on disk: an error names the
+    /// first that is not (it comes back through [`Writer::done`] too, and is
+    /// written again by the next checkpoint).
+    fn barrier(&mut self) -> anyhow::Result<Durable> {
+        let (answer, rx) = mpsc::sync_channel(1);
+        let parts = self.parts.as_ref().expect("open until dropped");
+        parts.send(Job::Barrier(answer)).map_err(|_| anyhow::anyhow!("the history writer thread has stopped"))?;
+        Ok(Box::new(move || match rx.recv() {
+            Ok(written) => written.map_err(anyhow::Error::msg),
+            Err(mpsc::RecvError) => {
+                Err(anyhow::anyhow!("the history writer thread has stopped; parts in flight were not written"))
+            }
+        }))
     }
 
     /// The next finished part, waiting for it while more than `queued` rows
@@ -457,15 +502,17 @@ impl Sink for History {
         self.directory_days.entry(date).or_default().push(event);
     }
 
-    fn prepare(&mut self, seq: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    fn prepare(&mut self, seq: u64) -> anyhow::Result<Prepared> {
         anyhow::ensure!(seq == self.next_seq, "history: checkpoint {seq} where {} was expected", self.next_seq);
-        self.write_parts()?;
-        Ok(Some(postcard::to_allocvec(&Saved { epoch: self.epoch, newest: self.newest })?))
+        let durable = self.write_parts()?;
+        let state = postcard::to_allocvec(&Saved { epoch: self.epoch, newest: self.newest })?;
+        // Rows from here on are the next checkpoint's.
+        self.next_seq = seq + 1;
+        self.k = 0;
+        Ok(Prepared { state: Some(state), durable: Some(durable) })
     }
 
     fn committed(&mut self, seq: u64) {
-        self.next_seq = seq + 1;
-        self.k = 0;
         let written = files::write_committed(&self.dir, self.epoch, seq)
             .and_then(|()| files::write_committed(&directory::root(&self.dir), self.epoch, seq));
         if let Err(e) = written {

@@ -29,7 +29,7 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 
-use crate::checkpoint::{CheckpointError, Checkpointer, Partition};
+use crate::checkpoint::{CheckpointError, Checkpointer, Partition, Wait};
 use crate::clock::Clock;
 use crate::config::{Auth, Config};
 use crate::decode::Position;
@@ -211,12 +211,16 @@ pub fn consume(
             // A checkpoint inside a rebalance callback could not keep its dead letters.
             break Err(anyhow::anyhow!("dead letters could not be kept; stopping without committing"));
         }
-        if cp.due(interval) {
-            // A failed commit or checkpoint was said and counted where it
-            // happened (events); only a fatal one stops the source.
-            if let Err(e @ CheckpointError::Fatal(_)) = cp.checkpoint(Some(&commit)) {
-                break Err(e.into());
-            }
+        // The snapshot is written on a thread of its own while messages go
+        // on; it is finished (sinks told, offsets committed) once durable.
+        // A failed commit or checkpoint was said and counted where it
+        // happened (events); only a fatal one stops the source.
+        let mut checkpointed = cp.finish_checkpoint(Some(&commit), Wait::No);
+        if checkpointed.is_ok() && cp.due(interval) {
+            checkpointed = cp.start_checkpoint();
+        }
+        if let Err(e @ CheckpointError::Fatal(_)) = checkpointed {
+            break Err(e.into());
         }
     };
     ctx.health.stopping.store(true, Ordering::Relaxed);
