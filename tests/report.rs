@@ -780,3 +780,25 @@ fn a_damaged_rollup_file_is_named_ignored_and_made_again() {
     let healed = build(&history, Use::Keep);
     assert_eq!((healed.rollup.ignored.len(), healed.rollup.weeks_used), (0, weeks));
 }
+
+#[test]
+fn each_point_of_the_trend_is_the_coverage_the_report_of_that_week_says() {
+    use mfawatch::report::rollup::Use;
+    let dir = tempfile::tempdir().unwrap();
+    let history = history_of(dir.path(), five_weeks());
+    let newest = mfawatch::report::Window::iso_week("2025-W26").unwrap();
+    for rollup in [Use::Off, Use::Keep, Use::Keep] {
+        let report = build(&history, rollup);
+        assert_eq!(report.trend.len(), 8);
+        let mut compared = 0;
+        for (back, (label, ratio)) in report.trend.iter().rev().enumerate() {
+            let Some(ratio) = ratio else { continue };
+            let week = mfawatch::report::Window::iso_week(label).unwrap();
+            assert_eq!(week.from, newest.from - chrono::Days::new(7 * back as u64), "{label}");
+            let alone = build_over(&history, week, Use::Off);
+            assert_eq!(Some(*ratio), alone.coverage.coverage_ratio, "{label} ({rollup:?})");
+            compared += 1;
+        }
+        assert!(compared >= 4, "{:?}", report.trend);
+    }
+}

@@ -987,14 +987,17 @@ fn report(rows: u64, users: u32, weeks: u32, history: Option<std::path::PathBuf>
         eprintln!("  generated in {:.0} s", started.elapsed().as_secs_f64());
     }
     // The daemon merges a day's parts once the day is `history.compact_after`
-    // (6 h) behind everything it reads: by the Monday morning the report
-    // runs, the week's days are one file each.
+    // (6 h) behind everything it reads, in both tables (the sign-ins' and
+    // the directory's): by the Monday morning the report runs, the week's
+    // days are one file each.
     // One pass: `compact` takes every other state's committed files along.
     let started = Instant::now();
     let mut merged = 0;
-    if let Some((epoch, seq)) = crate::history::files::read_committed(&dir)?.pop_last() {
-        for (_, folder) in crate::history::files::dates(&dir)? {
-            merged += crate::history::files::compact(&folder, epoch, seq, crate::history::files::READERS_WAIT)?;
+    for table in [dir.clone(), crate::history::directory::root(&dir)] {
+        if let Some((epoch, seq)) = crate::history::files::read_committed(&table)?.pop_last() {
+            for (_, folder) in crate::history::files::dates(&table)? {
+                merged += crate::history::files::compact(&folder, epoch, seq, crate::history::files::READERS_WAIT)?;
+            }
         }
     }
     if merged > 0 {

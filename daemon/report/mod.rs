@@ -685,16 +685,17 @@ pub fn build(req: &Request) -> anyhow::Result<Report> {
     let mut covered: Vec<Option<Covered>> = states
         .iter()
         .zip(weeks.iter().zip(&newest))
-        .map(|(states, (week, newest))| {
-            states.as_ref().map(|s| coverage_of(s, *week, *newest, req.registration_grace_days))
+        .map(|(states, (week, newest))| match states {
+            PeriodUsers::States(s) => Some(coverage_of(s, *week, *newest, req.registration_grace_days)),
+            PeriodUsers::Empty | PeriodUsers::Counted { .. } => None,
         })
         .collect();
     // A period the history covers only in part (its first hours) is no
     // point of the trend: a few minutes of sign-ins make 100 % or 0 %.
     // The report's own period is always shown.
     let mut trend = Vec::with_capacity(weeks.len());
-    for (k, (week, cov)) in weeks.iter().zip(&covered).enumerate() {
-        let ratio = cov.as_ref().and_then(|(c, ..)| c.coverage_ratio);
+    for (k, (week, (users, cov))) in weeks.iter().zip(states.iter().zip(&covered)).enumerate() {
+        let ratio = users.ratio(cov.as_ref());
         let whole = k + 1 == weeks.len() || spans[k].covers(*week);
         trend.push((week.short_label(), ratio.filter(|_| whole)));
     }

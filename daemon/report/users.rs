@@ -51,10 +51,34 @@ impl Piece {
     }
 }
 
-/// Each period's users (`None` for a past period without sign-ins), what
-/// the history holds of each period, and the weeks made for the rollup.
+/// What a period's users are worked out to.
+pub(super) enum PeriodUsers {
+    /// A past period without sign-ins: not worked out.
+    Empty,
+    /// An earlier point of the trend: only how many users were covered and
+    /// uncovered in it (the ratio), as [`coverage_of`] would count them.
+    Counted { covered: u64, uncovered: u64 },
+    /// Every user's state: the report's period and the one before it, which
+    /// the report compares with.
+    States(UserStates),
+}
+
+impl PeriodUsers {
+    /// Its coverage ratio, for the trend (`full`: the coverage of its
+    /// states, when it has them).
+    pub(super) fn ratio(&self, full: Option<&Covered>) -> Option<f64> {
+        match self {
+            PeriodUsers::Empty => None,
+            PeriodUsers::Counted { covered, uncovered } => ratio(*covered, *uncovered),
+            PeriodUsers::States(_) => full.and_then(|(c, ..)| c.coverage_ratio),
+        }
+    }
+}
+
+/// Each period's users, what the history holds of each period, and the
+/// weeks made for the rollup.
 pub(super) struct Folded {
-    pub(super) states: Vec<Option<UserStates>>,
+    pub(super) states: Vec<PeriodUsers>,
     pub(super) spans: Vec<Span>,
     pub(super) made: Vec<(NaiveDate, rollup::Summed)>,
     /// Each period's counted MFA sign-ins by strength.
@@ -74,6 +98,13 @@ pub(super) struct Folded {
 /// history's length. The fold is associative, so a week of the rollup —
 /// the fold of its days, which no period begins inside of — stands for its
 /// days, and a week made here is folded the same way as one read back.
+///
+/// Only the last two periods get every user's state: the earlier ones are
+/// points of the trend, whose ratio counts only the users with sign-ins in
+/// the period (their sums and their newest `excluded` are the period's own),
+/// so they are folded only for what the days after them need (who exists,
+/// the last MFA), and their registration failures are left for the next
+/// period's (pruning them is exact: see `rollup::prune_failures`).
 ///
 /// `keep_last`: the last period is an ISO week to make for the rollup too.
 pub(super) fn user_states(
@@ -135,12 +166,18 @@ pub(super) fn user_states(
             if !within.is_empty() {
                 before = Some(values_only(fold(before.into_iter().chain(within).collect())?)?);
             }
-            out.states.push(None);
+            out.states.push(PeriodUsers::Empty);
             continue;
         }
         let frames: Vec<DataFrame> = before.into_iter().chain(within).collect();
         anyhow::ensure!(!frames.is_empty(), "no sign-ins up to {}", w.to);
         let states = fold(frames)?;
+        if k + 2 < windows.len() {
+            let (covered, uncovered) = covered_and_uncovered(&states)?;
+            before = Some(values_only(states)?);
+            out.states.push(PeriodUsers::Counted { covered, uncovered });
+            continue;
+        }
         // What the window's days leave for the next: the values, not the sums,
         // and the failures that can still matter.
         let values = values_only(states.clone())?;
@@ -159,7 +196,7 @@ pub(super) fn user_states(
                 .collect()?
         };
         before = Some(values);
-        out.states.push(Some(UserStates { df }));
+        out.states.push(PeriodUsers::States(UserStates { df }));
     }
     Ok(out)
 }
@@ -167,6 +204,23 @@ pub(super) fn user_states(
 /// A day's place in the fold: later days are newer.
 fn order_of(date: NaiveDate) -> i32 {
     date.num_days_from_ce()
+}
+
+/// How many of the users of `states` (a period's fold) were covered and
+/// uncovered over it: what [`coverage_of`] counts, without the rest.
+fn covered_and_uncovered(states: &DataFrame) -> PolarsResult<(u64, u64)> {
+    let counted = |cond: Expr, name: &str| cond.cast(DataType::UInt64).sum().alias(name);
+    let included = col(part::EXCLUDED).fill_null(lit(false)).not();
+    let outside = (col(part::SINGLE_FACTOR) + col(part::LEGACY)).gt(lit(0u64));
+    let df = states
+        .clone()
+        .lazy()
+        .select([
+            counted(included.clone().and(outside.clone()), "uncovered"),
+            counted(included.and(outside.not()).and(col(part::COUNTED).gt(lit(0u64))), "covered"),
+        ])
+        .collect()?;
+    Ok((u64_of(&df, "covered", 0), u64_of(&df, "uncovered", 0)))
 }
 
 /// One date folder's sign-ins summed up: its users' partial (rows before
@@ -396,4 +450,39 @@ pub(super) fn coverage_of(states: &UserStates, w: Window, newest_ms: i64, grace_
     });
     pending.sort_by(|a, b| (a.since, &a.upn).cmp(&(b.since, &b.upn)));
     (cov, cells, uncovered, pending, each)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_past_period_counts_the_covered_and_uncovered_users_as_its_full_coverage_does() {
+        // Excluded (set, unset, unknown) × single-factor, legacy, counted:
+        // every case of `coverage_of`, a user with none of them being one
+        // the period's fold knows only from the days before it.
+        let (mut keys, mut excluded_of, mut sf_of, mut legacy_of, mut counted_of) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::<u64>::new());
+        for excluded in [Some(true), Some(false), None] {
+            for (sf, legacy, counted) in [(0u64, 0u64, 0u64), (0, 0, 3), (1, 0, 1), (0, 2, 2), (1, 1, 2)] {
+                keys.push(format!("u{}", keys.len()));
+                excluded_of.push(excluded);
+                sf_of.push(sf);
+                legacy_of.push(legacy);
+                counted_of.push(counted);
+            }
+        }
+        let df = df!(
+            c::USER_KEY => keys,
+            part::EXCLUDED => excluded_of,
+            part::SINGLE_FACTOR => sf_of,
+            part::LEGACY => legacy_of,
+            part::COUNTED => counted_of,
+        )
+        .unwrap();
+        let week = Window::iso_week("2025-W26").unwrap();
+        let (full, ..) = coverage_of(&UserStates { df: df.clone() }, week, midnight_ms(week.to), 14);
+        assert_eq!((full.covered, full.uncovered), (2, 6));
+        assert_eq!(covered_and_uncovered(&df).unwrap(), (full.covered, full.uncovered));
+    }
 }
