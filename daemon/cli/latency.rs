@@ -251,6 +251,7 @@ fn bare_consumer(
     bootstrap: &str,
     topic: &str,
     heard: Arc<Mutex<HashMap<u64, i64>>>,
+    probes: Arc<Mutex<HashMap<u64, i64>>>,
     read: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -265,13 +266,11 @@ fn bare_consumer(
     while !stop.load(Ordering::Relaxed) {
         let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) else { continue };
         read.fetch_add(1, Ordering::Relaxed);
-        if let Some(n) = message
-            .key()
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .and_then(|k| k.strip_prefix("plant-"))
-            .and_then(|n| n.parse().ok())
-        {
-            heard.lock().expect("not poisoned").insert(n, now_ms());
+        let key = message.key().and_then(|k| std::str::from_utf8(k).ok()).unwrap_or("");
+        for (prefix, heard) in [("plant-", &heard), ("probe-", &probes)] {
+            if let Some(n) = key.strip_prefix(prefix).and_then(|n| n.parse().ok()) {
+                heard.lock().expect("not poisoned").insert(n, now_ms());
+            }
         }
     }
     Ok(())
@@ -359,13 +358,20 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
             .spawn(move || crate::source::kafka::consume(&config, progress, source, None, &stop))?
     };
     let heard_bare: Arc<Mutex<HashMap<u64, i64>>> = Default::default();
+    let probes_bare: Arc<Mutex<HashMap<u64, i64>>> = Default::default();
     let bare_read = Arc::new(AtomicU64::new(0));
     let bare = {
-        let (bootstrap, topic, heard, read, stop) =
-            (bootstrap.clone(), topic.clone(), heard_bare.clone(), bare_read.clone(), stop.clone());
+        let (bootstrap, topic, heard, probes, read, stop) = (
+            bootstrap.clone(),
+            topic.clone(),
+            heard_bare.clone(),
+            probes_bare.clone(),
+            bare_read.clone(),
+            stop.clone(),
+        );
         std::thread::Builder::new()
             .name("bare-consumer".into())
-            .spawn(move || bare_consumer(&bootstrap, &topic, heard, read, stop))?
+            .spawn(move || bare_consumer(&bootstrap, &topic, heard, probes, read, stop))?
     };
     let am_poller = args.alertmanager.clone().map(|url| {
         let (heard, stop) = (heard_am.clone(), stop.clone());
@@ -405,16 +411,34 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         args.rate,
         if args.outage > 0 { format!(", the webhook down {} s from 10 s in", args.outage) } else { String::new() }
     );
-    // The warm-up lasts until both consumers are reading (a group join on a
-    // real broker takes seconds): planted sign-ins start then.
+    // The warm-up lasts until both consumers have caught up (a group join
+    // on a real broker takes seconds, and each then reads what it missed):
+    // a probe — a legacy-auth success of a user of its own — is sent every
+    // half second, and planted sign-ins start once one has reached both the
+    // bare consumer and the webhook within a second of being sent.
     let mut warm: Option<Duration> = None;
+    let mut probes: Vec<i64> = Vec::new();
+    let probe_upn = |k: usize| format!("lat-probe-{k}@contoso.example");
     while warm.is_none_or(|w| started.elapsed() < w + Duration::from_secs(plants)) {
         let elapsed = started.elapsed();
         if warm.is_none() {
-            if elapsed >= WARM_UP && handles.metrics.messages_read() >= 20 && bare_read.load(Ordering::Relaxed) >= 20 {
+            if probes.len() < 1 + (elapsed.as_millis() / 500) as usize {
+                let (k, ms) = (probes.len(), now_ms());
+                let record = sign_in(&format!("probe-{k}"), &probe_upn(k), ms, "IMAP4", 0, false);
+                send(&envelope(&[record]), &format!("probe-{k}"), ms, (k % 2) as i32);
+                probes.push(ms);
+            }
+            let (webhook, bare) =
+                (heard_webhook.lock().expect("not poisoned"), probes_bare.lock().expect("not poisoned"));
+            let caught_up = probes.iter().enumerate().any(|(k, &sent)| {
+                let hook = webhook.get(&(probe_upn(k), Plant::Legacy.rule().to_owned()));
+                hook.is_some_and(|&at| at - sent <= 1000) && bare.get(&(k as u64)).is_some_and(|&at| at - sent <= 1000)
+            });
+            drop((webhook, bare));
+            if elapsed >= WARM_UP && caught_up {
                 warm = Some(elapsed);
             } else {
-                anyhow::ensure!(elapsed < Duration::from_secs(120), "the consumers were not reading after 120 s");
+                anyhow::ensure!(elapsed < Duration::from_secs(120), "the consumers had not caught up after 120 s");
             }
         }
         let since_warm = warm.map(|w| elapsed - w);
@@ -616,6 +640,26 @@ fn report(
             .filter_map(|p| Some(p.webhook_ms? - p.bare_ms?))
             .collect(),
     );
+    // Where the slowest were: the n-th planted (seconds into the planting), its rule.
+    let mut slowest: Vec<(i64, usize, &Planted)> = planted
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !during_outage(p))
+        .filter_map(|(n, p)| Some((p.webhook_ms? - p.bare_ms?, n, p)))
+        .collect();
+    slowest.sort_unstable_by_key(|&(added, n, _)| (std::cmp::Reverse(added), n));
+    let named: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|(added, n, p)| {
+            format!(
+                "#{n} {} +{added} ms{}",
+                p.kind.rule(),
+                if in_checkpoint(p, p.webhook_ms) { " (checkpoint)" } else { "" }
+            )
+        })
+        .collect();
+    println!("  slowest (own part): {}", named.join(", "));
     if args.alertmanager.is_some() {
         row(
             "mfawatch → Alertmanager API (polled every 20 ms)",
