@@ -241,7 +241,7 @@ impl History {
             match done {
                 Ok((rows, bytes)) => self.ctx.metrics.history_part(rows, bytes),
                 Err((Some(part), e)) => {
-                    let e = e.context(format!("cannot write the history in {}", part.folder.display()));
+                    let e = e.context(part.cannot_write());
                     self.unwritten.push(part);
                     self.failed.get_or_insert(e);
                 }
@@ -293,6 +293,13 @@ struct Part {
     data: Data,
 }
 
+impl Part {
+    /// What an error writing it is said with.
+    fn cannot_write(&self) -> String {
+        format!("cannot write the history in {}", self.folder.display())
+    }
+}
+
 /// A part's rows: as buffered, or (after a failed write) as a frame already.
 enum Data {
     Rows(Box<Rows>),
@@ -342,17 +349,15 @@ impl Writer {
                     Data::Frame(frame) => Ok(frame),
                 };
                 let result = frame.and_then(|mut frame| {
-                    let written = create_dir_durable(&part.folder).map_err(anyhow::Error::from).and_then(|()| {
-                        files::write_parquet(&part.folder.join(part.name.file()), &mut frame, files::Zstd::Fast)
-                    });
+                    let written = create_dir_durable(&part.folder)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| files::write_parquet(&path, &mut frame, files::Zstd::Fast));
                     part.data = Data::Frame(frame);
                     written.map(|bytes| (part.rows, bytes))
                 });
                 match &result {
                     Ok(_) => failed.remove(&path),
-                    Err(e) => {
-                        failed.insert(path, format!("cannot write the history in {}: {e:#}", part.folder.display()))
-                    }
+                    Err(e) => failed.insert(path, format!("{}: {e:#}", part.cannot_write())),
                 };
                 if tx.send(result.map_err(|e| (Some(part), e))).is_err() {
                     return;
